@@ -1,0 +1,37 @@
+"""The one exception tree of dedupd. Every message names the file or setting and what to do."""
+
+from __future__ import annotations
+
+
+class DedupdError(Exception):
+    """Base class of every error dedupd raises on purpose."""
+
+
+class ConfigError(DedupdError, ValueError):
+    """The configuration is invalid; the message lists every problem found."""
+
+
+class ImageDecodeError(DedupdError):
+    """A file could not be decoded as a supported image.
+
+    Attributes:
+        path: the file (str), or ``"<array>"`` for in-memory input.
+        reason: short human-readable cause (``"truncated image"``, ``"unsupported format GIF"``...).
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot decode {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class StoreError(DedupdError):
+    """The LMDB store cannot be opened or has an incompatible layout."""
+
+
+class ModelUnavailableError(DedupdError):
+    """CNN weights or torch are missing; the message says how to provide them."""
+
+
+class ProtocolError(DedupdError):
+    """A socket request or response does not follow the protocol."""
