@@ -1,0 +1,34 @@
+# dedupd developer entry points. Everything installs into ./.venv; nothing is needed beforehand
+# but python3 (3.11+) with venv, and the package index.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+DEDUPD  := $(VENV)/bin/dedupd
+EXTRAS  ?= cnn,offline-model,test
+DEMO    ?= .demo
+
+.PHONY: run demo test test-fast bench install clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## run: set up, generate a demo folder from the shared corpus, start the daemon on it, show duplicates
+run demo: $(VENV)/.installed
+	$(PY) -m dedupd.demo --dir $(DEMO)
+
+## test: the whole test suite (what CI runs)
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -m "not slow"
+
+bench: $(VENV)/.installed
+	$(PY) bench/bench_library.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache build *.egg-info
