@@ -1,0 +1,298 @@
+"""The ``dedupd`` command: the daemon (``run``), a one-shot ``scan``, and the socket client commands.
+
+Exit codes: 0 ok, 1 error, 2 daemon not running / usage, 3 duplicate found (``query
+--fail-on-duplicate``). Only this module and the daemon call ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from dedupd import __version__
+from dedupd.client import DEFAULT_SOCKET, ApiError, Client, DaemonNotRunning
+
+EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_DUPLICATE = 0, 1, 2, 3
+
+
+def _load_config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
+    from dedupd.daemon.config import load_config
+
+    path = args.config or os.environ.get("DEDUPD_CONFIG")
+    return load_config(path, overrides={**(overrides or {}), **_common_overrides(args)})
+
+
+def _common_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if getattr(args, "log_level", None):
+        out["log.level"] = args.log_level
+    return out
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    if args.socket:
+        return args.socket
+    if os.environ.get("DEDUPD_SOCKET_PATH"):
+        return os.environ["DEDUPD_SOCKET_PATH"]
+    if args.config or os.environ.get("DEDUPD_CONFIG"):
+        try:
+            return _load_config(args).socket_path
+        except Exception:
+            pass
+    return DEFAULT_SOCKET
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+# -- daemon and scan ------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dedupd.daemon import log
+    from dedupd.daemon.service import Daemon
+
+    config = _load_config(args)
+    log.setup(config.log.level, config.log.format)
+    daemon = Daemon(config, config_loader=lambda: _load_config(args))
+    daemon.install_signals()
+    daemon.run()
+    return EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    import time
+
+    from dedupd.daemon import log
+    from dedupd.daemon.service import Daemon
+
+    overrides: dict[str, Any] = {}
+    if args.dirs:
+        overrides["roots"] = [os.path.abspath(d) for d in args.dirs]
+    if args.report_dir:
+        overrides["report_dir"] = os.path.abspath(args.report_dir)
+    if args.store_dir:
+        overrides["store_dir"] = os.path.abspath(args.store_dir)
+    config = _load_config(args, overrides)
+    log.setup(args.log_level or ("warning" if sys.stderr.isatty() else config.log.level), config.log.format)
+    tty = sys.stderr.isatty()
+    t0 = time.monotonic()
+
+    def progress(s: dict[str, Any]) -> None:
+        if tty:
+            p = s["reconcile_progress"]
+            sys.stderr.write(f"\rscanning: {p.get('walked', 0)} found, {s['files']} indexed, {s['queued']} queued   ")
+            sys.stderr.flush()
+
+    daemon = Daemon(config, serve=False, watch=False)
+    daemon.install_signals()
+    status = daemon.scan_once(progress)
+    if tty:
+        sys.stderr.write("\n")
+    status["elapsed_s"] = round(time.monotonic() - t0, 2)
+    status["report_dir"] = config.report_dir
+    if args.json:
+        _print_json(status)
+    else:
+        print(f"{status['files']} images indexed ({status['decoded']} decoded, {status['reused']} reused), "
+              f"{status['unreadable']} unreadable")
+        print(f"{status['groups']} duplicate groups, {status['duplicates']} duplicates, "
+              f"{status['quarantined']} quarantined in {status['elapsed_s']} s")
+        print(f"reports: {config.report_dir}/duplicates.json, groups.json, events.jsonl")
+    return EXIT_OK
+
+
+# -- client commands --------------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    s = Client(_socket_path(args)).get("/v1/status")
+    if args.json:
+        _print_json(s)
+        return EXIT_OK
+    p = s.get("reconcile_progress", {})
+    rows = [("state", s["state"]), ("files", s["files"]), ("encoded", s["encoded"]), ("decoded", s["decoded"]),
+            ("unreadable", s["unreadable"]), ("queued", s["queued"]), ("groups", s["groups"]),
+            ("quarantined", s.get("quarantined", 0)),
+            ("reconcile", f"{p.get('walked', 0)} walked, {'done' if p.get('done') else 'running'}"),
+            ("uptime", f"{s['uptime_s']} s"), ("store", f"{s['store_bytes']} bytes")]
+    for k, v in rows:
+        print(f"{k:12s} {v}")
+    return EXIT_OK
+
+
+def _score(m: dict[str, Any]) -> str:
+    if "similarity" in m:
+        return f"{m['method']} similarity {m['similarity']:.3f}"
+    return f"{m['method']} distance {m['distance']}"
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    client = Client(_socket_path(args))
+    results = []
+    for path in args.paths:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            print(f"dedupd: cannot read {path}: {exc.strerror}", file=sys.stderr)
+            return EXIT_ERROR
+        try:
+            res = client.query_bytes(data)
+        except ApiError as exc:
+            res = {"error": exc.error, "detail": exc.detail, "duplicates": []}
+        results.append({"path": path, **res})
+    found = any(r.get("duplicates") for r in results)
+    if args.json:
+        _print_json(results if len(results) > 1 else results[0])
+    else:
+        for r in results:
+            if r.get("error"):
+                print(f"{r['path']}: {r['error']}: {r['detail']}")
+            elif not r["duplicates"]:
+                print(f"{r['path']}: no duplicates")
+            else:
+                print(f"{r['path']}: {len(r['duplicates'])} duplicate(s)")
+                for m in r["duplicates"]:
+                    print(f"  {m['path']}  ({_score(m)})")
+    return EXIT_DUPLICATE if (found and args.fail_on_duplicate) else EXIT_OK
+
+
+def cmd_groups(args: argparse.Namespace) -> int:
+    data = Client(_socket_path(args)).get("/v1/groups", offset=args.offset, limit=args.limit)
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
+    print(f"{data['total']} groups")
+    for g in data["groups"]:
+        print(f"[{g['id']}] keep {g['keep']['path']}")
+        for d in g["duplicates"]:
+            how = _score(d) if d.get("direct") else f"via {d.get('via')}"
+            print(f"    dup  {d['path']}  ({how})")
+    return EXIT_OK
+
+
+def cmd_simple_post(endpoint: str):
+    def run(args: argparse.Namespace) -> int:
+        res = Client(_socket_path(args)).post(endpoint)
+        _print_json(res) if args.json else print(res.get("detail", "ok"))
+        return EXIT_OK
+
+    return run
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    if not args.all and not args.paths:
+        print("dedupd restore: give --all or one or more paths", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    payload = {"all": True} if args.all else {"paths": [os.path.abspath(p) for p in args.paths]}
+    try:
+        res = Client(_socket_path(args)).post("/v1/restore", payload)
+    except DaemonNotRunning:
+        if not (args.config or os.environ.get("DEDUPD_CONFIG")):
+            raise
+        res = _restore_offline(args, payload)
+    if args.json:
+        _print_json(res)
+    else:
+        for r in res["results"]:
+            print(f"{'restored' if r['ok'] else 'NOT restored'}: {r['path']}" + ("" if r["ok"] else f" ({r['detail']})"))
+        print(f"{res['restored']} file(s) restored")
+    return EXIT_OK if all(r["ok"] for r in res["results"]) else EXIT_ERROR
+
+
+def _restore_offline(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
+    """Restore without a daemon: take the store's writer lock and move the files back."""
+    from dedupd.daemon.quarantine import Quarantine
+    from dedupd.daemon.store import Store
+
+    config = _load_config(args)
+    with Store.open(config.store_dir, lock=True) as store:
+        outcomes = Quarantine(config, store).restore(None if payload.get("all") else payload["paths"])
+    results = [{"path": o.path, "ok": o.ok, "detail": o.detail} for o in outcomes]
+    return {"results": results, "restored": sum(r["ok"] for r in results)}
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    data = Client(_socket_path(args)).get("/v1/quarantine")
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
+    for e in data["entries"]:
+        print(f"#{e['id']:<5} {e['state']:9s} {e['origin']} -> {e['dest']}  (kept {e['keeper']}; {e['reason']})")
+    print(f"{len(data['entries'])} entries")
+    return EXIT_OK
+
+
+# -- parser -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dedupd", description="Find exact and near-duplicate images, and keep "
+                                "finding them while folders change.")
+    p.add_argument("--version", action="version", version=f"dedupd {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", help="YAML config file (default: $DEDUPD_CONFIG)")
+    common.add_argument("--socket", help=f"daemon socket (default: from --config, else {DEFAULT_SOCKET})")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", parents=[common], help="run the daemon (watch, index, report/quarantine)").set_defaults(
+        func=cmd_run)
+    s = sub.add_parser("scan", parents=[common], help="one-shot: index folders, write reports, exit")
+    s.add_argument("dirs", nargs="*", metavar="DIR", help="folders to scan (default: the config's roots)")
+    s.add_argument("--report-dir", help="where to write duplicates.json / groups.json")
+    s.add_argument("--store-dir", help="LMDB store (re-runs are incremental)")
+    s.set_defaults(func=cmd_scan)
+    sub.add_parser("status", parents=[common], help="daemon state and counters").set_defaults(func=cmd_status)
+    q = sub.add_parser("query", parents=[common], help="is this file a duplicate of an indexed one?")
+    q.add_argument("paths", nargs="+", metavar="PATH")
+    q.add_argument("--fail-on-duplicate", action="store_true", help="exit 3 when a duplicate is found")
+    q.set_defaults(func=cmd_query)
+    g = sub.add_parser("groups", parents=[common], help="list duplicate groups")
+    g.add_argument("--offset", type=int, default=0)
+    g.add_argument("--limit", type=int, default=100)
+    g.set_defaults(func=cmd_groups)
+    sub.add_parser("rescan", parents=[common], help="walk the roots again now").set_defaults(
+        func=cmd_simple_post("/v1/rescan"))
+    sub.add_parser("reload", parents=[common], help="re-read the config (like SIGHUP)").set_defaults(
+        func=cmd_simple_post("/v1/reload"))
+    r = sub.add_parser("restore", parents=[common], help="move quarantined files back")
+    r.add_argument("paths", nargs="*", metavar="PATH")
+    r.add_argument("--all", action="store_true", help="restore every quarantined file")
+    r.set_defaults(func=cmd_restore)
+    qu = sub.add_parser("quarantine", parents=[common], help="quarantine manifest")
+    qu.add_argument("action", choices=["list"], nargs="?", default="list")
+    qu.set_defaults(func=cmd_quarantine)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DaemonNotRunning as exc:
+        print(f"dedupd: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except ApiError as exc:
+        print(f"dedupd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from dedupd.errors import DedupdError
+
+        if isinstance(exc, DedupdError):
+            print(f"dedupd: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""Daemon configuration: YAML file + ``DEDUPD_*`` environment + CLI overrides → one frozen Config.
+
+Loading has no side effects (no directory is created, nothing is logged); it only reads the
+file and ``stat``\\ s the paths it validates. Every problem is collected and reported at once in
+one :class:`~dedupd.errors.ConfigError`, each line naming the key path and what to do.
+
+Precedence (lowest to highest): built-in defaults, the YAML file, ``DEDUPD_*`` variables, CLI
+overrides. All three feed the same raw mapping before validation (see :mod:`.config_check`).
+
+Default locations (deterministic; computed from the environment mapping passed in):
+
+* ``state`` = ``$STATE_DIRECTORY`` (first entry; set by systemd's ``StateDirectory=``), else
+  ``$XDG_STATE_HOME/dedupd``, else ``$HOME/.local/state/dedupd``.
+* ``store_dir`` = ``state/store``; ``report_dir`` = ``state/reports``.
+* ``socket_path`` = ``$RUNTIME_DIRECTORY/dedupd.sock`` (systemd's ``RuntimeDirectory=``), else
+  ``$XDG_RUNTIME_DIR/dedupd/dedupd.sock``, else ``state/dedupd.sock``.
+
+Relative paths in the file are resolved against the file's directory; relative paths given by
+environment variables or CLI overrides against the current directory. ``~`` is expanded.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import pwd
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from dedupd.daemon.config_values import path_inside
+from dedupd.errors import ConfigError
+
+#: Bump when a hash algorithm or its preprocessing changes: stored hashes then re-encode lazily.
+ENCODER_VERSION = 1
+
+HASH_METHOD_NAMES: tuple[str, ...] = ("phash", "dhash", "ahash", "whash")
+CNN_MODEL_NAMES: tuple[str, ...] = ("mobilenet_v3_small", "efficientnet_lite0")
+KEEP_RULE_NAMES: tuple[str, ...] = (
+    "largest_pixels", "largest_file", "oldest_mtime", "newest_mtime", "shortest_path",
+)
+#: imagededup's defaults: max Hamming distance 10, min cosine similarity 0.9.
+DEFAULT_HASH_THRESHOLD = 10
+DEFAULT_CNN_THRESHOLD = 0.9
+#: Mirrors ``dedupd.imaging.IMAGE_EXTENSIONS`` (not imported: the CLI must not pull in PIL).
+DEFAULT_INCLUDE: tuple[str, ...] = tuple(
+    f"*{ext}" for ext in (
+        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".mpo", ".ppm", ".pgm", ".pbm", ".pnm",
+        ".tif", ".tiff", ".gif", ".webp", ".heic", ".heif", ".avif",
+    )
+)
+#: Names that uploads, browsers, editors and sync tools use while a file is still being written.
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    ".*", "*~", "*.part", "*.partial", "*.tmp", "*.temp", "*.crdownload", "*.download", "*.swp",
+)
+DEFAULT_KEEP: tuple[str, ...] = ("largest_pixels", "largest_file", "oldest_mtime")
+
+
+@dataclass(frozen=True)
+class RootConfig:
+    """A watched directory (absolute) and whether its subdirectories are watched too."""
+
+    path: str
+    recursive: bool = True
+
+
+@dataclass(frozen=True)
+class CnnConfig:
+    """The CNN method: backbone name or TorchScript path, min cosine similarity, weights file."""
+
+    model: str
+    threshold: float = DEFAULT_CNN_THRESHOLD
+    weights: str | None = None
+
+    @property
+    def model_id(self) -> str:
+        """Identity of the vectors this model produces (stored in the store's ``meta``)."""
+        return self.model if self.weights is None else f"{self.model}@{self.weights}"
+
+
+@dataclass(frozen=True)
+class KeepRule:
+    """One keep rule: ``kind`` is a name of :data:`KEEP_RULE_NAMES` or ``"prefer"`` (with ``pattern``).
+
+    ``prefer`` patterns are fnmatch globs on the absolute path (``*`` also matches ``/``), so
+    ``"*/originals/*"`` prefers every file under a directory called ``originals``.
+    """
+
+    kind: str
+    pattern: str | None = None
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Log output: ``format`` auto (JSON unless stderr is a terminal) | json | console; ``level``."""
+
+    format: str = "auto"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated daemon configuration. Build it with :func:`load_config` or :meth:`from_mapping`."""
+
+    roots: tuple[RootConfig, ...]
+    store_dir: str
+    report_dir: str
+    socket_path: str
+    socket_mode: int = 0o660
+    socket_group: str | int | None = None
+    policy: str = "report"
+    quarantine_dir: str | None = None
+    hash_thresholds: tuple[tuple[str, int], ...] = (("phash", DEFAULT_HASH_THRESHOLD),)
+    cnn: CnnConfig | None = None
+    match: str = "any"
+    keep: tuple[KeepRule, ...] = tuple(KeepRule(k) for k in DEFAULT_KEEP)
+    include: tuple[str, ...] = DEFAULT_INCLUDE
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    settle_ms: int = 1000
+    workers: int = 1
+    rescan_interval_s: float = 3600.0
+    decode: str = "exact"
+    exif_transpose: bool = False
+    log: LogConfig = LogConfig()
+    source: str | None = None
+
+    @classmethod
+    def from_mapping(
+        cls,
+        data: Any,
+        *,
+        base_dir: str | None = None,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        source: str | None = None,
+    ) -> Config:
+        """Validate an already parsed mapping (e.g. ``yaml.safe_load`` output).
+
+        Args:
+            data: the top-level mapping (``None`` = empty).
+            base_dir: directory that relative paths in ``data`` are resolved against (default: cwd).
+            env: environment for ``DEDUPD_*`` overrides and default paths (default: ``os.environ``).
+            overrides: CLI overrides keyed by dotted path (``"log.level"``); ``None`` values are ignored.
+            source: name of the file ``data`` came from, used in error messages.
+
+        Raises:
+            ConfigError: listing every problem found.
+        """
+        from dedupd.daemon.config_check import build_fields
+
+        env = os.environ if env is None else env
+        fields = build_fields(data, base_dir or os.getcwd(), env, overrides or {}, default_paths(env), source)
+        return cls(**fields, source=source)
+
+    def hash_methods(self) -> dict[str, int]:
+        """Configured hash methods → max Hamming distance."""
+        return dict(self.hash_thresholds)
+
+    def excluded_dirs(self) -> tuple[str, ...]:
+        """Directories never watched or scanned, even inside a root: store, report, quarantine."""
+        dirs = (self.store_dir, self.report_dir, self.quarantine_dir)
+        return tuple(d for d in dirs if d is not None)
+
+    def hash_params_id(self) -> str:
+        """Identity of the hash values this config produces (decode options change the pixels)."""
+        return f"v{ENCODER_VERSION}:decode={self.decode}:exif={int(self.exif_transpose)}"
+
+    def cnn_model_id(self) -> str | None:
+        """Identity of the CNN vectors this config produces, or None without a CNN method."""
+        if self.cnn is None:
+            return None
+        return f"{self.cnn.model_id}:decode={self.decode}:exif={int(self.exif_transpose)}"
+
+    def in_excluded_dir(self, path: str) -> bool:
+        """True when absolute ``path`` is one of :meth:`excluded_dirs` or lies inside one."""
+        return any(path_inside(d, path) for d in self.excluded_dirs())
+
+    def wants_file(self, path: str) -> bool:
+        """True when the file at absolute ``path`` should be encoded.
+
+        Its name must match an ``include`` glob and no ``exclude`` glob (case-insensitive fnmatch on
+        the base name; a pattern containing ``/`` is matched against the whole path instead), and it
+        must not be inside :meth:`excluded_dirs`.
+        """
+        return (
+            _matches_any(path, self.include)
+            and not _matches_any(path, self.exclude)
+            and not self.in_excluded_dir(path)
+        )
+
+    def skips_dir(self, path: str) -> bool:
+        """True when the walker/watcher must not descend into directory ``path``.
+
+        That is an excluded directory, or one whose name matches an ``exclude`` glob (``.*`` skips
+        hidden directories such as ``.thumbnails``). Not meant for the roots themselves.
+        """
+        return self.in_excluded_dir(path) or _matches_any(path, self.exclude)
+
+
+def _matches_any(path: str, patterns: tuple[str, ...]) -> bool:
+    name = os.path.basename(path).lower()
+    low = path.lower()
+    return any(fnmatch.fnmatchcase(low if "/" in p else name, p.lower()) for p in patterns)
+
+
+def default_paths(env: Mapping[str, str]) -> dict[str, str]:
+    """Default ``store_dir``, ``report_dir`` and ``socket_path`` for ``env`` (see module docstring).
+
+    Relative values of the XDG variables are ignored, as the XDG base-directory spec requires.
+    """
+
+    def absolute(name: str) -> str | None:
+        value = env.get(name, "").split(":")[0]
+        return value if os.path.isabs(value) else None
+
+    home = env.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+    xdg_state = absolute("XDG_STATE_HOME")
+    state = absolute("STATE_DIRECTORY") or os.path.join(
+        xdg_state or os.path.join(home, ".local", "state"), "dedupd"
+    )
+    runtime = absolute("RUNTIME_DIRECTORY")
+    xdg_runtime = absolute("XDG_RUNTIME_DIR")
+    if runtime:
+        socket = os.path.join(runtime, "dedupd.sock")
+    elif xdg_runtime:
+        socket = os.path.join(xdg_runtime, "dedupd", "dedupd.sock")
+    else:
+        socket = os.path.join(state, "dedupd.sock")
+    return {
+        "store_dir": os.path.normpath(os.path.join(state, "store")),
+        "report_dir": os.path.normpath(os.path.join(state, "reports")),
+        "socket_path": os.path.normpath(socket),
+    }
+
+
+def load_config(
+    path: str | os.PathLike[str] | None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Read the YAML file at ``path`` (``None``: no file, defaults + env + overrides) and validate.
+
+    Args:
+        path: the config file; its directory anchors relative paths inside it.
+        env: environment for ``DEDUPD_*`` overrides and default paths (default: ``os.environ``).
+        overrides: CLI overrides keyed by dotted path (``{"store_dir": ..., "log.level": "debug"}``).
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or any value is invalid (all listed).
+    """
+    if path is None:
+        return Config.from_mapping({}, env=env, overrides=overrides)
+    name = os.path.abspath(os.fsdecode(path))
+    try:
+        with open(name, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {name}: {exc.strerror or exc}; check the path") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {name} is not UTF-8 text ({exc.reason})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {name} is not valid YAML: {exc}") from exc
+    return Config.from_mapping(data, base_dir=os.path.dirname(name), env=env, overrides=overrides, source=name)

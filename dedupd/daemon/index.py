@@ -1,0 +1,315 @@
+"""The daemon's in-memory match state: BK-trees, the embedding matrix and the duplicate graph.
+
+Everything is keyed by *content digest* first: byte-identical copies share one tree entry and one
+vector, and are duplicates of each other by definition. The graph between digests (``Evidence``
+per matched pair) is kept up to date on every add/remove, so reports and queries never rescan.
+The index is a cache of the store: it can always be rebuilt from it, and is only updated after the
+store commit. One ``RLock`` guards it; readers (the socket server) take it briefly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dedupd.core import hamming
+from dedupd.core.bktree import BKTree
+from dedupd.core.vectors import VectorIndex
+
+EXACT = "exact"
+
+
+@dataclass(frozen=True)
+class Matching:
+    """Duplicate rule: hash thresholds (max Hamming), optional CNN min similarity, any/all."""
+
+    hashes: Mapping[str, int]
+    cnn: float | None = None
+    mode: str = "any"
+
+    @property
+    def methods(self) -> list[str]:
+        return [*self.hashes, *(["cnn"] if self.cnn is not None else [])]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why two files are duplicates: the primary method and its score, plus every method's score."""
+
+    method: str
+    score: float
+    scores: Mapping[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        key = "similarity" if self.method == "cnn" else "distance"
+        return {"method": self.method, key: self.score, "scores": dict(self.scores)}
+
+
+EXACT_EVIDENCE = Evidence(EXACT, 0, {EXACT: 0})
+
+
+@dataclass
+class FileInfo:
+    """What the index keeps per path (for the keep-rule and reports)."""
+
+    digest: bytes
+    size: int
+    mtime_ns: int
+    width: int
+    height: int
+
+
+@dataclass
+class _Content:
+    hashes: dict[str, int]
+    has_vector: bool
+    paths: set[str] = field(default_factory=set)
+
+
+class MatchIndex:
+    """Incremental duplicate graph over indexed files."""
+
+    def __init__(self, matching: Matching) -> None:
+        self.lock = threading.RLock()
+        self.matching = matching
+        self.files: dict[str, FileInfo] = {}
+        self._contents: dict[bytes, _Content] = {}
+        self._graph: dict[bytes, dict[bytes, Evidence]] = {}
+        self._trees: dict[str, BKTree] = {m: BKTree() for m in matching.hashes}
+        self._vectors: VectorIndex | None = None
+
+    # -- evidence ---------------------------------------------------------------------------
+
+    def _evidence(self, a: Mapping[str, int], b: Mapping[str, int], sim: float | None) -> Evidence | None:
+        """Decide one pair of contents under the matching rule (None = not duplicates)."""
+        m = self.matching
+        scores: dict[str, float] = {}
+        hits: list[str] = []
+        for method, limit in m.hashes.items():
+            if method in a and method in b:
+                d = (a[method] ^ b[method]).bit_count()
+                scores[method] = d
+                if d <= limit:
+                    hits.append(method)
+        if m.cnn is not None and sim is not None:
+            scores["cnn"] = round(float(sim), 6)
+            if sim >= m.cnn:
+                hits.append("cnn")
+        ok = bool(hits) and (m.mode == "any" or len(hits) == len(m.methods))
+        if not ok:
+            return None
+        return Evidence(hits[0], scores[hits[0]], scores)
+
+    def _candidates(self, hashes: Mapping[str, int], vector: np.ndarray | None) -> dict[bytes, float | None]:
+        """Digests that may match (from trees and vectors), with their CNN similarity when known."""
+        out: dict[bytes, float | None] = {}
+        for method, limit in self.matching.hashes.items():
+            if method in hashes:
+                for key, _ in self._trees[method].search(hashes[method], limit):
+                    out.setdefault(key, None)
+        if vector is not None and self._vectors is not None and len(self._vectors):
+            assert self.matching.cnn is not None
+            thr = self.matching.cnn if self.matching.mode == "any" else -1.0
+            hits = dict(self._vectors.search(vector, thr if out or self.matching.mode == "any" else self.matching.cnn))
+            if self.matching.mode == "any":
+                for key, s in hits.items():
+                    out[key] = s
+            else:
+                for key in out:
+                    out[key] = hits.get(key, None)
+                if not self.matching.hashes:
+                    out = dict(hits)
+        return out
+
+    # -- mutation ---------------------------------------------------------------------------
+
+    def add(self, path: str, info: FileInfo, hashes: Mapping[str, int], vector: np.ndarray | None = None) -> None:
+        """Index ``path`` (replacing any previous version of it) and link it to its duplicates."""
+        with self.lock:
+            old = self.files.get(path)
+            if old is not None and old.digest != info.digest:
+                self.remove(path)
+            self.files[path] = info
+            content = self._contents.get(info.digest)
+            if content is None:
+                content = self._add_content(info.digest, dict(hashes), vector)
+            content.paths.add(path)
+
+    def _add_content(self, digest: bytes, hashes: dict[str, int], vector: np.ndarray | None) -> _Content:
+        edges: dict[bytes, Evidence] = {}
+        for other, sim in self._candidates(hashes, vector).items():
+            ev = self._evidence(hashes, self._contents[other].hashes, sim)
+            if ev is not None:
+                edges[other] = ev
+        content = _Content(hashes, vector is not None)
+        self._contents[digest] = content
+        self._graph[digest] = edges
+        for other, ev in edges.items():
+            self._graph[other][digest] = ev
+        for method, tree in self._trees.items():
+            if method in hashes:
+                tree.add(digest, hashes[method])
+        if vector is not None and self.matching.cnn is not None:
+            if self._vectors is None:
+                self._vectors = VectorIndex(dim=int(np.asarray(vector).size))
+            self._vectors.add(digest, vector)
+        return content
+
+    def remove(self, path: str) -> FileInfo | None:
+        """Forget ``path``; its content goes too when no other path has it."""
+        with self.lock:
+            info = self.files.pop(path, None)
+            if info is None:
+                return None
+            content = self._contents[info.digest]
+            content.paths.discard(path)
+            if not content.paths:
+                del self._contents[info.digest]
+                for other in self._graph.pop(info.digest, {}):
+                    self._graph[other].pop(info.digest, None)
+                for tree in self._trees.values():
+                    tree.discard(info.digest)
+                if self._vectors is not None:
+                    self._vectors.remove(info.digest)
+            return info
+
+    def rename(self, old: str, new: str) -> bool:
+        """Move an indexed path to a new name (same content: no re-encoding)."""
+        with self.lock:
+            info = self.files.pop(old, None)
+            if info is None:
+                return False
+            self.files[new] = info
+            paths = self._contents[info.digest].paths
+            paths.discard(old)
+            paths.add(new)
+            return True
+
+    def bulk_load(self, items: Iterable[tuple[str, FileInfo, Mapping[str, int], np.ndarray | None]]) -> None:
+        """Load many files at startup, building the graph with all-pairs scans instead of N queries."""
+        with self.lock:
+            vectors: dict[bytes, np.ndarray] = {}
+            for path, info, hashes, vector in items:
+                self.files[path] = info
+                content = self._contents.get(info.digest)
+                if content is None:
+                    content = self._contents[info.digest] = _Content(dict(hashes), vector is not None)
+                    if vector is not None:
+                        vectors[info.digest] = np.asarray(vector, dtype=np.float32).reshape(-1)
+                content.paths.add(path)
+            self._rebuild(vectors)
+
+    def retune(self, matching: Matching) -> None:
+        """Change thresholds/mode (config reload): rebuild the trees and the graph."""
+        with self.lock:
+            vectors = {}
+            if self._vectors is not None:
+                vectors = {k: self._vectors.get(k) for k in self._vectors.keys()}
+            self.matching = matching
+            self._trees = {m: BKTree() for m in matching.hashes}
+            self._vectors = None
+            self._rebuild(vectors)
+
+    def _rebuild(self, vectors: Mapping[bytes, np.ndarray]) -> None:
+        digests = list(self._contents)
+        self._graph = {d: {} for d in digests}
+        for method, tree in self._trees.items():
+            for d in digests:
+                if method in self._contents[d].hashes:
+                    tree.add(d, self._contents[d].hashes[method])
+        if vectors and self.matching.cnn is not None:
+            keys = [d for d in digests if d in vectors]
+            self._vectors = VectorIndex(dim=len(next(iter(vectors.values()))), capacity=max(1, len(keys)))
+            if keys:
+                self._vectors.add_many(keys, np.stack([vectors[k] for k in keys]))
+        pairs: dict[tuple[int, int], float | None] = {}
+        m = self.matching
+        for method, limit in m.hashes.items():
+            have = [k for k, d in enumerate(digests) if method in self._contents[d].hashes]
+            values = np.array([self._contents[digests[k]].hashes[method] for k in have], dtype=np.uint64)
+            i, j, _ = hamming.all_pairs(values, limit)
+            for a, b in zip(i.tolist(), j.tolist()):
+                pairs.setdefault((have[a], have[b]), None)
+        if self._vectors is not None and m.cnn is not None:
+            pos = {d: k for k, d in enumerate(digests)}
+            for a, b, s in self._vectors.pairs(m.cnn if m.mode == "any" or not m.hashes else -1.0):
+                key = (min(pos[a], pos[b]), max(pos[a], pos[b]))
+                if m.mode == "any" or key in pairs or not m.hashes:
+                    pairs[key] = s
+        for (a, b), sim in pairs.items():
+            da, db = digests[a], digests[b]
+            if sim is None and self._vectors is not None and da in self._vectors and db in self._vectors:
+                sim = float(self._vectors.get(da) @ self._vectors.get(db))
+            ev = self._evidence(self._contents[da].hashes, self._contents[db].hashes, sim)
+            if ev is not None:
+                self._graph[da][db] = ev
+                self._graph[db][da] = ev
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def duplicates_of(self, path: str) -> list[tuple[str, Evidence]]:
+        """Every indexed path that duplicates ``path``: exact copies first, then by score, then name."""
+        with self.lock:
+            info = self.files.get(path)
+            if info is None:
+                return []
+            out = [(p, EXACT_EVIDENCE) for p in self._contents[info.digest].paths if p != path]
+            for other, ev in self._graph.get(info.digest, {}).items():
+                out.extend((p, ev) for p in self._contents[other].paths)
+            return sorted(out, key=_order)
+
+    def query(
+        self, hashes: Mapping[str, int], vector: np.ndarray | None = None, digest: bytes | None = None
+    ) -> list[tuple[str, Evidence]]:
+        """Duplicates among indexed files of an image that is *not* added to the index."""
+        with self.lock:
+            out: list[tuple[str, Evidence]] = []
+            if digest is not None and digest in self._contents:
+                out.extend((p, EXACT_EVIDENCE) for p in self._contents[digest].paths)
+            for other, sim in self._candidates(hashes, vector).items():
+                if other == digest:
+                    continue
+                ev = self._evidence(hashes, self._contents[other].hashes, sim)
+                if ev is not None:
+                    out.extend((p, ev) for p in self._contents[other].paths)
+            return sorted(out, key=_order)
+
+    def adjacency(self) -> dict[str, list[str]]:
+        """``{path: [duplicate paths]}`` for every indexed path (the duplicates.json content)."""
+        with self.lock:
+            return {p: [q for q, _ in self.duplicates_of(p)] for p in sorted(self.files)}
+
+    def content_groups(self) -> Iterator[tuple[bytes, set[str]]]:
+        with self.lock:
+            for d, c in self._contents.items():
+                yield d, set(c.paths)
+
+    def neighbours(self) -> dict[str, set[str]]:
+        """Path-level neighbour sets for grouping (only paths that have duplicates)."""
+        with self.lock:
+            out: dict[str, set[str]] = {}
+            for digest, content in self._contents.items():
+                near = [p for other in self._graph.get(digest, {}) for p in self._contents[other].paths]
+                if len(content.paths) < 2 and not near:
+                    continue
+                for p in content.paths:
+                    out[p] = (content.paths - {p}) | set(near)
+            return out
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                "files": len(self.files),
+                "contents": len(self._contents),
+                "edges": sum(len(e) for e in self._graph.values()) // 2,
+            }
+
+
+def _order(item: tuple[str, Evidence]) -> tuple:
+    path, ev = item
+    rank = 0 if ev.method == EXACT else 1
+    score = -ev.score if ev.method == "cnn" else ev.score
+    return (rank, score, path)

@@ -1,0 +1,54 @@
+"""Logging for the daemon and the CLI only (the library never configures logging).
+
+structlog on top of the standard library: JSON lines when stderr is not a terminal (journald,
+Docker), readable console lines on a terminal. Every event carries its fields (path, method,
+distance, action...). Library modules keep logging through ``logging.getLogger(__name__)`` and
+land in the same output.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+
+def setup(level: str = "info", fmt: str = "auto") -> None:
+    """Configure root logging and structlog once for this process."""
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        timestamper,
+    ]
+    renderer = (
+        structlog.processors.JSONRenderer(ensure_ascii=True)
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("watchdog", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), structlog.processors.format_exc_info,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def get(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

@@ -1,0 +1,109 @@
+"""Report files: ``duplicates.json``, ``groups.json`` (atomic rewrites) and ``events.jsonl`` (append).
+
+``duplicates.json`` is imagededup's ``find_duplicates`` format with absolute paths: every readable
+indexed image is a key, lists are symmetric. ``groups.json`` lists each duplicate group with the
+copy the keep-rule keeps and how every other member matched it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dedupd.core.groups import components, direct_victims
+from dedupd.core.keep import Candidate, choose_keeper
+from dedupd.daemon.config import Config, KeepRule
+from dedupd.daemon.index import Evidence, MatchIndex
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Write JSON to a temp file in the same folder, fsync, rename over ``path``."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        finally:
+            raise
+
+
+def keep_rules(rules: Sequence[KeepRule]) -> list[str | dict[str, str]]:
+    """Config keep rules in :mod:`dedupd.core.keep`'s vocabulary."""
+    return [{"prefer": r.pattern or ""} if r.kind == "prefer" else r.kind for r in rules]
+
+
+class EventLog:
+    """Append-only ``events.jsonl``: one JSON object per line (found, quarantined, restored, ...)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+
+    def append(self, event: str, **fields: Any) -> None:
+        line = json.dumps({"time": round(time.time(), 3), "event": event, **fields}, default=str)
+        with self._lock, open(self.path, "a") as f:
+            f.write(line + "\n")
+
+
+def file_view(path: str, index: MatchIndex) -> dict[str, Any]:
+    info = index.files.get(path)
+    if info is None:
+        return {"path": path}
+    return {"path": path, "width": info.width, "height": info.height, "bytes": info.size,
+            "mtime": round(info.mtime_ns / 1e9, 3)}
+
+
+def build_groups(index: MatchIndex, rules: Sequence[KeepRule]) -> list[dict[str, Any]]:
+    """Every duplicate group: the kept file and, for each other member, how it matched the kept one."""
+    rule_list = keep_rules(rules)
+    with index.lock:
+        neighbours = index.neighbours()
+        out = []
+        for members in components(neighbours):
+            cands = [Candidate(p, index.files[p].width * index.files[p].height, index.files[p].size,
+                               index.files[p].mtime_ns) for p in members]
+            keeper = choose_keeper(cands, rule_list).path
+            direct = set(direct_victims(keeper, members, neighbours))
+            evidence: Mapping[str, Evidence] = dict(index.duplicates_of(keeper))
+            dups = []
+            for p in members:
+                if p == keeper:
+                    continue
+                entry = {**file_view(p, index), "direct": p in direct}
+                if p in direct:
+                    entry.update(evidence[p].as_dict())
+                else:
+                    via = next((q for q, _ in index.duplicates_of(p) if q in evidence or q == keeper), None)
+                    entry["via"] = via
+                dups.append(entry)
+            gid = hashlib.blake2b("\0".join(members).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+            out.append({"id": gid, "size": len(members), "keep": file_view(keeper, index), "duplicates": dups})
+        return out
+
+
+def write_reports(report_dir: str, index: MatchIndex, config: Config) -> dict[str, int]:
+    """Rewrite ``duplicates.json`` and ``groups.json``; returns counts for status."""
+    groups = build_groups(index, config.keep)
+    write_json_atomic(os.path.join(report_dir, "duplicates.json"), index.adjacency())
+    write_json_atomic(
+        os.path.join(report_dir, "groups.json"),
+        {"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
+         "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})},
+         "groups": groups},
+    )
+    return {"groups": len(groups), "duplicates": sum(g["size"] - 1 for g in groups)}

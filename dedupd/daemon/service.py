@@ -1,0 +1,420 @@
+"""The daemon's lifecycle: start-up, the main loop, reload, and one ordered, time-boxed shutdown.
+
+Start-up: open the store (single-writer lock) → settle crashed quarantine moves → load the index
+from the store → start pipeline, settle, reporter, socket server and watcher → reconcile with the
+disk in the background (state ``reconciling``) → ``watching``. READY=1 goes to systemd as soon as
+the socket answers. Signal handlers only set flags; the main loop acts on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from dedupd.daemon.config import Config
+from dedupd.daemon.index import FileInfo, Matching, MatchIndex
+from dedupd.daemon.notify import Notifier
+from dedupd.daemon.pipeline import Pipeline, Work
+from dedupd.daemon.quarantine import Quarantine
+from dedupd.daemon.reports import EventLog, build_groups, keep_rules, write_reports
+from dedupd.daemon.settle import Settler
+from dedupd.daemon.store import Store
+from dedupd.daemon.walk import is_watched_file, root_of, walk_root
+from dedupd.daemon.watcher import Watcher
+
+logger = logging.getLogger("dedupd.daemon")
+
+
+def matching_of(config: Config) -> Matching:
+    return Matching(config.hash_methods(), config.cnn.threshold if config.cnn else None, config.match)
+
+
+class Daemon:
+    """One running dedupd: owns every thread and resource; :meth:`run` or :meth:`scan_once`."""
+
+    def __init__(self, config: Config, *, serve: bool = True, watch: bool = True,
+                 config_loader: Callable[[], Config] | None = None) -> None:
+        self.config = config
+        self.serve = serve
+        self.watch = watch
+        self._config_loader = config_loader
+        self.state = "starting"
+        self.started_at = time.time()
+        self.notifier = Notifier()
+        self.stop_event = threading.Event()
+        self._reload_requested = threading.Event()
+        self._rescan_requested = threading.Event()
+        self._dirty = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.reconcile_progress: dict[str, Any] = {"walked": 0, "queued": 0, "done": False}
+        self.report_counts = {"groups": 0, "duplicates": 0}
+        self.store: Store | None = None
+        self.server: Any = None
+        self._last_rescan = 0.0
+        self._reconciler: threading.Thread | None = None
+        self._sigint_count = 0
+
+    # -- start-up -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        cfg = self.config
+        self.store = Store.open(cfg.store_dir, lock=True)
+        os.makedirs(cfg.report_dir, exist_ok=True)
+        self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"))
+        self.index = MatchIndex(matching_of(cfg))
+        self.quarantine = Quarantine(cfg, self.store, on_event=self.events.append)
+        recovered = self.quarantine.recover()
+        if recovered:
+            logger.warning("settled %d quarantine moves interrupted by a crash", recovered)
+        self.settler = Settler(cfg.settle_ms / 1000, self._settled)
+        self.pipeline = Pipeline(cfg, self.store, self.index, on_change=self._dirty.set,
+                                 on_event=self.events.append, retouch=self.settler.touch)
+        self._load_index()
+        self._spawn("pipeline", self.pipeline.run)
+        self._spawn("settle", self.settler.run)
+        self._spawn("reporter", self._report_loop)
+        if self.serve:
+            from dedupd.daemon.server import ApiServer
+
+            self.server = ApiServer(self, cfg)
+            self.server.start()
+        self.watcher = Watcher(cfg, self) if self.watch else None
+        if self.watcher is not None:
+            self.watcher.start()
+        self.start_reconcile()
+        self.notifier.ready(self.status_line())
+        logger.info("dedupd started", extra={"files": len(self.index.files), "roots": [r.path for r in cfg.roots]})
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
+        t = threading.Thread(target=target, name=f"dedupd-{name}", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return t
+
+    def _load_index(self) -> None:
+        assert self.store is not None
+        cfg = self.config
+        mismatch = self.store.encoder_mismatch(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
+        self._refresh_all = mismatch.any
+        encodings: dict[bytes, Any] = {}
+        items = []
+        for path, rec in self.store.iter_files():
+            if rec.state != "ok" or rec.digest is None:
+                continue
+            if root_of(path, cfg) is None:
+                continue  # a root was removed from the config: forgotten by the reconcile
+            enc = encodings.get(rec.digest)
+            if enc is None:
+                enc = encodings[rec.digest] = self.store.get_encoding(rec.digest)
+            if enc is None:
+                continue
+            vec = np.frombuffer(enc.cnn_vector, dtype=np.float32) if enc.cnn_vector is not None else None
+            items.append((path, FileInfo(rec.digest, rec.size, rec.mtime_ns, enc.width, enc.height), enc.hashes, vec))
+        self.index.bulk_load(items)
+        self.store.set_encoders(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
+        self._dirty.set()
+
+    # -- reconcile ----------------------------------------------------------------------------
+
+    def start_reconcile(self) -> None:
+        if self._reconciler is not None and self._reconciler.is_alive():
+            return
+        self.state = "reconciling"
+        self._last_rescan = time.monotonic()
+        self.reconcile_progress = {"walked": 0, "queued": 0, "done": False}
+        self._reconciler = self._spawn("reconcile", self._reconcile)
+
+    def _reconcile(self) -> None:
+        assert self.store is not None
+        cfg, prog = self.config, self.reconcile_progress
+        seen: set[str] = set()
+        refresh = self._refresh_all
+        for root in cfg.roots:
+            for found in walk_root(root, cfg, on_dir_error=lambda d, e: logger.warning("cannot list %s: %s", d, e)):
+                if self.stop_event.is_set():
+                    return
+                seen.add(found.path)
+                prog["walked"] += 1
+                rec = self.store.get_file(found.path)
+                if found.st is not None and rec is not None and rec.same_stat(found.st) and not refresh:
+                    if rec.state == "ok" and found.path not in self.index.files:
+                        pass  # recorded but not indexed (e.g. encoding missing): re-check it
+                    else:
+                        continue
+                self.pipeline.put(Work("upsert", found.path))
+                prog["queued"] += 1
+        gone = [p for p, _ in self.store.iter_files() if p not in seen]
+        if gone:
+            self.pipeline.put(Work("call", call=lambda: self.pipeline.forget(gone)))
+        self._refresh_all = False
+        prog["done"] = True
+        prog["forgotten"] = len(gone)
+
+    # -- watcher sink (watchdog thread) ------------------------------------------------------
+
+    def _settled(self, path: str) -> None:
+        self.pipeline.put(Work("upsert", path))
+
+    def touched(self, path: str) -> None:
+        self.settler.touch(path)
+
+    def deleted(self, path: str) -> None:
+        self.settler.cancel(path)
+        self.pipeline.put(Work("delete", path))
+
+    def deleted_dir(self, path: str) -> None:
+        self.settler.cancel_prefix(path)
+        self.pipeline.put(Work("delete_dir", path))
+
+    def moved(self, src: str, dst: str) -> None:
+        if self.settler.cancel(src):
+            self.settler.touch(dst)  # it was still settling: treat the new name as new
+        else:
+            self.pipeline.put(Work("move", src, dst))
+
+    def moved_dir(self, src: str, dst: str) -> None:
+        for p in self.settler.cancel_prefix(src):
+            self.settler.touch(dst.rstrip("/") + "/" + p[len(src.rstrip("/")) + 1:])
+        self.pipeline.put(Work("move_dir", src, dst))
+
+    def overflowed(self) -> None:
+        self._rescan_requested.set()
+
+    # -- reports and policy -------------------------------------------------------------------
+
+    def quiet(self) -> bool:
+        return self.pipeline.pending() == 0 and self.settler.pending() == 0
+
+    def _report_loop(self) -> None:
+        while not self.stop_event.is_set():
+            if not self._dirty.wait(timeout=0.5):
+                continue
+            time.sleep(0.2)  # coalesce bursts
+            self._dirty.clear()
+            try:
+                if self.config.policy == "quarantine" and self.quiet():
+                    self._plan_quarantine()
+                self.report_counts = write_reports(self.config.report_dir, self.index, self.config)
+            except Exception:
+                logger.exception("writing reports failed")
+
+    def _plan_quarantine(self) -> None:
+        exempt = self.quarantine.exempt()
+        plans = []
+        for group in build_groups(self.index, self.config.keep):
+            keeper = group["keep"]["path"]
+            for d in group["duplicates"]:
+                info = self.index.files.get(d["path"])
+                if not d["direct"] or info is None or (d["path"], info.digest) in exempt:
+                    continue
+                reason = f"{d['method']} {'similarity' if d['method'] == 'cnn' else 'distance'} " \
+                         f"{d.get('similarity', d.get('distance'))} to kept copy"
+                plans.append((d["path"], keeper, info.digest, reason))
+        if plans:
+            self.pipeline.put(Work("call", call=lambda: self._apply_quarantine(plans)))
+
+    def _apply_quarantine(self, plans: list[tuple[str, str, bytes, str]]) -> None:
+        done = 0
+        for victim, keeper, digest, reason in plans:
+            if self.config.policy != "quarantine":
+                return
+            if keeper not in self.index.files:
+                continue
+            outcome = self.quarantine.move(victim, keeper, digest, reason)
+            if outcome.ok:
+                self.index.remove(victim)
+                self.pipeline.counters.quarantined += 1
+                done += 1
+        if done:
+            self._dirty.set()
+
+    def restore(self, paths: list[str] | None) -> list[dict[str, Any]]:
+        """Restore quarantined files (runs on the pipeline thread, waits for the result)."""
+        result: list[dict[str, Any]] = []
+        finished = threading.Event()
+
+        def job() -> None:
+            try:
+                for o in self.quarantine.restore(paths):
+                    result.append({"path": o.path, "ok": o.ok, "detail": o.detail})
+                    if o.ok:
+                        self.pipeline.counters.restored += 1
+                        self.settler.touch(o.path)
+            finally:
+                finished.set()
+
+        self.pipeline.put(Work("call", call=job))
+        finished.wait(timeout=120)
+        return result
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        c = self.pipeline.counters
+        store_bytes = 0
+        try:
+            store_bytes = os.path.getsize(os.path.join(self.config.store_dir, "data.mdb"))
+        except OSError:
+            pass
+        return {
+            "state": self.state,
+            "files": len(self.index.files),
+            "encoded": self.index.stats()["contents"],
+            "decoded": c.decoded,
+            "reused": c.reused,
+            "unreadable": c.unreadable,
+            "queued": self.pipeline.pending() + self.settler.pending(),
+            "groups": self.report_counts["groups"],
+            "duplicates": self.report_counts["duplicates"],
+            "quarantined": c.quarantined,
+            "restored": c.restored,
+            "reconcile_progress": dict(self.reconcile_progress),
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "store_bytes": store_bytes,
+            "policy": self.config.policy,
+            "pid": os.getpid(),
+        }
+
+    def status_line(self) -> str:
+        s = self.status()
+        return f"{s['state']}: {s['files']} files, {s['groups']} groups, {s['queued']} queued"
+
+    # -- main loop ----------------------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        def on_term(signum: int, _frame: Any) -> None:
+            if signum == signal.SIGINT:
+                self._sigint_count += 1
+                if self._sigint_count > 1:
+                    os._exit(130)  # second Ctrl-C: the user insists
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, lambda *_: self._reload_requested.set())
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+
+    def request_rescan(self) -> None:
+        self._rescan_requested.set()
+
+    def run(self) -> None:
+        """Start, loop until a stop signal, shut down."""
+        self.start()
+        last_ping = last_status = 0.0
+        try:
+            while not self.stop_event.wait(0.1):
+                now = time.monotonic()
+                if self._reload_requested.is_set():
+                    self._reload_requested.clear()
+                    self.reload()
+                interval = self.config.rescan_interval_s
+                if self._rescan_requested.is_set() or (interval and now - self._last_rescan > interval):
+                    self._rescan_requested.clear()
+                    self.start_reconcile()
+                if self.state == "reconciling" and self.reconcile_progress.get("done") and self.quiet():
+                    self.state = "watching"
+                    logger.info("watching", extra={"files": len(self.index.files)})
+                wd = self.notifier.watchdog_interval
+                if wd and now - last_ping >= wd:
+                    self.notifier.watchdog()
+                    last_ping = now
+                if now - last_status >= 2:
+                    self.notifier.status(self.status_line())
+                    last_status = now
+        finally:
+            self.shutdown()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until the reconcile is done and every queued file is processed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (self.reconcile_progress.get("done") and self.quiet()):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def reload(self) -> None:
+        """Re-read the config (SIGHUP): thresholds, policy, keep-rule, roots; keep the store."""
+        if self._config_loader is None:
+            return
+        self.notifier.reloading()
+        try:
+            new = self._config_loader()
+        except Exception as exc:
+            logger.error("reload failed, keeping the running config: %s", exc)
+            self.notifier.ready(self.status_line())
+            return
+        old, self.config = self.config, new
+        self.quarantine.config = new
+        self.pipeline.put(Work("call", call=lambda: self.pipeline.reconfigure(new)))
+        if matching_of(new) != matching_of(old):
+            self.index.retune(matching_of(new))
+        if (new.roots, new.include, new.exclude) != (old.roots, old.include, old.exclude) and self.watcher:
+            self.watcher.stop()
+            self.watcher = Watcher(new, self)
+            self.watcher.start()
+            self.start_reconcile()
+        if new.hash_methods().keys() != old.hash_methods().keys() or new.cnn_model_id() != old.cnn_model_id():
+            self._refresh_all = True
+            self.start_reconcile()
+        self._dirty.set()
+        logger.info("configuration reloaded", extra={"source": new.source})
+        self.notifier.ready(self.status_line())
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Stop in order: watcher → settle → pipeline (finishes its batch) → reports → server → store."""
+        self.state = "stopping"
+        self.notifier.stopping()
+        self.stop_event.set()
+        if getattr(self, "watcher", None) is not None:
+            self.watcher.stop()
+        if hasattr(self, "settler"):
+            self.settler.stop()
+        if hasattr(self, "pipeline"):
+            self.pipeline.stop()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.1, deadline - time.monotonic()))
+        if hasattr(self, "index") and self.store is not None:
+            try:
+                self.report_counts = write_reports(self.config.report_dir, self.index, self.config)
+            except Exception:
+                logger.exception("final report write failed")
+        if self.server is not None:
+            self.server.stop()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        logger.info("dedupd stopped")
+
+    # -- one-shot scan ------------------------------------------------------------------------
+
+    def scan_once(self, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Reconcile, process everything, write the reports, stop. Returns the final status."""
+        self.start()
+        try:
+            while not self.wait_idle(timeout=0.25):
+                if progress is not None:
+                    progress(self.status())
+                if self.stop_event.is_set():
+                    break
+            self.state = "done"
+            if self.config.policy == "quarantine":
+                self._plan_quarantine()
+                self.wait_idle(timeout=600)
+            self.report_counts = write_reports(self.config.report_dir, self.index, self.config)
+            return self.status()
+        finally:
+            self.shutdown()
+
+
+__all__ = ["Daemon", "keep_rules", "is_watched_file"]

@@ -1,0 +1,482 @@
+"""The LMDB store: file records, encodings by content digest, the quarantine manifest, metadata.
+
+The only module that imports ``lmdb``. One environment in ``store_dir`` holds five named
+databases (layout in :mod:`.store_records`): ``files``, ``digests`` (reverse index digest →
+paths), ``encodings``, ``quarantine`` and ``meta``. Every public write is one transaction, so a
+``kill -9`` leaves either all of it or none of it; the environment keeps LMDB's default
+``sync=True`` so a committed manifest entry is on disk before the move it announces.
+
+Why a reverse index rather than a refcount per encoding: the pipeline needs "which paths have
+this digest?" (a copy or a rename reuses the encoding, and byte-identical files are duplicates),
+which a counter cannot answer, and a counter that drifts (a bug, a migration) would prune an
+encoding still in use or keep one forever; the index is checked, not trusted.
+
+Threads: one ``Store`` per directory per process, shared by all threads (LMDB forbids opening
+an environment twice in a process). Iterators read in chunks of short read transactions, so
+they never pin old pages or block the map from growing; they are not one global snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import lmdb
+
+from dedupd.daemon import store_records as r
+from dedupd.daemon.store_lock import WriterLock
+from dedupd.daemon.store_records import EncodingRecord, FileRecord, QuarantineEntry, StrPath
+from dedupd.daemon.store_schema import DB_NAMES, SCHEMA_VERSION, init_or_migrate
+from dedupd.errors import StoreError
+
+__all__ = ["Store", "StoreStats", "EncoderMismatch", "FileRecord", "EncodingRecord", "QuarantineEntry",
+           "SCHEMA_VERSION"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DEFAULT_MAP_SIZE = 64 << 20  # grows by doubling; LMDB maps lazily, so only used pages cost memory
+_CHUNK = 512
+_QID = struct.Struct(">Q")
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Entry counts and sizes (``disk_bytes`` = size of ``data.mdb``; ``map_size`` = current limit)."""
+
+    files: int
+    encodings: int
+    quarantine: int
+    disk_bytes: int
+    map_size: int
+
+
+@dataclass(frozen=True)
+class EncoderMismatch:
+    """What the store's recorded encoder settings lack compared with a config.
+
+    ``hash_methods``: configured methods to recompute (all of them when the hash parameters
+    changed); ``cnn``: CNN vectors to recompute. ``encodings`` is how many encodings exist; with
+    none, nothing is stale. Per-record truth is :meth:`EncodingRecord.stale`.
+    """
+
+    hash_methods: frozenset[str]
+    cnn: bool
+    encodings: int
+
+    @property
+    def any(self) -> bool:
+        """True when some stored encoding must be recomputed."""
+        return self.encodings > 0 and (bool(self.hash_methods) or self.cnn)
+
+
+class _Gate:
+    """Lets transactions run concurrently but grants :meth:`exclusive` to a map resize, which LMDB
+    allows only while this process has no transaction open."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._resizing = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._resizing)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._resizing)
+            self._resizing = True
+            self._cond.wait_for(lambda: self._active == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+class Store:
+    """An open store. Use :meth:`open`, then ``close()`` or a ``with`` block."""
+
+    def __init__(self, env: lmdb.Environment, dbs: dict[str, Any], path: str, readonly: bool,
+                 lock: WriterLock | None) -> None:
+        """Internal; use :meth:`open`."""
+        self._env, self._dbs, self.path, self.readonly, self._lock = env, dbs, path, readonly, lock
+        self._gate = _Gate()
+
+    @classmethod
+    def open(cls, store_dir: str | os.PathLike[str], readonly: bool = False, *, lock: bool | None = None,
+             map_size: int = DEFAULT_MAP_SIZE) -> Store:
+        """Open (creating if needed and writable) the store in ``store_dir``.
+
+        Args:
+            store_dir: the directory of the LMDB environment (created with its parents if writable).
+            readonly: open for reading only (another process may be writing).
+            lock: take the single-writer lock; default: when not ``readonly``.
+            map_size: initial map size in bytes; it doubles whenever a write needs more.
+
+        Raises:
+            StoreLockedError: another process holds the writer lock (its pid is in the message).
+            StoreError: missing (when readonly), unreadable, newer schema, or needs migrating (readonly).
+        """
+        path = os.path.abspath(os.fspath(store_dir))
+        if not readonly:
+            try:
+                os.makedirs(path, mode=0o750, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create store_dir {path}: {exc.strerror}; check permissions") from exc
+        elif not os.path.isfile(os.path.join(path, "data.mdb")):
+            raise StoreError(f"no dedupd store in {path}; run `dedupd scan` or start the daemon to create it")
+        writer_lock = WriterLock(path) if (not readonly if lock is None else lock) else None
+        try:
+            env = lmdb.open(path, map_size=map_size, max_dbs=len(DB_NAMES) + 2, readonly=readonly,
+                            subdir=True, lock=True, sync=True, metasync=True, readahead=False,
+                            create=not readonly, mode=0o640)
+        except lmdb.Error as exc:
+            if writer_lock:
+                writer_lock.release()
+            raise StoreError(f"cannot open the store in {path}: {exc}") from exc
+        try:
+            if readonly:  # handles opened inside a read-only txn are unusable after it (python-lmdb)
+                dbs = {n: env.open_db(n.encode(), create=False) for n in DB_NAMES}
+                with env.begin() as txn:
+                    init_or_migrate(txn, dbs, path, readonly)
+            else:  # one write txn: the sub-databases and the schema stamp appear together or not at all
+                with env.begin(write=True) as txn:
+                    dbs = {n: env.open_db(n.encode(), txn=txn) for n in DB_NAMES}
+                    init_or_migrate(txn, dbs, path, readonly)
+        except (lmdb.Error, StoreError) as exc:
+            env.close()
+            if writer_lock:
+                writer_lock.release()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"the store in {path} is not a dedupd store or is damaged: {exc}") from exc
+        return cls(env, dbs, path, readonly, writer_lock)
+
+    def close(self) -> None:
+        """Close the environment and release the writer lock (idempotent)."""
+        with self._gate.exclusive():
+            if self._env is not None:
+                self._env.close()
+                self._env = None  # type: ignore[assignment]
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -----------------------------------------------------------------------
+
+    def _read(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        while True:
+            try:
+                with self._gate.shared():
+                    if self._env is None:
+                        raise StoreError(f"the store in {self.path} is closed")
+                    with self._env.begin(write=False) as txn:
+                        return fn(txn)
+            except lmdb.MapResizedError:  # another process grew the map: adopt its size
+                self._resize(0)
+
+    def _write(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        if self.readonly:
+            raise StoreError(f"the store in {self.path} was opened read-only")
+        while True:
+            try:
+                with self._gate.shared():
+                    if self._env is None:
+                        raise StoreError(f"the store in {self.path} is closed")
+                    txn = self._env.begin(write=True)
+                    try:
+                        result = fn(txn)
+                        txn.commit()
+                        return result
+                    except BaseException:
+                        txn.abort()  # fn is re-run from scratch after a resize: no partial writes
+                        raise
+            except lmdb.MapFullError:
+                self._resize(self._env.info()["map_size"] * 2)
+            except lmdb.MapResizedError:
+                self._resize(0)
+
+    def _resize(self, size: int) -> None:
+        with self._gate.exclusive():
+            self._env.set_mapsize(size)
+        log.info("store map size now %d bytes", self._env.info()["map_size"])
+
+    # -- files ------------------------------------------------------------------------------
+
+    def get_file(self, path: StrPath) -> FileRecord | None:
+        """The record of ``path``, or None."""
+        key = r.file_key(r.fs_bytes(path))
+        data = self._read(lambda txn: txn.get(key, db=self._dbs["files"]))
+        return None if data is None else r.unpack_file(data)[0]
+
+    def put_file(self, path: StrPath, record: FileRecord, encoding: EncodingRecord | None = None) -> None:
+        """Record ``path`` and, if given, the encoding of its digest, in one transaction.
+
+        Raises:
+            StoreError: ``record`` is ``ok`` but no encoding for its digest is given or stored.
+        """
+        self.put_files([(path, record, encoding)])
+
+    def put_files(self, batch: Iterable[tuple[StrPath, FileRecord, EncodingRecord | None]],
+                  deletes: Iterable[StrPath] = ()) -> None:
+        """Write a batch of ``(path, record, encoding or None)`` and forget ``deletes``: all or nothing."""
+        items = [(r.fs_bytes(p), rec, enc) for p, rec, enc in batch]
+        if any(enc is not None and rec.digest is None for _, rec, enc in items):
+            raise ValueError("an encoding needs the record's digest to be stored under")
+        gone = [r.fs_bytes(p) for p in deletes]
+
+        def work(txn: lmdb.Transaction) -> None:
+            for raw, rec, enc in items:
+                if enc is not None:
+                    txn.put(rec.digest, r.pack_encoding(enc), db=self._dbs["encodings"])  # type: ignore[arg-type]
+                self._put(txn, raw, rec)
+            for raw in gone:
+                self._delete(txn, raw)
+
+        self._write(work)
+
+    def delete_file(self, path: StrPath) -> bool:
+        """Forget ``path`` (pruning its encoding when no other path has the digest); True if it existed."""
+        raw = r.fs_bytes(path)
+        return self._write(lambda txn: self._delete(txn, raw))
+
+    def rename_prefix(self, old: StrPath, new: StrPath) -> int:
+        """Re-key every record at or under ``old`` to the same place under ``new``, in one transaction.
+
+        ``old`` may be a directory (a moved folder) or a single file. Records already at a target
+        path are replaced. Returns the number of records moved. No encoding is touched.
+        """
+        old_raw, new_raw = r.fs_bytes(old).rstrip(b"/") or b"/", r.fs_bytes(new).rstrip(b"/") or b"/"
+        if old_raw == new_raw:
+            return 0
+
+        def under(raw: bytes) -> bool:
+            return raw == old_raw or raw.startswith(old_raw if old_raw == b"/" else old_raw + b"/")
+
+        def work(txn: lmdb.Transaction) -> int:
+            cur = txn.cursor(db=self._dbs["files"])
+            moving: list[tuple[bytes, FileRecord]] = []
+            for start in (b"\0", old_raw):  # hashed long-path keys first, then the prefix range
+                ok = cur.set_range(start)
+                while ok and cur.key().startswith(start):
+                    rec, long_path = r.unpack_file(cur.value())
+                    raw = long_path if long_path is not None else cur.key()
+                    if under(raw):
+                        moving.append((raw, rec))
+                    ok = cur.next()
+            for raw, rec in moving:
+                target = new_raw + raw[len(old_raw):] if old_raw != b"/" else new_raw + raw
+                self._put(txn, target, rec)  # first, so the digest never looks unreferenced
+                self._delete(txn, raw, prune=False)
+            return len(moving)
+
+        return self._write(work)
+
+    def _put(self, txn: lmdb.Transaction, raw: bytes, rec: FileRecord) -> None:
+        files, digests = self._dbs["files"], self._dbs["digests"]
+        key = r.file_key(raw)
+        old = txn.get(key, db=files)
+        old_digest = r.unpack_file(old)[0].digest if old is not None else None
+        if rec.state == "ok" and txn.get(rec.digest, db=self._dbs["encodings"]) is None:
+            raise StoreError(f"refusing to record {raw!r} as ok: no encoding stored for its digest; "
+                             "pass the encoding with the file record")
+        txn.put(key, r.pack_file(rec, raw if r.is_hashed_key(key) else None), db=files)
+        if old_digest != rec.digest:
+            if old_digest is not None:
+                txn.delete(r.digest_prefix(old_digest) + key, db=digests)
+                self._prune(txn, old_digest)
+            if rec.digest is not None:
+                txn.put(r.digest_prefix(rec.digest) + key, b"", db=digests)
+
+    def _delete(self, txn: lmdb.Transaction, raw: bytes, prune: bool = True) -> bool:
+        key = r.file_key(raw)
+        old = txn.pop(key, db=self._dbs["files"])
+        if old is None:
+            return False
+        digest = r.unpack_file(old)[0].digest
+        if digest is not None:
+            txn.delete(r.digest_prefix(digest) + key, db=self._dbs["digests"])
+            if prune:
+                self._prune(txn, digest)
+        return True
+
+    def _prune(self, txn: lmdb.Transaction, digest: bytes) -> None:
+        prefix = r.digest_prefix(digest)
+        cur = txn.cursor(db=self._dbs["digests"])
+        if not (cur.set_range(prefix) and cur.key().startswith(prefix)):
+            txn.delete(digest, db=self._dbs["encodings"])
+
+    def _scan(self, db: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """Yield ``(key, value)`` of ``db`` with ``prefix`` in key order, one short transaction per chunk."""
+        last: bytes | None = None
+        while True:
+            def chunk(txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
+                cur = txn.cursor(db=self._dbs[db])
+                start = last if last is not None else prefix
+                ok = cur.set_range(start) if start else cur.first()
+                if ok and cur.key() == last:
+                    ok = cur.next()
+                out = []
+                while ok and len(out) < _CHUNK and cur.key().startswith(prefix):
+                    out.append((cur.key(), cur.value()))
+                    ok = cur.next()
+                return out
+
+            items = self._read(chunk)
+            yield from items
+            if len(items) < _CHUNK:
+                return
+            last = items[-1][0]
+
+    def iter_files(self) -> Iterator[tuple[str, FileRecord]]:
+        """Every ``(path, record)``; paths as ``os.fsdecode`` gives them (non-UTF-8 bytes as surrogates)."""
+        for key, value in self._scan("files"):
+            rec, long_path = r.unpack_file(value)
+            yield os.fsdecode(long_path if long_path is not None else key), rec
+
+    def files_with_digest(self, digest: bytes) -> list[str]:
+        """Paths whose content digest is ``digest``, sorted by their stored key."""
+        prefix = r.digest_prefix(digest)
+        out = []
+        for key, _ in self._scan("digests", prefix):
+            fkey = key[len(prefix):]
+            if r.is_hashed_key(fkey):
+                data = self._read(lambda txn, k=fkey: txn.get(k, db=self._dbs["files"]))
+                fkey = r.unpack_file(data)[1] if data is not None else None
+            if fkey is not None:
+                out.append(os.fsdecode(fkey))
+        return out
+
+    def count_files(self) -> int:
+        """Number of file records."""
+        return self._read(lambda txn: txn.stat(self._dbs["files"])["entries"])
+
+    # -- encodings --------------------------------------------------------------------------
+
+    def get_encoding(self, digest: bytes) -> EncodingRecord | None:
+        """The encoding of content ``digest``, or None."""
+        data = self._read(lambda txn: txn.get(digest, db=self._dbs["encodings"]))
+        return None if data is None else r.unpack_encoding(data)
+
+    def put_encoding(self, digest: bytes, encoding: EncodingRecord) -> None:
+        """Replace the encoding of a digest some file has (a lazy re-encode after a config change).
+
+        Raises:
+            StoreError: no file record references ``digest`` (it would never be pruned).
+        """
+        def work(txn: lmdb.Transaction) -> None:
+            prefix = r.digest_prefix(digest)
+            cur = txn.cursor(db=self._dbs["digests"])
+            if not (cur.set_range(prefix) and cur.key().startswith(prefix)):
+                raise StoreError("refusing to store an encoding no file references; use put_file")
+            txn.put(digest, r.pack_encoding(encoding), db=self._dbs["encodings"])
+
+        self._write(work)
+
+    def iter_encodings(self) -> Iterator[tuple[bytes, EncodingRecord]]:
+        """Every ``(digest, encoding)``, in digest order."""
+        for key, value in self._scan("encodings"):
+            yield key, r.unpack_encoding(value)
+
+    # -- quarantine manifest ----------------------------------------------------------------
+
+    def add_quarantine(self, entry: QuarantineEntry) -> int:
+        """Append ``entry`` to the manifest (durable on return) and return its new id (1, 2, ...)."""
+        def work(txn: lmdb.Transaction) -> int:
+            meta = self._dbs["meta"]
+            raw = txn.get(b"quarantine_next_id", db=meta)
+            qid = r.unpack(raw) if raw is not None else 1
+            now = time.time()
+            stored = dataclasses.replace(entry, id=qid, created_at=entry.created_at or now,
+                                         updated_at=entry.updated_at or now)
+            txn.put(_QID.pack(qid), r.pack_quarantine(stored), db=self._dbs["quarantine"])
+            txn.put(b"quarantine_next_id", r.pack(qid + 1), db=meta)
+            return qid
+
+        return self._write(work)
+
+    def get_quarantine(self, qid: int) -> QuarantineEntry | None:
+        """The manifest entry ``qid``, or None."""
+        data = self._read(lambda txn: txn.get(_QID.pack(qid), db=self._dbs["quarantine"]))
+        return None if data is None else r.unpack_quarantine(qid, data)
+
+    def update_quarantine(self, qid: int, **changes: Any) -> QuarantineEntry:
+        """Change fields of entry ``qid`` (``updated_at`` defaults to now) and return the new entry.
+
+        Raises:
+            KeyError: no entry ``qid``.  TypeError/ValueError: an unknown field or a bad state.
+        """
+        if "id" in changes:
+            raise TypeError("a manifest entry's id cannot change")
+
+        def work(txn: lmdb.Transaction) -> QuarantineEntry:
+            data = txn.get(_QID.pack(qid), db=self._dbs["quarantine"])
+            if data is None:
+                raise KeyError(qid)
+            entry = dataclasses.replace(r.unpack_quarantine(qid, data), **{"updated_at": time.time(), **changes})
+            txn.put(_QID.pack(qid), r.pack_quarantine(entry), db=self._dbs["quarantine"])
+            return entry
+
+        return self._write(work)
+
+    def iter_quarantine(self, state: str | None = None) -> Iterator[QuarantineEntry]:
+        """Manifest entries in id order, optionally only those in ``state``."""
+        for key, value in self._scan("quarantine"):
+            entry = r.unpack_quarantine(_QID.unpack(key)[0], value)
+            if state is None or entry.state == state:
+                yield entry
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        """All metadata (``schema_version``, ``hash_params``, ``hash_methods``, ``cnn_model``, ...)."""
+        return {k.decode(): r.unpack(v) for k, v in self._scan("meta")}
+
+    def set_encoders(self, methods: Iterable[str], cnn_model_id: str | None, *, hash_params: str) -> None:
+        """Record the encoder settings the store now serves (after deciding what to re-encode)."""
+        values = {b"hash_methods": sorted(methods), b"cnn_model": cnn_model_id, b"hash_params": hash_params}
+        self._write(lambda txn: [txn.put(k, r.pack(v), db=self._dbs["meta"]) for k, v in values.items()])
+
+    def encoder_mismatch(self, config_methods: Iterable[str], cnn_model_id: str | None, *,
+                         hash_params: str) -> EncoderMismatch:
+        """Compare a config's encoders with the ones recorded by :meth:`set_encoders`."""
+        meta = self.meta()
+        wanted = frozenset(config_methods)
+        stale = wanted if meta.get("hash_params") != hash_params else wanted - set(meta.get("hash_methods", ()))
+        cnn = cnn_model_id is not None and cnn_model_id != meta.get("cnn_model")
+        count = self._read(lambda txn: txn.stat(self._dbs["encodings"])["entries"])
+        return EncoderMismatch(stale, cnn, count)
+
+    def stats(self) -> StoreStats:
+        """Entry counts, file size on disk and current map size."""
+        def work(txn: lmdb.Transaction) -> tuple[int, ...]:
+            return tuple(txn.stat(self._dbs[n])["entries"] for n in ("files", "encodings", "quarantine"))
+
+        files, encodings, quarantine = self._read(work)
+        disk = os.path.getsize(os.path.join(self.path, "data.mdb"))
+        return StoreStats(files, encodings, quarantine, disk, self._env.info()["map_size"])

@@ -1,0 +1,81 @@
+"""The single-writer lock of a store: an exclusive ``flock`` on ``store_dir/dedupd.lock``.
+
+LMDB already serialises write transactions, but two dedupd processes writing the same store
+would each act on duplicates the other is moving. The lock makes "one daemon per store" explicit:
+the holder writes its pid into the file, so a second process can say who owns the store.
+The kernel drops a ``flock`` when its holder dies (even by ``kill -9``), so it is never stale.
+
+Caveat: a ``flock`` belongs to the open file, which ``fork`` shares; a forked child that outlives
+its parent keeps the store locked. Worker pools should use the ``spawn`` or ``forkserver`` start
+method (LMDB environments must not cross a fork either).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+
+from dedupd.errors import StoreError
+
+LOCK_NAME = "dedupd.lock"
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's writer lock; ``pid`` is its process id (None if unknown)."""
+
+    def __init__(self, store_dir: str, pid: int | None) -> None:
+        who = f"process {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"the store {store_dir} is in use by {who}: a running dedupd daemon owns it. Stop that "
+            "daemon first, query it through its socket (`dedupd status`, `dedupd groups`), or give "
+            "this command a different store_dir"
+        )
+        self.store_dir = store_dir
+        self.pid = pid
+
+
+def _holder(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").split()
+        return int(text[0]) if text else None
+    except (OSError, ValueError):
+        return None
+
+
+class WriterLock:
+    """An acquired writer lock; :meth:`release` (idempotent) gives it up."""
+
+    def __init__(self, store_dir: str) -> None:
+        """Take the lock on ``store_dir`` without waiting.
+
+        Raises:
+            StoreLockedError: another process (or another Store in this process) holds it.
+            StoreError: the lock file cannot be created.
+        """
+        path = os.path.join(store_dir, LOCK_NAME)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot create the lock file {path}: {exc.strerror}; check permissions") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            pid = _holder(fd)
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise StoreLockedError(store_dir, pid) from None
+            raise StoreError(f"cannot lock {path}: {exc.strerror}") from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Clear the pid and unlock (the file stays: deleting it would race with a new holder)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # closing the last descriptor drops the flock

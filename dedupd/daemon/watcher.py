@@ -1,0 +1,123 @@
+"""watchdog (inotify) → the pipeline's vocabulary: touched, deleted, moved (files and folders).
+
+Plain "created" is treated like "modified": both only (re)arm the settle timer, so a half-written
+file is never read. Events inside the store, report and quarantine folders, or for names the
+config does not want, are dropped here.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from typing import Protocol
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from dedupd.daemon.config import Config
+from dedupd.daemon.walk import is_watched_file, root_of
+
+logger = logging.getLogger(__name__)
+
+
+class EventSink(Protocol):
+    def touched(self, path: str) -> None: ...
+    def deleted(self, path: str) -> None: ...
+    def deleted_dir(self, path: str) -> None: ...
+    def moved(self, src: str, dst: str) -> None: ...
+    def moved_dir(self, src: str, dst: str) -> None: ...
+    def overflowed(self) -> None: ...
+
+
+def _s(p: str | bytes) -> str:
+    return os.fsdecode(p)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, config: Config, sink: EventSink) -> None:
+        self.config = config
+        self.sink = sink
+
+    def _in_roots_dir(self, path: str) -> bool:
+        return root_of(path.rstrip("/") + "/x", self.config) is not None and not self.config.skips_dir(path)
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            self._dispatch(event)
+        except Exception:  # never let one odd event kill the observer thread
+            logger.exception("watch event %s could not be handled", event)
+
+    def _dispatch(self, event: FileSystemEvent) -> None:
+        kind = event.event_type
+        src = _s(event.src_path)
+        if kind in ("opened", "closed_no_write", "attrib"):
+            return
+        if event.is_directory:
+            if kind == "deleted":
+                self.sink.deleted_dir(src)
+            elif kind == "moved":
+                dst = _s(event.dest_path)
+                if event.is_synthetic:
+                    return
+                src_in, dst_in = self._in_roots_dir(src), self._in_roots_dir(dst)
+                if src_in and dst_in:
+                    self.sink.moved_dir(src, dst)
+                elif src_in:
+                    self.sink.deleted_dir(src)
+                elif dst_in:
+                    self.sink.overflowed()  # a folder arrived: let a rescan walk it
+            return
+        if kind == "moved":
+            if event.is_synthetic:
+                return  # sub-events of a folder move: handled by moved_dir
+            dst = _s(event.dest_path)
+            src_in, dst_in = is_watched_file(src, self.config), is_watched_file(dst, self.config)
+            if src_in and dst_in:
+                self.sink.moved(src, dst)
+            elif src_in:
+                self.sink.deleted(src)
+            elif dst_in:
+                self.sink.touched(dst)
+        elif kind == "deleted":
+            if root_of(src, self.config) is not None:
+                self.sink.deleted(src)
+        elif kind in ("created", "modified", "closed"):
+            if is_watched_file(src, self.config):
+                self.sink.touched(src)
+
+
+class Watcher:
+    """Owns the watchdog observer for every configured root."""
+
+    def __init__(self, config: Config, sink: EventSink) -> None:
+        self.config = config
+        self.sink = sink
+        self._observer: Observer | None = None
+
+    def start(self) -> None:
+        observer = Observer()
+        handler = _Handler(self.config, self.sink)
+        for root in self.config.roots:
+            try:
+                observer.schedule(handler, root.path, recursive=root.recursive)
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:
+                    logger.error(
+                        "inotify watch limit reached while watching %s: raise it with "
+                        "'sysctl fs.inotify.max_user_watches=524288' (and in /etc/sysctl.d); "
+                        "until then changes are found by the periodic rescan only",
+                        root.path,
+                    )
+                else:
+                    logger.error("cannot watch %s: %s; changes there are found by the periodic rescan only",
+                                 root.path, exc)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout)
+            self._observer = None
