@@ -60,34 +60,64 @@ class EncodeResult:
 _extractor = None  # per worker process: (model key, extractor)
 
 
-def _cnn_vector(spec: EncodeSpec, image) -> bytes:
+def _extractor_for(spec: EncodeSpec):
     global _extractor
     key = (spec.cnn_model, spec.cnn_weights)
     if _extractor is None or _extractor[0] != key:
         from dedupd.cnn_models import daemon_extractor
 
         _extractor = (key, daemon_extractor(spec.cnn_model, spec.cnn_weights))
-    vec = _extractor[1].encode([image], normalize=True)[0]
-    return np.asarray(vec, dtype=np.float32).tobytes()
+    return _extractor[1]
+
+
+def _failure(exc: BaseException) -> EncodeResult:
+    if isinstance(exc, ImageDecodeError):
+        return EncodeResult(ok=False, reason=exc.reason)
+    if isinstance(exc, MemoryError):
+        return EncodeResult(ok=False, reason="out of memory while decoding (image too large?)")
+    # a codec bug must not stop the daemon: record it for this file
+    return EncodeResult(ok=False, reason=f"decoder failed ({type(exc).__name__}: {exc})")
+
+
+def encode_many(paths: list[str], spec: EncodeSpec) -> list[EncodeResult]:
+    """Decode each file once, compute its hashes, and run the CNN (if any) on the batch at once.
+
+    Never raises for a bad file (its result says why); a missing CNN model raises
+    :class:`~dedupd.errors.ModelUnavailableError`, which is a configuration problem.
+    """
+    results: list[EncodeResult | None] = []
+    images = []
+    for path in paths:
+        try:
+            image = decode_file(path, exif_transpose=spec.exif_transpose, fast=spec.fast)
+            hashes = hashes_of(image, spec.methods)
+        except DedupdError as exc:
+            if not isinstance(exc, ImageDecodeError):
+                raise
+            results.append(_failure(exc))
+            continue
+        except Exception as exc:
+            results.append(_failure(exc))
+            continue
+        results.append(EncodeResult(True, image.width, image.height, image.format, hashes))
+        images.append((len(results) - 1, image))
+    if spec.cnn_model and images:
+        vectors = _extractor_for(spec).encode([im for _, im in images], normalize=True)
+        for (k, _), vec in zip(images, vectors):
+            r = results[k]
+            assert r is not None
+            results[k] = EncodeResult(True, r.width, r.height, r.format, r.hashes,
+                                      np.asarray(vec, dtype=np.float32).tobytes())
+    return [r for r in results if r is not None]
 
 
 def encode_job(path: str, spec: EncodeSpec) -> EncodeResult:
-    """Decode ``path`` once and compute every configured encoding. Never raises for bad files."""
-    try:
-        image = decode_file(path, exif_transpose=spec.exif_transpose, fast=spec.fast)
-        hashes = hashes_of(image, spec.methods)
-        vector = _cnn_vector(spec, image) if spec.cnn_model else None
-    except ImageDecodeError as exc:
-        return EncodeResult(ok=False, reason=exc.reason)
-    except DedupdError:
-        raise  # model unavailable: a configuration problem, not a bad file
-    except MemoryError:
-        return EncodeResult(ok=False, reason="out of memory while decoding (image too large?)")
-    except Exception as exc:  # a codec bug must not stop the daemon: record it for this file
-        return EncodeResult(ok=False, reason=f"decoder failed ({type(exc).__name__}: {exc})")
-    return EncodeResult(True, image.width, image.height, image.format, hashes, vector)
+    """:func:`encode_many` for one file."""
+    return encode_many([path], spec)[0]
 
 
-def warm_up() -> int:
-    """No-op job used to start the pool's workers early; returns the worker's pid."""
+def warm_up(spec: EncodeSpec | None = None) -> int:
+    """Start a worker early (and load its CNN model, if any); returns the worker's pid."""
+    if spec is not None and spec.cnn_model:
+        _extractor_for(spec)
     return os.getpid()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dedupd.daemon.config import Config
-from dedupd.daemon.encoder import EncodeResult, EncodeSpec, encode_job, file_digest, warm_up
+from dedupd.daemon.encoder import EncodeResult, EncodeSpec, encode_many, file_digest, warm_up
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 
@@ -199,11 +199,25 @@ class Pipeline:
     # -- upserts -------------------------------------------------------------------------------
 
     def _pool_get(self) -> cf.ProcessPoolExecutor:
+        """The decode pool, started on first use (workers also load the CNN model, if any).
+
+        Raises:
+            ModelUnavailableError: the configured CNN model cannot be loaded.
+        """
         if self._pool is None:
             ctx = multiprocessing.get_context("forkserver")
-            self._pool = cf.ProcessPoolExecutor(max_workers=max(1, self.config.workers), mp_context=ctx)
-            self._pool.submit(warm_up).result()
+            pool = cf.ProcessPoolExecutor(max_workers=max(1, self.config.workers), mp_context=ctx)
+            try:
+                pool.submit(warm_up, self.spec).result()
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            self._pool = pool
         return self._pool
+
+    def start_pool(self) -> None:
+        """Start the workers now (at daemon start-up), so a bad CNN setting fails fast and clearly."""
+        self._pool_get()
 
     def _shutdown_pool(self) -> None:
         if self._pool is not None:
@@ -231,15 +245,33 @@ class Pipeline:
             except OSError as exc:
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                     gone.append(path)
-                else:
-                    self._unreadable(path, None, f"cannot stat: {exc.strerror or exc}")
+                    continue
+                # e.g. a symlink loop: record it by its lstat so that it is reported once only
+                reason = "symlink loop" if exc.errno == errno.ELOOP else f"cannot stat: {exc.strerror or exc}"
+                try:
+                    lst: os.stat_result | None = os.lstat(path)
+                except OSError:
+                    lst = None
+                old = self.store.get_file(path)
+                if lst is not None and old is not None and old.same_stat(lst) and old.state != "ok":
+                    continue
+                p, rec = self._unreadable(path, lst, reason)
+                if rec is not None:
+                    records.append((p, rec, None))
                 continue
             if not os.path.isfile(path):
                 continue
             old = self.store.get_file(path)
             if old is not None and old.same_stat(st):
-                if old.state != "ok" or self._fresh(old.digest, hash_params, cnn_id):
+                if old.state != "ok" or (path in self.index.files and self._fresh(old.digest, hash_params, cnn_id)):
                     continue  # unchanged (and unreadable files are reported once only)
+            if not _utf8(path):
+                # reports are UTF-8 JSON: such a name cannot be written faithfully, nor read by most tools
+                p, rec = self._unreadable(path, st, "file name is not valid UTF-8: rename the file "
+                                                    "(or its folder) to a UTF-8 name")
+                if rec is not None:
+                    records.append((p, rec, None))
+                continue
             try:
                 digest = file_digest(path)
             except OSError as exc:
@@ -284,6 +316,14 @@ class Pipeline:
         if records or gone:
             self._on_change()
 
+    def _encode_alone(self, path: str) -> EncodeResult:
+        """Encode one file in a fresh pool; a second crash marks just this file unreadable."""
+        try:
+            return self._pool_get().submit(encode_many, [path], self.spec).result()[0]
+        except BrokenProcessPool:
+            self._pool = None
+            return EncodeResult(False, reason="the decoder process crashed on this file")
+
     def _fresh(self, digest: bytes | None, hash_params: str, cnn_id: str | None) -> bool:
         enc = self.store.get_encoding(digest) if digest else None
         return enc is not None and not any(enc.stale(self.spec.methods, hash_params, cnn_id))
@@ -299,19 +339,29 @@ class Pipeline:
         out: dict[bytes, EncodingRecord] = {}
         if not jobs:
             return out
-        futures: dict[bytes, cf.Future[EncodeResult]] = {}
+        digests = list(jobs)
+        results: dict[bytes, EncodeResult] = {}
         try:
             pool = self._pool_get()
-            for digest, files in jobs.items():
-                futures[digest] = pool.submit(encode_job, files[0][0], self.spec)
+            n = max(1, self.config.workers)
+            chunks = [digests[k::n] for k in range(n)]
+            futures = [(chunk, pool.submit(encode_many, [jobs[d][0][0] for d in chunk], self.spec))
+                       for chunk in chunks if chunk]
+            for chunk, fut in futures:
+                try:
+                    results.update(zip(chunk, fut.result()))
+                except BrokenProcessPool:
+                    self._pool = None  # a worker died (a codec crash?): retry its files one by one
+                    for d in chunk:
+                        results[d] = self._encode_alone(jobs[d][0][0])
+                except Exception as exc:  # e.g. the CNN model vanished after start-up
+                    logger.error("encoder failed on a batch of %d files: %s", len(chunk), exc)
+                    for d in chunk:
+                        results[d] = EncodeResult(False, reason=f"encoder failed: {exc}")
         except BrokenProcessPool:
             self._pool = None
         for digest, files in jobs.items():
-            try:
-                res = futures[digest].result() if digest in futures else EncodeResult(False, reason="decoder pool unavailable")
-            except BrokenProcessPool:
-                self._pool = None  # a worker died (e.g. a codec crash): restart it for the next batch
-                res = EncodeResult(False, reason="the decoder process crashed on this file")
+            res = results.get(digest) or EncodeResult(False, reason="the decoder process is unavailable")
             self.counters.decoded += 1
             for path, st in files:
                 if not _unchanged(path, st):
@@ -337,3 +387,12 @@ def _unchanged(path: str, st: os.stat_result) -> bool:
     except OSError:
         return False
     return (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _utf8(path: str) -> bool:
+    """False when ``path`` came from bytes that are not valid UTF-8 (``os.fsdecode`` surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

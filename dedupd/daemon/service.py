@@ -23,7 +23,7 @@ from dedupd.daemon.index import FileInfo, Matching, MatchIndex
 from dedupd.daemon.notify import Notifier
 from dedupd.daemon.pipeline import Pipeline, Work
 from dedupd.daemon.quarantine import Quarantine
-from dedupd.daemon.reports import EventLog, build_groups, keep_rules, write_reports
+from dedupd.daemon.reports import EventLog, build_groups, write_reports
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
 from dedupd.daemon.walk import is_watched_file, root_of, walk_root
@@ -65,7 +65,17 @@ class Daemon:
 
     def start(self) -> None:
         cfg = self.config
-        self.store = Store.open(cfg.store_dir, lock=True)
+        if self.serve:  # claim the socket first: a second daemon refuses before touching any store
+            from dedupd.daemon.server import ApiServer
+
+            self.server = ApiServer(self, cfg)
+            self.server.claim()
+        try:
+            self.store = Store.open(cfg.store_dir, lock=True)
+        except BaseException:
+            if self.server is not None:
+                self.server.stop()
+            raise
         os.makedirs(cfg.report_dir, exist_ok=True)
         self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"))
         self.index = MatchIndex(matching_of(cfg))
@@ -77,13 +87,11 @@ class Daemon:
         self.pipeline = Pipeline(cfg, self.store, self.index, on_change=self._dirty.set,
                                  on_event=self.events.append, retouch=self.settler.touch)
         self._load_index()
+        self.pipeline.start_pool()
         self._spawn("pipeline", self.pipeline.run)
         self._spawn("settle", self.settler.run)
         self._spawn("reporter", self._report_loop)
-        if self.serve:
-            from dedupd.daemon.server import ApiServer
-
-            self.server = ApiServer(self, cfg)
+        if self.server is not None:
             self.server.start()
         self.watcher = Watcher(cfg, self) if self.watch else None
         if self.watcher is not None:
@@ -152,7 +160,12 @@ class Daemon:
                 prog["queued"] += 1
         gone = [p for p, _ in self.store.iter_files() if p not in seen]
         if gone:
-            self.pipeline.put(Work("call", call=lambda: self.pipeline.forget(gone)))
+            # re-checked on the pipeline thread: a file may have arrived (via the watcher) after the
+            # walk passed its folder; only what is really gone or no longer wanted is forgotten
+            def forget_gone() -> None:
+                self.pipeline.forget([p for p in gone if not (os.path.isfile(p) and is_watched_file(p, cfg))])
+
+            self.pipeline.put(Work("call", call=forget_gone))
         self._refresh_all = False
         prog["done"] = True
         prog["forgotten"] = len(gone)
@@ -193,17 +206,22 @@ class Daemon:
         return self.pipeline.pending() == 0 and self.settler.pending() == 0
 
     def _report_loop(self) -> None:
+        pause = 0.2
         while not self.stop_event.is_set():
             if not self._dirty.wait(timeout=0.5):
                 continue
-            time.sleep(0.2)  # coalesce bursts
+            # coalesce bursts; on big libraries wait at least twice as long as the last write took,
+            # so report writing never takes more than a third of the time during a heavy ingest
+            self.stop_event.wait(pause)
             self._dirty.clear()
+            t0 = time.monotonic()
             try:
                 if self.config.policy == "quarantine" and self.quiet():
                     self._plan_quarantine()
                 self.report_counts = write_reports(self.config.report_dir, self.index, self.config)
             except Exception:
                 logger.exception("writing reports failed")
+            pause = max(0.2, 2 * (time.monotonic() - t0))
 
     def _plan_quarantine(self) -> None:
         exempt = self.quarantine.exempt()
@@ -416,5 +434,3 @@ class Daemon:
         finally:
             self.shutdown()
 
-
-__all__ = ["Daemon", "keep_rules", "is_watched_file"]

@@ -1,0 +1,231 @@
+"""Cosine-similarity search over embedding rows (pure numpy, memory bounded).
+
+Rows are L2-normalised once; a cosine similarity is then a dot product. The all-pairs search walks
+the upper triangle of the similarity matrix in ``block_rows x block_cols`` tiles, so the
+temporary memory is bounded by the tile size whatever the number of rows: an N x N matrix is
+never built. :class:`VectorIndex` is the incremental form the daemon keeps in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+
+import numpy as np
+
+#: Default tile of the all-pairs scan: 1024 x 8192 float32 similarities = 32 MiB.
+BLOCK_ROWS = 1024
+BLOCK_COLS = 8192
+
+Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _float_dtype(x: np.ndarray, dtype: np.dtype | type | None) -> np.dtype:
+    if dtype is not None:
+        return np.dtype(dtype)
+    return x.dtype if x.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+
+
+def normalize_rows(x: np.ndarray | Sequence, dtype: np.dtype | type | None = np.float32) -> np.ndarray:
+    """Rows of ``x`` scaled to unit L2 norm; all-zero rows stay zero (as scikit-learn does).
+
+    Args:
+        x: (n, d) array, or a single (d,) vector (treated as one row).
+        dtype: result dtype; None keeps float32/float64 input as is (others become float32).
+
+    Returns:
+        A new C-contiguous (n, d) array.
+    """
+    arr = np.asarray(x)
+    arr = np.array(arr.reshape(1, -1) if arr.ndim == 1 else arr, dtype=_float_dtype(arr, dtype), order="C")
+    norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
+    norms[norms == 0] = 1.0
+    arr /= norms[:, None]
+    return arr
+
+
+def _empty_pairs(dtype: np.dtype) -> Pairs:
+    empty = np.empty(0, dtype=np.int64)
+    return empty, empty.copy(), np.empty(0, dtype=dtype)
+
+
+def cosine_pairs(
+    x: np.ndarray,
+    threshold: float,
+    *,
+    normalized: bool = False,
+    block_rows: int = BLOCK_ROWS,
+    block_cols: int = BLOCK_COLS,
+) -> Pairs:
+    """Every pair ``i < j`` whose cosine similarity is ``>= threshold``.
+
+    Args:
+        x: (n, d) vectors.
+        threshold: minimum similarity (inclusive), in [-1, 1].
+        normalized: rows are already unit length (skips the copy made by :func:`normalize_rows`).
+        block_rows, block_cols: tile shape of the scan (bounds the temporary memory).
+
+    Returns:
+        ``(i, j, sim)``: int64 index arrays sorted by ``(i, j)`` and the similarities in the
+        dtype of the (normalised) input.
+    """
+    xn = np.ascontiguousarray(x) if normalized else normalize_rows(x, dtype=None)
+    n = len(xn)
+    if n < 2:
+        return _empty_pairs(xn.dtype)
+    block_rows, block_cols = max(1, int(block_rows)), max(1, int(block_cols))
+    out_i: list[np.ndarray] = []
+    out_j: list[np.ndarray] = []
+    out_s: list[np.ndarray] = []
+    for a in range(0, n - 1, block_rows):
+        b = min(n, a + block_rows)
+        rows = xn[a:b]
+        for c in range(a, n, block_cols):
+            d = min(n, c + block_cols)
+            sims = rows @ xn[c:d].T
+            mask = sims >= threshold
+            if c < b:  # the tile crosses the diagonal: keep global j > global i only
+                mask = np.triu(mask, k=a - c + 1)
+            r, s = np.nonzero(mask)
+            if len(r):
+                out_i.append(r + a)
+                out_j.append(s + c)
+                out_s.append(sims[r, s])
+    if not out_i:
+        return _empty_pairs(xn.dtype)
+    i, j, s = np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_s)
+    order = np.lexsort((j, i))
+    return i[order], j[order], s[order]
+
+
+def similarities(x: np.ndarray, query: np.ndarray, *, normalized: bool = False) -> np.ndarray:
+    """Cosine similarity of ``query`` (d,) to every row of ``x`` (n, d)."""
+    xn = np.asarray(x) if normalized else normalize_rows(x, dtype=None)
+    q = np.asarray(query).reshape(-1) if normalized else normalize_rows(query, dtype=xn.dtype)[0]
+    return xn @ q.astype(xn.dtype, copy=False)
+
+
+def search(
+    x: np.ndarray, query: np.ndarray, threshold: float, *, normalized: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose similarity to ``query`` is ``>= threshold``: ``(indices, sims)`` in index order."""
+    sims = similarities(x, query, normalized=normalized)
+    idx = np.flatnonzero(sims >= threshold)
+    return idx, sims[idx]
+
+
+def top_k(x: np.ndarray, query: np.ndarray, k: int, *, normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows most similar to ``query``: ``(indices, sims)``, best first (ties by index)."""
+    sims = similarities(x, query, normalized=normalized)
+    k = max(0, min(int(k), len(sims)))
+    if k == 0:
+        return np.empty(0, dtype=np.int64), sims[:0]
+    kth = -np.partition(-sims, k - 1)[k - 1]  # the k-th largest similarity
+    cand = np.flatnonzero(sims >= kth)  # every row tied with it too, so ties resolve by index
+    order = np.lexsort((cand, -sims[cand]))[:k]
+    idx = cand[order].astype(np.int64)
+    return idx, sims[idx]
+
+
+class VectorIndex:
+    """An in-memory, incrementally updated matrix of unit vectors keyed by any hashable key.
+
+    Rows live in one preallocated array that grows by doubling; removing a key moves the last row
+    into its slot, so add and remove are O(d) and a query is one matrix-vector product.
+
+    Args:
+        dim: vector length.
+        dtype: storage and compute dtype (float32 by default).
+        capacity: rows allocated up front.
+    """
+
+    def __init__(self, dim: int, dtype: np.dtype | type = np.float32, capacity: int = 1024) -> None:
+        self.dim = int(dim)
+        self.dtype = np.dtype(dtype)
+        self._data = np.empty((max(1, int(capacity)), self.dim), dtype=self.dtype)
+        self._keys: list[Hashable] = []
+        self._rows: dict[Hashable, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._rows
+
+    def keys(self) -> list[Hashable]:
+        """Keys in row order (changes when keys are removed)."""
+        return list(self._keys)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """Read-only view of the stored unit vectors, one row per key in :meth:`keys` order."""
+        view = self._data[: len(self._keys)]
+        view.flags.writeable = False
+        return view
+
+    def get(self, key: Hashable) -> np.ndarray:
+        """The stored (normalised) vector of ``key``; KeyError when absent."""
+        return self._data[self._rows[key]].copy()
+
+    def _reserve(self, extra: int) -> None:
+        need = len(self._keys) + extra
+        if need > len(self._data):
+            grown = np.empty((max(need, 2 * len(self._data)), self.dim), dtype=self.dtype)
+            grown[: len(self._keys)] = self._data[: len(self._keys)]
+            self._data = grown
+
+    def add(self, key: Hashable, vector: np.ndarray) -> None:
+        """Insert ``key`` (normalising ``vector``), or replace its vector when already present."""
+        self.add_many([key], np.asarray(vector).reshape(1, -1))
+
+    def add_many(self, keys: Sequence[Hashable], vectors: np.ndarray) -> None:
+        """Insert or replace several keys at once; ``vectors`` is (len(keys), dim)."""
+        vectors = np.asarray(vectors)
+        if vectors.ndim != 2 or vectors.shape != (len(keys), self.dim):
+            raise ValueError(f"expected vectors of shape ({len(keys)}, {self.dim}), got {vectors.shape}")
+        unit = normalize_rows(vectors, dtype=self.dtype)
+        self._reserve(len(keys))
+        for key, row in zip(keys, unit):
+            slot = self._rows.get(key)
+            if slot is None:
+                slot = len(self._keys)
+                self._keys.append(key)
+                self._rows[key] = slot
+            self._data[slot] = row
+
+    def remove(self, key: Hashable) -> bool:
+        """Forget ``key``; returns False when it was not present."""
+        slot = self._rows.pop(key, None)
+        if slot is None:
+            return False
+        last = len(self._keys) - 1
+        if slot != last:
+            moved = self._keys[last]
+            self._data[slot] = self._data[last]
+            self._keys[slot] = moved
+            self._rows[moved] = slot
+        self._keys.pop()
+        return True
+
+    def _unit(self, vector: np.ndarray) -> np.ndarray:
+        return normalize_rows(np.asarray(vector).reshape(1, -1), dtype=self.dtype)[0]
+
+    def search(
+        self, vector: np.ndarray, threshold: float, *, exclude: Iterable[Hashable] = ()
+    ) -> list[tuple[Hashable, float]]:
+        """Keys whose similarity to ``vector`` is ``>= threshold``, best first (ties by row)."""
+        sims = self._data[: len(self._keys)] @ self._unit(vector)
+        idx = np.flatnonzero(sims >= threshold)
+        idx = idx[np.lexsort((idx, -sims[idx]))]
+        skip = set(exclude)
+        return [(self._keys[i], float(sims[i])) for i in idx.tolist() if self._keys[i] not in skip]
+
+    def top_k(self, vector: np.ndarray, k: int) -> list[tuple[Hashable, float]]:
+        """The ``k`` most similar keys, best first (ties by row)."""
+        idx, sims = top_k(self._data[: len(self._keys)], self._unit(vector), k, normalized=True)
+        return [(self._keys[i], float(s)) for i, s in zip(idx.tolist(), sims.tolist())]
+
+    def pairs(self, threshold: float, **blocks: int) -> list[tuple[Hashable, Hashable, float]]:
+        """Every pair of keys with similarity ``>= threshold`` (see :func:`cosine_pairs`)."""
+        i, j, s = cosine_pairs(self._data[: len(self._keys)], threshold, normalized=True, **blocks)
+        keys = self._keys
+        return [(keys[a], keys[b], v) for a, b, v in zip(i.tolist(), j.tolist(), s.tolist())]

@@ -1,0 +1,159 @@
+"""Properties of the cosine search: tiled all-pairs == brute force, queries, the incremental index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dedupd.core import vectors
+from dedupd.core.vectors import VectorIndex, cosine_pairs, normalize_rows
+
+
+def brute_pairs(x: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    xn = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+    sims = xn.astype(np.float64) @ xn.T.astype(np.float64)
+    i, j = np.nonzero(np.triu(sims >= threshold, k=1))
+    return i, j, sims[i, j]
+
+
+def clustered(rng: np.random.Generator, n: int, d: int, clusters: int, noise: float) -> np.ndarray:
+    centres = rng.standard_normal((clusters, d))
+    return (centres[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, d))).astype(np.float32)
+
+
+def assert_same_pairs(got, x: np.ndarray, threshold: float, tol: float = 1e-5) -> None:
+    """Same pairs as float64 brute force, except pairs within ``tol`` of the threshold (rounding)."""
+    gi, gj, gs = got
+    assert np.all(gi < gj)
+    assert np.all(np.lexsort((gj, gi)) == np.arange(len(gi))), "pairs must be sorted by (i, j)"
+    bi, bj, bs = brute_pairs(x.astype(np.float64), threshold - tol)
+    sure = bs >= threshold + tol
+    got_set = set(zip(gi.tolist(), gj.tolist()))
+    want_all = set(zip(bi.tolist(), bj.tolist()))
+    want_sure = set(zip(bi[sure].tolist(), bj[sure].tolist()))
+    assert want_sure <= got_set <= want_all
+    ref = dict(zip(zip(bi.tolist(), bj.tolist()), bs.tolist()))
+    np.testing.assert_allclose(gs, [ref[p] for p in zip(gi.tolist(), gj.tolist())], atol=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 70),
+    d=st.integers(1, 9),
+    block_rows=st.integers(1, 17),
+    block_cols=st.integers(1, 23),
+    threshold=st.sampled_from([-1.0, -0.3, 0.0, 0.5, 0.9, 0.99, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_tiled_pairs_equal_brute_force(n, d, block_rows, block_cols, threshold, seed):
+    rng = np.random.default_rng(seed)
+    x = clustered(rng, n, d, clusters=max(1, n // 5), noise=0.2)
+    got = cosine_pairs(x, threshold, block_rows=block_rows, block_cols=block_cols)
+    assert_same_pairs(got, x, threshold)
+
+
+@pytest.mark.parametrize("n", [1, 2, 15, 16, 17, 31, 32, 33, 64, 65])
+@pytest.mark.parametrize("blocks", [(16, 16), (16, 32), (32, 16), (7, 5), (1024, 8192)])
+def test_block_boundaries(n, blocks):
+    rng = np.random.default_rng(n)
+    x = clustered(rng, n, 12, clusters=3, noise=0.5)
+    got = cosine_pairs(x, 0.5, block_rows=blocks[0], block_cols=blocks[1])
+    assert_same_pairs(got, x, 0.5)
+    # the same call without tiling (one tile) gives exactly the same pairs
+    one = cosine_pairs(x, 0.5, block_rows=n, block_cols=n)
+    assert [a.tolist() for a in got[:2]] == [a.tolist() for a in one[:2]]
+
+
+def test_exact_copies_zero_rows_and_threshold_extremes():
+    x = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 0], [0, 2, 0], [-1, 0, 0]], dtype=np.float32)
+    i, j, s = cosine_pairs(x, 1.0)
+    assert list(zip(i.tolist(), j.tolist())) == [(0, 1)]
+    i, j, s = cosine_pairs(x, -1.0, block_rows=2, block_cols=2)
+    assert len(i) == 5 * 4 // 2  # everything, including the zero row at similarity 0
+    z = dict(zip(zip(i.tolist(), j.tolist()), s.tolist()))
+    assert z[(0, 2)] == 0.0 and z[(0, 4)] == pytest.approx(-1.0)
+
+
+def test_normalize_rows_dtype_and_zero():
+    x = np.array([[3, 4], [0, 0]], dtype=np.int64)
+    out = normalize_rows(x)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0, 0]])
+    assert normalize_rows(x.astype(np.float64), dtype=None).dtype == np.float64
+    assert normalize_rows(np.array([0.0, 2.0])).shape == (1, 2)
+
+
+def test_memory_is_bounded_by_the_tile(monkeypatch):
+    """No temporary larger than a tile: spy on the matrix products."""
+    shapes = []
+    real = np.ndarray.__matmul__
+
+    class Spy(np.ndarray):
+        def __matmul__(self, other):
+            out = real(np.asarray(self), np.asarray(other))
+            shapes.append(out.shape)
+            return out
+
+    x = clustered(np.random.default_rng(0), 300, 8, 10, 0.1)
+    monkeypatch.setattr(vectors, "normalize_rows", lambda a, dtype=None: normalize_rows(a, dtype).view(Spy))
+    cosine_pairs(x, 0.9, block_rows=50, block_cols=70)
+    assert shapes and max(a * b for a, b in shapes) <= 50 * 70
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 60), k=st.integers(0, 70), seed=st.integers(0, 2**32 - 1))
+def test_search_and_top_k(n, k, seed):
+    rng = np.random.default_rng(seed)
+    x = clustered(rng, n, 6, clusters=3, noise=0.05)
+    x[rng.integers(0, n)] = x[0]  # an exact tie with row 0
+    q = x[0] + 0.01 * rng.standard_normal(6).astype(np.float32)
+    sims = normalize_rows(x).astype(np.float64) @ normalize_rows(q)[0].astype(np.float64)
+    idx, s = vectors.search(x, q, 0.8)
+    assert set(np.flatnonzero(sims >= 0.8 + 1e-5).tolist()) <= set(idx.tolist())
+    assert set(idx.tolist()) <= set(np.flatnonzero(sims >= 0.8 - 1e-5).tolist())
+    assert np.all(np.diff(idx) > 0)
+    np.testing.assert_allclose(s, sims[idx], atol=1e-5)
+    tidx, ts = vectors.top_k(x, q, k)
+    assert len(tidx) == min(k, n)
+    assert np.all(np.diff(ts) <= 0)
+    want = sorted(range(n), key=lambda r: (-round(float(sims[r]), 5), r))[: min(k, n)]
+    assert sorted(np.round(sims[tidx], 5).tolist()) == sorted(np.round(sims[want], 5).tolist())
+
+
+def test_vector_index_add_remove_query():
+    rng = np.random.default_rng(1)
+    x = clustered(rng, 40, 5, clusters=4, noise=0.05)
+    index = VectorIndex(5, capacity=3)  # forces growth
+    index.add_many([f"k{r}" for r in range(30)], x[:30])
+    for r in range(30, 40):
+        index.add(f"k{r}", x[r])
+    assert len(index) == 40 and "k39" in index
+    for r in range(0, 40, 3):
+        assert index.remove(f"k{r}")
+    assert not index.remove("k0") and "k0" not in index
+    alive = [r for r in range(40) if r % 3]
+    assert sorted(index.keys()) == sorted(f"k{r}" for r in alive)
+    index.add("k1", -x[1])  # replace in place
+    x = x.copy()
+    x[1] = -x[1]
+    np.testing.assert_allclose(index.get("k1"), normalize_rows(x[1])[0], atol=1e-6)
+    # a query equals brute force over the live rows, best first
+    q = x[5]
+    sims = {f"k{r}": float(normalize_rows(x[r])[0] @ normalize_rows(q)[0]) for r in alive}
+    got = index.search(q, 0.7, exclude=["k5"])
+    got_keys = [k for k, _ in got]
+    assert {k for k, s in sims.items() if s >= 0.7 + 1e-5} - {"k5"} <= set(got_keys)
+    assert set(got_keys) <= {k for k, s in sims.items() if s >= 0.7 - 1e-5} - {"k5"}
+    assert all(abs(s - sims[k]) < 1e-5 for k, s in got)
+    assert all(a[1] >= b[1] for a, b in zip(got, got[1:]))  # best first
+    assert [k for k, _ in index.top_k(q, 1)] == ["k5"]
+    # pairs over the index equal pairs over the live matrix
+    pairs = {(a, b) if a < b else (b, a) for a, b, _ in index.pairs(0.9)}
+    i, j, _ = cosine_pairs(np.stack([x[r] for r in alive]), 0.9)
+    names = [f"k{r}" for r in alive]
+    want = {tuple(sorted((names[a], names[b]))) for a, b in zip(i.tolist(), j.tolist())}
+    assert pairs == want
+    with pytest.raises(ValueError):
+        index.add_many(["x"], np.zeros((1, 4)))
