@@ -22,8 +22,10 @@ environment variables or CLI overrides against the current directory. ``~`` is e
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import pwd
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -199,10 +201,19 @@ class Config:
         return self.in_excluded_dir(path) or _matches_any(path, self.exclude)
 
 
+@functools.lru_cache(maxsize=64)
+def _compile(patterns: tuple[str, ...]) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """One regex for the name patterns and one for the path patterns (a scan tests every file)."""
+    def join(group: list[str]) -> re.Pattern[str] | None:
+        return re.compile("|".join(fnmatch.translate(p.lower()) for p in group)) if group else None
+
+    return join([p for p in patterns if "/" not in p]), join([p for p in patterns if "/" in p])
+
+
 def _matches_any(path: str, patterns: tuple[str, ...]) -> bool:
-    name = os.path.basename(path).lower()
+    by_name, by_path = _compile(patterns)
     low = path.lower()
-    return any(fnmatch.fnmatchcase(low if "/" in p else name, p.lower()) for p in patterns)
+    return bool((by_name and by_name.match(os.path.basename(low))) or (by_path and by_path.match(low)))
 
 
 def default_paths(env: Mapping[str, str]) -> dict[str, str]:

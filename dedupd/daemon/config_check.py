@@ -15,11 +15,28 @@ from typing import Any
 import yaml
 
 from dedupd.daemon.config import (
-    CNN_MODEL_NAMES, DEFAULT_CNN_THRESHOLD, DEFAULT_EXCLUDE, DEFAULT_HASH_THRESHOLD, DEFAULT_INCLUDE,
-    DEFAULT_KEEP, HASH_METHOD_NAMES, KEEP_RULE_NAMES, CnnConfig, KeepRule, LogConfig, RootConfig,
+    CNN_MODEL_NAMES,
+    DEFAULT_CNN_THRESHOLD,
+    DEFAULT_EXCLUDE,
+    DEFAULT_HASH_THRESHOLD,
+    DEFAULT_INCLUDE,
+    DEFAULT_KEEP,
+    HASH_METHOD_NAMES,
+    KEEP_RULE_NAMES,
+    CnnConfig,
+    KeepRule,
+    LogConfig,
+    RootConfig,
 )
 from dedupd.daemon.config_values import (
-    Problems, choice, non_negative_number, int_in, path_inside, show, string_list, unknown_keys,
+    Problems,
+    choice,
+    int_in,
+    non_negative_number,
+    path_inside,
+    show,
+    string_list,
+    unknown_keys,
 )
 from dedupd.errors import ConfigError
 
@@ -40,8 +57,9 @@ _ENV_KINDS: dict[str, str] = {
 }
 #: ``DEDUPD_STORE_DIR`` → ``store_dir``, ``DEDUPD_LOG_LEVEL`` → ``log.level``, ...
 ENV_VARS: dict[str, str] = {"DEDUPD_" + k.upper().replace(".", "_"): k for k in _ENV_KINDS}
-#: ``DEDUPD_*`` names that are not config fields and are left alone (read by the CLI itself).
-ENV_IGNORED: frozenset[str] = frozenset({"DEDUPD_CONFIG"})
+#: ``DEDUPD_*`` names that are not config fields and are left alone (read by the CLI itself, and
+#: the socket server's limits, see :mod:`dedupd.daemon.server`).
+ENV_IGNORED: frozenset[str] = frozenset({"DEDUPD_CONFIG", "DEDUPD_MAX_UPLOAD_BYTES", "DEDUPD_REQUEST_TIMEOUT_S"})
 
 
 def _abs(value: Any, base: str) -> Any:

@@ -18,108 +18,43 @@ they never pin old pages or block the map from growing; they are not one global 
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import os
-import struct
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import lmdb
 
 from dedupd.daemon import store_records as r
-from dedupd.daemon.store_lock import WriterLock
-from dedupd.daemon.store_records import EncodingRecord, FileRecord, QuarantineEntry, StrPath
+from dedupd.daemon.store_lock import ResizeGate, WriterLock
+from dedupd.daemon.store_manifest import ManifestMixin, QuarantineEntry
+from dedupd.daemon.store_records import (
+    EncoderMismatch,
+    EncodingRecord,
+    FileRecord,
+    StoreStats,
+    StrPath,
+)
 from dedupd.daemon.store_schema import DB_NAMES, SCHEMA_VERSION, init_or_migrate
 from dedupd.errors import StoreError
 
-__all__ = ["Store", "StoreStats", "EncoderMismatch", "FileRecord", "EncodingRecord", "QuarantineEntry",
-           "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "EncoderMismatch", "EncodingRecord", "FileRecord", "QuarantineEntry", "Store",
+           "StoreStats"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_MAP_SIZE = 64 << 20  # grows by doubling; LMDB maps lazily, so only used pages cost memory
 _CHUNK = 512
-_QID = struct.Struct(">Q")
 
 
-@dataclass(frozen=True)
-class StoreStats:
-    """Entry counts and sizes (``disk_bytes`` = size of ``data.mdb``; ``map_size`` = current limit)."""
-
-    files: int
-    encodings: int
-    quarantine: int
-    disk_bytes: int
-    map_size: int
-
-
-@dataclass(frozen=True)
-class EncoderMismatch:
-    """What the store's recorded encoder settings lack compared with a config.
-
-    ``hash_methods``: configured methods to recompute (all of them when the hash parameters
-    changed); ``cnn``: CNN vectors to recompute. ``encodings`` is how many encodings exist; with
-    none, nothing is stale. Per-record truth is :meth:`EncodingRecord.stale`.
-    """
-
-    hash_methods: frozenset[str]
-    cnn: bool
-    encodings: int
-
-    @property
-    def any(self) -> bool:
-        """True when some stored encoding must be recomputed."""
-        return self.encodings > 0 and (bool(self.hash_methods) or self.cnn)
-
-
-class _Gate:
-    """Lets transactions run concurrently but grants :meth:`exclusive` to a map resize, which LMDB
-    allows only while this process has no transaction open."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._active = 0
-        self._resizing = False
-
-    @contextlib.contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._resizing)
-            self._active += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._active -= 1
-                self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: not self._resizing)
-            self._resizing = True
-            self._cond.wait_for(lambda: self._active == 0)
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._resizing = False
-                self._cond.notify_all()
-
-
-class Store:
+class Store(ManifestMixin):
     """An open store. Use :meth:`open`, then ``close()`` or a ``with`` block."""
 
     def __init__(self, env: lmdb.Environment, dbs: dict[str, Any], path: str, readonly: bool,
                  lock: WriterLock | None) -> None:
         """Internal; use :meth:`open`."""
         self._env, self._dbs, self.path, self.readonly, self._lock = env, dbs, path, readonly, lock
-        self._gate = _Gate()
+        self._gate = ResizeGate()
 
     @classmethod
     def open(cls, store_dir: str | os.PathLike[str], readonly: bool = False, *, lock: bool | None = None,
@@ -181,7 +116,7 @@ class Store:
             self._lock.release()
             self._lock = None
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -244,7 +179,14 @@ class Store:
 
     def put_files(self, batch: Iterable[tuple[StrPath, FileRecord, EncodingRecord | None]],
                   deletes: Iterable[StrPath] = ()) -> None:
-        """Write a batch of ``(path, record, encoding or None)`` and forget ``deletes``: all or nothing."""
+        """Write a batch of ``(path, record, encoding or None)`` and forget ``deletes``: all or nothing.
+
+        Later items see earlier ones, so a batch may give an encoding once for several paths. Keep
+        batches to thousands of items, not millions (one transaction holds every dirty page).
+
+        Raises:
+            StoreError: an ``ok`` record whose digest has no encoding (nothing is written).
+        """
         items = [(r.fs_bytes(p), rec, enc) for p, rec, enc in batch]
         if any(enc is not None and rec.digest is None for _, rec, enc in items):
             raise ValueError("an encoding needs the record's digest to be stored under")
@@ -289,8 +231,9 @@ class Store:
                     if under(raw):
                         moving.append((raw, rec))
                     ok = cur.next()
+            base = b"" if new_raw == b"/" else new_raw
             for raw, rec in moving:
-                target = new_raw + raw[len(old_raw):] if old_raw != b"/" else new_raw + raw
+                target = base + (raw if old_raw == b"/" else raw[len(old_raw):])
                 self._put(txn, target, rec)  # first, so the digest never looks unreferenced
                 self._delete(txn, raw, prune=False)
             return len(moving)
@@ -335,7 +278,7 @@ class Store:
         """Yield ``(key, value)`` of ``db`` with ``prefix`` in key order, one short transaction per chunk."""
         last: bytes | None = None
         while True:
-            def chunk(txn: lmdb.Transaction) -> list[tuple[bytes, bytes]]:
+            def chunk(txn: lmdb.Transaction, last: bytes | None = last) -> list[tuple[bytes, bytes]]:
                 cur = txn.cursor(db=self._dbs[db])
                 start = last if last is not None else prefix
                 ok = cur.set_range(start) if start else cur.first()
@@ -402,54 +345,6 @@ class Store:
         """Every ``(digest, encoding)``, in digest order."""
         for key, value in self._scan("encodings"):
             yield key, r.unpack_encoding(value)
-
-    # -- quarantine manifest ----------------------------------------------------------------
-
-    def add_quarantine(self, entry: QuarantineEntry) -> int:
-        """Append ``entry`` to the manifest (durable on return) and return its new id (1, 2, ...)."""
-        def work(txn: lmdb.Transaction) -> int:
-            meta = self._dbs["meta"]
-            raw = txn.get(b"quarantine_next_id", db=meta)
-            qid = r.unpack(raw) if raw is not None else 1
-            now = time.time()
-            stored = dataclasses.replace(entry, id=qid, created_at=entry.created_at or now,
-                                         updated_at=entry.updated_at or now)
-            txn.put(_QID.pack(qid), r.pack_quarantine(stored), db=self._dbs["quarantine"])
-            txn.put(b"quarantine_next_id", r.pack(qid + 1), db=meta)
-            return qid
-
-        return self._write(work)
-
-    def get_quarantine(self, qid: int) -> QuarantineEntry | None:
-        """The manifest entry ``qid``, or None."""
-        data = self._read(lambda txn: txn.get(_QID.pack(qid), db=self._dbs["quarantine"]))
-        return None if data is None else r.unpack_quarantine(qid, data)
-
-    def update_quarantine(self, qid: int, **changes: Any) -> QuarantineEntry:
-        """Change fields of entry ``qid`` (``updated_at`` defaults to now) and return the new entry.
-
-        Raises:
-            KeyError: no entry ``qid``.  TypeError/ValueError: an unknown field or a bad state.
-        """
-        if "id" in changes:
-            raise TypeError("a manifest entry's id cannot change")
-
-        def work(txn: lmdb.Transaction) -> QuarantineEntry:
-            data = txn.get(_QID.pack(qid), db=self._dbs["quarantine"])
-            if data is None:
-                raise KeyError(qid)
-            entry = dataclasses.replace(r.unpack_quarantine(qid, data), **{"updated_at": time.time(), **changes})
-            txn.put(_QID.pack(qid), r.pack_quarantine(entry), db=self._dbs["quarantine"])
-            return entry
-
-        return self._write(work)
-
-    def iter_quarantine(self, state: str | None = None) -> Iterator[QuarantineEntry]:
-        """Manifest entries in id order, optionally only those in ``state``."""
-        for key, value in self._scan("quarantine"):
-            entry = r.unpack_quarantine(_QID.unpack(key)[0], value)
-            if state is None or entry.state == state:
-                yield entry
 
     # -- metadata ---------------------------------------------------------------------------
 

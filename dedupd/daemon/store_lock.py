@@ -1,4 +1,6 @@
-"""The single-writer lock of a store: an exclusive ``flock`` on ``store_dir/dedupd.lock``.
+"""Locks of a store: the cross-process writer ``flock`` and the in-process map-resize gate.
+
+Writer lock: an exclusive ``flock`` on ``store_dir/dedupd.lock``.
 
 LMDB already serialises write transactions, but two dedupd processes writing the same store
 would each act on duplicates the other is moving. The lock makes "one daemon per store" explicit:
@@ -12,9 +14,12 @@ method (LMDB environments must not cross a fork either).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import threading
+from collections.abc import Iterator
 
 from dedupd.errors import StoreError
 
@@ -79,3 +84,40 @@ class WriterLock:
             os.ftruncate(fd, 0)
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
+
+
+class ResizeGate:
+    """Lets transactions run concurrently but grants :meth:`exclusive` to a map resize, which LMDB
+    allows only while this process has no transaction open."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._resizing = False
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        """Hold for the life of one transaction (waits while a resize is under way)."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._resizing)
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold while resizing or closing: no transaction of this process is open inside."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._resizing)
+            self._resizing = True
+            self._cond.wait_for(lambda: self._active == 0)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()

@@ -11,7 +11,7 @@ Keys:
   ``b"\\0" + blake2b(path)`` instead (no real path starts with NUL) and its record carries the
   full path. Such keys sort before every real path.
 * ``digests``: ``len(digest) byte + digest + files key`` → empty value (a reverse index).
-* ``encodings``: the content digest. ``quarantine``: the id as 8 big-endian bytes (sorted).
+* ``encodings``: the content digest. ``quarantine``: see :mod:`.store_manifest`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Any
 import msgpack
 
 FILE_STATES: tuple[str, ...] = ("ok", "unreadable")
-QUARANTINE_STATES: tuple[str, ...] = ("pending", "moved", "restored", "failed")
 MAX_DIGEST = 64
 #: LMDB's 511-byte key limit, minus the longest ``digests`` prefix (1 length byte + 64-byte digest).
 MAX_PATH_KEY = 511 - 1 - MAX_DIGEST
@@ -113,7 +112,9 @@ class EncodingRecord:
         if self.cnn_vector is not None and len(self.cnn_vector) % 4:
             raise ValueError("cnn_vector must be float32 bytes (a multiple of 4 bytes long)")
 
-    def stale(self, methods: Iterable[str], hash_params: str, cnn_model_id: str | None) -> tuple[frozenset[str], bool]:
+    def stale(
+        self, methods: Iterable[str], hash_params: str, cnn_model_id: str | None
+    ) -> tuple[frozenset[str], bool]:
         """What must be recomputed to serve a config: (hash methods missing or stale, CNN stale?)."""
         wanted = frozenset(methods)
         stale = wanted if hash_params != self.hash_params else wanted - self.hashes.keys()
@@ -121,22 +122,33 @@ class EncodingRecord:
 
 
 @dataclass(frozen=True)
-class QuarantineEntry:
-    """One move in the quarantine manifest. ``id`` and the times are set by the store."""
+class StoreStats:
+    """Entry counts and sizes (``disk_bytes`` = size of ``data.mdb``; ``map_size`` = current limit)."""
 
-    origin: str
-    dest: str
-    keeper: str
-    digest: bytes | None = None
-    reason: str = ""
-    state: str = "pending"
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    id: int = 0
+    files: int
+    encodings: int
+    quarantine: int
+    disk_bytes: int
+    map_size: int
 
-    def __post_init__(self) -> None:
-        if self.state not in QUARANTINE_STATES:
-            raise ValueError(f"QuarantineEntry.state must be one of {QUARANTINE_STATES}, got {self.state!r}")
+
+@dataclass(frozen=True)
+class EncoderMismatch:
+    """What the store's recorded encoder settings lack compared with a config.
+
+    ``hash_methods``: configured methods to recompute (all of them when the hash parameters
+    changed); ``cnn``: CNN vectors to recompute. ``encodings`` is how many encodings exist; with
+    none, nothing is stale. Per-record truth is :meth:`EncodingRecord.stale`.
+    """
+
+    hash_methods: frozenset[str]
+    cnn: bool
+    encodings: int
+
+    @property
+    def any(self) -> bool:
+        """True when some stored encoding must be recomputed."""
+        return self.encodings > 0 and (bool(self.hash_methods) or self.cnn)
 
 
 def fs_bytes(path: StrPath) -> bytes:
@@ -200,16 +212,3 @@ def unpack_encoding(data: bytes) -> EncodingRecord:
     """Decode an ``encodings`` value."""
     _v, width, height, fmt, hashes, hash_params, vector, model = unpack(data)
     return EncodingRecord(width, height, fmt, hashes, hash_params, vector, model)
-
-
-def pack_quarantine(entry: QuarantineEntry) -> bytes:
-    """Encode a manifest entry (paths as bytes, so any file name round-trips)."""
-    return pack([1, os.fsencode(entry.origin), os.fsencode(entry.dest), os.fsencode(entry.keeper),
-                 entry.digest, entry.reason, entry.state, entry.created_at, entry.updated_at])
-
-
-def unpack_quarantine(qid: int, data: bytes) -> QuarantineEntry:
-    """Decode a manifest entry stored under ``qid``."""
-    _v, origin, dest, keeper, digest, reason, state, created, updated = unpack(data)
-    return QuarantineEntry(os.fsdecode(origin), os.fsdecode(dest), os.fsdecode(keeper), digest, reason,
-                           state, created, updated, qid)
