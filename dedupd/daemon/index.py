@@ -1,4 +1,4 @@
-"""The daemon's in-memory match state: BK-trees, the embedding matrix and the duplicate graph.
+"""The daemon's in-memory match state: hash columns, the embedding matrix and the duplicate graph.
 
 Everything is keyed by *content digest* first: byte-identical copies share one tree entry and one
 vector, and are duplicates of each other by definition. The graph between digests (``Evidence``
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dedupd.core import hamming
-from dedupd.core.bktree import BKTree
+from dedupd.core.hashindex import HashIndex
 from dedupd.core.vectors import VectorIndex
 
 EXACT = "exact"
@@ -78,8 +78,9 @@ class MatchIndex:
         self.files: dict[str, FileInfo] = {}
         self._contents: dict[bytes, _Content] = {}
         self._graph: dict[bytes, dict[bytes, Evidence]] = {}
-        self._trees: dict[str, BKTree] = {m: BKTree() for m in matching.hashes}
+        self._trees: dict[str, HashIndex] = {m: HashIndex() for m in matching.hashes}
         self._vectors: VectorIndex | None = None
+        self.generation = 0  # bumped on every change (readers cache derived views on it)
 
     # -- evidence ---------------------------------------------------------------------------
 
@@ -129,6 +130,7 @@ class MatchIndex:
     def add(self, path: str, info: FileInfo, hashes: Mapping[str, int], vector: np.ndarray | None = None) -> None:
         """Index ``path`` (replacing any previous version of it) and link it to its duplicates."""
         with self.lock:
+            self.generation += 1
             old = self.files.get(path)
             if old is not None and old.digest != info.digest:
                 self.remove(path)
@@ -164,6 +166,7 @@ class MatchIndex:
             info = self.files.pop(path, None)
             if info is None:
                 return None
+            self.generation += 1
             content = self._contents[info.digest]
             content.paths.discard(path)
             if not content.paths:
@@ -177,11 +180,17 @@ class MatchIndex:
             return info
 
     def rename(self, old: str, new: str) -> bool:
-        """Move an indexed path to a new name (same content: no re-encoding)."""
+        """Move an indexed path to a new name (same content: no re-encoding); a file indexed at
+        ``new`` is replaced (``mv a b`` over an existing ``b``)."""
         with self.lock:
+            if old == new:
+                return old in self.files
             info = self.files.pop(old, None)
             if info is None:
                 return False
+            self.generation += 1
+            if new in self.files:
+                self.remove(new)
             self.files[new] = info
             paths = self._contents[info.digest].paths
             paths.discard(old)
@@ -191,6 +200,7 @@ class MatchIndex:
     def bulk_load(self, items: Iterable[tuple[str, FileInfo, Mapping[str, int], np.ndarray | None]]) -> None:
         """Load many files at startup, building the graph with all-pairs scans instead of N queries."""
         with self.lock:
+            self.generation += 1
             vectors: dict[bytes, np.ndarray] = {}
             for path, info, hashes, vector in items:
                 self.files[path] = info
@@ -205,11 +215,12 @@ class MatchIndex:
     def retune(self, matching: Matching) -> None:
         """Change thresholds/mode (config reload): rebuild the trees and the graph."""
         with self.lock:
+            self.generation += 1
             vectors = {}
             if self._vectors is not None:
                 vectors = {k: self._vectors.get(k) for k in self._vectors.keys()}
             self.matching = matching
-            self._trees = {m: BKTree() for m in matching.hashes}
+            self._trees = {m: HashIndex() for m in matching.hashes}
             self._vectors = None
             self._rebuild(vectors)
 
@@ -299,7 +310,13 @@ class MatchIndex:
                     out[p] = (content.paths - {p}) | set(near)
             return out
 
+    @property
+    def content_count(self) -> int:
+        """Distinct contents (digests) indexed: O(1), for status."""
+        return len(self._contents)
+
     def stats(self) -> dict[str, int]:
+        """Counts including graph edges (O(graph): for tests and diagnostics, not for status)."""
         with self.lock:
             return {
                 "files": len(self.files),

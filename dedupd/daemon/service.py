@@ -241,8 +241,8 @@ class Daemon:
     def _apply_quarantine(self, plans: list[tuple[str, str, bytes, str]]) -> None:
         done = 0
         for victim, keeper, digest, reason in plans:
-            if self.config.policy != "quarantine":
-                return
+            if self.config.policy != "quarantine" or self.stop_event.is_set():
+                break  # reloaded to another policy, or stopping: each move so far is complete
             if keeper not in self.index.files:
                 continue
             outcome = self.quarantine.move(victim, keeper, digest, reason)
@@ -284,7 +284,7 @@ class Daemon:
         return {
             "state": self.state,
             "files": len(self.index.files),
-            "encoded": self.index.stats()["contents"],
+            "encoded": self.index.content_count,
             "decoded": c.decoded,
             "reused": c.reused,
             "unreadable": c.unreadable,

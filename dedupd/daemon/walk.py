@@ -59,6 +59,8 @@ def walk_root(
                 continue
             if not config.wants_file(path):
                 continue
+            if entry.is_symlink() and not link_target_inside(path, config):
+                continue  # never index (or report on) files outside the roots through a symlink
             try:
                 st = stat(path)
             except OSError as exc:
@@ -87,10 +89,23 @@ def root_of(path: str, config: Config) -> RootConfig | None:
     return best
 
 
+def link_target_inside(path: str, config: Config) -> bool:
+    """For a symlink: True when its target resolves inside a root (a loop counts as inside, so it
+    is reported as unreadable rather than silently skipped)."""
+    try:
+        real = os.path.realpath(path, strict=True)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return root_of(real, config) is not None
+
+
 def is_watched_file(path: str, config: Config) -> bool:
-    """True when ``path`` lies in a root (honouring ``recursive``), wanted, not in a skipped dir."""
+    """True when ``path`` lies in a root (honouring ``recursive``), wanted, not in a skipped dir,
+    and (for a symlink) pointing inside a root."""
     root = root_of(path, config)
     if root is None or not config.wants_file(path):
+        return False
+    if os.path.islink(path) and not link_target_inside(path, config):
         return False
     parent = os.path.dirname(path)
     while len(parent) > len(root.path):

@@ -102,3 +102,23 @@ def test_files_to_remove_follows_map_order():
     dup = {"b": ["a"], "a": ["b", "c"], "c": ["a"], "d": []}
     assert files_to_remove(dup) == ["a"]  # "b" comes first and keeps itself
     assert files_to_remove({"a": [("b", 1)], "b": [("a", 1)]}) == ["b"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 400), st.integers(0, 20))
+def test_hash_index_matches_bktree_through_adds_and_discards(seed, n, radius):
+    from dedupd.core.hashindex import HashIndex
+
+    rng = random.Random(seed)
+    values = clustered(rng, n)
+    index, tree = HashIndex(capacity=2), BKTree()
+    for k, v in enumerate(values):
+        index.add(k, v)
+        tree.add(k, v)
+    for k in rng.sample(range(n), n // 3):
+        assert index.discard(k) == tree.discard(k)
+    index.add(0, values[-1])  # re-add / move a key
+    tree.add(0, values[-1])
+    q = rng.choice(values)
+    assert sorted(index.search(q, radius)) == sorted(tree.search(q, radius))
+    assert len(index) == len(tree) and dict(index) == dict(tree)
