@@ -33,16 +33,39 @@ def _common_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _socket_path(args: argparse.Namespace) -> str:
-    if args.socket:
+    """--socket, else $DEDUPD_SOCKET_PATH, else the config's socket_path, else the usual places."""
+    if getattr(args, "socket", None):
         return args.socket
     if os.environ.get("DEDUPD_SOCKET_PATH"):
         return os.environ["DEDUPD_SOCKET_PATH"]
     if args.config or os.environ.get("DEDUPD_CONFIG"):
+        from dedupd.errors import DedupdError
+
         try:
             return _load_config(args).socket_path
-        except Exception:
-            pass
+        except (DedupdError, OSError):
+            # a config the client cannot fully validate (e.g. roots it may not stat): its socket_path
+            return _raw_socket_path(args.config or os.environ["DEDUPD_CONFIG"]) or DEFAULT_SOCKET
+    from dedupd.daemon.config import default_paths
+
+    for candidate in (DEFAULT_SOCKET, default_paths(os.environ)["socket_path"]):
+        if os.path.exists(candidate):
+            return candidate
     return DEFAULT_SOCKET
+
+
+def _raw_socket_path(config_file: str) -> str | None:
+    import yaml
+
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+        value = data.get("socket_path") if isinstance(data, dict) else None
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    if not isinstance(value, str) or not value:
+        return None
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_file)), os.path.expanduser(value)))
 
 
 def _print_json(data: Any) -> None:
@@ -117,22 +140,42 @@ def cmd_status(args: argparse.Namespace) -> int:
         return EXIT_OK
     p = s.get("reconcile_progress", {})
     rows = [("state", s["state"]), ("files", s["files"]), ("encoded", s["encoded"]), ("decoded", s["decoded"]),
-            ("unreadable", s["unreadable"]), ("queued", s["queued"]), ("groups", s["groups"]),
-            ("quarantined", s.get("quarantined", 0)),
-            ("reconcile", f"{p.get('walked', 0)} walked, {'done' if p.get('done') else 'running'}"),
-            ("uptime", f"{s['uptime_s']} s"), ("store", f"{s['store_bytes']} bytes")]
+            ("reused", s.get("reused", 0)), ("unreadable", s["unreadable"]), ("queued", s["queued"]),
+            ("groups", s["groups"]), ("duplicates", s.get("duplicates", 0)),
+            ("quarantined", s.get("quarantined", 0)), ("policy", s.get("policy", "")),
+            ("reconcile", (f"{p.get('walked', 0)} walked, {p.get('queued', 0)} queued, "
+                           f"{'done' if p.get('done') else 'running'}")),
+            ("uptime", _duration(s["uptime_s"])), ("store", _size(s["store_bytes"])), ("pid", s.get("pid", "?"))]
     for k, v in rows:
         print(f"{k:12s} {v}")
     return EXIT_OK
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s" if m else f"{sec}s"
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
 def _score(m: dict[str, Any]) -> str:
+    if m.get("method") == "exact":
+        return "exact copy"
     if "similarity" in m:
         return f"{m['method']} similarity {m['similarity']:.3f}"
     return f"{m['method']} distance {m['distance']}"
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    """Read each file here and send its bytes: works for files outside the daemon's roots."""
     client = Client(_socket_path(args))
     results = []
     for path in args.paths:
@@ -140,14 +183,16 @@ def cmd_query(args: argparse.Namespace) -> int:
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as exc:
-            print(f"dedupd: cannot read {path}: {exc.strerror}", file=sys.stderr)
-            return EXIT_ERROR
+            results.append({"path": path, "error": "cannot read", "detail": exc.strerror or str(exc),
+                            "duplicates": []})
+            continue
         try:
             res = client.query_bytes(data)
         except ApiError as exc:
             res = {"error": exc.error, "detail": exc.detail, "duplicates": []}
         results.append({"path": path, **res})
     found = any(r.get("duplicates") for r in results)
+    failed = any(r.get("error") for r in results)
     if args.json:
         _print_json(results if len(results) > 1 else results[0])
     else:
@@ -160,7 +205,9 @@ def cmd_query(args: argparse.Namespace) -> int:
                 print(f"{r['path']}: {len(r['duplicates'])} duplicate(s)")
                 for m in r["duplicates"]:
                     print(f"  {m['path']}  ({_score(m)})")
-    return EXIT_DUPLICATE if (found and args.fail_on_duplicate) else EXIT_OK
+    if found and args.fail_on_duplicate:
+        return EXIT_DUPLICATE
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def cmd_groups(args: argparse.Namespace) -> int:
@@ -168,7 +215,9 @@ def cmd_groups(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return EXIT_OK
-    print(f"{data['total']} groups")
+    shown = len(data["groups"])
+    more = f" (showing {data['offset'] + 1}-{data['offset'] + shown})" if shown and shown < data["total"] else ""
+    print(f"{data['total']} groups{more}")
     for g in data["groups"]:
         print(f"[{g['id']}] keep {g['keep']['path']}")
         for d in g["duplicates"]:
@@ -187,9 +236,9 @@ def cmd_simple_post(endpoint: str):
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    if not args.all and not args.paths:
-        print("dedupd restore: give --all or one or more paths", file=sys.stderr)
-        return EXIT_NOT_RUNNING
+    if bool(args.all) == bool(args.paths):
+        print("dedupd restore: give either --all or one or more paths", file=sys.stderr)
+        return EXIT_NOT_RUNNING  # usage error (argparse's code)
     payload = {"all": True} if args.all else {"paths": [os.path.abspath(p) for p in args.paths]}
     try:
         res = Client(_socket_path(args)).post("/v1/restore", payload)
@@ -215,11 +264,12 @@ def _restore_offline(args: argparse.Namespace, payload: dict[str, Any]) -> dict[
     with Store.open(config.store_dir, lock=True) as store:
         outcomes = Quarantine(config, store).restore(None if payload.get("all") else payload["paths"])
     results = [{"path": o.path, "ok": o.ok, "detail": o.detail} for o in outcomes]
-    return {"results": results, "restored": sum(r["ok"] for r in results)}
+    restored = sum(r["ok"] for r in results)
+    return {"results": results, "restored": restored, "failed": len(results) - restored}
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    data = Client(_socket_path(args)).get("/v1/quarantine")
+    data = Client(_socket_path(args)).get("/v1/quarantine", state=args.state)
     if args.json:
         _print_json(data)
         return EXIT_OK
@@ -253,7 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", parents=[common], help="daemon state and counters").set_defaults(func=cmd_status)
     q = sub.add_parser("query", parents=[common], help="is this file a duplicate of an indexed one?")
     q.add_argument("paths", nargs="+", metavar="PATH")
-    q.add_argument("--fail-on-duplicate", action="store_true", help="exit 3 when a duplicate is found")
+    q.add_argument("--fail-on-duplicate", action="store_true",
+                   help="exit 3 when a duplicate is found (else 1 if a file could not be checked, 0 otherwise)")
     q.set_defaults(func=cmd_query)
     g = sub.add_parser("groups", parents=[common], help="list duplicate groups")
     g.add_argument("--offset", type=int, default=0)
@@ -269,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_restore)
     qu = sub.add_parser("quarantine", parents=[common], help="quarantine manifest")
     qu.add_argument("action", choices=["list"], nargs="?", default="list")
+    qu.add_argument("--state", choices=["pending", "moved", "restored", "failed"], help="only entries in this state")
     qu.set_defaults(func=cmd_quarantine)
     return p
 
@@ -281,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dedupd: {exc}", file=sys.stderr)
         return EXIT_NOT_RUNNING
     except ApiError as exc:
-        print(f"dedupd: {exc}", file=sys.stderr)
+        print(f"dedupd: {exc}" + (f" (HTTP {exc.status})" if exc.status else ""), file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -12,11 +12,11 @@ DEFAULT_SOCKET = "/run/dedupd/dedupd.sock"
 
 
 class DaemonNotRunning(Exception):
-    """No daemon answers at the socket path."""
+    """No daemon answers at the socket path (or the caller may not connect to it)."""
 
 
 class ApiError(Exception):
-    """The daemon answered with an error status."""
+    """The daemon answered with an error status (``status`` 0: the exchange itself failed)."""
 
     def __init__(self, status: int, error: str, detail: str) -> None:
         super().__init__(f"{error}: {detail}" if detail else error)
@@ -46,27 +46,45 @@ class Client:
         self.socket_path = socket_path
         self.timeout = timeout
 
+    def _connect(self, conn: _UnixConnection) -> None:
+        where = self.socket_path
+        try:
+            conn.connect()
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise DaemonNotRunning(
+                f"dedupd is not running (nothing answers at {where}); start it (`dedupd run --config FILE` "
+                "or `systemctl start dedupd`) or pass --socket PATH"
+            ) from exc
+        except PermissionError as exc:
+            raise DaemonNotRunning(
+                f"permission denied on {where}: add your user to the socket's group (socket_group in the "
+                "config) or run as the daemon's user"
+            ) from exc
+        except TimeoutError as exc:
+            raise DaemonNotRunning(f"dedupd at {where} does not accept connections (timed out)") from exc
+        except OSError as exc:
+            raise DaemonNotRunning(f"cannot connect to dedupd at {where}: {exc.strerror or exc}") from exc
+
     def request(self, method: str, path: str, body: bytes | None = None,
                 content_type: str = "application/json", params: dict[str, Any] | None = None) -> Any:
         if params:
             path = f"{path}?{urlencode(params)}"
         conn = _UnixConnection(self.socket_path, self.timeout)
         try:
+            self._connect(conn)
             headers = {"Content-Type": content_type} if body is not None else {}
             try:
                 conn.request(method, path, body=body, headers=headers)
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
-                raise DaemonNotRunning(
-                    f"dedupd is not running (nothing answers at {self.socket_path}); start it with "
-                    "`dedupd run --config FILE` or pass --socket PATH"
-                ) from exc
-            except PermissionError as exc:
-                raise DaemonNotRunning(
-                    f"permission denied on {self.socket_path}: add your user to the socket's group "
-                    "(socket_group in the config) or run as the daemon's user"
-                ) from exc
-            resp = conn.getresponse()
-            raw = resp.read()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the daemon answered before reading the whole body (e.g. 413): read its answer
+            try:
+                resp = conn.getresponse()
+                raw = resp.read()
+            except TimeoutError:
+                raise ApiError(0, "timeout", f"dedupd did not answer within {self.timeout:g} s") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise ApiError(0, "connection lost", f"dedupd closed the connection ({exc or type(exc).__name__})") \
+                    from None
         finally:
             conn.close()
         try:
@@ -74,14 +92,23 @@ class Client:
         except ValueError:
             raise ApiError(resp.status, "bad response", raw[:200].decode("utf-8", "replace")) from None
         if resp.status >= 400:
-            raise ApiError(resp.status, data.get("error", "error"), data.get("detail", ""))
+            if not isinstance(data, dict):
+                data = {}
+            raise ApiError(resp.status, data.get("error", f"HTTP {resp.status}"), data.get("detail", ""))
         return data
 
-    def get(self, path: str, **params: Any) -> Any:
-        return self.request("GET", path, params=params or None)
+    def get(self, endpoint: str, /, **params: Any) -> Any:
+        """GET ``endpoint`` with query parameters (``None`` values are left out)."""
+        return self.request("GET", endpoint, params={k: v for k, v in params.items() if v is not None} or None)
+
+    def duplicates(self, path: str) -> Any:
+        return self.get("/v1/duplicates", path=path)
 
     def post(self, path: str, payload: dict[str, Any] | None = None) -> Any:
         return self.request("POST", path, body=json.dumps(payload or {}).encode())
 
     def query_bytes(self, data: bytes) -> Any:
         return self.request("POST", "/v1/query", body=data, content_type="application/octet-stream")
+
+    def query_path(self, path: str) -> Any:
+        return self.post("/v1/query", {"path": path})

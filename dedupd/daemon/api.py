@@ -1,32 +1,130 @@
-"""The ``/v1`` endpoints: request → daemon call → JSON. Transport lives in :mod:`.server`."""
+"""The ``/v1`` endpoints: request → daemon call → JSON. Transport lives in :mod:`.server`.
+
+=======  ========================  ==========================================================
+GET      /v1/status                state and counters (``dedupd status --json`` prints it)
+POST     /v1/query                 image bytes in the body, or JSON ``{"path": ...}`` of a
+                                   watched file: its duplicates among indexed files (the
+                                   image is not added to the index)
+GET      /v1/duplicates?path=P     duplicates of an indexed file
+GET      /v1/groups?offset&limit   duplicate groups, paginated (cached per index generation)
+POST     /v1/rescan                walk the roots again (202)
+POST     /v1/reload                re-read the config, like SIGHUP (202)
+GET      /v1/quarantine[?state=]   the quarantine manifest
+POST     /v1/restore               ``{"all": true}`` or ``{"paths": [...]}``
+=======  ========================  ==========================================================
+
+A path given to the daemon (query by path, duplicates) must name a file the daemon watches: its
+real path (symlinks resolved, then re-checked on the opened file descriptor) lies inside a root
+and is not excluded. Anything else is 403 *before* the path is looked at, so the answer is the
+same whether or not the file exists. Clients that want to ask about any other file send its bytes.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import hashlib
+import io
+import json
 import logging
 import os
+import stat
 import tempfile
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dedupd.daemon.encoder import bytes_digest, encode_job, file_digest
+from dedupd.daemon.config import Config
+from dedupd.daemon.config_values import path_inside
+from dedupd.daemon.encoder import DIGEST_SIZE, EncodeSpec, bytes_digest, encode_job
 from dedupd.daemon.pipeline import encode_spec
 from dedupd.daemon.reports import build_groups
 from dedupd.daemon.server import HttpError, peer_credentials
-from dedupd.daemon.walk import root_of
+from dedupd.daemon.store_manifest import QUARANTINE_STATES
 
 if TYPE_CHECKING:
+    from dedupd.daemon.index import Evidence, MatchIndex
     from dedupd.daemon.service import Daemon
 
 logger = logging.getLogger(__name__)
 
+MAX_GROUPS_PAGE = 10000
+_PROC_FD = "/proc/self/fd"
+_FORBIDDEN = ("only files the daemon watches (inside its roots, not excluded) can be named by path; "
+              "send the image bytes instead (`dedupd query FILE` does)")
 
-def _matches(items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+
+def _matches(items: list[tuple[str, Evidence]]) -> list[dict[str, Any]]:
     return [{"path": p, **ev.as_dict()} for p, ev in items]
+
+
+def _hex_hashes(hashes: dict[str, int] | None) -> dict[str, str]:
+    return {k: f"{v:016x}" for k, v in (hashes or {}).items()}
+
+
+def encode_bytes(body: bytes, spec: EncodeSpec) -> Any:
+    """Decode image bytes held in memory (in an anonymous memory file where the platform has one:
+    nothing is written to disk; else a private temporary file)."""
+    fd = -1
+    if hasattr(os, "memfd_create") and os.path.isdir(_PROC_FD):
+        try:
+            fd = os.memfd_create("dedupd-query", os.MFD_CLOEXEC)
+        except OSError:  # e.g. refused by a seccomp filter: use a temporary file
+            fd = -1
+    if fd >= 0:
+        try:
+            with os.fdopen(os.dup(fd), "wb") as f:
+                f.write(body)
+            return encode_job(f"{_PROC_FD}/{fd}", spec)
+        finally:
+            os.close(fd)
+    with tempfile.NamedTemporaryFile(prefix="dedupd-query-") as f:
+        f.write(body)
+        f.flush()
+        return encode_job(f.name, spec)
+
+
+def warm_up(config: Config) -> None:
+    """Run the decode + hash path once (lazy imports, codec set-up: 0.3-1 s) so the first query does
+    not pay for it. The CNN model is not loaded here."""
+    try:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.new("RGB", (64, 48), (120, 60, 30)).save(buf, "JPEG")
+        encode_bytes(buf.getvalue(), dataclasses.replace(encode_spec(config), cnn_model=None, cnn_weights=None))
+    except Exception:
+        logger.debug("socket warm-up failed", exc_info=True)
+
+
+class _GroupsCache:
+    """Built groups, rebuilt only when the index changed (its ``generation``) or the keep-rule did."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[Any, ...] | None = None
+        self._groups: list[dict[str, Any]] = []
+        self.builds = 0
+
+    def get(self, index: MatchIndex, config: Config) -> tuple[list[dict[str, Any]], int]:
+        with self._lock:  # one builder at a time; concurrent pages wait and reuse its result
+            generation = getattr(index, "generation", None)
+            key = (id(index), generation, config.keep)
+            if generation is None or key != self._key:
+                with index.lock:
+                    generation = getattr(index, "generation", None)
+                    groups = build_groups(index, config.keep)
+                self._key = (id(index), generation, config.keep) if generation is not None else None
+                self._groups = groups
+                self.builds += 1
+            return self._groups, -1 if generation is None else generation
 
 
 class Router:
     """Maps (method, path) to handlers; each returns ``(status, json body)``."""
+
+    STATE_CHANGING = frozenset({"/v1/rescan", "/v1/reload", "/v1/restore"})
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -40,74 +138,177 @@ class Router:
             ("GET", "/v1/quarantine"): self.quarantine,
             ("POST", "/v1/restore"): self.restore,
         }
+        self._groups_cache = _GroupsCache()
+        self._decode_slots = threading.BoundedSemaphore(max(2, min(8, os.cpu_count() or 2)))
 
     def __call__(self, method: str, path: str, query: dict[str, str], body: bytes, handler: Any) -> tuple[int, Any]:
-        fn = self.routes.get((method, path.rstrip("/") or "/"))
+        path = path.rstrip("/") or "/"
+        fn = self.routes.get(("GET" if method == "HEAD" else method, path))  # HEAD: GET without the body
         if fn is None:
-            if any(p == path for _, p in self.routes):
-                raise HttpError(405, "method not allowed", f"{method} is not supported on {path}")
-            raise HttpError(404, "not found", f"no endpoint {path}; see `dedupd --help` for the API")
-        if method == "POST" and path not in ("/v1/query",):
+            allowed = sorted(m for m, p in self.routes if p == path)
+            if allowed:
+                raise HttpError(405, "method not allowed", f"{method} is not supported on {path}; use "
+                                f"{' or '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
+            endpoints = ", ".join(f"{m} {p}" for m, p in self.routes)
+            raise HttpError(404, "not found", f"no endpoint {path}; the API has: {endpoints}")
+        if path in self.STATE_CHANGING:
             cred = peer_credentials(handler.connection)
-            logger.info("socket request %s %s from pid=%s uid=%s", method, path,
-                        cred[0] if cred else "?", cred[1] if cred else "?")
+            pid, uid, gid = cred if cred else (None, None, None)
+            logger.info("socket request %s %s from pid=%s uid=%s gid=%s", method, path, pid, uid, gid,
+                        extra={"endpoint": path, "peer_pid": pid, "peer_uid": uid, "peer_gid": gid})
         return fn(query=query, body=body, handler=handler)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _json(body: bytes, *, required: bool = False) -> dict[str, Any]:
+        if not body.strip():
+            if required:
+                raise HttpError(400, "bad request", "this endpoint needs a JSON object in the body")
+            return {}
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HttpError(400, "bad json", f"the request body is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise HttpError(400, "bad json", "the request body must be a JSON object")
+        return data
+
+    def _watched(self, real: str) -> bool:
+        """True when the resolved path ``real`` is a file the daemon watches (no I/O on ``real``)."""
+        cfg = self.daemon.config
+        if not cfg.wants_file(real):
+            return False
+        if any(path_inside(os.path.realpath(d), real) for d in cfg.excluded_dirs()):
+            return False
+        for root in cfg.roots:
+            base = os.path.realpath(root.path)
+            if real == base or not path_inside(base, real):
+                continue
+            rel = real[len(base.rstrip("/")) + 1:]
+            if not root.recursive and "/" in rel:
+                continue
+            parent = os.path.dirname(real)
+            while len(parent) > len(base):
+                if cfg.skips_dir(parent):
+                    break
+                parent = os.path.dirname(parent)
+            else:
+                return True
+        return False
+
+    def _resolve(self, raw: Any) -> tuple[str, str]:
+        """``(normalised path, real path)`` of a watched file named by a client; 400/403 otherwise."""
+        if not isinstance(raw, str) or not raw:
+            raise HttpError(400, "bad request", "'path' must be a non-empty string")
+        if "\0" in raw or not os.path.isabs(raw):
+            raise HttpError(400, "bad request", "'path' must be an absolute path (the daemon has no "
+                                                "working directory of yours)")
+        norm = os.path.normpath(raw)
+        real = os.path.realpath(norm)
+        if not self._watched(real):
+            raise HttpError(403, "forbidden", _FORBIDDEN)
+        return norm, real
+
+    def _indexed_key(self, norm: str, real: str) -> str | None:
+        files = self.daemon.index.files
+        return norm if norm in files else real if real in files else None
+
+    def _open_watched(self, real: str) -> tuple[int, os.stat_result]:
+        """Open ``real`` read-only without following a last-moment symlink, and re-check where it is."""
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+        try:
+            fd = os.open(real, flags)
+        except (FileNotFoundError, NotADirectoryError):
+            raise HttpError(404, "not found", f"no file {real}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise HttpError(403, "forbidden", _FORBIDDEN) from None
+            raise HttpError(422, "unreadable", f"the daemon cannot open {real}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            try:  # where the opened file really is (a folder may have been swapped for a symlink)
+                actual = os.readlink(f"{_PROC_FD}/{fd}")
+            except OSError:
+                actual = real
+            if actual != real and not self._watched(actual):
+                raise HttpError(403, "forbidden", _FORBIDDEN)
+            if not stat.S_ISREG(st.st_mode):
+                raise HttpError(422, "not a regular file", f"{real} is not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, st
 
     # -- endpoints -----------------------------------------------------------------------------
 
     def status(self, **_: Any) -> tuple[int, Any]:
         return 200, self.daemon.status()
 
-    def _inside_roots(self, path: str) -> str:
-        """Resolved path when it lies inside a watched root; 403 otherwise (no existence leak)."""
-        if not isinstance(path, str) or not path:
-            raise HttpError(400, "bad request", "'path' must be a non-empty string")
-        real = os.path.realpath(path)
-        if root_of(real, self.daemon.config) is None or self.daemon.config.in_excluded_dir(real):
-            raise HttpError(403, "forbidden", "only files inside the watched roots can be queried by path; "
-                                              "send the image bytes instead (dedupd query does)")
-        return real
-
     def query(self, body: bytes, handler: Any, **_: Any) -> tuple[int, Any]:
-        ctype = (handler.headers.get("Content-Type") or "").split(";")[0].strip()
-        if ctype == "application/json":
-            data = handler._json(body)
-            path = self._inside_roots(data.get("path"))
-            if path in self.daemon.index.files:
-                return 200, {"path": path, "indexed": True, "duplicates": _matches(self.daemon.index.duplicates_of(path))}
-            if not os.path.isfile(path):
-                raise HttpError(404, "not found", f"no file {path}")
-            try:
-                digest = file_digest(path)
-            except OSError as exc:
-                raise HttpError(422, "unreadable", f"cannot read {path}: {exc.strerror}") from None
-            return 200, {"path": path, "indexed": False, **self._query_file(path, digest)}
+        ctype = (handler.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype == "application/json" or body[:64].lstrip()[:1] == b"{":  # no image format starts with '{'
+            return self._query_path(self._json(body, required=True))
         if not body:
-            raise HttpError(400, "bad request", "send image bytes, or JSON {\"path\": ...} with "
-                                                "Content-Type: application/json")
-        store_tmp = os.path.join(self.daemon.config.store_dir, "tmp")
-        os.makedirs(store_tmp, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=store_tmp, prefix="query-") as f:
-            f.write(body)
-            f.flush()
-            return 200, {"indexed": False, **self._query_file(f.name, bytes_digest(body))}
+            raise HttpError(400, "bad request", "send the image bytes as the body (curl --data-binary @FILE), "
+                                                'or JSON {"path": "/watched/file"} with Content-Type: '
+                                                "application/json")
+        res = self._encode_bytes(body)
+        return 200, {"indexed": False, **self._found(res, bytes_digest(body))}
 
-    def _query_file(self, path: str, digest: bytes) -> dict[str, Any]:
-        res = encode_job(path, encode_spec(self.daemon.config))
+    def _query_path(self, data: dict[str, Any]) -> tuple[int, Any]:
+        unknown = set(data) - {"path"}
+        if unknown:
+            raise HttpError(400, "bad request", f"unknown field(s) {sorted(unknown)}; send {{\"path\": ...}}")
+        norm, real = self._resolve(data.get("path"))
+        fd, st = self._open_watched(real)
+        try:
+            key = self._indexed_key(norm, real)
+            info = self.daemon.index.files.get(key) if key else None
+            if info is not None and (info.size, info.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                return 200, {"path": key, "indexed": True,
+                             "duplicates": _matches(self.daemon.index.duplicates_of(key))}
+            digest = self._fd_digest(fd, real)
+            with self._decode_slots:
+                res = encode_job(f"{_PROC_FD}/{fd}" if os.path.isdir(_PROC_FD) else real,
+                                 encode_spec(self.daemon.config))
+        finally:
+            os.close(fd)
+        return 200, {"path": real, "indexed": False, **self._found(res, digest)}
+
+    @staticmethod
+    def _fd_digest(fd: int, name: str) -> bytes:
+        h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+        offset = 0
+        try:
+            while chunk := os.pread(fd, 1 << 20, offset):
+                h.update(chunk)
+                offset += len(chunk)
+        except OSError as exc:
+            raise HttpError(422, "unreadable", f"cannot read {name}: {exc.strerror}") from None
+        return h.digest()
+
+    def _encode_bytes(self, body: bytes) -> Any:
+        with self._decode_slots:
+            return encode_bytes(body, encode_spec(self.daemon.config))
+
+    def _found(self, res: Any, digest: bytes) -> dict[str, Any]:
         if not res.ok:
             raise HttpError(422, "unreadable image", res.reason or "cannot decode")
         vec = np.frombuffer(res.vector, dtype=np.float32) if res.vector else None
         found = self.daemon.index.query(res.hashes or {}, vec, digest)
         return {"width": res.width, "height": res.height, "format": res.format,
-                "hashes": {k: f"{v:016x}" for k, v in (res.hashes or {}).items()},
-                "duplicates": _matches(found)}
+                "hashes": _hex_hashes(res.hashes), "duplicates": _matches(found)}
 
     def duplicates(self, query: dict[str, str], **_: Any) -> tuple[int, Any]:
-        path = self._inside_roots(query.get("path", ""))
-        if path not in self.daemon.index.files:
-            raise HttpError(404, "not indexed", f"{path} is not in the index (not an image, unreadable, "
-                                                "excluded, or not processed yet)")
-        return 200, {"path": path, "duplicates": _matches(self.daemon.index.duplicates_of(path))}
+        if "path" not in query:
+            raise HttpError(400, "bad request", "give the file as ?path=/absolute/path (URL-encoded)")
+        norm, real = self._resolve(query["path"])
+        key = self._indexed_key(norm, real)
+        if key is None:
+            raise HttpError(404, "not indexed", f"{norm} is not in the index (missing, not an image, "
+                                                "unreadable, or not processed yet)")
+        return 200, {"path": key, "duplicates": _matches(self.daemon.index.duplicates_of(key))}
 
     def groups(self, query: dict[str, str], **_: Any) -> tuple[int, Any]:
         try:
@@ -115,10 +316,11 @@ class Router:
             limit = int(query.get("limit", 100))
         except ValueError:
             raise HttpError(400, "bad request", "offset and limit must be integers") from None
-        if offset < 0 or not 1 <= limit <= 10000:
-            raise HttpError(400, "bad request", "offset >= 0 and 1 <= limit <= 10000")
-        groups = build_groups(self.daemon.index, self.daemon.config.keep)
-        return 200, {"total": len(groups), "offset": offset, "limit": limit, "groups": groups[offset:offset + limit]}
+        if offset < 0 or not 1 <= limit <= MAX_GROUPS_PAGE:
+            raise HttpError(400, "bad request", f"need offset >= 0 and 1 <= limit <= {MAX_GROUPS_PAGE}")
+        groups, generation = self._groups_cache.get(self.daemon.index, self.daemon.config)
+        return 200, {"total": len(groups), "offset": offset, "limit": limit, "generation": generation,
+                     "groups": groups[offset:offset + limit]}
 
     def rescan(self, **_: Any) -> tuple[int, Any]:
         self.daemon.request_rescan()
@@ -128,22 +330,31 @@ class Router:
         self.daemon.request_reload()
         return 202, {"ok": True, "detail": "reload requested"}
 
-    def quarantine(self, **_: Any) -> tuple[int, Any]:
-        assert self.daemon.store is not None
+    def quarantine(self, query: dict[str, str], **_: Any) -> tuple[int, Any]:
+        state = query.get("state")
+        if state is not None and state not in QUARANTINE_STATES:
+            raise HttpError(400, "bad request", f"state must be one of {', '.join(QUARANTINE_STATES)}")
+        store = self.daemon.store
+        if store is None:
+            raise HttpError(503, "unavailable", "the daemon is shutting down")
         entries = [
             {"id": e.id, "origin": e.origin, "dest": e.dest, "keeper": e.keeper, "reason": e.reason,
              "state": e.state, "created_at": e.created_at, "updated_at": e.updated_at}
-            for e in self.daemon.store.iter_quarantine()
+            for e in store.iter_quarantine(state)
         ]
-        return 200, {"entries": entries}
+        return 200, {"entries": entries, "total": len(entries)}
 
-    def restore(self, body: bytes, handler: Any, **_: Any) -> tuple[int, Any]:
-        data = handler._json(body)
-        if data.get("all") is True:
-            paths = None
-        elif isinstance(data.get("paths"), list) and data["paths"] and all(isinstance(p, str) for p in data["paths"]):
-            paths = data["paths"]
+    def restore(self, body: bytes, **_: Any) -> tuple[int, Any]:
+        data = self._json(body, required=True)
+        paths = data.get("paths")
+        if data.get("all") is True and paths is None:
+            wanted = None
+        elif (data.get("all") in (None, False) and isinstance(paths, list) and paths
+              and all(isinstance(p, str) and os.path.isabs(p) and "\0" not in p for p in paths)):
+            wanted = [os.path.normpath(p) for p in paths]
         else:
-            raise HttpError(400, "bad request", 'send {"all": true} or {"paths": ["/path", ...]}')
-        results = self.daemon.restore(paths)
-        return 200, {"results": results, "restored": sum(r["ok"] for r in results)}
+            raise HttpError(400, "bad request", 'send {"all": true} or {"paths": ["/absolute/path", ...]}')
+        results = self.daemon.restore(wanted)
+        restored = sum(1 for r in results if r["ok"])
+        logger.info("restore via socket: %d restored, %d failed", restored, len(results) - restored)
+        return 200, {"results": results, "restored": restored, "failed": len(results) - restored}
