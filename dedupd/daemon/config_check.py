@@ -117,9 +117,11 @@ def _env_overrides(env: Mapping[str, str], p: Problems) -> list[tuple[str, Any, 
             continue
         key = ENV_VARS.get(name)
         if key is None:
-            hint = difflib.get_close_matches(name, ENV_VARS, n=1)
-            p.add(name, "unknown environment variable" + (f" (did you mean {hint[0]}?)" if hint else "")
-                  + "; unset it")
+            # a near miss of a config variable is a typo worth stopping for; any other DEDUPD_*
+            # name belongs to something else (tests, tools, the server's limits) and is left alone
+            hint = difflib.get_close_matches(name, ENV_VARS, n=1, cutoff=0.85)
+            if hint:
+                p.add(name, f"unknown environment variable (did you mean {hint[0]}?); unset or rename it")
             continue
         kind = _ENV_KINDS[key]
         if kind == "pathlist":

@@ -392,9 +392,14 @@ def test_every_env_variable_is_named_after_its_key() -> None:
 
 def test_env_problems_name_the_variable(root: str) -> None:
     found = problems({"roots": [root]}, env={"DEDUPD_POLCY": "x", "DEDUPD_WORKERS": "[1", "DEDUPD_SETTLE_MS": "soon"})
-    assert found[0] == "DEDUPD_POLCY: unknown environment variable (did you mean DEDUPD_POLICY?); unset it"
+    assert found[0] == "DEDUPD_POLCY: unknown environment variable (did you mean DEDUPD_POLICY?); unset or rename it"
     assert found[1].startswith("DEDUPD_WORKERS: is not valid YAML")
     assert found[2] == ("settle_ms: must be an int between 0 and 86400000, got 'soon' (set by DEDUPD_SETTLE_MS)")
+
+
+def test_unrelated_dedupd_variables_are_left_alone(root: str) -> None:
+    env = {"DEDUPD_CORPUS": "/x", "DEDUPD_MOBILENET_WEIGHTS": "/w.pth", "DEDUPD_TEST_PODMAN": "1"}
+    assert make({"roots": [root]}, env).roots[0].path == root
 
 
 def test_cli_overrides_win_over_env_and_file(tmp_path: Path, root: str, monkeypatch: pytest.MonkeyPatch) -> None:
