@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,3 +124,34 @@ def warm_up(spec: EncodeSpec | None = None) -> int:
     if spec is not None and spec.cnn_model:
         _extractor_for(spec)
     return os.getpid()
+
+
+def exit_with_parent(daemon_pid: int) -> None:
+    """Worker initializer: exit as soon as the daemon process is gone.
+
+    A pool worker blocks on its task queue forever, and after a ``kill -9`` of the daemon nothing
+    else would end it (nor the forkserver, which waits for its children).
+    """
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(daemon_pid)
+        except (AttributeError, OSError):
+            fd = None
+        if fd is not None:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            while not poller.poll():
+                pass
+        else:
+            while os.getppid() != 1:
+                try:
+                    os.kill(daemon_pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="dedupd-exit-with-parent", daemon=True).start()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dedupd.daemon.config import Config
-from dedupd.daemon.encoder import EncodeResult, EncodeSpec, encode_many, file_digest, warm_up
+from dedupd.daemon.encoder import EncodeResult, EncodeSpec, encode_many, exit_with_parent, file_digest, warm_up
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 
@@ -188,8 +188,8 @@ class Pipeline:
                 prefix = src.rstrip("/") + "/"
                 for p in [p for p in self.index.files if p.startswith(prefix)]:
                     self.index.rename(p, dst.rstrip("/") + "/" + p[len(prefix):])
-            else:
-                self.index.rename(src, dst)
+            elif not self.index.rename(src, dst):
+                self.index.remove(dst)  # replaced by a file that is not indexed (e.g. unreadable)
         logger.info("moved", extra={"src": src, "dst": dst, "records": moved})
         self._event("moved", path=dst, src=src, records=moved)
         self._on_change()
@@ -206,7 +206,8 @@ class Pipeline:
         """
         if self._pool is None:
             ctx = multiprocessing.get_context("forkserver")
-            pool = cf.ProcessPoolExecutor(max_workers=max(1, self.config.workers), mp_context=ctx)
+            pool = cf.ProcessPoolExecutor(max_workers=max(1, self.config.workers), mp_context=ctx,
+                                          initializer=exit_with_parent, initargs=(os.getpid(),))
             try:
                 pool.submit(warm_up, self.spec).result()
             except BaseException:
@@ -343,11 +344,14 @@ class Pipeline:
         results: dict[bytes, EncodeResult] = {}
         try:
             pool = self._pool_get()
-            n = max(1, self.config.workers)
-            chunks = [digests[k::n] for k in range(n)]
+            # small units (a CNN batch, or one file): a stop waits for the units in flight only
+            size = 8 if self.spec.cnn_model else 1
+            chunks = [digests[k:k + size] for k in range(0, len(digests), size)]
             futures = [(chunk, pool.submit(encode_many, [jobs[d][0][0] for d in chunk], self.spec))
-                       for chunk in chunks if chunk]
+                       for chunk in chunks]
             for chunk, fut in futures:
+                if self._stop.is_set() and fut.cancel():
+                    continue  # stopping: not started; nothing is recorded, the next start finds it
                 try:
                     results.update(zip(chunk, fut.result()))
                 except BrokenProcessPool:
@@ -361,6 +365,8 @@ class Pipeline:
         except BrokenProcessPool:
             self._pool = None
         for digest, files in jobs.items():
+            if digest not in results and self._stop.is_set():
+                continue
             res = results.get(digest) or EncodeResult(False, reason="the decoder process is unavailable")
             self.counters.decoded += 1
             for path, st in files:

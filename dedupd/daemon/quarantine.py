@@ -157,6 +157,20 @@ class Quarantine:
             if state == "moved":
                 self.store.delete_file(e.origin)
             fixed += 1
+        # a restore moves the file back before it records "restored": a crash in between leaves a
+        # "moved" entry whose file is back at its origin (and maybe our unverified partial copy)
+        for e in list(self.store.iter_quarantine("moved")):
+            if os.path.lexists(e.origin + PARTIAL):
+                os.unlink(e.origin + PARTIAL)
+            if os.path.lexists(e.dest) or not os.path.lexists(e.origin) or e.digest is None:
+                continue
+            try:
+                back = file_digest(e.origin) == e.digest
+            except OSError:
+                back = False
+            if back:
+                self.store.update_quarantine(e.id, state="restored", updated_at=time.time())
+                fixed += 1
         return fixed
 
     def restore(self, paths: Iterable[str] | None = None) -> list[Outcome]:
