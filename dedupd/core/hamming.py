@@ -8,6 +8,8 @@ daemon's incremental single queries.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 #: Upper bound on elements of the temporary XOR block, bounding memory at ~8 bytes x this.
@@ -26,19 +28,14 @@ def within(query: int, hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.
     return idx, d[idx].astype(np.int64)
 
 
-def all_pairs(hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``.
+def iter_pairs(hashes: np.ndarray, radius: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``, one row block at a time.
 
     Scans the upper triangle in row blocks so the temporary never exceeds ``_BLOCK_ELEMENTS``.
-
-    Returns:
-        ``(i, j, distance)`` as int64 arrays.
+    Yields ``(i, j, distance)`` int64 arrays per block (possibly empty).
     """
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
     n = len(hashes)
-    out_i: list[np.ndarray] = []
-    out_j: list[np.ndarray] = []
-    out_d: list[np.ndarray] = []
     start = 0
     while start < n:
         rows = max(1, min(n - start, _BLOCK_ELEMENTS // max(1, n - start)))
@@ -48,12 +45,14 @@ def all_pairs(hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, 
         mask = block <= radius
         mask &= np.arange(n - start)[None, :] > np.arange(rows)[:, None]
         r, c = np.nonzero(mask)
-        if len(r):
-            out_i.append(r + start)
-            out_j.append(c + start)
-            out_d.append(block[r, c].astype(np.int64))
+        yield r + start, c + start, block[r, c].astype(np.int64)
         start = stop
-    if not out_i:
+
+
+def all_pairs(hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``: ``(i, j, distance)``."""
+    parts = list(iter_pairs(hashes, radius))
+    if not parts:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()
-    return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_d)
+    return tuple(np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(3))  # type: ignore[return-value]

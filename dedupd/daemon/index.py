@@ -10,7 +10,8 @@ store commit. One ``RLock`` guards it; readers (the socket server) take it brief
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,6 +82,7 @@ class MatchIndex:
         self._trees: dict[str, HashIndex] = {m: HashIndex() for m in matching.hashes}
         self._vectors: VectorIndex | None = None
         self.generation = 0  # bumped on every change (readers cache derived views on it)
+        self.graph_ready = True  # False while build_graph() is still linking bulk-loaded contents
 
     # -- evidence ---------------------------------------------------------------------------
 
@@ -197,8 +199,15 @@ class MatchIndex:
             paths.add(new)
             return True
 
-    def bulk_load(self, items: Iterable[tuple[str, FileInfo, Mapping[str, int], np.ndarray | None]]) -> None:
-        """Load many files at startup, building the graph with all-pairs scans instead of N queries."""
+    def bulk_load(
+        self, items: Iterable[tuple[str, FileInfo, Mapping[str, int], np.ndarray | None]], *, build_graph: bool = True
+    ) -> None:
+        """Load many files at start-up; the graph comes from all-pairs scans instead of N queries.
+
+        With ``build_graph=False`` the files, hash columns and vectors are loaded at once (queries
+        work) and :meth:`build_graph` must be called next, typically in a background thread:
+        ``graph_ready`` is False until it has finished.
+        """
         with self.lock:
             self.generation += 1
             vectors: dict[bytes, np.ndarray] = {}
@@ -210,10 +219,12 @@ class MatchIndex:
                     if vector is not None:
                         vectors[info.digest] = np.asarray(vector, dtype=np.float32).reshape(-1)
                 content.paths.add(path)
-            self._rebuild(vectors)
+            self._reset_structures(vectors)
+        if build_graph:
+            self.build_graph()
 
     def retune(self, matching: Matching) -> None:
-        """Change thresholds/mode (config reload): rebuild the trees and the graph."""
+        """Change thresholds/mode (config reload): rebuild the columns and the graph."""
         with self.lock:
             self.generation += 1
             vectors = {}
@@ -222,42 +233,70 @@ class MatchIndex:
             self.matching = matching
             self._trees = {m: HashIndex() for m in matching.hashes}
             self._vectors = None
-            self._rebuild(vectors)
+            self._reset_structures(vectors)
+            for _ in self._graph_steps():
+                pass
+            self.graph_ready = True
 
-    def _rebuild(self, vectors: Mapping[bytes, np.ndarray]) -> None:
+    def _reset_structures(self, vectors: Mapping[bytes, np.ndarray]) -> None:
+        """Empty graph; hash columns and the vector matrix filled from the loaded contents."""
+        self.graph_ready = False
         digests = list(self._contents)
         self._graph = {d: {} for d in digests}
-        for method, tree in self._trees.items():
+        for method, column in self._trees.items():
             for d in digests:
                 if method in self._contents[d].hashes:
-                    tree.add(d, self._contents[d].hashes[method])
+                    column.add(d, self._contents[d].hashes[method])
         if vectors and self.matching.cnn is not None:
             keys = [d for d in digests if d in vectors]
             self._vectors = VectorIndex(dim=len(next(iter(vectors.values()))), capacity=max(1, len(keys)))
             if keys:
                 self._vectors.add_many(keys, np.stack([vectors[k] for k in keys]))
-        pairs: dict[tuple[int, int], float | None] = {}
+
+    def build_graph(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        """Compute the duplicate graph of the loaded contents, one block of rows per lock hold.
+
+        Between blocks other threads may query, add and remove: a content added meanwhile gets
+        its edges from :meth:`add`; pairs with a content removed meanwhile are skipped.
+        """
+        steps = self._graph_steps()
+        while not should_stop():
+            with self.lock:
+                if next(steps, None) is None:
+                    self.graph_ready = True
+                    self.generation += 1
+                    return True
+            time.sleep(0)  # let waiting readers and writers take the lock
+        return False
+
+    def _link(self, da: bytes, db: bytes, sim: float | None) -> None:
+        ca, cb = self._contents.get(da), self._contents.get(db)
+        if ca is None or cb is None or da == db:
+            return
+        if sim is None and self._vectors is not None and da in self._vectors and db in self._vectors:
+            sim = float(self._vectors.get(da) @ self._vectors.get(db))
+        ev = self._evidence(ca.hashes, cb.hashes, sim)
+        if ev is not None:
+            self._graph[da][db] = ev
+            self._graph[db][da] = ev
+
+    def _graph_steps(self) -> Iterator[bool]:
+        """Generator doing the all-pairs work in blocks; each ``next`` must run under the lock."""
         m = self.matching
-        for method, limit in m.hashes.items():
-            have = [k for k, d in enumerate(digests) if method in self._contents[d].hashes]
-            values = np.array([self._contents[digests[k]].hashes[method] for k in have], dtype=np.uint64)
-            i, j, _ = hamming.all_pairs(values, limit)
-            for a, b in zip(i.tolist(), j.tolist()):
-                pairs.setdefault((have[a], have[b]), None)
-        if self._vectors is not None and m.cnn is not None:
-            pos = {d: k for k, d in enumerate(digests)}
-            for a, b, s in self._vectors.pairs(m.cnn if m.mode == "any" or not m.hashes else -1.0):
-                key = (min(pos[a], pos[b]), max(pos[a], pos[b]))
-                if m.mode == "any" or key in pairs or not m.hashes:
-                    pairs[key] = s
-        for (a, b), sim in pairs.items():
-            da, db = digests[a], digests[b]
-            if sim is None and self._vectors is not None and da in self._vectors and db in self._vectors:
-                sim = float(self._vectors.get(da) @ self._vectors.get(db))
-            ev = self._evidence(self._contents[da].hashes, self._contents[db].hashes, sim)
-            if ev is not None:
-                self._graph[da][db] = ev
-                self._graph[db][da] = ev
+        digests = list(self._contents)
+        # with match "all" every method must agree, so the first method's pairs are the candidates
+        methods = list(m.hashes.items())[: 1 if m.mode == "all" else None]
+        for method, limit in methods:
+            have = [d for d in digests if method in self._contents[d].hashes]
+            values = np.array([self._contents[d].hashes[method] for d in have], dtype=np.uint64)
+            for i, j, _ in hamming.iter_pairs(values, limit):
+                for a, b in zip(i.tolist(), j.tolist()):
+                    self._link(have[a], have[b], None)
+                yield True
+        if self._vectors is not None and m.cnn is not None and (m.mode == "any" or not m.hashes):
+            for a, b, sim in self._vectors.pairs(m.cnn):
+                self._link(a, b, sim)
+            yield True
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -88,6 +88,7 @@ class Daemon:
                                  on_event=self.events.append, retouch=self.settler.touch)
         self._load_index()
         self.pipeline.start_pool()
+        self._spawn("graph", self._build_graph)
         self._spawn("pipeline", self.pipeline.run)
         self._spawn("settle", self.settler.run)
         self._spawn("reporter", self._report_loop)
@@ -125,8 +126,18 @@ class Daemon:
                 continue
             vec = np.frombuffer(enc.cnn_vector, dtype=np.float32) if enc.cnn_vector is not None else None
             items.append((path, FileInfo(rec.digest, rec.size, rec.mtime_ns, enc.width, enc.height), enc.hashes, vec))
-        self.index.bulk_load(items)
+        # files and hash columns load at once (queries work); the duplicate graph among them is
+        # an all-pairs scan (46 s for 200k files here), built in the background after start-up
+        self.index.bulk_load(items, build_graph=False)
         self.store.set_encoders(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
+        self._dirty.set()
+
+    def _build_graph(self) -> None:
+        t0 = time.monotonic()
+        if not self.index.build_graph(self.stop_event.is_set):
+            return
+        logger.info("duplicate graph built", extra={"files": len(self.index.files),
+                                                    "seconds": round(time.monotonic() - t0, 2)})
         self._dirty.set()
 
     # -- reconcile ----------------------------------------------------------------------------
@@ -203,7 +214,8 @@ class Daemon:
     # -- reports and policy -------------------------------------------------------------------
 
     def quiet(self) -> bool:
-        return self.pipeline.pending() == 0 and self.settler.pending() == 0
+        """Nothing queued, settling or still being linked: reports and policy see the whole picture."""
+        return self.index.graph_ready and self.pipeline.pending() == 0 and self.settler.pending() == 0
 
     def _report_loop(self) -> None:
         pause = 0.2
@@ -213,6 +225,8 @@ class Daemon:
             # coalesce bursts; on big libraries wait at least twice as long as the last write took,
             # so report writing never takes more than a third of the time during a heavy ingest
             self.stop_event.wait(pause)
+            if not self.index.graph_ready:
+                continue  # dirty stays set: written once the start-up graph is complete
             self._dirty.clear()
             t0 = time.monotonic()
             try:
@@ -402,7 +416,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
-        if hasattr(self, "index") and self.store is not None:
+        if hasattr(self, "index") and self.store is not None and self.index.graph_ready:
             try:
                 self.report_counts = write_reports(self.config.report_dir, self.index, self.config)
             except Exception:
