@@ -29,6 +29,8 @@ test-fast: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_library.py
+	$(PY) bench/bench_query.py
+	$(PY) bench/quality.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

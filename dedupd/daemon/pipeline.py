@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dedupd.daemon.config import Config
-from dedupd.daemon.encoder import EncodeResult, EncodeSpec, encode_many, exit_with_parent, file_digest, warm_up
+from dedupd.daemon.encoder import (
+    EncodeResult,
+    EncodeSpec,
+    encode_many,
+    exit_with_parent,
+    file_digest,
+    warm_up,
+)
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 
@@ -349,9 +356,12 @@ class Pipeline:
             chunks = [digests[k:k + size] for k in range(0, len(digests), size)]
             futures = [(chunk, pool.submit(encode_many, [jobs[d][0][0] for d in chunk], self.spec))
                        for chunk in chunks]
-            for chunk, fut in futures:
-                if self._stop.is_set() and fut.cancel():
-                    continue  # stopping: not started; nothing is recorded, the next start finds it
+            for i, (chunk, fut) in enumerate(futures):
+                if self._stop.is_set():  # stopping: what has not started stays unrecorded for the next start
+                    for _, later in futures[i:]:
+                        later.cancel()
+                    if fut.cancelled():
+                        continue
                 try:
                     results.update(zip(chunk, fut.result()))
                 except BrokenProcessPool:
