@@ -130,6 +130,26 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """``dedupd report --html OUT``: the HTML report from the store, without a running daemon."""
+    from dedupd.report_html import report_from_store
+
+    overrides: dict[str, Any] = {}
+    if args.store_dir:
+        overrides["store_dir"] = os.path.abspath(args.store_dir)
+    if not (args.config or os.environ.get("DEDUPD_CONFIG")):
+        overrides["roots"] = [os.sep]  # no config: report every file the store holds (default match settings)
+    config = _load_config(args, overrides)
+    out = os.path.abspath(args.html)
+    stats = report_from_store(config, out, thumbs_dir=os.path.abspath(args.thumbs_dir) if args.thumbs_dir else None)
+    if args.json:
+        _print_json({**stats, "html": out})
+    else:
+        print(f"{stats['groups']} duplicate groups, {stats['thumbnails']} thumbnails -> {out} "
+              f"({stats['bytes'] / 1e6:.1f} MB, {stats['seconds']} s)")
+    return EXIT_OK
+
+
 # -- client commands --------------------------------------------------------------------------------
 
 
@@ -300,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report-dir", help="where to write duplicates.json / groups.json")
     s.add_argument("--store-dir", help="LMDB store (re-runs are incremental)")
     s.set_defaults(func=cmd_scan)
+    rp = sub.add_parser("report", parents=[common], help="write the HTML duplicate report from the store (no daemon needed)")
+    rp.add_argument("--html", required=True, metavar="OUT", help="report file (thumbnails go to OUT's folder/thumbs)")
+    rp.add_argument("--store-dir", help="store to read (default: the config's store_dir)")
+    rp.add_argument("--thumbs-dir", help="thumbnail folder (default: thumbs/ next to OUT)")
+    rp.set_defaults(func=cmd_report)
     sub.add_parser("status", parents=[common], help="daemon state and counters").set_defaults(func=cmd_status)
     q = sub.add_parser("query", parents=[common], help="is this file a duplicate of an indexed one?")
     q.add_argument("paths", nargs="+", metavar="PATH")

@@ -16,24 +16,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from dedupd.daemon.config import Config
-from dedupd.daemon.index import FileInfo, Matching, MatchIndex
+from dedupd.daemon.loader import load_index, matching_of
 from dedupd.daemon.notify import Notifier
 from dedupd.daemon.pipeline import Pipeline, Work
 from dedupd.daemon.quarantine import Quarantine
 from dedupd.daemon.reports import EventLog, build_groups, write_reports
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
-from dedupd.daemon.walk import is_watched_file, root_of, walk_root
+from dedupd.daemon.walk import is_watched_file, walk_root
 from dedupd.daemon.watcher import Watcher
 
 logger = logging.getLogger("dedupd.daemon")
-
-
-def matching_of(config: Config) -> Matching:
-    return Matching(config.hash_methods(), config.cnn.threshold if config.cnn else None, config.match)
 
 
 class Daemon:
@@ -78,15 +72,14 @@ class Daemon:
             raise
         os.makedirs(cfg.report_dir, exist_ok=True)
         self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"))
-        self.index = MatchIndex(matching_of(cfg))
         self.quarantine = Quarantine(cfg, self.store, on_event=self.events.append)
         recovered = self.quarantine.recover()
         if recovered:
             logger.warning("settled %d quarantine moves interrupted by a crash", recovered)
+        self._load_index()
         self.settler = Settler(cfg.settle_ms / 1000, self._settled)
         self.pipeline = Pipeline(cfg, self.store, self.index, on_change=self._dirty.set,
                                  on_event=self.events.append, retouch=self.settler.touch)
-        self._load_index()
         self.pipeline.start_pool()
         self._spawn("graph", self._build_graph)
         self._spawn("pipeline", self.pipeline.run)
@@ -112,23 +105,9 @@ class Daemon:
         cfg = self.config
         mismatch = self.store.encoder_mismatch(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
         self._refresh_all = mismatch.any
-        encodings: dict[bytes, Any] = {}
-        items = []
-        for path, rec in self.store.iter_files():
-            if rec.state != "ok" or rec.digest is None:
-                continue
-            if root_of(path, cfg) is None:
-                continue  # a root was removed from the config: forgotten by the reconcile
-            enc = encodings.get(rec.digest)
-            if enc is None:
-                enc = encodings[rec.digest] = self.store.get_encoding(rec.digest)
-            if enc is None:
-                continue
-            vec = np.frombuffer(enc.cnn_vector, dtype=np.float32) if enc.cnn_vector is not None else None
-            items.append((path, FileInfo(rec.digest, rec.size, rec.mtime_ns, enc.width, enc.height), enc.hashes, vec))
         # files and hash columns load at once (queries work); the duplicate graph among them is
         # an all-pairs scan (46 s for 200k files here), built in the background after start-up
-        self.index.bulk_load(items, build_graph=False)
+        self.index = load_index(self.store, cfg, build_graph=False)
         self.store.set_encoders(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
         self._dirty.set()
 
@@ -232,7 +211,7 @@ class Daemon:
             try:
                 if self.config.policy == "quarantine" and self.quiet():
                     self._plan_quarantine()
-                self.report_counts = write_reports(self.config.report_dir, self.index, self.config)
+                self.report_counts = write_reports(self.config.report_dir, self.index, self.config, self.store)
             except Exception:
                 logger.exception("writing reports failed")
             pause = max(0.2, 2 * (time.monotonic() - t0))
@@ -418,7 +397,7 @@ class Daemon:
             t.join(max(0.1, deadline - time.monotonic()))
         if hasattr(self, "index") and self.store is not None and self.index.graph_ready:
             try:
-                self.report_counts = write_reports(self.config.report_dir, self.index, self.config)
+                self.report_counts = write_reports(self.config.report_dir, self.index, self.config, self.store)
             except Exception:
                 logger.exception("final report write failed")
         if self.server is not None:
@@ -443,7 +422,7 @@ class Daemon:
             if self.config.policy == "quarantine":
                 self._plan_quarantine()
                 self.wait_idle(timeout=600)
-            self.report_counts = write_reports(self.config.report_dir, self.index, self.config)
+            self.report_counts = write_reports(self.config.report_dir, self.index, self.config, self.store)
             return self.status()
         finally:
             self.shutdown()

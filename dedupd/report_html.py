@@ -1,0 +1,370 @@
+"""A self-contained HTML duplicate report: ``report.html`` plus a ``thumbs/`` folder beside it.
+
+:func:`build_html` is pure: groups (``build_groups``'s format) + per-path states + per-path
+thumbnail URLs → one HTML string. No external resources: inline CSS and JS only. The groups are
+embedded as one JSON blob (escaped for a ``<script>`` context) and rendered client-side in pages
+of ``page_size`` cards with DOM APIs (``textContent``/``setAttribute``, never ``innerHTML``), so a
+file named ``<script>...`` is shown as text; everything rendered on the server goes through
+``html.escape``. 10,000 groups: a few MB of JSON, only the first page of cards is in the DOM, and
+thumbnails have ``loading="lazy"``.
+
+:func:`write_html_report` is the glue for the daemon, ``dedupd scan`` and ``dedupd report``: it
+builds groups from a :class:`MatchIndex`, reads states from the store's quarantine manifest,
+generates missing thumbnails into ``report_dir/thumbs`` and writes ``report.html`` atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+PAGE_SIZE = 200
+THUMBS_DIR = "thumbs"
+
+
+def _script_json(data: Any) -> str:
+    """JSON safe inside ``<script type="application/json">``: no ``<``, ``>``, ``&`` or line separators."""
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _member(f: Mapping[str, Any], state: str, thumb: str | None) -> list[Any]:
+    """Compact row: [path, w, h, bytes, mtime, state, thumb, method, score, via, direct, note]."""
+    score = f.get("distance", f.get("similarity"))
+    return [f.get("path", ""), f.get("width"), f.get("height"), f.get("bytes"), f.get("mtime"), state, thumb,
+            f.get("method"), score, f.get("via"), bool(f.get("direct", False)), f.get("note")]
+
+
+def summarize(groups: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """files (members of all groups), groups, and bytes quarantine would free (direct duplicates)."""
+    return {
+        "files": sum(1 + len(g.get("duplicates", ())) for g in groups),
+        "groups": len(groups),
+        "freeable_bytes": sum(int(d.get("bytes") or 0) for g in groups for d in g.get("duplicates", ())
+                              if d.get("direct") and d.get("state", "duplicate") == "duplicate"),
+    }
+
+
+def attach_quarantine(groups: list[dict[str, Any]], entries: Iterable[Any]) -> list[dict[str, Any]]:
+    """Add the manifest's states to ``groups`` (a new list; input groups are not modified).
+
+    Per origin the latest entry counts. A duplicate still in a group whose last entry is
+    ``restored`` is marked restored; an origin that was moved (``moved``) is no longer indexed and
+    is added to its keeper's group as a ``quarantined`` member (a group of its own if the keeper
+    has no group left). ``entries`` are QuarantineEntry-like objects or dicts.
+    """
+    latest: dict[str, Any] = {}
+    for e in entries:
+        get = e.get if isinstance(e, dict) else (lambda k, e=e: getattr(e, k, None))
+        latest[get("origin")] = {k: get(k) for k in ("origin", "dest", "keeper", "state", "reason", "updated_at",
+                                                     "digest")}
+    out = []
+    in_groups: set[str] = set()
+    by_keeper: dict[str, dict[str, Any]] = {}
+    for g in groups:
+        g = {**g, "keep": {**g["keep"], "state": "kept"}, "duplicates": [dict(d) for d in g.get("duplicates", ())]}
+        in_groups.add(g["keep"]["path"])
+        for d in g["duplicates"]:
+            in_groups.add(d["path"])
+            e = latest.get(d["path"])
+            d["state"] = "restored" if e is not None and e["state"] == "restored" else "duplicate"
+        by_keeper[g["keep"]["path"]] = g
+        out.append(g)
+    for origin, e in latest.items():
+        if e["state"] != "moved" or origin in in_groups:
+            continue
+        g = by_keeper.get(e["keeper"])
+        if g is None:
+            gid = hashlib.blake2b(("q\0" + e["keeper"]).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+            g = by_keeper[e["keeper"]] = {"id": gid, "size": 1, "keep": {"path": e["keeper"], "state": "kept"},
+                                          "duplicates": []}
+            out.append(g)
+        g["duplicates"].append({"path": origin, "dest": e["dest"], "state": "quarantined", "direct": True,
+                                "note": f"moved to {e['dest']}" + (f" ({e['reason']})" if e.get("reason") else ""),
+                                "digest": e.get("digest")})
+        g["size"] = 1 + len(g["duplicates"])
+    return out
+
+
+def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str | None] | None = None,
+               generated_at: float | None = None, title: str = "dedupd duplicate report",
+               page_size: int = PAGE_SIZE, files_indexed: int | None = None) -> str:
+    """One self-contained HTML page for ``groups``.
+
+    Args:
+        groups: ``build_groups`` output, optionally with ``state`` on members (see
+            :func:`attach_quarantine`; default ``kept`` / ``duplicate``).
+        thumbs: ``{path: thumbnail URL relative to the page}``; missing/None → placeholder.
+        files_indexed: shown in the summary if given (all indexed files, not only duplicates).
+    """
+    thumbs = thumbs or {}
+    data = []
+    for g in groups:
+        keep = g["keep"]
+        members = [_member(keep, keep.get("state", "kept"), thumbs.get(keep.get("path", "")))]
+        for d in g.get("duplicates", ()):
+            members.append(_member(d, d.get("state", "duplicate"), thumbs.get(d.get("path", ""))))
+        data.append([str(g.get("id", "")), members])
+    s = summarize(groups)
+    methods = sorted({str(d.get("method")) for g in groups for d in g.get("duplicates", ()) if d.get("method")})
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(generated_at if generated_at is not None else time.time()))
+    e = html.escape
+    summary = [f"<b>{s['groups']:,}</b> groups", f"<b>{s['files']:,}</b> files in groups",
+               f"<b>{e(_human(s['freeable_bytes']))}</b> quarantine would free"]
+    if files_indexed is not None:
+        summary.insert(0, f"<b>{files_indexed:,}</b> files indexed")
+    method_opts = "".join(f'<option value="{e(m)}">{e(m)}</option>' for m in methods)
+    return (_TEMPLATE
+            .replace("%%TITLE%%", e(title))
+            .replace("%%WHEN%%", e(when))
+            .replace("%%SUMMARY%%", " · ".join(summary))
+            .replace("%%METHODS%%", method_opts)
+            .replace("%%PAGE%%", str(int(page_size)))
+            .replace("%%DATA%%", _script_json(data)))
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".html", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_html_report(out_path: str, index: Any, config: Any, store: Any = None, *,
+                      groups: list[dict[str, Any]] | None = None, thumbs_dir: str | None = None) -> dict[str, Any]:
+    """Build groups (unless given), thumbnails and ``out_path`` (atomically). Returns counts.
+
+    Thumbnails go to ``thumbs_dir`` (default ``<dir of out_path>/thumbs``), named by content
+    digest, so each content is decoded once across reports; the page links them relatively.
+    """
+    from dedupd.daemon.reports import build_groups
+    from dedupd.thumbnails import ensure_thumbnails
+
+    t0 = time.monotonic()
+    out_dir = os.path.dirname(os.path.abspath(out_path))
+    prune = thumbs_dir is None  # only our own folder: a shared cache passed in is never pruned
+    thumbs_dir = thumbs_dir or os.path.join(out_dir, THUMBS_DIR)
+    if groups is None:
+        groups = build_groups(index, config.keep)
+    entries = list(store.iter_quarantine()) if store is not None else []
+    groups = attach_quarantine(groups, entries)
+    for g in groups:  # a keeper whose duplicates are all quarantined: its group comes from the manifest
+        if "bytes" not in g["keep"] and g["keep"]["path"] in index.files:
+            info = index.files[g["keep"]["path"]]
+            g["keep"].update(width=info.width, height=info.height, bytes=info.size, mtime=round(info.mtime_ns / 1e9, 3))
+    items = []
+    for g in groups:
+        for f in (g["keep"], *g["duplicates"]):
+            info = index.files.get(f["path"])
+            if info is not None:
+                items.append((f["path"], info.digest))
+            elif f.get("state") == "quarantined" and f.get("digest") and f.get("dest") and os.path.exists(f["dest"]):
+                items.append((f["dest"], f["digest"]))
+    names = ensure_thumbnails(items, thumbs_dir)
+    if prune:  # thumbnails of contents no longer in any group
+        digests = {d.hex() if isinstance(d, bytes) else d for _, d in items}
+        keep = {h + ext for h in digests for ext in (".jpg", ".err")}
+        for entry in os.scandir(thumbs_dir) if os.path.isdir(thumbs_dir) else ():
+            if entry.name not in keep and entry.name.endswith((".jpg", ".err")) and entry.is_file():
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+    rel = os.path.relpath(thumbs_dir, out_dir).replace(os.sep, "/")
+    thumbs: dict[str, str | None] = {}
+    for g in groups:
+        for f in (g["keep"], *g["duplicates"]):
+            name = names.get(f["path"]) or (names.get(f["dest"]) if f.get("dest") else None)
+            thumbs[f["path"]] = f"{rel}/{name}" if name else None
+    for g in groups:  # not part of the page data
+        for f in g["duplicates"]:
+            f.pop("digest", None)
+    page = build_html(groups, thumbs=thumbs, files_indexed=len(index.files))
+    write_text_atomic(out_path, page)
+    return {"groups": len(groups), "thumbnails": sum(1 for v in names.values() if v),
+            "bytes": len(page.encode("utf-8", "surrogateescape")), "seconds": round(time.monotonic() - t0, 3)}
+
+
+_TEMPLATE = r"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src 'self' data: file:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>%%TITLE%%</title>
+<style>
+:root{--bg:#f5f6f8;--card:#fff;--ink:#1d2330;--mute:#6b7385;--line:#dde1e8;--acc:#2d6cdf}
+*{box-sizing:border-box}body{margin:0;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);color:var(--ink)}
+header{position:sticky;top:0;z-index:2;background:#1d2330;color:#fff;padding:10px 18px;box-shadow:0 2px 6px rgba(0,0,0,.2)}
+header h1{font-size:17px;margin:0 12px 0 0;display:inline}header .when{color:#aab3c5;font-size:12px}
+#summary{margin:6px 0;font-size:14px}#summary b{color:#ffd36b}
+#controls{display:flex;flex-wrap:wrap;gap:8px;align-items:center;font-size:13px}
+#controls input,#controls select,#controls button{font:inherit;padding:3px 7px;border-radius:4px;border:1px solid #4b556a;background:#2b3344;color:#fff}
+#controls input{width:280px}#controls button{cursor:pointer}#controls .hint{color:#aab3c5}
+main{padding:14px 18px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;margin:0 0 14px;padding:10px 12px;scroll-margin-top:120px}
+.card.current{outline:3px solid var(--acc);outline-offset:1px}
+.card h2{font-size:13px;margin:0 0 8px;color:var(--mute);font-weight:600}
+.members{display:flex;flex-wrap:wrap;gap:10px}
+.m{width:200px;border:1px solid var(--line);border-radius:6px;padding:6px;background:#fafbfc}
+.m.kept{border-color:#3a9d5d;background:#f1faf4}.m.quarantined{opacity:.75;border-style:dashed}
+.m .ph,.m img{display:block;width:186px;height:160px;object-fit:contain;background:#e9ecf1;border-radius:4px}
+.m .ph{display:flex;align-items:center;justify-content:center;color:var(--mute);font-size:12px}
+.m .path{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11.5px;word-break:break-all;margin:5px 0 3px}
+.m .meta{font-size:12px;color:var(--mute);overflow-wrap:anywhere}
+.badge{display:inline-block;font-size:11px;font-weight:600;border-radius:3px;padding:0 5px;margin-right:4px;color:#fff;background:#7a8294}
+.badge.kept{background:#3a9d5d}.badge.duplicate{background:#c9822b}.badge.quarantined{background:#b33c3c}.badge.restored{background:#2d6cdf}
+#pager{display:flex;gap:8px;align-items:center;justify-content:center;padding:4px 0 24px}
+#pager button{font:inherit;padding:4px 12px;cursor:pointer}
+.empty{color:var(--mute);padding:30px;text-align:center}
+</style></head>
+<body>
+<header>
+<h1>%%TITLE%%</h1><span class="when">generated %%WHEN%%</span>
+<div id="summary">%%SUMMARY%%</div>
+<div id="controls">
+<label>Folder <input id="folder" list="folders" placeholder="path prefix or part of a path"></label>
+<datalist id="folders"></datalist>
+<label>Method <select id="method"><option value="">any</option>%%METHODS%%</select></label>
+<label>Sort <select id="sort"><option value="size">largest groups first</option><option value="recent">most recent first</option></select></label>
+<span id="count"></span>
+<span class="hint">j/k or ↓/↑: next/previous group · n/p: next/previous page · /: folder filter</span>
+</div>
+</header>
+<noscript><p class="empty">This report needs JavaScript to display the groups.</p></noscript>
+<main id="cards"></main>
+<nav id="pager"><button id="prev" type="button">← previous</button><span id="pageinfo"></span><button id="next" type="button">next →</button></nav>
+<script type="application/json" id="data">%%DATA%%</script>
+<script>
+(function(){
+"use strict";
+var PAGE=%%PAGE%%;
+var DATA=JSON.parse(document.getElementById("data").textContent);
+// member: [path,w,h,bytes,mtime,state,thumb,method,score,via,direct]
+var groups=DATA.map(function(g){
+  var recent=0,folders={},methods={};
+  g[1].forEach(function(m){if(m[4]&&m[4]>recent)recent=m[4];folders[dirname(m[0])]=1;if(m[7])methods[m[7]]=1;});
+  return {id:g[0],members:g[1],recent:recent,folders:Object.keys(folders),methods:methods,hay:g[1].map(function(m){return m[0].toLowerCase();}).join("\n")};
+});
+function dirname(p){var i=p.lastIndexOf("/");return i>0?p.slice(0,i):"/";}
+function human(n){if(n==null)return "?";var u=["B","KB","MB","GB","TB"],i=0;while(n>=1024&&i<4){n/=1024;i++;}return (i?n.toFixed(1):n)+" "+u[i];}
+function date(t){if(!t)return "";var d=new Date(t*1000);function z(x){return (x<10?"0":"")+x;}return d.getFullYear()+"-"+z(d.getMonth()+1)+"-"+z(d.getDate())+" "+z(d.getHours())+":"+z(d.getMinutes());}
+function el(tag,cls,text){var e=document.createElement(tag);if(cls)e.className=cls;if(text!=null)e.textContent=text;return e;}
+(function(){var all={};groups.forEach(function(g){g.folders.forEach(function(f){all[f]=1;});});
+  var dl=document.getElementById("folders"),keys=Object.keys(all).sort().slice(0,2000);
+  keys.forEach(function(f){var o=document.createElement("option");o.value=f;dl.appendChild(o);});})();
+var $folder=document.getElementById("folder"),$method=document.getElementById("method"),$sort=document.getElementById("sort");
+var $cards=document.getElementById("cards"),$count=document.getElementById("count"),$info=document.getElementById("pageinfo");
+var view=[],page=0,cur=-1;
+function apply(){
+  var f=$folder.value.trim().toLowerCase(),m=$method.value;
+  view=groups.filter(function(g){return (!f||g.hay.indexOf(f)>=0)&&(!m||g.methods[m]);});
+  if($sort.value==="recent")view.sort(function(a,b){return b.recent-a.recent||b.members.length-a.members.length;});
+  else view.sort(function(a,b){return b.members.length-a.members.length||b.recent-a.recent;});
+  $count.textContent=view.length+" of "+groups.length+" groups";
+  show(0,0);
+}
+function card(g){
+  var c=el("section","card");c.id="g-"+g.id;c.setAttribute("data-group",g.id);c.tabIndex=-1;
+  c.appendChild(el("h2",null,"Group "+g.id+" · "+g.members.length+" files"));
+  var ms=el("div","members");
+  g.members.forEach(function(m){
+    var d=el("div","m "+m[5]);d.setAttribute("data-path",m[0]);
+    if(m[6]){var img=document.createElement("img");img.setAttribute("loading","lazy");img.setAttribute("decoding","async");
+      img.setAttribute("src",m[6]);img.setAttribute("alt",m[0]);img.setAttribute("width","186");img.setAttribute("height","160");d.appendChild(img);}
+    else d.appendChild(el("div","ph","no preview"));
+    var p=el("div","path",m[0]);p.title=m[0];d.appendChild(p);
+    var meta=el("div","meta");meta.appendChild(el("span","badge "+m[5],m[5]));
+    var bits=[];if(m[1])bits.push(m[1]+"×"+m[2]);if(m[3]!=null)bits.push(human(m[3]));if(m[4])bits.push(date(m[4]));
+    meta.appendChild(document.createTextNode(bits.join(" · ")));
+    d.appendChild(meta);
+    if(m[5]!=="kept"){
+      var how=m[7]==="exact"?"exact copy (same content)":m[7]?(m[7]+(m[8]!=null?(m[7]==="cnn"?" similarity ":" distance ")+(+m[8]).toFixed(m[7]==="cnn"?3:0):"")):(m[9]?"via "+m[9]:"");
+      if(how)d.appendChild(el("div","meta",how));
+      if(m[11])d.appendChild(el("div","meta",m[11]));
+    }
+    ms.appendChild(d);
+  });
+  c.appendChild(ms);return c;
+}
+function pages(){return Math.max(1,Math.ceil(view.length/PAGE));}
+function show(p,focus){
+  page=Math.max(0,Math.min(p,pages()-1));
+  var frag=document.createDocumentFragment(),slice=view.slice(page*PAGE,(page+1)*PAGE);
+  slice.forEach(function(g){frag.appendChild(card(g));});
+  $cards.textContent="";
+  if(!slice.length)$cards.appendChild(el("div","empty","No duplicate groups match."));
+  $cards.appendChild(frag);
+  $info.textContent="page "+(page+1)+" of "+pages();
+  cur=-1;if(focus!=null&&slice.length)select(focus<0?slice.length-1:focus,focus!==0||p!==0);
+}
+function select(i,scroll){
+  var cs=$cards.children;if(!cs.length||cs[0].className==="empty")return;
+  if(cur>=0&&cs[cur])cs[cur].classList.remove("current");
+  cur=Math.max(0,Math.min(i,cs.length-1));cs[cur].classList.add("current");
+  if(scroll)cs[cur].scrollIntoView({block:"nearest"});
+}
+function move(delta){
+  var n=$cards.children.length,i=cur+delta;
+  if(i>=n){if(page<pages()-1){show(page+1,0);window.scrollTo(0,0);}return;}
+  if(i<0){if(cur<0)i=0;else{if(page>0)show(page-1,-1);return;}}
+  select(i,true);
+}
+document.getElementById("prev").onclick=function(){show(page-1,0);window.scrollTo(0,0);};
+document.getElementById("next").onclick=function(){show(page+1,0);window.scrollTo(0,0);};
+var t;$folder.addEventListener("input",function(){clearTimeout(t);t=setTimeout(apply,200);});
+$method.onchange=apply;$sort.onchange=apply;
+document.addEventListener("keydown",function(e){
+  if(e.ctrlKey||e.metaKey||e.altKey)return;
+  var tag=(e.target&&e.target.tagName)||"";
+  if(tag==="INPUT"||tag==="SELECT"){if(e.key==="Escape")e.target.blur();return;}
+  if(e.key==="j"||e.key==="ArrowDown"){move(1);e.preventDefault();}
+  else if(e.key==="k"||e.key==="ArrowUp"){move(-1);e.preventDefault();}
+  else if(e.key==="n"){show(page+1,0);window.scrollTo(0,0);}
+  else if(e.key==="p"){show(page-1,0);window.scrollTo(0,0);}
+  else if(e.key==="/"){$folder.focus();e.preventDefault();}
+});
+apply();
+})();
+</script>
+</body></html>
+"""
+
+
+def report_from_store(config: Any, out_path: str, *, thumbs_dir: str | None = None) -> dict[str, Any]:
+    """``dedupd report --html OUT``: the report from ``config.store_dir`` without a running daemon.
+
+    The store is opened read-only without the writer lock (a running daemon may hold it).
+    """
+    from dedupd.daemon.loader import load_index
+    from dedupd.daemon.store import Store
+
+    store = Store.open(config.store_dir, readonly=True, lock=False)
+    try:
+        index = load_index(store, config)
+        return write_html_report(out_path, index, config, store, thumbs_dir=thumbs_dir)
+    finally:
+        store.close()
