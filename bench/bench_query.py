@@ -62,7 +62,9 @@ def near_duplicate(src: Path, dst: Path) -> Path:
 
 def clustered_hashes(n: int, rng: np.random.Generator, cluster: int = 8, max_flips: int = 6) -> np.ndarray:
     """``n`` 64-bit hashes in clusters of about ``cluster``: random centres plus 0..max_flips bit flips."""
-    centres = rng.integers(0, 2**63, size=max(1, n // cluster), dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    centres = rng.integers(0, 2**63, size=max(1, n // cluster), dtype=np.int64).astype(np.uint64) * np.uint64(
+        2
+    )
     centres ^= rng.integers(0, 2, size=len(centres), dtype=np.int64).astype(np.uint64)
     out = centres[rng.integers(0, len(centres), size=n)]
     for _ in range(max_flips):
@@ -109,8 +111,13 @@ class Daemon:
         env["PYTHONPATH"] = str(REPO)
         self.log = open(self.workdir / "daemon.log", "wb")  # noqa: SIM115 - open while the daemon runs
         t0 = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "dedupd", "run", "--config", str(self.config_path)],
-                                     stdout=self.log, stderr=self.log, env=env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dedupd", "run", "--config", str(self.config_path)],
+            stdout=self.log,
+            stderr=self.log,
+            env=env,
+            start_new_session=True,
+        )
         client = Client(self.socket_path, timeout=60)
         last = None
         stable_since = time.monotonic()
@@ -125,7 +132,12 @@ class Daemon:
             sig = (s["state"], s["files"], s["groups"], s["queued"])
             if sig != last:
                 last, stable_since = sig, time.monotonic()
-            elif s["state"] == "watching" and s["queued"] == 0 and s["groups"] and time.monotonic() - stable_since > 2:
+            elif (
+                s["state"] == "watching"
+                and s["queued"] == 0
+                and s["groups"]
+                and time.monotonic() - stable_since > 2
+            ):
                 return stable_since - t0
             time.sleep(0.2)
         raise SystemExit("daemon did not become ready in time")
@@ -152,11 +164,20 @@ def bench_size(n: int, queries: int, base: Path, uploads: list[tuple[Path, Path]
     for _, original in uploads:
         shutil.copyfile(original, root / "real" / original.name)
     sock = tempfile.mkdtemp(prefix="bq-", dir="/tmp") + "/s"
-    cfg_text = (f"roots: [{root}]\nstore_dir: {store_dir}\nreport_dir: {work / 'reports'}\nsocket_path: {sock}\n"
-                "rescan_interval_s: 0\nworkers: 2\nlog: {format: json, level: warning}\n")
+    cfg_text = (
+        f"roots: [{root}]\nstore_dir: {store_dir}\nreport_dir: {work / 'reports'}\nsocket_path: {sock}\n"
+        "rescan_interval_s: 0\nworkers: 2\nlog: {format: json, level: warning}\n"
+    )
     (work / "dedupd.yaml").write_text(cfg_text)
-    config = Config.from_mapping({"roots": [str(root)], "store_dir": str(store_dir),
-                                  "report_dir": str(work / "reports"), "socket_path": sock}, env={})
+    config = Config.from_mapping(
+        {
+            "roots": [str(root)],
+            "store_dir": str(store_dir),
+            "report_dir": str(work / "reports"),
+            "socket_path": sock,
+        },
+        env={},
+    )
     synthetic = n - len(uploads)
     t0 = time.monotonic()
     populate(root, store_dir, config, synthetic, seed=n)
@@ -194,10 +215,19 @@ def bench_size(n: int, queries: int, base: Path, uploads: list[tuple[Path, Path]
         daemon.stop()
         shutil.rmtree(os.path.dirname(sock), ignore_errors=True)
     shutil.rmtree(work, ignore_errors=True)
-    return {"n": n, "populate_s": t_populate, "ready_s": t_ready, "median": statistics.median(lat),
-            "p95": pct(lat, 0.95), "max": max(lat), "dup_median": statistics.median(dup_lat),
-            "dup_p95": pct(dup_lat, 0.95), "groups": page["total"], "groups_first": groups_first,
-            "groups_cached": groups_cached}
+    return {
+        "n": n,
+        "populate_s": t_populate,
+        "ready_s": t_ready,
+        "median": statistics.median(lat),
+        "p95": pct(lat, 0.95),
+        "max": max(lat),
+        "dup_median": statistics.median(dup_lat),
+        "dup_p95": pct(dup_lat, 0.95),
+        "groups": page["total"],
+        "groups_first": groups_first,
+        "groups_cached": groups_cached,
+    }
 
 
 def main() -> None:
@@ -225,24 +255,35 @@ def main() -> None:
             encode_job(str(uploads[k % len(uploads)][0]), spec)
             enc.append(time.perf_counter() - t)
         kib = statistics.mean(u.stat().st_size for u, _ in uploads) / 1024
-        print(f"query images: {len(uploads)} near-duplicates of real photos (JPEG, ~{kib:.0f} KiB, ~600 px); "
-              f"PHash threshold 10; {args.queries} queries per size; CPUs: {os.cpu_count()}")
-        print(f"decode+hash alone (no socket, no search): median {statistics.median(enc) * 1000:.1f} ms, "
-              f"p95 {pct(enc, 0.95) * 1000:.1f} ms\n")
+        print(
+            f"query images: {len(uploads)} near-duplicates of real photos (JPEG, ~{kib:.0f} KiB, ~600 px); "
+            f"PHash threshold 10; {args.queries} queries per size; CPUs: {os.cpu_count()}"
+        )
+        print(
+            f"decode+hash alone (no socket, no search): median {statistics.median(enc) * 1000:.1f} ms, "
+            f"p95 {pct(enc, 0.95) * 1000:.1f} ms\n"
+        )
         rows = []
         for n in sizes:
             r = bench_size(n, args.queries, base, uploads)
             rows.append(r)
-            print(f"  {n:>7} indexed: query median {r['median'] * 1000:.1f} ms, p95 {r['p95'] * 1000:.1f} ms "
-                  f"(store populated in {r['populate_s']:.1f} s, daemon ready in {r['ready_s']:.1f} s)", flush=True)
+            print(
+                f"  {n:>7} indexed: query median {r['median'] * 1000:.1f} ms, p95 {r['p95'] * 1000:.1f} ms "
+                f"(store populated in {r['populate_s']:.1f} s, daemon ready in {r['ready_s']:.1f} s)",
+                flush=True,
+            )
         print()
-        print("| indexed | POST /v1/query (bytes) median | p95 | max | GET /v1/duplicates median | p95 "
-              "| groups | GET /v1/groups first page | later page (cached) |")
+        print(
+            "| indexed | POST /v1/query (bytes) median | p95 | max | GET /v1/duplicates median | p95 "
+            "| groups | GET /v1/groups first page | later page (cached) |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| {r['n']:,} | {r['median'] * 1000:.1f} ms | {r['p95'] * 1000:.1f} ms | {r['max'] * 1000:.1f} ms "
-                  f"| {r['dup_median'] * 1000:.2f} ms | {r['dup_p95'] * 1000:.2f} ms | {r['groups']:,} "
-                  f"| {r['groups_first'] * 1000:.0f} ms | {r['groups_cached'] * 1000:.1f} ms |")
+            print(
+                f"| {r['n']:,} | {r['median'] * 1000:.1f} ms | {r['p95'] * 1000:.1f} ms | {r['max'] * 1000:.1f} ms "
+                f"| {r['dup_median'] * 1000:.2f} ms | {r['dup_p95'] * 1000:.2f} ms | {r['groups']:,} "
+                f"| {r['groups_first'] * 1000:.0f} ms | {r['groups_cached'] * 1000:.1f} ms |"
+            )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -140,7 +139,3 @@ def decode_array(array: np.ndarray) -> DecodedImage:
     img = Image.fromarray(np.asarray(array).astype("uint8"))
     return DecodedImage(rgb=img, width=img.width, height=img.height, format=None)
 
-
-def is_image_name(path: str | os.PathLike[str]) -> bool:
-    """True when the file name has one of :data:`IMAGE_EXTENSIONS` (case-insensitive)."""
-    return Path(os.fsdecode(path)).suffix.lower() in IMAGE_EXTENSIONS

@@ -332,11 +332,6 @@ class MatchIndex:
         with self.lock:
             return {p: [q for q, _ in self.duplicates_of(p)] for p in sorted(self.files)}
 
-    def content_groups(self) -> Iterator[tuple[bytes, set[str]]]:
-        with self.lock:
-            for d, c in self._contents.items():
-                yield d, set(c.paths)
-
     def neighbours(self) -> dict[str, set[str]]:
         """Path-level neighbour sets for grouping (only paths that have duplicates)."""
         with self.lock:
