@@ -1,0 +1,29 @@
+"""The benchmark scripts still run end to end (quick mode) and write their tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["bench_library.py", "quality.py"])
+def test_bench_quick(script, tmp_path, corpus_dir):
+    out = tmp_path / "report.md"
+    res = subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), "--quick", "--out", str(out),
+         "--data-dir", str(tmp_path / "data"), "--corpus", str(corpus_dir)],
+        capture_output=True, text=True, timeout=400,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    text = out.read_text()
+    assert "| " in text and "dedupd" in text
+    if script == "bench_library.py":
+        assert "identical hashes" in text and "ratio" in text
+    else:
+        assert "precision" in text.lower() and "recall" in text.lower()
