@@ -141,11 +141,10 @@ class Daemon:
                 seen.add(found.path)
                 prog["walked"] += 1
                 rec = self.store.get_file(found.path)
-                if found.st is not None and rec is not None and rec.same_stat(found.st) and not refresh:
-                    if rec.state == "ok" and found.path not in self.index.files:
-                        pass  # recorded but not indexed (e.g. encoding missing): re-check it
-                    else:
-                        continue
+                unchanged = found.st is not None and rec is not None and rec.same_stat(found.st) and not refresh
+                # an unchanged "ok" record that is not indexed (its encoding was lost) is re-checked
+                if unchanged and not (rec.state == "ok" and found.path not in self.index.files):
+                    continue
                 self.pipeline.put(Work("upsert", found.path))
                 prog["queued"] += 1
         gone = [p for p, _ in self.store.iter_files() if p not in seen]
