@@ -22,8 +22,6 @@ Security and robustness:
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import grp
 import json
 import logging
@@ -39,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from dedupd import __version__
+from dedupd.daemon import pidlock
 from dedupd.daemon.config import Config
 from dedupd.errors import DedupdError
 
@@ -399,28 +398,21 @@ class ApiServer:
                               "choose another socket_path") from exc
         lock_path = path + LOCK_SUFFIX
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = pidlock.acquire(lock_path, 0o600)
+        except pidlock.LockHeld as held:
+            who = f"(pid {held.pid}) " if held.pid else ""
+            raise DedupdError(f"another dedupd {who}is already serving the socket {path}; stop it first "
+                              "(systemctl stop dedupd, or kill that pid), or give this one a different "
+                              "socket_path") from None
         except OSError as exc:
-            raise DedupdError(f"cannot create {lock_path}: {exc.strerror}; check the permissions of {folder}") \
-                from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_pid(fd)
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                who = f"(pid {holder}) " if holder else ""
-                raise DedupdError(f"another dedupd {who}is already serving the socket {path}; stop it first "
-                                  "(systemctl stop dedupd, or kill that pid), or give this one a different "
-                                  "socket_path") from None
-            raise DedupdError(f"cannot lock {lock_path}: {exc.strerror}") from exc
+            raise DedupdError(f"cannot create or lock {lock_path}: {exc.strerror}; check the permissions of "
+                              f"{folder}") from exc
         try:
             self._check_existing(path)
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        pidlock.write_pid(fd)
         self._lock_fd = fd
         # while the store opens and the index loads: get the query path's imports done
         from dedupd.daemon.api import warm_up
@@ -527,14 +519,6 @@ def _group_id(group: str | int) -> int:
     except KeyError:
         raise DedupdError(f"socket_group {group!r} does not exist; create it (groupadd) or fix the config") \
             from None
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").split()
-        return int(text[0]) if text else None
-    except (OSError, ValueError):
-        return None
 
 
 def _socket_alive(path: str) -> bool:

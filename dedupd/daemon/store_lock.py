@@ -15,12 +15,11 @@ method (LMDB environments must not cross a fork either).
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import threading
 from collections.abc import Iterator
 
+from dedupd.daemon import pidlock
 from dedupd.errors import StoreError
 
 LOCK_NAME = "dedupd.lock"
@@ -40,14 +39,6 @@ class StoreLockedError(StoreError):
         self.pid = pid
 
 
-def _holder(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 64, 0).decode("ascii", "replace").split()
-        return int(text[0]) if text else None
-    except (OSError, ValueError):
-        return None
-
-
 class WriterLock:
     """An acquired writer lock; :meth:`release` (idempotent) gives it up."""
 
@@ -60,19 +51,13 @@ class WriterLock:
         """
         path = os.path.join(store_dir, LOCK_NAME)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = pidlock.acquire(path, 0o644)
+        except pidlock.LockHeld as held:
+            raise StoreLockedError(store_dir, held.pid) from None
         except OSError as exc:
-            raise StoreError(f"cannot create the lock file {path}: {exc.strerror}; check permissions") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            pid = _holder(fd)
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise StoreLockedError(store_dir, pid) from None
-            raise StoreError(f"cannot lock {path}: {exc.strerror}") from exc
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            raise StoreError(f"cannot create or lock the lock file {path}: {exc.strerror}; check permissions") \
+                from exc
+        pidlock.write_pid(fd)
         self._fd: int | None = fd
 
     def release(self) -> None:
