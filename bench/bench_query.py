@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dedupd.client import ApiError, Client, DaemonNotRunning
-from dedupd.daemon.config import Config
+from dedupd.daemon.config import Config, config_from_mapping
 from dedupd.daemon.encoder import encode_job
 from dedupd.daemon.pipeline import encode_spec
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
@@ -169,7 +169,7 @@ def bench_size(n: int, queries: int, base: Path, uploads: list[tuple[Path, Path]
         "rescan_interval_s: 0\nworkers: 2\nlog: {format: json, level: warning}\n"
     )
     (work / "dedupd.yaml").write_text(cfg_text)
-    config = Config.from_mapping(
+    config = config_from_mapping(
         {
             "roots": [str(root)],
             "store_dir": str(store_dir),
@@ -240,7 +240,7 @@ def main() -> None:
     try:
         upload_dir = base / "uploads"
         upload_dir.mkdir()
-        spec = encode_spec(Config.from_mapping({"roots": [str(base)]}, env={}))
+        spec = encode_spec(config_from_mapping({"roots": [str(base)]}, env={}))
         uploads = []  # near-duplicates within the threshold of their original (a hit is checked)
         for o in sorted((CORPUS / "base").glob("*.jpg"))[100:]:
             q = near_duplicate(o, upload_dir / f"near-{o.name}")

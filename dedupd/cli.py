@@ -132,7 +132,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``dedupd report --html OUT``: the HTML report from the store, without a running daemon."""
-    from dedupd.report_html import report_from_store
+    from dedupd.reports.html import report_from_store
 
     overrides: dict[str, Any] = {}
     if args.store_dir:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from dedupd.report_html import PAGE_SIZE, attach_quarantine, build_html, report_from_store, summarize
-from dedupd.thumbnails import ensure_thumbnail, ensure_thumbnails
+from dedupd.reports.html import PAGE_SIZE, attach_quarantine, build_html, report_from_store, summarize
+from dedupd.reports.thumbnails import ensure_thumbnail, ensure_thumbnails
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 EVIL_DIR_NAME = "<script>alert(1)</script>.jpg"  # contains "/": a folder "<script>alert(1)<" + file "script>.jpg"

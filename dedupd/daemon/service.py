@@ -21,11 +21,11 @@ from dedupd.daemon.loader import load_index, matching_of
 from dedupd.daemon.notify import Notifier
 from dedupd.daemon.pipeline import Pipeline, Work
 from dedupd.daemon.quarantine import Quarantine
-from dedupd.daemon.reports import EventLog, build_groups, write_reports
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
 from dedupd.daemon.walk import is_watched_file, walk_root
 from dedupd.daemon.watcher import Watcher
+from dedupd.reports.files import EventLog, build_groups, write_reports
 
 logger = logging.getLogger("dedupd.daemon")
 
@@ -60,7 +60,7 @@ class Daemon:
     def start(self) -> None:
         cfg = self.config
         if self.serve:  # claim the socket first: a second daemon refuses before touching any store
-            from dedupd.daemon.server import ApiServer
+            from dedupd.daemon.api.transport import ApiServer
 
             self.server = ApiServer(self, cfg)
             self.server.claim()

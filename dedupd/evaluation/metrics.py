@@ -15,8 +15,7 @@ The numbers match imagededup 0.3.3's ``handlers.metrics`` float for float:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping, Sequence
-from typing import Callable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 

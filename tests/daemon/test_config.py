@@ -18,10 +18,11 @@ from dedupd.daemon.config import (
     Config,
     KeepRule,
     RootConfig,
+    config_from_mapping,
     default_paths,
     load_config,
 )
-from dedupd.daemon.config_check import ENV_VARS, TOP_KEYS
+from dedupd.daemon.config.check import ENV_VARS, TOP_KEYS
 from dedupd.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ def root(tmp_path: Path) -> str:
 
 
 def make(data: dict, env: dict | None = None, **kw) -> Config:
-    return Config.from_mapping(data, env=ENV if env is None else env, **kw)
+    return config_from_mapping(data, env=ENV if env is None else env, **kw)
 
 
 def problems(data: dict, env: dict | None = None, **kw) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageEnhance
 
-from dedupd.daemon.config import Config
+from dedupd.daemon.config import config_from_mapping
 from dedupd.daemon.encoder import file_digest
 from dedupd.daemon.quarantine import PARTIAL, Quarantine
 from dedupd.daemon.store import QuarantineEntry, Store
@@ -135,7 +135,7 @@ def test_quarantine_then_restore_all(mixed200: Path, corpus_dir: Path, tmp_path:
 def quarantine(tmp_path: Path):
     root = tmp_path / "root"
     root.mkdir()
-    cfg = Config.from_mapping({"roots": [str(root)], "store_dir": str(tmp_path / "store"),
+    cfg = config_from_mapping({"roots": [str(root)], "store_dir": str(tmp_path / "store"),
                                "report_dir": str(tmp_path / "reports"), "policy": "quarantine",
                                "quarantine_dir": str(tmp_path / "q")}, env={"HOME": str(tmp_path)})
     with Store.open(cfg.store_dir) as store:

@@ -6,7 +6,7 @@ import random
 import threading
 
 from dedupd.core import hamming
-from dedupd.daemon.index import FileInfo, Matching, MatchIndex
+from dedupd.daemon.index import FileInfo, MatchIndex, Matching
 
 
 def items(seed: int, n: int):
@@ -35,7 +35,7 @@ def test_background_build_with_concurrent_changes_equals_sync(monkeypatch):
 
     builder = threading.Thread(target=bg.build_graph)
     builder.start()
-    for (path, info, hashes, _), (path2, info2, hashes2, _) in zip(loaded[::7], extra):
+    for (path, _info, _hashes, _), (path2, info2, hashes2, _) in zip(loaded[::7], extra):
         bg.remove(path)
         bg.add("/new" + path2, FileInfo(b"x" + info2.digest, 1, 1, 8, 8), hashes2)
     builder.join()

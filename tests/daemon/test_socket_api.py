@@ -24,7 +24,7 @@ from urllib.parse import quote
 import pytest
 
 from dedupd.client import ApiError, Client
-from dedupd.daemon.api import _GroupsCache
+from dedupd.daemon.api.routes import _GroupsCache
 from dedupd.daemon.config import KeepRule
 from dedupd.daemon.index import FileInfo, MatchIndex, Matching
 from tests.daemon.helpers import api

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from dedupd.daemon import store_schema
 from dedupd.daemon.store import EncoderMismatch, EncodingRecord, FileRecord, QuarantineEntry, Store
-from dedupd.daemon.store_lock import StoreLockedError
-from dedupd.daemon.store_records import MAX_PATH_KEY
+from dedupd.daemon.store import schema as store_schema
+from dedupd.daemon.store.lock import StoreLockedError
+from dedupd.daemon.store.records import MAX_PATH_KEY
 from dedupd.errors import StoreError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from dedupd.core.keep import Candidate, choose_keeper
-from dedupd.daemon.config import Config, load_config
-from dedupd.daemon.reports import keep_rules
+from dedupd.daemon.config import Config, config_from_mapping, load_config
+from dedupd.reports.files import keep_rules
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
@@ -89,7 +89,7 @@ def test_systemd_config_uses_the_unit_directories(tmp_path: Path) -> None:
     data, _ = with_local_dirs(yaml.safe_load((REPO / "config" / "systemd.yaml").read_text()), tmp_path / "b")
     for key in ("store_dir", "report_dir", "socket_path"):
         del data[key]
-    defaults = Config.from_mapping(data, env=CLEAN_ENV)
+    defaults = config_from_mapping(data, env=CLEAN_ENV)
     assert (defaults.store_dir, defaults.report_dir, defaults.socket_path) == (
         cfg.store_dir, cfg.report_dir, cfg.socket_path)
 

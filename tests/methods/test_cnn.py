@@ -15,8 +15,11 @@ import pytest
 torch = pytest.importorskip("torch", reason="the cnn extra installs torch")
 pytest.importorskip("torchvision", reason="the cnn extra installs torchvision")
 
-from dedupd.cnn_models import CustomModel, load_model  # noqa: E402
-from dedupd.cnn_models import mobilenet  # noqa: E402
+from dedupd.cnn_models import (  # noqa: E402
+    CustomModel,
+    load_model,
+    mobilenet,  # noqa: E402
+)
 from dedupd.errors import ModelUnavailableError  # noqa: E402
 from dedupd.imaging import decode_file  # noqa: E402
 from dedupd.methods import CNN  # noqa: E402

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from dedupd.methods import AHash, DHash, PHash, WHash
-
 from tests.methods.odd_images import build as build_odd_images
 
 ref_methods = pytest.importorskip("imagededup.methods", reason="the test extra installs imagededup")

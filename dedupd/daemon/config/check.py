@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from dedupd.daemon.config import (
+from dedupd.daemon.config.model import (
     CNN_MODEL_NAMES,
     DEFAULT_CNN_THRESHOLD,
     DEFAULT_EXCLUDE,
@@ -28,7 +28,7 @@ from dedupd.daemon.config import (
     LogConfig,
     RootConfig,
 )
-from dedupd.daemon.config_values import (
+from dedupd.daemon.config.values import (
     Problems,
     choice,
     int_in,
@@ -58,7 +58,7 @@ _ENV_KINDS: dict[str, str] = {
 #: ``DEDUPD_STORE_DIR`` → ``store_dir``, ``DEDUPD_LOG_LEVEL`` → ``log.level``, ...
 ENV_VARS: dict[str, str] = {"DEDUPD_" + k.upper().replace(".", "_"): k for k in _ENV_KINDS}
 #: ``DEDUPD_*`` names that are not config fields and are left alone (read by the CLI itself, and
-#: the socket server's limits, see :mod:`dedupd.daemon.server`).
+#: the socket server's limits, see :mod:`dedupd.daemon.api.transport`).
 ENV_IGNORED: frozenset[str] = frozenset({"DEDUPD_CONFIG", "DEDUPD_MAX_UPLOAD_BYTES", "DEDUPD_REQUEST_TIMEOUT_S"})
 
 

@@ -1,22 +1,7 @@
-"""Daemon configuration: YAML file + ``DEDUPD_*`` environment + CLI overrides → one frozen Config.
+"""The daemon configuration model: one frozen :class:`Config` and its parts, plus the defaults.
 
-Loading has no side effects (no directory is created, nothing is logged); it only reads the
-file and ``stat``\\ s the paths it validates. Every problem is collected and reported at once in
-one :class:`~dedupd.errors.ConfigError`, each line naming the key path and what to do.
-
-Precedence (lowest to highest): built-in defaults, the YAML file, ``DEDUPD_*`` variables, CLI
-overrides. All three feed the same raw mapping before validation (see :mod:`.config_check`).
-
-Default locations (deterministic; computed from the environment mapping passed in):
-
-* ``state`` = ``$STATE_DIRECTORY`` (first entry; set by systemd's ``StateDirectory=``), else
-  ``$XDG_STATE_HOME/dedupd``, else ``$HOME/.local/state/dedupd``.
-* ``store_dir`` = ``state/store``; ``report_dir`` = ``state/reports``.
-* ``socket_path`` = ``$RUNTIME_DIRECTORY/dedupd.sock`` (systemd's ``RuntimeDirectory=``), else
-  ``$XDG_RUNTIME_DIR/dedupd/dedupd.sock``, else ``state/dedupd.sock``.
-
-Relative paths in the file are resolved against the file's directory; relative paths given by
-environment variables or CLI overrides against the current directory. ``~`` is expanded.
+Pure values and predicates over paths (which files are wanted, which folders are skipped); loading
+and validation live in :mod:`.load` and :mod:`.check`.
 """
 
 from __future__ import annotations
@@ -24,16 +9,10 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
-import pwd
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-import yaml
-
-from dedupd.daemon.config_values import path_inside
-from dedupd.errors import ConfigError
+from dedupd.daemon.config.values import path_inside
 
 #: Bump when a hash algorithm or its preprocessing changes: stored hashes then re-encode lazily.
 ENCODER_VERSION = 1
@@ -104,7 +83,8 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """The validated daemon configuration. Build it with :func:`load_config` or :meth:`from_mapping`."""
+    """The validated daemon configuration. Build it with :func:`~dedupd.daemon.config.load_config`
+    or :func:`~dedupd.daemon.config.config_from_mapping`."""
 
     roots: tuple[RootConfig, ...]
     store_dir: str
@@ -127,34 +107,6 @@ class Config:
     exif_transpose: bool = False
     log: LogConfig = LogConfig()
     source: str | None = None
-
-    @classmethod
-    def from_mapping(
-        cls,
-        data: Any,
-        *,
-        base_dir: str | None = None,
-        env: Mapping[str, str] | None = None,
-        overrides: Mapping[str, Any] | None = None,
-        source: str | None = None,
-    ) -> Config:
-        """Validate an already parsed mapping (e.g. ``yaml.safe_load`` output).
-
-        Args:
-            data: the top-level mapping (``None`` = empty).
-            base_dir: directory that relative paths in ``data`` are resolved against (default: cwd).
-            env: environment for ``DEDUPD_*`` overrides and default paths (default: ``os.environ``).
-            overrides: CLI overrides keyed by dotted path (``"log.level"``); ``None`` values are ignored.
-            source: name of the file ``data`` came from, used in error messages.
-
-        Raises:
-            ConfigError: listing every problem found.
-        """
-        from dedupd.daemon.config_check import build_fields
-
-        env = os.environ if env is None else env
-        fields = build_fields(data, base_dir or os.getcwd(), env, overrides or {}, default_paths(env), source)
-        return cls(**fields, source=source)
 
     def hash_methods(self) -> dict[str, int]:
         """Configured hash methods → max Hamming distance."""
@@ -214,63 +166,3 @@ def _matches_any(path: str, patterns: tuple[str, ...]) -> bool:
     by_name, by_path = _compile(patterns)
     low = path.lower()
     return bool((by_name and by_name.match(os.path.basename(low))) or (by_path and by_path.match(low)))
-
-
-def default_paths(env: Mapping[str, str]) -> dict[str, str]:
-    """Default ``store_dir``, ``report_dir`` and ``socket_path`` for ``env`` (see module docstring).
-
-    Relative values of the XDG variables are ignored, as the XDG base-directory spec requires.
-    """
-
-    def absolute(name: str) -> str | None:
-        value = env.get(name, "").split(":")[0]
-        return value if os.path.isabs(value) else None
-
-    home = env.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
-    xdg_state = absolute("XDG_STATE_HOME")
-    state = absolute("STATE_DIRECTORY") or os.path.join(
-        xdg_state or os.path.join(home, ".local", "state"), "dedupd"
-    )
-    runtime = absolute("RUNTIME_DIRECTORY")
-    xdg_runtime = absolute("XDG_RUNTIME_DIR")
-    if runtime:
-        socket = os.path.join(runtime, "dedupd.sock")
-    elif xdg_runtime:
-        socket = os.path.join(xdg_runtime, "dedupd", "dedupd.sock")
-    else:
-        socket = os.path.join(state, "dedupd.sock")
-    return {
-        "store_dir": os.path.normpath(os.path.join(state, "store")),
-        "report_dir": os.path.normpath(os.path.join(state, "reports")),
-        "socket_path": os.path.normpath(socket),
-    }
-
-
-def load_config(
-    path: str | os.PathLike[str] | None,
-    env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> Config:
-    """Read the YAML file at ``path`` (``None``: no file, defaults + env + overrides) and validate.
-
-    Args:
-        path: the config file; its directory anchors relative paths inside it.
-        env: environment for ``DEDUPD_*`` overrides and default paths (default: ``os.environ``).
-        overrides: CLI overrides keyed by dotted path (``{"store_dir": ..., "log.level": "debug"}``).
-
-    Raises:
-        ConfigError: the file cannot be read or parsed, or any value is invalid (all listed).
-    """
-    if path is None:
-        return Config.from_mapping({}, env=env, overrides=overrides)
-    name = os.path.abspath(os.fsdecode(path))
-    try:
-        with open(name, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {name}: {exc.strerror or exc}; check the path") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {name} is not UTF-8 text ({exc.reason})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {name} is not valid YAML: {exc}") from exc
-    return Config.from_mapping(data, base_dir=os.path.dirname(name), env=env, overrides=overrides, source=name)

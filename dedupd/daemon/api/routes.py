@@ -35,13 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dedupd.daemon.api.transport import HttpError, peer_credentials
 from dedupd.daemon.config import Config
-from dedupd.daemon.config_values import path_inside
+from dedupd.daemon.config.values import path_inside
 from dedupd.daemon.encoder import DIGEST_SIZE, EncodeSpec, bytes_digest, encode_job
 from dedupd.daemon.pipeline import encode_spec
-from dedupd.daemon.reports import build_groups
-from dedupd.daemon.server import HttpError, peer_credentials
-from dedupd.daemon.store_manifest import QUARANTINE_STATES
+from dedupd.daemon.store.manifest import QUARANTINE_STATES
+from dedupd.reports.files import build_groups
 
 if TYPE_CHECKING:
     from dedupd.daemon.index import Evidence, MatchIndex

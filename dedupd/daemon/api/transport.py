@@ -415,7 +415,7 @@ class ApiServer:
         pidlock.write_pid(fd)
         self._lock_fd = fd
         # while the store opens and the index loads: get the query path's imports done
-        from dedupd.daemon.api import warm_up
+        from dedupd.daemon.api.routes import warm_up
 
         threading.Thread(target=warm_up, args=(self.config,), name="dedupd-server-warm-up", daemon=True).start()
 
@@ -437,7 +437,7 @@ class ApiServer:
     # -- serving --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        from dedupd.daemon.api import Router
+        from dedupd.daemon.api.routes import Router
 
         self.claim()
         path = self.path

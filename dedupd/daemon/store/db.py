@@ -25,17 +25,17 @@ from typing import Any, Self, TypeVar
 
 import lmdb
 
-from dedupd.daemon import store_records as r
-from dedupd.daemon.store_lock import ResizeGate, WriterLock
-from dedupd.daemon.store_manifest import ManifestMixin, QuarantineEntry
-from dedupd.daemon.store_records import (
+from dedupd.daemon.store import records as r
+from dedupd.daemon.store.lock import ResizeGate, WriterLock
+from dedupd.daemon.store.manifest import ManifestMixin, QuarantineEntry
+from dedupd.daemon.store.records import (
     EncoderMismatch,
     EncodingRecord,
     FileRecord,
     StoreStats,
     StrPath,
 )
-from dedupd.daemon.store_schema import DB_NAMES, SCHEMA_VERSION, init_or_migrate
+from dedupd.daemon.store.schema import DB_NAMES, SCHEMA_VERSION, init_or_migrate
 from dedupd.errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "EncoderMismatch", "EncodingRecord", "FileRecord", "QuarantineEntry", "Store",

@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dedupd.daemon.store_records import pack, unpack
+from dedupd.daemon.store.records import pack, unpack
 from dedupd.errors import StoreError
 
-#: Named LMDB databases of one store (see :mod:`dedupd.daemon.store_records` for their layout).
+#: Named LMDB databases of one store (see :mod:`dedupd.daemon.store.records` for their layout).
 DB_NAMES: tuple[str, ...] = ("files", "digests", "encodings", "quarantine", "meta")
 #: Version of the layout written by this dedupd. Bump it and add ``MIGRATIONS[old]`` together.
 SCHEMA_VERSION = 1

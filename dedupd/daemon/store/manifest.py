@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dedupd.daemon.store_records import pack, unpack
+from dedupd.daemon.store.records import pack, unpack
 
 QUARANTINE_STATES: tuple[str, ...] = ("pending", "moved", "restored", "failed")
 _QID = struct.Struct(">Q")

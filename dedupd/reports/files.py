@@ -98,7 +98,7 @@ def build_groups(index: MatchIndex, rules: Sequence[KeepRule]) -> list[dict[str,
 
 def write_reports(report_dir: str, index: MatchIndex, config: Config, store: Any = None) -> dict[str, int]:
     """Rewrite ``duplicates.json``, ``groups.json`` and ``report.html``; returns counts for status."""
-    from dedupd.report_html import write_html_report
+    from dedupd.reports.html import write_html_report
 
     groups = build_groups(index, config.keep)
     write_html_report(os.path.join(report_dir, "report.html"), index, config, store, groups=groups)
