@@ -6,7 +6,7 @@ DEDUPD  := $(VENV)/bin/dedupd
 EXTRAS  ?= cnn,offline-model,test
 DEMO    ?= .demo
 
-.PHONY: run demo test test-fast bench install clean
+.PHONY: run demo test test-fast stress lint bench install clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,7 +25,16 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 test-fast: $(VENV)/.installed
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not stress"
+
+## stress: the fault-injection and abuse suites at full size (kill -9, event storms, fuzzing, socket abuse)
+stress: $(VENV)/.installed
+	$(PY) -m pytest -m stress -v -s
+
+## lint: ruff on everything, mypy on the core, the daemon and the reports
+lint: $(VENV)/.installed
+	$(PY) -m ruff check dedupd tests bench
+	$(PY) -m mypy dedupd/core dedupd/daemon dedupd/reports
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_library.py
