@@ -170,6 +170,30 @@ def test_encodings_are_pruned_when_the_last_path_goes(store: Store) -> None:
     check_consistent(store)
 
 
+def test_content_handed_over_within_one_batch_keeps_its_encoding(store: Store) -> None:
+    """a.jpg (the only file with content D) becomes E while a new b.jpg gets D, in one batch."""
+    d, e = b"d" * 16, b"e" * 16
+    store.put_file("/r/a.jpg", rec(d), enc(1))
+    store.put_files([("/r/a.jpg", rec(e), enc(2)), ("/r/b.jpg", rec(d, inode=2), None)])
+    assert store.get_encoding(d) == enc(1) and store.get_encoding(e) == enc(2)
+    assert store.files_with_digest(d) == ["/r/b.jpg"]
+    # the same hand-over through a delete in the same batch
+    store.put_files([("/r/c.jpg", rec(e, inode=3), None)], deletes=["/r/a.jpg"])
+    assert store.get_encoding(e) == enc(2)
+    check_consistent(store)
+
+
+def test_folder_moved_over_a_folder_keeps_contents_that_move_in(store: Store) -> None:
+    """/a/1 (content X) replaces /b/1 (content Y) while /a/2 (content Y) moves to /b/2."""
+    x, y = b"x" * 16, b"y" * 16
+    store.put_files([("/a/1.jpg", rec(x), enc(1)), ("/b/1.jpg", rec(y, inode=2), enc(2))])
+    store.put_files([("/a/2.jpg", rec(y, inode=3), None)], deletes=["/b/1.jpg"])
+    store.put_file("/b/1.jpg", rec(y, inode=2))
+    assert store.rename_prefix("/a", "/b") == 2
+    assert store.get_encoding(y) == enc(2) and store.files_with_digest(y) == ["/b/2.jpg"]
+    check_consistent(store)
+
+
 def test_put_encoding_replaces_only_referenced_digests(store: Store) -> None:
     store.put_file("/a/1.jpg", rec(), enc(1))
     store.put_encoding(b"d" * 16, enc(2))

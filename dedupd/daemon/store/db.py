@@ -193,12 +193,17 @@ class Store(ManifestMixin):
         gone = [r.fs_bytes(p) for p in deletes]
 
         def work(txn: lmdb.Transaction) -> None:
+            # encodings that lose their last path are pruned at the end, not on the way: in one
+            # batch a.jpg may change content while a new b.jpg takes a.jpg's old content
+            orphans: set[bytes] = set()
             for raw, rec, enc in items:
                 if enc is not None:
                     txn.put(rec.digest, r.pack_encoding(enc), db=self._dbs["encodings"])  # type: ignore[arg-type]
-                self._put(txn, raw, rec)
+                self._put(txn, raw, rec, orphans)
             for raw in gone:
-                self._delete(txn, raw)
+                self._delete(txn, raw, orphans)
+            for digest in orphans:
+                self._prune(txn, digest)
 
         self._write(work)
 
@@ -232,15 +237,19 @@ class Store(ManifestMixin):
                         moving.append((raw, rec))
                     ok = cur.next()
             base = b"" if new_raw == b"/" else new_raw
+            orphans: set[bytes] = set()  # a replaced target's content may be what another record brings
             for raw, rec in moving:
                 target = base + (raw if old_raw == b"/" else raw[len(old_raw):])
-                self._put(txn, target, rec)  # first, so the digest never looks unreferenced
-                self._delete(txn, raw, prune=False)
+                self._put(txn, target, rec, orphans)
+                self._delete(txn, raw, orphans)
+            for digest in orphans:
+                self._prune(txn, digest)
             return len(moving)
 
         return self._write(work)
 
-    def _put(self, txn: lmdb.Transaction, raw: bytes, rec: FileRecord) -> None:
+    def _put(self, txn: lmdb.Transaction, raw: bytes, rec: FileRecord, orphans: set[bytes] | None = None) -> None:
+        """Write one record; a digest it stops referencing is pruned now, or added to ``orphans``."""
         files, digests = self._dbs["files"], self._dbs["digests"]
         key = r.file_key(raw)
         old = txn.get(key, db=files)
@@ -252,11 +261,15 @@ class Store(ManifestMixin):
         if old_digest != rec.digest:
             if old_digest is not None:
                 txn.delete(r.digest_prefix(old_digest) + key, db=digests)
-                self._prune(txn, old_digest)
+                if orphans is None:
+                    self._prune(txn, old_digest)
+                else:
+                    orphans.add(old_digest)
             if rec.digest is not None:
                 txn.put(r.digest_prefix(rec.digest) + key, b"", db=digests)
 
-    def _delete(self, txn: lmdb.Transaction, raw: bytes, prune: bool = True) -> bool:
+    def _delete(self, txn: lmdb.Transaction, raw: bytes, orphans: set[bytes] | None = None) -> bool:
+        """Forget one record; its digest, if now unreferenced, is pruned now, or added to ``orphans``."""
         key = r.file_key(raw)
         old = txn.pop(key, db=self._dbs["files"])
         if old is None:
@@ -264,7 +277,9 @@ class Store(ManifestMixin):
         digest = r.unpack_file(old)[0].digest
         if digest is not None:
             txn.delete(r.digest_prefix(digest) + key, db=self._dbs["digests"])
-            if prune:
+            if orphans is not None:
+                orphans.add(digest)
+            else:
                 self._prune(txn, digest)
         return True
 
