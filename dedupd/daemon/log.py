@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 
 import structlog
 
@@ -30,8 +31,10 @@ def setup(level: str = "info", fmt: str = "auto") -> None:
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    # format_exc_info: a logged exception carries its type, message and traceback as text
     formatter = structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer],
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -48,6 +51,17 @@ def setup(level: str = "info", fmt: str = "auto") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    threading.excepthook = _log_thread_exception
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    """An exception that ends a thread goes to the log (JSON under systemd), not raw stderr."""
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    logging.getLogger("dedupd.daemon").critical(
+        "thread %s died", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]
+        extra={"thread_name": name})
 
 
 def get(name: str) -> structlog.stdlib.BoundLogger:
