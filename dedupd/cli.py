@@ -16,6 +16,7 @@ from dedupd import __version__
 from dedupd.client import DEFAULT_SOCKET, ApiError, Client, DaemonNotRunning
 
 EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_DUPLICATE = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 
 
 def _load_config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
@@ -78,13 +79,17 @@ def _print_json(data: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from dedupd.daemon import log
-    from dedupd.daemon.service import Daemon
+    from dedupd.daemon.service import Daemon, DaemonFailed
 
     config = _load_config(args)
     log.setup(config.log.level, config.log.format)
     daemon = Daemon(config, config_loader=lambda: _load_config(args))
     daemon.install_signals()
-    daemon.run()
+    try:
+        daemon.run()
+    except DaemonFailed as exc:
+        print(f"dedupd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -92,7 +97,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     import time
 
     from dedupd.daemon import log
-    from dedupd.daemon.service import Daemon
+    from dedupd.daemon.service import Daemon, DaemonFailed
 
     overrides: dict[str, Any] = {}
     if args.dirs:
@@ -114,9 +119,17 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     daemon = Daemon(config, serve=False, watch=False)
     daemon.install_signals()
-    status = daemon.scan_once(progress)
+    try:
+        status = daemon.scan_once(progress)
+    except DaemonFailed as exc:
+        print(f"dedupd: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     if tty:
         sys.stderr.write("\n")
+    if status["state"] == "interrupted":
+        print("dedupd: scan interrupted before it finished; reports were not written (run it again: "
+              "what was indexed is kept)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     status["elapsed_s"] = round(time.monotonic() - t0, 2)
     status["report_dir"] = config.report_dir
     if args.json:

@@ -29,6 +29,18 @@ class StoreError(DedupdError):
     """The LMDB store cannot be opened or has an incompatible layout."""
 
 
+class StoreWriteError(StoreError):
+    """A write to the store failed (full disk, I/O error); nothing of it was written.
+
+    Attributes:
+        transient: the cause lies outside dedupd (space, I/O), so the same write may succeed later.
+    """
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
 class ModelUnavailableError(DedupdError):
     """CNN weights or torch are missing; the message says how to provide them."""
 

@@ -83,6 +83,7 @@ class MatchIndex:
         self._vectors: VectorIndex | None = None
         self.generation = 0  # bumped on every change (readers cache derived views on it)
         self.graph_ready = True  # False while build_graph() is still linking bulk-loaded contents
+        self._graph_epoch = 0  # bumped when the graph is emptied for a rebuild
 
     # -- evidence ---------------------------------------------------------------------------
 
@@ -138,7 +139,13 @@ class MatchIndex:
                 self.remove(path)
             self.files[path] = info
             content = self._contents.get(info.digest)
-            if content is None:
+            if content is not None and (content.hashes != dict(hashes) or (vector is not None) != content.has_vector):
+                # re-encoded under new settings (a method added): relink the content with its new values
+                paths = content.paths
+                self._drop_content(info.digest)
+                content = self._add_content(info.digest, dict(hashes), vector)
+                content.paths |= paths
+            elif content is None:
                 content = self._add_content(info.digest, dict(hashes), vector)
             content.paths.add(path)
 
@@ -172,14 +179,18 @@ class MatchIndex:
             content = self._contents[info.digest]
             content.paths.discard(path)
             if not content.paths:
-                del self._contents[info.digest]
-                for other in self._graph.pop(info.digest, {}):
-                    self._graph[other].pop(info.digest, None)
-                for tree in self._trees.values():
-                    tree.discard(info.digest)
-                if self._vectors is not None:
-                    self._vectors.remove(info.digest)
+                self._drop_content(info.digest)
             return info
+
+    def _drop_content(self, digest: bytes) -> None:
+        """Forget a content with its edges, hash entries and vector (its paths are the caller's)."""
+        del self._contents[digest]
+        for other in self._graph.pop(digest, {}):
+            self._graph[other].pop(digest, None)
+        for tree in self._trees.values():
+            tree.discard(digest)
+        if self._vectors is not None:
+            self._vectors.remove(digest)
 
     def rename(self, old: str, new: str) -> bool:
         """Move an indexed path to a new name (same content: no re-encoding); a file indexed at
@@ -224,7 +235,8 @@ class MatchIndex:
             self.build_graph()
 
     def retune(self, matching: Matching) -> None:
-        """Change thresholds/mode (config reload): rebuild the columns and the graph."""
+        """Change thresholds/mode (config reload): rebuild the columns and empty the graph, which
+        :meth:`build_graph` then fills (in the background: this holds the lock for O(n) only)."""
         with self.lock:
             self.generation += 1
             vectors = {}
@@ -234,13 +246,11 @@ class MatchIndex:
             self._trees = {m: HashIndex() for m in matching.hashes}
             self._vectors = None
             self._reset_structures(vectors)
-            for _ in self._graph_steps():
-                pass
-            self.graph_ready = True
 
     def _reset_structures(self, vectors: Mapping[bytes, np.ndarray]) -> None:
         """Empty graph; hash columns and the vector matrix filled from the loaded contents."""
         self.graph_ready = False
+        self._graph_epoch += 1  # a build of the previous graph still running stops
         digests = list(self._contents)
         self._graph = {d: {} for d in digests}
         for method, column in self._trees.items():
@@ -260,8 +270,11 @@ class MatchIndex:
         its edges from :meth:`add`; pairs with a content removed meanwhile are skipped.
         """
         steps = self._graph_steps()
+        epoch = self._graph_epoch
         while not should_stop():
             with self.lock:
+                if self._graph_epoch != epoch:
+                    return False  # the structures were reset (a reload): a newer build takes over
                 if next(steps, None) is None:
                     self.graph_ready = True
                     self.generation += 1

@@ -3,6 +3,13 @@
 One consumer thread applies every change, so the store is written in order and each batch of
 files is one LMDB transaction. The index is updated only after the commit: a crash in between
 loses nothing (the index is rebuilt from the store at start-up).
+
+The thread never dies of a failing step: a step that raises is logged with its traceback and shown
+as :attr:`Pipeline.fault` (``dedupd status`` says ``degraded``). A full disk or an I/O error is
+retried with backoff until it goes through (free the space and the queue drains); any other
+failure is retried once, then a batch is retried file by file and a file that still fails is
+logged, counted and left for the next reconcile. :attr:`Pipeline.heartbeat` lets the daemon see a
+stall (and stop feeding systemd's watchdog).
 """
 
 from __future__ import annotations
@@ -32,10 +39,37 @@ from dedupd.daemon.encoder import (
 )
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
+from dedupd.errors import StoreWriteError
 
 logger = logging.getLogger(__name__)
 
 BATCH = 32
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
+#: errnos that say "the machine, not this file": the same step may succeed once they clear
+TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE,
+                              errno.ENFILE})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures caused by the machine (full disk, I/O error), not by the work itself."""
+    if isinstance(exc, StoreWriteError):
+        return exc.transient
+    return isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
+
+
+@dataclass
+class Fault:
+    """The pipeline's current trouble, for ``dedupd status``: what failed, why, since when, how often."""
+
+    step: str
+    error: str
+    since: float
+    attempts: int
+    transient: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {"step": self.step, "error": self.error, "since": round(self.since, 3), "attempts": self.attempts,
+                "retrying": self.transient}
 
 
 @dataclass
@@ -47,6 +81,7 @@ class Counters:
     reused: int = 0  # files whose digest was already encoded (copies, renames)
     unreadable: int = 0  # unreadable files recorded since start
     processed: int = 0
+    failed: int = 0  # work items given up after retries (logged; the next reconcile tries again)
     quarantined: int = 0
     restored: int = 0
 
@@ -95,6 +130,8 @@ class Pipeline:
         self._busy = threading.Event()
         self._pool: cf.ProcessPoolExecutor | None = None
         self.spec = encode_spec(config)
+        self.fault: Fault | None = None
+        self.heartbeat = time.monotonic()  # the loop's last sign of life (see Daemon.healthy)
 
     # -- producer side (any thread) -----------------------------------------------------------
 
@@ -126,6 +163,7 @@ class Pipeline:
     def run(self) -> None:
         try:
             while not self._stop.is_set():
+                self.heartbeat = time.monotonic()
                 try:
                     first = self.queue.get(timeout=0.2)
                 except queue.Empty:
@@ -140,7 +178,7 @@ class Pipeline:
 
     def _handle(self, first: Work) -> None:
         if first.kind != "upsert":
-            self._apply(first)
+            self._step(first)
             return
         batch = [first.path]
         while len(batch) < BATCH:
@@ -149,28 +187,73 @@ class Pipeline:
             except queue.Empty:
                 break
             if nxt.kind != "upsert":
-                self._upsert(batch)
+                self._step_upsert(batch)
                 batch = []
-                self._apply(nxt)
+                self._step(nxt)
                 break
             batch.append(nxt.path)
         if batch:
-            self._upsert(batch)
+            self._step_upsert(batch)
+
+    def _step_upsert(self, paths: list[str]) -> None:
+        """Upsert a batch; if it keeps failing (not for lack of space), file by file."""
+        if self._attempt(f"upsert of {len(paths)} file(s)", lambda: self._upsert(paths)) or len(paths) == 1:
+            return
+        for path in paths:
+            if self._stop.is_set():
+                return
+            self._attempt(f"upsert {path}", lambda p=path: self._upsert([p]))  # type: ignore[misc]
+
+    def _step(self, work: Work) -> None:
+        what = f"{work.kind} {work.path}" + (f" -> {work.dest}" if work.dest else "")
+        # a "call" is not idempotent (it may have moved files before failing): never re-run it
+        self._attempt(what, lambda: self._apply(work), retry=work.kind != "call")
+
+    def _attempt(self, what: str, step: Callable[[], None], *, retry: bool = True) -> bool:
+        """Run one step of work: True when it went through.
+
+        A transient failure (disk full, I/O) is retried with backoff for as long as it lasts; any
+        other failure once (a file may have been mid-change), then it is given up, logged and counted.
+        """
+        delay, attempts = RETRY_FIRST_S, 0
+        while True:
+            self.heartbeat = time.monotonic()
+            try:
+                step()
+            except Exception as exc:
+                attempts += 1
+                transient = is_transient(exc)
+                self.fault = Fault(what, f"{type(exc).__name__}: {exc}", self.fault.since if self.fault else time.time(),
+                                   attempts, transient)
+                if attempts == 1 or transient and attempts % 10 == 0:
+                    logger.error("pipeline step failed: %s (%s)", what,
+                                 "retrying until it goes through" if transient else "retrying once",
+                                 exc_info=True, extra={"step": what, "attempts": attempts})
+                if not retry or (not transient and attempts >= 2):
+                    self.counters.failed += 1
+                    logger.error("giving up on %s after %d attempt(s): %s", what, attempts, exc,
+                                 extra={"step": what})
+                    return False
+                if self._stop.wait(delay):
+                    return False  # stopping: left undone, the next start-up reconciles it
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            if self.fault is not None:
+                logger.warning("pipeline recovered", extra={"step": what, "after_attempts": attempts + 1})
+                self.fault = None
+            return True
 
     def _apply(self, work: Work) -> None:
-        try:
-            if work.kind == "delete":
-                self.forget([work.path])
-            elif work.kind == "delete_dir":
-                prefix = work.path.rstrip("/") + "/"
-                self.forget([p for p in list(self.index.files) if p.startswith(prefix)]
-                            + [p for p, _ in self.store.iter_files() if p.startswith(prefix)])
-            elif work.kind in ("move", "move_dir"):
-                self._move(work.path, work.dest, is_dir=work.kind == "move_dir")
-            elif work.kind == "call" and work.call is not None:
-                work.call()
-        except Exception:
-            logger.exception("could not apply %s", work)
+        if work.kind == "delete":
+            self.forget([work.path])
+        elif work.kind == "delete_dir":
+            prefix = work.path.rstrip("/") + "/"
+            self.forget([p for p in list(self.index.files) if p.startswith(prefix)]
+                        + [p for p, _ in self.store.iter_files() if p.startswith(prefix)])
+        elif work.kind in ("move", "move_dir"):
+            self._move(work.path, work.dest, is_dir=work.kind == "move_dir")
+        elif work.kind == "call" and work.call is not None:
+            work.call()
 
     # -- deletes and moves ---------------------------------------------------------------------
 
@@ -357,6 +440,7 @@ class Pipeline:
             futures = [(chunk, pool.submit(encode_many, [jobs[d][0][0] for d in chunk], self.spec))
                        for chunk in chunks]
             for i, (chunk, fut) in enumerate(futures):
+                self.heartbeat = time.monotonic()
                 if self._stop.is_set():  # stopping: what has not started stays unrecorded for the next start
                     for _, later in futures[i:]:
                         later.cancel()

@@ -4,10 +4,16 @@ Start-up: open the store (single-writer lock) → settle crashed quarantine move
 from the store → start pipeline, settle, reporter, socket server and watcher → reconcile with the
 disk in the background (state ``reconciling``) → ``watching``. READY=1 goes to systemd as soon as
 the socket answers. Signal handlers only set flags; the main loop acts on them.
+
+Supervision: every long-lived thread is started by :meth:`Daemon._spawn`, which logs its death;
+the main loop feeds systemd's watchdog only while :meth:`Daemon.healthy` (every worker thread
+alive, the pipeline not stalled), and a dead thread stops the daemon with a non-zero exit so that
+systemd restarts it. A pipeline that keeps failing (full disk) stays up and shows ``degraded``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -29,6 +35,19 @@ from dedupd.reports.files import EventLog, build_groups, write_reports
 
 logger = logging.getLogger("dedupd.daemon")
 
+#: a pipeline step running longer than this (no heartbeat) counts as stuck: the watchdog starves
+STALL_S = 300.0
+#: settings a running daemon cannot adopt; a reload that changes them says a restart is needed
+RESTART_ONLY = ("store_dir", "report_dir", "socket_path", "socket_mode", "socket_group")
+
+
+#: the threads that must live as long as the daemon (reconcile and graph builds end by themselves)
+_LONG_LIVED = frozenset({"dedupd-pipeline", "dedupd-settle", "dedupd-reporter"})  # reporter: not in a scan
+
+
+class DaemonFailed(RuntimeError):
+    """A daemon thread died: the daemon stopped so that its supervisor (systemd) restarts it."""
+
 
 class Daemon:
     """One running dedupd: owns every thread and resource; :meth:`run` or :meth:`scan_once`."""
@@ -47,8 +66,13 @@ class Daemon:
         self._rescan_requested = threading.Event()
         self._dirty = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.dead_threads: list[str] = []  # names of threads that died of an exception
+        self._reconcile_again = False
+        self._one_shot = False  # scan_once: no reporter thread
+        self._encoders_pending = False  # new encoder settings, recorded once a full reconcile is done
         self.reconcile_progress: dict[str, Any] = {"walked": 0, "queued": 0, "done": False}
         self.report_counts = {"groups": 0, "duplicates": 0}
+        self.report_error: str | None = None
         self.store: Store | None = None
         self.server: Any = None
         self._last_rescan = 0.0
@@ -84,7 +108,8 @@ class Daemon:
         self._spawn("graph", self._build_graph)
         self._spawn("pipeline", self.pipeline.run)
         self._spawn("settle", self.settler.run)
-        self._spawn("reporter", self._report_loop)
+        if not self._one_shot:  # a scan writes its reports once, at the end, from the complete graph
+            self._spawn("reporter", self._report_loop)
         if self.server is not None:
             self.server.start()
         self.watcher = Watcher(cfg, self) if self.watch else None
@@ -95,26 +120,47 @@ class Daemon:
         logger.info("dedupd started", extra={"files": len(self.index.files), "roots": [r.path for r in cfg.roots]})
 
     def _spawn(self, name: str, target: Callable[[], None]) -> threading.Thread:
-        t = threading.Thread(target=target, name=f"dedupd-{name}", daemon=True)
+        """Start a daemon thread whose death by exception is logged and stops the daemon."""
+
+        def supervised() -> None:
+            try:
+                target()
+            except BaseException:
+                logger.critical("daemon thread %s died; stopping so that the service is restarted", name,
+                                exc_info=True, extra={"thread_name": name})
+                self.dead_threads.append(name)
+                self.stop_event.set()
+
+        t = threading.Thread(target=supervised, name=f"dedupd-{name}", daemon=True)
         t.start()
         self._threads.append(t)
         return t
+
+    def healthy(self) -> bool:
+        """Every worker thread alive and the pipeline not stuck in one step: feed the watchdog."""
+        if self.dead_threads:
+            return False
+        if not all(t.is_alive() for t in self._threads if t.name in _LONG_LIVED):
+            return False
+        return time.monotonic() - self.pipeline.heartbeat < STALL_S
 
     def _load_index(self) -> None:
         assert self.store is not None
         cfg = self.config
         mismatch = self.store.encoder_mismatch(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
         self._refresh_all = mismatch.any
+        # the new settings are recorded only once every file has been looked at under them: a
+        # crash before that re-runs the refresh (files already re-encoded are skipped cheaply)
+        self._encoders_pending = mismatch.any or not self.store.meta().get("hash_params")
         # files and hash columns load at once (queries work); the duplicate graph among them is
         # an all-pairs scan (46 s for 200k files here), built in the background after start-up
         self.index = load_index(self.store, cfg, build_graph=False)
-        self.store.set_encoders(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
         self._dirty.set()
 
     def _build_graph(self) -> None:
         t0 = time.monotonic()
         if not self.index.build_graph(self.stop_event.is_set):
-            return
+            return  # stopping, or superseded by a newer build (a reload changed the thresholds)
         logger.info("duplicate graph built", extra={"files": len(self.index.files),
                                                     "seconds": round(time.monotonic() - t0, 2)})
         self._dirty.set()
@@ -122,22 +168,35 @@ class Daemon:
     # -- reconcile ----------------------------------------------------------------------------
 
     def start_reconcile(self) -> None:
+        """Walk the roots in the background; when a walk is running, walk again once it ends (a
+        reload may have changed the roots or the methods after it passed a folder)."""
         if self._reconciler is not None and self._reconciler.is_alive():
+            self._reconcile_again = True
             return
+        self._reconcile_again = False
         self.state = "reconciling"
         self._last_rescan = time.monotonic()
         self.reconcile_progress = {"walked": 0, "queued": 0, "done": False}
         self._reconciler = self._spawn("reconcile", self._reconcile)
 
     def _reconcile(self) -> None:
+        prog = self.reconcile_progress
+        try:
+            prog["complete"] = self._walk_and_queue(prog)
+        finally:
+            prog["done"] = True  # waiters never hang on a reconcile that stopped early
+
+    def _walk_and_queue(self, prog: dict[str, Any]) -> bool:
+        """Queue every new or changed file and forget the vanished ones; False when stopped early."""
         assert self.store is not None
-        cfg, prog = self.config, self.reconcile_progress
+        cfg = self.config
         seen: set[str] = set()
-        refresh = self._refresh_all
+        refresh, self._refresh_all = self._refresh_all, False  # a reload during the walk sets it again
         for root in cfg.roots:
             for found in walk_root(root, cfg, on_dir_error=lambda d, e: logger.warning("cannot list %s: %s", d, e)):
                 if self.stop_event.is_set():
-                    return
+                    self._refresh_all = self._refresh_all or refresh
+                    return False
                 seen.add(found.path)
                 prog["walked"] += 1
                 rec = self.store.get_file(found.path)
@@ -155,9 +214,8 @@ class Daemon:
                 self.pipeline.forget([p for p in gone if not (os.path.isfile(p) and is_watched_file(p, cfg))])
 
             self.pipeline.put(Work("call", call=forget_gone))
-        self._refresh_all = False
-        prog["done"] = True
         prog["forgotten"] = len(gone)
+        return True
 
     # -- watcher sink (watchdog thread) ------------------------------------------------------
 
@@ -211,8 +269,15 @@ class Daemon:
                 if self.config.policy == "quarantine" and self.quiet():
                     self._plan_quarantine()
                 self.report_counts = write_reports(self.config.report_dir, self.index, self.config, self.store)
-            except Exception:
-                logger.exception("writing reports failed")
+                self.report_error = None
+            except Exception as exc:
+                # e.g. the report folder's disk is full: keep the old reports, try again later
+                if self.report_error is None:
+                    logger.exception("writing reports failed; retrying", extra={"dir": self.config.report_dir})
+                self.report_error = f"{type(exc).__name__}: {exc}"
+                self._dirty.set()
+                pause = min(30.0, max(1.0, 2 * pause))
+                continue
             pause = max(0.2, 2 * (time.monotonic() - t0))
 
     def _plan_quarantine(self) -> None:
@@ -273,8 +338,16 @@ class Daemon:
             store_bytes = os.path.getsize(os.path.join(self.config.store_dir, "data.mdb"))
         except OSError:
             pass
+        fault = self.pipeline.fault
+        problems = {
+            **({"pipeline": fault.as_dict()} if fault is not None else {}),
+            **({"reports": self.report_error} if self.report_error else {}),
+            **({"events": f"{self.events.failing} ({self.events.dropped} dropped)"} if self.events.failing else {}),
+            **({"dead_threads": list(self.dead_threads)} if self.dead_threads else {}),
+        }
         return {
-            "state": self.state,
+            "state": "degraded" if problems and self.state in ("reconciling", "watching") else self.state,
+            "problems": problems,
             "files": len(self.index.files),
             "encoded": self.index.content_count,
             "decoded": c.decoded,
@@ -283,6 +356,8 @@ class Daemon:
             "queued": self.pipeline.pending() + self.settler.pending(),
             "groups": self.report_counts["groups"],
             "duplicates": self.report_counts["duplicates"],
+            "failed": c.failed,
+            "events_dropped": self.events.dropped,
             "quarantined": c.quarantined,
             "restored": c.restored,
             "reconcile_progress": dict(self.reconcile_progress),
@@ -294,7 +369,11 @@ class Daemon:
 
     def status_line(self) -> str:
         s = self.status()
-        return f"{s['state']}: {s['files']} files, {s['groups']} groups, {s['queued']} queued"
+        line = f"{s['state']}: {s['files']} files, {s['groups']} groups, {s['queued']} queued"
+        if s["problems"]:
+            line += "; " + "; ".join(f"{k}: {v.get('error') if isinstance(v, dict) else v}"
+                                     for k, v in s["problems"].items())
+        return line
 
     # -- main loop ----------------------------------------------------------------------------
 
@@ -317,10 +396,14 @@ class Daemon:
         self._rescan_requested.set()
 
     def run(self) -> None:
-        """Start, loop until a stop signal, shut down."""
-        self.start()
+        """Start, loop until a stop signal, shut down.
+
+        Raises:
+            DaemonFailed: a daemon thread died (logged); the caller exits non-zero.
+        """
         last_ping = last_status = 0.0
         try:
+            self.start()
             while not self.stop_event.wait(0.1):
                 now = time.monotonic()
                 if self._reload_requested.is_set():
@@ -330,11 +413,9 @@ class Daemon:
                 if self._rescan_requested.is_set() or (interval and now - self._last_rescan > interval):
                     self._rescan_requested.clear()
                     self.start_reconcile()
-                if self.state == "reconciling" and self.reconcile_progress.get("done") and self.quiet():
-                    self.state = "watching"
-                    logger.info("watching", extra={"files": len(self.index.files)})
+                self._after_reconcile()
                 wd = self.notifier.watchdog_interval
-                if wd and now - last_ping >= wd:
+                if wd and now - last_ping >= wd and self.healthy():
                     self.notifier.watchdog()
                     last_ping = now
                 if now - last_status >= 2:
@@ -342,12 +423,34 @@ class Daemon:
                     last_status = now
         finally:
             self.shutdown()
+        if self.dead_threads:
+            raise DaemonFailed(f"daemon thread(s) died: {', '.join(self.dead_threads)} (see the log)")
+
+    def _after_reconcile(self) -> None:
+        """Main loop: once a walk is done and its work processed → ``watching``; record the encoder
+        settings it refreshed; start the walk a reload asked for meanwhile."""
+        if self.state != "reconciling" or not self.reconcile_progress.get("done") or not self.quiet():
+            return
+        if self._reconcile_again or self._refresh_all:
+            self.start_reconcile()
+            return
+        self._record_encoders()
+        self.state = "watching"
+        logger.info("watching", extra={"files": len(self.index.files)})
+
+    def _record_encoders(self) -> None:
+        """After a complete walk with everything processed: the store now serves this config's encoders."""
+        if self._encoders_pending and self.reconcile_progress.get("complete") and self.store is not None:
+            cfg = self.config
+            self.store.set_encoders(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
+            self._encoders_pending = False
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until the reconcile is done and every queued file is processed."""
+        """Block until the reconcile is done and every queued file is processed (False: timed out,
+        or the daemon is stopping)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not (self.reconcile_progress.get("done") and self.quiet()):
-            if deadline is not None and time.monotonic() > deadline:
+            if self.stop_event.is_set() or (deadline is not None and time.monotonic() > deadline):
                 return False
             time.sleep(0.05)
         return True
@@ -363,18 +466,27 @@ class Daemon:
             logger.error("reload failed, keeping the running config: %s", exc)
             self.notifier.ready(self.status_line())
             return
-        old, self.config = self.config, new
+        old = self.config
+        fixed = [k for k in RESTART_ONLY if getattr(new, k) != getattr(old, k)]
+        if fixed:
+            logger.warning("reload: %s changed but take(s) effect only after a restart (systemctl restart dedupd); "
+                           "keeping the running values until then", ", ".join(fixed), extra={"keys": fixed})
+            new = dataclasses.replace(new, **{k: getattr(old, k) for k in fixed})
+        self.config = new
         self.quarantine.config = new
         self.pipeline.put(Work("call", call=lambda: self.pipeline.reconfigure(new)))
         if matching_of(new) != matching_of(old):
+            # new thresholds: the columns are reset at once, the graph is rebuilt in the background in
+            # lock-released blocks (never on this loop: the watchdog and the socket keep going)
             self.index.retune(matching_of(new))
+            self._spawn("graph", self._build_graph)
         if (new.roots, new.include, new.exclude) != (old.roots, old.include, old.exclude) and self.watcher:
             self.watcher.stop()
             self.watcher = Watcher(new, self)
             self.watcher.start()
             self.start_reconcile()
         if new.hash_methods().keys() != old.hash_methods().keys() or new.cnn_model_id() != old.cnn_model_id():
-            self._refresh_all = True
+            self._refresh_all = self._encoders_pending = True
             self.start_reconcile()
         self._dirty.set()
         logger.info("configuration reloaded", extra={"source": new.source})
@@ -382,6 +494,7 @@ class Daemon:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop in order: watcher → settle → pipeline (finishes its batch) → reports → server → store."""
+        complete = self.state != "interrupted" and not self.dead_threads  # else the graph may be partial
         self.state = "stopping"
         self.notifier.stopping()
         self.stop_event.set()
@@ -394,7 +507,10 @@ class Daemon:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
-        if hasattr(self, "index") and self.store is not None and self.index.graph_ready:
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        if stuck:
+            logger.error("threads still running at shutdown: %s", ", ".join(stuck))
+        if hasattr(self, "index") and self.store is not None and self.index.graph_ready and complete:
             try:
                 self.report_counts = write_reports(self.config.report_dir, self.index, self.config, self.store)
             except Exception:
@@ -410,17 +526,25 @@ class Daemon:
 
     def scan_once(self, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Reconcile, process everything, write the reports, stop. Returns the final status."""
-        self.start()
+        self._one_shot = True
         try:
+            self.start()
             while not self.wait_idle(timeout=0.25):
                 if progress is not None:
                     progress(self.status())
                 if self.stop_event.is_set():
                     break
+            if self.stop_event.is_set() or not self.reconcile_progress.get("complete"):
+                # stopped early: the graph and the queue are partial; reports would be wrong
+                self.state = "interrupted"
+                return self.status()
+            if self.dead_threads:
+                raise DaemonFailed(f"daemon thread(s) died: {', '.join(self.dead_threads)} (see the log)")
+            self._record_encoders()
             self.state = "done"
             if self.config.policy == "quarantine":
                 self._plan_quarantine()
-                self.wait_idle(timeout=600)
+                self.wait_idle()
             self.report_counts = write_reports(self.config.report_dir, self.index, self.config, self.store)
             return self.status()
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -20,6 +21,8 @@ from dedupd.core.groups import components, direct_victims
 from dedupd.core.keep import Candidate, choose_keeper
 from dedupd.daemon.config import Config, KeepRule
 from dedupd.daemon.index import Evidence, MatchIndex
+
+logger = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: str, data: Any) -> None:
@@ -47,17 +50,35 @@ def keep_rules(rules: Sequence[KeepRule]) -> list[str | dict[str, str]]:
 
 
 class EventLog:
-    """Append-only ``events.jsonl``: one JSON object per line (found, quarantined, restored, ...)."""
+    """Append-only ``events.jsonl``: one JSON object per line (found, quarantined, restored, ...).
+
+    A failed append (full disk, report folder gone) never fails the caller's work: it is logged once
+    per run of failures and counted in :attr:`dropped`; appends resume when writing works again.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.dropped = 0
+        self.failing: str | None = None  # the error while appends fail
         self._lock = threading.Lock()
         os.makedirs(os.path.dirname(path), exist_ok=True)
 
     def append(self, event: str, **fields: Any) -> None:
         line = json.dumps({"time": round(time.time(), 3), "event": event, **fields}, default=str)
-        with self._lock, open(self.path, "a") as f:
-            f.write(line + "\n")
+        with self._lock:
+            try:
+                with open(self.path, "a") as f:
+                    f.write(line + "\n")
+            except OSError as exc:
+                self.dropped += 1
+                if self.failing is None:
+                    logger.error("cannot append to %s: %s; events are dropped until it works again",
+                                 self.path, exc, extra={"path": self.path})
+                self.failing = f"cannot append to {self.path}: {exc}"
+                return
+            if self.failing is not None:
+                logger.warning("appending to %s works again after %d dropped events", self.path, self.dropped)
+                self.failing = None
 
 
 def file_view(path: str, index: MatchIndex) -> dict[str, Any]:

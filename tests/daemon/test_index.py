@@ -164,6 +164,8 @@ def test_incremental_updates_equal_brute_force(name: str, matching, seed: int) -
     other = Matching({k: v + 4 for k, v in m.hashes.items()},
                      None if m.cnn is None else cnn_threshold(contents, 0.7), "all" if m.mode == "any" else "any")
     index.retune(other)
+    assert not index.graph_ready  # the graph is rebuilt by build_graph, not under the caller
+    assert index.build_graph()
     assert_same(index, other, files)
     # the index keeps working after a retune
     add("/r/new.jpg", contents[0])
@@ -202,3 +204,18 @@ def test_rename_onto_an_indexed_path_replaces_it() -> None:
     assert index.duplicates_of("/r/b.jpg") == []
     assert index.files["/r/b.jpg"].digest == a.digest
     assert index.stats() == {"files": 2, "contents": 2, "edges": 0}
+
+
+def test_a_re_encoded_content_is_relinked_with_its_new_hashes() -> None:
+    """A method added by a reload: the same digest comes back with more hashes (and a vector)."""
+    m = Matching({"phash": 4, "dhash": 4}, None, "all")
+    index = MatchIndex(m)
+    a, b = FileInfo(b"a" * 16, 1, 1, 8, 8), FileInfo(b"b" * 16, 1, 1, 8, 8)
+    index.add("/r/a.jpg", a, {"phash": 0})
+    index.add("/r/b.jpg", b, {"phash": 1})
+    index.add("/r/a2.jpg", a, {"phash": 0})
+    assert index.duplicates_of("/r/b.jpg") == []  # dhash missing: "all" cannot agree
+    index.add("/r/a.jpg", a, {"phash": 0, "dhash": 3})
+    index.add("/r/b.jpg", b, {"phash": 1, "dhash": 2})
+    assert {p for p, _ in index.duplicates_of("/r/b.jpg")} == {"/r/a.jpg", "/r/a2.jpg"}
+    assert index.content_count == 2

@@ -54,3 +54,24 @@ def test_build_graph_can_be_stopped():
     bg.bulk_load(list(items(3, 300)), build_graph=False)
     assert bg.build_graph(should_stop=lambda: True) is False
     assert not bg.graph_ready
+
+
+def test_a_retune_supersedes_a_running_build():
+    """A reload's retune empties the graph: a build of the old graph stops, the new one completes."""
+    loaded = list(items(5, 400))
+    bg = MatchIndex(Matching({"phash": 10}))
+    bg.bulk_load(loaded, build_graph=False)
+    steps = 0
+
+    def retune_midway() -> bool:
+        nonlocal steps
+        steps += 1
+        if steps == 2:
+            bg.retune(Matching({"phash": 6}))
+        return False
+
+    assert bg.build_graph(should_stop=retune_midway) is False and not bg.graph_ready
+    assert bg.build_graph() and bg.graph_ready
+    sync = MatchIndex(Matching({"phash": 6}))
+    sync.bulk_load(loaded)
+    assert graph(bg) == graph(sync)

@@ -36,7 +36,7 @@ from dedupd.daemon.store.records import (
     StrPath,
 )
 from dedupd.daemon.store.schema import DB_NAMES, SCHEMA_VERSION, init_or_migrate
-from dedupd.errors import StoreError
+from dedupd.errors import StoreError, StoreWriteError
 
 __all__ = ["SCHEMA_VERSION", "EncoderMismatch", "EncodingRecord", "FileRecord", "QuarantineEntry", "Store",
            "StoreStats"]
@@ -155,6 +155,12 @@ class Store(ManifestMixin):
                 self._resize(self._env.info()["map_size"] * 2)
             except lmdb.MapResizedError:
                 self._resize(0)
+            except lmdb.Error as exc:  # ENOSPC comes as DiskError, or as EIO from mdb_txn_commit
+                transient = isinstance(exc, lmdb.DiskError) or "Input/output error" in str(exc)
+                raise StoreWriteError(
+                    f"cannot write the store in {self.path}: {exc}"
+                    + ("; free space on its filesystem (dedupd retries)" if transient else ""),
+                    transient=transient) from exc
 
     def _resize(self, size: int) -> None:
         with self._gate.exclusive():

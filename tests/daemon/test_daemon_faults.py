@@ -1,0 +1,226 @@
+"""Faults the daemon must survive: the pipeline thread keeps going (or the daemon exits non-zero),
+full disks under the store and the reports recover once space returns, a stopped scan neither
+hangs nor writes half reports, a crash during a re-encode is redone, reloads are not dropped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.daemon.helpers import REPO, DaemonProcess, as_sets, copy_tree_files, image_files
+
+pytestmark = pytest.mark.slow
+
+
+@contextlib.contextmanager
+def small_fs(path: Path, size: str = "6m") -> Iterator[Path]:
+    """A tmpfs of ``size`` at ``path`` (root only), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(fs: Path) -> Path:
+    """Use up every free byte of ``fs`` with one file; returns it (delete it to free the space)."""
+    filler = fs / "filler"
+    with open(filler, "wb") as f:
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+    return filler
+
+
+def test_content_handed_over_in_one_settle_window_keeps_the_pipeline_alive(
+        daemon_factory, tmp_path: Path, mixed200: Path) -> None:
+    """a.jpg (the only file with content D) is overwritten with E while a new b.jpg gets D."""
+    watched = tmp_path / "w"
+    watched.mkdir()
+    first, second = image_files(mixed200)[:2]
+    shutil.copyfile(first, watched / "a.jpg")
+    d: DaemonProcess = daemon_factory([watched], settle_ms=600).start()
+    d.wait_quiet()
+    shutil.copyfile(first, watched / "b.jpg")
+    shutil.copyfile(second, watched / "a.jpg")
+    s = d.wait_quiet()
+    assert s["files"] == 2 and not s["problems"], s
+    for name in ("a.jpg", "b.jpg"):
+        code, body = d.api("POST", "/v1/query", {"path": str(watched / name)})
+        assert code == 200, body
+    shutil.copyfile(first, watched / "c.jpg")  # the pipeline still works afterwards
+    assert d.wait_quiet()["files"] == 3
+    assert not d.errors_in_log()
+
+
+def test_store_disk_full_degrades_then_recovers(daemon_factory, tmp_path: Path, mixed200: Path) -> None:
+    watched = tmp_path / "w"
+    watched.mkdir()
+    with small_fs(tmp_path / "fs") as fs:
+        d: DaemonProcess = daemon_factory([watched], store_dir=str(fs / "store")).start()
+        filler = fill(fs)
+        names = [os.path.relpath(p, mixed200) for p in image_files(mixed200)[:30]]
+        copy_tree_files(mixed200, watched, names)
+        s = d.wait_until(lambda: (st := d.try_status()) and st["state"] == "degraded" and st, 60,
+                         "the daemon to report the full store")
+        assert "free space" in s["problems"]["pipeline"]["error"] and s["problems"]["pipeline"]["retrying"]
+        t0 = time.monotonic()
+        assert d.status()["files"] == 0 and time.monotonic() - t0 < 2  # queries keep answering
+        filler.unlink()
+        s = d.wait_quiet(timeout=90)
+        assert s["files"] == 30 and not s["problems"], s
+        d.stop()
+    assert any("pipeline recovered" in line for line in d.log_text().splitlines())
+
+
+def test_report_disk_full_degrades_then_recovers(daemon_factory, tmp_path: Path, mixed200: Path) -> None:
+    watched = tmp_path / "w"
+    watched.mkdir()
+    names = [os.path.relpath(p, mixed200) for p in image_files(mixed200)]
+    with small_fs(tmp_path / "fs", "1m") as fs:
+        d: DaemonProcess = daemon_factory([watched], report_dir=str(fs / "reports")).start()
+        filler = fill(fs)
+        copy_tree_files(mixed200, watched, names[:40])
+        s = d.wait_until(lambda: (st := d.try_status()) and st["state"] == "degraded" and st["queued"] == 0 and st,
+                         60, "the daemon to report the full report folder")
+        assert s["files"] == 40 and ("reports" in s["problems"] or "events" in s["problems"]), s
+        filler.unlink()
+        copy_tree_files(mixed200, watched, names[40:60])
+        s = d.wait_quiet(timeout=90)
+        assert s["files"] == 60 and not s["problems"], s
+        assert len(d.duplicates()) == 60  # the reports caught up
+        d.stop()
+
+
+def test_a_dead_daemon_thread_stops_the_daemon_with_an_error(tmp_path: Path, mixed200: Path) -> None:
+    """Supervision, in-process: a thread that dies is logged, starves the watchdog, fails run()."""
+    from dedupd.daemon.config import config_from_mapping
+    from dedupd.daemon.service import Daemon, DaemonFailed
+
+    cfg = config_from_mapping({"roots": [str(mixed200)], "store_dir": str(tmp_path / "store"),
+                               "report_dir": str(tmp_path / "reports"), "settle_ms": 100, "workers": 1},
+                              env={"HOME": str(tmp_path)})
+    daemon = Daemon(cfg, serve=False)
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            daemon.run()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while getattr(daemon, "state", "") != "watching" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert daemon.healthy()
+        daemon.pipeline.heartbeat -= 10_000  # a step stuck for hours: the watchdog starves
+        assert not daemon.healthy()
+        daemon.pipeline.heartbeat += 10_000
+
+        def broken(*_a: object, **_k: object) -> None:
+            raise RuntimeError("injected: the pipeline loop itself broke")
+
+        daemon.pipeline.queue.get = broken  # type: ignore[method-assign]
+        runner.join(20)
+        assert not runner.is_alive(), "the daemon did not stop after its pipeline thread died"
+    finally:
+        daemon.stop_event.set()
+        runner.join(20)
+    assert isinstance(outcome[0], DaemonFailed) and "pipeline" in str(outcome[0])
+    assert daemon.dead_threads == ["pipeline"] and not daemon.healthy()
+
+
+def scan(config_path: Path, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dedupd", "scan", "--config", str(config_path)],
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          check=False)
+
+
+def write_config(path: Path, **config: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"log": {"format": "json"}, "workers": 1, **config}))
+    return path
+
+
+def test_a_scan_stopped_early_exits_promptly_without_half_reports(tmp_path: Path, mixed400: Path) -> None:
+    reports = tmp_path / "reports"
+    cfg = write_config(tmp_path / "c.yaml", roots=[str(mixed400)], store_dir=str(tmp_path / "store"),
+                       report_dir=str(reports), policy="quarantine", quarantine_dir=str(tmp_path / "q"))
+    proc = subprocess.Popen([sys.executable, "-m", "dedupd", "scan", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "store" / "data.mdb").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("dedupd scan hung after SIGINT") from None
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not (reports / "duplicates.json").exists() and not (reports / "groups.json").exists()
+    assert not (tmp_path / "q").exists() or not any((tmp_path / "q").rglob("*.*"))
+    # a second run finishes the job
+    done = scan(cfg)
+    assert done.returncode == 0, done.stderr
+    assert (reports / "duplicates.json").exists()
+
+
+def test_a_crash_during_a_re_encode_is_redone(daemon_factory, tmp_path: Path, mixed200: Path) -> None:
+    """phash → phash + dhash, kill -9 before the re-encode is through: the restart redoes it."""
+    d: DaemonProcess = daemon_factory([mixed200], methods={"phash": 10}).start()
+    d.wait_quiet()
+    d.stop()
+    d.write_config(methods={"phash": 6, "dhash": 12}, match="all")
+    for _ in range(2):
+        d.start(wait=False)
+        d.wait_until(d.try_status, 60, "the socket to answer")
+        d.kill9()
+    d.start()
+    d.wait_quiet()
+    fresh = write_config(tmp_path / "fresh" / "c.yaml", roots=[str(mixed200)], methods={"phash": 6, "dhash": 12},
+                         match="all", store_dir=str(tmp_path / "fresh" / "store"),
+                         report_dir=str(tmp_path / "fresh" / "reports"))
+    assert scan(fresh).returncode == 0
+    import json
+
+    expected = json.loads((tmp_path / "fresh" / "reports" / "duplicates.json").read_text())
+    assert as_sets(d.duplicates()) == as_sets(expected)
+    assert sum(map(len, expected.values())) > 0  # the comparison has pairs in it
+
+
+def test_a_reload_during_a_reconcile_is_not_dropped(daemon_factory, tmp_path: Path, mixed400: Path) -> None:
+    """A root added while the start-up walk runs is walked too (it was silently ignored)."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    names = [os.path.relpath(p, mixed400) for p in image_files(mixed400)[:5]]
+    copy_tree_files(mixed400, extra, names)
+    d: DaemonProcess = daemon_factory([mixed400], workers=1)
+    d.start(wait=False)
+    d.wait_until(lambda: (s := d.try_status()) and s["state"] == "reconciling" and s, 60, "reconciling")
+    d.write_config(roots=[str(mixed400), str(extra)])
+    os.kill(d.pid, signal.SIGHUP)
+    s = d.wait_quiet(timeout=180)
+    assert s["files"] == len(image_files(mixed400)) + 5, s
