@@ -43,3 +43,59 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path):
         return cache[key]
 
     return make
+
+
+def _child_processes() -> set[int]:
+    """Live (non-zombie) child processes of this test process, from /proc."""
+    me, out = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me and fields[0] != "Z":
+            out.add(int(entry))
+    return out
+
+
+def _service_processes() -> set[int]:
+    """multiprocessing's own helpers, alive for the whole session once started (not a leak)."""
+    pids = set()
+    try:
+        from multiprocessing import forkserver, resource_tracker
+
+        for helper, attr in ((forkserver._forkserver, "_forkserver_pid"), (resource_tracker._resource_tracker, "_pid")):
+            pid = getattr(helper, attr, None)
+            if pid:
+                pids.add(pid)
+    except (ImportError, AttributeError):
+        pass
+    return pids
+
+
+#: third-party threads that live for the whole session once started (not a leak of the test's)
+_SESSION_THREADS = frozenset({"tqdm_monitor"})
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads_or_processes():
+    """Fail a test that leaves a thread or a child process running (watchdog's fixture idea)."""
+    import threading
+    import time
+
+    threads_before = set(threading.enumerate())
+    procs_before = _child_processes()
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        threads = [t for t in threading.enumerate()
+                   if t not in threads_before and t.is_alive() and t.name not in _SESSION_THREADS]
+        procs = _child_processes() - procs_before - _service_processes()
+        if (not threads and not procs) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not threads, f"test left threads running: {[t.name for t in threads]}"
+    assert not procs, f"test left child processes running: {sorted(procs)}"
