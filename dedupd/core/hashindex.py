@@ -9,17 +9,20 @@ daemon's index uses this; the tree stays for ``find_duplicates(search_method="bk
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
+from typing import Generic, TypeVar
 
 import numpy as np
 
+K = TypeVar("K", bound=Hashable)  # the caller's key type (the daemon: content digests)
 
-class HashIndex:
+
+class HashIndex(Generic[K]):
     """Keys with uint64 hashes in one growable array; removal moves the last row into the gap."""
 
     def __init__(self, capacity: int = 1024) -> None:
         self._values = np.zeros(max(1, capacity), dtype=np.uint64)
-        self._keys: list[Hashable] = []
-        self._rows: dict[Hashable, int] = {}
+        self._keys: list[K] = []
+        self._rows: dict[K, int] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -27,13 +30,13 @@ class HashIndex:
     def __contains__(self, key: object) -> bool:
         return key in self._rows
 
-    def __iter__(self) -> Iterator[tuple[Hashable, int]]:
+    def __iter__(self) -> Iterator[tuple[K, int]]:
         return ((k, int(self._values[i])) for i, k in enumerate(self._keys))
 
-    def value_of(self, key: Hashable) -> int:
+    def value_of(self, key: K) -> int:
         return int(self._values[self._rows[key]])
 
-    def add(self, key: Hashable, value: int) -> None:
+    def add(self, key: K, value: int) -> None:
         """Insert ``key`` with hash ``value`` (or move it to a new value)."""
         row = self._rows.get(key)
         if row is None:
@@ -46,7 +49,7 @@ class HashIndex:
             self._rows[key] = row
         self._values[row] = np.uint64(value)
 
-    def discard(self, key: Hashable) -> bool:
+    def discard(self, key: K) -> bool:
         """Remove ``key``; False when it was not present."""
         row = self._rows.pop(key, None)
         if row is None:
@@ -60,7 +63,7 @@ class HashIndex:
         self._keys.pop()
         return True
 
-    def search(self, value: int, radius: int) -> list[tuple[Hashable, int]]:
+    def search(self, value: int, radius: int) -> list[tuple[K, int]]:
         """All ``(key, distance)`` within ``radius`` of ``value`` (row order)."""
         n = len(self._keys)
         if not n:

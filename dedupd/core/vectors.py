@@ -9,6 +9,7 @@ never built. :class:`VectorIndex` is the incremental form the daemon keeps in me
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -125,8 +126,10 @@ def top_k(x: np.ndarray, query: np.ndarray, k: int, *, normalized: bool = False)
     idx = cand[order].astype(np.int64)
     return idx, sims[idx]
 
+K = TypeVar("K", bound=Hashable)  # the caller's key type (the daemon: content digests)
 
-class VectorIndex:
+
+class VectorIndex(Generic[K]):
     """An in-memory, incrementally updated matrix of unit vectors keyed by any hashable key.
 
     Rows live in one preallocated array that grows by doubling; removing a key moves the last row
@@ -142,8 +145,8 @@ class VectorIndex:
         self.dim = int(dim)
         self.dtype = np.dtype(dtype)
         self._data = np.empty((max(1, int(capacity)), self.dim), dtype=self.dtype)
-        self._keys: list[Hashable] = []
-        self._rows: dict[Hashable, int] = {}
+        self._keys: list[K] = []
+        self._rows: dict[K, int] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -151,7 +154,7 @@ class VectorIndex:
     def __contains__(self, key: object) -> bool:
         return key in self._rows
 
-    def keys(self) -> list[Hashable]:
+    def keys(self) -> list[K]:
         """Keys in row order (changes when keys are removed)."""
         return list(self._keys)
 
@@ -162,7 +165,7 @@ class VectorIndex:
         view.flags.writeable = False
         return view
 
-    def get(self, key: Hashable) -> np.ndarray:
+    def get(self, key: K) -> np.ndarray:
         """The stored (normalised) vector of ``key``; KeyError when absent."""
         return self._data[self._rows[key]].copy()
 
@@ -173,11 +176,11 @@ class VectorIndex:
             grown[: len(self._keys)] = self._data[: len(self._keys)]
             self._data = grown
 
-    def add(self, key: Hashable, vector: np.ndarray) -> None:
+    def add(self, key: K, vector: np.ndarray) -> None:
         """Insert ``key`` (normalising ``vector``), or replace its vector when already present."""
         self.add_many([key], np.asarray(vector).reshape(1, -1))
 
-    def add_many(self, keys: Sequence[Hashable], vectors: np.ndarray) -> None:
+    def add_many(self, keys: Sequence[K], vectors: np.ndarray) -> None:
         """Insert or replace several keys at once; ``vectors`` is (len(keys), dim)."""
         vectors = np.asarray(vectors)
         if vectors.ndim != 2 or vectors.shape != (len(keys), self.dim):
@@ -192,7 +195,7 @@ class VectorIndex:
                 self._rows[key] = slot
             self._data[slot] = row
 
-    def remove(self, key: Hashable) -> bool:
+    def remove(self, key: K) -> bool:
         """Forget ``key``; returns False when it was not present."""
         slot = self._rows.pop(key, None)
         if slot is None:
@@ -210,8 +213,8 @@ class VectorIndex:
         return normalize_rows(np.asarray(vector).reshape(1, -1), dtype=self.dtype)[0]
 
     def search(
-        self, vector: np.ndarray, threshold: float, *, exclude: Iterable[Hashable] = ()
-    ) -> list[tuple[Hashable, float]]:
+        self, vector: np.ndarray, threshold: float, *, exclude: Iterable[K] = ()
+    ) -> list[tuple[K, float]]:
         """Keys whose similarity to ``vector`` is ``>= threshold``, best first (ties by row)."""
         sims = self._data[: len(self._keys)] @ self._unit(vector)
         idx = np.flatnonzero(sims >= threshold)
@@ -219,12 +222,12 @@ class VectorIndex:
         skip = set(exclude)
         return [(self._keys[i], float(sims[i])) for i in idx.tolist() if self._keys[i] not in skip]
 
-    def top_k(self, vector: np.ndarray, k: int) -> list[tuple[Hashable, float]]:
+    def top_k(self, vector: np.ndarray, k: int) -> list[tuple[K, float]]:
         """The ``k`` most similar keys, best first (ties by row)."""
         idx, sims = top_k(self._data[: len(self._keys)], self._unit(vector), k, normalized=True)
         return [(self._keys[i], float(s)) for i, s in zip(idx.tolist(), sims.tolist())]
 
-    def pairs(self, threshold: float, **blocks: int) -> list[tuple[Hashable, Hashable, float]]:
+    def pairs(self, threshold: float, **blocks: int) -> list[tuple[K, K, float]]:
         """Every pair of keys with similarity ``>= threshold`` (see :func:`cosine_pairs`)."""
         i, j, s = cosine_pairs(self._data[: len(self._keys)], threshold, normalized=True, **blocks)
         keys = self._keys

@@ -79,8 +79,8 @@ class MatchIndex:
         self.files: dict[str, FileInfo] = {}
         self._contents: dict[bytes, _Content] = {}
         self._graph: dict[bytes, dict[bytes, Evidence]] = {}
-        self._trees: dict[str, HashIndex] = {m: HashIndex() for m in matching.hashes}
-        self._vectors: VectorIndex | None = None
+        self._trees: dict[str, HashIndex[bytes]] = {m: HashIndex() for m in matching.hashes}
+        self._vectors: VectorIndex[bytes] | None = None
         self.generation = 0  # bumped on every change (readers cache derived views on it)
         self.graph_ready = True  # False while build_graph() is still linking bulk-loaded contents
         self._graph_epoch = 0  # bumped when the graph is emptied for a rebuild

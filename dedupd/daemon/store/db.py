@@ -18,6 +18,7 @@ they never pin old pages or block the map from growing; they are not one global 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -162,6 +163,10 @@ class Store(ManifestMixin):
                     + ("; free space on its filesystem (dedupd retries)" if transient else ""),
                     transient=transient) from exc
 
+    def _get(self, key: bytes, db: str, txn: lmdb.Transaction) -> bytes | None:
+        value = txn.get(key, db=self._dbs[db])
+        return None if value is None else bytes(value)
+
     def _resize(self, size: int) -> None:
         with self._gate.exclusive():
             self._env.set_mapsize(size)
@@ -236,9 +241,9 @@ class Store(ManifestMixin):
             moving: list[tuple[bytes, FileRecord]] = []
             for start in (b"\0", old_raw):  # hashed long-path keys first, then the prefix range
                 ok = cur.set_range(start)
-                while ok and cur.key().startswith(start):
+                while ok and bytes(cur.key()).startswith(start):
                     rec, long_path = r.unpack_file(cur.value())
-                    raw = long_path if long_path is not None else cur.key()
+                    raw = long_path if long_path is not None else bytes(cur.key())
                     if under(raw):
                         moving.append((raw, rec))
                     ok = cur.next()
@@ -260,7 +265,7 @@ class Store(ManifestMixin):
         key = r.file_key(raw)
         old = txn.get(key, db=files)
         old_digest = r.unpack_file(old)[0].digest if old is not None else None
-        if rec.state == "ok" and txn.get(rec.digest, db=self._dbs["encodings"]) is None:
+        if rec.state == "ok" and (rec.digest is None or txn.get(rec.digest, db=self._dbs["encodings"]) is None):
             raise StoreError(f"refusing to record {raw!r} as ok: no encoding stored for its digest; "
                              "pass the encoding with the file record")
         txn.put(key, r.pack_file(rec, raw if r.is_hashed_key(key) else None), db=files)
@@ -292,7 +297,7 @@ class Store(ManifestMixin):
     def _prune(self, txn: lmdb.Transaction, digest: bytes) -> None:
         prefix = r.digest_prefix(digest)
         cur = txn.cursor(db=self._dbs["digests"])
-        if not (cur.set_range(prefix) and cur.key().startswith(prefix)):
+        if not (cur.set_range(prefix) and bytes(cur.key()).startswith(prefix)):
             txn.delete(digest, db=self._dbs["encodings"])
 
     def _scan(self, db: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
@@ -305,9 +310,9 @@ class Store(ManifestMixin):
                 ok = cur.set_range(start) if start else cur.first()
                 if ok and cur.key() == last:
                     ok = cur.next()
-                out = []
-                while ok and len(out) < _CHUNK and cur.key().startswith(prefix):
-                    out.append((cur.key(), cur.value()))
+                out: list[tuple[bytes, bytes]] = []
+                while ok and len(out) < _CHUNK and (key := bytes(cur.key())).startswith(prefix):
+                    out.append((key, bytes(cur.value())))
                     ok = cur.next()
                 return out
 
@@ -328,9 +333,9 @@ class Store(ManifestMixin):
         prefix = r.digest_prefix(digest)
         out = []
         for key, _ in self._scan("digests", prefix):
-            fkey = key[len(prefix):]
-            if r.is_hashed_key(fkey):
-                data = self._read(lambda txn, k=fkey: txn.get(k, db=self._dbs["files"]))
+            fkey: bytes | None = key[len(prefix):]
+            if fkey is not None and r.is_hashed_key(fkey):
+                data = self._read(functools.partial(self._get, fkey, "files"))
                 fkey = r.unpack_file(data)[1] if data is not None else None
             if fkey is not None:
                 out.append(os.fsdecode(fkey))
@@ -356,7 +361,7 @@ class Store(ManifestMixin):
         def work(txn: lmdb.Transaction) -> None:
             prefix = r.digest_prefix(digest)
             cur = txn.cursor(db=self._dbs["digests"])
-            if not (cur.set_range(prefix) and cur.key().startswith(prefix)):
+            if not (cur.set_range(prefix) and bytes(cur.key()).startswith(prefix)):
                 raise StoreError("refusing to store an encoding no file references; use put_file")
             txn.put(digest, r.pack_encoding(encoding), db=self._dbs["encodings"])
 

@@ -185,7 +185,7 @@ def pack(value: Any) -> bytes:
     return msgpack.packb(value, **_OPTS)
 
 
-def unpack(data: bytes) -> Any:
+def unpack(data: bytes | memoryview) -> Any:
     """Inverse of :func:`pack`."""
     return msgpack.unpackb(data, **_UNOPTS)
 
@@ -196,7 +196,7 @@ def pack_file(rec: FileRecord, long_path: bytes | None) -> bytes:
                  rec.encoded_at, long_path])
 
 
-def unpack_file(data: bytes) -> tuple[FileRecord, bytes | None]:
+def unpack_file(data: bytes | memoryview) -> tuple[FileRecord, bytes | None]:
     """Decode a ``files`` value into the record and the stored long path (or None)."""
     _v, size, mtime_ns, dev, inode, digest, state, error, encoded_at, long_path = unpack(data)
     return FileRecord(size, mtime_ns, dev, inode, digest, state, error, encoded_at), long_path
@@ -208,7 +208,7 @@ def pack_encoding(rec: EncodingRecord) -> bytes:
                  rec.cnn_vector, rec.cnn_model])
 
 
-def unpack_encoding(data: bytes) -> EncodingRecord:
+def unpack_encoding(data: bytes | memoryview) -> EncodingRecord:
     """Decode an ``encodings`` value."""
     _v, width, height, fmt, hashes, hash_params, vector, model = unpack(data)
     return EncodingRecord(width, height, fmt, hashes, hash_params, vector, model)
