@@ -10,7 +10,7 @@ The rule, so that no single client can take every slot and the CLI always gets t
   together at most ``total``;
 * a newcomer over a limit takes the place of an *idle* connection (waiting for, or part-way
   through, a request head; or closing after an error) instead of being refused: in its own process
-  when that process is at its limit, otherwise the idle connection of the process (then user)
+  (idle for a second at least) when that process is at its limit, otherwise the idle connection of the process (then user)
   holding the most connections, provided that process holds more than the newcomer's. A
   connection whose request is being processed is never cut;
 * only when there is no such idle connection is the newcomer refused (503, ``Retry-After``).
@@ -29,6 +29,9 @@ from dataclasses import dataclass, field
 
 #: Phases in which a connection holds no work of the daemon and may be cut for a newcomer.
 IDLE_PHASES = frozenset({"idle", "head", "closing"})
+#: A process at its own limit recycles only connections idle this long: one that reopens as fast as
+#: it can gets cheap 503s (no thread) instead of churning through its own slots.
+OWN_IDLE_S = 1.0
 
 
 @dataclass(eq=False)
@@ -61,15 +64,21 @@ class Admission:
     def __len__(self) -> int:
         return len(self.slots)
 
-    def admit(self, pid: int, uid: int, now: float) -> tuple[Slot | None, Slot | None]:
-        """``(slot, victim)``: the newcomer's slot (None: refuse it) and a connection to cut for it."""
+    def admit(self, pid: int, uid: int, now: float,
+              quiet: Callable[[Slot], bool] | None = None) -> tuple[Slot | None, Slot | None]:
+        """``(slot, victim)``: the newcomer's slot (None: refuse it) and a connection to cut for it.
+
+        ``quiet(slot)``, if given, must also hold for a victim (the transport checks that no
+        request bytes wait unread on it: a request that just arrived is not idle).
+        """
         victim: Slot | None = None
-        if self.by_pid[pid] >= self.per_pid:
-            victim = self._oldest_idle(lambda s: s.pid == pid)
+        ok = quiet or (lambda s: True)
+        if self.by_pid[pid] >= self.per_pid:  # its own keep-alive leftovers; not what it just opened
+            victim = self._oldest_idle(lambda s: s.pid == pid and now - s.since >= OWN_IDLE_S and ok(s))
         elif self.by_uid[uid] >= self.per_uid:
-            victim = self._busiest_idle(pid, lambda s: s.uid == uid)
+            victim = self._busiest_idle(pid, lambda s: s.uid == uid and ok(s))
         elif len(self.slots) >= self.total:
-            victim = self._busiest_idle(pid, lambda s: True)
+            victim = self._busiest_idle(pid, ok)
         else:
             return self._add(pid, uid, now), None
         if victim is None:

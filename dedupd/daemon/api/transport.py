@@ -43,6 +43,7 @@ import grp
 import json
 import logging
 import os
+import select
 import selectors
 import socket
 import stat
@@ -401,7 +402,7 @@ class _Server:
         peer = peer_credentials(sock)
         pid, uid = (peer.pid, peer.uid) if peer else (-1, -1)
         with self._lock:
-            slot, victim = self.admission.admit(pid, uid, time.monotonic())
+            slot, victim = self.admission.admit(pid, uid, time.monotonic(), self._quiet)
             cut = self._conns.get(victim) if victim is not None else None
             if slot is not None:
                 conn = _Connection(self, sock, peer, slot)
@@ -416,6 +417,18 @@ class _Server:
         except RuntimeError:  # cannot start a thread: treat as full
             self.release(conn)
             self._refuse(sock, pid)
+
+    def _quiet(self, slot: Slot) -> bool:
+        """No request bytes wait unread on this connection (called with the lock held)."""
+        conn = self._conns.get(slot)
+        if conn is None:
+            return False
+        poller = select.poll()  # not sock.recv(MSG_PEEK): with a timeout set, it would wait for data
+        try:
+            poller.register(conn.sock, select.POLLIN)
+        except (OSError, ValueError):
+            return False
+        return not poller.poll(0)
 
     def _refuse(self, sock: socket.socket, pid: int) -> None:
         body = json.dumps({"error": "too many connections",
