@@ -766,3 +766,9 @@ def test_invalid_server_limits_are_a_clear_error(tmp_path: Path, small_root: Pat
     d = SocketDaemon(tmp_path, [small_root], name="limits", server_env={"DEDUPD_MAX_UPLOAD_BYTES": "lots"})
     daemons.append(d)
     assert "DEDUPD_MAX_UPLOAD_BYTES='lots' must be a positive number of bytes" in _refused(d)
+
+
+def test_invalid_head_deadline_is_a_clear_error(tmp_path: Path, small_root: Path, daemons: list[SocketDaemon]) -> None:
+    d = SocketDaemon(tmp_path, [small_root], name="limits", server_env={"DEDUPD_HEADER_TIMEOUT_S": "-1"})
+    daemons.append(d)
+    assert "DEDUPD_HEADER_TIMEOUT_S='-1' must be a number of seconds in (0, 3600]" in _refused(d)

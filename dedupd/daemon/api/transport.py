@@ -24,16 +24,18 @@ Robustness against any local client (each limit is in ``docs/api.md``):
   on the same socket refuses to start, naming the owner. A stale socket (no lock holder, nothing
   answers) is replaced; a live one is never stolen; a path that is not a socket is never deleted.
 
-Why hand-written rather than uvicorn (which serves Unix sockets): uvicorn has no deadline for the
-request head or body (``timeout_keep_alive`` is re-armed by every byte, so one byte a second holds
-a connection for ever; encode/uvicorn#157 has left ``--timeout-request-start`` open since 2018),
-its only admission control is a global ``limit_concurrency`` that answers 503 to *everyone* once
-one client fills it, and it cannot see ``SO_PEERCRED``; all three would need patching its protocol
-classes, plus an ASGI layer and two dependencies. Measured here (2 shared cores, one attacker
-process holding and reopening idle connections, 200 concurrent clients, garbage and trickling
-clients, see ``tests/daemon/test_socket_abuse.py``): ``dedupd status`` p50 ≈ 0.3 s, p95 < 1 s
-(the interpreter's start-up dominates; the request itself ≈ 2-20 ms) and never refused. A thread
-per connection is fine at this size: at most :data:`MAX_CONNECTIONS` threads, most of them parked.
+Why hand-written rather than uvicorn (which serves Unix sockets). Measured with uvicorn 0.54.0
+(h11, trivial app) against the attacker of ``tests/daemon/test_socket_abuse.py``: an idle
+connection and a head trickled at 1 byte/s were both still open after 15 s (``timeout_keep_alive``
+is re-armed by every byte; encode/uvicorn#157 has left a request-start timeout open since 2018);
+with ``--limit-concurrency 64`` one process hoarding idle connections made 8 of 8 status requests
+503 (the limit is global, blind to ``SO_PEERCRED``); without it, 2000 hoarded connections ran a
+1024-fd daemon into EMFILE and the next status request timed out (10 s). Each fix would mean
+patching its protocol classes, behind an ASGI layer and two new dependencies. This server, same
+attack plus trickling, garbage, endless bodies and 200-client bursts (2 shared cores): ``dedupd
+status`` (new process each time) p50 0.2-0.4 s, p95 0.3-0.6 s, never refused; idle and trickling
+connections cut at the head deadline. A thread per connection is fine at this size: at most
+:data:`MAX_CONNECTIONS` threads, most of them parked, and refusals cost no thread.
 """
 
 from __future__ import annotations
