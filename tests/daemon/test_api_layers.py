@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import random
 import subprocess
 import sys
 import typing
@@ -155,3 +156,38 @@ def test_equal_holders_do_not_evict_each_other() -> None:
     assert adm.admit(4, 1, 3)[1] is not None  # pid 4 holds nothing either
     slot, victim = adm.admit(4, 1, 4)  # now pid 4 holds one, as every other holder does
     assert slot is None and victim is None
+
+
+def _outcome(data: bytes, step: int) -> tuple[str, object]:
+    try:
+        return "head", _parse(data, step)
+    except HttpError as exc:
+        return "error", exc.status
+
+
+def test_mutated_requests_fail_only_with_http_errors_and_alike_however_they_are_split() -> None:
+    """Fuzz: byte flips, cuts and insertions of valid requests. The parser raises nothing but
+    HttpError, and feeding byte by byte or in odd pieces never changes the verdict."""
+    rng = random.Random(1234)
+    seeds = [b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n",
+             b"POST /v1/query HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n",
+             b"GET /v1/groups?offset=0&limit=5 HTTP/1.0\nConnection: keep-alive\n\n"]
+    alphabet = b"\r\n :\t/\x00\x7f\xff" + bytes(range(32, 127))
+    for _ in range(3000):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(data) + 1)
+            op = rng.random()
+            if op < 0.4 and i < len(data):
+                data[i] = rng.choice(alphabet)
+            elif op < 0.7:
+                data[i:i] = bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 3)))
+            else:
+                del data[i:i + rng.randint(1, 3)]
+        whole = _outcome(bytes(data), len(data) or 1)
+        for step in (1, 7):
+            split = _outcome(bytes(data), step)
+            if whole[0] == "head":  # a prefix check may refuse earlier, never accept what the whole refuses
+                assert split == whole, (bytes(data), whole, split)
+            else:
+                assert split[0] == "error", (bytes(data), whole, split)
