@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import socket
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,12 +41,26 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-class Client:
-    """``Client(socket_path).get('/v1/status')`` → parsed JSON; raises on errors."""
+#: The daemon's answer when it has no free connection slot (503 with ``Retry-After``).
+_BUSY = "too many connections"
 
-    def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout: float = 60.0) -> None:
+
+class _Busy(Exception):
+    """The daemon has no slot for us right now (listen queue full, or a 503 ``too many connections``)."""
+
+
+class Client:
+    """``Client(socket_path).get('/v1/status')`` → parsed JSON; raises on errors.
+
+    While the daemon is busy (its listen queue is full: ``EAGAIN``; or it answers 503 "too many
+    connections") the request is retried with a growing pause for up to ``retry_s`` seconds: the
+    daemon cuts idle connections for newcomers, so a retry gets through.
+    """
+
+    def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout: float = 60.0, retry_s: float = 15.0) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
+        self.retry_s = retry_s
 
     def _connect(self, conn: _UnixConnection) -> None:
         where = self.socket_path
@@ -62,6 +78,9 @@ class Client:
             ) from exc
         except TimeoutError as exc:
             raise DaemonNotRunning(f"dedupd at {where} does not accept connections (timed out)") from exc
+        except BlockingIOError as exc:  # EAGAIN: the listen queue is full
+            raise _Busy(f"dedupd at {where} is not accepting connections fast enough (its queue is full)") \
+                from exc
         except OSError as exc:
             raise DaemonNotRunning(f"cannot connect to dedupd at {where}: {exc.strerror or exc}") from exc
 
@@ -69,6 +88,18 @@ class Client:
                 content_type: str = "application/json", params: dict[str, Any] | None = None) -> Any:
         if params:
             path = f"{path}?{urlencode(params)}"
+        give_up = time.monotonic() + self.retry_s
+        pause = 0.02
+        while True:
+            try:
+                return self._request_once(method, path, body, content_type)
+            except _Busy as exc:
+                if time.monotonic() + pause > give_up:
+                    raise ApiError(503, _BUSY, f"{exc}; gave up after {self.retry_s:g} s") from None
+            time.sleep(pause * (0.5 + random.random()))  # jitter: retrying clients do not arrive in step
+            pause = min(pause * 2, 1.0)
+
+    def _request_once(self, method: str, path: str, body: bytes | None, content_type: str) -> Any:
         conn = _UnixConnection(self.socket_path, self.timeout)
         try:
             self._connect(conn)
@@ -94,6 +125,8 @@ class Client:
         if resp.status >= 400:
             if not isinstance(data, dict):
                 data = {}
+            if resp.status == 503 and data.get("error") == _BUSY:
+                raise _Busy(data.get("detail", _BUSY))
             raise ApiError(resp.status, data.get("error", f"HTTP {resp.status}"), data.get("detail", ""))
         return data
 

@@ -84,9 +84,10 @@ class Daemon:
     def start(self) -> None:
         cfg = self.config
         if self.serve:  # claim the socket first: a second daemon refuses before touching any store
+            from dedupd.daemon.api.routes import Router, warm_up
             from dedupd.daemon.api.transport import ApiServer
 
-            self.server = ApiServer(self, cfg)
+            self.server = ApiServer(cfg, Router(self), warm_up=lambda: warm_up(cfg))
             self.server.claim()
         try:
             self.store = Store.open(cfg.store_dir, lock=True)

@@ -362,6 +362,88 @@ def test_malformed_http_gets_a_json_error(lib: Lib, request_bytes: bytes, status
     assert set(res) == {"error", "detail"}
 
 
+def _answer_without_half_close(socket_path: str, data: bytes, wait: float = 5.0) -> tuple[bytes, float]:
+    """Send ``data`` and keep the connection open (as a real client does); read until the server
+    closes. Returns (what came back, seconds until the server closed)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(wait)
+        s.connect(socket_path)
+        t0 = time.monotonic()
+        s.sendall(data)
+        raw = b""
+        try:
+            while chunk := s.recv(65536):
+                raw += chunk
+        except TimeoutError:
+            pass
+        return raw, time.monotonic() - t0
+
+
+#: Requests that must be answered at once (the client keeps its end open and waits), each with
+#: its status: strict Content-Length, no HTTP/0.9, garbage and broken header lines fail on the
+#: spot, absurd heads are 414/431, transfer codings we do not support are 411/501.
+STRICT_CASES = [
+    ("cl-underscore", b"POST /v1/query HTTP/1.1\r\nContent-Length: 1_0\r\n\r\n0123456789", 400),
+    ("cl-plus", b"POST /v1/query HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello", 400),
+    ("cl-negative", b"POST /v1/query HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400),
+    ("cl-inner-space", b"POST /v1/query HTTP/1.1\r\nContent-Length: 1 0\r\n\r\n0123456789", 400),
+    ("cl-vertical-tab", b"POST /v1/query HTTP/1.1\r\nContent-Length: \x0b5\r\n\r\nhello", 400),
+    ("cl-superscript", b"POST /v1/query HTTP/1.1\r\nContent-Length: \xb2\r\n\r\nhi", 400),
+    ("cl-duplicate-equal", b"POST /v1/query HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", 400),
+    ("cl-list", b"POST /v1/query HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello", 400),
+    ("cl-space-before-colon", b"POST /v1/query HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello", 400),
+    ("te-and-cl", b"POST /v1/query HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello", 400),
+    ("te-chunked", b"POST /v1/query HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 411),
+    ("te-gzip", b"POST /v1/query HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    ("http09", b"GET /v1/status\r\n", 400),
+    ("garbage-line", b"hello there, daemon\r\n", 400),
+    ("tls-hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400),
+    ("binary-no-newline", b"\x00\x01\x02\x03", 400),
+    ("header-without-colon", b"GET /v1/status HTTP/1.1\r\nHost: x\r\nbadheader\r\n", 400),
+    ("header-obs-fold", b"GET /v1/status HTTP/1.1\r\nX-A: 1\r\n  folded\r\n", 400),
+    ("header-control-char", b"GET /v1/status HTTP/1.1\r\nX-A: a\x00b\r\n\r\n", 400),
+    ("bare-cr", b"GET /v1/status HTTP/1.1\rHost: x\r\n\r\n", 400),
+    ("non-ascii-target", "GET /v1/stätus HTTP/1.1\r\n\r\n".encode(), 400),
+    ("non-ascii-method", "GÉT /v1/status HTTP/1.1\r\n\r\n".encode(), 400),
+    ("not-origin-form", b"GET v1/status HTTP/1.1\r\n\r\n", 400),
+    ("double-space", b"GET  /v1/status HTTP/1.1\r\n\r\n", 400),
+    ("url-100k", b"GET /v1/" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ("url-100k-unfinished", b"GET /v1/" + b"a" * 100_000, 414),
+    ("header-70k", b"GET /v1/status HTTP/1.1\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n", 431),
+    ("header-count", b"GET /v1/status HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(500)) + b"\r\n",
+     431),
+    ("expect-other", b"POST /v1/query HTTP/1.1\r\nExpect: magic\r\nContent-Length: 5\r\n\r\n", 417),
+    ("unknown-method", b"BREW /v1/status HTTP/1.1\r\n\r\n", 501),
+    ("http2", b"GET /v1/status HTTP/2.0\r\n\r\n", 505),
+]
+
+
+@pytest.mark.parametrize("request_bytes, status", [c[1:] for c in STRICT_CASES], ids=[c[0] for c in STRICT_CASES])
+def test_malformed_requests_are_answered_at_once_and_closed(lib: Lib, request_bytes: bytes, status: int) -> None:
+    raw, took = _answer_without_half_close(lib.d.socket_path, request_bytes)
+    assert raw, f"no answer at all within {took:.1f} s"
+    code, headers, res = parse_response(raw)
+    assert code == status, raw[:300]
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert set(res) == {"error", "detail"}
+    assert took < 1.5, f"answered, but only after {took:.1f} s (the server waited for more)"
+
+
+def test_a_strict_request_is_still_served(lib: Lib) -> None:
+    """The strictness does not refuse valid variations: OWS around values, LF-only line ends, an
+    empty line before the request, HTTP/1.0, absolute-form targets, case-insensitive names."""
+    for req in (b"GET /v1/status HTTP/1.1\r\nhOsT:   x  \r\nConnection: close\r\n\r\n",
+                b"GET /v1/status HTTP/1.1\nHost: x\nConnection: close\n\n",
+                b"\r\nGET /v1/status HTTP/1.0\r\n\r\n",
+                b"GET http://localhost/v1/status HTTP/1.1\r\nConnection: close\r\n\r\n",
+                b"POST /v1/query HTTP/1.1\r\ncontent-length:  2 \r\nConnection: close\r\n\r\n{}"):
+        raw, took = _answer_without_half_close(lib.d.socket_path, req)
+        code, _, res = parse_response(raw)
+        assert code in (200, 400) and took < 1.5, (req, raw[:200])
+        if code == 400:  # the empty JSON object: a route-level answer, so the head was accepted
+            assert res["error"] == "bad request" and "path" in res["detail"], res
+
+
 def test_keep_alive_serves_several_requests_on_one_connection(lib: Lib) -> None:
     req = b"GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -684,3 +766,9 @@ def test_invalid_server_limits_are_a_clear_error(tmp_path: Path, small_root: Pat
     d = SocketDaemon(tmp_path, [small_root], name="limits", server_env={"DEDUPD_MAX_UPLOAD_BYTES": "lots"})
     daemons.append(d)
     assert "DEDUPD_MAX_UPLOAD_BYTES='lots' must be a positive number of bytes" in _refused(d)
+
+
+def test_invalid_head_deadline_is_a_clear_error(tmp_path: Path, small_root: Path, daemons: list[SocketDaemon]) -> None:
+    d = SocketDaemon(tmp_path, [small_root], name="limits", server_env={"DEDUPD_HEADER_TIMEOUT_S": "-1"})
+    daemons.append(d)
+    assert "DEDUPD_HEADER_TIMEOUT_S='-1' must be a number of seconds in (0, 3600]" in _refused(d)

@@ -1,4 +1,5 @@
-"""The ``/v1`` endpoints: request → daemon call → JSON. Transport lives in :mod:`.server`.
+"""The ``/v1`` endpoints: request → daemon call → JSON. Transport lives in :mod:`.transport`;
+the daemon is seen through :class:`.view.DaemonView`.
 
 =======  ========================  ==========================================================
 GET      /v1/status                state and counters (``dedupd status --json`` prints it)
@@ -31,11 +32,13 @@ import os
 import stat
 import tempfile
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dedupd.daemon.api.transport import HttpError, peer_credentials
+from dedupd.daemon.api.transport import HttpError, Request
+from dedupd.daemon.api.view import DaemonView
 from dedupd.daemon.config import Config
 from dedupd.daemon.config.values import path_inside
 from dedupd.daemon.encoder import DIGEST_SIZE, EncodeSpec, bytes_digest, encode_job
@@ -44,8 +47,8 @@ from dedupd.daemon.store.manifest import QUARANTINE_STATES
 from dedupd.reports.files import build_groups
 
 if TYPE_CHECKING:
+    from dedupd.daemon.encoder import EncodeResult
     from dedupd.daemon.index import Evidence, MatchIndex
-    from dedupd.daemon.service import Daemon
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +129,9 @@ class Router:
 
     STATE_CHANGING = frozenset({"/v1/rescan", "/v1/reload", "/v1/restore"})
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonView) -> None:
         self.daemon = daemon
-        self.routes = {
+        self.routes: dict[tuple[str, str], Callable[[Request], tuple[int, Any]]] = {
             ("GET", "/v1/status"): self.status,
             ("POST", "/v1/query"): self.query,
             ("GET", "/v1/duplicates"): self.duplicates,
@@ -141,8 +144,9 @@ class Router:
         self._groups_cache = _GroupsCache()
         self._decode_slots = threading.BoundedSemaphore(max(2, min(8, os.cpu_count() or 2)))
 
-    def __call__(self, method: str, path: str, query: dict[str, str], body: bytes, handler: Any) -> tuple[int, Any]:
-        path = path.rstrip("/") or "/"
+    def __call__(self, request: Request) -> tuple[int, Any]:
+        method = request.method
+        path = request.path.rstrip("/") or "/"
         fn = self.routes.get(("GET" if method == "HEAD" else method, path))  # HEAD: GET without the body
         if fn is None:
             allowed = sorted(m for m, p in self.routes if p == path)
@@ -152,11 +156,10 @@ class Router:
             endpoints = ", ".join(f"{m} {p}" for m, p in self.routes)
             raise HttpError(404, "not found", f"no endpoint {path}; the API has: {endpoints}")
         if path in self.STATE_CHANGING:
-            cred = peer_credentials(handler.connection)
-            pid, uid, gid = cred if cred else (None, None, None)
+            pid, uid, gid = request.peer if request.peer else (None, None, None)
             logger.info("socket request %s %s from pid=%s uid=%s gid=%s", method, path, pid, uid, gid,
                         extra={"endpoint": path, "peer_pid": pid, "peer_uid": uid, "peer_gid": gid})
-        return fn(query=query, body=body, handler=handler)
+        return fn(request)
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -197,7 +200,7 @@ class Router:
                 return True
         return False
 
-    def _resolve(self, raw: Any) -> tuple[str, str]:
+    def _resolve(self, raw: object) -> tuple[str, str]:
         """``(normalised path, real path)`` of a watched file named by a client; 400/403 otherwise."""
         if not isinstance(raw, str) or not raw:
             raise HttpError(400, "bad request", "'path' must be a non-empty string")
@@ -242,11 +245,12 @@ class Router:
 
     # -- endpoints -----------------------------------------------------------------------------
 
-    def status(self, **_: Any) -> tuple[int, Any]:
+    def status(self, _request: Request) -> tuple[int, Any]:
         return 200, self.daemon.status()
 
-    def query(self, body: bytes, handler: Any, **_: Any) -> tuple[int, Any]:
-        ctype = (handler.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    def query(self, request: Request) -> tuple[int, Any]:
+        body = request.body
+        ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype == "application/json" or body[:64].lstrip()[:1] == b"{":  # no image format starts with '{'
             return self._query_path(self._json(body, required=True))
         if not body:
@@ -265,7 +269,7 @@ class Router:
         try:
             key = self._indexed_key(norm, real)
             info = self.daemon.index.files.get(key) if key else None
-            if info is not None and (info.size, info.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            if key is not None and info is not None and (info.size, info.mtime_ns) == (st.st_size, st.st_mtime_ns):
                 return 200, {"path": key, "indexed": True,
                              "duplicates": _matches(self.daemon.index.duplicates_of(key))}
             digest = self._fd_digest(fd, real)
@@ -292,7 +296,7 @@ class Router:
         with self._decode_slots:
             return encode_bytes(body, encode_spec(self.daemon.config))
 
-    def _found(self, res: Any, digest: bytes) -> dict[str, Any]:
+    def _found(self, res: EncodeResult, digest: bytes) -> dict[str, Any]:
         if not res.ok:
             raise HttpError(422, "unreadable image", res.reason or "cannot decode")
         vec = np.frombuffer(res.vector, dtype=np.float32) if res.vector else None
@@ -300,7 +304,8 @@ class Router:
         return {"width": res.width, "height": res.height, "format": res.format,
                 "hashes": _hex_hashes(res.hashes), "duplicates": _matches(found)}
 
-    def duplicates(self, query: dict[str, str], **_: Any) -> tuple[int, Any]:
+    def duplicates(self, request: Request) -> tuple[int, Any]:
+        query = request.query
         if "path" not in query:
             raise HttpError(400, "bad request", "give the file as ?path=/absolute/path (URL-encoded)")
         norm, real = self._resolve(query["path"])
@@ -310,7 +315,8 @@ class Router:
                                                 "unreadable, or not processed yet)")
         return 200, {"path": key, "duplicates": _matches(self.daemon.index.duplicates_of(key))}
 
-    def groups(self, query: dict[str, str], **_: Any) -> tuple[int, Any]:
+    def groups(self, request: Request) -> tuple[int, Any]:
+        query = request.query
         try:
             offset = int(query.get("offset", 0))
             limit = int(query.get("limit", 100))
@@ -322,16 +328,16 @@ class Router:
         return 200, {"total": len(groups), "offset": offset, "limit": limit, "generation": generation,
                      "groups": groups[offset:offset + limit]}
 
-    def rescan(self, **_: Any) -> tuple[int, Any]:
+    def rescan(self, _request: Request) -> tuple[int, Any]:
         self.daemon.request_rescan()
         return 202, {"ok": True, "detail": "rescan started"}
 
-    def reload(self, **_: Any) -> tuple[int, Any]:
+    def reload(self, _request: Request) -> tuple[int, Any]:
         self.daemon.request_reload()
         return 202, {"ok": True, "detail": "reload requested"}
 
-    def quarantine(self, query: dict[str, str], **_: Any) -> tuple[int, Any]:
-        state = query.get("state")
+    def quarantine(self, request: Request) -> tuple[int, Any]:
+        state = request.query.get("state")
         if state is not None and state not in QUARANTINE_STATES:
             raise HttpError(400, "bad request", f"state must be one of {', '.join(QUARANTINE_STATES)}")
         store = self.daemon.store
@@ -344,8 +350,8 @@ class Router:
         ]
         return 200, {"entries": entries, "total": len(entries)}
 
-    def restore(self, body: bytes, **_: Any) -> tuple[int, Any]:
-        data = self._json(body, required=True)
+    def restore(self, request: Request) -> tuple[int, Any]:
+        data = self._json(request.body, required=True)
         paths = data.get("paths")
         if data.get("all") is True and paths is None:
             wanted = None

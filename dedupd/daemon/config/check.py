@@ -59,7 +59,8 @@ _ENV_KINDS: dict[str, str] = {
 ENV_VARS: dict[str, str] = {"DEDUPD_" + k.upper().replace(".", "_"): k for k in _ENV_KINDS}
 #: ``DEDUPD_*`` names that are not config fields and are left alone (read by the CLI itself, and
 #: the socket server's limits, see :mod:`dedupd.daemon.api.transport`).
-ENV_IGNORED: frozenset[str] = frozenset({"DEDUPD_CONFIG", "DEDUPD_MAX_UPLOAD_BYTES", "DEDUPD_REQUEST_TIMEOUT_S"})
+ENV_IGNORED: frozenset[str] = frozenset({"DEDUPD_CONFIG", "DEDUPD_MAX_UPLOAD_BYTES", "DEDUPD_REQUEST_TIMEOUT_S",
+                                         "DEDUPD_HEADER_TIMEOUT_S"})
 
 
 def _abs(value: Any, base: str) -> Any:

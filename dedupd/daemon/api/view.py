@@ -1,0 +1,49 @@
+"""What the routes may see of the daemon: a small, read-mostly :class:`typing.Protocol`.
+
+:class:`~dedupd.daemon.service.Daemon` satisfies it structurally; the routes are typed against it,
+so neither the routes nor the transport import the service (no import circle), and a test can
+serve the routes from a stand-in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from dedupd.daemon.config import Config
+    from dedupd.daemon.encoder import EncodeResult
+    from dedupd.daemon.index import MatchIndex
+    from dedupd.daemon.store import QuarantineEntry
+
+
+class QuarantineListing(Protocol):
+    """The part of the store the routes read: the quarantine manifest."""
+
+    def iter_quarantine(self, state: str | None = None) -> Iterator[QuarantineEntry]: ...
+
+
+class DaemonView(Protocol):
+    """The daemon as the socket API sees it."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def index(self) -> MatchIndex: ...
+
+    @property
+    def store(self) -> QuarantineListing | None:
+        """None while the daemon shuts down."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def request_rescan(self) -> None: ...
+
+    def request_reload(self) -> None: ...
+
+    def restore(self, paths: list[str] | None) -> list[dict[str, Any]]:
+        """Restore quarantined files (all of them with ``None``); one result dict per file."""
+
+    def encode_upload(self, data: bytes) -> EncodeResult:
+        """Decode uploaded image bytes in a worker process (never in the daemon's own process)."""
