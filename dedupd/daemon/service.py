@@ -39,6 +39,8 @@ logger = logging.getLogger("dedupd.daemon")
 STALL_S = 300.0
 #: settings a running daemon cannot adopt; a reload that changes them says a restart is needed
 RESTART_ONLY = ("store_dir", "report_dir", "socket_path", "socket_mode", "socket_group")
+#: Config fields named as in the YAML file
+_CONFIG_KEY = {"hash_thresholds": "methods", "cnn": "methods"}
 
 
 #: the threads that must live as long as the daemon (reconcile and graph builds end by themselves)
@@ -63,6 +65,8 @@ class Daemon:
         self.notifier = Notifier()
         self.stop_event = threading.Event()
         self._reload_requested = threading.Event()
+        self._reload_lock = threading.Lock()
+        self._reload_waiters: list[tuple[threading.Event, dict[str, Any]]] = []
         self._rescan_requested = threading.Event()
         self._dirty = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -390,8 +394,18 @@ class Daemon:
         signal.signal(signal.SIGINT, on_term)
         signal.signal(signal.SIGHUP, lambda *_: self._reload_requested.set())
 
-    def request_reload(self) -> None:
+    def request_reload(self, wait: float = 0.0) -> dict[str, Any] | None:
+        """Ask the main loop to reload; with ``wait``, block up to that long for the outcome."""
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+        with self._reload_lock:
+            self._reload_waiters.append((done, outcome))
         self._reload_requested.set()
+        if not wait:
+            return None
+        if not done.wait(wait):
+            return {"ok": False, "error": f"the reload did not finish within {wait:.0f} s; see the daemon's log"}
+        return outcome
 
     def request_rescan(self) -> None:
         self._rescan_requested.set()
@@ -409,7 +423,12 @@ class Daemon:
                 now = time.monotonic()
                 if self._reload_requested.is_set():
                     self._reload_requested.clear()
-                    self.reload()
+                    with self._reload_lock:
+                        waiters, self._reload_waiters = self._reload_waiters, []
+                    outcome = self.reload()
+                    for done, result in waiters:
+                        result.update(outcome)
+                        done.set()
                 interval = self.config.rescan_interval_s
                 if self._rescan_requested.is_set() or (interval and now - self._last_rescan > interval):
                     self._rescan_requested.clear()
@@ -456,23 +475,26 @@ class Daemon:
             time.sleep(0.05)
         return True
 
-    def reload(self) -> None:
-        """Re-read the config (SIGHUP): thresholds, policy, keep-rule, roots; keep the store."""
+    def reload(self) -> dict[str, Any]:
+        """Re-read the config (SIGHUP, ``dedupd reload``): thresholds, policy, keep-rule, roots, methods;
+        keep the store. Returns the outcome: ``ok``, and ``changed``/``restart_needed`` or ``error``."""
         if self._config_loader is None:
-            return
+            return {"ok": False, "error": "this daemon was started without a config file to re-read"}
         self.notifier.reloading()
         try:
             new = self._config_loader()
         except Exception as exc:
             logger.error("reload failed, keeping the running config: %s", exc)
             self.notifier.ready(self.status_line())
-            return
+            return {"ok": False, "error": f"{exc}; the running config is kept"}
         old = self.config
         fixed = [k for k in RESTART_ONLY if getattr(new, k) != getattr(old, k)]
         if fixed:
             logger.warning("reload: %s changed but take(s) effect only after a restart (systemctl restart dedupd); "
                            "keeping the running values until then", ", ".join(fixed), extra={"keys": fixed})
             new = dataclasses.replace(new, **{k: getattr(old, k) for k in fixed})
+        changed = list(dict.fromkeys(_CONFIG_KEY.get(f.name, f.name) for f in dataclasses.fields(new)
+                                     if f.name != "source" and getattr(new, f.name) != getattr(old, f.name)))
         self.config = new
         self.quarantine.config = new
         self.pipeline.put(Work("call", call=lambda: self.pipeline.reconfigure(new)))
@@ -490,8 +512,9 @@ class Daemon:
             self._refresh_all = self._encoders_pending = True
             self.start_reconcile()
         self._dirty.set()
-        logger.info("configuration reloaded", extra={"source": new.source})
+        logger.info("configuration reloaded", extra={"source": new.source, "changed": changed})
         self.notifier.ready(self.status_line())
+        return {"ok": True, "changed": changed, "restart_needed": fixed}
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop in order: watcher → settle → pipeline (finishes its batch) → reports → server → store."""

@@ -126,7 +126,8 @@ def test_rescan_and_reload(lib) -> None:
     out = lib.d.run_cli("rescan")
     assert (out.returncode, out.stdout.strip()) == (0, "rescan started")
     out = lib.d.run_cli("reload", "--json")
-    assert out.returncode == 0 and json.loads(out.stdout) == {"ok": True, "detail": "reload requested"}
+    assert out.returncode == 0 and json.loads(out.stdout) == {
+        "ok": True, "detail": "reloaded: nothing changed", "changed": [], "restart_needed": []}
     lib.d.wait_quiet()
 
 

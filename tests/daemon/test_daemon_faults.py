@@ -224,3 +224,25 @@ def test_a_reload_during_a_reconcile_is_not_dropped(daemon_factory, tmp_path: Pa
     os.kill(d.pid, signal.SIGHUP)
     s = d.wait_quiet(timeout=180)
     assert s["files"] == len(image_files(mixed400)) + 5, s
+
+
+def test_reload_says_what_changed_what_needs_a_restart_and_why_it_was_rejected(
+        daemon_factory, tmp_path: Path, mixed200: Path) -> None:
+    d: DaemonProcess = daemon_factory([mixed200], methods={"phash": 10})
+    d.start()
+    d.wait_quiet()
+    store_dir = d.config["store_dir"]
+    d.write_config(methods={"phash": 8}, store_dir=str(tmp_path / "elsewhere"))
+    out = d.cli("reload")
+    assert out.returncode == 0, out.stderr
+    assert "methods changed" in out.stdout and "store_dir" in out.stdout
+    assert "restart" in out.stdout
+    assert not (tmp_path / "elsewhere").exists() and d.wait_quiet()["state"] == "watching"
+    # an invalid config is rejected with its reason; the running config stays
+    d.write_config(methods={"phash": "ten"}, store_dir=store_dir)
+    out = d.cli("reload")
+    assert out.returncode == 1 and "methods.phash" in out.stderr and "running config is kept" in out.stderr, out
+    os.kill(d.pid, signal.SIGHUP)
+    d.wait_until(lambda: any("reload failed" in line for line in d.log_text().splitlines()), 10, "the log to say why")
+    assert d.status()["state"] == "watching"
+    d.stop()

@@ -192,9 +192,14 @@ def test_a_burst_of_200_clients_is_queued_not_refused(target: tuple[SocketDaemon
     d, _, _ = target
     outcome, latencies = _burst(d.socket_path, 200)
     print(f"\n200 clients at once: {outcome}; through the client (retries a busy daemon): {_quantiles(latencies)}")
-    unexpected = {k: n for k, n in outcome.items() if k not in ("200", "503 too many connections retry-after=1")}
-    assert not unexpected, outcome  # no EAGAIN, no reset, no silence: an answer or an explicit 503
-    assert len(latencies) == 200
+    # one test process holds all 200: past its 32 slots the newest idle connections may be cut
+    # (a loaded machine leaves some connected but not yet sending); never refused (EAGAIN), never silent
+    allowed = ("200", "503 too many connections retry-after=1", "BrokenPipeError: Broken pipe",
+               "ConnectionResetError: Connection reset by peer")
+    unexpected = {k: n for k, n in outcome.items() if k not in allowed}
+    assert not unexpected, outcome
+    assert outcome.get("200", 0) >= 32, outcome
+    assert len(latencies) == 200  # through the client, which retries a busy daemon, every one gets through
 
 
 def test_idle_and_trickling_connections_are_cut_at_the_head_deadline(target: tuple[SocketDaemon, Path, Path]) -> None:

@@ -9,7 +9,7 @@ POST     /v1/query                 image bytes in the body, or JSON ``{"path": .
 GET      /v1/duplicates?path=P     duplicates of an indexed file
 GET      /v1/groups?offset&limit   duplicate groups, paginated (cached per index generation)
 POST     /v1/rescan                walk the roots again (202)
-POST     /v1/reload                re-read the config, like SIGHUP (202)
+POST     /v1/reload                re-read the config, like SIGHUP; 200 with what changed, 422 if rejected
 GET      /v1/quarantine[?state=]   the quarantine manifest
 POST     /v1/restore               ``{"all": true}`` or ``{"paths": [...]}``
 =======  ========================  ==========================================================
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_GROUPS_PAGE = 10000
+RELOAD_WAIT_S = 30.0  # a reload is applied by the main loop; the request waits for its outcome
 _PROC_FD = "/proc/self/fd"
 _FORBIDDEN = ("only files the daemon watches (inside its roots, not excluded) can be named by path; "
               "send the image bytes instead (`dedupd query FILE` does)")
@@ -333,8 +334,14 @@ class Router:
         return 202, {"ok": True, "detail": "rescan started"}
 
     def reload(self, _request: Request) -> tuple[int, Any]:
-        self.daemon.request_reload()
-        return 202, {"ok": True, "detail": "reload requested"}
+        outcome = self.daemon.request_reload(wait=RELOAD_WAIT_S) or {}
+        if not outcome.get("ok"):
+            return 422, {"ok": False, "error": "reload rejected", "detail": outcome.get("error", "")}
+        changed, restart = outcome.get("changed", []), outcome.get("restart_needed", [])
+        detail = "reloaded: " + (", ".join(changed) + " changed" if changed else "nothing changed")
+        if restart:
+            detail += f"; {', '.join(restart)} take(s) effect after a restart"
+        return 200, {"ok": True, "detail": detail, "changed": changed, "restart_needed": restart}
 
     def quarantine(self, request: Request) -> tuple[int, Any]:
         state = request.query.get("state")

@@ -40,7 +40,8 @@ class DaemonView(Protocol):
 
     def request_rescan(self) -> None: ...
 
-    def request_reload(self) -> None: ...
+    def request_reload(self, wait: float = 0.0) -> dict[str, Any] | None:
+        """Reload the config; with ``wait``, the outcome (``ok``, ``changed``, ``restart_needed``, ``error``)."""
 
     def restore(self, paths: list[str] | None) -> list[dict[str, Any]]:
         """Restore quarantined files (all of them with ``None``); one result dict per file."""
