@@ -246,3 +246,23 @@ def test_reload_says_what_changed_what_needs_a_restart_and_why_it_was_rejected(
     d.wait_until(lambda: any("reload failed" in line for line in d.log_text().splitlines()), 10, "the log to say why")
     assert d.status()["state"] == "watching"
     d.stop()
+
+
+def test_a_failed_start_releases_the_socket_and_the_store(tmp_path: Path, mixed200: Path) -> None:
+    """Start-up fails after the socket and the store were claimed (CNN weights missing): both are
+    released, the error is one clear line, the exit status is non-zero."""
+    sock = tmp_path / "s.sock"
+    cfg = write_config(tmp_path / "c.yaml", roots=[str(mixed200)], store_dir=str(tmp_path / "store"),
+                       report_dir=str(tmp_path / "reports"), socket_path=str(sock),
+                       methods={"cnn": {"model": "mobilenet_v3_small"}})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TORCH_HOME": str(tmp_path / "no-weights")}
+    env.pop("DEDUPD_MOBILENET_WEIGHTS", None)
+    done = subprocess.run([sys.executable, "-m", "dedupd", "run", "--config", str(cfg)], capture_output=True,
+                          text=True, timeout=120, env=env, check=False)
+    assert done.returncode != 0
+    assert "weights" in done.stderr.lower(), done.stderr
+    assert not sock.exists(), "the socket of a daemon that failed to start must be removed"
+    from dedupd.daemon.store import Store
+
+    with Store.open(tmp_path / "store", lock=True):  # the writer lock was released
+        pass
