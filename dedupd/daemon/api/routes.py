@@ -41,7 +41,7 @@ from dedupd.daemon.config.values import path_inside
 from dedupd.daemon.encoder import DIGEST_SIZE, EncodeSpec, bytes_digest, encode_job
 from dedupd.daemon.pipeline import encode_spec
 from dedupd.daemon.store.manifest import QUARANTINE_STATES
-from dedupd.reports.files import build_groups
+from dedupd.reports.groups import build_groups
 
 if TYPE_CHECKING:
     from dedupd.daemon.index import Evidence, MatchIndex
