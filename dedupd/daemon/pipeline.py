@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from dedupd.daemon.encoder import (
 )
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
+
+if TYPE_CHECKING:
+    from dedupd.daemon.policy import QuarantinePlan, RestoreRequest
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +57,17 @@ class Counters:
 
 @dataclass(frozen=True)
 class Work:
-    kind: str  # upsert | delete | delete_dir | move | move_dir | call
+    kind: str  # upsert | delete | delete_dir | move | move_dir | call | quarantine | restore
     path: str = ""
     dest: str = ""
     call: Callable[[], None] | None = None
+    plan: QuarantinePlan | RestoreRequest | None = None  # quarantine | restore: for Pipeline.policy
+
+
+class PolicyRunner(Protocol):
+    """Carries out ``quarantine`` and ``restore`` work (:class:`dedupd.daemon.policy.QuarantinePolicy`)."""
+
+    def run(self, work: QuarantinePlan | RestoreRequest) -> None: ...
 
 
 def encode_spec(config: Config) -> EncodeSpec:
@@ -95,6 +106,7 @@ class Pipeline:
         self._busy = threading.Event()
         self._pool: cf.ProcessPoolExecutor | None = None
         self.spec = encode_spec(config)
+        self.policy: PolicyRunner | None = None  # set by the daemon when it owns a quarantine policy
 
     # -- producer side (any thread) -----------------------------------------------------------
 
@@ -169,6 +181,8 @@ class Pipeline:
                 self._move(work.path, work.dest, is_dir=work.kind == "move_dir")
             elif work.kind == "call" and work.call is not None:
                 work.call()
+            elif work.kind in ("quarantine", "restore") and work.plan is not None and self.policy is not None:
+                self.policy.run(work.plan)
         except Exception:
             logger.exception("could not apply %s", work)
 
