@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -265,7 +266,9 @@ class QuarantinePolicy:
             if rec is None or rec.digest != seen.digest:
                 return f"{role} {seen.path} changed since the plan"
             try:
-                if file_digest(seen.path) != seen.digest:
+                if not rec.same_stat(os.stat(seen.path)):
+                    return f"{role} {seen.path} changed on disk since the plan"
+                if file_digest(seen.path) != seen.digest:  # same stat, other bytes: only reading tells
                     return f"{role} {seen.path} changed on disk since the plan"
             except OSError as exc:
                 return f"{role} {seen.path} cannot be read: {exc.strerror or exc}"
