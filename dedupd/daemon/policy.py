@@ -184,6 +184,9 @@ class QuarantinePolicy:
         with self.index.lock:
             files = self.index.files
             exempt = {p for p, digest in exempt_pairs if p in files and files[p].digest == digest}
+            with self._lock:  # forget back-offs of files that are gone or changed
+                self._backoff = {k: b for k, b in self._backoff.items()
+                                 if k[0] in files and files[k[0]].digest == k[1]}
             for group in decide(self.index, cfg.keep, exempt):
                 k = files[group.keep]
                 keeper = Seen(group.keep, k.digest, k.size, k.mtime_ns)
@@ -228,10 +231,11 @@ class QuarantinePolicy:
         if self._failed_entries is None:
             self._failed_entries = self.quarantine.failed()
         exempt = self.quarantine.exempt()
+        checked: dict[tuple, str | None] = {}  # a kept copy with many duplicates is read once
         for move in plan.moves:
             if self.config.policy != "quarantine" or self._stopping():
                 break  # reloaded to another policy, or stopping: each move so far is complete
-            why = self.verify(move, exempt)
+            why = self.verify(move, exempt, checked)
             if why is not None:
                 self._skip(move, why)
                 continue
@@ -243,13 +247,16 @@ class QuarantinePolicy:
             self._on_change()
         return done
 
-    def verify(self, move: PlannedMove, exempt: set[tuple[str, bytes | None]] | None = None) -> str | None:
+    def verify(self, move: PlannedMove, exempt: set[tuple[str, bytes | None]] | None = None,
+               checked: dict[tuple, str | None] | None = None) -> str | None:
         """Why ``move`` must not happen now (None: it still holds, as the files are now).
 
         Checks, in order: the policy is still quarantine; the victim was not restored by a user;
         keeper and victim are indexed, recorded and *on disk* with the digest the plan saw (the
         index is updated by this same thread, so it is current); and the pair matches under the
         current thresholds (re-computed from the stored encodings, not read from the graph).
+        ``checked`` caches digest checks within one plan by the file's full stat (ctime included, so
+        any write or ``utime`` since invalidates it): a kept copy is read once, not per duplicate.
         """
         cfg = self.config
         matching = matching_of(cfg)
@@ -259,19 +266,9 @@ class QuarantinePolicy:
             return "restored by a user"
         store = self.quarantine.store
         for seen, role in ((move.keeper, "kept copy"), (move.victim, "duplicate")):
-            info = self.index.files.get(seen.path)
-            if info is None or (info.digest, info.size, info.mtime_ns) != (seen.digest, seen.size, seen.mtime_ns):
-                return f"{role} {seen.path} changed since the plan"
-            rec = store.get_file(seen.path)
-            if rec is None or rec.digest != seen.digest:
-                return f"{role} {seen.path} changed since the plan"
-            try:
-                if not rec.same_stat(os.stat(seen.path)):
-                    return f"{role} {seen.path} changed on disk since the plan"
-                if file_digest(seen.path) != seen.digest:  # same stat, other bytes: only reading tells
-                    return f"{role} {seen.path} changed on disk since the plan"
-            except OSError as exc:
-                return f"{role} {seen.path} cannot be read: {exc.strerror or exc}"
+            why = self._unchanged(seen, {} if checked is None else checked)
+            if why is not None:
+                return f"{role} {seen.path} {why}"
         if move.keeper.digest != move.victim.digest:
             a, b = store.get_encoding(move.keeper.digest), store.get_encoding(move.victim.digest)
             if a is None or b is None:
@@ -282,6 +279,25 @@ class QuarantinePolicy:
             if pair_evidence(matching, a.hashes, b.hashes, sim) is None:
                 return "no longer a duplicate of the kept copy under the current thresholds"
         return None
+
+    def _unchanged(self, seen: Seen, checked: dict[tuple, str | None]) -> str | None:
+        """Why ``seen`` is not the file the plan saw any more (None: it still is)."""
+        info = self.index.files.get(seen.path)
+        if info is None or (info.digest, info.size, info.mtime_ns) != (seen.digest, seen.size, seen.mtime_ns):
+            return "changed since the plan"
+        rec = self.quarantine.store.get_file(seen.path)
+        if rec is None or rec.digest != seen.digest:
+            return "changed since the plan"
+        try:
+            st = os.stat(seen.path)
+            if not rec.same_stat(st):
+                return "changed on disk since the plan"
+            key = (seen, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if key not in checked:  # same stat, other bytes: only reading tells
+                checked[key] = None if file_digest(seen.path) == seen.digest else "changed on disk since the plan"
+            return checked[key]
+        except OSError as exc:
+            return f"cannot be read: {exc.strerror or exc}"
 
     def _skip(self, move: PlannedMove, why: str) -> None:
         # no re-plan from here: the change that made the plan stale reaches the pipeline as an

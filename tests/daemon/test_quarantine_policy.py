@@ -134,6 +134,24 @@ def test_stale_plan_does_not_move(world: World, change: str) -> None:
     assert world.entries() == [] and world.moved == []
 
 
+def test_keeper_changed_in_the_middle_of_a_plan(world: World) -> None:
+    """The kept copy is read once per plan, but a write (even one hidden by ``utime``) is still seen."""
+    keeper = world.add("keep.png", b"K" * 500, KEEPER_HASH, pixels=900)
+    victims = [world.add(f"dup{i}.png", bytes([i]) * 400, NEAR ^ (1 << (20 + i))) for i in range(3)]
+    real = world.quarantine.move
+
+    def move_then_edit_keeper(*args: Any, **kwargs: Any):
+        out = real(*args, **kwargs)
+        st = os.stat(keeper)
+        keeper.write_bytes(b"X" * st.st_size)
+        os.utime(keeper, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return out
+
+    world.quarantine.move = move_then_edit_keeper  # type: ignore[method-assign]
+    assert world.policy.apply(world.plan()) == 1
+    assert [p.exists() for p in victims] == [False, True, True]
+
+
 @pytest.mark.parametrize("reload", [{"methods": {"phash": 2}}, {"policy": "report"},
                                     {"methods": {"phash": 10, "dhash": 4}, "match": "all"}])
 def test_plan_made_before_a_reload_is_checked_against_the_new_config(world: World, reload: dict) -> None:
