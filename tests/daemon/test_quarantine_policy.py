@@ -363,3 +363,19 @@ def test_offline_restore_recovers_interrupted_moves_first(world: World) -> None:
     assert "1 file(s) restored" in res.stdout
     assert victim.read_bytes() == data and not os.path.exists(dest)
     assert [e.state for e in world.entries()] == ["restored"]
+
+
+def test_restore_timeout_is_a_clear_http_error() -> None:
+    """The socket answers 503 with the reason (a TimeoutError would just drop the connection)."""
+    import types
+
+    from dedupd.daemon.api.routes import Router
+    from dedupd.daemon.api.transport import HttpError
+
+    def restore(paths: list[str] | None) -> list[dict[str, Any]]:
+        raise RestoreTimeout("restore did not finish within 120 s (the daemon is busy); it was cancelled")
+
+    router = Router(types.SimpleNamespace(restore=restore))  # type: ignore[arg-type]
+    with pytest.raises(HttpError) as err:
+        router.restore(b'{"all": true}')
+    assert err.value.status == 503 and "did not finish within 120 s" in err.value.detail
