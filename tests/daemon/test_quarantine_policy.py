@@ -140,7 +140,7 @@ def test_keeper_changed_in_the_middle_of_a_plan(world: World) -> None:
     victims = [world.add(f"dup{i}.png", bytes([i]) * 400, NEAR ^ (1 << (20 + i))) for i in range(3)]
     real = world.quarantine.move
 
-    def move_then_edit_keeper(*args: Any, **kwargs: Any):
+    def move_then_edit_keeper(*args: Any, **kwargs: Any) -> Any:
         out = real(*args, **kwargs)
         st = os.stat(keeper)
         keeper.write_bytes(b"X" * st.st_size)
@@ -291,7 +291,7 @@ def test_restore_result_never_changes_after_the_caller_got_it(world: World) -> N
     real = world.quarantine._restore_one
     calls = []
 
-    def slow(e: QuarantineEntry):
+    def slow(e: QuarantineEntry) -> Any:
         calls.append(e.origin)
         out = real(e)
         first_done.set()
