@@ -274,7 +274,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return EXIT_NOT_RUNNING  # usage error (argparse's code)
     payload = {"all": True} if args.all else {"paths": [os.path.abspath(p) for p in args.paths]}
     try:
-        res = Client(_socket_path(args)).post("/v1/restore", payload)
+        # the daemon gives a restore 120 s before it answers with a clear timeout error: wait longer
+        res = Client(_socket_path(args), timeout=150.0).post("/v1/restore", payload)
     except DaemonNotRunning:
         if not (args.config or os.environ.get("DEDUPD_CONFIG")):
             raise
@@ -289,13 +290,16 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _restore_offline(args: argparse.Namespace, payload: dict[str, Any]) -> dict[str, Any]:
-    """Restore without a daemon: take the store's writer lock and move the files back."""
+    """Restore without a daemon: take the store's writer lock, settle moves a crash interrupted
+    (as the daemon does at start-up), then move the files back."""
     from dedupd.daemon.quarantine import Quarantine
     from dedupd.daemon.store import Store
 
     config = _load_config(args)
     with Store.open(config.store_dir, lock=True) as store:
-        outcomes = Quarantine(config, store).restore(None if payload.get("all") else payload["paths"])
+        quarantine = Quarantine(config, store)
+        quarantine.recover()  # a "pending" move may be complete on disk: restore must see it as moved
+        outcomes = quarantine.restore(None if payload.get("all") else payload["paths"])
     results = [{"path": o.path, "ok": o.ok, "detail": o.detail} for o in outcomes]
     restored = sum(r["ok"] for r in results)
     return {"results": results, "restored": restored, "failed": len(results) - restored}

@@ -18,38 +18,9 @@ import numpy as np
 
 from dedupd.core import hamming
 from dedupd.core.hashindex import HashIndex
+from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
+from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence
 from dedupd.core.vectors import VectorIndex
-
-EXACT = "exact"
-
-
-@dataclass(frozen=True)
-class Matching:
-    """Duplicate rule: hash thresholds (max Hamming), optional CNN min similarity, any/all."""
-
-    hashes: Mapping[str, int]
-    cnn: float | None = None
-    mode: str = "any"
-
-    @property
-    def methods(self) -> list[str]:
-        return [*self.hashes, *(["cnn"] if self.cnn is not None else [])]
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """Why two files are duplicates: the primary method and its score, plus every method's score."""
-
-    method: str
-    score: float
-    scores: Mapping[str, float] = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        key = "similarity" if self.method == "cnn" else "distance"
-        return {"method": self.method, key: self.score, "scores": dict(self.scores)}
-
-
-EXACT_EVIDENCE = Evidence(EXACT, 0, {EXACT: 0})
 
 
 @dataclass
@@ -89,23 +60,7 @@ class MatchIndex:
 
     def _evidence(self, a: Mapping[str, int], b: Mapping[str, int], sim: float | None) -> Evidence | None:
         """Decide one pair of contents under the matching rule (None = not duplicates)."""
-        m = self.matching
-        scores: dict[str, float] = {}
-        hits: list[str] = []
-        for method, limit in m.hashes.items():
-            if method in a and method in b:
-                d = (a[method] ^ b[method]).bit_count()
-                scores[method] = d
-                if d <= limit:
-                    hits.append(method)
-        if m.cnn is not None and sim is not None:
-            scores["cnn"] = round(float(sim), 6)
-            if sim >= m.cnn:
-                hits.append("cnn")
-        ok = bool(hits) and (m.mode == "any" or len(hits) == len(m.methods))
-        if not ok:
-            return None
-        return Evidence(hits[0], scores[hits[0]], scores)
+        return pair_evidence(self.matching, a, b, sim)
 
     def _candidates(self, hashes: Mapping[str, int], vector: np.ndarray | None) -> dict[bytes, float | None]:
         """Digests that may match (from trees and vectors), with their CNN similarity when known."""
@@ -373,7 +328,4 @@ class MatchIndex:
 
 
 def _order(item: tuple[str, Evidence]) -> tuple:
-    path, ev = item
-    rank = 0 if ev.method == EXACT else 1
-    score = -ev.score if ev.method == "cnn" else ev.score
-    return (rank, score, path)
+    return closeness(*item)

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -41,10 +42,14 @@ from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from dedupd.errors import StoreWriteError
 
+if TYPE_CHECKING:
+    from dedupd.daemon.policy import QuarantinePlan, RestoreRequest
+
 logger = logging.getLogger(__name__)
 
 BATCH = 32
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
+_IDEMPOTENT = frozenset({"delete", "delete_dir", "move", "move_dir"})
 #: errnos that say "the machine, not this file": the same step may succeed once they clear
 TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE,
                               errno.ENFILE})
@@ -88,10 +93,17 @@ class Counters:
 
 @dataclass(frozen=True)
 class Work:
-    kind: str  # upsert | delete | delete_dir | move | move_dir | call
+    kind: str  # upsert | delete | delete_dir | move | move_dir | call | quarantine | restore
     path: str = ""
     dest: str = ""
     call: Callable[[], None] | None = None
+    plan: QuarantinePlan | RestoreRequest | None = None  # quarantine | restore: for Pipeline.policy
+
+
+class PolicyRunner(Protocol):
+    """Carries out ``quarantine`` and ``restore`` work (:class:`dedupd.daemon.policy.QuarantinePolicy`)."""
+
+    def run(self, work: QuarantinePlan | RestoreRequest) -> None: ...
 
 
 def encode_spec(config: Config) -> EncodeSpec:
@@ -132,6 +144,7 @@ class Pipeline:
         self.spec = encode_spec(config)
         self.fault: Fault | None = None
         self.heartbeat = time.monotonic()  # the loop's last sign of life (see Daemon.healthy)
+        self.policy: PolicyRunner | None = None  # set by the daemon when it owns a quarantine policy
 
     # -- producer side (any thread) -----------------------------------------------------------
 
@@ -206,8 +219,9 @@ class Pipeline:
 
     def _step(self, work: Work) -> None:
         what = f"{work.kind} {work.path}" + (f" -> {work.dest}" if work.dest else "")
-        # a "call" is not idempotent (it may have moved files before failing): never re-run it
-        self._attempt(what, lambda: self._apply(work), retry=work.kind != "call")
+        # a call, a quarantine plan or a restore is not idempotent (it may have moved files before it
+        # failed): never re-run it; its own checks redo what is still due on the next plan
+        self._attempt(what, lambda: self._apply(work), retry=work.kind in _IDEMPOTENT)
 
     def _attempt(self, what: str, step: Callable[[], None], *, retry: bool = True) -> bool:
         """Run one step of work: True when it went through.
@@ -254,6 +268,8 @@ class Pipeline:
             self._move(work.path, work.dest, is_dir=work.kind == "move_dir")
         elif work.kind == "call" and work.call is not None:
             work.call()
+        elif work.kind in ("quarantine", "restore") and work.plan is not None and self.policy is not None:
+            self.policy.run(work.plan)
 
     # -- deletes and moves ---------------------------------------------------------------------
 

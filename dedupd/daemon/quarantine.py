@@ -9,6 +9,7 @@ by looking at the disk. Restore moves back the same way and refuses to overwrite
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -32,6 +33,8 @@ class Outcome:
     path: str
     ok: bool
     detail: str
+    errno: int | None = None  # why a move failed (an OSError's errno), when it did
+    id: int | None = None  # the manifest entry written, if any
 
 
 def _fsync_dir(path: str) -> None:
@@ -53,23 +56,53 @@ def safe_move(src: str, dst: str, digest: bytes | None) -> None:
     os.makedirs(os.path.dirname(dst), exist_ok=True)
     try:
         os.rename(src, dst)  # atomic on one filesystem
-        _fsync_dir(os.path.dirname(dst))
-        return
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+    else:
+        _fsync_dir_after_move(os.path.dirname(dst))
+        return
     tmp = dst + PARTIAL
-    shutil.copy2(src, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    want = digest or file_digest(src)
-    if file_digest(tmp) != want:
-        os.unlink(tmp)  # our own partial copy, never the user's file
-        raise OSError(errno.EIO, "copy verification failed", src)
-    os.rename(tmp, dst)
-    _fsync_dir(os.path.dirname(dst))
-    os.unlink(src)
-    _fsync_dir(os.path.dirname(src))
+    try:
+        shutil.copy2(src, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        want = digest or file_digest(src)
+        if file_digest(tmp) != want:
+            raise OSError(errno.EIO, "copy verification failed", src)
+        os.rename(tmp, dst)
+    except BaseException:
+        # our own partial copy (a full disk, a failed verify), never the user's file: a failed
+        # attempt must leave nothing behind, or every retry would add one more leftover
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    try:
+        _fsync_dir(os.path.dirname(dst))
+        os.unlink(src)
+    except BaseException:
+        # the move failed: drop our verified copy, but only while the original is still there
+        # with the same bytes (if it vanished meanwhile, our copy is the only one left: keep it)
+        if _digest_or_none(src) == want:
+            os.unlink(dst)
+        raise
+    _fsync_dir_after_move(os.path.dirname(src))
+
+
+def _digest_or_none(path: str) -> bytes | None:
+    try:
+        return file_digest(path)
+    except OSError:
+        return None
+
+
+def _fsync_dir_after_move(path: str) -> None:
+    # the move itself is done: a failing directory fsync must not report the move as failed
+    # (the manifest would then say "failed" for a file that is at its destination)
+    try:
+        _fsync_dir(path)
+    except OSError as exc:
+        logger.warning("could not fsync directory %s after a move: %s", path, exc)
 
 
 class Quarantine:
@@ -105,8 +138,15 @@ class Quarantine:
         """(origin, digest) of files a user restored: the policy leaves them alone."""
         return {(e.origin, e.digest) for e in self.store.iter_quarantine("restored")}
 
-    def move(self, victim: str, keeper: str, digest: bytes | None, reason: str) -> Outcome:
-        """Quarantine ``victim`` (a direct duplicate of ``keeper``) after re-checking both on disk."""
+    def move(self, victim: str, keeper: str, digest: bytes | None, reason: str, *,
+             retry_of: int | None = None) -> Outcome:
+        """Quarantine ``victim`` (a direct duplicate of ``keeper``) after re-checking both on disk.
+
+        ``retry_of``: the ``failed`` manifest entry of an earlier attempt for the same file; it is
+        reused, so a victim that keeps failing has one entry, not one per attempt. A failed move
+        leaves the victim in place and nothing in the quarantine folder; ``Outcome.errno`` tells
+        why (``ENOSPC`` for a full quarantine filesystem).
+        """
         rec = self.store.get_file(victim)
         if rec is None or rec.digest != digest:
             return Outcome(victim, False, "changed since it was indexed")
@@ -120,19 +160,30 @@ class Quarantine:
             return Outcome(victim, False, f"kept copy {keeper} no longer exists")
         dest = self.destination(victim)
         now = time.time()
-        qid = self.store.add_quarantine(QuarantineEntry(victim, dest, keeper, digest, reason, "pending", now, now))
+        if retry_of is not None and self._retryable(retry_of, victim, digest):
+            qid = retry_of
+            self.store.update_quarantine(qid, dest=dest, keeper=keeper, reason=reason, state="pending", updated_at=now)
+        else:
+            qid = self.store.add_quarantine(QuarantineEntry(victim, dest, keeper, digest, reason, "pending", now, now))
         try:
             safe_move(victim, dest, digest)
         except OSError as exc:
             self.store.update_quarantine(qid, state="failed", reason=f"{reason}; move failed: {exc}",
                                          updated_at=time.time())
-            logger.error("could not quarantine %s: %s", victim, exc)
-            return Outcome(victim, False, f"move failed: {exc}")
+            return Outcome(victim, False, f"move failed: {exc}", errno=exc.errno, id=qid)
         self.store.update_quarantine(qid, state="moved", updated_at=time.time())
         self.store.delete_file(victim)
         self._event("quarantined", path=victim, dest=dest, keeper=keeper, reason=reason, id=qid)
         logger.info("quarantined %s -> %s (kept %s: %s)", victim, dest, keeper, reason)
-        return Outcome(victim, True, dest)
+        return Outcome(victim, True, dest, id=qid)
+
+    def _retryable(self, qid: int, victim: str, digest: bytes | None) -> bool:
+        e = self.store.get_quarantine(qid)
+        return e is not None and e.state == "failed" and e.origin == victim and e.digest == digest
+
+    def failed(self) -> dict[tuple[str, bytes | None], int]:
+        """``(origin, digest) → id`` of the manifest's ``failed`` entries (the latest per file)."""
+        return {(e.origin, e.digest): e.id for e in self.store.iter_quarantine("failed")}
 
     def recover(self) -> int:
         """Finish or roll back moves a crash interrupted; returns how many entries were settled."""
@@ -173,10 +224,12 @@ class Quarantine:
                 fixed += 1
         return fixed
 
-    def restore(self, paths: Iterable[str] | None = None) -> list[Outcome]:
+    def restore(self, paths: Iterable[str] | None = None, *,
+                should_stop: Callable[[], bool] = lambda: False) -> list[Outcome]:
         """Move quarantined files back (all when ``paths`` is None); never overwrites anything.
 
-        ``paths`` may name the original location or the quarantined copy.
+        ``paths`` may name the original location or the quarantined copy. ``should_stop`` is asked
+        before each file: once it answers True, nothing more is moved (each move is complete).
         """
         wanted = None if paths is None else {os.path.abspath(p) for p in paths}
         matched: set[str] = set()
@@ -187,6 +240,8 @@ class Quarantine:
                 if not hit:
                     continue
                 matched |= hit
+            if should_stop():
+                return out
             out.append(self._restore_one(e))
         for p in sorted((wanted or set()) - matched):
             out.append(Outcome(p, False, "not in the quarantine manifest (or already restored)"))

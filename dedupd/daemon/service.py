@@ -26,12 +26,13 @@ from dedupd.daemon.config import Config
 from dedupd.daemon.loader import load_index, matching_of
 from dedupd.daemon.notify import Notifier
 from dedupd.daemon.pipeline import Pipeline, Work
+from dedupd.daemon.policy import QuarantinePolicy, RestoreRequest
 from dedupd.daemon.quarantine import Quarantine
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
 from dedupd.daemon.walk import is_watched_file, walk_root
 from dedupd.daemon.watcher import Watcher
-from dedupd.reports.files import EventLog, build_groups, write_reports
+from dedupd.reports.files import EventLog, write_reports
 
 logger = logging.getLogger("dedupd.daemon")
 
@@ -109,6 +110,10 @@ class Daemon:
         self.settler = Settler(cfg.settle_ms / 1000, self._settled)
         self.pipeline = Pipeline(cfg, self.store, self.index, on_change=self._dirty.set,
                                  on_event=self.events.append, retouch=self.settler.touch)
+        self.policy = QuarantinePolicy(self.quarantine, self.index, on_moved=self._quarantined,
+                                       on_restored=self._restored, on_change=self._dirty.set,
+                                       stopping=self.stop_event.is_set)
+        self.pipeline.policy = self.policy
         self.pipeline.start_pool()
         self._spawn("graph", self._build_graph)
         self._spawn("pipeline", self.pipeline.run)
@@ -262,6 +267,8 @@ class Daemon:
         pause = 0.2
         while not self.stop_event.is_set():
             if not self._dirty.wait(timeout=0.5):
+                if self.policy.retry_due():
+                    self._dirty.set()  # a failed quarantine move's back-off ended: re-plan
                 continue
             # coalesce bursts; on big libraries wait at least twice as long as the last write took,
             # so report writing never takes more than a third of the time during a heavy ingest
@@ -286,53 +293,26 @@ class Daemon:
             pause = max(0.2, 2 * (time.monotonic() - t0))
 
     def _plan_quarantine(self) -> None:
-        exempt = self.quarantine.exempt()
-        plans = []
-        for group in build_groups(self.index, self.config.keep):
-            keeper = group["keep"]["path"]
-            for d in group["duplicates"]:
-                info = self.index.files.get(d["path"])
-                if not d["direct"] or info is None or (d["path"], info.digest) in exempt:
-                    continue
-                reason = f"{d['method']} {'similarity' if d['method'] == 'cnn' else 'distance'} " \
-                         f"{d.get('similarity', d.get('distance'))} to kept copy"
-                plans.append((d["path"], keeper, info.digest, reason))
-        if plans:
-            self.pipeline.put(Work("call", call=lambda: self._apply_quarantine(plans)))
+        plan = self.policy.plan()
+        if plan is not None:
+            self.pipeline.put(Work("quarantine", plan=plan))  # moved on the pipeline thread, re-verified
 
-    def _apply_quarantine(self, plans: list[tuple[str, str, bytes, str]]) -> None:
-        done = 0
-        for victim, keeper, digest, reason in plans:
-            if self.config.policy != "quarantine" or self.stop_event.is_set():
-                break  # reloaded to another policy, or stopping: each move so far is complete
-            if keeper not in self.index.files:
-                continue
-            outcome = self.quarantine.move(victim, keeper, digest, reason)
-            if outcome.ok:
-                self.index.remove(victim)
-                self.pipeline.counters.quarantined += 1
-                done += 1
-        if done:
-            self._dirty.set()
+    def _quarantined(self, path: str) -> None:
+        self.pipeline.counters.quarantined += 1
 
-    def restore(self, paths: list[str] | None) -> list[dict[str, Any]]:
-        """Restore quarantined files (runs on the pipeline thread, waits for the result)."""
-        result: list[dict[str, Any]] = []
-        finished = threading.Event()
+    def _restored(self, path: str) -> None:
+        self.pipeline.counters.restored += 1
+        self.settler.touch(path)
 
-        def job() -> None:
-            try:
-                for o in self.quarantine.restore(paths):
-                    result.append({"path": o.path, "ok": o.ok, "detail": o.detail})
-                    if o.ok:
-                        self.pipeline.counters.restored += 1
-                        self.settler.touch(o.path)
-            finally:
-                finished.set()
+    def restore(self, paths: list[str] | None, timeout: float = 120.0) -> list[dict[str, Any]]:
+        """Restore quarantined files on the pipeline thread and return the complete result.
 
-        self.pipeline.put(Work("call", call=job))
-        finished.wait(timeout=120)
-        return result
+        Raises:
+            RestoreTimeout: not finished within ``timeout`` s (the job then stops before its next file).
+        """
+        request = RestoreRequest(paths)
+        self.pipeline.put(Work("restore", plan=request))
+        return request.wait(timeout)
 
     # -- status -------------------------------------------------------------------------------
 

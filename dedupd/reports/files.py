@@ -7,20 +7,17 @@ copy the keep-rule keeps and how every other member matched it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dedupd.core.groups import components, direct_victims
-from dedupd.core.keep import Candidate, choose_keeper
-from dedupd.daemon.config import Config, KeepRule
-from dedupd.daemon.index import Evidence, MatchIndex
+from dedupd.daemon.config import Config
+from dedupd.daemon.index import MatchIndex
+from dedupd.reports.groups import build_groups
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +39,6 @@ def write_json_atomic(path: str, data: Any) -> None:
             os.unlink(tmp)
         finally:
             raise
-
-
-def keep_rules(rules: Sequence[KeepRule]) -> list[str | dict[str, str]]:
-    """Config keep rules in :mod:`dedupd.core.keep`'s vocabulary."""
-    return [{"prefer": r.pattern or ""} if r.kind == "prefer" else r.kind for r in rules]
 
 
 class EventLog:
@@ -79,42 +71,6 @@ class EventLog:
             if self.failing is not None:
                 logger.warning("appending to %s works again after %d dropped events", self.path, self.dropped)
                 self.failing = None
-
-
-def file_view(path: str, index: MatchIndex) -> dict[str, Any]:
-    info = index.files.get(path)
-    if info is None:
-        return {"path": path}
-    return {"path": path, "width": info.width, "height": info.height, "bytes": info.size,
-            "mtime": round(info.mtime_ns / 1e9, 3)}
-
-
-def build_groups(index: MatchIndex, rules: Sequence[KeepRule]) -> list[dict[str, Any]]:
-    """Every duplicate group: the kept file and, for each other member, how it matched the kept one."""
-    rule_list = keep_rules(rules)
-    with index.lock:
-        neighbours = index.neighbours()
-        out = []
-        for members in components(neighbours):
-            cands = [Candidate(p, index.files[p].width * index.files[p].height, index.files[p].size,
-                               index.files[p].mtime_ns) for p in members]
-            keeper = choose_keeper(cands, rule_list).path
-            direct = set(direct_victims(keeper, members, neighbours))
-            evidence: Mapping[str, Evidence] = dict(index.duplicates_of(keeper))
-            dups = []
-            for p in members:
-                if p == keeper:
-                    continue
-                entry = {**file_view(p, index), "direct": p in direct}
-                if p in direct:
-                    entry.update(evidence[p].as_dict())
-                else:
-                    via = next((q for q, _ in index.duplicates_of(p) if q in evidence or q == keeper), None)
-                    entry["via"] = via
-                dups.append(entry)
-            gid = hashlib.blake2b("\0".join(members).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
-            out.append({"id": gid, "size": len(members), "keep": file_view(keeper, index), "duplicates": dups})
-        return out
 
 
 def write_reports(report_dir: str, index: MatchIndex, config: Config, store: Any = None) -> dict[str, int]:

@@ -162,7 +162,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
     Thumbnails go to ``thumbs_dir`` (default ``<dir of out_path>/thumbs``), named by content
     digest, so each content is decoded once across reports; the page links them relatively.
     """
-    from dedupd.reports.files import build_groups
+    from dedupd.reports.groups import build_groups
     from dedupd.reports.thumbnails import ensure_thumbnails
 
     t0 = time.monotonic()

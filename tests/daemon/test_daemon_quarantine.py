@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -223,3 +225,56 @@ def test_quarantine_across_filesystems(mixed200: Path, tmp_path: Path, daemon_fa
         daemon.stop()
     finally:
         shutil.rmtree(qdir, ignore_errors=True)
+
+
+def test_full_quarantine_filesystem(mixed200: Path, tmp_path: Path, daemon_factory) -> None:
+    """quarantine_dir on a 2 MiB tmpfs that fills up: no partial copies, one manifest entry per
+    victim (not per attempt), victims untouched in place, and the moves resume once there is room."""
+    qfs = tmp_path / "qfs"
+    qfs.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(qfs)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    try:
+        watched = tmp_path / "photos"
+        (watched / "copies").mkdir(parents=True)
+        files = sorted(image_files(mixed200), key=lambda p: -os.path.getsize(p))[:30]
+        for i, p in enumerate(files):
+            shutil.copyfile(p, watched / f"{i:02d}-{os.path.basename(p)}")
+            shutil.copyfile(p, watched / "copies" / f"{i:02d}-{os.path.basename(p)}")
+        assert sum(map(os.path.getsize, files)) > 3 << 20, "the copies must not fit in 2 MiB"
+        before = checksums(watched)
+        daemon = daemon_factory([watched], policy="quarantine", quarantine_dir=str(qfs))
+        daemon.start()
+        daemon.wait_until(lambda: any(e["state"] == "failed" for e in daemon.manifest()), 60, "a failed move")
+        daemon.wait_quiet(stable=1.5)
+        time.sleep(8)  # several back-off rounds (2 s, 4 s, ...) with the filesystem still full
+
+        entries = daemon.manifest()
+        origins = [e["origin"] for e in entries]
+        assert len(origins) == len(set(origins)), "one manifest entry per victim, not one per attempt"
+        moved = {e["origin"] for e in entries if e["state"] == "moved"}
+        assert moved and len(moved) < len(entries) <= len(files) + 2, "some moved, the rest waits"
+        assert not [p for p in image_files(qfs) + image_files(watched) if p.endswith(PARTIAL)]
+        assert not [n for _, _, names in os.walk(qfs) for n in names if n.endswith(PARTIAL)]
+        now = checksums(watched)
+        for path, digest in before.items():
+            if path not in moved:
+                assert now[path] == digest, f"{path} must stay untouched in place"
+        failures = [r for r in daemon.log_records() if "could not quarantine" in r.get("message", r.get("event", ""))
+                    and r.get("level") == "error"]
+        assert len(failures) <= len([e for e in entries if e["state"] == "failed"]), failures
+
+        # room again: the moves resume by themselves (nothing else happens in the folder)
+        subprocess.run(["mount", "-o", "remount,size=64m", str(qfs)], check=True)
+        daemon.wait_until(lambda: {e["state"] for e in daemon.manifest()} == {"moved"}, 90, "moves resumed")
+        s = daemon.wait_quiet(stable=1.5)
+        entries = daemon.manifest()
+        assert len(entries) == s["quarantined"] >= len(files) and {e["state"] for e in entries} == {"moved"}
+        assert s["groups"] == 0, "every duplicate is in the quarantine now"
+        everything = list(checksums(watched).values()) + list(checksums(qfs).values())
+        assert sorted(everything) == sorted(before.values())
+        daemon.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(qfs)], check=False)

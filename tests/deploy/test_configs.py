@@ -18,7 +18,7 @@ import yaml
 
 from dedupd.core.keep import Candidate, choose_keeper
 from dedupd.daemon.config import Config, config_from_mapping, load_config
-from dedupd.reports.files import keep_rules
+from dedupd.reports.groups import keep_rules
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))

@@ -43,8 +43,9 @@ from dedupd.daemon.config import Config
 from dedupd.daemon.config.values import path_inside
 from dedupd.daemon.encoder import DIGEST_SIZE, EncodeSpec, bytes_digest, encode_job
 from dedupd.daemon.pipeline import encode_spec
+from dedupd.daemon.policy import RestoreTimeout
 from dedupd.daemon.store.manifest import QUARANTINE_STATES
-from dedupd.reports.files import build_groups
+from dedupd.reports.groups import build_groups
 
 if TYPE_CHECKING:
     from dedupd.daemon.encoder import EncodeResult
@@ -367,7 +368,10 @@ class Router:
             wanted = [os.path.normpath(p) for p in paths]
         else:
             raise HttpError(400, "bad request", 'send {"all": true} or {"paths": ["/absolute/path", ...]}')
-        results = self.daemon.restore(wanted)
+        try:
+            results = self.daemon.restore(wanted)
+        except RestoreTimeout as exc:
+            raise HttpError(503, "restore timed out", str(exc)) from None
         restored = sum(1 for r in results if r["ok"])
         logger.info("restore via socket: %d restored, %d failed", restored, len(results) - restored)
         return 200, {"results": results, "restored": restored, "failed": len(results) - restored}

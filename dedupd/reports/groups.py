@@ -1,0 +1,64 @@
+"""Duplicate groups for ``groups.json``, ``report.html`` and the socket's ``/v1/groups``.
+
+The decision (which copy is kept, which members match it directly and how) is
+:func:`dedupd.core.policy.decide_groups`; this module gathers its inputs from the index and
+turns its answer into the report format. That format is a contract with report consumers:
+``{"id", "size", "keep": {path, width, height, bytes, mtime}, "duplicates": [{path, ..., "direct",
+"method", "distance"|"similarity", "scores"} | {path, ..., "direct": false, "via"}]}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from dedupd.core.keep import Candidate
+from dedupd.core.policy import Evidence, GroupDecision, decide_groups
+from dedupd.daemon.config import KeepRule
+from dedupd.daemon.index import MatchIndex
+
+
+def keep_rules(rules: Sequence[KeepRule]) -> list[str | dict[str, str]]:
+    """Config keep rules in :mod:`dedupd.core.keep`'s vocabulary."""
+    return [{"prefer": r.pattern or ""} if r.kind == "prefer" else r.kind for r in rules]
+
+
+def file_view(path: str, index: MatchIndex) -> dict[str, Any]:
+    info = index.files.get(path)
+    if info is None:
+        return {"path": path}
+    return {"path": path, "width": info.width, "height": info.height, "bytes": info.size,
+            "mtime": round(info.mtime_ns / 1e9, 3)}
+
+
+def decide(index: MatchIndex, rules: Sequence[KeepRule], exempt: Collection[str] = ()) -> list[GroupDecision]:
+    """Every duplicate group of ``index`` decided by the keep ``rules`` (call under ``index.lock``)."""
+    with index.lock:
+        edges: dict[str, dict[str, Evidence]] = {p: dict(index.duplicates_of(p)) for p in index.neighbours()}
+        facts = {}
+        for p in edges:
+            info = index.files[p]
+            facts[p] = Candidate(p, info.width * info.height, info.size, info.mtime_ns)
+    return decide_groups(facts, edges, keep_rules(rules), exempt)
+
+
+def group_view(decision: GroupDecision, index: MatchIndex) -> dict[str, Any]:
+    """One group in the report format."""
+    dups = []
+    for d in decision.duplicates:
+        entry = {**file_view(d.path, index), "direct": d.direct}
+        if d.direct:
+            assert d.evidence is not None
+            entry.update(d.evidence.as_dict())
+        else:
+            entry["via"] = d.via
+        dups.append(entry)
+    gid = hashlib.blake2b("\0".join(decision.members).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+    return {"id": gid, "size": len(decision.members), "keep": file_view(decision.keep, index), "duplicates": dups}
+
+
+def build_groups(index: MatchIndex, rules: Sequence[KeepRule]) -> list[dict[str, Any]]:
+    """Every duplicate group: the kept file and, for each other member, how it matched the kept one."""
+    with index.lock:
+        return [group_view(g, index) for g in decide(index, rules)]
