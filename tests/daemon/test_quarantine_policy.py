@@ -66,7 +66,9 @@ class World:
         """What a SIGHUP does to the parts the policy sees."""
         new = self.config(**changes)
         self.quarantine.config = new
-        self.index.retune(matching_of(new))
+        if matching_of(new) != self.index.matching:
+            self.index.retune(matching_of(new))
+            assert self.index.build_graph()  # the daemon builds it in the background
 
     def add(self, name: str, data: bytes, phash: int, pixels: int = 100) -> Path:
         """Write a file and index it as the pipeline would (store first, then the index)."""
@@ -370,12 +372,13 @@ def test_restore_timeout_is_a_clear_http_error() -> None:
     import types
 
     from dedupd.daemon.api.routes import Router
-    from dedupd.daemon.api.transport import HttpError
+    from dedupd.daemon.api.transport import HttpError, Request
 
     def restore(paths: list[str] | None) -> list[dict[str, Any]]:
         raise RestoreTimeout("restore did not finish within 120 s (the daemon is busy); it was cancelled")
 
     router = Router(types.SimpleNamespace(restore=restore))  # type: ignore[arg-type]
+    request = Request("POST", "/v1/restore", {}, b'{"all": true}', None, None)  # type: ignore[arg-type]
     with pytest.raises(HttpError) as err:
-        router.restore(b'{"all": true}')
+        router.restore(request)
     assert err.value.status == 503 and "did not finish within 120 s" in err.value.detail
