@@ -40,6 +40,7 @@ from dedupd.daemon.encoder import (
 )
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
+from dedupd.daemon.walk import is_watched_file
 from dedupd.errors import StoreWriteError
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 BATCH = 32
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
-_IDEMPOTENT = frozenset({"delete", "delete_dir", "move", "move_dir"})
+_IDEMPOTENT = frozenset({"delete", "delete_dir", "move", "move_dir", "forget_missing", "reconfigure"})
 #: errnos that say "the machine, not this file": the same step may succeed once they clear
 TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE,
                               errno.ENFILE})
@@ -93,10 +94,13 @@ class Counters:
 
 @dataclass(frozen=True)
 class Work:
-    kind: str  # upsert | delete | delete_dir | move | move_dir | call | quarantine | restore
+    """One item of the pipeline's queue: plain data (no callables cross threads)."""
+
+    kind: str  # upsert | delete | delete_dir | move | move_dir | forget_missing | reconfigure | quarantine | restore
     path: str = ""
     dest: str = ""
-    call: Callable[[], None] | None = None
+    paths: tuple[str, ...] = ()  # forget_missing: paths a walk did not see
+    config: Config | None = None  # reconfigure: the reloaded config
     plan: QuarantinePlan | RestoreRequest | None = None  # quarantine | restore: for Pipeline.policy
 
 
@@ -161,7 +165,7 @@ class Pipeline:
         return self.queue.qsize() + (1 if self._busy.is_set() else 0)
 
     def reconfigure(self, config: Config) -> None:
-        """Adopt a reloaded config (runs on the pipeline thread via a ``call`` work item)."""
+        """Adopt a reloaded config (runs on the pipeline thread, queued as ``reconfigure`` work)."""
         self.config = config
         spec = encode_spec(config)
         if spec != self.spec:
@@ -219,8 +223,8 @@ class Pipeline:
 
     def _step(self, work: Work) -> None:
         what = f"{work.kind} {work.path}" + (f" -> {work.dest}" if work.dest else "")
-        # a call, a quarantine plan or a restore is not idempotent (it may have moved files before it
-        # failed): never re-run it; its own checks redo what is still due on the next plan
+        # a quarantine plan or a restore is not idempotent (it may have moved files before it
+        # failed): never re-run it; the next plan redoes what is still due
         self._attempt(what, lambda: self._apply(work), retry=work.kind in _IDEMPOTENT)
 
     def _attempt(self, what: str, step: Callable[[], None], *, retry: bool = True) -> bool:
@@ -266,8 +270,12 @@ class Pipeline:
                         + [p for p, _ in self.store.iter_files() if p.startswith(prefix)])
         elif work.kind in ("move", "move_dir"):
             self._move(work.path, work.dest, is_dir=work.kind == "move_dir")
-        elif work.kind == "call" and work.call is not None:
-            work.call()
+        elif work.kind == "forget_missing":
+            # re-checked here: a file may have arrived (via the watcher) after the walk passed its
+            # folder; only what is really gone or no longer wanted is forgotten
+            self.forget([p for p in work.paths if not (os.path.isfile(p) and is_watched_file(p, self.config))])
+        elif work.kind == "reconfigure" and work.config is not None:
+            self.reconfigure(work.config)
         elif work.kind in ("quarantine", "restore") and work.plan is not None and self.policy is not None:
             self.policy.run(work.plan)
 

@@ -30,7 +30,7 @@ from dedupd.daemon.policy import QuarantinePolicy, RestoreRequest
 from dedupd.daemon.quarantine import Quarantine
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
-from dedupd.daemon.walk import is_watched_file, walk_root
+from dedupd.daemon.walk import walk_root
 from dedupd.daemon.watcher import Watcher
 from dedupd.reports.files import EventLog, write_reports
 
@@ -218,12 +218,7 @@ class Daemon:
                 prog["queued"] += 1
         gone = [p for p, _ in self.store.iter_files() if p not in seen]
         if gone:
-            # re-checked on the pipeline thread: a file may have arrived (via the watcher) after the
-            # walk passed its folder; only what is really gone or no longer wanted is forgotten
-            def forget_gone() -> None:
-                self.pipeline.forget([p for p in gone if not (os.path.isfile(p) and is_watched_file(p, cfg))])
-
-            self.pipeline.put(Work("call", call=forget_gone))
+            self.pipeline.put(Work("forget_missing", paths=tuple(gone)))
         prog["forgotten"] = len(gone)
         return True
 
@@ -477,7 +472,7 @@ class Daemon:
                                      if f.name != "source" and getattr(new, f.name) != getattr(old, f.name)))
         self.config = new
         self.quarantine.config = new
-        self.pipeline.put(Work("call", call=lambda: self.pipeline.reconfigure(new)))
+        self.pipeline.put(Work("reconfigure", config=new))
         if matching_of(new) != matching_of(old):
             # new thresholds: the columns are reset at once, the graph is rebuilt in the background in
             # lock-released blocks (never on this loop: the watchdog and the socket keep going)
