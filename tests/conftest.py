@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.procs import live_processes
+
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("DEDUPD_CORPUS", REPO.parent / "shared" / "corpus"))
 
@@ -45,22 +47,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path):
     return make
 
 
-def _child_processes() -> set[int]:
-    """Live (non-zombie) child processes of this test process, from /proc."""
-    me, out = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == me and fields[0] != "Z":
-            out.add(int(entry))
-    return out
-
-
 def _service_processes() -> set[int]:
     """multiprocessing's own helpers, alive for the whole session once started (not a leak)."""
     pids = set()
@@ -87,13 +73,13 @@ def no_leaked_threads_or_processes():
     import time
 
     threads_before = set(threading.enumerate())
-    procs_before = _child_processes()
+    procs_before = live_processes(parent=os.getpid())
     yield
     deadline = time.monotonic() + 5
     while True:
         threads = [t for t in threading.enumerate()
                    if t not in threads_before and t.is_alive() and t.name not in _SESSION_THREADS]
-        procs = _child_processes() - procs_before - _service_processes()
+        procs = live_processes(parent=os.getpid()) - procs_before - _service_processes()
         if (not threads and not procs) or time.monotonic() > deadline:
             break
         time.sleep(0.05)

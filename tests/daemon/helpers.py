@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from tests.procs import live_processes
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -226,18 +228,7 @@ class DaemonProcess:
         """Live processes of the daemon's process group (its decode workers), zombies excluded."""
         if self.proc is None:
             return []
-        out = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.proc.pid and fields[0] != "Z":
-                out.append(int(entry))
-        return out
+        return sorted(live_processes(group=self.proc.pid))
 
     def _kill_group(self) -> None:
         if self.proc is None:

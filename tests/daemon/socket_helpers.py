@@ -85,9 +85,16 @@ def curl(socket_path: str, *args: str, timeout: float = 30.0) -> tuple[int, Any]
 
 def raw_exchange(socket_path: str, data: bytes, timeout: float = 5.0) -> bytes:
     """Send raw bytes, read until the server closes (or ``timeout``); returns what came back."""
+    return timed_exchange(socket_path, data, timeout)[0]
+
+
+def timed_exchange(socket_path: str, data: bytes, timeout: float = 5.0) -> tuple[bytes, float]:
+    """Send raw bytes keeping our end open (as a real client does), read until the server closes
+    (or ``timeout``); returns what came back and the seconds until then."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(socket_path)
+        t0 = time.monotonic()
         s.sendall(data)
         got = b""
         try:
@@ -95,7 +102,7 @@ def raw_exchange(socket_path: str, data: bytes, timeout: float = 5.0) -> bytes:
                 got += chunk
         except TimeoutError:
             pass
-        return got
+        return got, time.monotonic() - t0
 
 
 def parse_response(raw: bytes) -> tuple[int, dict[str, str], Any]:

@@ -35,6 +35,7 @@ from tests.daemon.socket_helpers import (
     needs_curl,
     parse_response,
     raw_exchange,
+    timed_exchange,
     wait_for,
 )
 
@@ -363,20 +364,8 @@ def test_malformed_http_gets_a_json_error(lib: Lib, request_bytes: bytes, status
 
 
 def _answer_without_half_close(socket_path: str, data: bytes, wait: float = 5.0) -> tuple[bytes, float]:
-    """Send ``data`` and keep the connection open (as a real client does); read until the server
-    closes. Returns (what came back, seconds until the server closed)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(wait)
-        s.connect(socket_path)
-        t0 = time.monotonic()
-        s.sendall(data)
-        raw = b""
-        try:
-            while chunk := s.recv(65536):
-                raw += chunk
-        except TimeoutError:
-            pass
-        return raw, time.monotonic() - t0
+    """Send ``data`` and keep the connection open; what came back and when the server closed."""
+    return timed_exchange(socket_path, data, wait)
 
 
 #: Requests that must be answered at once (the client keeps its end open and waits), each with
