@@ -28,9 +28,9 @@ from dedupd.daemon.notify import Notifier
 from dedupd.daemon.pipeline import Pipeline, Work
 from dedupd.daemon.policy import QuarantinePolicy, RestoreRequest
 from dedupd.daemon.quarantine import Quarantine
+from dedupd.daemon.reconcile import Reconciler
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
-from dedupd.daemon.walk import walk_root
 from dedupd.daemon.watcher import Watcher
 from dedupd.reports.files import EventLog, write_reports
 
@@ -72,16 +72,13 @@ class Daemon:
         self._dirty = threading.Event()
         self._threads: list[threading.Thread] = []
         self.dead_threads: list[str] = []  # names of threads that died of an exception
-        self._reconcile_again = False
         self._one_shot = False  # scan_once: no reporter thread
         self._encoders_pending = False  # new encoder settings, recorded once a full reconcile is done
-        self.reconcile_progress: dict[str, Any] = {"walked": 0, "queued": 0, "done": False}
         self.report_counts = {"groups": 0, "duplicates": 0}
         self.report_error: str | None = None
         self.store: Store | None = None
         self.server: Any = None
         self._last_rescan = 0.0
-        self._reconciler: threading.Thread | None = None
         self._sigint_count = 0
 
     # -- start-up -----------------------------------------------------------------------------
@@ -106,7 +103,7 @@ class Daemon:
         recovered = self.quarantine.recover()
         if recovered:
             logger.warning("settled %d quarantine moves interrupted by a crash", recovered)
-        self._load_index()
+        refresh = self._load_index()
         self.settler = Settler(cfg.settle_ms / 1000, self._settled)
         self.pipeline = Pipeline(cfg, self.store, self.index, on_change=self._dirty.set,
                                  on_event=self.events.append, retouch=self.settler.touch)
@@ -114,6 +111,8 @@ class Daemon:
                                        on_restored=self._restored, on_change=self._dirty.set,
                                        stopping=self.stop_event.is_set)
         self.pipeline.policy = self.policy
+        self.reconciler = Reconciler(self.store, self.index, self.pipeline.put, self._spawn, self.stop_event.is_set)
+        self.reconciler.refresh = refresh
         self.pipeline.start_pool()
         self._spawn("graph", self._build_graph)
         self._spawn("pipeline", self.pipeline.run)
@@ -154,11 +153,11 @@ class Daemon:
             return False
         return time.monotonic() - self.pipeline.heartbeat < STALL_S
 
-    def _load_index(self) -> None:
+    def _load_index(self) -> bool:
+        """Load the index from the store; True when the stored encodings need a refresh."""
         assert self.store is not None
         cfg = self.config
         mismatch = self.store.encoder_mismatch(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
-        self._refresh_all = mismatch.any
         # the new settings are recorded only once every file has been looked at under them: a
         # crash before that re-runs the refresh (files already re-encoded are skipped cheaply)
         self._encoders_pending = mismatch.any or not self.store.meta().get("hash_params")
@@ -166,6 +165,7 @@ class Daemon:
         # an all-pairs scan (46 s for 200k files here), built in the background after start-up
         self.index = load_index(self.store, cfg, build_graph=False)
         self._dirty.set()
+        return mismatch.any
 
     def _build_graph(self) -> None:
         t0 = time.monotonic()
@@ -178,49 +178,14 @@ class Daemon:
     # -- reconcile ----------------------------------------------------------------------------
 
     def start_reconcile(self) -> None:
-        """Walk the roots in the background; when a walk is running, walk again once it ends (a
-        reload may have changed the roots or the methods after it passed a folder)."""
-        if self._reconciler is not None and self._reconciler.is_alive():
-            self._reconcile_again = True
-            return
-        self._reconcile_again = False
-        self.state = "reconciling"
+        """Walk the roots in the background (once more after the running walk, if one runs)."""
         self._last_rescan = time.monotonic()
-        self.reconcile_progress = {"walked": 0, "queued": 0, "done": False}
-        self._reconciler = self._spawn("reconcile", self._reconcile)
+        if self.reconciler.start(self.config):
+            self.state = "reconciling"
 
-    def _reconcile(self) -> None:
-        prog = self.reconcile_progress
-        try:
-            prog["complete"] = self._walk_and_queue(prog)
-        finally:
-            prog["done"] = True  # waiters never hang on a reconcile that stopped early
-
-    def _walk_and_queue(self, prog: dict[str, Any]) -> bool:
-        """Queue every new or changed file and forget the vanished ones; False when stopped early."""
-        assert self.store is not None
-        cfg = self.config
-        seen: set[str] = set()
-        refresh, self._refresh_all = self._refresh_all, False  # a reload during the walk sets it again
-        for root in cfg.roots:
-            for found in walk_root(root, cfg, on_dir_error=lambda d, e: logger.warning("cannot list %s: %s", d, e)):
-                if self.stop_event.is_set():
-                    self._refresh_all = self._refresh_all or refresh
-                    return False
-                seen.add(found.path)
-                prog["walked"] += 1
-                rec = self.store.get_file(found.path)
-                unchanged = found.st is not None and rec is not None and rec.same_stat(found.st) and not refresh
-                # an unchanged "ok" record that is not indexed (its encoding was lost) is re-checked
-                if unchanged and not (rec.state == "ok" and found.path not in self.index.files):
-                    continue
-                self.pipeline.put(Work("upsert", found.path))
-                prog["queued"] += 1
-        gone = [p for p, _ in self.store.iter_files() if p not in seen]
-        if gone:
-            self.pipeline.put(Work("forget_missing", paths=tuple(gone)))
-        prog["forgotten"] = len(gone)
-        return True
+    @property
+    def reconcile_progress(self) -> dict[str, Any]:
+        return self.reconciler.progress
 
     # -- watcher sink (watchdog thread) ------------------------------------------------------
 
@@ -424,9 +389,9 @@ class Daemon:
     def _after_reconcile(self) -> None:
         """Main loop: once a walk is done and its work processed → ``watching``; record the encoder
         settings it refreshed; start the walk a reload asked for meanwhile."""
-        if self.state != "reconciling" or not self.reconcile_progress.get("done") or not self.quiet():
+        if self.state != "reconciling" or not self.reconciler.done or not self.quiet():
             return
-        if self._reconcile_again or self._refresh_all:
+        if self.reconciler.due:
             self.start_reconcile()
             return
         self._record_encoders()
@@ -435,7 +400,7 @@ class Daemon:
 
     def _record_encoders(self) -> None:
         """After a complete walk with everything processed: the store now serves this config's encoders."""
-        if self._encoders_pending and self.reconcile_progress.get("complete") and self.store is not None:
+        if self._encoders_pending and self.reconciler.complete and self.store is not None:
             cfg = self.config
             self.store.set_encoders(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
             self._encoders_pending = False
@@ -444,7 +409,7 @@ class Daemon:
         """Block until the reconcile is done and every queued file is processed (False: timed out,
         or the daemon is stopping)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not (self.reconcile_progress.get("done") and self.quiet()):
+        while not (self.reconciler.done and self.quiet()):
             if self.stop_event.is_set() or (deadline is not None and time.monotonic() > deadline):
                 return False
             time.sleep(0.05)
@@ -484,7 +449,7 @@ class Daemon:
             self.watcher.start()
             self.start_reconcile()
         if new.hash_methods().keys() != old.hash_methods().keys() or new.cnn_model_id() != old.cnn_model_id():
-            self._refresh_all = self._encoders_pending = True
+            self.reconciler.refresh = self._encoders_pending = True
             self.start_reconcile()
         self._dirty.set()
         logger.info("configuration reloaded", extra={"source": new.source, "changed": changed})
@@ -533,7 +498,7 @@ class Daemon:
                     progress(self.status())
                 if self.stop_event.is_set():
                     break
-            if self.stop_event.is_set() or not self.reconcile_progress.get("complete"):
+            if self.stop_event.is_set() or not self.reconciler.complete:
                 # stopped early: the graph and the queue are partial; reports would be wrong
                 self.state = "interrupted"
                 return self.status()
