@@ -67,6 +67,7 @@ def encode_spec(config: Config) -> EncodeSpec:
         exif_transpose=config.exif_transpose,
         cnn_model=cnn.model if cnn else None,
         cnn_weights=cnn.weights if cnn else None,
+        max_pixels=config.max_pixels,
     )
 
 

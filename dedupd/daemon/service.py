@@ -17,14 +17,16 @@ from collections.abc import Callable
 from typing import Any
 
 from dedupd.daemon.config import Config
+from dedupd.daemon.encoder import EncodeResult
 from dedupd.daemon.loader import load_index, matching_of
 from dedupd.daemon.notify import Notifier
-from dedupd.daemon.pipeline import Pipeline, Work
+from dedupd.daemon.pipeline import Pipeline, Work, encode_spec
 from dedupd.daemon.quarantine import Quarantine
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
 from dedupd.daemon.walk import is_watched_file, walk_root
 from dedupd.daemon.watcher import Watcher
+from dedupd.daemon.workers import encode_bytes, query_pool
 from dedupd.reports.files import EventLog, build_groups, write_reports
 
 logger = logging.getLogger("dedupd.daemon")
@@ -54,6 +56,7 @@ class Daemon:
         self._last_rescan = 0.0
         self._reconciler: threading.Thread | None = None
         self._sigint_count = 0
+        self.query_workers = query_pool()  # decodes for /v1/query, apart from the ingest pool
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -245,6 +248,15 @@ class Daemon:
         if done:
             self._dirty.set()
 
+    def encode_upload(self, data: bytes) -> EncodeResult:
+        """Decode and encode image bytes from a client in a query worker process, never in this one.
+
+        Never raises for bad bytes: the result carries the reason (``too_large`` above
+        ``max_pixels``). Raises :class:`~dedupd.daemon.workers.DecodeBusy` when every query
+        decoder stays busy.
+        """
+        return encode_bytes(self.query_workers, data, encode_spec(self.config))
+
     def restore(self, paths: list[str] | None) -> list[dict[str, Any]]:
         """Restore quarantined files (runs on the pipeline thread, waits for the result)."""
         result: list[dict[str, Any]] = []
@@ -401,6 +413,7 @@ class Daemon:
                 logger.exception("final report write failed")
         if self.server is not None:
             self.server.stop()
+        self.query_workers.shutdown()
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -417,7 +417,7 @@ class ApiServer:
         # while the store opens and the index loads: get the query path's imports done
         from dedupd.daemon.api.routes import warm_up
 
-        threading.Thread(target=warm_up, args=(self.config,), name="dedupd-server-warm-up", daemon=True).start()
+        threading.Thread(target=warm_up, args=(self.daemon,), name="dedupd-server-warm-up", daemon=True).start()
 
     @staticmethod
     def _check_existing(path: str) -> None:
