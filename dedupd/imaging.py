@@ -66,12 +66,15 @@ def limit_pixels(max_pixels: int) -> None:
     For worker processes that decode untrusted bytes (one decode at a time, on their main thread):
     Pillow's own check (at open, and for each later GIF frame) only *warns* between its limit and
     twice that; the warning is made an error here, once per process, so no
-    ``warnings.catch_warnings`` (which is not thread-safe) is needed around each decode.
+    ``warnings.catch_warnings`` (which is not thread-safe) is needed around each decode. Pillow's
+    other warnings about hostile or damaged data (corrupt EXIF, tags past the end of the file) are
+    silenced: they are not actionable, and would reach the daemon's log as raw, non-JSON lines.
     """
     global _limit_set
     if _limit_set != max_pixels:
         Image.MAX_IMAGE_PIXELS = max_pixels
         if _limit_set is None:
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
         _limit_set = max_pixels
 

@@ -237,10 +237,10 @@ class Router:
             if max_bytes is not None and st.st_size > max_bytes:
                 raise HttpError(413, "file too large", f"{real} has {st.st_size} bytes; files named by path are "
                                 f"decoded like uploads, at most {max_bytes} bytes (DEDUPD_MAX_UPLOAD_BYTES)")
-            data = self._fd_read(fd, real)  # from the checked descriptor: the worker gets these bytes
+            content = self._fd_read(fd, real)  # from the checked descriptor: the worker gets these bytes
         finally:
             os.close(fd)
-        return 200, {"path": real, "indexed": False, **self._found(self._encode(data), bytes_digest(data))}
+        return 200, {"path": real, "indexed": False, **self._found(self._encode(content), bytes_digest(content))}
 
     @staticmethod
     def _fd_read(fd: int, name: str) -> bytes:
