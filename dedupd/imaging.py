@@ -88,6 +88,12 @@ def too_large_reason(pixels: int | None, max_pixels: int, size: tuple[int, int] 
             "max_pixels in the daemon config if such files are trusted")
 
 
+def refused_at(reason: str | None) -> int | None:
+    """The ``max_pixels`` a :func:`too_large_reason` names (None for any other reason)."""
+    found = re.search(r"above the pixel limit max_pixels = ([\d,]+) ", reason or "")
+    return int(found.group(1).replace(",", "")) if found else None
+
+
 def _bomb_pixels(exc: BaseException) -> int | None:
     found = re.search(r"\((\d+) pixels\)", str(exc))
     return int(found.group(1)) if found else None

@@ -20,7 +20,7 @@ from dedupd.daemon.config import Config
 from dedupd.daemon.encoder import EncodeResult
 from dedupd.daemon.loader import load_index, matching_of
 from dedupd.daemon.notify import Notifier
-from dedupd.daemon.pipeline import Pipeline, Work, encode_spec
+from dedupd.daemon.pipeline import Pipeline, Work, encode_spec, recheck_for_pixel_limit
 from dedupd.daemon.quarantine import Quarantine
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
@@ -144,7 +144,8 @@ class Daemon:
                 seen.add(found.path)
                 prog["walked"] += 1
                 rec = self.store.get_file(found.path)
-                unchanged = found.st is not None and rec is not None and rec.same_stat(found.st) and not refresh
+                unchanged = found.st is not None and rec is not None and rec.same_stat(found.st) and not refresh \
+                    and not recheck_for_pixel_limit(rec, self.index.files.get(found.path), cfg.max_pixels)
                 # an unchanged "ok" record that is not indexed (its encoding was lost) is re-checked
                 if unchanged and not (rec.state == "ok" and found.path not in self.index.files):
                     continue
@@ -387,6 +388,8 @@ class Daemon:
             self.start_reconcile()
         if new.hash_methods().keys() != old.hash_methods().keys() or new.cnn_model_id() != old.cnn_model_id():
             self._refresh_all = True
+            self.start_reconcile()
+        elif new.max_pixels != old.max_pixels:  # files refused under the old limit, or above the new one
             self.start_reconcile()
         self._dirty.set()
         logger.info("configuration reloaded", extra={"source": new.source})

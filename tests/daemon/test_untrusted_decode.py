@@ -20,6 +20,7 @@ from PIL import Image
 
 from dedupd.daemon.config import config_from_mapping
 from dedupd.errors import ConfigError
+from tests.daemon import untrusted
 from tests.daemon.socket_helpers import SocketDaemon
 from tests.daemon.untrusted import bitmap_png, post_bytes, proc_status_kb
 
@@ -78,6 +79,54 @@ def test_config_examples_document_max_pixels() -> None:
     assert "max_pixels" in (repo / "README.md").read_text()
 
 
+# -- the pools -------------------------------------------------------------------------------------
+
+
+def test_decode_pool_survives_a_crash_and_a_hang() -> None:
+    from dedupd.daemon.workers import DecodeFailed, DecodePool
+
+    pool = DecodePool("test", 2, task_timeout_s=3.0)
+    try:
+        with pytest.raises(DecodeFailed, match="crashed"):
+            pool.run(untrusted.crash)
+        assert pool.run(untrusted.nap, 0.0) != os.getpid()  # a fresh worker answers
+        t0 = time.monotonic()
+        with pytest.raises(DecodeFailed, match="longer than 3 s"):
+            pool.run(untrusted.hang)
+        assert time.monotonic() - t0 < 10
+        assert pool.run(untrusted.nap, 0.0) != os.getpid()
+        assert (pool.crashes, pool.timeouts) == (1, 1)
+    finally:
+        pool.shutdown()
+
+
+def test_decode_pool_runs_at_most_size_tasks_then_says_busy() -> None:
+    from dedupd.daemon.workers import DecodeBusy, DecodePool
+
+    pool = DecodePool("test", 2, task_timeout_s=60.0, wait_s=1.0)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        try:
+            pool.run(untrusted.nap, 4.0)
+            result = "ran"
+        except DecodeBusy:
+            result = "busy"
+        with lock:
+            outcomes.append(result)
+
+    try:
+        threads = [threading.Thread(target=call) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(outcomes) == ["busy", "busy", "busy", "ran", "ran"]
+    finally:
+        pool.shutdown()
+
+
 # -- uploads ---------------------------------------------------------------------------------------
 
 
@@ -121,6 +170,41 @@ def test_pixel_bomb_uploads_are_refused_without_decoding_in_the_daemon(tmp_path:
     d.stop()
 
 
+@pytest.mark.slow
+def test_queries_do_not_wait_behind_an_ingest(tmp_path: Path, root: Path, mixed200: Path,
+                                              daemons: list[SocketDaemon]) -> None:
+    """Uploads have their own decoders: during a 2,000-file ingest that keeps the (one) ingest worker
+    busy, a query waits for no queued file."""
+    d = _start(daemons, tmp_path, [root], workers=1)
+    d.wait_quiet()
+    query = (root / "b0011.jpg").read_bytes()
+    post_bytes(d.socket_path, query)
+    originals = [p for p in sorted(mixed200.rglob("*")) if p.is_file()]
+    for k in range(10):  # 2,000 files, each with new bytes (a trailer after the image data): 2,000 decodes
+        folder = root / "incoming" / str(k)
+        folder.mkdir(parents=True)
+        for n, src in enumerate(originals):
+            (folder / f"{n:03d}{src.suffix}").write_bytes(src.read_bytes() + bytes([k]) * 16)
+    latencies: list[float] = []
+    t0 = time.monotonic()
+    d.wait_until(lambda: d.status()["queued"] > 0, 30, "the ingest to start")
+    while d.status()["queued"] > 0 and time.monotonic() - t0 < 300:
+        q0 = time.monotonic()
+        status, body = post_bytes(d.socket_path, query)
+        latencies.append(time.monotonic() - q0)
+        assert status == 200 and body["duplicates"][0]["path"] == str(root / "b0011.jpg")
+        time.sleep(0.1)
+    s = d.wait_quiet(timeout=300)
+    ingest_s = time.monotonic() - t0
+    latencies.sort()
+    print(f"\n{len(latencies)} queries during a {ingest_s:.1f} s ingest of {s['decoded']} files "
+          f"(workers: 1): median {latencies[len(latencies) // 2]:.3f} s, max {latencies[-1]:.3f} s")
+    assert len(latencies) >= 5
+    assert latencies[len(latencies) // 2] < 2.0 and latencies[-1] < 10.0, latencies
+    # the final report (2,000 thumbnails) is not time-boxed: the same is true before this change
+    print(f"stopped in {d.stop(timeout=120):.1f} s")
+
+
 def test_upload_above_a_lowered_max_pixels_is_413_and_files_above_it_are_unreadable(
         tmp_path: Path, root: Path, daemons: list[SocketDaemon]) -> None:
     big = root / "big.png"
@@ -135,6 +219,40 @@ def test_upload_above_a_lowered_max_pixels_is_413_and_files_above_it_are_unreada
     # a watched file named by path goes the same way (decoded in a query worker)
     code, body = d.api("POST", "/v1/query", {"path": str(big)})
     assert code == 413 and "max_pixels" in body["detail"], body
+    d.stop()
+
+
+def test_changing_max_pixels_rechecks_only_the_files_it_concerns(tmp_path: Path, root: Path,
+                                                                  daemons: list[SocketDaemon]) -> None:
+    """The daemon mirrors a fresh scan with the same config: raising the limit indexes the files it
+    refused, lowering it refuses indexed files (and copies whose encoding is reused) above it."""
+    from urllib.parse import quote
+
+    big = root / "big.png"
+    Image.new("RGB", (1200, 1000), (200, 10, 10)).save(big)  # 1.2 Mpx
+    d = _start(daemons, tmp_path, [root], max_pixels=1_000_000)
+    s = d.wait_quiet()
+    assert s["files"] == 4 and s["unreadable"] == 1
+
+    def indexed(path: Path) -> bool:
+        return d.api("GET", f"/v1/duplicates?path={quote(str(path))}")[0] == 200
+
+    decoded = s["decoded"]
+    d.write_config(max_pixels=2_000_000)
+    assert d.api("POST", "/v1/reload")[0] == 202
+    d.wait_until(lambda: indexed(big), 30, "the refused file indexed under the raised limit")
+    s = d.wait_quiet()
+    assert s["files"] == 5 and s["decoded"] == decoded + 1, s  # only that file was decoded again
+
+    d.write_config(max_pixels=1_000_000)
+    assert d.api("POST", "/v1/reload")[0] == 202
+    d.wait_until(lambda: not indexed(big), 30, "the file above the lowered limit dropped")
+    shutil.copyfile(big, root / "big copy.png")  # its encoding is in the store: refused without a decode
+    d.wait_until(lambda: len(d.events("unreadable")) == 3, 30, "the copy refused")
+    s = d.wait_quiet()
+    assert s["files"] == 4 and not indexed(root / "big copy.png")
+    reasons = [e["reason"] for e in d.events("unreadable")]
+    assert all("max_pixels = 1,000,000" in r for r in reasons), reasons
     d.stop()
 
 

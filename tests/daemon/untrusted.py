@@ -71,3 +71,29 @@ def proc_status_kb(pid: int, field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     raise KeyError(field)
+
+
+# -- worker tasks for the pool tests (module level: a worker process imports them) -----------------
+
+
+def crash() -> None:
+    """A codec bug: the worker dies of SIGSEGV."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def hang() -> None:
+    import time
+
+    while True:
+        time.sleep(1)
+
+
+def nap(seconds: float) -> int:
+    import os
+    import time
+
+    time.sleep(seconds)
+    return os.getpid()
