@@ -139,6 +139,15 @@ class DecodePool:
         finally:
             self._slots.release()
 
+    def start(self, timeout_s: float = 60.0) -> None:
+        """Start every worker process now (each costs ~0.5 s of imports), not on first use."""
+        try:
+            pool = self._executor()
+            futures = [pool.submit(os.getpid) for _ in range(self.size)]  # back to back: one process each
+            cf.wait(futures, timeout=timeout_s)
+        except (DecodeFailed, BrokenProcessPool, RuntimeError):
+            logger.debug("%s decoders did not start", self.name, exc_info=True)
+
     def shutdown(self) -> None:
         """Stop the workers (in flight tasks fail); :meth:`run` fails from now on."""
         with self._lock:

@@ -38,6 +38,12 @@ def _workers() -> DecodePool:
         return _pool
 
 
+def start_workers() -> None:
+    """Start the thumbnail decoders now (the daemon does at start-up: its first report is then as
+    quick as later ones)."""
+    _workers().start()
+
+
 def thumb_name(digest: bytes | str) -> str:
     """File name of the thumbnail of ``digest`` (bytes or hex)."""
     return (digest.hex() if isinstance(digest, bytes) else digest) + THUMB_EXT

@@ -107,7 +107,7 @@ def test_fuzz_worker_function_short() -> None:
 
 @pytest.mark.stress
 def test_fuzz_worker_function_large() -> None:
-    fuzz_worker_function(5000, derandomize=False)
+    fuzz_worker_function(20000, derandomize=False)
 
 
 @pytest.fixture(scope="module")
@@ -170,4 +170,4 @@ def test_fuzz_query_endpoint_short(fuzz_daemon: SocketDaemon) -> None:
 
 @pytest.mark.stress
 def test_fuzz_query_endpoint_large(fuzz_daemon: SocketDaemon) -> None:
-    fuzz_query(fuzz_daemon, 2000, derandomize=False)
+    fuzz_query(fuzz_daemon, 8000, derandomize=False)

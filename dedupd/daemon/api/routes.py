@@ -61,8 +61,12 @@ def _hex_hashes(hashes: dict[str, int] | None) -> dict[str, str]:
 
 
 def warm_up(daemon: Daemon) -> None:
-    """Start a query decoder (imports, codec set-up, the CNN model if any: 0.3 s to several seconds)
-    so the first query does not pay for it. Nothing is decoded in this process."""
+    """Start the thumbnail decoders and a query decoder (imports, codec set-up, the CNN model if any:
+    0.5 s to several seconds) so neither the first report nor the first query pays for it. Nothing
+    is decoded in this process."""
+    from dedupd.reports.thumbnails import start_workers as start_thumbnail_workers
+
+    start_thumbnail_workers()
     start_workers(daemon.query_workers, encode_spec(daemon.config))
 
 
