@@ -205,6 +205,9 @@ def open_untrusted(path: str | os.PathLike[str], max_pixels: int) -> Image.Image
         img = Image.open(path, formats=[f for f in Image.ID if f in allowed])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(name, too_large_reason(_bomb_pixels(exc), max_pixels)) from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(name, "not an image, or not in a format dedupd decodes "
+                                     f"({', '.join(sorted(allowed))})") from None
     if img.width * img.height > max_pixels:
         size = img.size
         img.close()

@@ -262,18 +262,20 @@ def test_changing_max_pixels_rechecks_only_the_files_it_concerns(tmp_path: Path,
 def test_pixel_bomb_file_in_a_root_is_recorded_unreadable_once_naming_the_limit(
         tmp_path: Path, root: Path, daemons: list[SocketDaemon]) -> None:
     (root / "bomb.png").write_bytes(bitmap_png(BOMB_SIDE, BOMB_SIDE))
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(root / "icon.png", "ICO")  # Pillow reads it; the encoders don't
     d = _start(daemons, tmp_path, [root])
     s = d.wait_quiet()
-    events = d.events("unreadable")
-    assert [e["path"] for e in events] == [str(root / "bomb.png")], events
-    reason = events[0]["reason"]
+    reasons = {e["path"]: e["reason"] for e in d.events("unreadable")}
+    assert set(reasons) == {str(root / "bomb.png"), str(root / "icon.png")}, reasons
+    reason = reasons[str(root / "bomb.png")]
     assert "144,000,000 pixels" in reason and "max_pixels = 100,000,000" in reason, reason
     assert "raise max_pixels" in reason
-    assert s["unreadable"] == 1 and s["files"] == 4
+    assert "not in a format dedupd decodes (" in reasons[str(root / "icon.png")] and "JPEG" in reasons[str(root / "icon.png")]
+    assert s["unreadable"] == 2 and s["files"] == 4
     code, _ = d.api("POST", "/v1/rescan")
     assert code == 202
     d.wait_quiet()
-    assert len(d.events("unreadable")) == 1, "reported once only"
+    assert len(d.events("unreadable")) == 2, "reported once only"
     d.stop()
 
 
