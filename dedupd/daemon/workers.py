@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from dedupd.daemon.encoder import EncodeResult, EncodeSpec, encode_many, exit_with_parent, warm_up
+from dedupd.daemon.encoder import EncodeResult, EncodeSpec, encode_many, exit_with_parent
 from dedupd.errors import DedupdError
 
 logger = logging.getLogger(__name__)
@@ -175,11 +175,3 @@ def encode_bytes(pool: DecodePool, data: bytes, spec: EncodeSpec) -> EncodeResul
             return pool.run(encode_many, [f.name], spec)[0]
         except DecodeFailed as exc:
             return EncodeResult(False, reason=exc.reason)
-
-
-def start_workers(pool: DecodePool, spec: EncodeSpec) -> None:
-    """Start a worker now and load the CNN model in it, if any (the first query is then fast)."""
-    try:
-        pool.run(warm_up, spec)
-    except DedupdError:
-        logger.debug("%s warm-up failed", pool.name, exc_info=True)

@@ -22,6 +22,7 @@ same whether or not the file exists. Clients that want to ask about any other fi
 from __future__ import annotations
 
 import errno
+import io
 import json
 import logging
 import os
@@ -35,9 +36,8 @@ from dedupd.daemon.api.transport import HttpError, peer_credentials
 from dedupd.daemon.config import Config
 from dedupd.daemon.config.values import path_inside
 from dedupd.daemon.encoder import EncodeResult, bytes_digest
-from dedupd.daemon.pipeline import encode_spec
 from dedupd.daemon.store.manifest import QUARANTINE_STATES
-from dedupd.daemon.workers import DecodeBusy, start_workers
+from dedupd.daemon.workers import DecodeBusy
 from dedupd.reports.files import build_groups
 
 if TYPE_CHECKING:
@@ -63,11 +63,21 @@ def _hex_hashes(hashes: dict[str, int] | None) -> dict[str, str]:
 def warm_up(daemon: Daemon) -> None:
     """Start the thumbnail decoders and a query decoder (imports, codec set-up, the CNN model if any:
     0.5 s to several seconds) so neither the first report nor the first query pays for it. Nothing
-    is decoded in this process."""
+    is decoded in this process: a small JPEG made here goes through :meth:`Daemon.encode_upload`."""
+    from PIL import Image
+
     from dedupd.reports.thumbnails import start_workers as start_thumbnail_workers
 
     start_thumbnail_workers()
-    start_workers(daemon.query_workers, encode_spec(daemon.config))
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 60, 30)).save(buf, "JPEG")
+    try:
+        res = daemon.encode_upload(buf.getvalue())
+    except Exception:
+        logger.debug("socket warm-up failed", exc_info=True)
+        return
+    if not res.ok:
+        logger.debug("socket warm-up failed: %s", res.reason)
 
 
 class _GroupsCache:
