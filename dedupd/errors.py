@@ -25,6 +25,10 @@ class ImageDecodeError(DedupdError):
         self.reason = reason
 
 
+class ImageTooLargeError(ImageDecodeError):
+    """An image above the configured pixel limit (the daemon's ``max_pixels``): refused undecoded."""
+
+
 class StoreError(DedupdError):
     """The LMDB store cannot be opened or has an incompatible layout."""
 

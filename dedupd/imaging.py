@@ -16,13 +16,14 @@ hashes slightly and are never on in the imagededup-compatible API by default.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from dedupd.errors import ImageDecodeError
+from dedupd.errors import ImageDecodeError, ImageTooLargeError
 
 #: Formats imagededup accepts (PIL's names; PGM and PBM files report themselves as PPM).
 BASE_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "BMP", "MPO", "PPM", "TIFF", "GIF", "WEBP"})
@@ -54,6 +55,48 @@ def supported_formats() -> frozenset[str]:
         if "AVIF" in Image.registered_extensions().values():
             _extra_formats = _extra_formats | {"AVIF"}
     return BASE_FORMATS | _extra_formats
+
+
+_limit_set: int | None = None
+
+
+def limit_pixels(max_pixels: int) -> None:
+    """Make Pillow refuse every image above ``max_pixels`` in this process, deterministically.
+
+    For worker processes that decode untrusted bytes (one decode at a time, on their main thread):
+    Pillow's own check (at open, and for each later GIF frame) only *warns* between its limit and
+    twice that; the warning is made an error here, once per process, so no
+    ``warnings.catch_warnings`` (which is not thread-safe) is needed around each decode. Pillow's
+    other warnings about hostile or damaged data (corrupt EXIF, tags past the end of the file) are
+    silenced: they are not actionable, and would reach the daemon's log as raw, non-JSON lines.
+    """
+    global _limit_set
+    if _limit_set != max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        if _limit_set is None:
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+            warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+        _limit_set = max_pixels
+
+
+def too_large_reason(pixels: int | None, max_pixels: int, size: tuple[int, int] | None = None) -> str:
+    """Why an image above ``max_pixels`` is refused, naming the limit and the config key that raises it."""
+    what = f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size else (
+        f"{pixels:,} pixels" if pixels else "more pixels than allowed")
+    return (f"image too large ({what}), above the pixel limit max_pixels = {max_pixels:,} "
+            f"({max_pixels / 1e6:g} Mpx); refused undecoded as a possible decompression bomb: raise "
+            "max_pixels in the daemon config if such files are trusted")
+
+
+def refused_at(reason: str | None) -> int | None:
+    """The ``max_pixels`` a :func:`too_large_reason` names (None for any other reason)."""
+    found = re.search(r"above the pixel limit max_pixels = ([\d,]+) ", reason or "")
+    return int(found.group(1).replace(",", "")) if found else None
+
+
+def _bomb_pixels(exc: BaseException) -> int | None:
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return int(found.group(1)) if found else None
 
 
 @dataclass(frozen=True)
@@ -102,8 +145,14 @@ def decode_file(
     exif_transpose: bool = False,
     fast: bool = False,
     draft_size: tuple[int, int] = (256, 256),
+    max_pixels: int | None = None,
 ) -> DecodedImage:
     """Decode one file into RGB, applying the reference's format whitelist and mode conversion.
+
+    ``max_pixels`` is the daemon's mode for untrusted bytes (its worker processes call
+    :func:`limit_pixels` first): only the whitelisted codecs may parse the file, and an image above
+    ``max_pixels`` is refused with :class:`~dedupd.errors.ImageTooLargeError` before any pixel is
+    decoded. ``None`` (the library API) keeps imagededup's behaviour: Pillow's default limit.
 
     Raises:
         ImageDecodeError: the file is missing, unreadable, empty, not an image, a decompression
@@ -113,6 +162,8 @@ def decode_file(
     try:
         if os.path.getsize(path) == 0:
             raise ImageDecodeError(name, "empty file (0 bytes)")
+        if max_pixels is not None:
+            return _decode_limited(path, name, exif_transpose, fast, draft_size, max_pixels)
         with warnings.catch_warnings():
             # Between MAX_IMAGE_PIXELS and twice that Pillow only warns; we still decode (as the
             # reference does) but must not turn the warning into an error under -W error.
@@ -121,16 +172,57 @@ def decode_file(
                 fmt = img.format
                 if fmt not in supported_formats():
                     raise ImageDecodeError(name, f"unsupported image format {fmt}")
-                if fast and fmt in ("JPEG", "MPO"):
-                    img.draft("RGB", draft_size)
-                if exif_transpose:
-                    img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img)
-                rgb.load()
+                rgb = _decode_opened(img, fmt, exif_transpose, fast, draft_size)
     except ImageDecodeError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError, RuntimeError) as exc:
         raise ImageDecodeError(name, _reason(exc)) from exc
+    return DecodedImage(rgb=rgb, width=rgb.width, height=rgb.height, format=fmt)
+
+
+def _decode_opened(img: Image.Image, fmt: str | None, exif_transpose: bool, fast: bool,
+                   draft_size: tuple[int, int]) -> Image.Image:
+    if fast and fmt in ("JPEG", "MPO"):
+        img.draft("RGB", draft_size)
+    if exif_transpose:
+        img = ImageOps.exif_transpose(img)
+    rgb = _to_rgb(img)
+    rgb.load()
+    return rgb
+
+
+def open_untrusted(path: str | os.PathLike[str], max_pixels: int) -> Image.Image:
+    """``Image.open`` restricted to the whitelisted codecs, refusing images above ``max_pixels``.
+
+    Raises:
+        ImageTooLargeError: above the limit (from the header, before any pixel is decoded).
+        OSError, ValueError, ...: as ``Image.open`` (not an image, unreadable).
+    """
+    name = os.fsdecode(path)
+    allowed = supported_formats()
+    Image.init()  # every plugin registered: ``Image.ID`` is then the order Image.open tries them in
+    try:
+        img = Image.open(path, formats=[f for f in Image.ID if f in allowed])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(name, too_large_reason(_bomb_pixels(exc), max_pixels)) from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(name, "not an image, or not in a format dedupd decodes "
+                                     f"({', '.join(sorted(allowed))})") from None
+    if img.width * img.height > max_pixels:
+        size = img.size
+        img.close()
+        raise ImageTooLargeError(name, too_large_reason(None, max_pixels, size))
+    return img
+
+
+def _decode_limited(path: str | os.PathLike[str], name: str, exif_transpose: bool, fast: bool,
+                    draft_size: tuple[int, int], max_pixels: int) -> DecodedImage:
+    try:
+        with open_untrusted(path, max_pixels) as img:
+            fmt = img.format
+            rgb = _decode_opened(img, fmt, exif_transpose, fast, draft_size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # e.g. a later GIF frame
+        raise ImageTooLargeError(name, too_large_reason(_bomb_pixels(exc), max_pixels)) from None
     return DecodedImage(rgb=rgb, width=rgb.width, height=rgb.height, format=fmt)
 
 

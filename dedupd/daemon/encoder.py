@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from dedupd.encoding import hashes_of
-from dedupd.errors import DedupdError, ImageDecodeError
-from dedupd.imaging import decode_file
+from dedupd.errors import DedupdError, ImageDecodeError, ImageTooLargeError
+from dedupd.imaging import decode_file, limit_pixels
 
 DIGEST_SIZE = 16
 _CHUNK = 1 << 20
@@ -45,6 +45,8 @@ class EncodeSpec:
     exif_transpose: bool = False
     cnn_model: str | None = None
     cnn_weights: str | None = None
+    #: images above this many pixels are refused undecoded (the daemon's ``max_pixels``)
+    max_pixels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class EncodeResult:
     hashes: dict[str, int] | None = None
     vector: bytes | None = None
     reason: str | None = None
+    #: refused for its size alone (above ``max_pixels``), not for bad data
+    too_large: bool = False
 
 
 _extractor = None  # per worker process: (model key, extractor)
@@ -74,6 +78,8 @@ def _extractor_for(spec: EncodeSpec):
 
 
 def _failure(exc: BaseException) -> EncodeResult:
+    if isinstance(exc, ImageTooLargeError):
+        return EncodeResult(ok=False, reason=exc.reason, too_large=True)
     if isinstance(exc, ImageDecodeError):
         return EncodeResult(ok=False, reason=exc.reason)
     if isinstance(exc, MemoryError):
@@ -88,11 +94,14 @@ def encode_many(paths: list[str], spec: EncodeSpec) -> list[EncodeResult]:
     Never raises for a bad file (its result says why); a missing CNN model raises
     :class:`~dedupd.errors.ModelUnavailableError`, which is a configuration problem.
     """
+    if spec.max_pixels is not None:
+        limit_pixels(spec.max_pixels)
     results: list[EncodeResult | None] = []
     images = []
     for path in paths:
         try:
-            image = decode_file(path, exif_transpose=spec.exif_transpose, fast=spec.fast)
+            image = decode_file(path, exif_transpose=spec.exif_transpose, fast=spec.fast,
+                                max_pixels=spec.max_pixels)
             hashes = hashes_of(image, spec.methods)
         except DedupdError as exc:
             if not isinstance(exc, ImageDecodeError):

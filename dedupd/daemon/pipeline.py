@@ -42,6 +42,7 @@ from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from dedupd.daemon.walk import is_watched_file
 from dedupd.errors import StoreWriteError
+from dedupd.imaging import refused_at, too_large_reason
 
 if TYPE_CHECKING:
     from dedupd.daemon.policy import QuarantinePlan, RestoreRequest
@@ -110,6 +111,15 @@ class PolicyRunner(Protocol):
     def run(self, work: QuarantinePlan | RestoreRequest) -> None: ...
 
 
+def recheck_for_pixel_limit(rec: FileRecord, info: FileInfo | None, max_pixels: int) -> bool:
+    """True when an unchanged file must be looked at again because ``max_pixels`` changed: it was
+    refused under a lower limit, or it is indexed but above the current one."""
+    if rec.state != "ok":
+        limit = refused_at(rec.error)
+        return limit is not None and limit < max_pixels
+    return info is not None and info.width * info.height > max_pixels
+
+
 def encode_spec(config: Config) -> EncodeSpec:
     cnn = config.cnn
     return EncodeSpec(
@@ -118,6 +128,7 @@ def encode_spec(config: Config) -> EncodeSpec:
         exif_transpose=config.exif_transpose,
         cnn_model=cnn.model if cnn else None,
         cnn_weights=cnn.weights if cnn else None,
+        max_pixels=config.max_pixels,
     )
 
 
@@ -377,7 +388,8 @@ class Pipeline:
             if not os.path.isfile(path):
                 continue
             old = self.store.get_file(path)
-            if old is not None and old.same_stat(st):
+            if old is not None and old.same_stat(st) and not recheck_for_pixel_limit(
+                    old, self.index.files.get(path), self.config.max_pixels):
                 if old.state != "ok" or (path in self.index.files and self._fresh(old.digest, hash_params, cnn_id)):
                     continue  # unchanged (and unreadable files are reported once only)
             if not _utf8(path):
@@ -402,6 +414,14 @@ class Pipeline:
                     records.append((p, rec, None))
                 continue
             enc = known.get(digest) or self.store.get_encoding(digest)
+            if enc is not None and enc.width * enc.height > self.config.max_pixels:
+                # encoded under a higher limit (a copy, or max_pixels was lowered): refused as a decode would be
+                reason = too_large_reason(None, self.config.max_pixels, (enc.width, enc.height))
+                p, rec = self._unreadable(path, st, reason)
+                if rec is not None:
+                    records.append((p, FileRecord(rec.size, rec.mtime_ns, rec.dev, rec.inode, digest,
+                                                  "unreadable", rec.error, rec.encoded_at), None))
+                continue
             if enc is not None and not any(enc.stale(self.spec.methods, hash_params, cnn_id)):
                 known[digest] = enc
                 records.append((path, FileRecord.from_stat(st, digest), None))

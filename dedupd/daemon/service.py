@@ -23,15 +23,17 @@ from collections.abc import Callable
 from typing import Any
 
 from dedupd.daemon.config import Config
+from dedupd.daemon.encoder import EncodeResult
 from dedupd.daemon.loader import load_index, matching_of
 from dedupd.daemon.notify import Notifier
-from dedupd.daemon.pipeline import Pipeline, Work
+from dedupd.daemon.pipeline import Pipeline, Work, encode_spec
 from dedupd.daemon.policy import QuarantinePolicy, RestoreRequest
 from dedupd.daemon.quarantine import Quarantine
 from dedupd.daemon.reconcile import Reconciler
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
 from dedupd.daemon.watcher import Watcher
+from dedupd.daemon.workers import encode_bytes, query_pool
 from dedupd.reports.files import EventLog, write_reports
 
 logger = logging.getLogger("dedupd.daemon")
@@ -80,6 +82,7 @@ class Daemon:
         self.server: Any = None
         self._last_rescan = 0.0
         self._sigint_count = 0
+        self.query_workers = query_pool()  # decodes for /v1/query, apart from the ingest pool
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -89,7 +92,7 @@ class Daemon:
             from dedupd.daemon.api.routes import Router, warm_up
             from dedupd.daemon.api.transport import ApiServer
 
-            self.server = ApiServer(cfg, Router(self), warm_up=lambda: warm_up(cfg))
+            self.server = ApiServer(cfg, Router(self), warm_up=lambda: warm_up(self))
             self.server.claim()
         try:
             self.store = Store.open(cfg.store_dir, lock=True)
@@ -263,6 +266,15 @@ class Daemon:
     def _restored(self, path: str) -> None:
         self.pipeline.counters.restored += 1
         self.settler.touch(path)
+
+    def encode_upload(self, data: bytes) -> EncodeResult:
+        """Decode and encode image bytes from a client in a query worker process, never in this one.
+
+        Never raises for bad bytes: the result carries the reason (``too_large`` above
+        ``max_pixels``). Raises :class:`~dedupd.daemon.workers.DecodeBusy` when every query
+        decoder stays busy.
+        """
+        return encode_bytes(self.query_workers, data, encode_spec(self.config))
 
     def restore(self, paths: list[str] | None, timeout: float = 120.0) -> list[dict[str, Any]]:
         """Restore quarantined files on the pipeline thread and return the complete result.
@@ -451,6 +463,8 @@ class Daemon:
         if new.hash_methods().keys() != old.hash_methods().keys() or new.cnn_model_id() != old.cnn_model_id():
             self.reconciler.refresh = self._encoders_pending = True
             self.start_reconcile()
+        elif new.max_pixels != old.max_pixels:  # files refused under the old limit, or above the new one
+            self.start_reconcile()
         self._dirty.set()
         logger.info("configuration reloaded", extra={"source": new.source, "changed": changed})
         self.notifier.ready(self.status_line())
@@ -481,6 +495,7 @@ class Daemon:
                 logger.exception("final report write failed")
         if self.server is not None:
             self.server.stop()
+        self.query_workers.shutdown()
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -185,7 +185,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
                 items.append((f["path"], info.digest))
             elif f.get("state") == "quarantined" and f.get("digest") and f.get("dest") and os.path.exists(f["dest"]):
                 items.append((f["dest"], f["digest"]))
-    names = ensure_thumbnails(items, thumbs_dir)
+    names = ensure_thumbnails(items, thumbs_dir, max_pixels=config.max_pixels)
     if prune:  # thumbnails of contents no longer in any group
         digests = {d.hex() if isinstance(d, bytes) else d for _, d in items}
         keep = {h + ext for h in digests for ext in (".jpg", ".err")}

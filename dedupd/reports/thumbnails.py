@@ -4,19 +4,44 @@ A thumbnail is ``<cache_dir>/<digest hex>.jpg`` (at most ``size`` px on its long
 original is only ever opened for reading. A file that cannot be decoded gets a ``<digest>.err``
 marker instead, so it is not retried on every report, and the report shows a placeholder.
 Writes are atomic (temp file + rename), so a reader or a concurrent writer never sees half a JPEG.
+Decoding happens only in worker processes (a small pool of this process, apart from the daemon's
+ingest and query pools), with the encoders' format allow-list and pixel limit (``max_pixels``).
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import warnings
+import threading
 from collections.abc import Iterable
 
-from PIL import Image, ImageOps
+from dedupd.daemon.config.model import DEFAULT_MAX_PIXELS
+from dedupd.daemon.workers import DecodeFailed, DecodePool
 
 THUMB_SIZE = 160
 THUMB_EXT = ".jpg"
+#: Thumbnail decodes at once (worker processes); a report waits for its thumbnails, queries do not.
+THUMB_WORKERS = 2
+#: A thumbnail decode that takes longer is stopped; the file gets the placeholder.
+THUMB_TIMEOUT_S = 60.0
+
+_pool: DecodePool | None = None
+_pool_lock = threading.Lock()
+
+
+def _workers() -> DecodePool:
+    """The thumbnail decoders of this process (started on first use; they exit with it)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = DecodePool("thumbnail", THUMB_WORKERS, task_timeout_s=THUMB_TIMEOUT_S)
+        return _pool
+
+
+def start_workers() -> None:
+    """Start the thumbnail decoders now (the daemon does at start-up: its first report is then as
+    quick as later ones)."""
+    _workers().start()
 
 
 def thumb_name(digest: bytes | str) -> str:
@@ -24,34 +49,45 @@ def thumb_name(digest: bytes | str) -> str:
     return (digest.hex() if isinstance(digest, bytes) else digest) + THUMB_EXT
 
 
-def make_thumbnail(src: str, dest: str, size: int = THUMB_SIZE) -> bool:
-    """Write a ``size``-px JPEG of ``src`` to ``dest`` atomically; False if ``src`` cannot be decoded."""
+def make_thumbnail(src: str, dest: str, size: int = THUMB_SIZE, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
+    """Write a ``size``-px JPEG of ``src`` to ``dest`` atomically; False if ``src`` cannot be decoded.
+
+    Runs in a worker process (see :func:`ensure_thumbnail`): it decodes the file, with the same
+    format allow-list and pixel limit as the encoders.
+    """
+    from PIL import Image, ImageOps
+
+    from dedupd.errors import ImageDecodeError
+    from dedupd.imaging import limit_pixels, open_untrusted
+
+    limit_pixels(max_pixels)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Image.open(src) as img:
-                img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale (fast)
-                img = ImageOps.exif_transpose(img)
-                img.thumbnail((size, size), Image.Resampling.LANCZOS)
-                if img.mode not in ("RGB", "L"):
-                    img = img.convert("RGBA").convert("RGB")  # drop alpha, as the decoders do
-                folder = os.path.dirname(dest)
-                fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=THUMB_EXT, dir=folder)
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        img.save(f, "JPEG", quality=78, optimize=True)
-                    os.replace(tmp, dest)
-                except BaseException:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-                    raise
+        with open_untrusted(src, max_pixels) as img:
+            img.draft("RGB", (size * 2, size * 2))  # JPEG: decode at reduced scale (fast)
+            img = ImageOps.exif_transpose(img)
+            img.thumbnail((size, size), Image.Resampling.LANCZOS)
+            if img.mode not in ("RGB", "L"):
+                img = img.convert("RGBA").convert("RGB")  # drop alpha, as the decoders do
+            folder = os.path.dirname(dest)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=THUMB_EXT, dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    img.save(f, "JPEG", quality=78, optimize=True)
+                os.replace(tmp, dest)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
         return True
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, MemoryError):
+    except (ImageDecodeError, OSError, ValueError, SyntaxError, EOFError, RuntimeError, MemoryError,
+            Image.DecompressionBombError, Image.DecompressionBombWarning):
         return False
 
 
-def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = THUMB_SIZE) -> str | None:
-    """Name of the cached thumbnail of ``digest`` (made from ``src`` if missing), or None on decode error."""
+def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = THUMB_SIZE,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+    """Name of the cached thumbnail of ``digest`` (made from ``src`` in a worker process if missing),
+    or None when it cannot be decoded (a crash or a hang of the worker counts as that)."""
     name = thumb_name(digest)
     dest = os.path.join(cache_dir, name)
     if os.path.isfile(dest):
@@ -60,7 +96,11 @@ def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = 
     if os.path.exists(err):
         return None
     os.makedirs(cache_dir, exist_ok=True)
-    if make_thumbnail(src, dest, size):
+    try:
+        made = _workers().run(make_thumbnail, src, dest, size, max_pixels)
+    except DecodeFailed:
+        made = False
+    if made:
         return name
     try:
         with open(err, "w"):
@@ -71,8 +111,9 @@ def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = 
 
 
 def ensure_thumbnails(items: Iterable[tuple[str, bytes | str]], cache_dir: str, size: int = THUMB_SIZE,
-                      workers: int | None = None) -> dict[str, str | None]:
-    """``{path: thumbnail file name or None}`` for ``(path, digest)`` pairs; one decode per digest."""
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, str | None]:
+    """``{path: thumbnail file name or None}`` for ``(path, digest)`` pairs; one decode per digest,
+    :data:`THUMB_WORKERS` at once."""
     by_digest: dict[str, str] = {}
     paths: dict[str, str] = {}
     for path, digest in items:
@@ -82,16 +123,15 @@ def ensure_thumbnails(items: Iterable[tuple[str, bytes | str]], cache_dir: str, 
             by_digest[hx] = path
     results: dict[str, str | None] = {}
     todo = list(by_digest.items())
-    if workers is None:
-        workers = min(8, os.cpu_count() or 1)
-    if workers > 1 and len(todo) > 16:
+    if len(todo) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(workers) as ex:  # PIL releases the GIL while decoding
+        # these threads only wait for the worker processes, which decode
+        with ThreadPoolExecutor(THUMB_WORKERS) as ex:
             for hx, name in zip([h for h, _ in todo],
-                                ex.map(lambda t: ensure_thumbnail(t[1], t[0], cache_dir, size), todo)):
+                                ex.map(lambda t: ensure_thumbnail(t[1], t[0], cache_dir, size, max_pixels), todo)):
                 results[hx] = name
     else:
         for hx, src in todo:
-            results[hx] = ensure_thumbnail(src, hx, cache_dir, size)
+            results[hx] = ensure_thumbnail(src, hx, cache_dir, size, max_pixels)
     return {p: results[hx] for p, hx in paths.items()}

@@ -22,29 +22,26 @@ same whether or not the file exists. Clients that want to ask about any other fi
 
 from __future__ import annotations
 
-import dataclasses
 import errno
-import hashlib
 import io
 import json
 import logging
 import os
 import stat
-import tempfile
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dedupd.daemon.api.transport import HttpError, Request
+from dedupd.daemon.api.transport import HttpError, Request, limits_from_env
 from dedupd.daemon.api.view import DaemonView
 from dedupd.daemon.config import Config
 from dedupd.daemon.config.values import path_inside
-from dedupd.daemon.encoder import DIGEST_SIZE, EncodeSpec, bytes_digest, encode_job
-from dedupd.daemon.pipeline import encode_spec
+from dedupd.daemon.encoder import EncodeResult, bytes_digest
 from dedupd.daemon.policy import RestoreTimeout
 from dedupd.daemon.store.manifest import QUARANTINE_STATES
+from dedupd.daemon.workers import DecodeBusy
 from dedupd.reports.groups import build_groups
 
 if TYPE_CHECKING:
@@ -68,39 +65,24 @@ def _hex_hashes(hashes: dict[str, int] | None) -> dict[str, str]:
     return {k: f"{v:016x}" for k, v in (hashes or {}).items()}
 
 
-def encode_bytes(body: bytes, spec: EncodeSpec) -> Any:
-    """Decode image bytes held in memory (in an anonymous memory file where the platform has one:
-    nothing is written to disk; else a private temporary file)."""
-    fd = -1
-    if hasattr(os, "memfd_create") and os.path.isdir(_PROC_FD):
-        try:
-            fd = os.memfd_create("dedupd-query", os.MFD_CLOEXEC)
-        except OSError:  # e.g. refused by a seccomp filter: use a temporary file
-            fd = -1
-    if fd >= 0:
-        try:
-            with os.fdopen(os.dup(fd), "wb") as f:
-                f.write(body)
-            return encode_job(f"{_PROC_FD}/{fd}", spec)
-        finally:
-            os.close(fd)
-    with tempfile.NamedTemporaryFile(prefix="dedupd-query-") as f:
-        f.write(body)
-        f.flush()
-        return encode_job(f.name, spec)
+def warm_up(daemon: DaemonView) -> None:
+    """Start the thumbnail decoders and a query decoder (imports, codec set-up, the CNN model if any:
+    0.5 s to several seconds) so neither the first report nor the first query pays for it. Nothing
+    is decoded in this process: a small JPEG made here goes through :meth:`Daemon.encode_upload`."""
+    from PIL import Image
 
+    from dedupd.reports.thumbnails import start_workers as start_thumbnail_workers
 
-def warm_up(config: Config) -> None:
-    """Run the decode + hash path once (lazy imports, codec set-up: 0.3-1 s) so the first query does
-    not pay for it. The CNN model is not loaded here."""
+    start_thumbnail_workers()
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 60, 30)).save(buf, "JPEG")
     try:
-        from PIL import Image
-
-        buf = io.BytesIO()
-        Image.new("RGB", (64, 48), (120, 60, 30)).save(buf, "JPEG")
-        encode_bytes(buf.getvalue(), dataclasses.replace(encode_spec(config), cnn_model=None, cnn_weights=None))
+        res = daemon.encode_upload(buf.getvalue())
     except Exception:
         logger.debug("socket warm-up failed", exc_info=True)
+        return
+    if not res.ok:
+        logger.debug("socket warm-up failed: %s", res.reason)
 
 
 class _GroupsCache:
@@ -131,8 +113,9 @@ class Router:
 
     STATE_CHANGING = frozenset({"/v1/rescan", "/v1/reload", "/v1/restore"})
 
-    def __init__(self, daemon: DaemonView) -> None:
+    def __init__(self, daemon: DaemonView, max_upload: int | None = None) -> None:
         self.daemon = daemon
+        self.max_upload = limits_from_env().max_upload if max_upload is None else max_upload
         self.routes: dict[tuple[str, str], Callable[[Request], tuple[int, Any]]] = {
             ("GET", "/v1/status"): self.status,
             ("POST", "/v1/query"): self.query,
@@ -144,7 +127,6 @@ class Router:
             ("POST", "/v1/restore"): self.restore,
         }
         self._groups_cache = _GroupsCache()
-        self._decode_slots = threading.BoundedSemaphore(max(2, min(8, os.cpu_count() or 2)))
 
     def __call__(self, request: Request) -> tuple[int, Any]:
         method = request.method
@@ -254,15 +236,14 @@ class Router:
         body = request.body
         ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype == "application/json" or body[:64].lstrip()[:1] == b"{":  # no image format starts with '{'
-            return self._query_path(self._json(body, required=True))
+            return self._query_path(self._json(body, required=True), self.max_upload)
         if not body:
             raise HttpError(400, "bad request", "send the image bytes as the body (curl --data-binary @FILE), "
                                                 'or JSON {"path": "/watched/file"} with Content-Type: '
                                                 "application/json")
-        res = self._encode_bytes(body)
-        return 200, {"indexed": False, **self._found(res, bytes_digest(body))}
+        return 200, {"indexed": False, **self._found(self._encode(body), bytes_digest(body))}
 
-    def _query_path(self, data: dict[str, Any]) -> tuple[int, Any]:
+    def _query_path(self, data: dict[str, Any], max_bytes: int | None) -> tuple[int, Any]:
         unknown = set(data) - {"path"}
         if unknown:
             raise HttpError(400, "bad request", f"unknown field(s) {sorted(unknown)}; send {{\"path\": ...}}")
@@ -274,31 +255,36 @@ class Router:
             if key is not None and info is not None and (info.size, info.mtime_ns) == (st.st_size, st.st_mtime_ns):
                 return 200, {"path": key, "indexed": True,
                              "duplicates": _matches(self.daemon.index.duplicates_of(key))}
-            digest = self._fd_digest(fd, real)
-            with self._decode_slots:
-                res = encode_job(f"{_PROC_FD}/{fd}" if os.path.isdir(_PROC_FD) else real,
-                                 encode_spec(self.daemon.config))
+            if max_bytes is not None and st.st_size > max_bytes:
+                raise HttpError(413, "file too large", f"{real} has {st.st_size} bytes; files named by path are "
+                                f"decoded like uploads, at most {max_bytes} bytes (DEDUPD_MAX_UPLOAD_BYTES)")
+            content = self._fd_read(fd, real)  # from the checked descriptor: the worker gets these bytes
         finally:
             os.close(fd)
-        return 200, {"path": real, "indexed": False, **self._found(res, digest)}
+        return 200, {"path": real, "indexed": False, **self._found(self._encode(content), bytes_digest(content))}
 
     @staticmethod
-    def _fd_digest(fd: int, name: str) -> bytes:
-        h = hashlib.blake2b(digest_size=DIGEST_SIZE)
+    def _fd_read(fd: int, name: str) -> bytes:
+        chunks = []
         offset = 0
         try:
             while chunk := os.pread(fd, 1 << 20, offset):
-                h.update(chunk)
+                chunks.append(chunk)
                 offset += len(chunk)
         except OSError as exc:
             raise HttpError(422, "unreadable", f"cannot read {name}: {exc.strerror}") from None
-        return h.digest()
+        return b"".join(chunks)
 
-    def _encode_bytes(self, body: bytes) -> Any:
-        with self._decode_slots:
-            return encode_bytes(body, encode_spec(self.daemon.config))
+    def _encode(self, data: bytes) -> EncodeResult:
+        """Decode in a query worker process (the daemon process never decodes client input)."""
+        try:
+            return self.daemon.encode_upload(data)
+        except DecodeBusy as exc:
+            raise HttpError(503, "busy", str(exc), headers={"Retry-After": "5"}) from None
 
     def _found(self, res: EncodeResult, digest: bytes) -> dict[str, Any]:
+        if res.too_large:
+            raise HttpError(413, "image too large", res.reason or "the image has too many pixels")
         if not res.ok:
             raise HttpError(422, "unreadable image", res.reason or "cannot decode")
         vec = np.frombuffer(res.vector, dtype=np.float32) if res.vector else None

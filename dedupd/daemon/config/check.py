@@ -21,8 +21,10 @@ from dedupd.daemon.config.model import (
     DEFAULT_HASH_THRESHOLD,
     DEFAULT_INCLUDE,
     DEFAULT_KEEP,
+    DEFAULT_MAX_PIXELS,
     HASH_METHOD_NAMES,
     KEEP_RULE_NAMES,
+    MAX_MAX_PIXELS,
     CnnConfig,
     KeepRule,
     LogConfig,
@@ -43,7 +45,7 @@ from dedupd.errors import ConfigError
 TOP_KEYS: tuple[str, ...] = (
     "roots", "store_dir", "report_dir", "socket_path", "socket_mode", "socket_group", "policy",
     "quarantine_dir", "methods", "match", "keep", "include", "exclude", "settle_ms", "workers",
-    "rescan_interval_s", "decode", "exif_transpose", "log",
+    "rescan_interval_s", "decode", "exif_transpose", "max_pixels", "log",
 )
 _DIR_KEYS = ("store_dir", "report_dir", "socket_path", "quarantine_dir")
 
@@ -53,7 +55,7 @@ _ENV_KINDS: dict[str, str] = {
     "quarantine_dir": "path", "socket_mode": "str", "socket_group": "str", "policy": "str",
     "match": "str", "decode": "str", "log.format": "str", "log.level": "str", "settle_ms": "yaml",
     "workers": "yaml", "rescan_interval_s": "yaml", "exif_transpose": "yaml", "methods": "yaml",
-    "keep": "yaml", "include": "yaml", "exclude": "yaml",
+    "keep": "yaml", "include": "yaml", "exclude": "yaml", "max_pixels": "yaml",
 }
 #: ``DEDUPD_STORE_DIR`` → ``store_dir``, ``DEDUPD_LOG_LEVEL`` → ``log.level``, ...
 ENV_VARS: dict[str, str] = {"DEDUPD_" + k.upper().replace(".", "_"): k for k in _ENV_KINDS}
@@ -226,6 +228,7 @@ def _check(raw: Mapping[str, Any], defaults: Mapping[str, str], p: Problems) -> 
     if not isinstance(exif, bool):
         p.add("exif_transpose", f"must be true or false, got {show(exif)}")
     f["exif_transpose"] = exif is True
+    f["max_pixels"] = int_in(raw.get("max_pixels", DEFAULT_MAX_PIXELS), "max_pixels", 1, MAX_MAX_PIXELS, p)
     f["log"] = _log(raw.get("log"), p)
     return f
 

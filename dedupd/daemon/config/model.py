@@ -37,6 +37,12 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
     ".*", "*~", "*.part", "*.partial", "*.tmp", "*.temp", "*.crdownload", "*.download", "*.swp",
 )
 DEFAULT_KEEP: tuple[str, ...] = ("largest_pixels", "largest_file", "oldest_mtime")
+#: Images above this many pixels are refused undecoded (``max_pixels``). 100 Mpx admits every
+#: 12-61 MP camera photo and 100 MP medium format, and phone/stitched panoramas up to e.g.
+#: 20000x5000, while a decode stays bounded (an RGB copy of 100 Mpx is 300 MB); it is below
+#: Pillow's own hard limit (178 Mpx), which alone lets a 17 KB PNG cost 1.3 GB of memory.
+DEFAULT_MAX_PIXELS = 100_000_000
+MAX_MAX_PIXELS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,7 @@ class Config:
     rescan_interval_s: float = 3600.0
     decode: str = "exact"
     exif_transpose: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
     log: LogConfig = LogConfig()
     source: str | None = None
 
