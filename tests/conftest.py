@@ -75,6 +75,9 @@ def no_leaked_threads_or_processes():
     threads_before = set(threading.enumerate())
     procs_before = live_processes(parent=os.getpid())
     yield
+    thumbnails = sys.modules.get("dedupd.reports.thumbnails")
+    if thumbnails is not None:  # a process-wide pool (as in `dedupd report`): stopped between tests
+        thumbnails.stop_workers()
     deadline = time.monotonic() + 5
     while True:
         threads = [t for t in threading.enumerate()

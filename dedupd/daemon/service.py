@@ -35,6 +35,7 @@ from dedupd.daemon.store import Store
 from dedupd.daemon.watcher import Watcher
 from dedupd.daemon.workers import encode_bytes, query_pool
 from dedupd.reports.files import EventLog, write_reports
+from dedupd.reports.thumbnails import stop_workers as stop_thumbnail_workers
 
 logger = logging.getLogger("dedupd.daemon")
 
@@ -496,6 +497,7 @@ class Daemon:
         if self.server is not None:
             self.server.stop()
         self.query_workers.shutdown()
+        stop_thumbnail_workers()
         if self.store is not None:
             self.store.close()
             self.store = None

@@ -44,6 +44,15 @@ def start_workers() -> None:
     _workers().start()
 
 
+def stop_workers() -> None:
+    """Stop the thumbnail decoders (the daemon at shutdown); the next thumbnail starts them again."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown()
+
+
 def thumb_name(digest: bytes | str) -> str:
     """File name of the thumbnail of ``digest`` (bytes or hex)."""
     return (digest.hex() if isinstance(digest, bytes) else digest) + THUMB_EXT

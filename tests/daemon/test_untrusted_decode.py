@@ -239,13 +239,13 @@ def test_changing_max_pixels_rechecks_only_the_files_it_concerns(tmp_path: Path,
 
     decoded = s["decoded"]
     d.write_config(max_pixels=2_000_000)
-    assert d.api("POST", "/v1/reload")[0] == 202
+    assert d.api("POST", "/v1/reload")[0] == 200
     d.wait_until(lambda: indexed(big), 30, "the refused file indexed under the raised limit")
     s = d.wait_quiet()
     assert s["files"] == 5 and s["decoded"] == decoded + 1, s  # only that file was decoded again
 
     d.write_config(max_pixels=1_000_000)
-    assert d.api("POST", "/v1/reload")[0] == 202
+    assert d.api("POST", "/v1/reload")[0] == 200
     d.wait_until(lambda: not indexed(big), 30, "the file above the lowered limit dropped")
     shutil.copyfile(big, root / "big copy.png")  # its encoding is in the store: refused without a decode
     d.wait_until(lambda: len(d.events("unreadable")) == 3, 30, "the copy refused")
