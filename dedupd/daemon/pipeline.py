@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dedupd.daemon.config import Config
+from dedupd.daemon.config import Config, RootConfig
 from dedupd.daemon.encoder import (
     EncodeResult,
     EncodeSpec,
@@ -32,6 +32,7 @@ from dedupd.daemon.encoder import (
 )
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
+from dedupd.daemon.walk import root_of, walk_root
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Counters:
 
 @dataclass(frozen=True)
 class Work:
-    kind: str  # upsert | delete | delete_dir | move | move_dir | call
+    kind: str  # upsert | delete | delete_dir | move | move_dir | scan_dir | call
     path: str = ""
     dest: str = ""
     call: Callable[[], None] | None = None
@@ -162,11 +163,15 @@ class Pipeline:
             if work.kind == "delete":
                 self.forget([work.path])
             elif work.kind == "delete_dir":
-                prefix = work.path.rstrip("/") + "/"
+                path = work.path.rstrip("/")
+                prefix = path + "/"
+                # the folder itself too: a folder with an image's name is recorded as unreadable
                 self.forget([p for p in list(self.index.files) if p.startswith(prefix)]
-                            + [p for p, _ in self.store.iter_files() if p.startswith(prefix)])
+                            + [p for p, _ in self.store.iter_files() if p == path or p.startswith(prefix)])
             elif work.kind in ("move", "move_dir"):
                 self._move(work.path, work.dest, is_dir=work.kind == "move_dir")
+            elif work.kind == "scan_dir":
+                self.scan_dir(work.path)
             elif work.kind == "call" and work.call is not None:
                 work.call()
         except Exception:
@@ -189,6 +194,9 @@ class Pipeline:
             self._on_change()
 
     def _move(self, src: str, dst: str, *, is_dir: bool) -> None:
+        """Re-key what the store knows under ``src`` to ``dst`` (no decode), then check ``dst``
+        against the disk: the move may have overtaken work still queued for the old names (a file
+        that settled but was not yet recorded, an edit just before the rename)."""
         moved = self.store.rename_prefix(src, dst)
         with self.index.lock:
             if is_dir:
@@ -200,8 +208,28 @@ class Pipeline:
         logger.info("moved", extra={"src": src, "dst": dst, "records": moved})
         self._event("moved", path=dst, src=src, records=moved)
         self._on_change()
-        if not moved and not is_dir:
-            self._upsert([dst])  # we never saw the source: treat the destination as new
+        if is_dir:
+            self.scan_dir(dst)
+        else:
+            self._retouch(dst)  # unchanged (the usual case) costs one stat once it settles
+
+    def scan_dir(self, directory: str) -> int:
+        """Send every wanted file under ``directory`` that the store does not have as it is on disk
+        to the settle stage (a folder that arrived or moved while its files were still queued);
+        returns how many."""
+        root = root_of(directory.rstrip("/") + "/x", self.config)
+        if root is None or self.config.skips_dir(directory):
+            return 0
+        sub = RootConfig(directory.rstrip("/"), root.recursive)
+        sent = 0
+        for found in walk_root(sub, self.config):
+            rec = self.store.get_file(found.path)
+            if found.st is not None and rec is not None and rec.same_stat(found.st) and (
+                    rec.state != "ok" or found.path in self.index.files):
+                continue
+            self._retouch(found.path)
+            sent += 1
+        return sent
 
     # -- upserts -------------------------------------------------------------------------------
 

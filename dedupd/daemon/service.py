@@ -172,19 +172,24 @@ class Daemon:
         self.pipeline.put(Work("delete", path))
 
     def deleted_dir(self, path: str) -> None:
+        self.settler.cancel(path)  # a folder named like an image is recorded (as unreadable) too
         self.settler.cancel_prefix(path)
         self.pipeline.put(Work("delete_dir", path))
 
     def moved(self, src: str, dst: str) -> None:
-        if self.settler.cancel(src):
-            self.settler.touch(dst)  # it was still settling: treat the new name as new
-        else:
-            self.pipeline.put(Work("move", src, dst))
+        # the store's record of ``src`` (an edit of it may still be settling) goes with it; the move
+        # then has ``dst`` checked against the disk once settled, so no old name or content remains
+        self.settler.cancel(src)
+        self.pipeline.put(Work("move", src, dst))
 
     def moved_dir(self, src: str, dst: str) -> None:
         for p in self.settler.cancel_prefix(src):
             self.settler.touch(dst.rstrip("/") + "/" + p[len(src.rstrip("/")) + 1:])
         self.pipeline.put(Work("move_dir", src, dst))
+
+    def arrived_dir(self, path: str) -> None:
+        """A folder moved in from outside the roots (or from an excluded folder): walk it."""
+        self.pipeline.put(Work("scan_dir", path))
 
     def overflowed(self) -> None:
         self._rescan_requested.set()

@@ -27,6 +27,7 @@ class EventSink(Protocol):
     def deleted_dir(self, path: str) -> None: ...
     def moved(self, src: str, dst: str) -> None: ...
     def moved_dir(self, src: str, dst: str) -> None: ...
+    def arrived_dir(self, path: str) -> None: ...
     def overflowed(self) -> None: ...
 
 
@@ -66,7 +67,9 @@ class _Handler(FileSystemEventHandler):
                 elif src_in:
                     self.sink.deleted_dir(src)
                 elif dst_in:
-                    self.sink.overflowed()  # a folder arrived: let a rescan walk it
+                    self.sink.arrived_dir(dst)  # from an excluded folder: no events for its files
+            elif kind == "created" and is_watched_file(src, self.config):
+                self.sink.touched(src)  # a folder with an image's name: recorded as unreadable
             return
         if kind == "moved":
             if event.is_synthetic:

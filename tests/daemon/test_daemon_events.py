@@ -1,0 +1,155 @@
+"""After any sequence of file events the daemon's index equals the disk (a fresh ``dedupd scan``).
+
+Each test drives a real ``dedupd run`` with real inotify events, in the orders that used to leave the
+index wrong: work queued for names that a later move changed, edits overtaken by renames, and so on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tests.daemon.events_helpers import compare, image_variants, scan_duplicates, wait_reported
+from tests.daemon.helpers import image_files
+
+
+def _fill(folder: Path, images: list[bytes], prefix: str = "f") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, data in enumerate(images):
+        p = folder / f"{prefix}{i:03d}.jpg"
+        p.write_bytes(data)
+        out.append(p)
+    return out
+
+
+def test_files_queued_in_the_pipeline_survive_their_folder_move(mixed400: Path, corpus_dir: Path, tmp_path: Path,
+                                                                  daemon_factory) -> None:
+    """40 new files settle and wait in the pipeline's queue (it is busy decoding), then their folder
+    is renamed: every one of them is indexed under the new name, without a rescan."""
+    watched = tmp_path / "photos"
+    watched.mkdir()
+    daemon = daemon_factory([watched], settle_ms=100, workers=1)
+    daemon.start()
+    daemon.wait_quiet()
+    new = image_variants(corpus_dir, 40, size=200)
+    # ~600 files to decode (the full-size corpus photos among them): the queue fills
+    shutil.copytree(corpus_dir / "base", watched / "busy" / "base")
+    shutil.copytree(mixed400, watched / "busy" / "mixed")
+    busy = len(image_files(watched / "busy"))
+    time.sleep(0.3)  # they settle and queue up first
+    _fill(watched / "incoming", new)
+    time.sleep(0.5)  # these settle too: their upserts wait behind the busy ones
+    s = daemon.status()
+    assert s["files"] < busy - 40 and s["queued"] >= 40, \
+        f"precondition: the pipeline must still be busy when the folder moves: {s}"
+    os.rename(watched / "incoming", watched / "sorted")
+    dups = wait_reported(daemon)
+    moved = [str(watched / "sorted" / f"f{i:03d}.jpg") for i in range(40)]
+    missing = [p for p in moved if p not in dups]
+    assert not missing, f"{len(missing)} files in the moved folder not indexed: {missing[:5]}" + daemon.log_tail()
+    assert not [p for p in dups if "/incoming/" in p]
+    code, _ = daemon.api("GET", f"/v1/duplicates?path={moved[0]}")
+    assert code == 200
+    assert daemon.status()["files"] == busy + 40
+    assert not daemon.errors_in_log()
+    daemon.stop()
+
+
+def test_a_file_edited_then_renamed_before_it_settles(corpus_dir: Path, tmp_path: Path, daemon_factory) -> None:
+    """An indexed ``a.jpg`` is rewritten and renamed to ``b.jpg`` within the settle time: only ``b.jpg``
+    is indexed, with its new content; likewise when the rename replaces another indexed file."""
+    imgs = image_variants(corpus_dir, 40)
+    watched = tmp_path / "photos"
+    watched.mkdir()
+    # content: imgs[0] ~ imgs[1] (near duplicates), imgs[4] ~ imgs[5], imgs[8] ~ imgs[9]
+    (watched / "a.jpg").write_bytes(imgs[0])
+    (watched / "twin-a.jpg").write_bytes(imgs[1])
+    (watched / "twin-new.jpg").write_bytes(imgs[5])
+    (watched / "c.jpg").write_bytes(imgs[8])
+    (watched / "twin-c.jpg").write_bytes(imgs[9])
+    (watched / "d.jpg").write_bytes(imgs[12])
+    daemon = daemon_factory([watched], settle_ms=600)
+    daemon.start()
+    daemon.wait_quiet()
+    before = daemon.duplicates()
+    assert str(watched / "twin-a.jpg") in before[str(watched / "a.jpg")]
+
+    (watched / "a.jpg").write_bytes(imgs[4])  # edited in place ...
+    os.rename(watched / "a.jpg", watched / "b.jpg")  # ... and renamed before it settled
+    (watched / "c.jpg").write_bytes(imgs[16])  # edited, then renamed over another indexed file
+    os.replace(watched / "c.jpg", watched / "d.jpg")
+    dups = wait_reported(daemon)
+    assert str(watched / "a.jpg") not in dups and str(watched / "c.jpg") not in dups, dups
+    assert set(dups[str(watched / "b.jpg")]) == {str(watched / "twin-new.jpg")}, dups
+    assert dups[str(watched / "twin-a.jpg")] == [] and dups[str(watched / "twin-c.jpg")] == []
+    assert str(watched / "d.jpg") not in dups[str(watched / "twin-c.jpg")]
+    assert daemon.status()["files"] == 5
+    assert not compare(dups, scan_duplicates(daemon, watched, tmp_path / "scan")).count
+    daemon.stop()
+
+
+def test_the_event_family_leaves_the_index_equal_to_a_scan(corpus_dir: Path, tmp_path: Path, daemon_factory) -> None:
+    """Rename chains in one settle window, delete right after create, rename over an indexed file,
+    a file and a folder moved in from outside, a folder moved out and back, a folder renamed while
+    its files are still settling, a folder moved into an excluded folder and back."""
+    imgs = image_variants(corpus_dir, 120)
+    watched, outside = tmp_path / "photos", tmp_path / "outside"
+    watched.mkdir()
+    outside.mkdir()
+    _fill(watched / "keep", imgs[:16:2])
+    _fill(watched / "out-and-back" / "sub", imgs[16:24])
+    daemon = daemon_factory([watched], settle_ms=400)
+    daemon.start()
+    daemon.wait_quiet()
+    w = watched
+
+    # a rename chain a → b → c within one settle window, for a new and for an indexed file
+    (w / "chain-a.jpg").write_bytes(imgs[30])
+    os.rename(w / "chain-a.jpg", w / "chain-b.jpg")
+    os.rename(w / "chain-b.jpg", w / "chain-c.jpg")
+    os.rename(w / "keep" / "f000.jpg", w / "keep" / "x.jpg")
+    os.rename(w / "keep" / "x.jpg", w / "keep" / "y.jpg")
+    (w / "keep" / "y.jpg").write_bytes(imgs[31])
+    os.rename(w / "keep" / "y.jpg", w / "keep" / "z.jpg")
+    # delete right after create; create, delete, create again with other content
+    (w / "flash.jpg").write_bytes(imgs[32])
+    os.remove(w / "flash.jpg")
+    (w / "again.jpg").write_bytes(imgs[33])
+    os.remove(w / "again.jpg")
+    (w / "again.jpg").write_bytes(imgs[35])
+    # rename over an indexed file: with an indexed source, and with a new (settling) source
+    os.replace(w / "keep" / "f001.jpg", w / "keep" / "f002.jpg")
+    (w / "fresh.jpg").write_bytes(imgs[36])
+    os.replace(w / "fresh.jpg", w / "keep" / "f003.jpg")
+    # a file and a folder moved in from outside the roots
+    (outside / "in.jpg").write_bytes(imgs[40])
+    os.rename(outside / "in.jpg", w / "in.jpg")
+    _fill(outside / "folder-in" / "deep", imgs[44:52])
+    os.rename(outside / "folder-in", w / "folder-in")
+    # a folder renamed while its files are still settling, then renamed again
+    _fill(w / "settling", imgs[60:70])
+    os.rename(w / "settling", w / "settled")
+    os.rename(w / "settled", w / "keep" / "settled-here")
+    # a folder moved out of the roots and back (with an edit while away)
+    os.rename(w / "out-and-back", outside / "away")
+    time.sleep(0.2)
+    (outside / "away" / "sub" / "f000.jpg").write_bytes(imgs[72])
+    os.rename(outside / "away", w / "out-and-back")
+    # a folder moved into an excluded (hidden) folder and back out under another name
+    _fill(w / "hide-me", imgs[80:84])
+    daemon.wait_quiet()
+    (w / ".hidden").mkdir()
+    os.rename(w / "hide-me", w / ".hidden" / "hide-me")
+    time.sleep(0.3)
+    os.rename(w / ".hidden" / "hide-me", w / "unhidden")
+
+    dups = wait_reported(daemon)
+    diff = compare(dups, scan_duplicates(daemon, watched, tmp_path / "scan"))
+    assert not diff.count, str(diff) + daemon.log_tail()
+    on_disk = {p for p in image_files(watched) if "/.hidden/" not in p}
+    assert set(dups) == on_disk
+    assert not daemon.errors_in_log()
+    daemon.stop()
