@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable
@@ -54,6 +55,8 @@ class Daemon:
         self._last_rescan = 0.0
         self._reconciler: threading.Thread | None = None
         self._sigint_count = 0
+        self._root_ids: dict[str, tuple[int, int] | None] = {}  # root → (dev, inode); None while missing
+        self._roots_checked = 0.0
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -194,6 +197,43 @@ class Daemon:
     def overflowed(self) -> None:
         self._rescan_requested.set()
 
+    def missing_roots(self) -> list[str]:
+        return sorted(p for p, ident in self._root_ids.items() if ident is None)
+
+    def check_roots(self) -> None:
+        """Notice a root that vanished (forget its files, drop its dead watch) or reappeared or was
+        replaced by a new folder (watch it again, walk it). Called from the main loop: one stat per root."""
+        for root in self.config.roots:
+            try:
+                st = os.stat(root.path)
+                ident: tuple[int, int] | None = (st.st_dev, st.st_ino) if stat_mod.S_ISDIR(st.st_mode) else None
+            except OSError:
+                ident = None
+            if root.path not in self._root_ids:
+                self._root_ids[root.path] = ident  # first look (start-up)
+                if ident is None:
+                    logger.warning("watched folder %s is missing; watching it once it appears", root.path)
+                continue
+            known = self._root_ids[root.path]
+            if ident == known:
+                continue
+            self._root_ids[root.path] = ident
+            if known is not None:
+                logger.warning("watched folder %s vanished or was replaced: its files are forgotten; it is "
+                               "watched again (and walked) once it is there", root.path, extra={"root": root.path})
+                self.events.append("root_missing", path=root.path)
+                if self.watcher is not None:
+                    self.watcher.unwatch(root.path)
+                self.settler.cancel_prefix(root.path)
+                self.pipeline.put(Work("delete_dir", root.path))
+            if ident is not None:
+                logger.info("watched folder %s is back: watching and walking it", root.path,
+                            extra={"root": root.path})
+                self.events.append("root_back", path=root.path)
+                if self.watcher is not None:
+                    self.watcher.rewatch(root.path)
+                self.pipeline.put(Work("scan_dir", root.path))
+
     # -- reports and policy -------------------------------------------------------------------
 
     def quiet(self) -> bool:
@@ -294,6 +334,7 @@ class Daemon:
             "uptime_s": round(time.time() - self.started_at, 1),
             "store_bytes": store_bytes,
             "policy": self.config.policy,
+            "missing_roots": self.missing_roots(),
             "pid": os.getpid(),
         }
 
@@ -335,6 +376,9 @@ class Daemon:
                 if self._rescan_requested.is_set() or (interval and now - self._last_rescan > interval):
                     self._rescan_requested.clear()
                     self.start_reconcile()
+                if now - self._roots_checked >= 0.5:
+                    self._roots_checked = now
+                    self.check_roots()
                 if self.state == "reconciling" and self.reconcile_progress.get("done") and self.quiet():
                     self.state = "watching"
                     logger.info("watching", extra={"files": len(self.index.files)})

@@ -14,8 +14,9 @@ from typing import Protocol
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 
-from dedupd.daemon.config import Config
+from dedupd.daemon.config import Config, RootConfig
 from dedupd.daemon.walk import is_watched_file, root_of
 
 logger = logging.getLogger(__name__)
@@ -97,30 +98,55 @@ class Watcher:
         self.config = config
         self.sink = sink
         self._observer: Observer | None = None
+        self._handler = _Handler(config, sink)
+        self._watches: dict[str, ObservedWatch] = {}
 
     def start(self) -> None:
         observer = Observer()
-        handler = _Handler(self.config, self.sink)
-        for root in self.config.roots:
-            try:
-                observer.schedule(handler, root.path, recursive=root.recursive)
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    logger.error(
-                        "inotify watch limit reached while watching %s: raise it with "
-                        "'sysctl fs.inotify.max_user_watches=524288' (and in /etc/sysctl.d); "
-                        "until then changes are found by the periodic rescan only",
-                        root.path,
-                    )
-                else:
-                    logger.error("cannot watch %s: %s; changes there are found by the periodic rescan only",
-                                 root.path, exc)
         observer.daemon = True
-        observer.start()
         self._observer = observer
+        for root in self.config.roots:
+            self._schedule(root)
+        observer.start()
+
+    def _schedule(self, root: RootConfig) -> bool:
+        assert self._observer is not None
+        try:
+            self._watches[root.path] = self._observer.schedule(self._handler, root.path, recursive=root.recursive)
+            return True
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                logger.error(
+                    "inotify watch limit reached while watching %s: raise it with "
+                    "'sysctl fs.inotify.max_user_watches=524288' (and in /etc/sysctl.d); "
+                    "until then changes are found by the periodic rescan only",
+                    root.path,
+                )
+            elif exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                logger.warning("watched folder %s does not exist; it is watched once it appears", root.path)
+            else:
+                logger.error("cannot watch %s: %s; changes there are found by the periodic rescan only",
+                             root.path, exc)
+            return False
+
+    def unwatch(self, root_path: str) -> None:
+        """Drop the watch of a root (it vanished: the kernel watch is gone or follows a moved folder)."""
+        watch = self._watches.pop(root_path, None)
+        if watch is not None and self._observer is not None:
+            try:
+                self._observer.unschedule(watch)
+            except (KeyError, OSError):
+                pass  # already gone with its folder
+
+    def rewatch(self, root_path: str) -> bool:
+        """Watch a root again (it reappeared); True when the watch is in place."""
+        self.unwatch(root_path)
+        root = next((r for r in self.config.roots if r.path == root_path), None)
+        return root is not None and self._observer is not None and self._schedule(root)
 
     def stop(self, timeout: float = 5.0) -> None:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout)
             self._observer = None
+            self._watches.clear()

@@ -41,12 +41,13 @@ def image_variants(corpus_dir: Path, count: int, size: int = 160) -> list[bytes]
     return out
 
 
-def scan_duplicates(daemon: DaemonProcess, root: Path, work: Path) -> dict[str, list[str]]:
-    """``dedupd scan ROOT`` with the daemon's config file (own store and report folder): its duplicates.json."""
+def scan_duplicates(daemon: DaemonProcess, roots: Path | list[Path], work: Path) -> dict[str, list[str]]:
+    """``dedupd scan ROOT...`` with the daemon's config file (own store and report folder): its duplicates.json."""
+    dirs = [str(r) for r in (roots if isinstance(roots, list) else [roots])]
     work.mkdir(parents=True, exist_ok=True)
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
-        [sys.executable, "-m", "dedupd", "scan", str(root), "--config", str(daemon.config_path),
+        [sys.executable, "-m", "dedupd", "scan", *dirs, "--config", str(daemon.config_path),
          "--store-dir", str(work / "store"), "--report-dir", str(work / "reports"), "--json"],
         capture_output=True, text=True, timeout=600, env=env, cwd=str(work), check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

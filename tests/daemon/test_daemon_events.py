@@ -153,3 +153,72 @@ def test_the_event_family_leaves_the_index_equal_to_a_scan(corpus_dir: Path, tmp
     assert set(dups) == on_disk
     assert not daemon.errors_in_log()
     daemon.stop()
+
+
+def test_a_deleted_and_recreated_root_is_watched_again(corpus_dir: Path, tmp_path: Path, daemon_factory) -> None:
+    """The root vanishes: a warning, ``missing_roots`` in status, its files forgotten. It comes back:
+    watched again and walked, so files already there and later arrivals are indexed. The same when it
+    is deleted and recreated faster than the daemon looks."""
+    imgs = image_variants(corpus_dir, 20)
+    watched, other = tmp_path / "photos", tmp_path / "other"
+    _fill(watched / "sub", imgs[:5])
+    _fill(other, imgs[5:7])
+    daemon = daemon_factory([watched, other], settle_ms=100)
+    daemon.start()
+    assert daemon.wait_quiet()["files"] == 7
+
+    shutil.rmtree(watched)
+    s = daemon.wait_until(lambda: (s := daemon.status()).get("missing_roots") == [str(watched)] and s["files"] == 2
+                          and s, 10, "the vanished root noticed and its files forgotten")
+    assert s["missing_roots"] == [str(watched)]
+    assert any(r.get("level") == "warning" and str(watched) in r["event"] for r in daemon.log_records())
+    out = daemon.cli("status")
+    assert out.returncode == 0 and str(watched) in out.stdout, out.stdout
+
+    _fill(watched / "new", imgs[8:11])  # recreated with files already in it
+    daemon.wait_until(lambda: daemon.status()["missing_roots"] == [] and len(daemon.duplicates()) == 5, 15,
+                      "the recreated root walked")
+    (watched / "later.jpg").write_bytes(imgs[12])  # and a later arrival: the watch is back
+    (other / "later.jpg").write_bytes(imgs[13])
+    daemon.wait_until(lambda: str(watched / "later.jpg") in daemon.duplicates(), 10, "a later arrival indexed")
+
+    # deleted and recreated between two looks of the daemon: the new folder is watched too
+    shutil.rmtree(watched)
+    _fill(watched, imgs[14:16])
+    daemon.wait_until(lambda: set(wait_reported(daemon)) == set(image_files(watched)) | set(image_files(other)), 20,
+                      "the replaced root's files, and only those")
+    (watched / "latest.jpg").write_bytes(imgs[17])
+    daemon.wait_until(lambda: str(watched / "latest.jpg") in daemon.duplicates(), 10, "an arrival in the new root")
+    dups = wait_reported(daemon)
+    diff = compare(dups, scan_duplicates(daemon, [watched, other], tmp_path / "scan"))
+    assert not diff.count, str(diff)
+    assert set(dups) == set(image_files(watched)) | set(image_files(other))
+    assert not daemon.errors_in_log()
+    daemon.stop()
+
+
+def test_contents_swapped_by_renames_while_stopped(corpus_dir: Path, tmp_path: Path, daemon_factory) -> None:
+    """Files trade contents in a cycle while the daemon is stopped: the restart's reconcile re-records
+    them in one batch, each reusing another's old encoding (which the store must not prune in between)."""
+    imgs = image_variants(corpus_dir, 32)
+    watched = tmp_path / "photos"
+    watched.mkdir()
+    n = 8
+    for i in range(n):
+        (watched / f"f{i}.jpg").write_bytes(imgs[4 * i])
+        (watched / f"twin{i}.jpg").write_bytes(imgs[4 * i + 1])
+    daemon = daemon_factory([watched], settle_ms=100)
+    daemon.start()
+    before = wait_reported(daemon)
+    assert all(set(before[str(watched / f"f{i}.jpg")]) == {str(watched / f"twin{i}.jpg")} for i in range(n)), before
+    daemon.stop()
+    os.rename(watched / "f0.jpg", watched / "tmp.jpg")
+    for i in range(1, n):  # f{i} → f{i-1}: each name now holds the next one's content
+        os.rename(watched / f"f{i}.jpg", watched / f"f{i - 1}.jpg")
+    os.rename(watched / "tmp.jpg", watched / f"f{n - 1}.jpg")
+    daemon.start()
+    dups = wait_reported(daemon)
+    for i in range(n):
+        assert set(dups[str(watched / f"f{i}.jpg")]) == {str(watched / f"twin{(i + 1) % n}.jpg")}, dups
+    assert not daemon.errors_in_log(), daemon.log_tail()
+    daemon.stop()

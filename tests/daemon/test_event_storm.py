@@ -33,6 +33,7 @@ class Storm:
     dirs: set[str] = field(default_factory=lambda: {""})
     away: list[str] = field(default_factory=list)  # folders parked outside the roots
     counts: dict[str, int] = field(default_factory=dict)
+    journal: list[str] = field(default_factory=list)  # what happened, for a failure's post-mortem
     _n: int = 0
 
     def _name(self, ext: str = ".jpg") -> str:
@@ -48,16 +49,19 @@ class Storm:
     def _write(self, rel: str, data: bytes | None = None) -> None:
         self._abs(rel).write_bytes(data if data is not None else self.rng.choice(self.images))
         self.files.add(rel)
+        self.journal.append(f"write {rel}")
 
     def _pick(self) -> str | None:
         return self.rng.choice(sorted(self.files)) if self.files else None
 
     def _rename_file(self, src: str, dst: str) -> None:
         os.replace(self._abs(src), self._abs(dst))
+        self.journal.append(f"rename {src} {dst}")
         self.files.discard(src)
         self.files.add(dst)
 
     def _rename_tree(self, src: str, dst: str) -> None:
+        self.journal.append(f"rename-dir {src} {dst}")
         def move(p: str) -> str:
             return dst + p[len(src):] if p == src or p.startswith(src + "/") else p
 
@@ -65,6 +69,7 @@ class Storm:
         self.dirs = {move(d) for d in self.dirs}
 
     def _drop_tree(self, src: str) -> None:
+        self.journal.append(f"drop-dir {src}")
         self.files = {p for p in self.files if not p.startswith(src + "/")}
         self.dirs = {d for d in self.dirs if d != src and not d.startswith(src + "/")}
 
@@ -114,12 +119,14 @@ class Storm:
         if p is not None:
             os.remove(self._abs(p))
             self.files.discard(p)
+            self.journal.append(f"delete {p}")
 
     def flash(self) -> None:
         p = self._new_path()
         self._write(p)
         os.remove(self._abs(p))
         self.files.discard(p)
+        self.journal.append(f"delete {p}")
 
     def upload(self) -> None:
         p = self._new_path()
@@ -127,12 +134,14 @@ class Storm:
         self._abs(part).write_bytes(self.rng.choice(self.images))
         os.replace(self._abs(part), self._abs(p))
         self.files.add(p)
+        self.journal.append(f"upload {p}")
 
     def mkdir(self) -> None:
         parent = self.rng.choice(sorted(d for d in self.dirs if d.count("/") < 3))
         d = os.path.join(parent, self._name(""))
         self._abs(d).mkdir()
         self.dirs.add(d)
+        self.journal.append(f"mkdir {d}")
         for _ in range(self.rng.randint(0, 4)):
             self._write(os.path.join(d, self._name()))
 
@@ -159,6 +168,7 @@ class Storm:
             d = self.rng.choice(movable)
             name = self._name("")
             os.rename(self._abs(d), self.outside / name)
+            self.journal.append(f"dir-out {d} {name}")
             self._drop_tree(d)
             self.away.append(name)
 
@@ -169,6 +179,7 @@ class Storm:
         parent = self.rng.choice(sorted(d for d in self.dirs if d.count("/") < 2))
         dst = os.path.join(parent, name)
         os.rename(self.outside / name, self._abs(dst))
+        self.journal.append(f"dir-back {name} {dst}")
         for dirpath, _dirs, names in os.walk(self._abs(dst)):
             rel = os.path.relpath(dirpath, self.root)
             self.dirs.add(rel)
@@ -180,6 +191,7 @@ class Storm:
         dst = self._new_path()
         os.rename(tmp, self._abs(dst))
         self.files.add(dst)
+        self.journal.append(f"file-in {dst}")
 
     WEIGHTS = {"create": 14, "copy": 5, "rewrite": 9, "rename": 9, "rename_over": 5, "rewrite_then_rename": 5,
                "chain": 4, "delete": 8, "flash": 4, "upload": 4, "mkdir": 5, "move_dir": 4, "delete_dir": 1,
@@ -218,7 +230,9 @@ def run_storm(corpus_dir: Path, tmp_path: Path, daemon_factory, operations: int,
     print(f"\nevent storm (seed {seed}): {operations} operations in {t_ops:.1f} s, idle after {t_idle:.1f} s; "
           f"{status['files']} files indexed, {status['decoded']} decoded; daemon peak RSS {rss / 1024:.0f} MiB; "
           f"scan {t_scan:.1f} s; mismatches: {diff.count} ({diff})\noperations: {storm.counts}")
-    assert not diff.count, str(diff) + daemon.log_tail()
+    if diff.count:
+        (tmp_path / "journal.txt").write_text("\n".join(storm.journal))
+    assert not diff.count, str(diff) + f"\njournal: {tmp_path / 'journal.txt'}" + daemon.log_tail()
     assert set(dups) == {str(watched / p) for p in storm.files}, "the daemon differs from the model of the disk"
     assert not daemon.errors_in_log(), daemon.errors_in_log()[:5]
     daemon.stop()
