@@ -13,6 +13,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from dedupd.daemon.encoder import (
 )
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
-from dedupd.daemon.walk import root_of, walk_root
+from dedupd.daemon.walk import not_a_file_reason, root_of, walk_root
 
 logger = logging.getLogger(__name__)
 
@@ -279,11 +280,13 @@ class Pipeline:
             try:
                 st = os.stat(path)
             except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                dangling = exc.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.islink(path)
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR) and not dangling:
                     gone.append(path)
                     continue
                 # e.g. a symlink loop: record it by its lstat so that it is reported once only
-                reason = "symlink loop" if exc.errno == errno.ELOOP else f"cannot stat: {exc.strerror or exc}"
+                reason = ("dangling symlink: its target does not exist" if dangling
+                          else "symlink loop" if exc.errno == errno.ELOOP else f"cannot stat: {exc.strerror or exc}")
                 try:
                     lst: os.stat_result | None = os.lstat(path)
                 except OSError:
@@ -295,9 +298,17 @@ class Pipeline:
                 if rec is not None:
                     records.append((p, rec, None))
                 continue
-            if not os.path.isfile(path):
-                continue
             old = self.store.get_file(path)
+            if not stat_mod.S_ISREG(st.st_mode):
+                # a FIFO, a device, a folder named like an image: never opened (a FIFO would block);
+                # reported once per (file, reason), even when a folder's mtime changes
+                reason = not_a_file_reason(st.st_mode)
+                if old is None or old.state == "ok" or old.error != reason or (old.dev, old.inode) != (
+                        st.st_dev, st.st_ino):
+                    p, rec = self._unreadable(path, st, reason)
+                    if rec is not None:
+                        records.append((p, rec, None))
+                continue
             if old is not None and old.same_stat(st):
                 if old.state != "ok" or (path in self.index.files and self._fresh(old.digest, hash_params, cnn_id)):
                     continue  # unchanged (and unreadable files are reported once only)

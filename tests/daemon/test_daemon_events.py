@@ -222,3 +222,66 @@ def test_contents_swapped_by_renames_while_stopped(corpus_dir: Path, tmp_path: P
         assert set(dups[str(watched / f"f{i}.jpg")]) == {str(watched / f"twin{(i + 1) % n}.jpg")}, dups
     assert not daemon.errors_in_log(), daemon.log_tail()
     daemon.stop()
+
+
+def test_fifos_folders_and_dangling_links_are_reported_once(corpus_dir: Path, tmp_path: Path,
+                                                            daemon_factory) -> None:
+    """A FIFO, a folder named ``x.jpg`` and a dangling symlink, found by the start-up walk and by the
+    watcher: each recorded once as unreadable with its reason, never opened (a FIFO would block), and
+    the files inside such a folder are indexed as usual."""
+    imgs = image_variants(corpus_dir, 8)
+    watched = tmp_path / "photos"
+    watched.mkdir()
+    expected: dict[str, str] = {}
+
+    def specials(prefix: str) -> None:
+        os.mkfifo(watched / f"{prefix}-fifo.jpg")
+        expected[str(watched / f"{prefix}-fifo.jpg")] = "FIFO"
+        (watched / f"{prefix}-dir.jpg").mkdir()
+        expected[str(watched / f"{prefix}-dir.jpg")] = "folder"
+        os.symlink("nowhere.jpg", watched / f"{prefix}-link.jpg")
+        expected[str(watched / f"{prefix}-link.jpg")] = "dangling"
+
+    specials("pre")
+    (watched / "pre-dir.jpg" / "inside.jpg").write_bytes(imgs[0])
+    daemon = daemon_factory([watched], settle_ms=100)
+    daemon.start(timeout=30)
+    daemon.wait_quiet(timeout=30)
+    specials("live")
+    (watched / "live-dir.jpg" / "inside.jpg").write_bytes(imgs[4])
+    (watched / "after.jpg").write_bytes(imgs[5])  # processed after the FIFO: nothing hangs
+
+    def reported() -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for e in daemon.events("unreadable"):
+            out.setdefault(e["path"], []).append(e["reason"])
+        return out
+
+    daemon.wait_until(lambda: set(reported()) >= set(expected), 15, "every special file reported")
+    dups = wait_reported(daemon)
+    got = reported()
+    assert set(got) == set(expected), got
+    for path, word in expected.items():
+        assert len(got[path]) == 1 and word.lower() in got[path][0].lower(), (path, got[path])
+    assert set(dups) == {str(watched / "pre-dir.jpg" / "inside.jpg"), str(watched / "live-dir.jpg" / "inside.jpg"),
+                         str(watched / "after.jpg")}
+    assert daemon.status()["unreadable"] == len(expected)
+
+    # a rescan and a restart report none of them again; a change to a folder's content neither
+    code, _ = daemon.api("POST", "/v1/rescan")
+    assert code == 202
+    (watched / "live-dir.jpg" / "more.jpg").write_bytes(imgs[6])
+    wait_reported(daemon)
+    daemon.stop()
+    daemon.start(timeout=30)
+    dups = wait_reported(daemon)
+    assert {p: len(r) for p, r in reported().items()} == dict.fromkeys(expected, 1)
+    diff = compare(dups, scan_duplicates(daemon, watched, tmp_path / "scan"))
+    assert not diff.count, str(diff)
+    # removed: forgotten (a folder with its content)
+    shutil.rmtree(watched / "live-dir.jpg")
+    os.remove(watched / "pre-fifo.jpg")
+    daemon.wait_until(lambda: str(watched / "live-dir.jpg" / "inside.jpg") not in daemon.duplicates(), 10,
+                      "a removed folder named like an image forgotten")
+    assert not daemon.errors_in_log()
+    daemon.stop()
