@@ -10,11 +10,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 from typing import Protocol
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
-from watchdog.observers.api import ObservedWatch
+from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from dedupd.daemon.config import Config, RootConfig
 from dedupd.daemon.walk import is_watched_file, root_of
@@ -91,18 +92,90 @@ class _Handler(FileSystemEventHandler):
                 self.sink.touched(src)
 
 
+def _observer(on_overflow: Callable[[], None]) -> BaseObserver:
+    """watchdog's observer; on Linux with two repairs to its inotify bookkeeping (watchdog 7.x):
+
+    * a folder moved out of the roots keeps its kernel watch and its old path in watchdog's table;
+      moved back in under another name, the watch is re-added with the new path but the old path's
+      entry stays, and a later rename of the old parent "moves" that entry too, re-labelling the
+      returned folder's watch with a wrong path (new files missed, deleted ones kept: event storm).
+      A re-added watch now drops the stale entry of its old path.
+    * a folder created just before its parent is renamed is looked up by its old path when watchdog
+      handles its creation, so it is never watched; after a folder move, unwatched sub-folders under
+      the new name are watched.
+    * a kernel queue overflow is only logged by watchdog; it now also asks for a rescan, since
+      events were lost.
+
+    Falls back to the plain observer when watchdog's internals are not the expected ones.
+    """
+    try:
+        from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
+    except ImportError:  # not Linux
+        return Observer()
+    needed = ("_add_callback", "_move_watches", "on_queue_overflow", "_inotify_fd")
+    if not all(hasattr(InotifyWatchGroup, a) or a in getattr(InotifyWatchGroup, "__dataclass_fields__", {})
+               for a in needed) or not hasattr(InotifyEmitter, "get_event_mask_from_filter"):
+        return Observer()
+
+    class Group(InotifyWatchGroup):
+        def _add_callback(self, path: bytes) -> None:
+            try:
+                wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
+            except OSError:
+                if path == self.path:
+                    raise
+                return
+            stale = self._active_callbacks_by_watch.get(wd)
+            if stale is not None and stale != path and self._active_callbacks_by_path.get(stale) == wd:
+                del self._active_callbacks_by_path[stale]
+                prefix = stale + b"/"  # its sub-folders' old entries, unless re-added since
+                for p, sub in list(self._active_callbacks_by_path.items()):
+                    if p.startswith(prefix) and self._active_callbacks_by_watch.get(sub) != p:
+                        del self._active_callbacks_by_path[p]
+            self._active_callbacks_by_path[path] = wd
+            self._active_callbacks_by_watch[wd] = path
+
+        def _move_watches(self, move_src_path: bytes, move_dst_path: bytes) -> bool:
+            moved = super()._move_watches(move_src_path, move_dst_path)
+            if moved and self.is_recursive:
+                # a sub-folder created just before the move was looked up by its old path once the
+                # move had happened, so it is not watched: watch what is under the new name now
+                for dirpath, dirnames, _ in os.walk(move_dst_path, followlinks=self.follow_symlink):
+                    for name in dirnames:
+                        full = os.path.join(dirpath, name)
+                        if full not in self._active_callbacks_by_path and (
+                                self.follow_symlink or not os.path.islink(full)):
+                            self._add_callback(full)
+            return moved
+
+        def on_queue_overflow(self) -> None:
+            super().on_queue_overflow()
+            on_overflow()
+
+    class Emitter(InotifyEmitter):
+        def on_thread_start(self) -> None:
+            self._inotify = Group(self._inotify_fd, os.fsencode(self.watch.path),
+                                  is_recursive=self.watch.is_recursive,
+                                  event_mask=self.get_event_mask_from_filter(),
+                                  follow_symlink=self.watch.follow_symlink)
+
+    observer = InotifyObserver()
+    observer._emitter_class = Emitter
+    return observer
+
+
 class Watcher:
     """Owns the watchdog observer for every configured root."""
 
     def __init__(self, config: Config, sink: EventSink) -> None:
         self.config = config
         self.sink = sink
-        self._observer: Observer | None = None
+        self._observer: BaseObserver | None = None
         self._handler = _Handler(config, sink)
         self._watches: dict[str, ObservedWatch] = {}
 
     def start(self) -> None:
-        observer = Observer()
+        observer = _observer(self.sink.overflowed)
         observer.daemon = True
         self._observer = observer
         for root in self.config.roots:

@@ -285,3 +285,53 @@ def test_fifos_folders_and_dangling_links_are_reported_once(corpus_dir: Path, tm
                       "a removed folder named like an image forgotten")
     assert not daemon.errors_in_log()
     daemon.stop()
+
+
+def test_a_folder_back_from_outside_keeps_its_own_paths(corpus_dir: Path, tmp_path: Path, daemon_factory) -> None:
+    """A folder moved out of the roots, back in under another name, then its old parent renamed:
+    events inside it still carry its real path (watchdog kept the old path of its watch and moved it
+    with the old parent, so new files were missed and deleted ones stayed indexed)."""
+    imgs = image_variants(corpus_dir, 12)
+    watched, outside = tmp_path / "photos", tmp_path / "outside"
+    outside.mkdir()
+    _fill(watched / "a" / "b" / "c", imgs[:3])
+    daemon = daemon_factory([watched], settle_ms=100)
+    daemon.start()
+    daemon.wait_quiet()
+    os.rename(watched / "a" / "b", outside / "b")
+    time.sleep(0.5)
+    os.rename(outside / "b", watched / "back")
+    time.sleep(0.5)
+    os.rename(watched / "a", watched / "a2")
+    time.sleep(0.5)
+    (watched / "back" / "new.jpg").write_bytes(imgs[5])
+    (watched / "back" / "c" / "new.jpg").write_bytes(imgs[6])
+    os.remove(watched / "back" / "c" / "f000.jpg")
+    dups = wait_reported(daemon)
+    assert set(dups) == set(image_files(watched)), daemon.log_tail()
+    assert not compare(dups, scan_duplicates(daemon, watched, tmp_path / "scan")).count
+    daemon.stop()
+
+
+def test_a_folder_created_just_before_its_parent_is_renamed_is_watched(corpus_dir: Path, tmp_path: Path,
+                                                                        daemon_factory) -> None:
+    """``mkdir p/sub; mv p q`` faster than watchdog handles the mkdir: ``q/sub`` is watched all the same
+    (files written there later are indexed)."""
+    imgs = image_variants(corpus_dir, 12)
+    watched = tmp_path / "photos"
+    watched.mkdir()
+    daemon = daemon_factory([watched], settle_ms=100)
+    daemon.start()
+    daemon.wait_quiet()
+    for i in range(5):
+        (watched / f"p{i}").mkdir()
+    time.sleep(0.5)  # the parents are watched
+    for i in range(5):
+        (watched / f"p{i}" / "sub").mkdir()
+        os.rename(watched / f"p{i}", watched / f"q{i}")
+    time.sleep(0.5)
+    for i in range(5):
+        (watched / f"q{i}" / "sub" / "later.jpg").write_bytes(imgs[2 * i])
+    dups = wait_reported(daemon)
+    assert set(dups) == set(image_files(watched)), f"missed: {set(image_files(watched)) - set(dups)}"
+    daemon.stop()
