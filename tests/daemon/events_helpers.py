@@ -12,6 +12,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageEnhance
 
@@ -53,6 +54,11 @@ def scan_duplicates(daemon: DaemonProcess, roots: Path | list[Path], work: Path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     data: dict[str, list[str]] = json.loads((work / "reports" / "duplicates.json").read_text())
     return data
+
+
+def group_sets(groups_json: dict[str, Any]) -> set[frozenset[str]]:
+    """groups.json → its groups as sets of paths (the kept copy and its duplicates)."""
+    return {frozenset([g["keep"]["path"], *(d["path"] for d in g["duplicates"])]) for g in groups_json["groups"]}
 
 
 @dataclass

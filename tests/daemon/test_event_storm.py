@@ -9,6 +9,7 @@ renames, deletes, folders moved out of the roots and back, files moved in from o
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -18,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.events_helpers import compare, image_variants, peak_rss_kib, scan_duplicates, wait_reported
+from tests.daemon.events_helpers import (
+    compare,
+    group_sets,
+    image_variants,
+    peak_rss_kib,
+    scan_duplicates,
+    wait_reported,
+)
 
 
 @dataclass
@@ -227,19 +235,24 @@ def run_storm(corpus_dir: Path, tmp_path: Path, daemon_factory, operations: int,
     t1 = time.monotonic()
     diff = compare(dups, scan_duplicates(daemon, watched, tmp_path / "scan"))
     t_scan = time.monotonic() - t1
+    groups, scan_groups = group_sets(daemon.groups()), group_sets(json.loads(
+        (tmp_path / "scan" / "reports" / "groups.json").read_text()))
     print(f"\nevent storm (seed {seed}): {operations} operations in {t_ops:.1f} s, idle after {t_idle:.1f} s; "
           f"{status['files']} files indexed, {status['decoded']} decoded; daemon peak RSS {rss / 1024:.0f} MiB; "
           f"scan {t_scan:.1f} s; mismatches: {diff.count} ({diff})\noperations: {storm.counts}")
     if diff.count:
         (tmp_path / "journal.txt").write_text("\n".join(storm.journal))
     assert not diff.count, str(diff) + f"\njournal: {tmp_path / 'journal.txt'}" + daemon.log_tail()
+    assert groups == scan_groups, f"groups differ: {len(groups ^ scan_groups)} not in both"
     assert set(dups) == {str(watched / p) for p in storm.files}, "the daemon differs from the model of the disk"
     assert not daemon.errors_in_log(), daemon.errors_in_log()[:5]
     daemon.stop()
 
 
 def test_event_storm_short(corpus_dir: Path, tmp_path: Path, daemon_factory) -> None:
-    run_storm(corpus_dir, tmp_path, daemon_factory, operations=1000, seed=20261129)
+    """1,000 operations (another seed: ``DEDUPD_STORM_SEED``)."""
+    seed = int(os.environ.get("DEDUPD_STORM_SEED", "20261129"))
+    run_storm(corpus_dir, tmp_path, daemon_factory, operations=1000, seed=seed)
 
 
 @pytest.mark.stress
