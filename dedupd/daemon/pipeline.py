@@ -218,10 +218,11 @@ class Pipeline:
         """Send every wanted file under ``directory`` that the store does not have as it is on disk
         to the settle stage (a folder that arrived or moved while its files were still queued);
         returns how many."""
-        root = root_of(directory.rstrip("/") + "/x", self.config)
-        if root is None or self.config.skips_dir(directory):
+        directory = directory.rstrip("/")
+        root = root_of(directory + "/x", self.config)
+        if root is None or (directory != root.path and self.config.skips_dir(directory)):
             return 0
-        sub = RootConfig(directory.rstrip("/"), root.recursive)
+        sub = RootConfig(directory, root.recursive)
         sent = 0
         for found in walk_root(sub, self.config):
             rec = self.store.get_file(found.path)

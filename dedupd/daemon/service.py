@@ -198,7 +198,8 @@ class Daemon:
         self._rescan_requested.set()
 
     def missing_roots(self) -> list[str]:
-        return sorted(p for p, ident in self._root_ids.items() if ident is None)
+        roots = {r.path for r in self.config.roots}
+        return sorted(p for p, ident in self._root_ids.items() if ident is None and p in roots)
 
     def check_roots(self) -> None:
         """Notice a root that vanished (forget its files, drop its dead watch) or reappeared or was

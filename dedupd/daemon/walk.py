@@ -115,6 +115,20 @@ def link_target_inside(path: str, config: Config) -> bool:
     return root_of(real, config) is not None
 
 
+def is_watched_dir(path: str, config: Config) -> bool:
+    """True when folder ``path`` is a root or lies in one (honouring ``recursive``), and neither it
+    nor a folder above it (below the root) is skipped."""
+    path = path.rstrip("/")
+    root = root_of(path + "/x", config)
+    if root is None:
+        return False
+    while len(path) > len(root.path):
+        if config.skips_dir(path):
+            return False
+        path = os.path.dirname(path)
+    return True
+
+
 def is_watched_file(path: str, config: Config) -> bool:
     """True when ``path`` lies in a root (honouring ``recursive``), wanted, not in a skipped dir,
     and (for a symlink) pointing inside a root."""

@@ -18,7 +18,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from dedupd.daemon.config import Config, RootConfig
-from dedupd.daemon.walk import is_watched_file, root_of
+from dedupd.daemon.walk import is_watched_dir, is_watched_file, root_of
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +42,6 @@ class _Handler(FileSystemEventHandler):
         self.config = config
         self.sink = sink
 
-    def _in_roots_dir(self, path: str) -> bool:
-        return root_of(path.rstrip("/") + "/x", self.config) is not None and not self.config.skips_dir(path)
-
     def dispatch(self, event: FileSystemEvent) -> None:
         try:
             self._dispatch(event)
@@ -63,7 +60,7 @@ class _Handler(FileSystemEventHandler):
                 dst = _s(event.dest_path)
                 if event.is_synthetic:
                     return
-                src_in, dst_in = self._in_roots_dir(src), self._in_roots_dir(dst)
+                src_in, dst_in = is_watched_dir(src, self.config), is_watched_dir(dst, self.config)
                 if src_in and dst_in:
                     self.sink.moved_dir(src, dst)
                 elif src_in:

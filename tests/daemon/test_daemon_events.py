@@ -140,9 +140,11 @@ def test_the_event_family_leaves_the_index_equal_to_a_scan(corpus_dir: Path, tmp
     os.rename(outside / "away", w / "out-and-back")
     # a folder moved into an excluded (hidden) folder and back out under another name
     _fill(w / "hide-me", imgs[80:84])
+    _fill(w / "trash-me", imgs[90:93])
     daemon.wait_quiet()
     (w / ".hidden").mkdir()
     os.rename(w / "hide-me", w / ".hidden" / "hide-me")
+    os.rename(w / "trash-me", w / ".hidden" / "trash-me")  # and left there: forgotten
     time.sleep(0.3)
     os.rename(w / ".hidden" / "hide-me", w / "unhidden")
 
