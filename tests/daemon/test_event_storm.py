@@ -256,6 +256,7 @@ def test_event_storm_short(corpus_dir: Path, tmp_path: Path, daemon_factory) -> 
 
 
 @pytest.mark.stress
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [int(os.environ["DEDUPD_STORM_SEED"])] if os.environ.get("DEDUPD_STORM_SEED")
+                         else [1, 2])
 def test_event_storm_full(corpus_dir: Path, tmp_path: Path, daemon_factory, seed: int) -> None:
     run_storm(corpus_dir, tmp_path, daemon_factory, operations=10_000, seed=seed)
