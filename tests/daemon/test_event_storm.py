@@ -212,7 +212,10 @@ class Storm:
         self.counts[op] = self.counts.get(op, 0) + 1
 
 
-def run_storm(corpus_dir: Path, tmp_path: Path, daemon_factory, operations: int, seed: int) -> None:
+def run_storm(corpus_dir: Path, tmp_path: Path, daemon_factory, operations: int, seed: int,
+              crash_at: int | None = None) -> None:
+    """``operations`` random operations; with ``crash_at``, the daemon is killed (-9) before that
+    operation and started again 200 operations later (what happened meanwhile is found by its reconcile)."""
     watched, outside = tmp_path / "photos", tmp_path / "outside"
     watched.mkdir()
     outside.mkdir()
@@ -224,6 +227,10 @@ def run_storm(corpus_dir: Path, tmp_path: Path, daemon_factory, operations: int,
     daemon.wait_quiet()
     t0 = time.monotonic()
     for i in range(operations):
+        if i == crash_at:
+            daemon.kill9()
+        if crash_at is not None and i == crash_at + 200:
+            daemon.start(timeout=120)
         storm.step()
         if i % 25 == 0:
             time.sleep(storm.rng.random() * 0.15)  # now and then some of it settles mid-storm
@@ -237,7 +244,7 @@ def run_storm(corpus_dir: Path, tmp_path: Path, daemon_factory, operations: int,
     t_scan = time.monotonic() - t1
     groups, scan_groups = group_sets(daemon.groups()), group_sets(json.loads(
         (tmp_path / "scan" / "reports" / "groups.json").read_text()))
-    print(f"\nevent storm (seed {seed}): {operations} operations in {t_ops:.1f} s, idle after {t_idle:.1f} s; "
+    print(f"\nevent storm (seed {seed}{', kill -9 and restart' if crash_at else ''}): {operations} operations in {t_ops:.1f} s, idle after {t_idle:.1f} s; "
           f"{status['files']} files indexed, {status['decoded']} decoded; daemon peak RSS {rss / 1024:.0f} MiB; "
           f"scan {t_scan:.1f} s; mismatches: {diff.count} ({diff})\noperations: {storm.counts}")
     if diff.count:
@@ -260,3 +267,9 @@ def test_event_storm_short(corpus_dir: Path, tmp_path: Path, daemon_factory) -> 
                          else [1, 2])
 def test_event_storm_full(corpus_dir: Path, tmp_path: Path, daemon_factory, seed: int) -> None:
     run_storm(corpus_dir, tmp_path, daemon_factory, operations=10_000, seed=seed)
+
+
+@pytest.mark.stress
+def test_event_storm_with_a_crash(corpus_dir: Path, tmp_path: Path, daemon_factory) -> None:
+    """10,000 operations; at the 5,000th the daemon is killed, 200 happen while it is down."""
+    run_storm(corpus_dir, tmp_path, daemon_factory, operations=10_000, seed=5, crash_at=5000)
