@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import warnings
 from collections.abc import Callable
 from typing import Protocol
 
@@ -172,6 +173,11 @@ class Watcher:
         self._watches: dict[str, ObservedWatch] = {}
 
     def start(self) -> None:
+        # watchdog warns each time a folder's watch is registered again (a folder moved back in, a
+        # rebuild after an overflow), with its whole watch table in the message: megabytes of log
+        # on a big library, for a harmless re-registration
+        warnings.filterwarnings("ignore", message="Callback with id .* already exists", category=RuntimeWarning,
+                                module=r"(watchdog|dedupd\.daemon\.watcher)")
         observer = _observer(self.sink.overflowed)
         observer.daemon = True
         self._observer = observer
