@@ -179,6 +179,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             ("reconcile", (f"{p.get('walked', 0)} walked, {p.get('queued', 0)} queued, "
                            f"{'done' if p.get('done') else 'running'}")),
             ("uptime", _duration(s["uptime_s"])), ("store", _size(s["store_bytes"])), ("pid", s.get("pid", "?"))]
+    if s.get("missing_roots"):
+        rows.insert(1, ("missing", ", ".join(s["missing_roots"]) + " (watched folder gone)"))
     for k, v in rows:
         print(f"{k:12s} {v}")
     return EXIT_OK

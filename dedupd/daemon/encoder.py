@@ -6,9 +6,11 @@ never forked. Each worker keeps its CNN model (if any) for its lifetime.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import select
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -24,9 +26,12 @@ _CHUNK = 1 << 20
 
 
 def file_digest(path: str) -> bytes:
-    """BLAKE2b-128 of the file's bytes (raises OSError when it cannot be read)."""
+    """BLAKE2b-128 of the file's bytes (raises OSError when it cannot be read, or is not a regular
+    file: opened non-blocking and checked, so a FIFO that replaced a file never hangs the caller)."""
     h = hashlib.blake2b(digest_size=DIGEST_SIZE)
-    with open(path, "rb") as f:
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC), "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
         while chunk := f.read(_CHUNK):
             h.update(chunk)
     return h.digest()

@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from dedupd.daemon.config import Config
+from dedupd.daemon.config import Config, RootConfig
 from dedupd.daemon.encoder import (
     EncodeResult,
     EncodeSpec,
@@ -40,7 +41,7 @@ from dedupd.daemon.encoder import (
 )
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
-from dedupd.daemon.walk import is_watched_file
+from dedupd.daemon.walk import is_watched_file, not_a_file_reason, root_of, walk_root
 from dedupd.errors import StoreWriteError
 from dedupd.imaging import refused_at, too_large_reason
 
@@ -51,7 +52,7 @@ logger = logging.getLogger(__name__)
 
 BATCH = 32
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
-_IDEMPOTENT = frozenset({"delete", "delete_dir", "move", "move_dir", "forget_missing", "reconfigure"})
+_IDEMPOTENT = frozenset({"delete", "delete_dir", "move", "move_dir", "scan_dir", "forget_missing", "reconfigure"})
 #: errnos that say "the machine, not this file": the same step may succeed once they clear
 TRANSIENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.ENOMEM, errno.EMFILE,
                               errno.ENFILE})
@@ -97,7 +98,8 @@ class Counters:
 class Work:
     """One item of the pipeline's queue: plain data (no callables cross threads)."""
 
-    kind: str  # upsert | delete | delete_dir | move | move_dir | forget_missing | reconfigure | quarantine | restore
+    #: upsert | delete | delete_dir | move | move_dir | scan_dir | forget_missing | reconfigure | quarantine | restore
+    kind: str
     path: str = ""
     dest: str = ""
     paths: tuple[str, ...] = ()  # forget_missing: paths a walk did not see
@@ -276,11 +278,15 @@ class Pipeline:
         if work.kind == "delete":
             self.forget([work.path])
         elif work.kind == "delete_dir":
-            prefix = work.path.rstrip("/") + "/"
+            path = work.path.rstrip("/")
+            prefix = path + "/"
+            # the folder itself too: a folder with an image's name is recorded as unreadable
             self.forget([p for p in list(self.index.files) if p.startswith(prefix)]
-                        + [p for p, _ in self.store.iter_files() if p.startswith(prefix)])
+                        + [p for p, _ in self.store.iter_files() if p == path or p.startswith(prefix)])
         elif work.kind in ("move", "move_dir"):
             self._move(work.path, work.dest, is_dir=work.kind == "move_dir")
+        elif work.kind == "scan_dir":
+            self.scan_dir(work.path)
         elif work.kind == "forget_missing":
             # re-checked here: a file may have arrived (via the watcher) after the walk passed its
             # folder; only what is really gone or no longer wanted is forgotten
@@ -307,6 +313,9 @@ class Pipeline:
             self._on_change()
 
     def _move(self, src: str, dst: str, *, is_dir: bool) -> None:
+        """Re-key what the store knows under ``src`` to ``dst`` (no decode), then check ``dst``
+        against the disk: the move may have overtaken work still queued for the old names (a file
+        that settled but was not yet recorded, an edit just before the rename)."""
         moved = self.store.rename_prefix(src, dst)
         with self.index.lock:
             if is_dir:
@@ -318,8 +327,29 @@ class Pipeline:
         logger.info("moved", extra={"src": src, "dst": dst, "records": moved})
         self._event("moved", path=dst, src=src, records=moved)
         self._on_change()
-        if not moved and not is_dir:
-            self._upsert([dst])  # we never saw the source: treat the destination as new
+        if is_dir:
+            self.scan_dir(dst)
+        else:
+            self._retouch(dst)  # unchanged (the usual case) costs one stat once it settles
+
+    def scan_dir(self, directory: str) -> int:
+        """Send every wanted file under ``directory`` that the store does not have as it is on disk
+        to the settle stage (a folder that arrived or moved while its files were still queued);
+        returns how many."""
+        directory = directory.rstrip("/")
+        root = root_of(directory + "/x", self.config)
+        if root is None or (directory != root.path and self.config.skips_dir(directory)):
+            return 0
+        sub = RootConfig(directory, root.recursive)
+        sent = 0
+        for found in walk_root(sub, self.config):
+            rec = self.store.get_file(found.path)
+            if found.st is not None and rec is not None and rec.same_stat(found.st) and (
+                    rec.state != "ok" or found.path in self.index.files):
+                continue
+            self._retouch(found.path)
+            sent += 1
+        return sent
 
     # -- upserts -------------------------------------------------------------------------------
 
@@ -369,11 +399,13 @@ class Pipeline:
             try:
                 st = os.stat(path)
             except OSError as exc:
-                if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                dangling = exc.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.islink(path)
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR) and not dangling:
                     gone.append(path)
                     continue
                 # e.g. a symlink loop: record it by its lstat so that it is reported once only
-                reason = "symlink loop" if exc.errno == errno.ELOOP else f"cannot stat: {exc.strerror or exc}"
+                reason = ("dangling symlink: its target does not exist" if dangling
+                          else "symlink loop" if exc.errno == errno.ELOOP else f"cannot stat: {exc.strerror or exc}")
                 try:
                     lst: os.stat_result | None = os.lstat(path)
                 except OSError:
@@ -385,9 +417,17 @@ class Pipeline:
                 if rec is not None:
                     records.append((p, rec, None))
                 continue
-            if not os.path.isfile(path):
-                continue
             old = self.store.get_file(path)
+            if not stat_mod.S_ISREG(st.st_mode):
+                # a FIFO, a device, a folder named like an image: never opened (a FIFO would block);
+                # reported once per (file, reason), even when a folder's mtime changes
+                reason = not_a_file_reason(st.st_mode)
+                if old is None or old.state == "ok" or old.error != reason or (old.dev, old.inode) != (
+                        st.st_dev, st.st_ino):
+                    p, rec = self._unreadable(path, st, reason)
+                    if rec is not None:
+                        records.append((p, rec, None))
+                continue
             if old is not None and old.same_stat(st) and not recheck_for_pixel_limit(
                     old, self.index.files.get(path), self.config.max_pixels):
                 if old.state != "ok" or (path in self.index.files and self._fresh(old.digest, hash_params, cnn_id)):
@@ -424,7 +464,9 @@ class Pipeline:
                 continue
             if enc is not None and not any(enc.stale(self.spec.methods, hash_params, cnn_id)):
                 known[digest] = enc
-                records.append((path, FileRecord.from_stat(st, digest), None))
+                # the encoding goes along: an earlier record of the same batch may replace the last
+                # file that had this digest (contents swapped by renames), and the store prunes it
+                records.append((path, FileRecord.from_stat(st, digest), enc))
                 self.counters.reused += 1
             else:
                 jobs.setdefault(digest, []).append((path, st))
@@ -514,9 +556,8 @@ class Pipeline:
                 if res.ok:
                     enc = EncodingRecord(res.width, res.height, res.format, res.hashes or {}, hash_params,
                                          res.vector, cnn_id if res.vector is not None else None)
-                    first = digest not in out
                     out[digest] = enc
-                    records.append((path, FileRecord.from_stat(st, digest), enc if first else None))
+                    records.append((path, FileRecord.from_stat(st, digest), enc))  # see _upsert
                 else:
                     _, rec = self._unreadable(path, st, res.reason or "unknown decode error")
                     if rec is not None:

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import signal
+import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable
@@ -84,6 +85,8 @@ class Daemon:
         self._last_rescan = 0.0
         self._sigint_count = 0
         self.query_workers = query_pool()  # decodes for /v1/query, apart from the ingest pool
+        self._root_ids: dict[str, tuple[int, int] | None] = {}  # root → (dev, inode); None while missing
+        self._roots_checked = 0.0
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -204,22 +207,65 @@ class Daemon:
         self.pipeline.put(Work("delete", path))
 
     def deleted_dir(self, path: str) -> None:
+        self.settler.cancel(path)  # a folder named like an image is recorded (as unreadable) too
         self.settler.cancel_prefix(path)
         self.pipeline.put(Work("delete_dir", path))
 
     def moved(self, src: str, dst: str) -> None:
-        if self.settler.cancel(src):
-            self.settler.touch(dst)  # it was still settling: treat the new name as new
-        else:
-            self.pipeline.put(Work("move", src, dst))
+        # the store's record of ``src`` (an edit of it may still be settling) goes with it; the move
+        # then has ``dst`` checked against the disk once settled, so no old name or content remains
+        self.settler.cancel(src)
+        self.pipeline.put(Work("move", src, dst))
 
     def moved_dir(self, src: str, dst: str) -> None:
         for p in self.settler.cancel_prefix(src):
             self.settler.touch(dst.rstrip("/") + "/" + p[len(src.rstrip("/")) + 1:])
         self.pipeline.put(Work("move_dir", src, dst))
 
+    def arrived_dir(self, path: str) -> None:
+        """A folder moved in from outside the roots (or from an excluded folder): walk it."""
+        self.pipeline.put(Work("scan_dir", path))
+
     def overflowed(self) -> None:
         self._rescan_requested.set()
+
+    def missing_roots(self) -> list[str]:
+        roots = {r.path for r in self.config.roots}
+        return sorted(p for p, ident in self._root_ids.items() if ident is None and p in roots)
+
+    def check_roots(self) -> None:
+        """Notice a root that vanished (forget its files, drop its dead watch) or reappeared or was
+        replaced by a new folder (watch it again, walk it). Called from the main loop: one stat per root."""
+        for root in self.config.roots:
+            try:
+                st = os.stat(root.path)
+                ident: tuple[int, int] | None = (st.st_dev, st.st_ino) if stat_mod.S_ISDIR(st.st_mode) else None
+            except OSError:
+                ident = None
+            if root.path not in self._root_ids:
+                self._root_ids[root.path] = ident  # first look (start-up)
+                if ident is None:
+                    logger.warning("watched folder %s is missing; watching it once it appears", root.path)
+                continue
+            known = self._root_ids[root.path]
+            if ident == known:
+                continue
+            self._root_ids[root.path] = ident
+            if known is not None:
+                logger.warning("watched folder %s vanished or was replaced: its files are forgotten; it is "
+                               "watched again (and walked) once it is there", root.path, extra={"root": root.path})
+                self.events.append("root_missing", path=root.path)
+                if self.watcher is not None:
+                    self.watcher.unwatch(root.path)
+                self.settler.cancel_prefix(root.path)
+                self.pipeline.put(Work("delete_dir", root.path))
+            if ident is not None:
+                logger.info("watched folder %s is back: watching and walking it", root.path,
+                            extra={"root": root.path})
+                self.events.append("root_back", path=root.path)
+                if self.watcher is not None:
+                    self.watcher.rewatch(root.path)
+                self.pipeline.put(Work("scan_dir", root.path))
 
     # -- reports and policy -------------------------------------------------------------------
 
@@ -322,6 +368,7 @@ class Daemon:
             "uptime_s": round(time.time() - self.started_at, 1),
             "store_bytes": store_bytes,
             "policy": self.config.policy,
+            "missing_roots": self.missing_roots(),
             "pid": os.getpid(),
         }
 
@@ -386,6 +433,9 @@ class Daemon:
                 if self._rescan_requested.is_set() or (interval and now - self._last_rescan > interval):
                     self._rescan_requested.clear()
                     self.start_reconcile()
+                if now - self._roots_checked >= 0.5:
+                    self._roots_checked = now
+                    self.check_roots()
                 self._after_reconcile()
                 wd = self.notifier.watchdog_interval
                 if wd and now - last_ping >= wd and self.healthy():

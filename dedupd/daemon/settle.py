@@ -3,6 +3,10 @@
 Uploads arrive in pieces; inotify reports every write. Each event (re)arms a per-path timer of
 ``settle_s``; when it fires the file is stat'ed again, and only when (size, mtime) are the same as
 at the previous look is it emitted. A path that vanished is emitted too (the consumer forgets it).
+
+No I/O happens under the lock: ``stat`` can block for seconds on a slow or network mount, and the
+watcher thread (``touch``/``cancel``) must never wait for it. A timer that fired is looked at
+outside the lock and its outcome applied only if nobody re-armed or cancelled it meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class Settler:
         self._cond = threading.Condition()
         self._due: dict[str, tuple[float, tuple[int, int] | None]] = {}
         self._heap: list[tuple[float, str]] = []
+        self._emitting = 0  # settled, being handed on: still pending, so "idle" never comes early
         self._stopped = False
 
     def _signature(self, path: str) -> tuple[int, int] | None:
@@ -43,9 +48,10 @@ class Settler:
 
     def touch(self, path: str) -> None:
         """(Re)start the settle timer of ``path``."""
+        sig = self._signature(path)  # outside the lock: stat may block
         with self._cond:
             due = self._clock() + self.settle_s
-            self._due[path] = (due, self._signature(path))
+            self._due[path] = (due, sig)
             heapq.heappush(self._heap, (due, path))
             self._cond.notify()
 
@@ -65,7 +71,7 @@ class Settler:
 
     def pending(self) -> int:
         with self._cond:
-            return len(self._due)
+            return len(self._due) + self._emitting
 
     def stop(self) -> None:
         with self._cond:
@@ -75,7 +81,7 @@ class Settler:
     def run(self) -> None:
         """Emit settled paths until :meth:`stop`."""
         while True:
-            ready: list[str] = []
+            fired: list[tuple[str, float, tuple[int, int] | None]] = []
             with self._cond:
                 if self._stopped:
                     return
@@ -85,17 +91,30 @@ class Settler:
                     current = self._due.get(path)
                     if current is None or current[0] != due:
                         continue  # cancelled or re-armed later
-                    sig = self._signature(path)
-                    if sig is not None and sig != current[1]:
+                    fired.append((path, due, current[1]))
+                if not fired:
+                    timeout = self._heap[0][0] - now if self._heap else None
+                    self._cond.wait(timeout=timeout if timeout is None else max(0.0, min(timeout, 1.0)))
+                    continue
+            looked = [(path, due, before, self._signature(path)) for path, due, before in fired]  # no lock held
+            ready: list[str] = []
+            with self._cond:
+                now = self._clock()
+                for path, due, before, sig in looked:
+                    current = self._due.get(path)
+                    if current is None or current[0] != due:
+                        continue  # cancelled or re-armed while we looked: that decision wins
+                    if sig is not None and sig != before:
                         again = now + self.settle_s  # still being written: look again later
                         self._due[path] = (again, sig)
                         heapq.heappush(self._heap, (again, path))
                         continue
                     del self._due[path]
                     ready.append(path)
-                if not ready:
-                    timeout = self._heap[0][0] - now if self._heap else None
-                    self._cond.wait(timeout=timeout if timeout is None else max(0.0, min(timeout, 1.0)))
-                    continue
+                self._emitting += len(ready)
             for path in ready:
-                self._emit(path)
+                try:
+                    self._emit(path)
+                finally:
+                    with self._cond:
+                        self._emitting -= 1

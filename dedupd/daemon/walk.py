@@ -56,6 +56,11 @@ def walk_root(
             if is_dir:
                 if root.recursive and not config.skips_dir(path):
                     stack.append(path)
+                if config.wants_file(path):  # a folder named like an image: reported, not silently skipped
+                    try:
+                        yield Found(path, entry.stat(follow_symlinks=False), not_a_file_reason(stat_mod.S_IFDIR))
+                    except OSError:
+                        pass
                 continue
             if not config.wants_file(path):
                 continue
@@ -73,6 +78,17 @@ def walk_root(
                 continue
             if stat_mod.S_ISREG(st.st_mode):
                 yield Found(path, st)
+            else:
+                yield Found(path, st, not_a_file_reason(st.st_mode))
+
+
+def not_a_file_reason(mode: int) -> str:
+    """Why a wanted name that is not a regular file is skipped (it is never opened: a FIFO would block)."""
+    if stat_mod.S_ISDIR(mode):
+        return "a folder, not an image file"
+    kind = ("a FIFO (named pipe)" if stat_mod.S_ISFIFO(mode) else "a socket" if stat_mod.S_ISSOCK(mode)
+            else "a device" if stat_mod.S_ISCHR(mode) or stat_mod.S_ISBLK(mode) else "a special file")
+    return f"not a regular file: {kind}"
 
 
 def root_of(path: str, config: Config) -> RootConfig | None:
@@ -90,13 +106,27 @@ def root_of(path: str, config: Config) -> RootConfig | None:
 
 
 def link_target_inside(path: str, config: Config) -> bool:
-    """For a symlink: True when its target resolves inside a root (a loop counts as inside, so it
-    is reported as unreadable rather than silently skipped)."""
+    """For a symlink: True when its target resolves inside a root (a loop or a dangling link counts as
+    inside, so it is reported as unreadable rather than silently skipped)."""
     try:
         real = os.path.realpath(path, strict=True)
     except OSError as exc:
-        return exc.errno == errno.ELOOP
+        return exc.errno in (errno.ELOOP, errno.ENOENT)
     return root_of(real, config) is not None
+
+
+def is_watched_dir(path: str, config: Config) -> bool:
+    """True when folder ``path`` is a root or lies in one (honouring ``recursive``), and neither it
+    nor a folder above it (below the root) is skipped."""
+    path = path.rstrip("/")
+    root = root_of(path + "/x", config)
+    if root is None:
+        return False
+    while len(path) > len(root.path):
+        if config.skips_dir(path):
+            return False
+        path = os.path.dirname(path)
+    return True
 
 
 def is_watched_file(path: str, config: Config) -> bool:

@@ -170,3 +170,102 @@ def test_stop_is_prompt_with_work_pending() -> None:
     t.join(2)
     assert not t.is_alive() and time.monotonic() - t0 < 1.5
     assert rec.paths() == []
+
+
+class SlowFS(FakeFS):
+    """``stat`` of one path blocks until released (a hung network mount)."""
+
+    def __init__(self, slow: str) -> None:
+        super().__init__()
+        self.slow = slow
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def stat(self, path: str) -> os.stat_result:
+        if path == self.slow:
+            self.entered.set()
+            self.release.wait(10)
+        return super().stat(path)
+
+
+def _timed(fn: object, *args: str) -> float:
+    t0 = time.monotonic()
+    assert callable(fn)
+    fn(*args)
+    return time.monotonic() - t0
+
+
+def test_no_stat_under_the_lock_when_a_timer_fires() -> None:
+    """The settle thread blocked in ``stat`` must not block the watcher's touch/cancel/pending."""
+    fs, rec = SlowFS("/slow/a.jpg"), Recorder()
+    fs.write("/slow/a.jpg", 1)
+    fs.write("/b.jpg", 1)
+    s = Settler(SETTLE, rec, stat=fs.stat)
+    fs.release.set()  # the first look (in touch) is quick
+    s.touch("/slow/a.jpg")
+    fs.release.clear()
+    fs.entered.clear()
+    t = threading.Thread(target=s.run, daemon=True)
+    t.start()
+    try:
+        assert fs.entered.wait(2), "the timer should fire and stat the path"
+        took = [_timed(s.touch, "/b.jpg"), _timed(s.cancel, "/nothing.jpg"), _timed(s.pending)]
+        assert max(took) < 0.5, f"watcher calls waited for a blocked stat: {took}"
+        assert s.pending() == 2
+    finally:
+        fs.release.set()
+        rec.wait_for(2)
+        s.stop()
+        t.join(2)
+    assert sorted(rec.paths()) == ["/b.jpg", "/slow/a.jpg"]
+
+
+def test_no_stat_under_the_lock_in_touch() -> None:
+    """A touch whose stat hangs must not block another thread's touch of another path."""
+    fs, rec = SlowFS("/slow/a.jpg"), Recorder()
+    fs.write("/slow/a.jpg", 1)
+    fs.write("/b.jpg", 1)
+    s = Settler(SETTLE, rec, stat=fs.stat)
+    t = threading.Thread(target=s.run, daemon=True)
+    t.start()
+    toucher = threading.Thread(target=s.touch, args=("/slow/a.jpg",), daemon=True)
+    toucher.start()
+    try:
+        assert fs.entered.wait(2)
+        took = [_timed(s.touch, "/b.jpg"), _timed(s.pending)]
+        assert max(took) < 0.5, f"a touch waited for another path's blocked stat: {took}"
+    finally:
+        fs.release.set()
+        toucher.join(2)
+        rec.wait_for(2)
+        s.stop()
+        t.join(2)
+    assert sorted(rec.paths()) == ["/b.jpg", "/slow/a.jpg"]
+
+
+def test_a_timer_rearmed_while_being_looked_at_is_not_emitted_early() -> None:
+    """The outcome of a look made outside the lock is dropped when a touch re-armed the path."""
+    fs, rec = SlowFS("/a.jpg"), Recorder()
+    fs.write("/a.jpg", 1)
+    s = Settler(SETTLE, rec, stat=fs.stat)
+    fs.release.set()
+    s.touch("/a.jpg")
+    fs.release.clear()
+    fs.entered.clear()
+    t = threading.Thread(target=s.run, daemon=True)
+    t.start()
+    try:
+        assert fs.entered.wait(2)
+        fs.write("/a.jpg", 2)
+        t_touch = time.monotonic()
+        threading.Thread(target=s.touch, args=("/a.jpg",), daemon=True).start()  # its stat waits too
+        time.sleep(0.05)
+        fs.release.set()
+        rec.wait_for(1)
+        assert rec.emitted[0][0] - t_touch >= SETTLE * 0.9, "emitted on the stale look"
+    finally:
+        fs.release.set()
+        s.stop()
+        t.join(2)
+    time.sleep(3 * SETTLE)
+    assert rec.paths() == ["/a.jpg"]
