@@ -210,6 +210,14 @@ class Daemon:
         self.settler.cancel(path)  # a folder named like an image is recorded (as unreadable) too
         self.settler.cancel_prefix(path)
         self.pipeline.put(Work("delete_dir", path))
+        root = path.rstrip("/")
+        if self._root_ids.get(root) is not None:
+            # a root itself: its watch died with it. The next root check watches and walks whatever
+            # folder is there then (a folder recreated at once may even reuse the inode number)
+            self._root_ids[root] = None
+            logger.warning("watched folder %s was deleted: its files are forgotten; it is watched again (and "
+                           "walked) once it is there", root, extra={"root": root})
+            self.events.append("root_missing", path=root)
 
     def moved(self, src: str, dst: str) -> None:
         # the store's record of ``src`` (an edit of it may still be settling) goes with it; the move
