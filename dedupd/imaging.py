@@ -110,7 +110,7 @@ class DecodedImage:
 
     def gray(self, size: tuple[int, int]) -> np.ndarray:
         """Resize with LANCZOS to ``size`` (width, height), then grayscale: a hash method's input."""
-        return np.asarray(self.rgb.resize(size, Image.LANCZOS).convert("L"), dtype=np.uint8)
+        return np.asarray(self.rgb.resize(size, Image.Resampling.LANCZOS).convert("L"), dtype=np.uint8)
 
     def array(self) -> np.ndarray:
         """Full-size RGB uint8 array (the CNN path's input)."""

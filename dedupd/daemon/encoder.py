@@ -78,6 +78,9 @@ def _extractor_for(spec: EncodeSpec):
     if _extractor is None or _extractor[0] != key:
         from dedupd.cnn_models import daemon_extractor
 
+        if spec.cnn_model is None:
+            raise ValueError("this encode spec has no CNN model")
+
         _extractor = (key, daemon_extractor(spec.cnn_model, spec.cnn_weights))
     return _extractor[1]
 

@@ -478,7 +478,7 @@ class Pipeline:
                 self._event("removed", path=p)
         for path, rec, _ in records:
             self.counters.processed += 1
-            if rec.state != "ok":
+            if rec.state != "ok" or rec.digest is None:
                 self.index.remove(path)
                 continue
             enc = new_encodings.get(rec.digest) or known.get(rec.digest) or self.store.get_encoding(rec.digest)

@@ -535,8 +535,9 @@ class Daemon:
         self.state = "stopping"
         self.notifier.stopping()
         self.stop_event.set()
-        if getattr(self, "watcher", None) is not None:
-            self.watcher.stop()
+        watcher: Watcher | None = getattr(self, "watcher", None)
+        if watcher is not None:
+            watcher.stop()
         if hasattr(self, "settler"):
             self.settler.stop()
         if hasattr(self, "pipeline"):

@@ -71,7 +71,7 @@ def attach_quarantine(groups: list[dict[str, Any]], entries: Iterable[Any]) -> l
     latest: dict[str, Any] = {}
     for e in entries:
         get = e.get if isinstance(e, dict) else (lambda k, e=e: getattr(e, k, None))
-        latest[get("origin")] = {k: get(k) for k in ("origin", "dest", "keeper", "state", "reason", "updated_at",
+        latest[str(get("origin"))] = {k: get(k) for k in ("origin", "dest", "keeper", "state", "reason", "updated_at",
                                                      "digest")}
     out = []
     in_groups: set[str] = set()
@@ -88,12 +88,13 @@ def attach_quarantine(groups: list[dict[str, Any]], entries: Iterable[Any]) -> l
     for origin, e in latest.items():
         if e["state"] != "moved" or origin in in_groups:
             continue
-        g = by_keeper.get(e["keeper"])
-        if g is None:
+        keeper_group = by_keeper.get(e["keeper"])
+        if keeper_group is None:
             gid = hashlib.blake2b(("q\0" + e["keeper"]).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
-            g = by_keeper[e["keeper"]] = {"id": gid, "size": 1, "keep": {"path": e["keeper"], "state": "kept"},
-                                          "duplicates": []}
-            out.append(g)
+            keeper_group = by_keeper[e["keeper"]] = {"id": gid, "size": 1, "duplicates": [],
+                                                     "keep": {"path": e["keeper"], "state": "kept"}}
+            out.append(keeper_group)
+        g = keeper_group
         g["duplicates"].append({"path": origin, "dest": e["dest"], "state": "quarantined", "direct": True,
                                 "note": f"moved to {e['dest']}" + (f" ({e['reason']})" if e.get("reason") else ""),
                                 "digest": e.get("digest")})
