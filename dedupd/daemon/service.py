@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import os
 import signal
-import stat as stat_mod
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.encoder import EncodeResult
+from dedupd.daemon.intake import Intake
 from dedupd.daemon.loader import load_index, matching_of
 from dedupd.daemon.notify import Notifier
 from dedupd.daemon.pipeline import Pipeline, Work, encode_spec
@@ -85,8 +85,8 @@ class Daemon:
         self._last_rescan = 0.0
         self._sigint_count = 0
         self.query_workers = query_pool()  # decodes for /v1/query, apart from the ingest pool
-        self._root_ids: dict[str, tuple[int, int] | None] = {}  # root → (dev, inode); None while missing
         self._roots_checked = 0.0
+        self.watcher: Watcher | None = None
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -111,7 +111,7 @@ class Daemon:
         if recovered:
             logger.warning("settled %d quarantine moves interrupted by a crash", recovered)
         refresh = self._load_index()
-        self.settler = Settler(cfg.settle_ms / 1000, self._settled)
+        self.settler = Settler(cfg.settle_ms / 1000, lambda path: self.pipeline.put(Work("upsert", path)))
         self.pipeline = Pipeline(cfg, self.store, self.index, on_change=self._dirty.set,
                                  on_event=self.events.append, retouch=self.settler.touch)
         self.policy = QuarantinePolicy(self.quarantine, self.index, on_moved=self._quarantined,
@@ -120,6 +120,8 @@ class Daemon:
         self.pipeline.policy = self.policy
         self.reconciler = Reconciler(self.store, self.index, self.pipeline.put, self._spawn, self.stop_event.is_set)
         self.reconciler.refresh = refresh
+        self.intake = Intake(self.settler, self.pipeline, self.events, config=lambda: self.config,
+                             watcher=lambda: self.watcher, rescan=self._rescan_requested.set)
         self.pipeline.start_pool()
         self._spawn("graph", self._build_graph)
         self._spawn("pipeline", self.pipeline.run)
@@ -128,7 +130,7 @@ class Daemon:
             self._spawn("reporter", self._report_loop)
         if self.server is not None:
             self.server.start()
-        self.watcher = Watcher(cfg, self) if self.watch else None
+        self.watcher = Watcher(cfg, self.intake) if self.watch else None
         if self.watcher is not None:
             self.watcher.start()
         self.start_reconcile()
@@ -193,87 +195,6 @@ class Daemon:
     @property
     def reconcile_progress(self) -> dict[str, Any]:
         return self.reconciler.progress
-
-    # -- watcher sink (watchdog thread) ------------------------------------------------------
-
-    def _settled(self, path: str) -> None:
-        self.pipeline.put(Work("upsert", path))
-
-    def touched(self, path: str) -> None:
-        self.settler.touch(path)
-
-    def deleted(self, path: str) -> None:
-        self.settler.cancel(path)
-        self.pipeline.put(Work("delete", path))
-
-    def deleted_dir(self, path: str) -> None:
-        self.settler.cancel(path)  # a folder named like an image is recorded (as unreadable) too
-        self.settler.cancel_prefix(path)
-        self.pipeline.put(Work("delete_dir", path))
-        root = path.rstrip("/")
-        if self._root_ids.get(root) is not None:
-            # a root itself: its watch died with it. The next root check watches and walks whatever
-            # folder is there then (a folder recreated at once may even reuse the inode number)
-            self._root_ids[root] = None
-            logger.warning("watched folder %s was deleted: its files are forgotten; it is watched again (and "
-                           "walked) once it is there", root, extra={"root": root})
-            self.events.append("root_missing", path=root)
-
-    def moved(self, src: str, dst: str) -> None:
-        # the store's record of ``src`` (an edit of it may still be settling) goes with it; the move
-        # then has ``dst`` checked against the disk once settled, so no old name or content remains
-        self.settler.cancel(src)
-        self.pipeline.put(Work("move", src, dst))
-
-    def moved_dir(self, src: str, dst: str) -> None:
-        for p in self.settler.cancel_prefix(src):
-            self.settler.touch(dst.rstrip("/") + "/" + p[len(src.rstrip("/")) + 1:])
-        self.pipeline.put(Work("move_dir", src, dst))
-
-    def arrived_dir(self, path: str) -> None:
-        """A folder moved in from outside the roots (or from an excluded folder): walk it."""
-        self.pipeline.put(Work("scan_dir", path))
-
-    def overflowed(self) -> None:
-        self._rescan_requested.set()
-
-    def missing_roots(self) -> list[str]:
-        roots = {r.path for r in self.config.roots}
-        return sorted(p for p, ident in self._root_ids.items() if ident is None and p in roots)
-
-    def check_roots(self) -> None:
-        """Notice a root that vanished (forget its files, drop its dead watch) or reappeared or was
-        replaced by a new folder (watch it again, walk it). Called from the main loop: one stat per root."""
-        for root in self.config.roots:
-            try:
-                st = os.stat(root.path)
-                ident: tuple[int, int] | None = (st.st_dev, st.st_ino) if stat_mod.S_ISDIR(st.st_mode) else None
-            except OSError:
-                ident = None
-            if root.path not in self._root_ids:
-                self._root_ids[root.path] = ident  # first look (start-up)
-                if ident is None:
-                    logger.warning("watched folder %s is missing; watching it once it appears", root.path)
-                continue
-            known = self._root_ids[root.path]
-            if ident == known:
-                continue
-            self._root_ids[root.path] = ident
-            if known is not None:
-                logger.warning("watched folder %s vanished or was replaced: its files are forgotten; it is "
-                               "watched again (and walked) once it is there", root.path, extra={"root": root.path})
-                self.events.append("root_missing", path=root.path)
-                if self.watcher is not None:
-                    self.watcher.unwatch(root.path)
-                self.settler.cancel_prefix(root.path)
-                self.pipeline.put(Work("delete_dir", root.path))
-            if ident is not None:
-                logger.info("watched folder %s is back: watching and walking it", root.path,
-                            extra={"root": root.path})
-                self.events.append("root_back", path=root.path)
-                if self.watcher is not None:
-                    self.watcher.rewatch(root.path)
-                self.pipeline.put(Work("scan_dir", root.path))
 
     # -- reports and policy -------------------------------------------------------------------
 
@@ -376,7 +297,7 @@ class Daemon:
             "uptime_s": round(time.time() - self.started_at, 1),
             "store_bytes": store_bytes,
             "policy": self.config.policy,
-            "missing_roots": self.missing_roots(),
+            "missing_roots": self.intake.missing_roots(),
             "pid": os.getpid(),
         }
 
@@ -443,7 +364,7 @@ class Daemon:
                     self.start_reconcile()
                 if now - self._roots_checked >= 0.5:
                     self._roots_checked = now
-                    self.check_roots()
+                    self.intake.check_roots()
                 self._after_reconcile()
                 wd = self.notifier.watchdog_interval
                 if wd and now - last_ping >= wd and self.healthy():
@@ -516,7 +437,7 @@ class Daemon:
             self._spawn("graph", self._build_graph)
         if (new.roots, new.include, new.exclude) != (old.roots, old.include, old.exclude) and self.watcher:
             self.watcher.stop()
-            self.watcher = Watcher(new, self)
+            self.watcher = Watcher(new, self.intake)
             self.watcher.start()
             self.start_reconcile()
         if new.hash_methods().keys() != old.hash_methods().keys() or new.cnn_model_id() != old.cnn_model_id():
@@ -535,9 +456,8 @@ class Daemon:
         self.state = "stopping"
         self.notifier.stopping()
         self.stop_event.set()
-        watcher: Watcher | None = getattr(self, "watcher", None)
-        if watcher is not None:
-            watcher.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
         if hasattr(self, "settler"):
             self.settler.stop()
         if hasattr(self, "pipeline"):

@@ -1,0 +1,109 @@
+"""Intake: what the watcher reports becomes settle timers and pipeline work, and the roots' presence.
+
+The watcher's sink (:class:`dedupd.daemon.watcher.EventSink`), called on watchdog's thread: a
+created or written file (re)arms its settle timer; deletes and moves cancel pending timers and
+queue ``delete``/``move`` work, so the store's record always follows its file. The main loop
+calls :meth:`Intake.check_roots` (one ``stat`` per root) to notice a root that vanished or was
+replaced, and to watch and walk it again once it is there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat as stat_mod
+from collections.abc import Callable
+
+from dedupd.daemon.config import Config
+from dedupd.daemon.pipeline import Pipeline, Work
+from dedupd.daemon.settle import Settler
+from dedupd.daemon.watcher import Watcher
+from dedupd.reports.files import EventLog
+
+logger = logging.getLogger("dedupd.daemon")
+
+
+class Intake:
+    """File events → settle stage → pipeline work (one direction), and which roots are missing."""
+
+    def __init__(self, settler: Settler, pipeline: Pipeline, events: EventLog, *, config: Callable[[], Config],
+                 watcher: Callable[[], Watcher | None], rescan: Callable[[], None]) -> None:
+        self._settler, self._pipeline, self._events = settler, pipeline, events
+        self._config, self._watcher, self._rescan = config, watcher, rescan
+        self._root_ids: dict[str, tuple[int, int] | None] = {}  # root → (dev, inode); None while missing
+
+    def touched(self, path: str) -> None:
+        self._settler.touch(path)
+
+    def deleted(self, path: str) -> None:
+        self._settler.cancel(path)
+        self._pipeline.put(Work("delete", path))
+
+    def deleted_dir(self, path: str) -> None:
+        self._settler.cancel(path)  # a folder named like an image is recorded (as unreadable) too
+        self._settler.cancel_prefix(path)
+        self._pipeline.put(Work("delete_dir", path))
+        root = path.rstrip("/")
+        if self._root_ids.get(root) is not None:
+            # a root itself: its watch died with it. The next root check watches and walks whatever
+            # folder is there then (a folder recreated at once may even reuse the inode number)
+            self._root_ids[root] = None
+            logger.warning("watched folder %s was deleted: its files are forgotten; it is watched again (and "
+                           "walked) once it is there", root, extra={"root": root})
+            self._events.append("root_missing", path=root)
+
+    def moved(self, src: str, dst: str) -> None:
+        # the store's record of ``src`` (an edit of it may still be settling) goes with it; the move
+        # then has ``dst`` checked against the disk once settled, so no old name or content remains
+        self._settler.cancel(src)
+        self._pipeline.put(Work("move", src, dst))
+
+    def moved_dir(self, src: str, dst: str) -> None:
+        for p in self._settler.cancel_prefix(src):
+            self._settler.touch(dst.rstrip("/") + "/" + p[len(src.rstrip("/")) + 1:])
+        self._pipeline.put(Work("move_dir", src, dst))
+
+    def arrived_dir(self, path: str) -> None:
+        """A folder moved in from outside the roots (or from an excluded folder): walk it."""
+        self._pipeline.put(Work("scan_dir", path))
+
+    def overflowed(self) -> None:
+        self._rescan()
+
+    def missing_roots(self) -> list[str]:
+        roots = {r.path for r in self._config().roots}
+        return sorted(p for p, ident in self._root_ids.items() if ident is None and p in roots)
+
+    def check_roots(self) -> None:
+        """Notice a root that vanished (forget its files, drop its dead watch) or reappeared or was
+        replaced by a new folder (watch it again, walk it). Called from the main loop: one stat per root."""
+        for root in self._config().roots:
+            try:
+                st = os.stat(root.path)
+                ident: tuple[int, int] | None = (st.st_dev, st.st_ino) if stat_mod.S_ISDIR(st.st_mode) else None
+            except OSError:
+                ident = None
+            if root.path not in self._root_ids:
+                self._root_ids[root.path] = ident  # first look (start-up)
+                if ident is None:
+                    logger.warning("watched folder %s is missing; watching it once it appears", root.path)
+                continue
+            known = self._root_ids[root.path]
+            if ident == known:
+                continue
+            self._root_ids[root.path] = ident
+            if known is not None:
+                logger.warning("watched folder %s vanished or was replaced: its files are forgotten; it is "
+                               "watched again (and walked) once it is there", root.path, extra={"root": root.path})
+                self._events.append("root_missing", path=root.path)
+                if (watcher := self._watcher()) is not None:
+                    watcher.unwatch(root.path)
+                self._settler.cancel_prefix(root.path)
+                self._pipeline.put(Work("delete_dir", root.path))
+            if ident is not None:
+                logger.info("watched folder %s is back: watching and walking it", root.path,
+                            extra={"root": root.path})
+                self._events.append("root_back", path=root.path)
+                if (watcher := self._watcher()) is not None:
+                    watcher.rewatch(root.path)
+                self._pipeline.put(Work("scan_dir", root.path))
