@@ -42,6 +42,7 @@ from dedupd.daemon.encoder import (
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from dedupd.daemon.walk import is_watched_file, not_a_file_reason, root_of, walk_root
+from dedupd.daemon.workers import kill_executor
 from dedupd.errors import StoreWriteError
 from dedupd.imaging import refused_at, too_large_reason
 
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BATCH = 32
+#: one decode unit (a file, or a CNN batch of 8) taking longer is a hung decoder: its workers are
+#: killed and its files recorded unreadable (a 100 Mpx decode with every method takes seconds)
+DECODE_UNIT_TIMEOUT_S = 120.0
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 30.0
 _IDEMPOTENT = frozenset({"delete", "delete_dir", "move", "move_dir", "scan_dir", "forget_missing", "reconfigure"})
 #: errnos that say "the machine, not this file": the same step may succeed once they clear
@@ -160,6 +164,8 @@ class Pipeline:
         self._pool: cf.ProcessPoolExecutor | None = None
         self.spec = encode_spec(config)
         self.fault: Fault | None = None
+        self.encode_fn = encode_many  # what a decode worker runs (a module-level function)
+        self.unit_timeout_s = DECODE_UNIT_TIMEOUT_S
         self.heartbeat = time.monotonic()  # the loop's last sign of life (see Daemon.healthy)
         self.policy: PolicyRunner | None = None  # set by the daemon when it owns a quarantine policy
 
@@ -494,12 +500,22 @@ class Pipeline:
             self._on_change()
 
     def _encode_alone(self, path: str) -> EncodeResult:
-        """Encode one file in a fresh pool; a second crash marks just this file unreadable."""
+        """Encode one file in a fresh pool; a second crash or a hang marks just this file unreadable."""
         try:
-            return self._pool_get().submit(encode_many, [path], self.spec).result()[0]
+            return self._pool_get().submit(self.encode_fn, [path], self.spec).result(self.unit_timeout_s)[0]
         except BrokenProcessPool:
             self._pool = None
             return EncodeResult(False, reason="the decoder process crashed on this file")
+        except cf.TimeoutError:
+            return self._hung(path)
+
+    def _hung(self, path: str) -> EncodeResult:
+        """A decode ran past the time limit: kill the pool (the next unit starts a new one)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            kill_executor(pool)
+        logger.warning("decoder stopped after %.0f s on %s", self.unit_timeout_s, path, extra={"path": path})
+        return EncodeResult(False, reason=f"decoding took longer than {self.unit_timeout_s:g} s and was stopped")
 
     def _fresh(self, digest: bytes | None, hash_params: str, cnn_id: str | None) -> bool:
         enc = self.store.get_encoding(digest) if digest else None
@@ -523,7 +539,7 @@ class Pipeline:
             # small units (a CNN batch, or one file): a stop waits for the units in flight only
             size = 8 if self.spec.cnn_model else 1
             chunks = [digests[k:k + size] for k in range(0, len(digests), size)]
-            futures = [(chunk, pool.submit(encode_many, [jobs[d][0][0] for d in chunk], self.spec))
+            futures = [(chunk, pool.submit(self.encode_fn, [jobs[d][0][0] for d in chunk], self.spec))
                        for chunk in chunks]
             for i, (chunk, fut) in enumerate(futures):
                 self.heartbeat = time.monotonic()
@@ -533,9 +549,18 @@ class Pipeline:
                     if fut.cancelled():
                         continue
                 try:
-                    results.update(zip(chunk, fut.result()))
-                except BrokenProcessPool:
-                    self._pool = None  # a worker died (a codec crash?): retry its files one by one
+                    results.update(zip(chunk, fut.result(self.unit_timeout_s)))
+                except cf.TimeoutError:  # a hung decoder: its pool is killed; each file of the unit alone
+                    if len(chunk) == 1:
+                        results[chunk[0]] = self._hung(jobs[chunk[0]][0][0])
+                    else:
+                        self._hung(f"a batch of {len(chunk)} files")
+                        for d in chunk:
+                            results[d] = self._encode_alone(jobs[d][0][0])
+                except (BrokenProcessPool, cf.CancelledError):
+                    # a worker died (a codec crash?), or a hang killed the pool: retry its files one by one
+                    if self._pool is pool:
+                        self._pool = None
                     for d in chunk:
                         results[d] = self._encode_alone(jobs[d][0][0])
                 except Exception as exc:  # e.g. the CNN model vanished after start-up

@@ -53,6 +53,17 @@ class DecodeFailed(DedupdError):
         self.reason = reason
 
 
+def kill_executor(pool: cf.ProcessPoolExecutor) -> None:
+    """End a pool whose worker hangs: a hung decoder never returns, and the executor has no API to
+    stop a running task, so its processes are killed; its other tasks fail with BrokenProcessPool."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.kill()
+        except (OSError, ValueError):
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 class DecodePool:
     """At most ``size`` tasks at once in worker processes; a crash or a hang fails only its task.
 
@@ -92,13 +103,10 @@ class DecodePool:
                 self._pool = None
             if kill:
                 self._killed.add(id(pool))
-        if kill:  # a hung decoder never returns: end its processes (the executor has no API for it)
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                try:
-                    proc.kill()
-                except (OSError, ValueError):
-                    pass
-        pool.shutdown(wait=False, cancel_futures=True)
+        if kill:
+            kill_executor(pool)
+        else:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def run(self, fn: Callable[..., R], *args: Any) -> R:
         """``fn(*args)`` in a worker (``fn`` and ``args`` must be picklable and trusted).

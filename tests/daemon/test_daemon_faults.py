@@ -266,3 +266,47 @@ def test_a_failed_start_releases_the_socket_and_the_store(tmp_path: Path, mixed2
 
     with Store.open(tmp_path / "store", lock=True):  # the writer lock was released
         pass
+
+
+def test_a_hung_decoder_is_stopped_and_its_file_recorded_once(tmp_path: Path, mixed200: Path) -> None:
+    """A decode that never returns: its worker is killed after the unit time limit, the file is
+    recorded unreadable with that reason, and the pipeline goes on (in-process daemon: the worker
+    function is swapped for one that hangs on ``*hang*`` files)."""
+    from dedupd.daemon.config import config_from_mapping
+    from dedupd.daemon.service import Daemon
+    from tests.daemon.hang_worker import hang_on_marked
+
+    watched = tmp_path / "w"
+    watched.mkdir()
+    cfg = config_from_mapping({"roots": [str(watched)], "store_dir": str(tmp_path / "store"),
+                               "report_dir": str(tmp_path / "reports"), "settle_ms": 100, "workers": 1},
+                              env={"HOME": str(tmp_path)})
+    daemon = Daemon(cfg, serve=False)
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while getattr(daemon, "state", "") != "watching" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        daemon.pipeline.encode_fn = hang_on_marked
+        daemon.pipeline.unit_timeout_s = 2.0
+        first, second, third = image_files(mixed200)[:3]
+        shutil.copyfile(first, watched / "a.jpg")
+        shutil.copyfile(second, watched / "hang.jpg")
+        deadline = time.monotonic() + 60
+        while len(daemon.index.files) < 1 or daemon.pipeline.pending() or daemon.settler.pending():
+            assert time.monotonic() < deadline, daemon.status()
+            time.sleep(0.1)
+        assert daemon.store is not None
+        rec = daemon.store.get_file(str(watched / "hang.jpg"))
+        assert rec is not None and rec.state == "unreadable" and "longer than 2 s" in (rec.error or ""), rec
+        assert set(daemon.index.files) == {str(watched / "a.jpg")} and daemon.healthy()
+        shutil.copyfile(third, watched / "c.jpg")  # a new pool serves the next file
+        deadline = time.monotonic() + 60
+        while str(watched / "c.jpg") not in daemon.index.files:
+            assert time.monotonic() < deadline, daemon.status()
+            time.sleep(0.1)
+    finally:
+        daemon.stop_event.set()
+        runner.join(30)
+    assert not runner.is_alive()
