@@ -1,7 +1,7 @@
-"""Duplicate groups from a match graph, and who may be quarantined in each.
+"""Duplicate groups from a match graph: the connected components of "is a duplicate of".
 
-A group is a connected component of the "is a duplicate of" graph. Only members that match the
-kept copy *directly* are quarantine victims: A~B and B~C does not make C a duplicate of A.
+Who in a group may be quarantined (only direct matches of the kept copy) is decided by
+:func:`dedupd.core.policy.decide_groups`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,3 @@ def components(adjacency: Mapping[K, Iterable[K]]) -> list[list[K]]:
         out.append(sorted(comp))  # type: ignore[type-var]
     out.sort(key=lambda c: (-len(c), c[0]))
     return out
-
-
-def direct_victims(keeper: K, group: Iterable[K], adjacency: Mapping[K, Iterable[K]]) -> list[K]:
-    """Members of ``group`` that are themselves a duplicate of ``keeper`` (no chains)."""
-    direct = set(adjacency.get(keeper, ()))
-    return [m for m in group if m != keeper and m in direct]
