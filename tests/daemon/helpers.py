@@ -59,11 +59,16 @@ class _UnixHTTP(http.client.HTTPConnection):
 
 
 def api(socket_path: str, method: str, path: str, payload: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-    """One HTTP request over the daemon's Unix socket; returns (status, parsed JSON)."""
+    """One HTTP request over the daemon's Unix socket; returns (status, parsed JSON). ``payload``
+    goes as JSON, or as it is when it is ``bytes`` (an image upload)."""
     conn = _UnixHTTP(socket_path, timeout)
     try:
-        body = None if payload is None else json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if isinstance(payload, bytes):
+            body: bytes | None = payload
+            headers = {"Content-Type": "application/octet-stream"}
+        else:
+            body = None if payload is None else json.dumps(payload).encode()
+            headers = {"Content-Type": "application/json"} if body is not None else {}
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
         raw = resp.read()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
 import io
-import json
-import socket
 import struct
 import zlib
 from typing import Any
 
 from PIL import Image
+
+from tests.daemon.helpers import api
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:
@@ -40,28 +39,9 @@ def seed_images() -> dict[str, bytes]:
     return out
 
 
-class _Unix(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
 def post_bytes(socket_path: str, data: bytes, timeout: float = 120.0) -> tuple[int, Any]:
     """``POST /v1/query`` with ``data`` as the body; (status, parsed JSON)."""
-    conn = _Unix(socket_path, timeout)
-    try:
-        conn.request("POST", "/v1/query", body=data, headers={"Content-Type": "application/octet-stream"})
-        resp = conn.getresponse()
-        raw = resp.read()
-    finally:
-        conn.close()
-    return resp.status, (json.loads(raw) if raw else None)
+    return api(socket_path, "POST", "/v1/query", data, timeout)
 
 
 def proc_status_kb(pid: int, field: str) -> int:
