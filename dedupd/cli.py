@@ -181,6 +181,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             ("uptime", _duration(s["uptime_s"])), ("store", _size(s["store_bytes"])), ("pid", s.get("pid", "?"))]
     if s.get("missing_roots"):
         rows.insert(1, ("missing", ", ".join(s["missing_roots"]) + " (watched folder gone)"))
+    for name, problem in reversed(list(s.get("problems", {}).items())):  # why the state is "degraded"
+        detail = problem.get("error", problem) if isinstance(problem, dict) else problem
+        rows.insert(1, ("problem", f"{name}: {detail}"))
+    if s.get("failed"):
+        rows.insert(8, ("failed", f"{s['failed']} (given up after retries; see the log)"))
     for k, v in rows:
         print(f"{k:12s} {v}")
     return EXIT_OK

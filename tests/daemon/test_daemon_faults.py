@@ -79,6 +79,8 @@ def test_store_disk_full_degrades_then_recovers(daemon_factory, tmp_path: Path, 
         s = d.wait_until(lambda: (st := d.try_status()) and st["state"] == "degraded" and st, 60,
                          "the daemon to report the full store")
         assert "free space" in s["problems"]["pipeline"]["error"] and s["problems"]["pipeline"]["retrying"]
+        out = d.cli("status")
+        assert "degraded" in out.stdout and "problem" in out.stdout and "free space" in out.stdout, out.stdout
         t0 = time.monotonic()
         assert d.status()["files"] == 0 and time.monotonic() - t0 < 2  # queries keep answering
         filler.unlink()
