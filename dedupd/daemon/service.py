@@ -105,7 +105,7 @@ class Daemon:
                 self.server.stop()
             raise
         os.makedirs(cfg.report_dir, exist_ok=True)
-        self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"))
+        self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"), cfg.report_mode)
         self.quarantine = Quarantine(cfg, self.store, on_event=self.events.append)
         recovered = self.quarantine.recover()
         if recovered:

@@ -10,35 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from typing import Any
 
-from dedupd.daemon.config import Config
+from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
 from dedupd.daemon.index import MatchIndex
+from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups
 
 logger = logging.getLogger(__name__)
 
 
-def write_json_atomic(path: str, data: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync, rename over ``path``."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        finally:
-            raise
+def write_json_atomic(path: str, data: Any, mode: int = DEFAULT_REPORT_MODE) -> None:
+    """Write ``data`` as JSON to ``path`` at once (temp file, fsync, rename), as ``mode`` less the umask."""
+    write_atomic(path, (json.dumps(data, indent=1, sort_keys=False) + "\n").encode(), mode)
 
 
 class EventLog:
@@ -48,8 +34,11 @@ class EventLog:
     per run of failures and counted in :attr:`dropped`; appends resume when writing works again.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, mode: int = DEFAULT_REPORT_MODE) -> None:
         self.path = path
+        self.mode = file_mode(mode)
+        if os.path.exists(path):  # written under another report_mode before
+            os.chmod(path, self.mode)
         self.dropped = 0
         self.failing: str | None = None  # the error while appends fail
         self._lock = threading.Lock()
@@ -59,7 +48,8 @@ class EventLog:
         line = json.dumps({"time": round(time.time(), 3), "event": event, **fields}, default=str)
         with self._lock:
             try:
-                with open(self.path, "a") as f:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, self.mode)
+                with os.fdopen(fd, "a") as f:
                     f.write(line + "\n")
             except OSError as exc:
                 self.dropped += 1
@@ -79,11 +69,12 @@ def write_reports(report_dir: str, index: MatchIndex, config: Config, store: Any
 
     groups = build_groups(index, config.keep)
     write_html_report(os.path.join(report_dir, "report.html"), index, config, store, groups=groups)
-    write_json_atomic(os.path.join(report_dir, "duplicates.json"), index.adjacency())
+    write_json_atomic(os.path.join(report_dir, "duplicates.json"), index.adjacency(), config.report_mode)
     write_json_atomic(
         os.path.join(report_dir, "groups.json"),
         {"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
          "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})},
          "groups": groups},
+        config.report_mode,
     )
     return {"groups": len(groups), "duplicates": sum(g["size"] - 1 for g in groups)}

@@ -19,10 +19,11 @@ import hashlib
 import html
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from dedupd.reports.atomic import write_atomic
 
 PAGE_SIZE = 200
 THUMBS_DIR = "thumbs"
@@ -139,23 +140,6 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
             .replace("%%DATA%%", _script_json(data)))
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".html", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_html_report(out_path: str, index: Any, config: Any, store: Any = None, *,
                       groups: list[dict[str, Any]] | None = None, thumbs_dir: str | None = None) -> dict[str, Any]:
     """Build groups (unless given), thumbnails and ``out_path`` (atomically). Returns counts.
@@ -186,7 +170,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
                 items.append((f["path"], info.digest))
             elif f.get("state") == "quarantined" and f.get("digest") and f.get("dest") and os.path.exists(f["dest"]):
                 items.append((f["dest"], f["digest"]))
-    names = ensure_thumbnails(items, thumbs_dir, max_pixels=config.max_pixels)
+    names = ensure_thumbnails(items, thumbs_dir, max_pixels=config.max_pixels, mode=config.report_mode)
     if prune:  # thumbnails of contents no longer in any group
         digests = {d.hex() if isinstance(d, bytes) else d for _, d in items}
         keep = {h + ext for h in digests for ext in (".jpg", ".err")}
@@ -206,7 +190,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
         for f in g["duplicates"]:
             f.pop("digest", None)
     page = build_html(groups, thumbs=thumbs, files_indexed=len(index.files))
-    write_text_atomic(out_path, page)
+    write_atomic(out_path, page.encode("utf-8", "surrogateescape"), config.report_mode)
     return {"groups": len(groups), "thumbnails": sum(1 for v in names.values() if v),
             "bytes": len(page.encode("utf-8", "surrogateescape")), "seconds": round(time.monotonic() - t0, 3)}
 

@@ -15,8 +15,9 @@ import tempfile
 import threading
 from collections.abc import Iterable
 
-from dedupd.daemon.config.model import DEFAULT_MAX_PIXELS
+from dedupd.daemon.config.model import DEFAULT_MAX_PIXELS, DEFAULT_REPORT_MODE
 from dedupd.daemon.workers import DecodeFailed, DecodePool
+from dedupd.reports.atomic import file_mode
 
 THUMB_SIZE = 160
 THUMB_EXT = ".jpg"
@@ -58,7 +59,8 @@ def thumb_name(digest: bytes | str) -> str:
     return (digest.hex() if isinstance(digest, bytes) else digest) + THUMB_EXT
 
 
-def make_thumbnail(src: str, dest: str, size: int = THUMB_SIZE, max_pixels: int = DEFAULT_MAX_PIXELS) -> bool:
+def make_thumbnail(src: str, dest: str, size: int = THUMB_SIZE, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   mode: int = DEFAULT_REPORT_MODE) -> bool:
     """Write a ``size``-px JPEG of ``src`` to ``dest`` atomically; False if ``src`` cannot be decoded.
 
     Runs in a worker process (see :func:`ensure_thumbnail`): it decodes the file, with the same
@@ -82,6 +84,7 @@ def make_thumbnail(src: str, dest: str, size: int = THUMB_SIZE, max_pixels: int 
             try:
                 with os.fdopen(fd, "wb") as f:
                     img.save(f, "JPEG", quality=78, optimize=True)
+                os.chmod(tmp, file_mode(mode))
                 os.replace(tmp, dest)
             except BaseException:
                 if os.path.exists(tmp):
@@ -94,19 +97,21 @@ def make_thumbnail(src: str, dest: str, size: int = THUMB_SIZE, max_pixels: int 
 
 
 def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = THUMB_SIZE,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
+                     max_pixels: int = DEFAULT_MAX_PIXELS, mode: int = DEFAULT_REPORT_MODE) -> str | None:
     """Name of the cached thumbnail of ``digest`` (made from ``src`` in a worker process if missing),
     or None when it cannot be decoded (a crash or a hang of the worker counts as that)."""
     name = thumb_name(digest)
     dest = os.path.join(cache_dir, name)
     if os.path.isfile(dest):
+        if os.stat(dest).st_mode & 0o777 != file_mode(mode):  # made under another report_mode
+            os.chmod(dest, file_mode(mode))
         return name
     err = dest[: -len(THUMB_EXT)] + ".err"
     if os.path.exists(err):
         return None
     os.makedirs(cache_dir, exist_ok=True)
     try:
-        made = _workers().run(make_thumbnail, src, dest, size, max_pixels)
+        made = _workers().run(make_thumbnail, src, dest, size, max_pixels, mode)
     except DecodeFailed:
         made = False
     if made:
@@ -120,7 +125,7 @@ def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = 
 
 
 def ensure_thumbnails(items: Iterable[tuple[str, bytes | str]], cache_dir: str, size: int = THUMB_SIZE,
-                      max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, str | None]:
+                      max_pixels: int = DEFAULT_MAX_PIXELS, mode: int = DEFAULT_REPORT_MODE) -> dict[str, str | None]:
     """``{path: thumbnail file name or None}`` for ``(path, digest)`` pairs; one decode per digest,
     :data:`THUMB_WORKERS` at once."""
     by_digest: dict[str, str] = {}
@@ -138,9 +143,10 @@ def ensure_thumbnails(items: Iterable[tuple[str, bytes | str]], cache_dir: str, 
         # these threads only wait for the worker processes, which decode
         with ThreadPoolExecutor(THUMB_WORKERS) as ex:
             for hx, name in zip([h for h, _ in todo],
-                                ex.map(lambda t: ensure_thumbnail(t[1], t[0], cache_dir, size, max_pixels), todo)):
+                                ex.map(lambda t: ensure_thumbnail(t[1], t[0], cache_dir, size, max_pixels, mode),
+                                       todo)):
                 results[hx] = name
     else:
         for hx, src in todo:
-            results[hx] = ensure_thumbnail(src, hx, cache_dir, size, max_pixels)
+            results[hx] = ensure_thumbnail(src, hx, cache_dir, size, max_pixels, mode)
     return {p: results[hx] for p, hx in paths.items()}

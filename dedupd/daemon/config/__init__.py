@@ -9,6 +9,7 @@ from dedupd.daemon.config.model import (
     DEFAULT_HASH_THRESHOLD,
     DEFAULT_INCLUDE,
     DEFAULT_KEEP,
+    DEFAULT_REPORT_MODE,
     ENCODER_VERSION,
     HASH_METHOD_NAMES,
     KEEP_RULE_NAMES,
@@ -21,6 +22,6 @@ from dedupd.daemon.config.model import (
 
 __all__ = [
     "CNN_MODEL_NAMES", "DEFAULT_CNN_THRESHOLD", "DEFAULT_EXCLUDE", "DEFAULT_HASH_THRESHOLD", "DEFAULT_INCLUDE",
-    "DEFAULT_KEEP", "ENCODER_VERSION", "HASH_METHOD_NAMES", "KEEP_RULE_NAMES", "CnnConfig", "Config",
+    "DEFAULT_KEEP", "DEFAULT_REPORT_MODE", "ENCODER_VERSION", "HASH_METHOD_NAMES", "KEEP_RULE_NAMES", "CnnConfig", "Config",
     "KeepRule", "LogConfig", "RootConfig", "config_from_mapping", "default_paths", "load_config",
 ]

@@ -22,6 +22,7 @@ from dedupd.daemon.config.model import (
     DEFAULT_INCLUDE,
     DEFAULT_KEEP,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_REPORT_MODE,
     HASH_METHOD_NAMES,
     KEEP_RULE_NAMES,
     MAX_MAX_PIXELS,
@@ -43,7 +44,7 @@ from dedupd.daemon.config.values import (
 from dedupd.errors import ConfigError
 
 TOP_KEYS: tuple[str, ...] = (
-    "roots", "store_dir", "report_dir", "socket_path", "socket_mode", "socket_group", "policy",
+    "roots", "store_dir", "report_dir", "report_mode", "socket_path", "socket_mode", "socket_group", "policy",
     "quarantine_dir", "methods", "match", "keep", "include", "exclude", "settle_ms", "workers",
     "rescan_interval_s", "decode", "exif_transpose", "max_pixels", "log",
 )
@@ -52,7 +53,7 @@ _DIR_KEYS = ("store_dir", "report_dir", "socket_path", "quarantine_dir")
 #: Dotted key → how its ``DEDUPD_*`` value is read: raw path, raw string, ``os.pathsep`` list, YAML.
 _ENV_KINDS: dict[str, str] = {
     "roots": "pathlist", "store_dir": "path", "report_dir": "path", "socket_path": "path",
-    "quarantine_dir": "path", "socket_mode": "str", "socket_group": "str", "policy": "str",
+    "quarantine_dir": "path", "socket_mode": "str", "report_mode": "str", "socket_group": "str", "policy": "str",
     "match": "str", "decode": "str", "log.format": "str", "log.level": "str", "settle_ms": "yaml",
     "workers": "yaml", "rescan_interval_s": "yaml", "exif_transpose": "yaml", "methods": "yaml",
     "keep": "yaml", "include": "yaml", "exclude": "yaml", "max_pixels": "yaml",
@@ -198,7 +199,9 @@ def _check(raw: Mapping[str, Any], defaults: Mapping[str, str], p: Problems) -> 
         elif not isinstance(value, str) or not value:
             p.add(key, f"must be a path, got {show(value)}")
         f[key] = value
-    f["socket_mode"] = _socket_mode(raw.get("socket_mode", 0o660), p)
+    f["socket_mode"] = _mode("socket_mode", raw.get("socket_mode", 0o660), 0o660, "read and write the socket", p)
+    f["report_mode"] = _mode("report_mode", raw.get("report_mode", DEFAULT_REPORT_MODE), DEFAULT_REPORT_MODE,
+                             "read its own reports", p)
     f["socket_group"] = _socket_group(raw.get("socket_group"), p)
     f["policy"] = choice(raw.get("policy", "report"), "policy", ("report", "quarantine"), p)
     quarantine = raw.get("quarantine_dir")
@@ -268,7 +271,8 @@ def _roots(value: Any, p: Problems) -> list[tuple[int, RootConfig]]:
     return out
 
 
-def _socket_mode(value: Any, p: Problems) -> int:
+def _mode(key: str, value: Any, default: int, owner_needs: str, p: Problems) -> int:
+    """A permission mode written in octal; the daemon's own user keeps read and write."""
     mode = -1
     if isinstance(value, int) and not isinstance(value, bool):
         mode = value
@@ -276,13 +280,13 @@ def _socket_mode(value: Any, p: Problems) -> int:
         digits = value.strip().removeprefix("0o")
         if digits and all(c in "01234567" for c in digits):
             mode = int(digits, 8)
+    example = f"\"{default:04o}\""
     if not 0 <= mode <= 0o777:
-        p.add("socket_mode", f"must be a permission mode from 0000 to 0777, got {show(value)}; "
-              "write it quoted in octal, e.g. \"0660\" (unquoted 660 is the decimal number 660)")
-        return 0o660
+        p.add(key, f"must be a permission mode from 0000 to 0777, got {show(value)}; write it quoted in "
+              f"octal, e.g. {example} (unquoted {default:o} is the decimal number {default:o})")
+        return default
     if mode & 0o600 != 0o600:
-        p.add("socket_mode", f"{oct(mode)} does not let the daemon's own user read and write the socket; "
-              "include 0600, e.g. \"0660\"")
+        p.add(key, f"{oct(mode)} does not let the daemon's own user {owner_needs}; include 0600, e.g. {example}")
     return mode
 
 

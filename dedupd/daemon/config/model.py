@@ -42,6 +42,8 @@ DEFAULT_KEEP: tuple[str, ...] = ("largest_pixels", "largest_file", "oldest_mtime
 #: 20000x5000, while a decode stays bounded (an RGB copy of 100 Mpx is 300 MB); it is below
 #: Pillow's own hard limit (178 Mpx), which alone lets a 17 KB PNG cost 1.3 GB of memory.
 DEFAULT_MAX_PIXELS = 100_000_000
+#: Report files and thumbnails: readable by everyone who may read the reports (less the umask).
+DEFAULT_REPORT_MODE = 0o644
 MAX_MAX_PIXELS = 1_000_000_000
 
 
@@ -97,6 +99,7 @@ class Config:
     report_dir: str
     socket_path: str
     socket_mode: int = 0o660
+    report_mode: int = DEFAULT_REPORT_MODE
     socket_group: str | int | None = None
     policy: str = "report"
     quarantine_dir: str | None = None

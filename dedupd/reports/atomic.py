@@ -1,0 +1,43 @@
+"""Report files written whole (temp file in the same folder, fsync, rename) with the configured mode."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+
+
+@functools.cache
+def process_umask() -> int:
+    """This process's umask, read without changing it (``os.umask`` is process-wide: racy in threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def file_mode(configured: int) -> int:
+    """The mode report files get: ``report_mode`` less the umask (a Docker ``UMASK`` is honoured)."""
+    return configured & ~process_umask() & 0o777
+
+
+def write_atomic(path: str, data: bytes, mode: int) -> None:
+    """Replace ``path`` with ``data`` at once (readers never see half a file), as ``file_mode(mode)``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, file_mode(mode))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
