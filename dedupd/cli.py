@@ -17,6 +17,7 @@ from dedupd.client import DEFAULT_SOCKET, ApiError, Client, DaemonNotRunning
 
 EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_DUPLICATE = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
+EXIT_BROKEN_PIPE = 141  # as a shell reports a command ended by SIGPIPE
 
 
 def _load_config(args: argparse.Namespace, overrides: dict[str, Any] | None = None):
@@ -175,7 +176,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = [("state", s["state"]), ("files", s["files"]), ("encoded", s["encoded"]), ("decoded", s["decoded"]),
             ("reused", s.get("reused", 0)), ("unreadable", s["unreadable"]), ("queued", s["queued"]),
             ("groups", s["groups"]), ("duplicates", s.get("duplicates", 0)),
-            ("quarantined", s.get("quarantined", 0)), ("policy", s.get("policy", "")),
+            ("quarantined", f"{s.get('in_quarantine', 0)} in quarantine now ({s.get('quarantined', 0)} moved, "
+                            f"{s.get('restored', 0)} restored since start)"),
+            ("policy", s.get("policy", "")),
             ("reconcile", (f"{p.get('walked', 0)} walked, {p.get('queued', 0)} queued, "
                            f"{'done' if p.get('done') else 'running'}")),
             ("uptime", _duration(s["uptime_s"])), ("store", _size(s["store_bytes"])), ("pid", s.get("pid", "?"))]
@@ -230,6 +233,9 @@ def cmd_query(args: argparse.Namespace) -> int:
             res = client.query_bytes(data)
         except ApiError as exc:
             res = {"error": exc.error, "detail": exc.detail, "duplicates": []}
+        else:  # an indexed file is not a duplicate of itself (its bytes match its own entry)
+            me = os.path.realpath(path)
+            res["duplicates"] = [m for m in res.get("duplicates", []) if os.path.realpath(m["path"]) != me]
         results.append({"path": path, **res})
     found = any(r.get("duplicates") for r in results)
     failed = any(r.get("error") for r in results)
@@ -386,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `dedupd groups | head -1`: the reader left; end quietly, as a shell tool does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's final flush must not fail again
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         from dedupd.errors import DedupdError
 

@@ -110,6 +110,7 @@ class Daemon:
         recovered = self.quarantine.recover()
         if recovered:
             logger.warning("settled %d quarantine moves interrupted by a crash", recovered)
+        self.in_quarantine = sum(1 for _ in self.store.iter_quarantine("moved"))  # then kept current
         refresh = self._load_index()
         self.settler = Settler(cfg.settle_ms / 1000, lambda path: self.pipeline.put(Work("upsert", path)))
         self.pipeline = Pipeline(cfg, self.store, self.index, on_change=self._dirty.set,
@@ -238,9 +239,11 @@ class Daemon:
 
     def _quarantined(self, path: str) -> None:
         self.pipeline.counters.quarantined += 1
+        self.in_quarantine += 1
 
     def _restored(self, path: str) -> None:
         self.pipeline.counters.restored += 1
+        self.in_quarantine -= 1
         self.settler.touch(path)
 
     def encode_upload(self, data: bytes) -> EncodeResult:
@@ -291,7 +294,8 @@ class Daemon:
             "duplicates": self.report_counts["duplicates"],
             "failed": c.failed,
             "events_dropped": self.events.dropped,
-            "quarantined": c.quarantined,
+            "quarantined": c.quarantined,  # moves since start; in_quarantine: files there now
+            "in_quarantine": self.in_quarantine,
             "restored": c.restored,
             "reconcile_progress": dict(self.reconcile_progress),
             "uptime_s": round(time.time() - self.started_at, 1),

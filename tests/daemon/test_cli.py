@@ -11,12 +11,15 @@ import os
 import shutil
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from dedupd.client import Client
+from tests.daemon.helpers import REPO
 from tests.daemon.socket_helpers import SocketDaemon, dedupd_cli, near_duplicate
 
 MAX_UPLOAD = 400_000
@@ -78,6 +81,29 @@ def test_query_relative_path_and_exact_copy(lib) -> None:
     out = lib.d.run_cli("query", "same.jpg", cwd=str(lib.uploads))
     assert out.returncode == 0, out.stderr
     assert "same.jpg: 2 duplicate(s)" in out.stdout and "(exact copy)" in out.stdout
+
+
+def test_query_of_an_indexed_file_does_not_list_itself(lib) -> None:
+    """An upload service asks about a file already in the watched folder: only other copies count."""
+    indexed = lib.root / "b0020.jpg"
+    out = lib.d.run_cli("query", "--json", str(indexed))
+    assert out.returncode == 0, out.stderr
+    others = [m["path"] for m in json.loads(out.stdout)["duplicates"]]
+    assert others and str(indexed) not in others, others  # its exact copy stays listed
+
+
+def test_output_into_a_closed_pipe_ends_quietly(lib) -> None:
+    """``dedupd groups | head -1``: no BrokenPipeError traceback, exit 141 as a shell tool ends."""
+    for args in (("groups",), ("status",), ("quarantine", "list", "--json")):
+        cmd = [sys.executable, "-m", "dedupd", *args, "--socket", lib.d.socket_path]
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            proc.stdout.close()  # the reader went away before anything was read
+            err = proc.stderr.read().decode()
+            code = proc.wait(timeout=60)
+        assert code in (0, 141), err
+        assert "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 def test_query_an_image_without_duplicates(lib) -> None:
@@ -218,6 +244,9 @@ def test_quarantine_list_and_restore(tmp_path: Path, corpus_dir: Path) -> None:
         assert dup.read_bytes() == data
         out = d.run_cli("quarantine", "list", "--state", "restored", "--json")
         assert [e["origin"] for e in json.loads(out.stdout)["entries"]] == [str(dup)]
+        d.wait_until(lambda: d.status()["in_quarantine"] == 0, 30, "the restore counted")
+        row = next(line for line in d.run_cli("status").stdout.splitlines() if line.startswith("quarantined"))
+        assert "0 in quarantine now (1 moved, 1 restored since start)" in row, row
         out = d.run_cli("restore", "--all", "--json")
         assert out.returncode == 0 and json.loads(out.stdout)["restored"] == 0
         d.stop()
