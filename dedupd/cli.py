@@ -133,14 +133,27 @@ def cmd_scan(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     status["elapsed_s"] = round(time.monotonic() - t0, 2)
     status["report_dir"] = config.report_dir
+    progress_ = status["reconcile_progress"]
+    status["unchanged"] = progress_.get("walked", 0) - progress_.get("queued", 0)
+    with open(os.path.join(config.report_dir, "groups.json"), encoding="utf-8") as f:
+        groups = json.load(f)["groups"]
+    status["reclaimable_bytes"] = sum(d.get("bytes", 0) for g in groups for d in g["duplicates"])
     if args.json:
-        _print_json(status)
-    else:
-        print(f"{status['files']} images indexed ({status['decoded']} decoded, {status['reused']} reused), "
-              f"{status['unreadable']} unreadable")
-        print(f"{status['groups']} duplicate groups, {status['duplicates']} duplicates, "
-              f"{status['quarantined']} quarantined in {status['elapsed_s']} s")
-        print(f"reports: {config.report_dir}/duplicates.json, groups.json, events.jsonl")
+        _print_json({**status, "duplicate_groups": groups})  # "groups" stays the count, as in status
+        return EXIT_OK
+    for g in groups:
+        print(f"keep {g['keep']['path']}  ({_size(g['keep'].get('bytes', 0))})")
+        for d in g["duplicates"]:
+            how = _score(d) if d.get("direct") else f"via {d.get('via')}"
+            print(f"  dup {d['path']}  ({_size(d.get('bytes', 0))}, {how})")
+    if groups:
+        print()
+    print(f"{status['files']} images indexed ({status['decoded']} decoded, {status['reused']} reused, "
+          f"{status['unchanged']} unchanged since the last scan), {status['unreadable']} unreadable")
+    print(f"{status['groups']} duplicate groups, {status['duplicates']} duplicates "
+          f"({_size(status['reclaimable_bytes'])} reclaimable), {status['quarantined']} quarantined "
+          f"in {status['elapsed_s']} s")
+    print(f"reports: {config.report_dir}/duplicates.json, groups.json, report.html, events.jsonl")
     return EXIT_OK
 
 

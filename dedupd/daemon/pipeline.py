@@ -574,6 +574,8 @@ class Pipeline:
                 continue
             res = results.get(digest) or EncodeResult(False, reason="the decoder process is unavailable")
             self.counters.decoded += 1
+            if res.ok:
+                self.counters.reused += len(files) - 1  # copies in the same batch share the one decode
             for path, st in files:
                 if not _unchanged(path, st):
                     self._retouch(path)  # written to while we read it: look again once settled
