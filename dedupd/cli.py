@@ -15,7 +15,7 @@ from typing import Any
 from dedupd import __version__
 from dedupd.client import DEFAULT_SOCKET, ApiError, Client, DaemonNotRunning
 
-EXIT_OK, EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_DUPLICATE = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DUPLICATE, EXIT_NOT_RUNNING = 0, 1, 2, 3, 4  # 2: as argparse
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
 EXIT_BROKEN_PIPE = 141  # as a shell reports a command ended by SIGPIPE
 
@@ -297,7 +297,7 @@ def cmd_simple_post(endpoint: str):
 def cmd_restore(args: argparse.Namespace) -> int:
     if bool(args.all) == bool(args.paths):
         print("dedupd restore: give either --all or one or more paths", file=sys.stderr)
-        return EXIT_NOT_RUNNING  # usage error (argparse's code)
+        return EXIT_USAGE
     payload = {"all": True} if args.all else {"paths": [os.path.abspath(p) for p in args.paths]}
     try:
         # the daemon gives a restore 120 s before it answers with a clear timeout error: wait longer
@@ -344,10 +344,23 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 # -- parser -----------------------------------------------------------------------------------------
 
+EPILOG = """\
+examples:
+  dedupd scan ~/Pictures                      index a folder once, print the duplicate sets
+  dedupd run --config /etc/dedupd/dedupd.yaml run the daemon
+  dedupd query --fail-on-duplicate new.jpg    exit 3 if new.jpg duplicates an indexed image
+  dedupd groups --limit 20 | less             the daemon's duplicate groups
+
+exit status:
+  0 done, 1 error (the message says which), 2 usage error, 3 duplicate found (--fail-on-duplicate),
+  4 the daemon is not running, 130 interrupted, 141 output pipe closed
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dedupd", description="Find exact and near-duplicate images, and keep "
-                                "finding them while folders change.")
+                                "finding them while folders change.", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"dedupd {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", "-c", help="YAML config file (default: $DEDUPD_CONFIG)")

@@ -183,6 +183,9 @@ def test_usage_errors(lib) -> None:
     assert out.returncode == 2 and "--all" in out.stderr
     out = lib.d.run_cli("restore", "--all", "/x.jpg")
     assert out.returncode == 2
+    assert lib.d.run_cli("groups", "--limit", "many").returncode == 2  # argparse's own
+    out = lib.d.run_cli("--help")
+    assert "exit status:" in out.stdout and "4 the daemon is not running" in out.stdout
 
 
 COMMANDS = [("status",), ("status", "--json"), ("query", "{img}"), ("query", "--fail-on-duplicate", "{img}"),
@@ -190,7 +193,7 @@ COMMANDS = [("status",), ("status", "--json"), ("query", "{img}"), ("query", "--
 
 
 @pytest.mark.parametrize("kind", ["missing", "stale"])
-def test_daemon_not_running_is_one_line_and_exit_2(tmp_path: Path, corpus_dir: Path, kind: str) -> None:
+def test_daemon_not_running_is_one_line_and_exit_4(tmp_path: Path, corpus_dir: Path, kind: str) -> None:
     sock = tmp_path / "dedupd.sock"
     holder = None
     if kind == "stale":  # a socket file nobody listens on (left by a crash)
@@ -201,7 +204,7 @@ def test_daemon_not_running_is_one_line_and_exit_2(tmp_path: Path, corpus_dir: P
         for cmd in COMMANDS:
             args = [a.format(img=img) for a in cmd]
             out = dedupd_cli(*args, "--socket", str(sock))
-            assert out.returncode == 2, (cmd, out.stdout, out.stderr)
+            assert out.returncode == 4, (cmd, out.stdout, out.stderr)  # 2 stays argparse's usage error
             assert out.stdout == ""
             lines = out.stderr.strip().splitlines()
             assert len(lines) == 1 and "not running" in lines[0] and str(sock) in lines[0], (cmd, out.stderr)
@@ -214,7 +217,7 @@ def test_daemon_not_running_with_a_config(tmp_path: Path) -> None:
     cfg = tmp_path / "dedupd.yaml"
     cfg.write_text(f"roots: [{tmp_path}]\nsocket_path: {tmp_path}/s.sock\n")
     out = dedupd_cli("status", "--config", str(cfg))
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and f"{tmp_path}/s.sock" in out.stderr
+    assert out.returncode == 4 and out.stderr.count("\n") == 1 and f"{tmp_path}/s.sock" in out.stderr
 
 
 # -- quarantine policy: list and restore through the daemon --------------------------------------------

@@ -692,7 +692,7 @@ def test_stale_socket_from_a_crash_is_replaced(tmp_path: Path, small_root: Path,
     d.kill9()
     assert stat.S_ISSOCK(os.lstat(d.socket_path).st_mode)  # left behind by the crash
     out = d.run_cli("status")
-    assert out.returncode == 2 and "not running" in out.stderr
+    assert out.returncode == 4 and "not running" in out.stderr
     d.start()
     assert d.status()["files"] == 3
     assert "replaced a stale socket" in d.log_text()
