@@ -294,6 +294,39 @@ def cmd_simple_post(endpoint: str):
     return run
 
 
+def cmd_rescan(args: argparse.Namespace) -> int:
+    """``dedupd rescan [--wait]``: start a walk; with ``--wait``, follow it to the end and summarize."""
+    import time
+
+    client = Client(_socket_path(args))
+    before = client.get("/v1/status").get("reconcile_progress", {}).get("run", 0)
+    t0 = time.monotonic()
+    res = client.post("/v1/rescan")
+    if not args.wait:
+        _print_json(res) if args.json else print(res.get("detail", "ok"))
+        return EXIT_OK
+    while True:
+        s = client.get("/v1/status")
+        p = s.get("reconcile_progress", {})
+        if p.get("run", 0) > before and p.get("done") and s["queued"] == 0 and s["state"] in ("watching", "degraded"):
+            break
+        if time.monotonic() - t0 > args.timeout:
+            print(f"dedupd: the rescan did not finish within {args.timeout:g} s (state {s['state']}, "
+                  f"{s['queued']} queued); it goes on in the daemon", file=sys.stderr)
+            return EXIT_ERROR
+        time.sleep(0.2)
+    summary = {"seconds": round(time.monotonic() - t0, 2), "walked": p.get("walked", 0),
+               "queued": p.get("queued", 0), "forgotten": p.get("forgotten", 0), "files": s["files"],
+               "groups": s["groups"], "state": s["state"]}
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"rescan done in {summary['seconds']} s: {summary['walked']} files walked, {summary['queued']} new or "
+              f"changed, {summary['forgotten']} gone; now {summary['files']} files in {summary['groups']} groups"
+              + ("" if s["state"] == "watching" else f" (state {s['state']}: see dedupd status)"))
+    return EXIT_OK
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     if bool(args.all) == bool(args.paths):
         print("dedupd restore: give either --all or one or more paths", file=sys.stderr)
@@ -391,8 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--offset", type=int, default=0)
     g.add_argument("--limit", type=int, default=100)
     g.set_defaults(func=cmd_groups)
-    sub.add_parser("rescan", parents=[common], help="walk the roots again now").set_defaults(
-        func=cmd_simple_post("/v1/rescan"))
+    rs = sub.add_parser("rescan", parents=[common], help="walk the roots again now")
+    rs.add_argument("--wait", action="store_true", help="wait until the walk and its work are done, then summarize")
+    rs.add_argument("--timeout", type=float, default=3600, help="with --wait: give up after this many seconds")
+    rs.set_defaults(func=cmd_rescan)
     sub.add_parser("reload", parents=[common], help="re-read the config (like SIGHUP)").set_defaults(
         func=cmd_simple_post("/v1/reload"))
     r = sub.add_parser("restore", parents=[common], help="move quarantined files back")

@@ -34,6 +34,7 @@ class Reconciler:
         self.progress: dict[str, Any] = {"walked": 0, "queued": 0, "done": False}
         self.refresh = False  # the next walk re-checks every file (new encoder settings)
         self.again = False  # a walk was asked for while one ran
+        self.runs = 0  # walks started: ``dedupd rescan --wait`` waits for a later one to finish
         self._thread: threading.Thread | None = None
 
     @property
@@ -57,7 +58,8 @@ class Reconciler:
             self.again = True
             return False
         self.again = False
-        self.progress = {"walked": 0, "queued": 0, "done": False}
+        self.runs += 1
+        self.progress = {"run": self.runs, "walked": 0, "queued": 0, "done": False}
         progress = self.progress
         self._thread = self._spawn("reconcile", lambda: self._run(config, progress))
         return True

@@ -155,6 +155,12 @@ def test_rescan_and_reload(lib) -> None:
     assert out.returncode == 0 and json.loads(out.stdout) == {
         "ok": True, "detail": "reloaded: nothing changed", "changed": [], "restart_needed": []}
     lib.d.wait_quiet()
+    out = lib.d.run_cli("rescan", "--wait", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["state"] == "watching" and summary["walked"] == summary["files"] == 6, summary
+    out = lib.d.run_cli("rescan", "--wait")
+    assert out.stdout.startswith("rescan done in ") and "6 files walked" in out.stdout, out.stdout
 
 
 def test_quarantine_list_and_restore_in_report_mode(lib) -> None:
