@@ -470,9 +470,9 @@ class Pipeline:
                 continue
             if enc is not None and not any(enc.stale(self.spec.methods, hash_params, cnn_id)):
                 known[digest] = enc
-                # the encoding goes along: an earlier record of the same batch may replace the last
-                # file that had this digest (contents swapped by renames), and the store prunes it
-                records.append((path, FileRecord.from_stat(st, digest), enc))
+                # no encoding written again: the store prunes only at the end of the batch, so a
+                # content handed over within the batch (contents swapped by renames) keeps its encoding
+                records.append((path, FileRecord.from_stat(st, digest), None))
                 self.counters.reused += 1
             else:
                 jobs.setdefault(digest, []).append((path, st))
@@ -583,8 +583,9 @@ class Pipeline:
                 if res.ok:
                     enc = EncodingRecord(res.width, res.height, res.format, res.hashes or {}, hash_params,
                                          res.vector, cnn_id if res.vector is not None else None)
+                    first = digest not in out
                     out[digest] = enc
-                    records.append((path, FileRecord.from_stat(st, digest), enc))  # see _upsert
+                    records.append((path, FileRecord.from_stat(st, digest), enc if first else None))
                 else:
                     _, rec = self._unreadable(path, st, res.reason or "unknown decode error")
                     if rec is not None:

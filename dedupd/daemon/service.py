@@ -80,6 +80,7 @@ class Daemon:
         self._encoders_pending = False  # new encoder settings, recorded once a full reconcile is done
         self.report_counts = {"groups": 0, "duplicates": 0}
         self.report_error: str | None = None
+        self._reporting_since: float | None = None  # a report write in progress since (monotonic)
         self.store: Store | None = None
         self.server: Any = None
         self._last_rescan = 0.0
@@ -156,12 +157,14 @@ class Daemon:
         return t
 
     def healthy(self) -> bool:
-        """Every worker thread alive and the pipeline not stuck in one step: feed the watchdog."""
+        """Every worker thread alive, the pipeline not stuck in one step and no report write hung (a
+        dead network mount): feed the watchdog."""
         if self.dead_threads:
             return False
         if not all(t.is_alive() for t in self._threads if t.name in _LONG_LIVED):
             return False
-        return time.monotonic() - self.pipeline.heartbeat < STALL_S
+        now, reporting = time.monotonic(), self._reporting_since
+        return now - self.pipeline.heartbeat < STALL_S and (reporting is None or now - reporting < STALL_S)
 
     def _load_index(self) -> bool:
         """Load the index from the store; True when the stored encodings need a refresh."""
@@ -216,13 +219,14 @@ class Daemon:
             if not self.index.graph_ready:
                 continue  # dirty stays set: written once the start-up graph is complete
             self._dirty.clear()
-            t0 = time.monotonic()
+            t0 = self._reporting_since = time.monotonic()
             try:
                 if self.config.policy == "quarantine" and self.quiet():
                     self._plan_quarantine()
                 self.report_counts = write_reports(self.config.report_dir, self.index, self.config, self.store)
                 self.report_error = None
             except Exception as exc:
+                self._reporting_since = None
                 # e.g. the report folder's disk is full: keep the old reports, try again later
                 if self.report_error is None:
                     logger.exception("writing reports failed; retrying", extra={"dir": self.config.report_dir})
@@ -230,6 +234,7 @@ class Daemon:
                 self._dirty.set()
                 pause = min(30.0, max(1.0, 2 * pause))
                 continue
+            self._reporting_since = None
             pause = max(0.2, 2 * (time.monotonic() - t0))
 
     def _plan_quarantine(self) -> None:

@@ -25,16 +25,18 @@ def file_mode(configured: int) -> int:
     return configured & ~process_umask() & 0o777
 
 
-def write_atomic(path: str, data: bytes, mode: int) -> None:
-    """Replace ``path`` with ``data`` at once (readers never see half a file), as ``file_mode(mode)``."""
+def write_atomic(path: str, data: bytes, mode: int, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` at once (readers never see half a file), as ``file_mode(mode)``;
+    ``durable``: fsync before the rename (reports; a cache such as thumbnails can skip it)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, file_mode(mode))
         os.replace(tmp, path)
     except BaseException:

@@ -10,14 +10,15 @@ ingest and query pools), with the encoders' format allow-list and pixel limit (`
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
+import stat
 import threading
 from collections.abc import Iterable
 
 from dedupd.daemon.config.model import DEFAULT_MAX_PIXELS, DEFAULT_REPORT_MODE
 from dedupd.daemon.workers import DecodeFailed, DecodePool
-from dedupd.reports.atomic import file_mode
+from dedupd.reports.atomic import file_mode, write_atomic
 
 THUMB_SIZE = 160
 THUMB_EXT = ".jpg"
@@ -79,17 +80,9 @@ def make_thumbnail(src: str, dest: str, size: int = THUMB_SIZE, max_pixels: int 
             img.thumbnail((size, size), Image.Resampling.LANCZOS)
             if img.mode not in ("RGB", "L"):
                 img = img.convert("RGBA").convert("RGB")  # drop alpha, as the decoders do
-            folder = os.path.dirname(dest)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=THUMB_EXT, dir=folder)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    img.save(f, "JPEG", quality=78, optimize=True)
-                os.chmod(tmp, file_mode(mode))
-                os.replace(tmp, dest)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=78, optimize=True)
+        write_atomic(dest, buf.getvalue(), mode, durable=False)  # a cache: remade if lost in a crash
         return True
     except (ImageDecodeError, OSError, ValueError, SyntaxError, EOFError, RuntimeError, MemoryError,
             Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -102,8 +95,12 @@ def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = 
     or None when it cannot be decoded (a crash or a hang of the worker counts as that)."""
     name = thumb_name(digest)
     dest = os.path.join(cache_dir, name)
-    if os.path.isfile(dest):
-        if os.stat(dest).st_mode & 0o777 != file_mode(mode):  # made under another report_mode
+    try:
+        st = os.stat(dest)
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISREG(st.st_mode):
+        if stat.S_IMODE(st.st_mode) != file_mode(mode):  # made under another report_mode
             os.chmod(dest, file_mode(mode))
         return name
     err = dest[: -len(THUMB_EXT)] + ".err"

@@ -137,6 +137,9 @@ def test_a_dead_daemon_thread_stops_the_daemon_with_an_error(tmp_path: Path, mix
         daemon.pipeline.heartbeat -= 10_000  # a step stuck for hours: the watchdog starves
         assert not daemon.healthy()
         daemon.pipeline.heartbeat += 10_000
+        daemon._reporting_since = time.monotonic() - 10_000  # a report write hung that long: likewise
+        assert not daemon.healthy()
+        daemon._reporting_since = None
 
         def broken(*_a: object, **_k: object) -> None:
             raise RuntimeError("injected: the pipeline loop itself broke")
