@@ -260,6 +260,10 @@ class Daemon:
         """
         return encode_bytes(self.query_workers, data, encode_spec(self.config))
 
+    def decisions_changed(self) -> None:
+        """A decision was recorded over the socket (ignore, keep): reports and the plan follow it."""
+        self._dirty.set()
+
     def restore(self, paths: list[str] | None, timeout: float = 120.0) -> list[dict[str, Any]]:
         """Restore quarantined files on the pipeline thread and return the complete result.
 
@@ -306,6 +310,7 @@ class Daemon:
             "uptime_s": round(time.time() - self.started_at, 1),
             "store_bytes": store_bytes,
             "policy": self.config.policy,
+            "dry_run": self.config.dry_run,
             "missing_roots": self.intake.missing_roots(),
             "pid": os.getpid(),
         }

@@ -48,16 +48,28 @@ def _member(f: Mapping[str, Any], state: str, thumb: str | None) -> list[Any]:
     """Compact row: [path, w, h, bytes, mtime, state, thumb, method, score, via, direct, note]."""
     score = f.get("distance", f.get("similarity"))
     return [f.get("path", ""), f.get("width"), f.get("height"), f.get("bytes"), f.get("mtime"), state, thumb,
-            f.get("method"), score, f.get("via"), bool(f.get("direct", False)), f.get("note")]
+            f.get("method"), score, f.get("via"), bool(f.get("direct", False)), f.get("note") or decision_note(f)]
+
+
+def decision_note(f: Mapping[str, Any]) -> str | None:
+    """Why a member is (not) moved, from ``build_groups``' marks; None when nothing to say."""
+    if f.get("distinct"):
+        return "not a duplicate of the kept copy (your decision): never moved"
+    if f.get("protected"):
+        return f"never moved: {f['protected']}"
+    if f.get("move") and f.get("state", "duplicate") == "duplicate":
+        return "quarantine would move this file"
+    return None
 
 
 def summarize(groups: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """files (members of all groups), groups, and bytes quarantine would free (direct duplicates)."""
+    """files (members of all groups), groups, and bytes quarantine would free (the members it
+    would move: direct duplicates, less those the user's decisions or reference roots protect)."""
     return {
         "files": sum(1 + len(g.get("duplicates", ())) for g in groups),
         "groups": len(groups),
         "freeable_bytes": sum(int(d.get("bytes") or 0) for g in groups for d in g.get("duplicates", ())
-                              if d.get("direct") and d.get("state", "duplicate") == "duplicate"),
+                              if d.get("move", d.get("direct")) and d.get("state", "duplicate") == "duplicate"),
     }
 
 
@@ -155,7 +167,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
     prune = thumbs_dir is None  # only our own folder: a shared cache passed in is never pruned
     thumbs_dir = thumbs_dir or os.path.join(out_dir, THUMBS_DIR)
     if groups is None:
-        groups = build_groups(index, config.keep)
+        groups = build_groups(index, config.keep, store.review() if store is not None else None, config)
     entries = list(store.iter_quarantine()) if store is not None else []
     groups = attach_quarantine(groups, entries)
     for g in groups:  # a keeper whose duplicates are all quarantined: its group comes from the manifest
