@@ -557,6 +557,57 @@ def cmd_keep(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- completion and manual page -----------------------------------------------------------------------
+
+#: shtab's completers (``shtab.FILE`` / ``shtab.DIRECTORY``), written out: the parser stays free of shtab
+_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+_DIR = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/", "tcsh": "d"}
+_PATH_ARGS = {"config": _FILE, "socket": _FILE, "paths": _FILE, "html": _FILE, "dirs": _DIR, "report_dir": _DIR,
+              "store_dir": _DIR, "thumbs_dir": _DIR, "quarantine_dir": _DIR, "reference": _DIR}
+
+
+def _complete_paths(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Tell shtab which arguments are files or folders (every subcommand's)."""
+    for action in parser._actions:
+        if action.dest in _PATH_ARGS:
+            action.complete = _PATH_ARGS[action.dest]  # type: ignore[attr-defined]
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _complete_paths(sub)
+    return parser
+
+
+def _optional(module: str, what: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        from dedupd.errors import DedupdError
+
+        raise DedupdError(f"{what} needs the '{module.split('.')[0]}' package: pip install 'dedupd[shell]'") from None
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """``dedupd completion bash|zsh|tcsh``: a completion script generated from this parser."""
+    shtab = _optional("shtab", "dedupd completion")
+    sys.stdout.write(shtab.complete(_complete_paths(build_parser()), shell=args.shell))
+    return EXIT_OK
+
+
+def manpage() -> str:
+    """The manual page (roff) generated from this parser (its epilog gives the examples and exit status)."""
+    page = _optional("argparse_manpage.manpage", "dedupd manpage").Manpage(build_parser())
+    page.source, page.manual = f"dedupd {__version__}", "dedupd manual"
+    return str(page)
+
+
+def cmd_manpage(args: argparse.Namespace) -> int:
+    """``dedupd manpage``: the manual page, e.g. ``dedupd manpage > dedupd.1; man ./dedupd.1``."""
+    sys.stdout.write(manpage())
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------------------
 
 EPILOG = """\
@@ -565,6 +616,12 @@ examples:
   dedupd run --config /etc/dedupd/dedupd.yaml run the daemon
   dedupd query --fail-on-duplicate new.jpg    exit 3 if new.jpg duplicates an indexed image
   dedupd groups --limit 20 | less             the daemon's duplicate groups
+  dedupd scan --dry-run ~/Pictures            what quarantine would move (nothing is moved)
+  dedupd scan --print0 ~/Pictures | xargs -0 ls -l
+                                              the removable duplicates, for xargs
+  dedupd ignore a.jpg b.jpg                   a and b are not duplicates (remembered)
+  dedupd keep b.jpg                           keep b.jpg instead of its group's other copies
+  source <(dedupd completion bash)            tab completion
 
 exit status:
   0 done, 1 error (the message says which), 2 usage error, 3 duplicate found (--fail-on-duplicate),
@@ -649,6 +706,11 @@ def build_parser() -> argparse.ArgumentParser:
     kp.add_argument("--remove", action="store_true", help="forget the pins of these files")
     kp.add_argument("--store-dir", help="record in this store directly (after `dedupd scan`; no daemon)")
     kp.set_defaults(func=cmd_keep)
+    co = sub.add_parser("completion", help="print a shell completion script (bash, zsh, tcsh)")
+    co.add_argument("shell", choices=["bash", "zsh", "tcsh"])
+    co.set_defaults(func=cmd_completion)
+    sub.add_parser("manpage", help="print the manual page (roff): dedupd manpage > dedupd.1").set_defaults(
+        func=cmd_manpage)
     return p
 
 
