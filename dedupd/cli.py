@@ -257,6 +257,16 @@ def cmd_status(args: argparse.Namespace) -> int:
             ("reconcile", (f"{p.get('walked', 0)} walked, {p.get('queued', 0)} queued, "
                            f"{'done' if p.get('done') else 'running'}")),
             ("uptime", _duration(s["uptime_s"])), ("store", _size(s["store_bytes"])), ("pid", s.get("pid", "?"))]
+    last = s.get("last_reconcile")
+    if last:  # the last walk that ended (the "reconcile" row is the current one)
+        rows.insert(-3, ("last walk", f"{last['outcome']} at {_clock(last['finished_at'])} in {last['seconds']} s: "
+                                      f"{last.get('walked', 0)} walked, {last.get('queued', 0)} new or changed, "
+                                      f"{last.get('forgotten', 0)} gone"
+                                      + (f", {last['unlistable']} folder(s) not listable" if last.get("unlistable") else "")))
+    for r in s.get("roots", ()):
+        if r.get("vanished") and r.get("present"):
+            rows.insert(1, ("root back", f"{r['path']} (vanished {r['vanished']} time(s) since start; back at "
+                                         f"{_clock(r['back_at'])})" if r.get("back_at") else r["path"]))
     if s.get("missing_roots"):
         rows.insert(1, ("missing", ", ".join(s["missing_roots"]) + " (watched folder gone)"))
     for name, problem in reversed(list(s.get("problems", {}).items())):  # why the state is "degraded"
@@ -267,6 +277,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     for k, v in rows:
         print(f"{k:12s} {v}")
     return EXIT_OK
+
+
+def _clock(t: float | None) -> str:
+    import time
+
+    return "?" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
 def _duration(seconds: float) -> str:

@@ -289,6 +289,8 @@ class Daemon:
             **({"reports": self.report_error} if self.report_error else {}),
             **({"events": f"{self.events.failing} ({self.events.dropped} dropped)"} if self.events.failing else {}),
             **({"dead_threads": list(self.dead_threads)} if self.dead_threads else {}),
+            **({"roots": f"watched folder(s) missing: {', '.join(missing)}; their files are forgotten until "
+                         "they are back (remount or recreate them)"} if (missing := self.intake.missing_roots()) else {}),
         }
         return {
             "state": "degraded" if problems and self.state in ("reconciling", "watching") else self.state,
@@ -311,7 +313,9 @@ class Daemon:
             "store_bytes": store_bytes,
             "policy": self.config.policy,
             "dry_run": self.config.dry_run,
-            "missing_roots": self.intake.missing_roots(),
+            "missing_roots": missing,
+            "roots": self.intake.roots(),
+            "last_reconcile": self.reconciler.last,
             "pid": os.getpid(),
         }
 
