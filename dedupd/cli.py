@@ -1,7 +1,7 @@
 """The ``dedupd`` command: the daemon (``run``), a one-shot ``scan``, and the socket client commands.
 
-Exit codes: 0 ok, 1 error, 2 daemon not running / usage, 3 duplicate found (``query
---fail-on-duplicate``). Only this module and the daemon call ``sys.exit``.
+Exit codes: 0 ok, 1 error, 2 usage, 3 duplicate found (``query``/``scan --fail-on-duplicate``), 4 daemon
+not running, 130 interrupted, 141 broken pipe. Only this module and the daemon call ``sys.exit``.
 """
 
 from __future__ import annotations
