@@ -253,7 +253,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             ("groups", s["groups"]), ("duplicates", s.get("duplicates", 0)),
             ("quarantined", f"{s.get('in_quarantine', 0)} in quarantine now ({s.get('quarantined', 0)} moved, "
                             f"{s.get('restored', 0)} restored since start)"),
-            ("policy", s.get("policy", "")),
+            ("policy", s.get("policy", "") + (" (dry run: nothing is moved)" if s.get("dry_run") else "")),
             ("reconcile", (f"{p.get('walked', 0)} walked, {p.get('queued', 0)} queued, "
                            f"{'done' if p.get('done') else 'running'}")),
             ("uptime", _duration(s["uptime_s"])), ("store", _size(s["store_bytes"])), ("pid", s.get("pid", "?"))]

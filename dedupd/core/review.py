@@ -56,18 +56,22 @@ class BoundReview:
     digests: Mapping[str, Hashable]
     reference: frozenset[str] = frozenset()
     _pins: dict[Hashable, tuple[float, str]] = field(default_factory=dict, compare=False, repr=False)
+    _sets_of: dict[Hashable, set[int]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for digest, when, path in self.review.pins:
             if when >= self._pins.get(digest, (-math.inf, ""))[0]:
                 self._pins[digest] = (when, path)
+        for i, members in enumerate(self.review.distinct):  # digest → the sets it is in: O(1) pair checks
+            for digest in members:
+                self._sets_of.setdefault(digest, set()).add(i)
 
     def distinct(self, a: str, b: str) -> bool:
         """The user said paths ``a`` and ``b`` are not duplicates (by their contents)."""
         da, db = self.digests.get(a), self.digests.get(b)
-        if da is None or db is None or da == db:
+        if da is None or db is None or da == db or da not in self._sets_of or db not in self._sets_of:
             return False
-        return any(da in s and db in s for s in self.review.distinct)
+        return not self._sets_of[da].isdisjoint(self._sets_of[db])
 
     def protected(self, path: str, keep: str | None = None) -> str | None:
         """Why ``path`` must never be moved (:data:`REFERENCE`, :data:`PINNED`), or None.
@@ -89,7 +93,10 @@ class BoundReview:
         return (0 if path in self.reference else 1, -pin[0] if pin else math.inf, 0 if pin and pin[1] == path else 1)
 
     def declared(self, members: Iterable[str], edges: Mapping[str, Mapping[str, object]]) -> tuple[int, int]:
-        """``(matches, declared distinct)`` among the pairs of ``members`` that match in ``edges``."""
+        """``(matches, declared distinct)`` among the pairs of ``members`` that match in ``edges``
+        (``(0, 0)`` at once when no member's content is in a distinct set)."""
+        if not any(self.digests.get(p) in self._sets_of for p in members):
+            return 0, 0
         inside = set(members)
         total = declared = 0
         for p in inside:

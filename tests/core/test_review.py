@@ -97,4 +97,4 @@ def test_nothing_protected_or_declared_distinct_from_the_keeper_ever_moves(pairs
             assert d.path in edges[g.keep]  # only direct matches
             assert bound.protected(d.path, g.keep) is None and not bound.distinct(g.keep, d.path)
         total, said = bound.declared(g.members, edges)
-        assert said < total  # a group all of whose matches were declared distinct is not reported
+        assert said == 0 or said < total  # a group all of whose matches were declared distinct is not reported
