@@ -106,12 +106,13 @@ class _GroupsCache:
     def get(self, index: MatchIndex, config: Config, review: Review | None = None) -> tuple[list[dict[str, Any]], int]:
         with self._lock:  # one builder at a time; concurrent pages wait and reuse its result
             generation = getattr(index, "generation", None)
-            key = (id(index), generation, config.keep, config.roots, review)
+            roots = getattr(config, "roots", ())  # reference roots change the kept copies
+            key = (id(index), generation, config.keep, roots, review)
             if generation is None or key != self._key:
                 with index.lock:
                     generation = getattr(index, "generation", None)
-                    groups = build_groups(index, config.keep, review, config)
-                self._key = (id(index), generation, config.keep, config.roots, review) \
+                    groups = build_groups(index, config.keep, review, config if roots else None)
+                self._key = (id(index), generation, config.keep, roots, review) \
                     if generation is not None else None
                 self._groups = groups
                 self.builds += 1
