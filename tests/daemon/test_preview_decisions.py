@@ -109,6 +109,17 @@ def test_dry_run_marks_then_quarantine_moves_exactly_those_and_decisions_hold(tm
         assert (archive / "orig34.jpg").exists()
         after = groups_json(d)
         assert after["would_quarantine"] == [] and after["dry_run"] is False
+
+        # forgetting the decision (over the socket) lets quarantine act on the pair again
+        out = d.run_cli("ignore", "--remove", str(photos / "renamed32.jpg"))
+        assert out.returncode == 0 and "1 set(s) forgotten" in out.stdout, out.stderr
+        entry = d.wait_until(lambda: next((e for e in d.manifest() if e["origin"] == str(photos / "renamed32.jpg")),
+                                          None), 30, "the no longer ignored duplicate quarantined")
+        assert entry["keeper"] == str(photos / "b0032.jpg") and not (photos / "renamed32.jpg").exists()
+        out = d.run_cli("keep", "--list", "--json")
+        assert [p["path"] for p in json.loads(out.stdout)["pins"]] == [str(photos / "near31.jpg")]
+        out = d.run_cli("keep", "--remove", str(photos / "near31.jpg"))
+        assert out.returncode == 0 and "1 pin(s) removed" in out.stdout, out.stderr
         d.stop()
         assert not d.errors_in_log(), d.log_tail()
     finally:
