@@ -453,6 +453,21 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _DecisionClient(Client):
+    """A client whose "not running" error also names the way without a daemon (``--store-dir``)."""
+
+    def request(self, *a: Any, **kw: Any) -> Any:
+        try:
+            return super().request(*a, **kw)
+        except DaemonNotRunning as exc:
+            raise DaemonNotRunning(f"{exc}; after a `dedupd scan` without a daemon, give its --store-dir "
+                                   "to record the decision in that store") from None
+
+
+def _decision_client(args: argparse.Namespace) -> Client:
+    return _DecisionClient(_socket_path(args))
+
+
 def _decision_store(args: argparse.Namespace):
     """The store named by ``--store-dir`` (after a ``dedupd scan``, no daemon), write-locked."""
     from dedupd.daemon.store import Store
@@ -482,7 +497,7 @@ def cmd_ignore(args: argparse.Namespace) -> int:
     if args.store_dir:
         res = _ignore_offline(args, paths)
     else:
-        client = Client(_socket_path(args))
+        client = _decision_client(args)
         if args.list:
             res = client.get("/v1/ignore")
         elif args.remove_id:
@@ -554,7 +569,7 @@ def cmd_keep(args: argparse.Namespace) -> int:
                 store.pin(digest, path)
                 res = {"ok": True, "path": path, "detail": f"{path} is kept whenever it is in a group"}
     else:
-        client = Client(_socket_path(args))
+        client = _decision_client(args)
         if args.list:
             res = client.get("/v1/keep")
         elif args.remove:

@@ -139,6 +139,8 @@ def test_scan_reference_root_and_decisions_in_the_store(small: Path) -> None:
     bad = dedupd("ignore", str(photos / "b0040.jpg"), str(photos / "sub" / "copy40.jpg"), *store)
     assert bad.returncode == 1 and "byte-identical" in bad.stderr
     assert dedupd("ignore", *store).returncode == 2  # usage
+    no_daemon = dedupd("keep", str(photos / "b0040.jpg"), "--socket", str(small / "none.sock"))
+    assert no_daemon.returncode == 4 and "--store-dir" in no_daemon.stderr
 
 
 def dedupd(*args: str) -> subprocess.CompletedProcess[str]:
