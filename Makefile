@@ -41,5 +41,16 @@ bench: $(VENV)/.installed
 	$(PY) bench/bench_query.py
 	$(PY) bench/quality.py
 
+## man, completion: the manual page and shell completions, generated from the CLI's parser (into build/)
+.PHONY: man completion
+man: $(VENV)/.installed
+	mkdir -p build
+	$(PY) -m dedupd manpage > build/dedupd.1
+
+completion: $(VENV)/.installed
+	mkdir -p build/completion
+	$(PY) -m dedupd completion bash > build/completion/dedupd.bash
+	$(PY) -m dedupd completion zsh > build/completion/_dedupd
+
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -1,7 +1,7 @@
 """The ``dedupd`` command: the daemon (``run``), a one-shot ``scan``, and the socket client commands.
 
-Exit codes: 0 ok, 1 error, 2 daemon not running / usage, 3 duplicate found (``query
---fail-on-duplicate``). Only this module and the daemon call ``sys.exit``.
+Exit codes: 0 ok, 1 error, 2 usage, 3 duplicate found (``query``/``scan --fail-on-duplicate``), 4 daemon
+not running, 130 interrupted, 141 broken pipe. Only this module and the daemon call ``sys.exit``.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     from dedupd.daemon import log
     from dedupd.daemon.service import Daemon, DaemonFailed
+    from dedupd.reports.groups import would_quarantine
 
     overrides: dict[str, Any] = {}
     if args.dirs:
@@ -107,6 +108,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         overrides["report_dir"] = os.path.abspath(args.report_dir)
     if args.store_dir:
         overrides["store_dir"] = os.path.abspath(args.store_dir)
+    overrides.update(_scan_overrides(args, overrides))
     config = _load_config(args, overrides)
     log.setup(args.log_level or ("warning" if sys.stderr.isatty() else config.log.level), config.log.format)
     tty = sys.stderr.isatty()
@@ -138,14 +140,21 @@ def cmd_scan(args: argparse.Namespace) -> int:
     with open(os.path.join(config.report_dir, "groups.json"), encoding="utf-8") as f:
         groups = json.load(f)["groups"]
     status["reclaimable_bytes"] = sum(d.get("bytes", 0) for g in groups for d in g["duplicates"])
+    preview = would_quarantine(groups)
+    found = EXIT_DUPLICATE if groups and args.fail_on_duplicate else EXIT_OK
+    if args.removable or args.print0:  # for xargs: only the paths quarantine would move
+        end = "\0" if args.print0 else "\n"
+        sys.stdout.write("".join(p + end for p in preview["would_quarantine"]))
+        return found
     if args.json:
-        _print_json({**status, "duplicate_groups": groups})  # "groups" stays the count, as in status
-        return EXIT_OK
+        _print_json({**status, "duplicate_groups": groups, **preview})  # "groups" stays the count, as in status
+        return found
     for g in groups:
-        print(f"keep {g['keep']['path']}  ({_size(g['keep'].get('bytes', 0))})")
+        print(f"keep {g['keep']['path']}  ({_size(g['keep'].get('bytes', 0))})"
+              + (f"  [{g['kept_by']}]" if g.get("kept_by") else ""))
         for d in g["duplicates"]:
             how = _score(d) if d.get("direct") else f"via {d.get('via')}"
-            print(f"  dup {d['path']}  ({_size(d.get('bytes', 0))}, {how})")
+            print(f"  dup {d['path']}  ({_size(d.get('bytes', 0))}, {how}){_mark(d, config)}")
     if groups:
         print()
     print(f"{status['files']} images indexed ({status['decoded']} decoded, {status['reused']} reused, "
@@ -153,8 +162,61 @@ def cmd_scan(args: argparse.Namespace) -> int:
     print(f"{status['groups']} duplicate groups, {status['duplicates']} duplicates "
           f"({_size(status['reclaimable_bytes'])} reclaimable), {status['quarantined']} quarantined "
           f"in {status['elapsed_s']} s")
+    if config.dry_run:
+        print(f"dry run: {len(preview['would_quarantine'])} file(s) would be quarantined, freeing "
+              f"{_size(preview['would_free_bytes'])}; nothing was moved")
     print(f"reports: {config.report_dir}/duplicates.json, groups.json, report.html, events.jsonl")
-    return EXIT_OK
+    return found
+
+
+def _mark(d: dict[str, Any], config: Any) -> str:
+    """The decision behind a duplicate, for ``scan``'s listing."""
+    if d.get("distinct"):
+        return "  [not a duplicate: your decision]"
+    if d.get("protected"):
+        return f"  [never moved: {d['protected']}]"
+    if d.get("move") and config.dry_run:
+        return "  [would be quarantined]"
+    return ""
+
+
+def _scan_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Config overrides from ``scan``'s one-shot flags (``--method``, ``--threshold``, ``--exclude``,
+    ``--policy``, ``--quarantine-dir``, ``--dry-run``)."""
+    out: dict[str, Any] = {}
+    if args.policy:
+        out["policy"] = args.policy
+    if args.dry_run:
+        out["dry_run"] = True
+        out.setdefault("policy", "quarantine")
+    if args.quarantine_dir:
+        out["quarantine_dir"] = os.path.abspath(args.quarantine_dir)
+    if args.reference:
+        roots = overrides.get("roots") or [
+            {"path": r.path, "recursive": r.recursive, "reference": r.reference} for r in _load_config(args).roots]
+        out["roots"] = [*roots, *({"path": os.path.abspath(d), "reference": True} for d in args.reference)]
+    if args.method or args.threshold is not None or args.exclude:
+        base = _load_config(args, overrides)  # the configured methods and excludes the flags add to
+        names = [m for spec in args.method or () for m in spec.split(",") if m]
+        if not names:
+            names = [*base.hash_methods(), *(["cnn"] if base.cnn else [])]
+        methods: dict[str, Any] = {}
+        for name in names:
+            spec: dict[str, Any] = {}
+            if name == "cnn" and base.cnn is not None:
+                spec = {"model": base.cnn.model, "threshold": base.cnn.threshold,
+                        **({"weights": base.cnn.weights} if base.cnn.weights else {})}
+            elif name != "cnn" and name in base.hash_methods():
+                spec = {"threshold": base.hash_methods()[name]}
+            if args.threshold is not None:
+                t = args.threshold
+                spec["threshold"] = int(t) if name != "cnn" and float(t).is_integer() else t
+            methods[name] = spec
+        if args.method or args.threshold is not None:
+            out["methods"] = methods
+        if args.exclude:
+            out["exclude"] = [*base.exclude, *args.exclude]
+    return out
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -191,10 +253,20 @@ def cmd_status(args: argparse.Namespace) -> int:
             ("groups", s["groups"]), ("duplicates", s.get("duplicates", 0)),
             ("quarantined", f"{s.get('in_quarantine', 0)} in quarantine now ({s.get('quarantined', 0)} moved, "
                             f"{s.get('restored', 0)} restored since start)"),
-            ("policy", s.get("policy", "")),
+            ("policy", s.get("policy", "") + (" (dry run: nothing is moved)" if s.get("dry_run") else "")),
             ("reconcile", (f"{p.get('walked', 0)} walked, {p.get('queued', 0)} queued, "
                            f"{'done' if p.get('done') else 'running'}")),
             ("uptime", _duration(s["uptime_s"])), ("store", _size(s["store_bytes"])), ("pid", s.get("pid", "?"))]
+    last = s.get("last_reconcile")
+    if last:  # the last walk that ended (the "reconcile" row is the current one)
+        rows.insert(-3, ("last walk", f"{last['outcome']} at {_clock(last['finished_at'])} in {last['seconds']} s: "
+                                      f"{last.get('walked', 0)} walked, {last.get('queued', 0)} new or changed, "
+                                      f"{last.get('forgotten', 0)} gone"
+                                      + (f", {last['unlistable']} folder(s) not listable" if last.get("unlistable") else "")))
+    for r in s.get("roots", ()):
+        if r.get("vanished") and r.get("present"):
+            rows.insert(1, ("root back", f"{r['path']} (vanished {r['vanished']} time(s) since start; back at "
+                                         f"{_clock(r['back_at'])})" if r.get("back_at") else r["path"]))
     if s.get("missing_roots"):
         rows.insert(1, ("missing", ", ".join(s["missing_roots"]) + " (watched folder gone)"))
     for name, problem in reversed(list(s.get("problems", {}).items())):  # why the state is "degraded"
@@ -205,6 +277,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     for k, v in rows:
         print(f"{k:12s} {v}")
     return EXIT_OK
+
+
+def _clock(t: float | None) -> str:
+    import time
+
+    return "?" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
 
 
 def _duration(seconds: float) -> str:
@@ -375,6 +453,192 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _DecisionClient(Client):
+    """A client whose "not running" error also names the way without a daemon (``--store-dir``)."""
+
+    def request(self, *a: Any, **kw: Any) -> Any:
+        try:
+            return super().request(*a, **kw)
+        except DaemonNotRunning as exc:
+            raise DaemonNotRunning(f"{exc}; after a `dedupd scan` without a daemon, give its --store-dir "
+                                   "to record the decision in that store") from None
+
+
+def _decision_client(args: argparse.Namespace) -> Client:
+    return _DecisionClient(_socket_path(args))
+
+
+def _decision_store(args: argparse.Namespace):
+    """The store named by ``--store-dir`` (after a ``dedupd scan``, no daemon), write-locked."""
+    from dedupd.daemon.store import Store
+
+    return Store.open(os.path.abspath(args.store_dir), lock=True)
+
+
+def _stored_content(store: Any, path: str) -> tuple[str, bytes]:
+    """``(path, digest)`` of an indexed file in ``store`` (its absolute or real path)."""
+    from dedupd.errors import DedupdError
+
+    for candidate in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
+        rec = store.get_file(candidate)
+        if rec is not None and rec.digest is not None and rec.state == "ok":
+            return candidate, rec.digest
+    raise DedupdError(f"{path} is not indexed in the store {store.path}; scan its folder first")
+
+
+def cmd_ignore(args: argparse.Namespace) -> int:
+    """``dedupd ignore A B ...``: these files are not duplicates; ``--list``, ``--remove``."""
+    if sum(map(bool, (args.list, args.remove, args.remove_id))) > 1 or (args.list and args.paths) or (
+            args.remove_id and args.paths) or (not args.paths and not args.list and not args.remove_id):
+        print("dedupd ignore: give two or more paths, or --list, or --remove PATH..., or --remove-id N",
+              file=sys.stderr)
+        return EXIT_USAGE
+    paths = [os.path.abspath(p) for p in args.paths]
+    if args.store_dir:
+        res = _ignore_offline(args, paths)
+    else:
+        client = _decision_client(args)
+        if args.list:
+            res = client.get("/v1/ignore")
+        elif args.remove_id:
+            res = client.post("/v1/ignore/remove", {"ids": args.remove_id})
+        elif args.remove:
+            res = client.post("/v1/ignore/remove", {"paths": paths})
+        else:
+            res = client.post("/v1/ignore", {"paths": paths})
+    if args.json:
+        _print_json(res)
+    elif args.list:
+        for d in res["sets"]:
+            now = d["current"]
+            print(f"#{d['id']:<4} not duplicates: {', '.join(d['paths'])}"
+                  + ("" if sorted(now) == sorted(d["paths"]) else f"  (now: {', '.join(now) or 'none indexed'})"))
+        print(f"{res['total']} set(s)")
+    else:
+        print(res["detail"])
+    return EXIT_OK
+
+
+def _ignore_offline(args: argparse.Namespace, paths: list[str]) -> dict[str, Any]:
+    from dedupd.core.review import distinct_contents
+    from dedupd.errors import DedupdError
+
+    with _decision_store(args) as store:
+        if args.list:
+            sets = [{"id": d.id, "paths": list(d.paths),
+                     "current": sorted(p for x in d.digests for p in store.files_with_digest(x)),
+                     "digests": sorted(x.hex() for x in d.digests), "created_at": d.created_at}
+                    for d in store.distinct_sets()]
+            return {"sets": sets, "total": len(sets)}
+        if args.remove or args.remove_id:
+            wanted = list(args.remove_id or ())
+            if args.remove:
+                digests = {_stored_content(store, p)[1] for p in paths}
+                wanted = [d.id for d in store.distinct_sets() if d.digests & digests]
+            removed = store.remove_distinct(wanted)
+            return {"ok": True, "removed": removed,
+                    "detail": f"{len(removed)} set(s) forgotten" if removed else "no such set"}
+        named = [_stored_content(store, p) for p in paths]
+        try:
+            by_digest = distinct_contents(named)
+        except ValueError as exc:
+            raise DedupdError(str(exc)) from None
+        sid = store.add_distinct(by_digest, [p for p, _ in named])
+    return {"ok": True, "id": sid, "paths": [p for p, _ in named],
+            "detail": f"recorded: {len(named)} files are not duplicates of each other (set {sid})"}
+
+
+def cmd_keep(args: argparse.Namespace) -> int:
+    """``dedupd keep PATH``: keep this copy of its group; ``--list``, ``--remove PATH...``."""
+    if (args.list and (args.paths or args.remove)) or (not args.list and not args.paths) or (
+            not args.list and not args.remove and len(args.paths) != 1):
+        print("dedupd keep: give one path to keep, or --list, or --remove PATH...", file=sys.stderr)
+        return EXIT_USAGE
+    paths = [os.path.abspath(p) for p in args.paths]
+    if args.store_dir:
+        with _decision_store(args) as store:
+            if args.list:
+                pins = [{"path": p.path, "current": store.files_with_digest(p.digest), "digest": p.digest.hex(),
+                         "pinned_at": p.pinned_at} for p in store.pins()]
+                res: dict[str, Any] = {"pins": pins, "total": len(pins)}
+            elif args.remove:
+                n = len(store.unpin([_stored_content(store, p)[1] for p in paths]))
+                res = {"ok": True, "removed": n, "detail": f"{n} pin(s) removed" if n else "not pinned"}
+            else:
+                path, digest = _stored_content(store, paths[0])
+                store.pin(digest, path)
+                res = {"ok": True, "path": path, "detail": f"{path} is kept whenever it is in a group"}
+    else:
+        client = _decision_client(args)
+        if args.list:
+            res = client.get("/v1/keep")
+        elif args.remove:
+            res = client.post("/v1/keep/remove", {"paths": paths})
+        else:
+            res = client.post("/v1/keep", {"path": paths[0]})
+    if args.json:
+        _print_json(res)
+    elif args.list:
+        for p in res["pins"]:
+            now = p["current"]
+            print(f"keep {p['path']}" + ("" if now == [p["path"]] else f"  (now: {', '.join(now) or 'none indexed'})"))
+        print(f"{res['total']} pin(s)")
+    else:
+        print(res["detail"])
+    return EXIT_OK
+
+
+# -- completion and manual page -----------------------------------------------------------------------
+
+#: shtab's completers (``shtab.FILE`` / ``shtab.DIRECTORY``), written out: the parser stays free of shtab
+_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+_DIR = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/", "tcsh": "d"}
+_PATH_ARGS = {"config": _FILE, "socket": _FILE, "paths": _FILE, "html": _FILE, "dirs": _DIR, "report_dir": _DIR,
+              "store_dir": _DIR, "thumbs_dir": _DIR, "quarantine_dir": _DIR, "reference": _DIR}
+
+
+def _complete_paths(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Tell shtab which arguments are files or folders (every subcommand's)."""
+    for action in parser._actions:
+        if action.dest in _PATH_ARGS:
+            action.complete = _PATH_ARGS[action.dest]  # type: ignore[attr-defined]
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _complete_paths(sub)
+    return parser
+
+
+def _optional(module: str, what: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        from dedupd.errors import DedupdError
+
+        raise DedupdError(f"{what} needs the '{module.split('.')[0]}' package: pip install 'dedupd[shell]'") from None
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """``dedupd completion bash|zsh|tcsh``: a completion script generated from this parser."""
+    shtab = _optional("shtab", "dedupd completion")
+    sys.stdout.write(shtab.complete(_complete_paths(build_parser()), shell=args.shell))
+    return EXIT_OK
+
+
+def manpage() -> str:
+    """The manual page (roff) generated from this parser (its epilog gives the examples and exit status)."""
+    page = _optional("argparse_manpage.manpage", "dedupd manpage").Manpage(build_parser())
+    page.source, page.manual = f"dedupd {__version__}", "dedupd manual"
+    return str(page)
+
+
+def cmd_manpage(args: argparse.Namespace) -> int:
+    """``dedupd manpage``: the manual page, e.g. ``dedupd manpage > dedupd.1; man ./dedupd.1``."""
+    sys.stdout.write(manpage())
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------------------
 
 EPILOG = """\
@@ -383,6 +647,12 @@ examples:
   dedupd run --config /etc/dedupd/dedupd.yaml run the daemon
   dedupd query --fail-on-duplicate new.jpg    exit 3 if new.jpg duplicates an indexed image
   dedupd groups --limit 20 | less             the daemon's duplicate groups
+  dedupd scan --dry-run ~/Pictures            what quarantine would move (nothing is moved)
+  dedupd scan --print0 ~/Pictures | xargs -0 ls -l
+                                              the removable duplicates, for xargs
+  dedupd ignore a.jpg b.jpg                   a and b are not duplicates (remembered)
+  dedupd keep b.jpg                           keep b.jpg instead of its group's other copies
+  source <(dedupd completion bash)            tab completion
 
 exit status:
   0 done, 1 error (the message says which), 2 usage error, 3 duplicate found (--fail-on-duplicate),
@@ -408,6 +678,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dirs", nargs="*", metavar="DIR", help="folders to scan (default: the config's roots)")
     s.add_argument("--report-dir", help="where to write duplicates.json / groups.json")
     s.add_argument("--store-dir", help="LMDB store (re-runs are incremental)")
+    s.add_argument("--method", action="append", metavar="NAME",
+                   help="match with this method instead of the config's (phash, dhash, ahash, whash, cnn; "
+                        "repeat or comma-separate for several)")
+    s.add_argument("--threshold", type=float, metavar="N",
+                   help="max Hamming distance (hashes, 0-64) or min cosine similarity (cnn) for those methods")
+    s.add_argument("--exclude", action="append", metavar="GLOB", help="also skip files or folders matching GLOB")
+    s.add_argument("--policy", choices=["report", "quarantine"], help="report only, or move duplicates away")
+    s.add_argument("--quarantine-dir", metavar="DIR", help="where quarantine moves duplicates")
+    s.add_argument("--reference", action="append", metavar="DIR",
+                   help="also scan DIR as a reference root: its files are kept first and never moved")
+    s.add_argument("--dry-run", action="store_true",
+                   help="preview quarantine: move nothing, mark what would move (and the bytes it frees)")
+    s.add_argument("--fail-on-duplicate", action="store_true", help="exit 3 when any duplicate group is found")
+    s.add_argument("--removable", action="store_true",
+                   help="print only the duplicates quarantine would move, one path per line (for xargs)")
+    s.add_argument("--print0", action="store_true", help="as --removable, each path ended by NUL (xargs -0)")
     s.set_defaults(func=cmd_scan)
     rp = sub.add_parser("report", parents=[common], help="write the HTML duplicate report from the store (no daemon needed)")
     rp.add_argument("--html", required=True, metavar="OUT", help="report file (thumbnails go to OUT's folder/thumbs)")
@@ -438,6 +724,24 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("action", choices=["list"], nargs="?", default="list")
     qu.add_argument("--state", choices=["pending", "moved", "restored", "failed"], help="only entries in this state")
     qu.set_defaults(func=cmd_quarantine)
+    ig = sub.add_parser("ignore", parents=[common], help="these files are not duplicates (remembered by content)")
+    ig.add_argument("paths", nargs="*", metavar="PATH")
+    ig.add_argument("--list", action="store_true", help="list the recorded sets")
+    ig.add_argument("--remove", action="store_true", help="forget the sets holding these files")
+    ig.add_argument("--remove-id", type=int, action="append", metavar="N", help="forget set N (see --list)")
+    ig.add_argument("--store-dir", help="record in this store directly (after `dedupd scan`; no daemon)")
+    ig.set_defaults(func=cmd_ignore)
+    kp = sub.add_parser("keep", parents=[common], help="keep this copy of its duplicate group (never moved)")
+    kp.add_argument("paths", nargs="*", metavar="PATH")
+    kp.add_argument("--list", action="store_true", help="list the kept (pinned) copies")
+    kp.add_argument("--remove", action="store_true", help="forget the pins of these files")
+    kp.add_argument("--store-dir", help="record in this store directly (after `dedupd scan`; no daemon)")
+    kp.set_defaults(func=cmd_keep)
+    co = sub.add_parser("completion", help="print a shell completion script (bash, zsh, tcsh)")
+    co.add_argument("shell", choices=["bash", "zsh", "tcsh"])
+    co.set_defaults(func=cmd_completion)
+    sub.add_parser("manpage", help="print the manual page (roff): dedupd manpage > dedupd.1").set_defaults(
+        func=cmd_manpage)
     return p
 
 

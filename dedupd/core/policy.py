@@ -18,7 +18,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dedupd.core.groups import components
-from dedupd.core.keep import Candidate, choose_keeper
+from dedupd.core.keep import Candidate, choose_keeper, rule_key
+from dedupd.core.review import BoundReview
 
 EXACT = "exact"
 
@@ -97,7 +98,9 @@ class Duplicate:
     ``direct``: it matches the kept copy itself (``evidence`` says how). Otherwise it is only in
     the group through others: ``via`` is its closest neighbour that matches the kept copy
     directly (None when even that is more than two steps away). ``exempt``: a user restored it, so
-    it stays although it matches.
+    it stays although it matches. ``distinct``: the user said it is not a duplicate of the kept
+    copy. ``protected``: why it is never moved (a reference root, pinned by the user; see
+    :mod:`dedupd.core.review`).
     """
 
     path: str
@@ -105,10 +108,12 @@ class Duplicate:
     evidence: Evidence | None = None
     via: str | None = None
     exempt: bool = False
+    distinct: bool = False
+    protected: str | None = None
 
     @property
     def move(self) -> bool:
-        return self.direct and not self.exempt
+        return self.direct and not self.exempt and not self.distinct and self.protected is None
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,8 @@ class GroupDecision:
     members: tuple[str, ...]
     keep: str
     duplicates: tuple[Duplicate, ...]
+    kept_by: str | None = None  # the kept copy was not chosen by the keep-rules: why (core.review)
+    reopened: bool = False  # the user declared some pairs distinct, then a new member joined
 
     @property
     def moves(self) -> tuple[Duplicate, ...]:
@@ -130,6 +137,7 @@ def decide_group(
     edges: Mapping[str, Mapping[str, Evidence]],
     rules: Sequence[str | dict[str, str]],
     exempt: Collection[str] = (),
+    review: BoundReview | None = None,
 ) -> GroupDecision:
     """Keep one copy of a connected group and say, for every other member, whether it goes and why.
 
@@ -138,8 +146,16 @@ def decide_group(
         edges: ``{path: {duplicate path: evidence}}``, symmetric; paths outside ``members`` are ignored.
         rules: keep-rules in :mod:`dedupd.core.keep`'s vocabulary.
         exempt: paths that must not be moved (restored by a user).
+        review: the user's decisions (reference copies and pins choose the kept copy first;
+            declared-distinct and protected members are not moved).
     """
-    keep = choose_keeper(members, rules).path
+    kept_by = None
+    if review is None:
+        keep = choose_keeper(members, rules).path
+    else:
+        by_rules = rule_key(rules)
+        keep = min(members, key=lambda c: (review.rank(c.path), by_rules(c))).path
+        kept_by = review.protected(keep)
     names = sorted(c.path for c in members)
     inside = set(names)
     direct = {p: ev for p, ev in edges.get(keep, {}).items() if p in inside and p != keep}
@@ -147,13 +163,16 @@ def decide_group(
     for p in names:
         if p == keep:
             continue
+        distinct = review is not None and review.distinct(keep, p)
+        protected = None if review is None else review.protected(p, keep)
         if p in direct:
-            out.append(Duplicate(p, True, direct[p], exempt=p in exempt))
+            out.append(Duplicate(p, True, direct[p], exempt=p in exempt, distinct=distinct, protected=protected))
         else:
             near = sorted(edges.get(p, {}).items(), key=lambda item: closeness(*item))
             via = next((q for q, _ in near if q in direct), None)
-            out.append(Duplicate(p, False, via=via, exempt=p in exempt))
-    return GroupDecision(tuple(names), keep, tuple(out))
+            out.append(Duplicate(p, False, via=via, exempt=p in exempt, distinct=distinct, protected=protected))
+    reopened = review is not None and review.declared(names, edges)[1] > 0
+    return GroupDecision(tuple(names), keep, tuple(out), kept_by, reopened)
 
 
 def decide_groups(
@@ -161,6 +180,7 @@ def decide_groups(
     edges: Mapping[str, Mapping[str, Evidence]],
     rules: Sequence[str | dict[str, str]],
     exempt: Collection[str] = (),
+    review: BoundReview | None = None,
 ) -> list[GroupDecision]:
     """Every duplicate group of the graph ``edges`` (largest first, then by first member), decided.
 
@@ -169,5 +189,14 @@ def decide_groups(
         edges: ``{path: {duplicate path: evidence}}``, symmetric.
         rules: keep-rules in :mod:`dedupd.core.keep`'s vocabulary.
         exempt: paths that must not be moved (restored by a user).
+        review: the user's decisions; a group whose every match the user declared distinct is
+            left out (see :mod:`dedupd.core.review`).
     """
-    return [decide_group([facts[p] for p in group], edges, rules, exempt) for group in components(edges)]
+    out = []
+    for group in components(edges):
+        if review is not None:
+            matches, declared = review.declared(group, edges)
+            if matches and declared == matches:
+                continue  # dismissed: "not duplicates", until a new member joins
+        out.append(decide_group([facts[p] for p in group], edges, rules, exempt, review))
+    return out

@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import stat as stat_mod
+import time
 from collections.abc import Callable
+from typing import Any
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.pipeline import Pipeline, Work
@@ -31,6 +33,7 @@ class Intake:
         self._settler, self._pipeline, self._events = settler, pipeline, events
         self._config, self._watcher, self._rescan = config, watcher, rescan
         self._root_ids: dict[str, tuple[int, int] | None] = {}  # root → (dev, inode); None while missing
+        self._root_history: dict[str, dict[str, Any]] = {}  # root → vanished (count), missing_since, back_at
 
     def touched(self, path: str) -> None:
         self._settler.touch(path)
@@ -48,6 +51,7 @@ class Intake:
             # a root itself: its watch died with it. The next root check watches and walks whatever
             # folder is there then (a folder recreated at once may even reuse the inode number)
             self._root_ids[root] = None
+            self._vanished(root)
             logger.warning("watched folder %s was deleted: its files are forgotten; it is watched again (and "
                            "walked) once it is there", root, extra={"root": root})
             self._events.append("root_missing", path=root)
@@ -70,6 +74,21 @@ class Intake:
     def overflowed(self) -> None:
         self._rescan()
 
+    def _vanished(self, root: str) -> None:
+        h = self._root_history.setdefault(root, {"vanished": 0, "missing_since": None, "back_at": None})
+        h["vanished"] += 1
+        h["missing_since"] = round(time.time(), 3)
+
+    def roots(self) -> list[dict[str, Any]]:
+        """Each configured root: present or not, and its history since start (for ``dedupd status``)."""
+        out = []
+        for r in self._config().roots:
+            h = self._root_history.get(r.path, {})
+            out.append({"path": r.path, "present": self._root_ids.get(r.path) is not None,
+                        "reference": r.reference, "vanished": h.get("vanished", 0),
+                        "missing_since": h.get("missing_since"), "back_at": h.get("back_at")})
+        return out
+
     def missing_roots(self) -> list[str]:
         roots = {r.path for r in self._config().roots}
         return sorted(p for p, ident in self._root_ids.items() if ident is None and p in roots)
@@ -86,6 +105,7 @@ class Intake:
             if root.path not in self._root_ids:
                 self._root_ids[root.path] = ident  # first look (start-up)
                 if ident is None:
+                    self._vanished(root.path)
                     logger.warning("watched folder %s is missing; watching it once it appears", root.path)
                 continue
             known = self._root_ids[root.path]
@@ -93,6 +113,7 @@ class Intake:
                 continue
             self._root_ids[root.path] = ident
             if known is not None:
+                self._vanished(root.path)  # gone, or replaced by another folder (then back at once)
                 logger.warning("watched folder %s vanished or was replaced: its files are forgotten; it is "
                                "watched again (and walked) once it is there", root.path, extra={"root": root.path})
                 self._events.append("root_missing", path=root.path)
@@ -101,6 +122,9 @@ class Intake:
                 self._settler.cancel_prefix(root.path)
                 self._pipeline.put(Work("delete_dir", root.path))
             if ident is not None:
+                h = self._root_history.get(root.path)
+                if h is not None and h["missing_since"] is not None:
+                    h["missing_since"], h["back_at"] = None, round(time.time(), 3)
                 logger.info("watched folder %s is back: watching and walking it", root.path,
                             extra={"root": root.path})
                 self._events.append("root_back", path=root.path)

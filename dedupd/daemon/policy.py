@@ -172,7 +172,7 @@ class QuarantinePolicy:
     def plan(self) -> QuarantinePlan | None:
         """The moves the current index asks for (None when there is nothing to do now)."""
         cfg = self.config
-        if cfg.policy != "quarantine":
+        if not cfg.moves_files:  # report, or a dry run: the reports mark what would move
             return None
         now = self._clock()
         with self._lock:
@@ -187,7 +187,8 @@ class QuarantinePolicy:
             with self._lock:  # forget back-offs of files that are gone or changed
                 self._backoff = {k: b for k, b in self._backoff.items()
                                  if k[0] in files and files[k[0]].digest == k[1]}
-            for group in decide(self.index, cfg.keep, exempt):
+            review = self.quarantine.store.review()
+            for group in decide(self.index, cfg.keep, exempt, review, cfg):
                 k = files[group.keep]
                 keeper = Seen(group.keep, k.digest, k.size, k.mtime_ns)
                 for d in group.moves:
@@ -202,7 +203,7 @@ class QuarantinePolicy:
 
     def retry_due(self) -> bool:
         """A failed move's wait just ended: re-plan now (True once per ended wait)."""
-        if self.config.policy != "quarantine":
+        if not self.config.moves_files:
             return False
         now = self._clock()
         with self._lock:
@@ -233,7 +234,7 @@ class QuarantinePolicy:
         exempt = self.quarantine.exempt()
         checked: dict[tuple, str | None] = {}  # a kept copy with many duplicates is read once
         for move in plan.moves:
-            if self.config.policy != "quarantine" or self._stopping():
+            if not self.config.moves_files or self._stopping():
                 break  # reloaded to another policy, or stopping: each move so far is complete
             why = self.verify(move, exempt, checked)
             if why is not None:
@@ -251,7 +252,8 @@ class QuarantinePolicy:
                checked: dict[tuple, str | None] | None = None) -> str | None:
         """Why ``move`` must not happen now (None: it still holds, as the files are now).
 
-        Checks, in order: the policy is still quarantine; the victim was not restored by a user;
+        Checks, in order: the policy is still quarantine (not a dry run); the victim is not in a
+        reference root, pinned, or declared distinct from the keeper; it was not restored by a user;
         keeper and victim are indexed, recorded and *on disk* with the digest the plan saw (the
         index is updated by this same thread, so it is current); and the pair matches under the
         current thresholds (re-computed from the stored encodings, not read from the graph).
@@ -262,6 +264,13 @@ class QuarantinePolicy:
         matching = matching_of(cfg)
         if cfg.policy != "quarantine":
             return "policy is no longer quarantine"
+        if cfg.dry_run:
+            return "dry_run is on"
+        if cfg.is_reference(move.victim.path):
+            return "it is in a reference root"
+        why = self._decided(move)
+        if why is not None:
+            return why
         if (move.victim.path, move.victim.digest) in (self.quarantine.exempt() if exempt is None else exempt):
             return "restored by a user"
         store = self.quarantine.store
@@ -278,6 +287,18 @@ class QuarantinePolicy:
                 sim = float(np.frombuffer(a.cnn_vector, dtype=np.float32) @ np.frombuffer(b.cnn_vector, dtype=np.float32))
             if pair_evidence(matching, a.hashes, b.hashes, sim) is None:
                 return "no longer a duplicate of the kept copy under the current thresholds"
+        return None
+
+    def _decided(self, move: PlannedMove) -> str | None:
+        """The user's word against ``move`` made since the plan (pin, "not a duplicate"), or None."""
+        review = self.quarantine.store.review()
+        if review.empty:
+            return None
+        bound = review.bind({move.victim.path: move.victim.digest, move.keeper.path: move.keeper.digest})
+        if bound.protected(move.victim.path, move.keeper.path):
+            return "kept by the user"
+        if bound.distinct(move.victim.path, move.keeper.path):
+            return "the user said it is not a duplicate of the kept copy"
         return None
 
     def _unchanged(self, seen: Seen, checked: dict[tuple, str | None]) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ class Reconciler:
         self.refresh = False  # the next walk re-checks every file (new encoder settings)
         self.again = False  # a walk was asked for while one ran
         self.runs = 0  # walks started: ``dedupd rescan --wait`` waits for a later one to finish
+        self.last: dict[str, Any] | None = None  # the last walk that ended, and how (``dedupd status``)
         self._thread: threading.Thread | None = None
 
     @property
@@ -59,7 +61,7 @@ class Reconciler:
             return False
         self.again = False
         self.runs += 1
-        self.progress = {"run": self.runs, "walked": 0, "queued": 0, "done": False}
+        self.progress = {"run": self.runs, "walked": 0, "queued": 0, "done": False, "started_at": round(time.time(), 3)}
         progress = self.progress
         self._thread = self._spawn("reconcile", lambda: self._run(config, progress))
         return True
@@ -69,14 +71,24 @@ class Reconciler:
             progress["complete"] = self._walk(config, progress)
         finally:
             progress["done"] = True  # waiters never hang on a walk that stopped early
+            now = time.time()
+            outcome = "complete" if progress.get("complete") else "stopped" if self._stopping() else "failed"
+            self.last = {**{k: v for k, v in progress.items() if k not in ("done", "complete")},
+                         "outcome": outcome, "finished_at": round(now, 3),
+                         "seconds": round(now - progress["started_at"], 2)}
 
     def _walk(self, config: Config, progress: dict[str, Any]) -> bool:
         """Queue every new or changed file and the vanished ones; False when stopped early."""
         seen: set[str] = set()
         refresh, self.refresh = self.refresh, False  # a reload during the walk sets it again
+        progress["unlistable"] = 0
+
+        def unlistable(folder: str, error: object) -> None:
+            progress["unlistable"] += 1
+            logger.warning("cannot list %s: %s", folder, error)
+
         for root in config.roots:
-            for found in walk_root(root, config,
-                                   on_dir_error=lambda d, e: logger.warning("cannot list %s: %s", d, e)):
+            for found in walk_root(root, config, on_dir_error=unlistable):
                 if self._stopping():
                     self.refresh = self.refresh or refresh
                     return False

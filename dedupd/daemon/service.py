@@ -260,6 +260,10 @@ class Daemon:
         """
         return encode_bytes(self.query_workers, data, encode_spec(self.config))
 
+    def decisions_changed(self) -> None:
+        """A decision was recorded over the socket (ignore, keep): reports and the plan follow it."""
+        self._dirty.set()
+
     def restore(self, paths: list[str] | None, timeout: float = 120.0) -> list[dict[str, Any]]:
         """Restore quarantined files on the pipeline thread and return the complete result.
 
@@ -285,6 +289,8 @@ class Daemon:
             **({"reports": self.report_error} if self.report_error else {}),
             **({"events": f"{self.events.failing} ({self.events.dropped} dropped)"} if self.events.failing else {}),
             **({"dead_threads": list(self.dead_threads)} if self.dead_threads else {}),
+            **({"roots": f"watched folder(s) missing: {', '.join(missing)}; their files are forgotten until "
+                         "they are back (remount or recreate them)"} if (missing := self.intake.missing_roots()) else {}),
         }
         return {
             "state": "degraded" if problems and self.state in ("reconciling", "watching") else self.state,
@@ -306,7 +312,10 @@ class Daemon:
             "uptime_s": round(time.time() - self.started_at, 1),
             "store_bytes": store_bytes,
             "policy": self.config.policy,
-            "missing_roots": self.intake.missing_roots(),
+            "dry_run": self.config.dry_run,
+            "missing_roots": missing,
+            "roots": self.intake.roots(),
+            "last_reconcile": self.reconciler.last,
             "pid": os.getpid(),
         }
 

@@ -17,7 +17,7 @@ from typing import Any
 from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
 from dedupd.daemon.index import MatchIndex
 from dedupd.reports.atomic import file_mode, write_atomic
-from dedupd.reports.groups import build_groups
+from dedupd.reports.groups import build_groups, would_quarantine
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +67,15 @@ def write_reports(report_dir: str, index: MatchIndex, config: Config, store: Any
     """Rewrite ``duplicates.json``, ``groups.json`` and ``report.html``; returns counts for status."""
     from dedupd.reports.html import write_html_report
 
-    groups = build_groups(index, config.keep)
+    review = store.review() if store is not None and hasattr(store, "review") else None
+    groups = build_groups(index, config.keep, review, config)
     write_html_report(os.path.join(report_dir, "report.html"), index, config, store, groups=groups)
     write_json_atomic(os.path.join(report_dir, "duplicates.json"), index.adjacency(), config.report_mode)
     write_json_atomic(
         os.path.join(report_dir, "groups.json"),
         {"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
          "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})},
+         "dry_run": config.dry_run, **would_quarantine(groups),
          "groups": groups},
         config.report_mode,
     )

@@ -5,6 +5,10 @@ The decision (which copy is kept, which members match it directly and how) is
 turns its answer into the report format. That format is a contract with report consumers:
 ``{"id", "size", "keep": {path, width, height, bytes, mtime}, "duplicates": [{path, ..., "direct",
 "method", "distance"|"similarity", "scores"} | {path, ..., "direct": false, "via"}]}``.
+Added for decisions and previews: every duplicate has ``"move"`` (quarantine would move it, or
+moves it) and, when they apply, ``"distinct": true`` (the user said not a duplicate of the kept
+copy) and ``"protected"`` (why it never moves); a group may have ``"kept_by"`` (the kept copy is
+a reference original or the user's choice) and ``"reopened": true``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 
 from dedupd.core.keep import Candidate
 from dedupd.core.policy import Evidence, GroupDecision, decide_groups
-from dedupd.daemon.config import KeepRule
+from dedupd.core.review import Review
+from dedupd.daemon.config import Config, KeepRule
 from dedupd.daemon.index import MatchIndex
 
 
@@ -32,15 +37,24 @@ def file_view(path: str, index: MatchIndex) -> dict[str, Any]:
             "mtime": round(info.mtime_ns / 1e9, 3)}
 
 
-def decide(index: MatchIndex, rules: Sequence[KeepRule], exempt: Collection[str] = ()) -> list[GroupDecision]:
-    """Every duplicate group of ``index`` decided by the keep ``rules`` (call under ``index.lock``)."""
+def decide(index: MatchIndex, rules: Sequence[KeepRule], exempt: Collection[str] = (),
+           review: Review | None = None, config: Config | None = None) -> list[GroupDecision]:
+    """Every duplicate group of ``index`` decided by the keep ``rules`` (call under ``index.lock``).
+
+    ``review`` (the store's decisions) and ``config`` (its reference roots) apply the user's word,
+    see :mod:`dedupd.core.review`.
+    """
     with index.lock:
         edges: dict[str, dict[str, Evidence]] = {p: dict(index.duplicates_of(p)) for p in index.neighbours()}
         facts = {}
         for p in edges:
             info = index.files[p]
             facts[p] = Candidate(p, info.width * info.height, info.size, info.mtime_ns)
-    return decide_groups(facts, edges, keep_rules(rules), exempt)
+        bound = None
+        reference = [p for p in edges if config.is_reference(p)] if config is not None else []
+        if (review is not None and not review.empty) or reference:
+            bound = (review or Review()).bind({p: index.files[p].digest for p in edges}, reference)
+    return decide_groups(facts, edges, keep_rules(rules), exempt, bound)
 
 
 def group_view(decision: GroupDecision, index: MatchIndex) -> dict[str, Any]:
@@ -53,12 +67,29 @@ def group_view(decision: GroupDecision, index: MatchIndex) -> dict[str, Any]:
             entry.update(d.evidence.as_dict())
         else:
             entry["via"] = d.via
+        entry["move"] = d.move
+        if d.distinct:
+            entry["distinct"] = True
+        if d.protected:
+            entry["protected"] = d.protected
         dups.append(entry)
     gid = hashlib.blake2b("\0".join(decision.members).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
-    return {"id": gid, "size": len(decision.members), "keep": file_view(decision.keep, index), "duplicates": dups}
+    out = {"id": gid, "size": len(decision.members), "keep": file_view(decision.keep, index), "duplicates": dups}
+    if decision.kept_by:
+        out["kept_by"] = decision.kept_by
+    if decision.reopened:
+        out["reopened"] = True
+    return out
 
 
-def build_groups(index: MatchIndex, rules: Sequence[KeepRule]) -> list[dict[str, Any]]:
+def build_groups(index: MatchIndex, rules: Sequence[KeepRule], review: Review | None = None,
+                 config: Config | None = None) -> list[dict[str, Any]]:
     """Every duplicate group: the kept file and, for each other member, how it matched the kept one."""
     with index.lock:
-        return [group_view(g, index) for g in decide(index, rules)]
+        return [group_view(g, index) for g in decide(index, rules, review=review, config=config)]
+
+
+def would_quarantine(groups: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The preview of ``groups`` (:func:`build_groups` format): paths quarantine moves, bytes it frees."""
+    paths = [d for g in groups for d in g["duplicates"] if d.get("move")]
+    return {"would_quarantine": [d["path"] for d in paths], "would_free_bytes": sum(d.get("bytes", 0) for d in paths)}

@@ -44,20 +44,33 @@ def _human(n: float) -> str:
     return f"{n} B"
 
 
-def _member(f: Mapping[str, Any], state: str, thumb: str | None) -> list[Any]:
+def _member(f: Mapping[str, Any], state: str, thumb: str | None, preview: bool = False) -> list[Any]:
     """Compact row: [path, w, h, bytes, mtime, state, thumb, method, score, via, direct, note]."""
     score = f.get("distance", f.get("similarity"))
     return [f.get("path", ""), f.get("width"), f.get("height"), f.get("bytes"), f.get("mtime"), state, thumb,
-            f.get("method"), score, f.get("via"), bool(f.get("direct", False)), f.get("note")]
+            f.get("method"), score, f.get("via"), bool(f.get("direct", False)), f.get("note") or decision_note(f, preview)]
+
+
+def decision_note(f: Mapping[str, Any], preview: bool = False) -> str | None:
+    """Why a member is (not) moved, from ``build_groups``' marks; None when nothing to say.
+    ``preview`` (a dry run): say which members quarantine would move."""
+    if f.get("distinct"):
+        return "not a duplicate of the kept copy (your decision): never moved"
+    if f.get("protected"):
+        return f"never moved: {f['protected']}"
+    if preview and f.get("move") and f.get("state", "duplicate") == "duplicate":
+        return "quarantine would move this file"
+    return None
 
 
 def summarize(groups: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """files (members of all groups), groups, and bytes quarantine would free (direct duplicates)."""
+    """files (members of all groups), groups, and bytes quarantine would free (the members it
+    would move: direct duplicates, less those the user's decisions or reference roots protect)."""
     return {
         "files": sum(1 + len(g.get("duplicates", ())) for g in groups),
         "groups": len(groups),
         "freeable_bytes": sum(int(d.get("bytes") or 0) for g in groups for d in g.get("duplicates", ())
-                              if d.get("direct") and d.get("state", "duplicate") == "duplicate"),
+                              if d.get("move", d.get("direct")) and d.get("state", "duplicate") == "duplicate"),
     }
 
 
@@ -105,7 +118,7 @@ def attach_quarantine(groups: list[dict[str, Any]], entries: Iterable[Any]) -> l
 
 def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str | None] | None = None,
                generated_at: float | None = None, title: str = "dedupd duplicate report",
-               page_size: int = PAGE_SIZE, files_indexed: int | None = None) -> str:
+               page_size: int = PAGE_SIZE, files_indexed: int | None = None, preview: bool = False) -> str:
     """One self-contained HTML page for ``groups``.
 
     Args:
@@ -113,6 +126,7 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
             :func:`attach_quarantine`; default ``kept`` / ``duplicate``).
         thumbs: ``{path: thumbnail URL relative to the page}``; missing/None → placeholder.
         files_indexed: shown in the summary if given (all indexed files, not only duplicates).
+        preview: a dry run: members quarantine would move are marked so.
     """
     thumbs = thumbs or {}
     data = []
@@ -120,7 +134,7 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
         keep = g["keep"]
         members = [_member(keep, keep.get("state", "kept"), thumbs.get(keep.get("path", "")))]
         for d in g.get("duplicates", ()):
-            members.append(_member(d, d.get("state", "duplicate"), thumbs.get(d.get("path", ""))))
+            members.append(_member(d, d.get("state", "duplicate"), thumbs.get(d.get("path", "")), preview))
         data.append([str(g.get("id", "")), members])
     s = summarize(groups)
     methods = sorted({str(d.get("method")) for g in groups for d in g.get("duplicates", ()) if d.get("method")})
@@ -130,6 +144,10 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
                f"<b>{e(_human(s['freeable_bytes']))}</b> quarantine would free"]
     if files_indexed is not None:
         summary.insert(0, f"<b>{files_indexed:,}</b> files indexed")
+    if preview:
+        marked = sum(1 for g in groups for d in g.get("duplicates", ())
+                     if d.get("move") and d.get("state", "duplicate") == "duplicate")
+        summary.append(f"dry run: <b>{marked:,}</b> files marked to move, nothing moved")
     method_opts = "".join(f'<option value="{e(m)}">{e(m)}</option>' for m in methods)
     return (_TEMPLATE
             .replace("%%TITLE%%", e(title))
@@ -155,7 +173,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
     prune = thumbs_dir is None  # only our own folder: a shared cache passed in is never pruned
     thumbs_dir = thumbs_dir or os.path.join(out_dir, THUMBS_DIR)
     if groups is None:
-        groups = build_groups(index, config.keep)
+        groups = build_groups(index, config.keep, store.review() if store is not None else None, config)
     entries = list(store.iter_quarantine()) if store is not None else []
     groups = attach_quarantine(groups, entries)
     for g in groups:  # a keeper whose duplicates are all quarantined: its group comes from the manifest
@@ -189,7 +207,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
     for g in groups:  # not part of the page data
         for f in g["duplicates"]:
             f.pop("digest", None)
-    page = build_html(groups, thumbs=thumbs, files_indexed=len(index.files))
+    page = build_html(groups, thumbs=thumbs, files_indexed=len(index.files), preview=bool(getattr(config, "dry_run", False)))
     write_atomic(out_path, page.encode("utf-8", "surrogateescape"), config.report_mode)
     return {"groups": len(groups), "thumbnails": sum(1 for v in names.values() if v),
             "bytes": len(page.encode("utf-8", "surrogateescape")), "seconds": round(time.monotonic() - t0, 3)}

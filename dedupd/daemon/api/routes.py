@@ -12,6 +12,12 @@ POST     /v1/rescan                walk the roots again (202)
 POST     /v1/reload                re-read the config, like SIGHUP; 200 with what changed, 422 if rejected
 GET      /v1/quarantine[?state=]   the quarantine manifest
 POST     /v1/restore               ``{"all": true}`` or ``{"paths": [...]}``
+GET      /v1/ignore                the "not a duplicate" sets (by content; paths named, and now)
+POST     /v1/ignore                ``{"paths": [...]}``: these files are not duplicates (by content)
+POST     /v1/ignore/remove         ``{"ids": [...]}`` or ``{"paths": [...]}``: forget such sets
+GET      /v1/keep                  the pinned copies ("keep this one")
+POST     /v1/keep                  ``{"path": P}``: keep P's content whenever it is in a group
+POST     /v1/keep/remove           ``{"paths": [...]}``: forget those pins
 =======  ========================  ==========================================================
 
 A path given to the daemon (query by path, duplicates) must name a file the daemon watches: its
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dedupd.core.review import distinct_contents
 from dedupd.daemon.api.transport import HttpError, Request, limits_from_env
 from dedupd.daemon.api.view import DaemonView
 from dedupd.daemon.config import Config
@@ -45,6 +52,8 @@ from dedupd.daemon.workers import DecodeBusy
 from dedupd.reports.groups import build_groups
 
 if TYPE_CHECKING:
+    from dedupd.core.review import Review
+    from dedupd.daemon.api.view import QuarantineListing
     from dedupd.daemon.encoder import EncodeResult
     from dedupd.daemon.index import Evidence, MatchIndex
 
@@ -94,15 +103,17 @@ class _GroupsCache:
         self._groups: list[dict[str, Any]] = []
         self.builds = 0
 
-    def get(self, index: MatchIndex, config: Config) -> tuple[list[dict[str, Any]], int]:
+    def get(self, index: MatchIndex, config: Config, review: Review | None = None) -> tuple[list[dict[str, Any]], int]:
         with self._lock:  # one builder at a time; concurrent pages wait and reuse its result
             generation = getattr(index, "generation", None)
-            key = (id(index), generation, config.keep)
+            roots = getattr(config, "roots", ())  # reference roots change the kept copies
+            key = (id(index), generation, config.keep, roots, review)
             if generation is None or key != self._key:
                 with index.lock:
                     generation = getattr(index, "generation", None)
-                    groups = build_groups(index, config.keep)
-                self._key = (id(index), generation, config.keep) if generation is not None else None
+                    groups = build_groups(index, config.keep, review, config if roots else None)
+                self._key = (id(index), generation, config.keep, roots, review) \
+                    if generation is not None else None
                 self._groups = groups
                 self.builds += 1
             return self._groups, -1 if generation is None else generation
@@ -111,7 +122,8 @@ class _GroupsCache:
 class Router:
     """Maps (method, path) to handlers; each returns ``(status, json body)``."""
 
-    STATE_CHANGING = frozenset({"/v1/rescan", "/v1/reload", "/v1/restore"})
+    STATE_CHANGING = frozenset({"/v1/rescan", "/v1/reload", "/v1/restore", "/v1/ignore", "/v1/ignore/remove",
+                                "/v1/keep", "/v1/keep/remove"})
 
     def __init__(self, daemon: DaemonView, max_upload: int | None = None) -> None:
         self.daemon = daemon
@@ -125,6 +137,12 @@ class Router:
             ("POST", "/v1/reload"): self.reload,
             ("GET", "/v1/quarantine"): self.quarantine,
             ("POST", "/v1/restore"): self.restore,
+            ("GET", "/v1/ignore"): self.ignored,
+            ("POST", "/v1/ignore"): self.ignore,
+            ("POST", "/v1/ignore/remove"): self.unignore,
+            ("GET", "/v1/keep"): self.kept,
+            ("POST", "/v1/keep"): self.keep,
+            ("POST", "/v1/keep/remove"): self.unkeep,
         }
         self._groups_cache = _GroupsCache()
 
@@ -139,7 +157,7 @@ class Router:
                                 f"{' or '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
             endpoints = ", ".join(f"{m} {p}" for m, p in self.routes)
             raise HttpError(404, "not found", f"no endpoint {path}; the API has: {endpoints}")
-        if path in self.STATE_CHANGING:
+        if path in self.STATE_CHANGING and method == "POST":
             pid, uid, gid = request.peer if request.peer else (None, None, None)
             logger.info("socket request %s %s from pid=%s uid=%s gid=%s", method, path, pid, uid, gid,
                         extra={"endpoint": path, "peer_pid": pid, "peer_uid": uid, "peer_gid": gid})
@@ -312,7 +330,9 @@ class Router:
             raise HttpError(400, "bad request", "offset and limit must be integers") from None
         if offset < 0 or not 1 <= limit <= MAX_GROUPS_PAGE:
             raise HttpError(400, "bad request", f"need offset >= 0 and 1 <= limit <= {MAX_GROUPS_PAGE}")
-        groups, generation = self._groups_cache.get(self.daemon.index, self.daemon.config)
+        store = self.daemon.store
+        review = store.review() if store is not None else None
+        groups, generation = self._groups_cache.get(self.daemon.index, self.daemon.config, review)
         return 200, {"total": len(groups), "offset": offset, "limit": limit, "generation": generation,
                      "groups": groups[offset:offset + limit]}
 
@@ -361,3 +381,97 @@ class Router:
         restored = sum(1 for r in results if r["ok"])
         logger.info("restore via socket: %d restored, %d failed", restored, len(results) - restored)
         return 200, {"results": results, "restored": restored, "failed": len(results) - restored}
+
+    # -- the user's decisions ------------------------------------------------------------------
+
+    def _store(self) -> QuarantineListing:
+        store = self.daemon.store
+        if store is None:
+            raise HttpError(503, "unavailable", "the daemon is shutting down")
+        return store
+
+    def _paths(self, data: dict[str, Any], *, allowed: frozenset[str] = frozenset({"paths"})) -> list[str]:
+        unknown = set(data) - allowed
+        paths = data.get("paths")
+        if unknown or not isinstance(paths, list) or not paths:
+            raise HttpError(400, "bad request", 'send {"paths": ["/absolute/path", ...]}'
+                            + (f"; unknown field(s) {sorted(unknown)}" if unknown else ""))
+        return paths
+
+    def _content_of(self, raw: object) -> tuple[str, bytes]:
+        """``(indexed path, digest)`` of a watched, indexed file named by a client (400/403/404)."""
+        norm, real = self._resolve(raw)
+        index = self.daemon.index
+        with index.lock:
+            key = self._indexed_key(norm, real)
+            info = index.files.get(key) if key is not None else None
+        if key is None or info is None:
+            raise HttpError(404, "not indexed", f"{norm} is not in the index (missing, not an image, unreadable, "
+                                                "or not processed yet); decisions are recorded for indexed files")
+        return key, info.digest
+
+    def _current(self, digests: Any) -> list[str]:
+        """The indexed paths that have one of ``digests`` now (a decision follows renames)."""
+        index = self.daemon.index
+        wanted = set(digests)
+        with index.lock:
+            return sorted(p for p, info in index.files.items() if info.digest in wanted)
+
+    def ignored(self, _request: Request) -> tuple[int, Any]:
+        sets = [{"id": d.id, "paths": list(d.paths), "current": self._current(d.digests),
+                 "digests": sorted(x.hex() for x in d.digests), "created_at": d.created_at}
+                for d in self._store().distinct_sets()]
+        return 200, {"sets": sets, "total": len(sets)}
+
+    def ignore(self, request: Request) -> tuple[int, Any]:
+        named = [self._content_of(p) for p in self._paths(self._json(request.body, required=True))]
+        try:
+            by_digest = distinct_contents(named)
+        except ValueError as exc:
+            raise HttpError(422, "not distinct", str(exc)) from None
+        sid = self._store().add_distinct(by_digest, [p for p, _ in named])
+        self.daemon.decisions_changed()
+        logger.info("not duplicates (set %d): %s", sid, ", ".join(p for p, _ in named))
+        return 200, {"ok": True, "id": sid, "paths": [p for p, _ in named],
+                     "detail": f"recorded: {len(named)} files are not duplicates of each other (set {sid})"}
+
+    def unignore(self, request: Request) -> tuple[int, Any]:
+        data = self._json(request.body, required=True)
+        store = self._store()
+        ids = data.get("ids")
+        if "ids" in data:
+            if set(data) != {"ids"} or not isinstance(ids, list) or not ids or not all(
+                    isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                raise HttpError(400, "bad request", 'send {"ids": [1, ...]} or {"paths": ["/absolute/path", ...]}')
+            wanted = list(ids)
+        else:
+            digests = {self._content_of(p)[1] for p in self._paths(data)}
+            wanted = [d.id for d in store.distinct_sets() if d.digests & digests]
+        removed = store.remove_distinct(wanted)
+        if removed:
+            self.daemon.decisions_changed()
+        return 200, {"ok": True, "removed": removed,
+                     "detail": f"{len(removed)} set(s) forgotten" if removed else "no such set"}
+
+    def kept(self, _request: Request) -> tuple[int, Any]:
+        pins = [{"path": p.path, "current": self._current([p.digest]), "digest": p.digest.hex(),
+                 "pinned_at": p.pinned_at} for p in self._store().pins()]
+        return 200, {"pins": pins, "total": len(pins)}
+
+    def keep(self, request: Request) -> tuple[int, Any]:
+        data = self._json(request.body, required=True)
+        if set(data) != {"path"}:
+            raise HttpError(400, "bad request", 'send {"path": "/absolute/path"}')
+        path, digest = self._content_of(data["path"])
+        self._store().pin(digest, path)
+        self.daemon.decisions_changed()
+        logger.info("keep %s (pinned by a user)", path)
+        return 200, {"ok": True, "path": path, "detail": f"{path} is kept whenever it is in a group"}
+
+    def unkeep(self, request: Request) -> tuple[int, Any]:
+        digests = [self._content_of(p)[1] for p in self._paths(self._json(request.body, required=True))]
+        removed = self._store().unpin(digests)
+        if removed:
+            self.daemon.decisions_changed()
+        return 200, {"ok": True, "removed": len(removed),
+                     "detail": f"{len(removed)} pin(s) removed" if removed else "not pinned"}

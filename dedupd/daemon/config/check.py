@@ -46,7 +46,7 @@ from dedupd.errors import ConfigError
 TOP_KEYS: tuple[str, ...] = (
     "roots", "store_dir", "report_dir", "report_mode", "socket_path", "socket_mode", "socket_group", "policy",
     "quarantine_dir", "methods", "match", "keep", "include", "exclude", "settle_ms", "workers",
-    "rescan_interval_s", "decode", "exif_transpose", "max_pixels", "log",
+    "rescan_interval_s", "decode", "exif_transpose", "max_pixels", "log", "dry_run",
 )
 _DIR_KEYS = ("store_dir", "report_dir", "socket_path", "quarantine_dir")
 
@@ -56,7 +56,7 @@ _ENV_KINDS: dict[str, str] = {
     "quarantine_dir": "path", "socket_mode": "str", "report_mode": "str", "socket_group": "str", "policy": "str",
     "match": "str", "decode": "str", "log.format": "str", "log.level": "str", "settle_ms": "yaml",
     "workers": "yaml", "rescan_interval_s": "yaml", "exif_transpose": "yaml", "methods": "yaml",
-    "keep": "yaml", "include": "yaml", "exclude": "yaml", "max_pixels": "yaml",
+    "keep": "yaml", "include": "yaml", "exclude": "yaml", "max_pixels": "yaml", "dry_run": "yaml",
 }
 #: ``DEDUPD_STORE_DIR`` → ``store_dir``, ``DEDUPD_LOG_LEVEL`` → ``log.level``, ...
 ENV_VARS: dict[str, str] = {"DEDUPD_" + k.upper().replace(".", "_"): k for k in _ENV_KINDS}
@@ -208,7 +208,7 @@ def _check(raw: Mapping[str, Any], defaults: Mapping[str, str], p: Problems) -> 
     if quarantine is not None and (not isinstance(quarantine, str) or not quarantine):
         p.add("quarantine_dir", f"must be a path, got {show(quarantine)}")
         quarantine = None
-    elif quarantine is None and f["policy"] == "quarantine":
+    elif quarantine is None and f["policy"] == "quarantine" and raw.get("dry_run") is not True:
         p.add("quarantine_dir", "is required when policy is 'quarantine': set the directory duplicates are "
               "moved to (ideally on the same filesystem as the roots)")
     f["quarantine_dir"] = quarantine
@@ -233,6 +233,10 @@ def _check(raw: Mapping[str, Any], defaults: Mapping[str, str], p: Problems) -> 
     f["exif_transpose"] = exif is True
     f["max_pixels"] = int_in(raw.get("max_pixels", DEFAULT_MAX_PIXELS), "max_pixels", 1, MAX_MAX_PIXELS, p)
     f["log"] = _log(raw.get("log"), p)
+    dry_run = raw.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        p.add("dry_run", f"must be true or false, got {show(dry_run)}")
+    f["dry_run"] = dry_run is True
     return f
 
 
@@ -245,21 +249,25 @@ def _roots(value: Any, p: Problems) -> list[tuple[int, RootConfig]]:
         return []
     out: list[tuple[int, RootConfig]] = []
     for i, item in enumerate(value):
-        key, recursive = f"roots[{i}]", True
+        key, recursive, reference = f"roots[{i}]", True, False
         if isinstance(item, Mapping):
-            unknown_keys(item, ("path", "recursive"), key, p)
+            unknown_keys(item, ("path", "recursive", "reference"), key, p)
             recursive = item.get("recursive", True)
             if not isinstance(recursive, bool):
                 p.add(f"{key}.recursive", f"must be true or false, got {show(recursive)}")
+            reference = item.get("reference", False)
+            if not isinstance(reference, bool):
+                p.add(f"{key}.reference", f"must be true or false (true: originals, never moved), got {show(reference)}")
             item, key = item.get("path"), f"{key}.path"
         if not isinstance(item, str) or not item:
-            p.add(key, f"must be a directory path (or {{path: DIR, recursive: BOOL}}), got {show(item)}")
+            p.add(key, f"must be a directory path (or {{path: DIR, recursive: BOOL, reference: BOOL}}), "
+                  f"got {show(item)}")
         elif not os.path.exists(item):
             p.add(key, f"directory {item} does not exist; create it or fix the path")
         elif not os.path.isdir(item):
             p.add(key, f"{item} is not a directory; give the directory that contains the images")
-        elif isinstance(recursive, bool):
-            out.append((i, RootConfig(item, recursive)))
+        elif isinstance(recursive, bool) and isinstance(reference, bool):
+            out.append((i, RootConfig(item, recursive, reference)))
     for n, (i, a) in enumerate(out):
         for j, b in out[:n]:
             if a.path == b.path:

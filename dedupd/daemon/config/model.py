@@ -49,10 +49,12 @@ MAX_MAX_PIXELS = 1_000_000_000
 
 @dataclass(frozen=True)
 class RootConfig:
-    """A watched directory (absolute) and whether its subdirectories are watched too."""
+    """A watched directory (absolute), whether its subdirectories are watched too, and whether it
+    holds originals (``reference``: its files are never moved and are kept before any other copy)."""
 
     path: str
     recursive: bool = True
+    reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,16 @@ class Config:
     max_pixels: int = DEFAULT_MAX_PIXELS
     log: LogConfig = LogConfig()
     source: str | None = None
+    dry_run: bool = False  # policy quarantine: mark what would move, move nothing
+
+    @property
+    def moves_files(self) -> bool:
+        """The policy moves duplicates now (quarantine, not a dry run)."""
+        return self.policy == "quarantine" and not self.dry_run
+
+    def is_reference(self, path: str) -> bool:
+        """True when absolute ``path`` lies in a ``reference: true`` root (never moved, kept first)."""
+        return any(r.reference and path_inside(r.path, path) and path != r.path for r in self.roots)
 
     def hash_methods(self) -> dict[str, int]:
         """Configured hash methods → max Hamming distance."""

@@ -36,6 +36,7 @@ from dedupd.daemon.store.records import (
     StoreStats,
     StrPath,
 )
+from dedupd.daemon.store.review import REVIEW_DB, ReviewMixin
 from dedupd.daemon.store.schema import DB_NAMES, SCHEMA_VERSION, init_or_migrate
 from dedupd.errors import StoreError, StoreWriteError
 
@@ -48,7 +49,7 @@ DEFAULT_MAP_SIZE = 64 << 20  # grows by doubling; LMDB maps lazily, so only used
 _CHUNK = 512
 
 
-class Store(ManifestMixin):
+class Store(ManifestMixin, ReviewMixin):
     """An open store. Use :meth:`open`, then ``close()`` or a ``with`` block."""
 
     def __init__(self, env: lmdb.Environment, dbs: dict[str, Any], path: str, readonly: bool,
@@ -92,11 +93,16 @@ class Store(ManifestMixin):
         try:
             if readonly:  # handles opened inside a read-only txn are unusable after it (python-lmdb)
                 dbs = {n: env.open_db(n.encode(), create=False) for n in DB_NAMES}
+                try:  # added after schema 1's first release: older stores have no decisions yet
+                    dbs[REVIEW_DB] = env.open_db(REVIEW_DB.encode(), create=False)
+                except lmdb.NotFoundError:
+                    pass
                 with env.begin() as txn:
                     init_or_migrate(txn, dbs, path, readonly)
             else:  # one write txn: the sub-databases and the schema stamp appear together or not at all
                 with env.begin(write=True) as txn:
                     dbs = {n: env.open_db(n.encode(), txn=txn) for n in DB_NAMES}
+                    dbs[REVIEW_DB] = env.open_db(REVIEW_DB.encode(), txn=txn)
                     init_or_migrate(txn, dbs, path, readonly)
         except (lmdb.Error, StoreError) as exc:
             env.close()
