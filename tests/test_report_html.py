@@ -18,28 +18,17 @@ from PIL import Image
 
 from dedupd.reports.html import PAGE_SIZE, attach_quarantine, build_html, report_from_store, summarize
 from dedupd.reports.thumbnails import ensure_thumbnail, ensure_thumbnails
+from tests import browser
+from tests.browser import FLAGS, chromium
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 EVIL_DIR_NAME = "<script>alert(1)</script>.jpg"  # contains "/": a folder "<script>alert(1)<" + file "script>.jpg"
 EVIL_FILE = "<img src=x onerror=alert(2)>.jpg"
 QUOTE_FILE = "\"quote'&amp;.jpg"
 
 
-def chromium() -> str:
-    """Path of Chromium; fails under CI=true (Debian's ``chromium`` package must be installed), skips elsewhere."""
-    for cand in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    msg = "headless Chromium not found: install Debian's package with `apt-get install -y chromium`"
-    if IN_CI:
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
 def run_chromium(binary: str, profile: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}"]
-    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=timeout, check=True)
+    return subprocess.run([binary, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
+                          timeout=timeout, check=True)
 
 
 class DomScan(HTMLParser):
@@ -286,10 +275,10 @@ setTimeout(function(){out.folder=document.getElementById("count").textContent;ou
 def test_missing_chromium_fails_under_ci(monkeypatch):
     monkeypatch.setattr(os, "access", lambda *a, **k: False)
     monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
-    monkeypatch.setattr(sys.modules[__name__], "IN_CI", True)
+    monkeypatch.setattr(browser, "IN_CI", True)
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
         chromium()
-    monkeypatch.setattr(sys.modules[__name__], "IN_CI", False)
+    monkeypatch.setattr(browser, "IN_CI", False)
     with pytest.raises(pytest.skip.Exception):
         chromium()
 

@@ -12,6 +12,8 @@ POST     /v1/rescan                walk the roots again (202)
 POST     /v1/reload                re-read the config, like SIGHUP; 200 with what changed, 422 if rejected
 GET      /v1/quarantine[?state=]   the quarantine manifest
 POST     /v1/restore               ``{"all": true}`` or ``{"paths": [...]}``
+POST     /v1/quarantine            ``{"paths": [...]}``: quarantine these direct duplicates now
+                                   (whatever the policy; needs ``quarantine_dir``)
 =======  ========================  ==========================================================
 
 A path given to the daemon (query by path, duplicates) must name a file the daemon watches: its
@@ -111,7 +113,7 @@ class _GroupsCache:
 class Router:
     """Maps (method, path) to handlers; each returns ``(status, json body)``."""
 
-    STATE_CHANGING = frozenset({"/v1/rescan", "/v1/reload", "/v1/restore"})
+    STATE_CHANGING = frozenset({"/v1/rescan", "/v1/reload", "/v1/restore", "/v1/quarantine"})
 
     def __init__(self, daemon: DaemonView, max_upload: int | None = None) -> None:
         self.daemon = daemon
@@ -125,6 +127,7 @@ class Router:
             ("POST", "/v1/reload"): self.reload,
             ("GET", "/v1/quarantine"): self.quarantine,
             ("POST", "/v1/restore"): self.restore,
+            ("POST", "/v1/quarantine"): self.quarantine_selected,
         }
         self._groups_cache = _GroupsCache()
 
@@ -139,7 +142,7 @@ class Router:
                                 f"{' or '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
             endpoints = ", ".join(f"{m} {p}" for m, p in self.routes)
             raise HttpError(404, "not found", f"no endpoint {path}; the API has: {endpoints}")
-        if path in self.STATE_CHANGING:
+        if path in self.STATE_CHANGING and method == "POST":
             pid, uid, gid = request.peer if request.peer else (None, None, None)
             logger.info("socket request %s %s from pid=%s uid=%s gid=%s", method, path, pid, uid, gid,
                         extra={"endpoint": path, "peer_pid": pid, "peer_uid": uid, "peer_gid": gid})
@@ -361,3 +364,20 @@ class Router:
         restored = sum(1 for r in results if r["ok"])
         logger.info("restore via socket: %d restored, %d failed", restored, len(results) - restored)
         return 200, {"results": results, "restored": restored, "failed": len(results) - restored}
+
+    def quarantine_selected(self, request: Request) -> tuple[int, Any]:
+        data = self._json(request.body, required=True)
+        paths = data.get("paths")
+        if set(data) != {"paths"} or not (isinstance(paths, list) and paths and all(
+                isinstance(p, str) and os.path.isabs(p) and "\0" not in p for p in paths)):
+            raise HttpError(400, "bad request", 'send {"paths": ["/absolute/path", ...]}')
+        if self.daemon.config.quarantine_dir is None:
+            raise HttpError(409, "no quarantine folder", "set quarantine_dir in the config (on the same "
+                                                          "filesystem as the photos), then `dedupd reload`")
+        try:
+            results = self.daemon.quarantine_selected([os.path.normpath(p) for p in paths])
+        except RestoreTimeout as exc:
+            raise HttpError(503, "quarantine timed out", str(exc)) from None
+        moved = sum(1 for r in results if r["ok"])
+        logger.info("quarantine via socket: %d quarantined, %d refused", moved, len(results) - moved)
+        return 200, {"results": results, "quarantined": moved, "failed": len(results) - moved}

@@ -46,5 +46,8 @@ class DaemonView(Protocol):
     def restore(self, paths: list[str] | None) -> list[dict[str, Any]]:
         """Restore quarantined files (all of them with ``None``); one result dict per file."""
 
+    def quarantine_selected(self, paths: list[str]) -> list[dict[str, Any]]:
+        """Quarantine files a user chose (direct duplicates of their kept copy); one result dict per file."""
+
     def encode_upload(self, data: bytes) -> EncodeResult:
         """Decode uploaded image bytes in a worker process (never in the daemon's own process)."""
