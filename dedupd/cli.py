@@ -188,6 +188,13 @@ def cmd_review(args: argparse.Namespace) -> int:
             overrides["roots"] = [os.sep]  # no config: every file the store holds
         config = _load_config(args, overrides)
     source = open_source(_socket_path(args), config)
+
+    def _stop(_sig: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends the page as Ctrl-C does (workers stopped, temp files gone)
+
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop)
     review = Review(source, max_pixels=config.max_pixels if config is not None else None)
     server = ReviewServer(review, args.port)
     try:
