@@ -177,6 +177,7 @@ def test_documented_install_gives_execstart_and_documentation(tmp_path: Path) ->
     assert version.stdout.startswith("dedupd ")
     site = next(prefix.glob("lib/python3*/site-packages/dedupd"))
     assert (site / "review" / "page.js").is_file() and (site / "review" / "page.html").is_file()
+    assert len(list((site / "demo_photos").glob("*.jpg"))) == 13 and (site / "demo_photos" / "CREDITS.md").is_file()
     analyze = tool("systemd-analyze")
     units = tmp_path / "units"
     (units / "dedupd.service.d").mkdir(parents=True)
