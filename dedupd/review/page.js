@@ -4,7 +4,7 @@
   "use strict";
   var TOKEN = document.querySelector('meta[name="dedupd-token"]').getAttribute("content");
   var PAGE = 100, POLL_MS = 3000;
-  var state = null, raw = "", view = [], page = 0, busy = false;
+  var state = null, raw = "", version = "", view = [], page = 0, busy = false;
   var selected = new Set();
   var $ = function (id) { return document.getElementById(id); };
 
@@ -216,6 +216,14 @@
   $("next").addEventListener("click", function () { show(page + 1); window.scrollTo(0, 0); });
   var t; $("filter").addEventListener("input", function () { clearTimeout(t); t = setTimeout(function () { apply(false); }, 200); });
   $("sort").addEventListener("change", function () { apply(false); });
+  // poll a small version stamp; the groups are fetched again only when it changed
+  function poll() {
+    if (busy || document.hidden) return;
+    request("GET", "/api/version").then(function (v) {
+      var text = JSON.stringify(v.version);
+      if (text !== version) { version = text; return load(true); }
+    }).catch(function () {});
+  }
   load(false);
-  setInterval(function () { if (!busy && !document.hidden) load(true); }, POLL_MS);
+  setInterval(poll, POLL_MS);
 })();

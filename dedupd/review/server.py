@@ -29,6 +29,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -68,9 +69,12 @@ class LiveSource:
     """Groups and decisions from a running daemon, over its socket."""
 
     live = True
+    #: how long the answer of :meth:`features` is reused
+    FEATURES_TTL_S = 60.0
 
     def __init__(self, client: Client) -> None:
         self.client = client
+        self._features: tuple[float, dict[str, bool]] | None = None
 
     def describe(self) -> str:
         return f"the daemon at {self.client.socket_path}"
@@ -91,15 +95,26 @@ class LiveSource:
         return attach_quarantine(groups, entries), {"files": status.get("files"), "policy": status.get("policy"),
                                                    "state": status.get("state")}
 
+    def version(self) -> list[Any]:
+        """Changes whenever the groups or the quarantine change (cheap: the page polls it)."""
+        status = self.client.get("/v1/status")
+        generation = self.client.get("/v1/groups", limit=1).get("generation")
+        return [generation, status.get("files"), status.get("groups"), status.get("quarantined"),
+                status.get("restored"), status.get("state")]
+
     def features(self) -> dict[str, bool]:
         """Which decisions the daemon supports: a POST-only route answers GET with 405, a missing one 404."""
+        now = time.monotonic()
+        if self._features is not None and now - self._features[0] < self.FEATURES_TTL_S:
+            return self._features[1]
         out = {}
         for action, route in ACTIONS.items():
             try:
-                self.client.get(route)
+                self.client.get(route, state="pending") if action == "quarantine" else self.client.get(route)
                 out[action] = True
             except ApiError as exc:
                 out[action] = exc.status == 405
+        self._features = (now, out)
         return out
 
     def act(self, action: str, payload: dict[str, Any]) -> Any:
@@ -133,6 +148,12 @@ class StoreSource:
             return groups, {"files": len(index.files), "policy": self.config.policy, "state": "not running"}
         finally:
             store.close()
+
+    def version(self) -> list[Any]:
+        try:
+            return [os.stat(os.path.join(self.config.store_dir, "data.mdb")).st_mtime_ns]
+        except OSError:
+            return [None]
 
     def features(self) -> dict[str, bool]:
         return dict.fromkeys(ACTIONS, False)
@@ -298,8 +319,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if url.path == "/":
             page = _package_file("page.html").replace(b"%%TOKEN%%", self.review.token.encode())
             return self._send(200, page, "text/html; charset=utf-8")
-        if url.path == "/api/state":
+        if url.path in ("/api/state", "/api/version"):
             try:
+                if url.path == "/api/version":
+                    return self._json(200, {"version": self.review.source.version()})
                 return self._json(200, self.review.state())
             except (ApiError, DaemonNotRunning, OSError) as exc:
                 return self._error(502, "source unavailable", str(exc))

@@ -27,7 +27,7 @@ from tests.daemon.helpers import REPO, DaemonProcess, sha256
 EVIL = "<img src=x onerror=window.__xss=1>.jpg"
 #: group name → (kept file, its duplicate, how the duplicate is made)
 GROUPS = {"a": ("a.jpg", "a_copy.jpg", "copy"), "b": ("b.jpg", "b_half.jpg", "half"),
-          "c": ("c.jpg", EVIL, "copy"), "d": ("d.jpg", "d_copy.jpg", "copy"), "e": ("e.jpg", "e_copy.jpg", "copy")}
+          "c": ("c.jpg", EVIL, "copy"), "d": ("d.jpg", "d_half.jpg", "half"), "e": ("e.jpg", "e_half.jpg", "half")}
 
 
 class ReviewProcess:
@@ -168,8 +168,14 @@ def in_store(e: dict[str, Any], path: Path) -> tuple[bool, list[str]]:
 
 
 def route_exists(e: dict[str, Any], route: str) -> bool:
-    """A POST-only route answers GET with 405; a route the daemon lacks, 404."""
-    return e["daemon"].api("GET", route)[0] == 405
+    """A route the daemon lacks answers 404 (a POST-only one answers GET with 405, a listing 200)."""
+    return e["daemon"].api("GET", route)[0] != 404
+
+
+def forwarded_to_missing_route(e: dict[str, Any], action: str, body: dict[str, Any], route: str) -> None:
+    """The review server sends the page's request to the daemon's ``route``: a daemon without it says 404."""
+    status, res = http(e["review"], "POST", f"/api/{action}", body, {"X-Dedupd-Token": e["review"].token})
+    assert status == 404 and f"no endpoint {route}" in res["detail"], res
 
 
 def groups_of(e: dict[str, Any]) -> list[dict[str, Any]]:
@@ -251,30 +257,33 @@ def test_refusals_are_shown_and_change_nothing(env):
 
 def test_keep_this_one(env):
     driver = open_page(env)
-    dup, old = env["photos"] / "d_copy.jpg", env["photos"] / "d.jpg"
+    dup, old = env["photos"] / "d_half.jpg", env["photos"] / "d.jpg"
     button = driver.execute_script("return arguments[0].querySelector('button.act-keep')", member(driver, dup))
     if not route_exists(env, "/v1/keep"):
         assert not button.is_enabled() and "no keep endpoint" in button.get_attribute("title")
+        forwarded_to_missing_route(env, "keep", {"path": str(dup)}, "/v1/keep")
         pytest.skip("the daemon has no POST /v1/keep on this branch yet (built on wt-act): the button is shown "
                     "disabled with the reason (checked); enable this test after the merge")
     button.click()
-    wait(driver, STATE, str(dup), "kept", what="d_copy.jpg kept")
+    wait(driver, STATE, str(dup), "kept", what="d_half.jpg kept")
     group = next(g for g in groups_of(env) if str(old) in {g["keep"]["path"], *(d["path"] for d in g["duplicates"])})
-    assert group["keep"]["path"] == str(dup)
-    assert dup.is_file() and old.is_file() and sha256(dup) == env["sums"]["d_copy.jpg"]
+    assert group["keep"]["path"] == str(dup), "the smaller copy is kept because the user said so"
+    assert member(driver, old).get_attribute("data-state") == "duplicate"
+    assert dup.is_file() and old.is_file() and sha256(dup) == env["sums"]["d_half.jpg"]
 
 
 def test_not_a_duplicate(env):
     driver = open_page(env)
-    dup, keeper = env["photos"] / "e_copy.jpg", env["photos"] / "e.jpg"
+    dup, keeper = env["photos"] / "e_half.jpg", env["photos"] / "e.jpg"
     button = driver.execute_script("return arguments[0].querySelector('button.act-ignore')", member(driver, dup))
     if not route_exists(env, "/v1/ignore"):
         assert not button.is_enabled() and "no ignore endpoint" in button.get_attribute("title")
+        forwarded_to_missing_route(env, "ignore", {"paths": [str(dup), str(keeper)]}, "/v1/ignore")
         pytest.skip("the daemon has no POST /v1/ignore on this branch yet (built on wt-act): the button is shown "
                     "disabled with the reason (checked); enable this test after the merge")
     button.click()
     wait(driver, "return !document.body.hasAttribute('data-busy') && !(" + FIND[len("return "):-1] + ")", str(dup),
-         what="e_copy.jpg's group gone from the page")
+         what="e_half.jpg's group gone from the page")
     together = [g for g in groups_of(env)
                 if {str(dup), str(keeper)} <= {g["keep"]["path"], *(d["path"] for d in g["duplicates"])}]
     assert together == [], "files marked distinct are no longer one group"
