@@ -80,13 +80,19 @@ def keep_reasons(groups: Sequence[dict[str, Any]], index: Any, rules: Sequence[A
             g["keep_reason"] = keep_reason(g["keep"]["path"], facts, vocab)
 
 
+def freed_by(group: Mapping[str, Any]) -> int:
+    """Bytes quarantine would free in ``group``: its members still in place that it would move
+    (``move`` when the group says, else the direct duplicates)."""
+    return sum(int(d.get("bytes") or 0) for d in group.get("duplicates", ())
+               if d.get("move", d.get("direct")) and d.get("state", "duplicate") == "duplicate")
+
+
 def summarize(groups: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """files (members of all groups), groups, and bytes quarantine would free (direct duplicates)."""
     return {
         "files": sum(1 + len(g.get("duplicates", ())) for g in groups),
         "groups": len(groups),
-        "freeable_bytes": sum(int(d.get("bytes") or 0) for g in groups for d in g.get("duplicates", ())
-                              if d.get("direct") and d.get("state", "duplicate") == "duplicate"),
+        "freeable_bytes": sum(freed_by(g) for g in groups),
     }
 
 
@@ -150,7 +156,7 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
         members = [_member(keep, keep.get("state", "kept"), thumbs.get(keep.get("path", "")))]
         for d in g.get("duplicates", ()):
             members.append(_member(d, d.get("state", "duplicate"), thumbs.get(d.get("path", ""))))
-        data.append([str(g.get("id", "")), members, g.get("keep_reason")])
+        data.append([str(g.get("id", "")), members, g.get("keep_reason"), freed_by(g)])
     s = summarize(groups)
     methods = sorted({str(d.get("method")) for g in groups for d in g.get("duplicates", ()) if d.get("method")})
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(generated_at if generated_at is not None else time.time()))
@@ -283,12 +289,11 @@ main>.empty{grid-column:1/-1}
 "use strict";
 var PAGE=%%PAGE%%;
 var DATA=JSON.parse(document.getElementById("data").textContent);
-// group: [id,members,keep reason]; member: [path,w,h,bytes,mtime,state,thumb,method,score,via,direct,note,link]
+// group: [id,members,keep reason,bytes freed]; member: [path,w,h,bytes,mtime,state,thumb,method,score,via,direct,note,link]
 var groups=DATA.map(function(g){
-  var recent=0,folders={},methods={},freed=0;
-  g[1].forEach(function(m){if(m[4]&&m[4]>recent)recent=m[4];folders[dirname(m[0])]=1;if(m[7])methods[m[7]]=1;
-    if(m[10]&&m[5]==="duplicate")freed+=m[3]||0;});
-  return {id:g[0],members:g[1],why:g[2],recent:recent,freed:freed,folders:Object.keys(folders),methods:methods,hay:g[1].map(function(m){return m[0].toLowerCase();}).join("\n")};
+  var recent=0,folders={},methods={};
+  g[1].forEach(function(m){if(m[4]&&m[4]>recent)recent=m[4];folders[dirname(m[0])]=1;if(m[7])methods[m[7]]=1;});
+  return {id:g[0],members:g[1],why:g[2],recent:recent,freed:g[3]||0,folders:Object.keys(folders),methods:methods,hay:g[1].map(function(m){return m[0].toLowerCase();}).join("\n")};
 });
 function dirname(p){var i=p.lastIndexOf("/");return i>0?p.slice(0,i):"/";}
 function human(n){if(n==null)return "?";var u=["B","KB","MB","GB","TB"],i=0;while(n>=1024&&i<4){n/=1024;i++;}return (i?n.toFixed(1):n)+" "+u[i];}

@@ -40,10 +40,10 @@
   }
 
   function members(g) { return [g.keep].concat(g.duplicates || []); }
+  // what quarantine would move: the group's "move" mark when the daemon sends it, else the direct duplicates
+  function moves(d) { return (d.move !== undefined ? d.move : d.direct) && d.state !== "quarantined" && d.state !== "restored"; }
   function freed(g) {
-    return (g.duplicates || []).reduce(function (s, d) {
-      return s + (d.direct && d.state !== "quarantined" ? (d.bytes || 0) : 0);
-    }, 0);
+    return (g.duplicates || []).reduce(function (s, d) { return s + (moves(d) ? (d.bytes || 0) : 0); }, 0);
   }
   function recent(g) { return members(g).reduce(function (r, m) { return Math.max(r, m.mtime || 0); }, 0); }
 
@@ -94,7 +94,7 @@
   function card(g) {
     var c = el("section", "card"); c.setAttribute("data-group", g.id);
     var h = el("h2"); h.appendChild(el("span", null, members(g).length + " files · frees " + human(freed(g))));
-    var movable = (g.duplicates || []).filter(function (d) { return d.direct && d.state !== "quarantined"; })
+    var movable = (g.duplicates || []).filter(function (d) { return d.direct && d.state !== "quarantined" && !d.protected && !d.distinct; })
       .map(function (d) { return d.path; });
     var live = members(g).filter(function (m) { return m.state !== "quarantined"; }).map(function (m) { return m.path; });
     var qa = button("Quarantine duplicates", "group-quarantine", "quarantine", function () { act("quarantine", { paths: movable }); });
@@ -135,6 +135,8 @@
         m.similarity != null ? " similarity " + (+m.similarity).toFixed(3) : "") : m.via ? "via " + split(m.via)[1] : "";
       if (how) d.appendChild(el("div", "meta", how));
       if (m.note) d.appendChild(el("div", "meta", m.note));
+      var decided = m.distinct ? "not a duplicate of the kept copy (your decision)" : m.protected ? "never moved: " + m.protected : "";
+      if (decided) d.appendChild(el("div", "meta", decided));
     }
     var acts = el("div", "acts");
     if (st !== "kept" && st !== "quarantined") {
