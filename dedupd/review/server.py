@@ -72,8 +72,9 @@ class LiveSource:
     #: how long the answer of :meth:`features` is reused
     FEATURES_TTL_S = 60.0
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, report_dir: str | None = None) -> None:
         self.client = client
+        self._report_dir = report_dir  # the daemon's, when the caller's config names it
         self._features: tuple[float, dict[str, bool]] | None = None
 
     def describe(self) -> str:
@@ -121,7 +122,7 @@ class LiveSource:
         return self.client.post(ACTIONS[action], payload)
 
     def report_dir(self) -> str | None:
-        return None
+        return self._report_dir
 
 
 class StoreSource:
@@ -409,10 +410,11 @@ def open_source(socket_path: str, config: Any | None) -> LiveSource | StoreSourc
     client = Client(socket_path, timeout=120.0)
     try:
         client.get("/v1/status")
-        return LiveSource(client)
-    except DaemonNotRunning:
+        return LiveSource(client, config.report_dir if config is not None else None)
+    except DaemonNotRunning as exc:
         if config is None:
-            raise
+            raise DaemonNotRunning(f"{exc}; to look at a store without a daemon (read-only), pass --config "
+                                   "FILE or --store-dir DIR") from None
         if not os.path.isfile(os.path.join(config.store_dir, "data.mdb")):
             raise DaemonNotRunning(f"no daemon answers at {socket_path} and there is no store at "
                                    f"{config.store_dir}: start the daemon or pass --config/--store-dir") from None
