@@ -6,8 +6,12 @@
 #
 # Stages:  base -> builder -> builder-cnn     (build a venv in /opt/venv; never shipped whole)
 #          base -> runtime -> cnn | hash      (runtime files, user, volumes; + one of the venvs)
-# Volumes: /data (watched folder), /var/lib/dedupd (store, reports), /quarantine.
-# Run:     docker run -d -v uploads:/data:ro -v dedupd-state:/var/lib/dedupd -e PUID=1000 -e PGID=1000 dedupd
+# Mounts:  /data (watched folder), /var/lib/dedupd (store, reports), /run/dedupd (the socket, to share
+#          with an upload service). No VOLUME instruction: nothing becomes an anonymous volume; mount
+#          what you use (report-only needs /data, read-only, and a volume for /var/lib/dedupd).
+#          Quarantine (policy: quarantine) goes to /data/.dedupd-quarantine: the same file system as
+#          the photos, so a move is a rename (config/docker.yaml).
+# Run:     docker run -d -v uploads:/data:ro -v dedupd-state:/var/lib/dedupd -e PUID=1000 -e PGID=1000 -e TZ=Europe/Berlin dedupd
 # See docs/deploy.md (and docker-compose.yml) for the full how-to.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -57,18 +61,28 @@ RUN mkdir -p "$TORCH_HOME" \
 FROM base AS runtime
 ARG PUID=1000
 ARG PGID=1000
+# Zone files, so that TZ (below; `-e TZ=Europe/Berlin`) gives local times in the reports and logs:
+# the slim base image has none. Not pinned: tzdata follows the zone rules, and an old version
+# leaves the mirror.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tzdata \
+ && rm -rf /var/lib/apt/lists/*
 # The unprivileged user the daemon runs as; docker/entrypoint.sh moves it to $PUID:$PGID at start.
+# /data: owned by it and group-writable with setgid (2775), so a fresh named volume mounted there
+# starts out writable for an upload service running with the same gid (docker-compose.yml).
 RUN groupadd --gid "$PGID" dedupd \
  && useradd --uid "$PUID" --gid dedupd --home-dir /var/lib/dedupd --no-create-home \
       --shell /usr/sbin/nologin --comment "dedupd" dedupd \
- && mkdir -p /data /var/lib/dedupd /quarantine /run/dedupd /etc/dedupd \
- && chown dedupd:dedupd /var/lib/dedupd /quarantine /run/dedupd
+ && mkdir -p /data /var/lib/dedupd /run/dedupd /etc/dedupd \
+ && chown dedupd:dedupd /data /var/lib/dedupd /run/dedupd \
+ && chmod 2775 /data
 COPY config/docker.yaml /etc/dedupd/config.yaml
 COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 ENV DEDUPD_CONFIG=/etc/dedupd/config.yaml \
     PUID=1000 \
-    PGID=1000
-VOLUME ["/data", "/var/lib/dedupd", "/quarantine"]
+    PGID=1000 \
+    TZ=UTC
 WORKDIR /var/lib/dedupd
 # Healthy once the daemon answers on its socket (start-up may load a large store first).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \

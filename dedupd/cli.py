@@ -239,6 +239,46 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    """``dedupd review``: the review page on 127.0.0.1 until Ctrl-C (read-only without a daemon)."""
+    from dedupd.review.server import Review, ReviewServer, open_source
+
+    config = None
+    if args.config or os.environ.get("DEDUPD_CONFIG") or args.store_dir:
+        overrides: dict[str, Any] = {"store_dir": os.path.abspath(args.store_dir)} if args.store_dir else {}
+        if not (args.config or os.environ.get("DEDUPD_CONFIG")):
+            overrides["roots"] = [os.sep]  # no config: every file the store holds
+        config = _load_config(args, overrides)
+    source = open_source(_socket_path(args), config)
+
+    def _stop(_sig: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM ends the page as Ctrl-C does (workers stopped, temp files gone)
+
+    import signal
+
+    signal.signal(signal.SIGTERM, _stop)
+    review = Review(source, max_pixels=config.max_pixels if config is not None else None)
+    server = ReviewServer(review, args.port)
+    try:
+        print(f"dedupd review: {source.describe()}", flush=True)
+        print(f"open {server.url}", flush=True)
+        print("(Ctrl-C to stop)", flush=True)
+        if not args.no_browser:
+            import webbrowser
+
+            webbrowser.open(server.url)
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        from dedupd.reports.thumbnails import stop_workers
+
+        server.server_close()
+        stop_workers()
+        review.close()
+    return EXIT_OK
+
+
 # -- client commands --------------------------------------------------------------------------------
 
 
@@ -653,6 +693,7 @@ examples:
   dedupd ignore a.jpg b.jpg                   a and b are not duplicates (remembered)
   dedupd keep b.jpg                           keep b.jpg instead of its group's other copies
   source <(dedupd completion bash)            tab completion
+  dedupd review                               decide about the groups in a browser (127.0.0.1)
 
 exit status:
   0 done, 1 error (the message says which), 2 usage error, 3 duplicate found (--fail-on-duplicate),
@@ -742,6 +783,12 @@ def build_parser() -> argparse.ArgumentParser:
     co.set_defaults(func=cmd_completion)
     sub.add_parser("manpage", help="print the manual page (roff): dedupd manpage > dedupd.1").set_defaults(
         func=cmd_manpage)
+    rv = sub.add_parser("review", parents=[common], help="review the groups in a browser: keep, quarantine, "
+                        "restore, not a duplicate (read-only without a daemon)")
+    rv.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    rv.add_argument("--no-browser", action="store_true", help="only print the address (with its token)")
+    rv.add_argument("--store-dir", help="store to show when no daemon runs (default: the config's store_dir)")
+    rv.set_defaults(func=cmd_review)
     return p
 
 

@@ -18,28 +18,17 @@ from PIL import Image
 
 from dedupd.reports.html import PAGE_SIZE, attach_quarantine, build_html, report_from_store, summarize
 from dedupd.reports.thumbnails import ensure_thumbnail, ensure_thumbnails
+from tests import browser
+from tests.browser import FLAGS, chromium
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 EVIL_DIR_NAME = "<script>alert(1)</script>.jpg"  # contains "/": a folder "<script>alert(1)<" + file "script>.jpg"
 EVIL_FILE = "<img src=x onerror=alert(2)>.jpg"
 QUOTE_FILE = "\"quote'&amp;.jpg"
 
 
-def chromium() -> str:
-    """Path of Chromium; fails under CI=true (Debian's ``chromium`` package must be installed), skips elsewhere."""
-    for cand in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if cand and os.access(cand, os.X_OK):
-            return cand
-    msg = "headless Chromium not found: install Debian's package with `apt-get install -y chromium`"
-    if IN_CI:
-        pytest.fail(msg)
-    pytest.skip(msg)
-
-
 def run_chromium(binary: str, profile: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-             "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}"]
-    return subprocess.run([binary, *flags, *args], capture_output=True, text=True, timeout=timeout, check=True)
+    return subprocess.run([binary, *FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
+                          timeout=timeout, check=True)
 
 
 class DomScan(HTMLParser):
@@ -53,6 +42,7 @@ class DomScan(HTMLParser):
         self.paths: list[str] = []
         self.texts: list[str] = []
         self.event_attrs: list[tuple[str, str]] = []
+        self.links: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -65,6 +55,8 @@ class DomScan(HTMLParser):
             self.imgs.append(a)
         elif tag == "script":
             self.scripts.append(a)
+        elif tag == "a" and "name" in (a.get("class") or "").split():
+            self.links.append(a.get("href") or "")
         if "data-path" in a:
             self.paths.append(a["data-path"] or "")
 
@@ -130,9 +122,12 @@ def test_report_in_headless_chromium(scanned, tmp_path):
         assert src.startswith("thumbs/") and img.get("loading") == "lazy"
         assert (reports / src).is_file(), src
     # the malicious names are text, not markup: no script elements beyond the report's own two
-    text = "".join(dom.texts)
-    for name in evil:
-        assert name in text
+    for name in evil:  # the file name (emphasised) and its folder, each as text
+        assert os.path.basename(name) in dom.texts and os.path.dirname(name) + "/" in dom.texts
+    # every member links to its original with a file:// URL (percent-encoded: any name is a safe link)
+    assert sorted(dom.links) == sorted(Path(p).as_uri() for p in in_groups)
+    # why each kept copy was kept
+    assert sum(1 for t in dom.texts if t.startswith("kept: ")) == len(groups)
     assert len(dom.scripts) == 2
     assert all(s.get("src") is None for s in dom.scripts)
     assert dom.event_attrs == [], "no injected event handler attributes"
@@ -283,13 +278,54 @@ setTimeout(function(){out.folder=document.getElementById("count").textContent;ou
     assert res["folder"] == f"{n_folder} of 450 groups" and res["foldercards"] == n_folder
 
 
+def test_links_reasons_sort_and_width_in_chromium(tmp_path):
+    """file:// links (to the quarantine copy once moved), the keep reason, sort by space freed, and cards
+    side by side on a wide window."""
+    binary = chromium()
+    groups = [
+        {"id": "small", "size": 2, "keep_reason": "most pixels (12 vs 6)",
+         "keep": {"path": "/p/a b#1.jpg", "bytes": 500, "mtime": 3.0},
+         "duplicates": [{"path": "/p/a-copy.jpg", "bytes": 100, "mtime": 9.0, "direct": True, "method": "exact"}]},
+        {"id": "big", "size": 2, "keep": {"path": "/p/c.jpg", "bytes": 900, "mtime": 1.0},
+         "duplicates": [{"path": "/p/c-copy.jpg", "bytes": 800, "mtime": 2.0, "direct": True, "method": "exact"}]},
+        {"id": "moved", "size": 3, "keep": {"path": "/p/d.jpg", "bytes": 10, "mtime": 1.0},
+         "duplicates": [{"path": "/p/d1.jpg", "bytes": 10, "direct": True, "state": "quarantined",
+                         "dest": "/q/p/d1.jpg"},
+                        {"path": "/p/d2.jpg", "bytes": 5, "direct": False, "via": "/p/d1.jpg"}]},
+    ]
+    probe = """<script>
+setTimeout(function(){
+var out={order:[...document.querySelectorAll(".card")].map(c=>c.getAttribute("data-group")),
+  links:[...document.querySelectorAll("a.name")].map(a=>[a.textContent,a.getAttribute("href")]),
+  why:[...document.querySelectorAll(".why")].map(w=>w.textContent),
+  tops:[...document.querySelectorAll(".card")].map(c=>Math.round(c.getBoundingClientRect().top))};
+var sel=document.getElementById("sort");sel.value="size";sel.dispatchEvent(new Event("change"));
+out.bysize=[...document.querySelectorAll(".card")].map(c=>c.getAttribute("data-group"));
+var pre=document.createElement("pre");pre.id="probe";pre.textContent=JSON.stringify(out);document.body.appendChild(pre);},100);
+</script></body>"""
+    out = tmp_path / "report.html"
+    out.write_text(build_html(groups).replace("</body>", probe))
+    dumped = run_chromium(binary, tmp_path / "profile", "--window-size=1400,1000", "--virtual-time-budget=3000",
+                          "--dump-dom", out.as_uri()).stdout
+    m = re.search(r'<pre id="probe">(.*?)</pre>', dumped)
+    assert m, "probe did not run"
+    res = json.loads(html.unescape(m.group(1)))
+    assert res["order"] == ["big", "small", "moved"], "most space freed first (a quarantined copy frees nothing more)"
+    assert res["bysize"][0] == "moved"
+    links = dict(res["links"])
+    assert links["a b#1.jpg"] == "file:///p/a%20b%231.jpg"
+    assert links["d1.jpg"] == "file:///q/p/d1.jpg", "a quarantined file links to where it is now"
+    assert res["why"] == ["kept: most pixels (12 vs 6)"]
+    assert res["tops"][0] == res["tops"][1], "small groups sit side by side on a wide window"
+
+
 def test_missing_chromium_fails_under_ci(monkeypatch):
     monkeypatch.setattr(os, "access", lambda *a, **k: False)
     monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
-    monkeypatch.setattr(sys.modules[__name__], "IN_CI", True)
+    monkeypatch.setattr(browser, "IN_CI", True)
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
         chromium()
-    monkeypatch.setattr(sys.modules[__name__], "IN_CI", False)
+    monkeypatch.setattr(browser, "IN_CI", False)
     with pytest.raises(pytest.skip.Exception):
         chromium()
 

@@ -65,3 +65,32 @@ def choose_keeper(candidates: Sequence[Candidate], rules: Sequence[str | dict[st
     if not candidates:
         raise ValueError("choose_keeper needs at least one candidate")
     return min(candidates, key=rule_key(rules))
+
+
+_WHY = {
+    "largest_pixels": lambda k, o: f"most pixels ({k.pixels:,} vs {o.pixels:,})",
+    "largest_file": lambda k, o: f"largest file ({k.size:,} vs {o.size:,} bytes)",
+    "oldest_mtime": lambda k, o: "oldest modification time",
+    "newest_mtime": lambda k, o: "newest modification time",
+    "shortest_path": lambda k, o: f"shortest path ({len(k.path)} vs {len(o.path)} characters)",
+}
+
+
+def keep_reason(keeper: str, candidates: Sequence[Candidate], rules: Sequence[str | dict[str, str]]) -> str:
+    """Why ``keeper`` is the copy kept among ``candidates``: the first rule that sets it apart from the
+    runner-up, in words. A keeper the rules would not choose was chosen otherwise (a user's decision
+    or a reference root), and the answer says so."""
+    by_path = {c.path: c for c in candidates}
+    if keeper not in by_path or len(by_path) < 2:
+        return "the only copy"
+    rank = rule_key(rules)
+    ranked = sorted(by_path.values(), key=rank)
+    if ranked[0].path != keeper:
+        return "chosen over the keep rules (a user's decision or a reference root)"
+    k, runner = ranked[0], ranked[1]
+    for rule, a, b in zip(rules, rank(k), rank(runner)):
+        if a != b:
+            if isinstance(rule, dict):
+                return f"matches prefer: {rule['prefer']}"
+            return _WHY[rule](k, runner)
+    return "all keep rules tie: first in alphabetical order"

@@ -84,6 +84,9 @@ class RestoreRequest:
     caller was told changes afterwards.
     """
 
+    #: what the job does, for the timeout message
+    what, done = "restore", "restored"
+
     def __init__(self, paths: list[str] | None) -> None:
         self.paths = None if paths is None else tuple(paths)
         self._lock = threading.Lock()
@@ -114,11 +117,22 @@ class RestoreRequest:
             if not self._done.is_set():
                 self._abandoned = True
                 raise RestoreTimeout(
-                    f"restore did not finish within {timeout:g} s (the daemon is busy); "
-                    + ("it stopped before its next file: files already restored stay restored "
-                       "(see `dedupd quarantine --state restored`); run the restore again for the rest"
-                       if self._started else "it was cancelled before it started: nothing was restored"))
+                    f"{self.what} did not finish within {timeout:g} s (the daemon is busy); "
+                    + (f"it stopped before its next file: files already {self.done} stay {self.done} "
+                       f"(see `dedupd quarantine list`); run the {self.what} again for the rest"
+                       if self._started else f"it was cancelled before it started: nothing was {self.done}"))
             return [dict(r) for r in self._result]
+
+
+class SelectedQuarantine(RestoreRequest):
+    """Quarantine the files a user selected (``POST /v1/quarantine``, the review page), whatever
+    the policy: each must be a direct duplicate of its group's kept copy, re-verified as the files
+    are now. One result per path, like a restore."""
+
+    what, done = "quarantine", "quarantined"
+
+    def __init__(self, paths: list[str]) -> None:
+        super().__init__(paths)
 
 
 @dataclass
@@ -219,6 +233,8 @@ class QuarantinePolicy:
         """Carry out queued policy work (called by the pipeline for ``quarantine``/``restore`` items)."""
         if isinstance(work, QuarantinePlan):
             self.apply(work)
+        elif isinstance(work, SelectedQuarantine):
+            self.run_selected(work)
         else:
             self.run_restore(work)
 
@@ -249,7 +265,7 @@ class QuarantinePolicy:
         return done
 
     def verify(self, move: PlannedMove, exempt: set[tuple[str, bytes | None]] | None = None,
-               checked: dict[tuple, str | None] | None = None) -> str | None:
+               checked: dict[tuple, str | None] | None = None, *, selected: bool = False) -> str | None:
         """Why ``move`` must not happen now (None: it still holds, as the files are now).
 
         Checks, in order: the policy is still quarantine (not a dry run); the victim is not in a
@@ -259,10 +275,11 @@ class QuarantinePolicy:
         current thresholds (re-computed from the stored encodings, not read from the graph).
         ``checked`` caches digest checks within one plan by the file's full stat (ctime included, so
         any write or ``utime`` since invalidates it): a kept copy is read once, not per duplicate.
+        ``selected``: a user asked for this move (the policy and an earlier restore do not matter).
         """
         cfg = self.config
         matching = matching_of(cfg)
-        if cfg.policy != "quarantine":
+        if not selected and cfg.policy != "quarantine":
             return "policy is no longer quarantine"
         if cfg.dry_run:
             return "dry_run is on"
@@ -271,7 +288,8 @@ class QuarantinePolicy:
         why = self._decided(move)
         if why is not None:
             return why
-        if (move.victim.path, move.victim.digest) in (self.quarantine.exempt() if exempt is None else exempt):
+        if not selected and (move.victim.path, move.victim.digest) in (
+                self.quarantine.exempt() if exempt is None else exempt):
             return "restored by a user"
         store = self.quarantine.store
         for seen, role in ((move.keeper, "kept copy"), (move.victim, "duplicate")):
@@ -363,6 +381,56 @@ class QuarantinePolicy:
         elif outcome.id is None:
             self._skip(move, outcome.detail)
         return outcome.ok
+
+    # -- selected by a user (pipeline thread) --------------------------------------------------
+
+    def run_selected(self, request: SelectedQuarantine) -> None:
+        """Quarantine the paths of ``request`` for a waiting caller; the result is published once."""
+        if not request.begin():
+            return
+        result: list[dict[str, Any]] = []
+        try:
+            wanted = list(dict.fromkeys(request.paths or ()))
+            planned: dict[str, PlannedMove | str] = {}
+            with self.index.lock:
+                files = self.index.files
+                for group in decide(self.index, self.config.keep, (), self.quarantine.store.review(), self.config):
+                    k = files[group.keep]
+                    keeper = Seen(group.keep, k.digest, k.size, k.mtime_ns)
+                    if group.keep in wanted:
+                        planned[group.keep] = "it is the kept copy of its group: keep another copy first"
+                    for d in group.duplicates:
+                        if d.path not in wanted:
+                            continue
+                        if not d.direct or d.evidence is None:
+                            planned[d.path] = (f"it does not match the kept copy {group.keep} directly"
+                                               + (f" (only through {d.via})" if d.via else ""))
+                            continue
+                        v = files[d.path]
+                        planned[d.path] = PlannedMove(Seen(d.path, v.digest, v.size, v.mtime_ns), keeper, d.evidence)
+            done = 0
+            for path in wanted:
+                if request.abandoned():
+                    break
+                move = planned.get(path, "not a member of a duplicate group (not indexed, or no duplicates)")
+                if isinstance(move, str):
+                    result.append({"path": path, "ok": False, "detail": move})
+                    continue
+                why = self.verify(move, selected=True)
+                if why is not None:
+                    result.append({"path": path, "ok": False, "detail": why})
+                    continue
+                outcome = self.quarantine.move(path, move.keeper.path, move.victim.digest,
+                                               f"selected by a user; {move.reason}")
+                result.append({"path": path, "ok": outcome.ok, "detail": outcome.detail})
+                if outcome.ok:
+                    done += 1
+                    self.index.remove(path)
+                    self._on_moved(path)
+            if done:
+                self._on_change()
+        finally:
+            request.finish(result)
 
     # -- restore (pipeline thread) ------------------------------------------------------------
 

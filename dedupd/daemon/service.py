@@ -28,7 +28,7 @@ from dedupd.daemon.intake import Intake
 from dedupd.daemon.loader import load_index, matching_of
 from dedupd.daemon.notify import Notifier
 from dedupd.daemon.pipeline import Pipeline, Work, encode_spec
-from dedupd.daemon.policy import QuarantinePolicy, RestoreRequest
+from dedupd.daemon.policy import QuarantinePolicy, RestoreRequest, SelectedQuarantine
 from dedupd.daemon.quarantine import Quarantine
 from dedupd.daemon.reconcile import Reconciler
 from dedupd.daemon.settle import Settler
@@ -272,6 +272,16 @@ class Daemon:
         """
         request = RestoreRequest(paths)
         self.pipeline.put(Work("restore", plan=request))
+        return request.wait(timeout)
+
+    def quarantine_selected(self, paths: list[str], timeout: float = 120.0) -> list[dict[str, Any]]:
+        """Quarantine the files a user chose (any policy) on the pipeline thread; one result per path.
+
+        Raises:
+            RestoreTimeout: not finished within ``timeout`` s (the job then stops before its next file).
+        """
+        request = SelectedQuarantine(paths)
+        self.pipeline.put(Work("quarantine", plan=request))
         return request.wait(timeout)
 
     # -- status -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from dedupd.reports.atomic import write_atomic
@@ -44,11 +45,21 @@ def _human(n: float) -> str:
     return f"{n} B"
 
 
+def file_link(path: str) -> str | None:
+    """``file://`` URL of an absolute path (percent-encoded, so any name is a safe link), else None."""
+    return Path(path).as_uri() if path.startswith("/") else None
+
+
 def _member(f: Mapping[str, Any], state: str, thumb: str | None, preview: bool = False) -> list[Any]:
-    """Compact row: [path, w, h, bytes, mtime, state, thumb, method, score, via, direct, note]."""
+    """Compact row: [path, w, h, bytes, mtime, state, thumb, method, score, via, direct, note, link].
+
+    ``link``: a ``file://`` URL of where the file is now (its quarantine copy once moved).
+    """
     score = f.get("distance", f.get("similarity"))
+    where = str(f.get("dest") if state == "quarantined" and f.get("dest") else f.get("path", ""))
     return [f.get("path", ""), f.get("width"), f.get("height"), f.get("bytes"), f.get("mtime"), state, thumb,
-            f.get("method"), score, f.get("via"), bool(f.get("direct", False)), f.get("note") or decision_note(f, preview)]
+            f.get("method"), score, f.get("via"), bool(f.get("direct", False)), f.get("note") or decision_note(f, preview),
+            file_link(where)]
 
 
 def decision_note(f: Mapping[str, Any], preview: bool = False) -> str | None:
@@ -63,14 +74,39 @@ def decision_note(f: Mapping[str, Any], preview: bool = False) -> str | None:
     return None
 
 
+def keep_reasons(groups: Sequence[dict[str, Any]], index: Any, rules: Sequence[Any]) -> None:
+    """Set ``keep_reason`` on each group whose kept copy and at least one other member are indexed
+    (why that copy is the one kept, from :func:`dedupd.core.keep.keep_reason`); others are left alone."""
+    from dedupd.core.keep import Candidate, keep_reason
+    from dedupd.reports.groups import keep_rules
+
+    vocab = keep_rules(rules)
+    for g in groups:
+        if g.get("keep_reason"):
+            continue  # set by whoever decided the group (e.g. a user's choice)
+        facts = []
+        for f in (g["keep"], *g.get("duplicates", ())):
+            info = index.files.get(f["path"])
+            if info is not None:
+                facts.append(Candidate(f["path"], info.width * info.height, info.size, info.mtime_ns))
+        if len(facts) >= 2 and g["keep"]["path"] in index.files:
+            g["keep_reason"] = keep_reason(g["keep"]["path"], facts, vocab)
+
+
+def freed_by(group: Mapping[str, Any]) -> int:
+    """Bytes quarantine would free in ``group``: its members still in place that it would move
+    (``move`` when the group says, else the direct duplicates)."""
+    return sum(int(d.get("bytes") or 0) for d in group.get("duplicates", ())
+               if d.get("move", d.get("direct")) and d.get("state", "duplicate") == "duplicate")
+
+
 def summarize(groups: Sequence[Mapping[str, Any]]) -> dict[str, int]:
     """files (members of all groups), groups, and bytes quarantine would free (the members it
     would move: direct duplicates, less those the user's decisions or reference roots protect)."""
     return {
         "files": sum(1 + len(g.get("duplicates", ())) for g in groups),
         "groups": len(groups),
-        "freeable_bytes": sum(int(d.get("bytes") or 0) for g in groups for d in g.get("duplicates", ())
-                              if d.get("move", d.get("direct")) and d.get("state", "duplicate") == "duplicate"),
+        "freeable_bytes": sum(freed_by(g) for g in groups),
     }
 
 
@@ -135,7 +171,7 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
         members = [_member(keep, keep.get("state", "kept"), thumbs.get(keep.get("path", "")))]
         for d in g.get("duplicates", ()):
             members.append(_member(d, d.get("state", "duplicate"), thumbs.get(d.get("path", "")), preview))
-        data.append([str(g.get("id", "")), members])
+        data.append([str(g.get("id", "")), members, g.get("keep_reason"), freed_by(g)])
     s = summarize(groups)
     methods = sorted({str(d.get("method")) for g in groups for d in g.get("duplicates", ()) if d.get("method")})
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(generated_at if generated_at is not None else time.time()))
@@ -207,6 +243,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
     for g in groups:  # not part of the page data
         for f in g["duplicates"]:
             f.pop("digest", None)
+    keep_reasons(groups, index, config.keep)
     page = build_html(groups, thumbs=thumbs, files_indexed=len(index.files), preview=bool(getattr(config, "dry_run", False)))
     write_atomic(out_path, page.encode("utf-8", "surrogateescape"), config.report_mode)
     return {"groups": len(groups), "thumbnails": sum(1 for v in names.values() if v),
@@ -227,16 +264,21 @@ header h1{font-size:17px;margin:0 12px 0 0;display:inline}header .when{color:#aa
 #controls{display:flex;flex-wrap:wrap;gap:8px;align-items:center;font-size:13px}
 #controls input,#controls select,#controls button{font:inherit;padding:3px 7px;border-radius:4px;border:1px solid #4b556a;background:#2b3344;color:#fff}
 #controls input{width:280px}#controls button{cursor:pointer}#controls .hint{color:#aab3c5}
-main{padding:14px 18px}
-.card{background:var(--card);border:1px solid var(--line);border-radius:8px;margin:0 0 14px;padding:10px 12px;scroll-margin-top:120px}
+main{padding:14px 18px;display:grid;grid-template-columns:repeat(auto-fill,minmax(430px,1fr));gap:14px;align-items:start}
+main>.empty{grid-column:1/-1}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;margin:0;padding:10px 12px;scroll-margin-top:120px;min-width:0}
+.card.wide{grid-column:span 2}.card.full{grid-column:1/-1}
+.card .why{font-weight:400;color:#3a7d52;margin-left:6px}
 .card.current{outline:3px solid var(--acc);outline-offset:1px}
 .card h2{font-size:13px;margin:0 0 8px;color:var(--mute);font-weight:600}
-.members{display:flex;flex-wrap:wrap;gap:10px}
-.m{width:200px;border:1px solid var(--line);border-radius:6px;padding:6px;background:#fafbfc}
+.members{display:grid;grid-template-columns:repeat(auto-fill,minmax(190px,1fr));gap:10px}
+.m{border:1px solid var(--line);border-radius:6px;padding:6px;background:#fafbfc;min-width:0}
 .m.kept{border-color:#3a9d5d;background:#f1faf4}.m.quarantined{opacity:.75;border-style:dashed}
-.m .ph,.m img{display:block;width:186px;height:160px;object-fit:contain;background:#e9ecf1;border-radius:4px}
+.m .ph,.m img{display:block;width:100%;height:160px;object-fit:contain;background:#e9ecf1;border-radius:4px}
 .m .ph{display:flex;align-items:center;justify-content:center;color:var(--mute);font-size:12px}
-.m .path{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11.5px;word-break:break-all;margin:5px 0 3px}
+.m .name{font-weight:700;font-size:13.5px;word-break:break-all;margin:5px 0 0;display:block;color:inherit}
+.m a.name{text-decoration:none}.m a.name:hover{text-decoration:underline;color:var(--acc)}
+.m .path{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:11px;color:var(--mute);word-break:break-all;margin:0 0 3px}
 .m .meta{font-size:12px;color:var(--mute);overflow-wrap:anywhere}
 .badge{display:inline-block;font-size:11px;font-weight:600;border-radius:3px;padding:0 5px;margin-right:4px;color:#fff;background:#7a8294}
 .badge.kept{background:#3a9d5d}.badge.duplicate{background:#c9822b}.badge.quarantined{background:#b33c3c}.badge.restored{background:#2d6cdf}
@@ -252,7 +294,7 @@ main{padding:14px 18px}
 <label>Folder <input id="folder" list="folders" placeholder="path prefix or part of a path"></label>
 <datalist id="folders"></datalist>
 <label>Method <select id="method"><option value="">any</option>%%METHODS%%</select></label>
-<label>Sort <select id="sort"><option value="size">largest groups first</option><option value="recent">most recent first</option></select></label>
+<label>Sort <select id="sort"><option value="freed">most space freed first</option><option value="size">largest groups first</option><option value="recent">most recent first</option></select></label>
 <span id="count"></span>
 <span class="hint">j/k or ↓/↑: next/previous group · n/p: next/previous page · /: folder filter</span>
 </div>
@@ -266,11 +308,11 @@ main{padding:14px 18px}
 "use strict";
 var PAGE=%%PAGE%%;
 var DATA=JSON.parse(document.getElementById("data").textContent);
-// member: [path,w,h,bytes,mtime,state,thumb,method,score,via,direct]
+// group: [id,members,keep reason,bytes freed]; member: [path,w,h,bytes,mtime,state,thumb,method,score,via,direct,note,link]
 var groups=DATA.map(function(g){
   var recent=0,folders={},methods={};
   g[1].forEach(function(m){if(m[4]&&m[4]>recent)recent=m[4];folders[dirname(m[0])]=1;if(m[7])methods[m[7]]=1;});
-  return {id:g[0],members:g[1],recent:recent,folders:Object.keys(folders),methods:methods,hay:g[1].map(function(m){return m[0].toLowerCase();}).join("\n")};
+  return {id:g[0],members:g[1],why:g[2],recent:recent,freed:g[3]||0,folders:Object.keys(folders),methods:methods,hay:g[1].map(function(m){return m[0].toLowerCase();}).join("\n")};
 });
 function dirname(p){var i=p.lastIndexOf("/");return i>0?p.slice(0,i):"/";}
 function human(n){if(n==null)return "?";var u=["B","KB","MB","GB","TB"],i=0;while(n>=1024&&i<4){n/=1024;i++;}return (i?n.toFixed(1):n)+" "+u[i];}
@@ -286,20 +328,26 @@ function apply(){
   var f=$folder.value.trim().toLowerCase(),m=$method.value;
   view=groups.filter(function(g){return (!f||g.hay.indexOf(f)>=0)&&(!m||g.methods[m]);});
   if($sort.value==="recent")view.sort(function(a,b){return b.recent-a.recent||b.members.length-a.members.length;});
+  else if($sort.value==="freed")view.sort(function(a,b){return b.freed-a.freed||b.members.length-a.members.length||b.recent-a.recent;});
   else view.sort(function(a,b){return b.members.length-a.members.length||b.recent-a.recent;});
   $count.textContent=view.length+" of "+groups.length+" groups";
   show(0,0);
 }
 function card(g){
-  var c=el("section","card");c.id="g-"+g.id;c.setAttribute("data-group",g.id);c.tabIndex=-1;
-  c.appendChild(el("h2",null,"Group "+g.id+" · "+g.members.length+" files"));
+  var n=g.members.length,c=el("section","card"+(n>4?" full":n>2?" wide":""));c.id="g-"+g.id;c.setAttribute("data-group",g.id);c.tabIndex=-1;
+  var h=el("h2",null,"Group "+g.id+" · "+n+" files"+(g.freed?" · frees "+human(g.freed):""));
+  if(g.why){var w=el("span","why","kept: "+g.why);h.appendChild(w);}
+  c.appendChild(h);
   var ms=el("div","members");
   g.members.forEach(function(m){
     var d=el("div","m "+m[5]);d.setAttribute("data-path",m[0]);
     if(m[6]){var img=document.createElement("img");img.setAttribute("loading","lazy");img.setAttribute("decoding","async");
       img.setAttribute("src",m[6]);img.setAttribute("alt",m[0]);img.setAttribute("width","186");img.setAttribute("height","160");d.appendChild(img);}
     else d.appendChild(el("div","ph","no preview"));
-    var p=el("div","path",m[0]);p.title=m[0];d.appendChild(p);
+    var cut=m[0].lastIndexOf("/")+1,nm=el(m[12]?"a":"div","name",m[0].slice(cut));nm.title=m[0];
+    if(m[12]){nm.setAttribute("href",m[12]);nm.setAttribute("target","_blank");nm.setAttribute("rel","noopener");}
+    d.appendChild(nm);
+    var p=el("div","path",m[0].slice(0,cut));p.title=m[0];d.appendChild(p);
     var meta=el("div","meta");meta.appendChild(el("span","badge "+m[5],m[5]));
     var bits=[];if(m[1])bits.push(m[1]+"×"+m[2]);if(m[3]!=null)bits.push(human(m[3]));if(m[4])bits.push(date(m[4]));
     meta.appendChild(document.createTextNode(bits.join(" · ")));

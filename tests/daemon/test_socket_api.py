@@ -318,7 +318,7 @@ def test_unknown_endpoint_404_wrong_method_405(lib: Lib) -> None:
     code, res = lib.d.curl(f"{URL}/")
     assert code == 404
     for method, path in (("DELETE", "/v1/status"), ("GET", "/v1/query"), ("PUT", "/v1/groups"),
-                         ("GET", "/v1/rescan"), ("POST", "/v1/quarantine")):
+                         ("GET", "/v1/rescan"), ("PUT", "/v1/quarantine")):
         code, res = lib.d.curl("-X", method, f"{URL}{path}")
         assert code == 405 and res["error"] == "method not allowed", (method, path)
     out = subprocess.run([CURL, "-sS", "-I", "--unix-socket", lib.d.socket_path, f"{URL}/v1/status"],

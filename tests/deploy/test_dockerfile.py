@@ -209,8 +209,12 @@ def test_runtime_image_contract(parsed) -> None:
     # only DEDUPD_CONFIG may be set among DEDUPD_* (the others are config overrides the loader checks)
     all_env = " ".join(i["value"] for i in parsed if i["instruction"] == "ENV")
     assert set(re.findall(r"\b(DEDUPD_[A-Z_]+)=", all_env)) == {"DEDUPD_CONFIG"}
-    volumes = json.loads(instructions(parsed, "VOLUME", "runtime")[0]["value"])
-    assert volumes == ["/data", "/var/lib/dedupd", "/quarantine"]
+    # no VOLUME: a report-only container gets no anonymous volumes; users mount what they use
+    assert not [i for i in parsed if i["instruction"] == "VOLUME"]
+    assert re.search(r"\bTZ=UTC\b", runtime_env), "TZ (overridable with -e TZ=...)"
+    runtime_runs = " ".join(i["value"] for i in instructions(parsed, "RUN", "runtime"))
+    assert "apt-get install -y --no-install-recommends tzdata" in runtime_runs, "TZ needs zone files"
+    assert "chmod 2775 /data" in runtime_runs, "a fresh /data volume is writable for the upload service's gid"
     health = instructions(parsed, "HEALTHCHECK", "runtime")[0]["value"]
     assert "dedupd status --socket /run/dedupd/dedupd.sock" in health
     assert json.loads(instructions(parsed, "ENTRYPOINT", "runtime")[0]["value"]) == ["docker-entrypoint.sh"]
@@ -222,9 +226,12 @@ def test_runtime_image_contract(parsed) -> None:
     users = [i["value"] for i in parsed if i["instruction"] == "USER"]
     assert not users or users[-1] not in ("root", "0")
     # the config inside the image fits the image: socket for the healthcheck, store on the volume
-    cfg = yaml.safe_load((REPO / "config" / "docker.yaml").read_text())
+    text = (REPO / "config" / "docker.yaml").read_text()
+    cfg = yaml.safe_load(text)
     assert cfg["socket_path"] == "/run/dedupd/dedupd.sock"
     assert cfg["store_dir"].startswith("/var/lib/dedupd/") and cfg["roots"] == ["/data"]
+    # the documented quarantine folder is on the watched volume (a rename, not a cross-device copy)
+    assert re.search(r"^#\s+quarantine_dir: /data/\.dedupd-quarantine$", text, re.MULTILINE)
 
 
 def test_cnn_target_bakes_weights_at_build_time(parsed) -> None:
@@ -278,6 +285,27 @@ def test_compose_runs_the_sidecar_beside_an_upload_service() -> None:
     assert not overrides, "DEDUPD_* variables are config overrides: put settings in the config file"
     caps = set(sidecar.get("cap_add", []))
     assert sidecar.get("cap_drop") == ["ALL"] and caps == set(ENTRYPOINT_CAPS)
+    # the upload service reaches the socket: the same named volume at /run/dedupd, the daemon's gid
+    upload = services["upload"]
+    up = mounts(upload)
+    run_volume = next(src for src, dst in side.items() if dst.split(":")[0] == "/run/dedupd")
+    assert run_volume in volumes and up.get(run_volume, "").split(":")[0] == "/run/dedupd"
+    cfg = yaml.safe_load((REPO / "config" / "docker.yaml").read_text())
+    assert cfg["socket_path"].startswith("/run/dedupd/") and cfg["socket_mode"] == "0660"
+    assert "socket_group" not in cfg, "the socket's group is the daemon's own gid (PGID)"
+    uid, gid = defaults(upload["user"]).split(":")
+    assert gid == defaults(env["PGID"]) and uid != defaults(env["PUID"]), "another uid, the daemon's gid"
+    # ... and checks each upload with `dedupd query --fail-on-duplicate` (the script is mounted)
+    script = next(src for src, dst in up.items() if src.startswith("./") and dst.startswith("/app/"))
+    assert upload["entrypoint"][-1] == up[script].split(":")[0]
+    code = (REPO / script).read_text()
+    assert '"query", "--fail-on-duplicate"' in code and upload["environment"]["DEDUPD_SOCKET"] == cfg["socket_path"]
+    assert up[shared[0]].split(":")[0] == upload["environment"]["UPLOAD_DIR"] == "/data"
+
+
+def defaults(value: str) -> str:
+    """A compose value with ``${VAR:-default}`` replaced by its default (no .env here)."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", lambda m: m.group(1), value)
 
 
 #: What docker/entrypoint.sh needs as root before it drops to PUID:PGID (the podman test runs it
@@ -352,7 +380,8 @@ def test_podman_builds_and_runs_the_image(tmp_path: Path, corpus_dir: Path) -> N
     image = json.loads(_run([*podman, "image", "inspect", "localhost/dedupd:test"]).stdout)[0]
     config = image["Config"]
     assert config["Entrypoint"] == ["docker-entrypoint.sh"] and config["Cmd"] == ["dedupd", "run"]
-    assert set(config["Volumes"]) == {"/data", "/var/lib/dedupd", "/quarantine"}
+    assert not config.get("Volumes"), "no anonymous volumes"
+    assert "TZ=UTC" in config["Env"]
     health = (image.get("Healthcheck") or config.get("Healthcheck") or {}).get("Test")
     assert health and health[0] == "CMD", f"no HEALTHCHECK in the built image: {image.keys()}"
     assert "dedupd status --socket /run/dedupd/dedupd.sock" in health[-1]

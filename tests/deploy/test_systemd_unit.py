@@ -38,6 +38,10 @@ REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "dedupd.service"
 SYSUSERS = REPO / "systemd" / "dedupd.sysusers.conf"
 TMPFILES = REPO / "systemd" / "dedupd.tmpfiles.conf"
+DROPIN = REPO / "systemd" / "dedupd.service.d" / "quarantine.conf"
+DEPLOY_DOC = REPO / "docs" / "deploy.md"
+#: where the documented install puts the venv (docs/deploy.md: python3 -m venv /opt/dedupd)
+VENV = "/opt/dedupd"
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -136,6 +140,66 @@ def test_systemd_analyze_verify_catches_mistakes(tmp_path: Path) -> None:
     assert "WatchdogSecs" in output and "strikt" in output
 
 
+def documented_install() -> str:
+    """The install block of docs/deploy.md (systemd section)."""
+    doc = DEPLOY_DOC.read_text()
+    block = doc[doc.index("### Install (as root)"):]
+    return block[block.index("```bash") + 7:block.index("```", block.index("```bash") + 7)]
+
+
+@pytest.mark.slow
+def test_documented_install_gives_execstart_and_documentation(tmp_path: Path) -> None:
+    """Run the documented install's venv + pip steps into a temp prefix: the unit's ExecStart is the
+    console script pip makes there (no symlink by hand), it runs, it carries the package data, and
+    the unit (with the quarantine drop-in) verifies with only the prefix changed."""
+    steps = documented_install()
+    assert f"python3 -m venv {VENV}\n" in steps and f"{VENV}/bin/pip install /path/to/dedupd" in steps
+    assert "ln -s" not in steps, "the unit must not need a hand-made symlink"
+    unit_text = UNIT.read_text()
+    docs = re.search(r"^Documentation=(.*)$", unit_text, re.MULTILINE)
+    assert docs is not None
+    for url in docs.group(1).split():
+        if url.startswith("file://"):
+            target = url.removeprefix("file://")
+            installed = re.search(rf"install -D -m 0644 /path/to/dedupd/(\S+) {re.escape(target)}", steps)
+            assert installed and (REPO / installed.group(1)).is_file(), f"nothing installs {target}"
+        else:
+            assert url.startswith("man:"), url
+    prefix = tmp_path / VENV.strip("/")
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(prefix)], check=True, capture_output=True, timeout=300)
+    pip = subprocess.run([str(prefix / "bin" / "pip"), "install", "-q", "--no-deps", str(REPO)], check=False,
+                         capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, pip.stdout + pip.stderr
+    script = prefix / "bin" / "dedupd"
+    assert os.access(script, os.X_OK)
+    version = subprocess.run([str(script), "--version"], check=True, capture_output=True, text=True, timeout=60)
+    assert version.stdout.startswith("dedupd ")
+    site = next(prefix.glob("lib/python3*/site-packages/dedupd"))
+    assert (site / "review" / "page.js").is_file() and (site / "review" / "page.html").is_file()
+    assert len(list((site / "demo_photos").glob("*.jpg"))) == 13 and (site / "demo_photos" / "CREDITS.md").is_file()
+    analyze = tool("systemd-analyze")
+    units = tmp_path / "units"
+    (units / "dedupd.service.d").mkdir(parents=True)
+    (units / UNIT.name).write_text(unit_text.replace(f"ExecStart={VENV}/", f"ExecStart={prefix}/"))
+    shutil.copy(DROPIN, units / "dedupd.service.d" / DROPIN.name)
+    proc = subprocess.run([analyze, "verify", "--man=no", str(units / UNIT.name)], check=False, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
+    assert proc.returncode == 0 and (proc.stdout + proc.stderr).strip() == "", proc.stdout + proc.stderr
+
+
+def test_verify_reads_the_quarantine_dropin(tmp_path: Path) -> None:
+    """The drop-in is checked too: a typo in it is reported (SYSTEMD_UNIT_PATH makes verify read it)."""
+    analyze = tool("systemd-analyze")
+    units = tmp_path / "units"
+    (units / "dedupd.service.d").mkdir(parents=True)
+    unit_for_verify(units)
+    (units / "dedupd.service.d" / DROPIN.name).write_text(DROPIN.read_text().replace("ReadWritePaths", "ReadWritePathz"))
+    proc = subprocess.run([analyze, "verify", "--man=no", str(units / UNIT.name)], check=False, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "SYSTEMD_UNIT_PATH": f"{units}:"})
+    assert "ReadWritePathz" in proc.stdout + proc.stderr
+
+
 def test_hardening_exposure_score_is_low(tmp_path: Path) -> None:
     analyze = tool("systemd-analyze")
     copy = unit_for_verify(tmp_path)
@@ -150,7 +214,8 @@ def test_hardening_exposure_score_is_low(tmp_path: Path) -> None:
 def test_unit_has_the_deployment_contract(unit: dict[str, dict[str, list[str]]]) -> None:
     assert one(unit, "Type") == "notify"
     exec_start = shlex.split(one(unit, "ExecStart"))
-    assert exec_start == ["/usr/local/bin/dedupd", "run", "--config", "/etc/dedupd/config.yaml"]
+    assert exec_start == [f"{VENV}/bin/dedupd", "run", "--config", "/etc/dedupd/config.yaml"]
+    assert one(unit, "UMask") == "0027", "reports group-readable (0640 with report_mode 0644), never world"
     assert one(unit, "ExecReload") == "/bin/kill -HUP $MAINPID"
     assert one(unit, "Restart") == "on-failure"
     assert 10 <= seconds(one(unit, "WatchdogSec")) <= 600
@@ -192,10 +257,17 @@ def test_unit_matches_configs_and_snippets(unit: dict[str, dict[str, list[str]]]
         assert cfg["socket_path"] == f"{run_dir}/dedupd.sock"
         assert cfg["store_dir"].startswith(state_dir + "/") and cfg["report_dir"].startswith(state_dir + "/")
         assert cfg["socket_group"] == one(unit, "Group")
-    # the NAS (quarantine) example's roots and quarantine folder are writable under ProtectSystem=strict
-    writable = {p.lstrip("-") for v in unit["Service"]["ReadWritePaths"] for p in v.split()}
+    # the unit alone writes no photos (policy: report); the quarantine drop-in makes exactly the NAS
+    # (quarantine) example's roots and quarantine folder writable under ProtectSystem=strict
+    assert "ReadWritePaths" not in unit["Service"], "photo roots are writable only with the quarantine drop-in"
+    dropin = parse_unit(DROPIN.read_text())
+    assert set(dropin) == {"Service"} and set(dropin["Service"]) == {"ReadWritePaths"}
+    writable = {p.lstrip("-") for v in dropin["Service"]["ReadWritePaths"] for p in v.split()}
     nas_roots = [r["path"] if isinstance(r, dict) else r for r in nas_cfg["roots"]]
-    assert {*nas_roots, nas_cfg["quarantine_dir"]} <= writable
+    assert writable == {*nas_roots, nas_cfg["quarantine_dir"]}
+    assert systemd_cfg["policy"] == "report" and nas_cfg["policy"] == "quarantine"
+    for text in (DROPIN.read_text(), (REPO / "config" / "nas.yaml").read_text(), DEPLOY_DOC.read_text()):
+        assert "/etc/systemd/system/dedupd.service.d/quarantine.conf" in text
     # sysusers creates the unit's user; tmpfiles creates the quarantine folder and unit directories
     def entries(path: Path) -> list[list[str]]:
         return [line.split() for line in path.read_text().splitlines() if line and not line.startswith("#")]

@@ -18,6 +18,8 @@ POST     /v1/ignore/remove         ``{"ids": [...]}`` or ``{"paths": [...]}``: f
 GET      /v1/keep                  the pinned copies ("keep this one")
 POST     /v1/keep                  ``{"path": P}``: keep P's content whenever it is in a group
 POST     /v1/keep/remove           ``{"paths": [...]}``: forget those pins
+POST     /v1/quarantine            ``{"paths": [...]}``: quarantine these direct duplicates now
+                                   (whatever the policy; needs ``quarantine_dir``)
 =======  ========================  ==========================================================
 
 A path given to the daemon (query by path, duplicates) must name a file the daemon watches: its
@@ -122,8 +124,8 @@ class _GroupsCache:
 class Router:
     """Maps (method, path) to handlers; each returns ``(status, json body)``."""
 
-    STATE_CHANGING = frozenset({"/v1/rescan", "/v1/reload", "/v1/restore", "/v1/ignore", "/v1/ignore/remove",
-                                "/v1/keep", "/v1/keep/remove"})
+    STATE_CHANGING = frozenset({"/v1/rescan", "/v1/reload", "/v1/restore", "/v1/quarantine", "/v1/ignore",
+                                "/v1/ignore/remove", "/v1/keep", "/v1/keep/remove"})
 
     def __init__(self, daemon: DaemonView, max_upload: int | None = None) -> None:
         self.daemon = daemon
@@ -143,6 +145,7 @@ class Router:
             ("GET", "/v1/keep"): self.kept,
             ("POST", "/v1/keep"): self.keep,
             ("POST", "/v1/keep/remove"): self.unkeep,
+            ("POST", "/v1/quarantine"): self.quarantine_selected,
         }
         self._groups_cache = _GroupsCache()
 
@@ -475,3 +478,19 @@ class Router:
             self.daemon.decisions_changed()
         return 200, {"ok": True, "removed": len(removed),
                      "detail": f"{len(removed)} pin(s) removed" if removed else "not pinned"}
+    def quarantine_selected(self, request: Request) -> tuple[int, Any]:
+        data = self._json(request.body, required=True)
+        paths = data.get("paths")
+        if set(data) != {"paths"} or not (isinstance(paths, list) and paths and all(
+                isinstance(p, str) and os.path.isabs(p) and "\0" not in p for p in paths)):
+            raise HttpError(400, "bad request", 'send {"paths": ["/absolute/path", ...]}')
+        if self.daemon.config.quarantine_dir is None:
+            raise HttpError(409, "no quarantine folder", "set quarantine_dir in the config (on the same "
+                                                          "filesystem as the photos), then `dedupd reload`")
+        try:
+            results = self.daemon.quarantine_selected([os.path.normpath(p) for p in paths])
+        except RestoreTimeout as exc:
+            raise HttpError(503, "quarantine timed out", str(exc)) from None
+        moved = sum(1 for r in results if r["ok"])
+        logger.info("quarantine via socket: %d quarantined, %d refused", moved, len(results) - moved)
+        return 200, {"results": results, "quarantined": moved, "failed": len(results) - moved}

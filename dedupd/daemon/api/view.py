@@ -64,6 +64,8 @@ class DaemonView(Protocol):
 
     def decisions_changed(self) -> None:
         """The user recorded a decision (ignore, keep): rewrite the reports, re-plan quarantine."""
+    def quarantine_selected(self, paths: list[str]) -> list[dict[str, Any]]:
+        """Quarantine files a user chose (direct duplicates of their kept copy); one result dict per file."""
 
     def encode_upload(self, data: bytes) -> EncodeResult:
         """Decode uploaded image bytes in a worker process (never in the daemon's own process)."""
