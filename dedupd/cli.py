@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 error, 2 daemon not running / usage, 3 duplicate found (``qu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -118,10 +119,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
             sys.stderr.write(f"\rscanning: {p.get('walked', 0)} found, {s['files']} indexed, {s['queued']} queued   ")
             sys.stderr.flush()
 
-    daemon = Daemon(config, serve=False, watch=False)
-    daemon.install_signals()
     try:
-        status = daemon.scan_once(progress)
+        if args.engine == "ray":
+            status = _scan_on_ray(args, config, tty)
+        else:
+            daemon = Daemon(config, serve=False, watch=False)
+            daemon.install_signals()
+            status = daemon.scan_once(progress)
     except DaemonFailed as exc:
         print(f"dedupd: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -155,6 +159,20 @@ def cmd_scan(args: argparse.Namespace) -> int:
           f"in {status['elapsed_s']} s")
     print(f"reports: {config.report_dir}/duplicates.json, groups.json, report.html, events.jsonl")
     return EXIT_OK
+
+
+def _scan_on_ray(args: argparse.Namespace, config: Any, tty: bool) -> dict[str, Any]:
+    """Phase 1 of the scan on a Ray cluster, the rest here (:mod:`dedupd.engines.ray_scan`)."""
+    from dedupd.engines.ray_scan import scan_on_ray
+
+    def progress(line: str) -> None:
+        if tty:
+            sys.stderr.write(f"\r{line}   ")
+            sys.stderr.flush()
+
+    with contextlib.redirect_stdout(sys.stderr):  # Ray echoes its nodes' logs on stdout: keep it for the result
+        return scan_on_ray(config, address=args.ray_address, batch=args.ray_batch, progress=progress,
+                           daemon_hook=lambda daemon: daemon.install_signals())
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -408,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dirs", nargs="*", metavar="DIR", help="folders to scan (default: the config's roots)")
     s.add_argument("--report-dir", help="where to write duplicates.json / groups.json")
     s.add_argument("--store-dir", help="LMDB store (re-runs are incremental)")
+    s.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where files are decoded and pairs searched: this machine's pool (default) or a Ray "
+                        "cluster (pip install 'dedupd[ray]'; see README, Beyond one machine)")
+    s.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="with --engine ray: the head node's address (default: a private Ray on this machine)")
+    s.add_argument("--ray-batch", type=int, default=64, metavar="N", help="with --engine ray: files per Ray task")
     s.set_defaults(func=cmd_scan)
     rp = sub.add_parser("report", parents=[common], help="write the HTML duplicate report from the store (no daemon needed)")
     rp.add_argument("--html", required=True, metavar="OUT", help="report file (thumbnails go to OUT's folder/thumbs)")
