@@ -78,12 +78,13 @@ def encode_files(items: list[tuple[str, int, int]], spec: EncodeSpec) -> tuple[s
 
 
 def _node_id() -> str:
-    try:
-        import ray
+    """The Ray node this runs on ("local" outside Ray: never starts one)."""
+    import sys
 
-        return ray.get_runtime_context().get_node_id()
-    except Exception:  # not in a Ray worker (a direct call)
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
         return "local"
+    return ray.get_runtime_context().get_node_id()
 
 
 @dataclass

@@ -177,3 +177,30 @@ def _stored_files(store_dir: Path) -> int:
             return store.stats().files
     except Exception:  # created but not yet stamped
         return 0
+
+
+def test_library_engine_ray_gives_the_local_results(ray_cluster: Any, photos: Path, tmp_path: Path) -> None:
+    """``encode_images`` / ``find_duplicates(engine="ray")`` on the cluster (joined through RAY_ADDRESS)."""
+    import shutil
+
+    # the library (as imagededup) refuses a dangling symlink: the set without it
+    photos = Path(shutil.copytree(photos, tmp_path / "images", symlinks=True))
+    (photos / "odd" / "dangling.jpg").unlink()
+    code = f"""
+import json, logging
+from dedupd.methods import DHash
+hasher = DHash(verbose=False)
+local = hasher.encode_images({str(photos)!r}, recursive=True, num_enc_workers=0)
+remote = hasher.encode_images({str(photos)!r}, recursive=True, engine="ray")
+dups = hasher.find_duplicates(encoding_map=local, max_distance_threshold=12, scores=True)
+dups_ray = hasher.find_duplicates(encoding_map=local, max_distance_threshold=12, scores=True, engine="ray")
+print(json.dumps({{"encodings": [len(local), local == remote], "pairs": sum(map(len, dups.values())),
+                  "same": dups == dups_ray}}))
+"""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")}, "PYTHONPATH": str(REPO),
+           "RAY_ADDRESS": ray_cluster.address}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["encodings"] == [len(list(photos.rglob("*.*"))) - 3, True], out  # 3 unreadable
+    assert out["same"] is True and out["pairs"] > 20, out
