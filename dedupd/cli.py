@@ -101,6 +101,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from dedupd.daemon import log
     from dedupd.daemon.service import Daemon, DaemonFailed
 
+    if args.engine != "ray" and args.ray_address:
+        print("dedupd scan: --ray-address needs --engine ray", file=sys.stderr)
+        return EXIT_USAGE
     overrides: dict[str, Any] = {}
     if args.dirs:
         overrides["roots"] = [os.path.abspath(d) for d in args.dirs]

@@ -183,8 +183,11 @@ def test_library_engine_ray_gives_the_local_results(ray_cluster: Any, photos: Pa
     """``encode_images`` / ``find_duplicates(engine="ray")`` on the cluster (joined through RAY_ADDRESS)."""
     import shutil
 
-    # the library (as imagededup) refuses a dangling symlink: the set without it
-    photos = Path(shutil.copytree(photos, tmp_path / "images", symlinks=True))
+    # a third of the set with the odd files (the library, as imagededup, refuses a dangling symlink)
+    folders = sorted(d for d in photos.iterdir() if d.is_dir() and d.name != "odd")
+    for d in [*folders[::3], photos / "odd"]:
+        shutil.copytree(d, tmp_path / "images" / d.name, symlinks=True)
+    photos = tmp_path / "images"
     (photos / "odd" / "dangling.jpg").unlink()
     code = f"""
 import json, logging
@@ -203,4 +206,4 @@ print(json.dumps({{"encodings": [len(local), local == remote], "pairs": sum(map(
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["encodings"] == [len(list(photos.rglob("*.*"))) - 3, True], out  # 3 unreadable
-    assert out["same"] is True and out["pairs"] > 20, out
+    assert out["same"] is True and out["pairs"] > 5, out
