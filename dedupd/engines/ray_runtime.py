@@ -93,11 +93,13 @@ def cluster_cpus(ray: Any) -> int:
 
 
 def stream(ray: Any, fn: Callable[..., Any], batches: Iterable[tuple[Any, ...]], *,
-           in_flight: int | None = None, num_cpus: float = 1) -> Iterator[tuple[tuple[Any, ...], Any]]:
+           in_flight: int | None = None, num_cpus: float = 1,
+           return_errors: bool = False) -> Iterator[tuple[tuple[Any, ...], Any]]:
     """Run ``fn(*args)`` as a Ray task for each ``args`` of ``batches``; yield ``(args, result)``
     in completion order, with at most ``in_flight`` tasks queued (default: 2 per cluster CPU).
 
-    A task that fails even after Ray's retries (its node kept dying) raises here.
+    A task that fails even after Ray's retries (its node kept dying, or ``fn`` raised) raises
+    here, or with ``return_errors`` is yielded as ``(args, the exception)``.
     """
     key = (fn, num_cpus)
     remote = _REMOTES.get(key)
@@ -118,7 +120,14 @@ def stream(ray: Any, fn: Callable[..., Any], batches: Iterable[tuple[Any, ...]],
             break
         done, _ = ray.wait(list(pending), num_returns=1, timeout=None)
         for ref in done:
-            yield pending.pop(ref), ray.get(ref)
+            args = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                if not return_errors:
+                    raise
+                result = exc
+            yield args, result
 
 
 class Rate:

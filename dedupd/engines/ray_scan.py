@@ -33,7 +33,7 @@ from dedupd.daemon.pipeline import encode_spec
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from dedupd.daemon.walk import walk_root
 from dedupd.engines import ray_pairs
-from dedupd.engines.ray_runtime import Rate, connected, stream
+from dedupd.engines.ray_runtime import TASK_RETRIES, Rate, connected, stream
 from dedupd.errors import DedupdError
 
 logger = logging.getLogger(__name__)
@@ -222,20 +222,26 @@ def encode_on_ray(ray: Any, config: Config, store: Store, *, batch: int = BATCH,
     writer = _Writer(config, store, stats)
     rate = Rate(len(files))
     shown = 0.0
+    batches = _batches(files, max(1, batch), encode_spec(config))
     try:
-        for (items, _), (node, rows) in stream(ray, encode_files, _batches(files, max(1, batch), encode_spec(config))):
+        for (items, _), answer in stream(ray, encode_files, batches, return_errors=True):
+            rate.advance(len(items))
+            if isinstance(answer, BaseException):
+                cause = getattr(answer, "cause", None)  # a RayTaskError carries the task's own exception
+                if isinstance(cause, DedupdError):
+                    raise cause from None  # e.g. the CNN model is missing on a node: a setup problem
+                # its node kept dying (or a codec crashed its worker each time): decoded locally instead
+                logger.warning("a Ray task failed after %d retries (%s); its %d files are left to the local pass",
+                               TASK_RETRIES, type(answer).__name__, len(items))
+                stats.left += len(items)
+                continue
+            node, rows = answer
             stats.tasks += 1
             stats.nodes[node] = stats.nodes.get(node, 0) + 1
             writer.add(rows, seen)
-            rate.advance(len(items))
             if progress is not None and time.monotonic() - shown >= 0.5:
                 shown = time.monotonic()
                 progress(rate)
-    except Exception as exc:
-        cause = getattr(exc, "cause", None)  # a RayTaskError carries the task's own exception
-        if isinstance(cause, DedupdError):
-            raise cause from None
-        raise
     finally:
         writer.flush()
     if stats.left == 0:
@@ -262,17 +268,23 @@ def scan_on_ray(config: Config, *, address: str | None, batch: int = BATCH,
     """
     from dedupd.daemon.service import Daemon
 
-    with connected(address, num_cpus=config.workers if not address else None) as ray:
-        with Store.open(config.store_dir, lock=True) as store:
-            stats = encode_on_ray(ray, config, store, batch=batch,
-                                  progress=(lambda r: progress(r.line())) if progress else None)
-        daemon = Daemon(config, serve=False, watch=False)
-        daemon.graph_pairs = ray_pairs.graph_pairs(ray)
-        if daemon_hook is not None:
-            daemon_hook(daemon)
-        status = daemon.scan_once(lambda s: progress(f"finishing: {s['files']} indexed, {s['queued']} queued")
-                                  if progress else None)
-        edges = edge_list(daemon)
+    store = Store.open(config.store_dir, lock=True)  # a daemon holding it: said before Ray starts
+    try:
+        with connected(address, num_cpus=config.workers if not address else None) as ray:
+            try:
+                stats = encode_on_ray(ray, config, store, batch=batch,
+                                      progress=(lambda r: progress(r.line())) if progress else None)
+            finally:
+                store.close()  # the local pass opens it again (one LMDB environment per process)
+            daemon = Daemon(config, serve=False, watch=False)
+            daemon.graph_pairs = ray_pairs.graph_pairs(ray)
+            if daemon_hook is not None:
+                daemon_hook(daemon)
+            status = daemon.scan_once(lambda s: progress(f"finishing: {s['files']} indexed, {s['queued']} queued")
+                                      if progress else None)
+            edges = edge_list(daemon)
+    finally:
+        store.close()
     status["decoded"] += stats.decoded
     status["reused"] += stats.reused
     status["unreadable"] += stats.unreadable
