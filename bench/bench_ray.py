@@ -71,8 +71,8 @@ def in_process_cost(images: Path, methods: dict[str, Any], repeats: int, tmp: Pa
     from dedupd.engines.ray_scan import encode_files
 
     config = load_config(str(write_config(tmp / "inproc", images, methods, 1)))
-    items = [(f.path, f.st.st_size, f.st.st_mtime_ns) for r in config.roots for f in walk_root(r, config)
-             if f.st is not None and not f.error]
+    items = [(f.path, f.st.st_size, f.st.st_mtime_ns, f.st.st_dev, f.st.st_ino) for r in config.roots
+             for f in walk_root(r, config) if f.st is not None and not f.error]
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

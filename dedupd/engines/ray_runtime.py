@@ -133,8 +133,9 @@ def stream(ray: Any, fn: Callable[..., Any], batches: Iterable[tuple[Any, ...]],
 class Rate:
     """Files/s and ETA of a run, as the progress line shows them."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, *, walking: bool = False) -> None:
         self.total, self.done, self.t0 = total, 0, time.monotonic()
+        self.walking = walking  # the total still grows: no ETA yet
 
     def advance(self, n: int) -> None:
         self.done += n
@@ -146,9 +147,9 @@ class Rate:
     @property
     def eta_s(self) -> float | None:
         rate = self.per_s
-        return (self.total - self.done) / rate if rate > 0 and self.done else None
+        return (self.total - self.done) / rate if rate > 0 and self.done and not self.walking else None
 
     def line(self, what: str = "encoding on Ray") -> str:
         eta = self.eta_s
-        return (f"{what}: {self.done}/{self.total} files, {self.per_s:.1f} files/s, "
-                f"ETA {'?' if eta is None else f'{eta:.0f} s'}")
+        return (f"{what}: {self.done}/{self.total}{'+ (walking)' if self.walking else ''} files, "
+                f"{self.per_s:.1f} files/s, ETA {'?' if eta is None else f'{eta:.0f} s'}")

@@ -19,6 +19,7 @@ A later ``dedupd run`` on that store starts with everything indexed and decodes 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import stat as stat_mod
@@ -48,15 +49,19 @@ WRITE_INTERVAL_S = 1.0
 Row = tuple[str, bytes | None, str | None, EncodeResult | None]
 
 
-def encode_files(items: list[tuple[str, int, int]], spec: EncodeSpec) -> tuple[str, list[Row]]:
-    """Ray task: read, digest and encode ``(path, size, mtime_ns)`` items; returns ``(node id, rows)``.
+#: a file as the driver's walk saw it: (path, size, mtime_ns, dev, inode)
+Item = tuple[str, int, int, int, int]
+
+
+def encode_files(items: list[Item], spec: EncodeSpec) -> tuple[str, list[Row]]:
+    """Ray task: read, digest and encode the walk's items; returns ``(node id, rows)`` in item order.
 
     Each distinct content is decoded once; a file that cannot be read, or whose size or mtime is
     no longer what the driver saw, gets a reason instead (the driver leaves it to the local pass).
     """
     rows: list[Row] = []
     first: dict[bytes, str] = {}
-    for path, size, mtime_ns in items:
+    for path, size, mtime_ns, *_ in items:
         try:
             digest = file_digest(path)
             st = os.stat(path)
@@ -108,10 +113,10 @@ class RayStats:
         return asdict(self)
 
 
-def _candidates(config: Config, store: Store, stats: RayStats) -> list[tuple[str, os.stat_result]]:
-    """Regular files that are new or changed, or whose encoding is stale (what the pipeline would decode)."""
+def candidates(config: Config, store: Store, stats: RayStats) -> Iterator[Item]:
+    """Regular files that are new or changed, or whose encoding is stale (what the pipeline would
+    decode), as the walk finds them (nothing is held for the whole tree)."""
     methods, hash_params, cnn_id = tuple(config.hash_methods()), config.hash_params_id(), config.cnn_model_id()
-    out = []
     for root in config.roots:
         for found in walk_root(root, config, on_dir_error=lambda d, e: logger.warning("cannot list %s: %s", d, e)):
             stats.walked += 1
@@ -125,8 +130,8 @@ def _candidates(config: Config, store: Store, stats: RayStats) -> list[tuple[str
                 enc = store.get_encoding(rec.digest) if rec.digest else None
                 if enc is not None and not any(enc.stale(methods, hash_params, cnn_id)):
                     continue
-            out.append((found.path, st))
-    return out
+            stats.sent += 1
+            yield found.path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
 
 
 def _utf8(path: str) -> bool:
@@ -154,13 +159,13 @@ class _Writer:
             return None
         return enc
 
-    def add(self, rows: list[Row], seen: dict[str, os.stat_result]) -> None:
+    def add(self, items: list[Item], rows: list[Row]) -> None:
         """Record one task's rows (flushing to the store when the batch is full or old enough)."""
         s = self.stats
         decoded_here = {d: p for p, d, _, res in reversed(rows) if res is not None}  # digest -> its first path
-        for path, digest, why, res in rows:
-            st = seen[path]
-            if digest is None or not _same(path, st):
+        for item, (path, digest, why, res) in zip(items, rows):
+            _, size, mtime_ns, dev, inode = item
+            if digest is None or not _unchanged(item):
                 # the local pass looks at it again, with the pipeline's rules and reasons
                 logger.debug("left to the local pass: %s (%s)", path, why or "changed since the walk")
                 s.left += 1
@@ -172,19 +177,20 @@ class _Writer:
                     continue
                 s.reused += 1
                 s.redundant += decoded_here.get(digest) == path and digest not in self.encoded
-                self.pending.append((path, FileRecord.from_stat(st, digest), None))
+                self.pending.append((path, FileRecord(size, mtime_ns, dev, inode, digest, encoded_at=time.time()), None))
             elif res is not None and res.ok:
                 s.decoded += 1
                 enc = EncodingRecord(res.width, res.height, res.format, res.hashes or {}, self.hash_params,
                                      res.vector, self.cnn_id if res.vector is not None else None)
                 self.encoded.add(digest)
-                self.pending.append((path, FileRecord.from_stat(st, digest), enc))
+                self.pending.append((path, FileRecord(size, mtime_ns, dev, inode, digest, encoded_at=time.time()), enc))
             elif res is not None:
                 s.decoded += 1
                 s.unreadable += 1
                 reason = res.reason or "unknown decode error"
                 logger.warning("unreadable image %s: %s", path, reason, extra={"path": path, "reason": reason})
-                self.pending.append((path, FileRecord.from_stat(st, digest, state="unreadable", error=reason), None))
+                self.pending.append((path, FileRecord(size, mtime_ns, dev, inode, digest, "unreadable", reason,
+                                                      time.time()), None))
             else:
                 s.left += 1
                 continue
@@ -199,30 +205,33 @@ class _Writer:
         self.flushed_at = time.monotonic()
 
 
-def _same(path: str, st: os.stat_result) -> bool:
+def _unchanged(item: Item) -> bool:
+    """The file still has the walk's stat (dev, inode, size, mtime) on the driver."""
+    path, size, mtime_ns, dev, inode = item
     try:
         now = os.stat(path)
     except OSError:
         return False
-    return (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    return (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) == (dev, inode, size, mtime_ns)
 
 
-def _batches(files: list[tuple[str, os.stat_result]], size: int, spec: EncodeSpec) -> Iterator[tuple[Any, ...]]:
-    for k in range(0, len(files), size):
-        yield [(p, st.st_size, st.st_mtime_ns) for p, st in files[k:k + size]], spec
+def _batches(items: Iterator[Item], size: int, spec: EncodeSpec, rate: Rate) -> Iterator[tuple[Any, ...]]:
+    """Tasks' arguments, ``size`` items each, as the walk goes (``rate`` learns the total at its end)."""
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        rate.total += len(chunk)
+        yield chunk, spec
+    rate.walking = False
 
 
 def encode_on_ray(ray: Any, config: Config, store: Store, *, batch: int = BATCH,
                   progress: Callable[[Rate], None] | None = None) -> RayStats:
     """Phase 1: encode every new or changed file of ``config``'s roots on Ray into ``store``."""
     stats = RayStats()
-    files = _candidates(config, store, stats)
-    stats.sent = len(files)
-    seen = dict(files)
     writer = _Writer(config, store, stats)
-    rate = Rate(len(files))
+    rate = Rate(0, walking=True)
     shown = 0.0
-    batches = _batches(files, max(1, batch), encode_spec(config))
+    batches = _batches(candidates(config, store, stats), max(1, batch), encode_spec(config), rate)
     try:
         for (items, _), answer in stream(ray, encode_files, batches, return_errors=True):
             rate.advance(len(items))
@@ -238,7 +247,7 @@ def encode_on_ray(ray: Any, config: Config, store: Store, *, batch: int = BATCH,
             node, rows = answer
             stats.tasks += 1
             stats.nodes[node] = stats.nodes.get(node, 0) + 1
-            writer.add(rows, seen)
+            writer.add(items, rows)
             if progress is not None and time.monotonic() - shown >= 0.5:
                 shown = time.monotonic()
                 progress(rate)

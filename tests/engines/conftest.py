@@ -56,7 +56,7 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def photos(dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The 200-photo mixed set (shared with the daemon tests), plus what a scan must handle without a
     decode on Ray: a truncated JPEG, a text file named .png, an empty file, a dangling symlink, a copy."""

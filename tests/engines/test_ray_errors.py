@@ -3,6 +3,7 @@ where nothing answers, and a task's result recorded twice (a retry) leaving the 
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from dedupd.daemon.config import config_from_mapping
 from dedupd.daemon.pipeline import encode_spec
 from dedupd.daemon.store import Store
 from dedupd.engines.ray_runtime import EngineUnavailable, check_address
-from dedupd.engines.ray_scan import RayStats, _candidates, _Writer, encode_files
+from dedupd.engines.ray_scan import RayStats, _Writer, candidates, encode_files
 from tests.engines.test_ray_scan import REPO, store_contents
 
 
@@ -57,16 +58,15 @@ def test_a_task_result_recorded_twice_writes_the_same_entries(tmp_path: Path, ph
                                   "report_dir": str(tmp_path / "reports"), "socket_path": str(tmp_path / "s")})
     with Store.open(config.store_dir) as store:
         stats = RayStats()
-        files = _candidates(config, store, stats)[:40]
-        seen = dict(files)
-        node, rows = encode_files([(p, st.st_size, st.st_mtime_ns) for p, st in files], encode_spec(config))
+        items = list(itertools.islice(candidates(config, store, stats), 40))
+        node, rows = encode_files(items, encode_spec(config))
         writer = _Writer(config, store, stats)
-        writer.add(rows, seen)
+        writer.add(items, rows)
         writer.flush()
     once = store_contents(tmp_path / "store")
     with Store.open(config.store_dir) as store:  # Ray ran the task again (its node died after it finished)
         writer = _Writer(config, store, RayStats())
-        writer.add(rows, seen)
+        writer.add(items, rows)
         writer.flush()
     again = store_contents(tmp_path / "store")
     assert node == "local" and len(once["files"]) == 40 and once["encodings"]
