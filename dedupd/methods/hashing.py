@@ -170,7 +170,8 @@ class Hashing:
             recursive: walk sub-directories of ``image_dir``.
             num_enc_workers: processes for encoding (None = every CPU).
             num_dist_workers: accepted for compatibility; the vectorised search needs no workers.
-            engine: dedupd extension: "ray" encodes and searches on a Ray cluster (same result).
+            engine: dedupd extension: "ray" encodes and searches on a Ray cluster (same result;
+                ``search_method`` is then not used).
 
         Returns:
             ``{name: [duplicate, ...]}`` for every encodable image (symmetric; each list ordered by
