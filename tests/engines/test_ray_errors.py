@@ -71,3 +71,15 @@ def test_a_task_result_recorded_twice_writes_the_same_entries(tmp_path: Path, ph
     again = store_contents(tmp_path / "store")
     assert node == "local" and len(once["files"]) == 40 and once["encodings"]
     assert again == once
+
+
+def test_progress_gives_files_per_second_and_an_eta_once_the_walk_is_done() -> None:
+    from dedupd.engines.ray_runtime import Rate
+
+    rate = Rate(0, walking=True)
+    rate.total, rate.t0 = 100, time.monotonic() - 10.0
+    rate.advance(25)
+    assert rate.eta_s is None and "25/100+ (walking) files" in rate.line() and "ETA ?" in rate.line()
+    rate.walking = False
+    assert 2.4 < rate.per_s < 2.6 and 29 < (rate.eta_s or 0) < 31
+    assert rate.line().startswith("encoding on Ray: 25/100 files, 2.5 files/s, ETA 30 s")
