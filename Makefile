@@ -31,10 +31,10 @@ test-fast: $(VENV)/.installed
 stress: $(VENV)/.installed
 	$(PY) -m pytest -m stress -v -s
 
-## lint: ruff on everything, mypy on the core, the daemon and the reports
+## lint: ruff on everything, mypy on the core, the daemon, the reports and the engines
 lint: $(VENV)/.installed
 	$(PY) -m ruff check dedupd tests bench
-	$(PY) -m mypy dedupd/core dedupd/daemon dedupd/reports
+	$(PY) -m mypy dedupd/core dedupd/daemon dedupd/reports dedupd/engines
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench_library.py

@@ -7,6 +7,7 @@ not running, 130 interrupted, 141 broken pipe. Only this module and the daemon c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -101,6 +102,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from dedupd.daemon.service import Daemon, DaemonFailed
     from dedupd.reports.groups import would_quarantine
 
+    if args.engine != "ray" and args.ray_address:
+        print("dedupd scan: --ray-address needs --engine ray", file=sys.stderr)
+        return EXIT_USAGE
     overrides: dict[str, Any] = {}
     if args.dirs:
         overrides["roots"] = [os.path.abspath(d) for d in args.dirs]
@@ -120,10 +124,13 @@ def cmd_scan(args: argparse.Namespace) -> int:
             sys.stderr.write(f"\rscanning: {p.get('walked', 0)} found, {s['files']} indexed, {s['queued']} queued   ")
             sys.stderr.flush()
 
-    daemon = Daemon(config, serve=False, watch=False)
-    daemon.install_signals()
     try:
-        status = daemon.scan_once(progress)
+        if args.engine == "ray":
+            status = _scan_on_ray(args, config, tty)
+        else:
+            daemon = Daemon(config, serve=False, watch=False)
+            daemon.install_signals()
+            status = daemon.scan_once(progress)
     except DaemonFailed as exc:
         print(f"dedupd: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -217,6 +224,20 @@ def _scan_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> dict
         if args.exclude:
             out["exclude"] = [*base.exclude, *args.exclude]
     return out
+
+
+def _scan_on_ray(args: argparse.Namespace, config: Any, tty: bool) -> dict[str, Any]:
+    """Phase 1 of the scan on a Ray cluster, the rest here (:mod:`dedupd.engines.ray_scan`)."""
+    from dedupd.engines.ray_scan import scan_on_ray
+
+    def progress(line: str) -> None:
+        if tty:
+            sys.stderr.write(f"\r{line}   ")
+            sys.stderr.flush()
+
+    with contextlib.redirect_stdout(sys.stderr):  # Ray echoes its nodes' logs on stdout: keep it for the result
+        return scan_on_ray(config, address=args.ray_address, batch=args.ray_batch, progress=progress,
+                           daemon_hook=lambda daemon: daemon.install_signals())
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -735,6 +756,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--removable", action="store_true",
                    help="print only the duplicates quarantine would move, one path per line (for xargs)")
     s.add_argument("--print0", action="store_true", help="as --removable, each path ended by NUL (xargs -0)")
+    s.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where files are decoded and pairs searched: this machine's pool (default) or a Ray "
+                        "cluster (pip install 'dedupd[ray]'; see README, Beyond one machine)")
+    s.add_argument("--ray-address", metavar="HOST:PORT",
+                   help="with --engine ray: the head node's address (default: a private Ray on this machine)")
+    s.add_argument("--ray-batch", type=int, default=64, metavar="N", help="with --engine ray: files per Ray task")
     s.set_defaults(func=cmd_scan)
     rp = sub.add_parser("report", parents=[common], help="write the HTML duplicate report from the store (no daemon needed)")
     rp.add_argument("--html", required=True, metavar="OUT", help="report file (thumbnails go to OUT's folder/thumbs)")

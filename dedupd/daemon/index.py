@@ -20,7 +20,16 @@ from dedupd.core import hamming
 from dedupd.core.hashindex import HashIndex
 from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
 from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence
-from dedupd.core.vectors import VectorIndex
+from dedupd.core.vectors import VectorIndex, cosine_pairs
+
+#: ``(values, radius) -> iterable of (i, j, distance)`` arrays: the candidate pairs of one hash column
+HashPairs = Callable[[np.ndarray, int], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]]
+#: ``(unit rows, threshold) -> (i, j, similarity)``: the candidate pairs of the embedding matrix
+VectorPairs = Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def _cosine_pairs(unit: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return cosine_pairs(unit, threshold, normalized=True)
 
 
 @dataclass
@@ -218,13 +227,16 @@ class MatchIndex:
             if keys:
                 self._vectors.add_many(keys, np.stack([vectors[k] for k in keys]))
 
-    def build_graph(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+    def build_graph(self, should_stop: Callable[[], bool] = lambda: False, *,
+                    hash_pairs: HashPairs = hamming.iter_pairs, vector_pairs: VectorPairs = _cosine_pairs) -> bool:
         """Compute the duplicate graph of the loaded contents, one block of rows per lock hold.
 
         Between blocks other threads may query, add and remove: a content added meanwhile gets
         its edges from :meth:`add`; pairs with a content removed meanwhile are skipped.
+        ``hash_pairs(values, radius)`` and ``vector_pairs(unit_rows, threshold)`` find the candidate
+        pairs (default: here; :mod:`dedupd.engines.ray_pairs` runs them on a cluster).
         """
-        steps = self._graph_steps()
+        steps = self._graph_steps(hash_pairs, vector_pairs)
         epoch = self._graph_epoch
         while not should_stop():
             with self.lock:
@@ -248,7 +260,7 @@ class MatchIndex:
             self._graph[da][db] = ev
             self._graph[db][da] = ev
 
-    def _graph_steps(self) -> Iterator[bool]:
+    def _graph_steps(self, hash_pairs: HashPairs, vector_pairs: VectorPairs) -> Iterator[bool]:
         """Generator doing the all-pairs work in blocks; each ``next`` must run under the lock."""
         m = self.matching
         digests = list(self._contents)
@@ -257,13 +269,15 @@ class MatchIndex:
         for method, limit in methods:
             have = [d for d in digests if method in self._contents[d].hashes]
             values = np.array([self._contents[d].hashes[method] for d in have], dtype=np.uint64)
-            for i, j, _ in hamming.iter_pairs(values, limit):
+            for i, j, _ in hash_pairs(values, limit):
                 for a, b in zip(i.tolist(), j.tolist()):
                     self._link(have[a], have[b], None)
                 yield True
         if self._vectors is not None and m.cnn is not None and (m.mode == "any" or not m.hashes):
-            for a, b, sim in self._vectors.pairs(m.cnn):
-                self._link(a, b, sim)
+            keys = self._vectors.keys()
+            i, j, sims = vector_pairs(self._vectors.matrix, m.cnn)
+            for a, b, sim in zip(i.tolist(), j.tolist(), sims.tolist()):
+                self._link(keys[a], keys[b], sim)
             yield True
 
     # -- reads ------------------------------------------------------------------------------
@@ -311,6 +325,13 @@ class MatchIndex:
                 for p in content.paths:
                     out[p] = (content.paths - {p}) | set(near)
             return out
+
+    def edges(self) -> list[tuple[bytes, bytes, str, float]]:
+        """Every edge of the graph once: ``(digest_a, digest_b, method, score)``, ``digest_a <
+        digest_b``, sorted (the evidence's primary method and its score)."""
+        with self.lock:
+            return sorted((a, b, ev.method, ev.score) for a, near in self._graph.items()
+                          for b, ev in near.items() if a < b)
 
     @property
     def content_count(self) -> int:

@@ -88,6 +88,8 @@ class Daemon:
         self.query_workers = query_pool()  # decodes for /v1/query, apart from the ingest pool
         self._roots_checked = 0.0
         self.watcher: Watcher | None = None
+        #: ``hash_pairs``/``vector_pairs`` for :meth:`MatchIndex.build_graph` (another engine's all-pairs search)
+        self.graph_pairs: dict[str, Any] = {}
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class Daemon:
 
     def _build_graph(self) -> None:
         t0 = time.monotonic()
-        if not self.index.build_graph(self.stop_event.is_set):
+        if not self.index.build_graph(self.stop_event.is_set, **self.graph_pairs):
             return  # stopping, or superseded by a newer build (a reload changed the thresholds)
         logger.info("duplicate graph built", extra={"files": len(self.index.files),
                                                     "seconds": round(time.monotonic() - t0, 2)})

@@ -31,6 +31,8 @@ import numpy as np
 from dedupd.cnn_models import DEFAULT_BACKBONE, DEFAULT_MODEL_NAME, CustomModel, load_model, require_torch
 from dedupd.core.duplicates import duplicate_map, files_to_remove
 from dedupd.core.vectors import cosine_pairs
+from dedupd.engines import check_engine
+from dedupd.engines.library import cosine_all_pairs
 from dedupd.errors import ImageDecodeError
 from dedupd.files import check_dir, list_files, relative_names, save_json
 from dedupd.imaging import DecodedImage, decode_array, decode_file
@@ -205,12 +207,14 @@ class CNN:
         min_similarity_threshold: float,
         scores: bool,
         outfile: str | os.PathLike[str] | None = None,
+        engine: str = "local",
     ) -> dict[str, list]:
         names = list(encoding_map)
         feats = np.asarray([np.asarray(v).reshape(-1) for v in encoding_map.values()])
         if feats.dtype != np.float64:
             feats = feats.astype(np.float32)
-        i, j, sim = cosine_pairs(feats, min_similarity_threshold)
+        pairs = cosine_all_pairs if check_engine(engine) == "ray" else cosine_pairs
+        i, j, sim = pairs(feats, min_similarity_threshold)
         self.results = duplicate_map(names, index_ordered_neighbours(len(names), i, j, sim), scores)
         if outfile:
             save_json(self.results, outfile)
@@ -226,6 +230,7 @@ class CNN:
         recursive: bool = False,
         num_enc_workers: int = 0,
         num_sim_workers: int | None = None,
+        engine: str = "local",
     ) -> dict[str, list]:
         """Find the duplicates of every image: cosine similarity ``>= min_similarity_threshold``.
 
@@ -238,6 +243,8 @@ class CNN:
             recursive: walk sub-directories of ``image_dir``.
             num_enc_workers: processes for decoding (0 = this process).
             num_sim_workers: accepted for compatibility; the tiled search needs no workers.
+            engine: dedupd extension: "ray" runs the similarity search on a Ray cluster (same
+                result; an ``image_dir`` is still encoded here).
 
         Returns:
             ``{name: [duplicate, ...]}`` for every encoded image (symmetric; each list in the
@@ -261,7 +268,7 @@ class CNN:
                 )
         else:
             raise ValueError("Provide either an image directory or encodings!")
-        return self._find_duplicates_dict(encoding_map, min_similarity_threshold, scores, outfile)
+        return self._find_duplicates_dict(encoding_map, min_similarity_threshold, scores, outfile, engine)
 
     def find_duplicates_to_remove(
         self,

@@ -27,6 +27,8 @@ from dedupd.core.algorithms import TARGET_SIZES, hash_array
 from dedupd.core.bktree import BKTree
 from dedupd.core.duplicates import duplicate_map, files_to_remove, neighbour_lists
 from dedupd.core.hashes import hex_hamming, hexes_to_array, int_to_hex
+from dedupd.engines import check_engine
+from dedupd.engines.library import hamming_all_pairs, ray_map
 from dedupd.errors import ImageDecodeError
 from dedupd.files import check_dir, list_files, relative_names, save_json
 from dedupd.imaging import decode_array, decode_file
@@ -91,7 +93,8 @@ class Hashing:
         return self.encode_image(image_file=path)
 
     def encode_images(
-        self, image_dir: str | PurePath | None = None, recursive: bool = False, num_enc_workers: int | None = None
+        self, image_dir: str | PurePath | None = None, recursive: bool = False, num_enc_workers: int | None = None,
+        engine: str = "local",
     ) -> dict[str, str]:
         """Hash every image in a directory.
 
@@ -99,13 +102,16 @@ class Hashing:
             image_dir: directory of images.
             recursive: also walk sub-directories (keys are then relative paths).
             num_enc_workers: processes to use; None = every CPU, 0 or 1 = this process only.
+            engine: dedupd extension: "local" (default), or "ray" to encode on a Ray cluster
+                (:mod:`dedupd.engines.library`; the files must be on storage every node sees).
 
         Returns:
             ``{relative_name: hex_hash}`` for every file that decodes; unreadable files are skipped.
         """
         check_dir(image_dir)
         files = list_files(image_dir, recursive)
-        hashes = pmap(self._encode_path, files, num_enc_workers, label="Encoding", verbose=self.verbose)
+        mapper = ray_map if check_engine(engine) == "ray" else pmap
+        hashes = mapper(self._encode_path, files, num_enc_workers, label="Encoding", verbose=self.verbose)
         return {name: h for name, h in zip(relative_names(image_dir, files), hashes) if h}
 
     # -- search -------------------------------------------------------------------------------
@@ -124,10 +130,13 @@ class Hashing:
         scores: bool = False,
         outfile: str | None = None,
         search_method: str = "brute_force_cython",
+        engine: str = "local",
     ) -> dict[str, list]:
         names = list(encoding_map)
         values = hexes_to_array(encoding_map.values())
-        if search_method == "bktree":
+        if check_engine(engine) == "ray":
+            i, j, d = hamming_all_pairs(values, max_distance_threshold)
+        elif search_method == "bktree":
             i, j, d = _pairs_bktree(values, max_distance_threshold)
         else:
             i, j, d = hamming.all_pairs(values, max_distance_threshold)
@@ -147,6 +156,7 @@ class Hashing:
         recursive: bool = False,
         num_enc_workers: int | None = None,
         num_dist_workers: int | None = None,
+        engine: str = "local",
     ) -> dict[str, list]:
         """Find the duplicates of every image: Hamming distance <= ``max_distance_threshold``.
 
@@ -160,6 +170,8 @@ class Hashing:
             recursive: walk sub-directories of ``image_dir``.
             num_enc_workers: processes for encoding (None = every CPU).
             num_dist_workers: accepted for compatibility; the vectorised search needs no workers.
+            engine: dedupd extension: "ray" encodes and searches on a Ray cluster (same result;
+                ``search_method`` is then not used).
 
         Returns:
             ``{name: [duplicate, ...]}`` for every encodable image (symmetric; each list ordered by
@@ -170,7 +182,8 @@ class Hashing:
         """
         self._check_hamming_distance_bounds(max_distance_threshold)
         if image_dir:
-            encoding_map = self.encode_images(image_dir, recursive=recursive, num_enc_workers=num_enc_workers)
+            encoding_map = self.encode_images(image_dir, recursive=recursive, num_enc_workers=num_enc_workers,
+                                              engine=engine)
         elif encoding_map:
             if recursive:
                 warnings.warn("recursive parameter is irrelevant when using encodings.", UserWarning, stacklevel=2)
@@ -182,7 +195,7 @@ class Hashing:
                 )
         else:
             raise ValueError("Provide either an image directory or encodings!")
-        return self._find_duplicates_dict(encoding_map, max_distance_threshold, scores, outfile, search_method)
+        return self._find_duplicates_dict(encoding_map, max_distance_threshold, scores, outfile, search_method, engine)
 
     def find_duplicates_to_remove(
         self,

@@ -1,0 +1,85 @@
+"""The Ray engine's errors and its idempotent writes, without a cluster: Ray missing, an address
+where nothing answers, and a task's result recorded twice (a retry) leaving the same store."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dedupd.daemon.config import config_from_mapping
+from dedupd.daemon.pipeline import encode_spec
+from dedupd.daemon.store import Store
+from dedupd.engines.ray_runtime import EngineUnavailable, check_address
+from dedupd.engines.ray_scan import RayStats, _Writer, candidates, encode_files
+from tests.engines.test_ray_scan import REPO, store_contents
+
+
+def run_scan(tmp_path: Path, *args: str, pythonpath: str = str(REPO)) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DEDUPD_", "RAY_"))}, "PYTHONPATH": pythonpath}
+    (tmp_path / "in").mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "dedupd", "scan", str(tmp_path / "in"), "--store-dir",
+                           str(tmp_path / "store"), "--report-dir", str(tmp_path / "reports"), "--engine", "ray", *args],
+                          capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+def test_without_ray_installed_the_error_names_the_extra(tmp_path: Path) -> None:
+    # Ray is installed here: a module that refuses to import stands for a machine without it
+    blocker = tmp_path / "no-ray"
+    blocker.mkdir()
+    (blocker / "ray.py").write_text("raise ImportError('No module named ray')\n")
+    out = run_scan(tmp_path, pythonpath=f"{blocker}{os.pathsep}{REPO}")
+    assert out.returncode == 1, out.stderr
+    assert "pip install 'dedupd[ray]'" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_an_address_where_nothing_answers_fails_fast_and_clearly(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t0 = time.monotonic()
+    out = run_scan(tmp_path, "--ray-address", f"127.0.0.1:{port}")
+    assert out.returncode == 1 and time.monotonic() - t0 < 30, out.stderr
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in out.stderr and "ray start --head" in out.stderr
+    assert "Traceback" not in out.stderr
+    with pytest.raises(EngineUnavailable, match="not HOST:PORT"):
+        check_address("head-node")
+
+
+def test_a_task_result_recorded_twice_writes_the_same_entries(tmp_path: Path, photos: Path) -> None:
+    config = config_from_mapping({"roots": [str(photos)], "store_dir": str(tmp_path / "store"),
+                                  "report_dir": str(tmp_path / "reports"), "socket_path": str(tmp_path / "s")})
+    with Store.open(config.store_dir) as store:
+        stats = RayStats()
+        items = list(itertools.islice(candidates(config, store, stats), 40))
+        node, rows = encode_files(items, encode_spec(config))
+        writer = _Writer(config, store, stats)
+        writer.add(items, rows)
+        writer.flush()
+    once = store_contents(tmp_path / "store")
+    with Store.open(config.store_dir) as store:  # Ray ran the task again (its node died after it finished)
+        writer = _Writer(config, store, RayStats())
+        writer.add(items, rows)
+        writer.flush()
+    again = store_contents(tmp_path / "store")
+    assert node == "local" and len(once["files"]) == 40 and once["encodings"]
+    assert again == once
+
+
+def test_progress_gives_files_per_second_and_an_eta_once_the_walk_is_done() -> None:
+    from dedupd.engines.ray_runtime import Rate
+
+    rate = Rate(0, walking=True)
+    rate.total, rate.t0 = 100, time.monotonic() - 10.0
+    rate.advance(25)
+    assert rate.eta_s is None and "25/100+ (walking) files" in rate.line() and "ETA ?" in rate.line()
+    rate.walking = False
+    assert 2.4 < rate.per_s < 2.6 and 29 < (rate.eta_s or 0) < 31
+    assert rate.line().startswith("encoding on Ray: 25/100 files, 2.5 files/s, ETA 30 s")
