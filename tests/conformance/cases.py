@@ -132,6 +132,8 @@ OUTFILE_VARIANTS = [
     ("json", out_file("out.json")), ("path-object", Fx(lambda c: c.out / "p.json", "p.json")),
     ("a-directory", Fx(lambda c: str(c.out), "dir")), ("empty-str", ""), ("missing", MISSING),
 ]
+#: ``verbose`` of the constructor (the cases run with True unless this varies it)
+VERBOSE_VARIANTS = [("false", False), ("int-0", 0)]
 SEARCH_VARIANTS = [
     ("brute_force", "brute_force"), ("bktree", "bktree"), ("brute_force_cython", "brute_force_cython"),
     ("unknown", "no_such_method"), ("missing", MISSING),
@@ -148,8 +150,9 @@ def _sorted_list(value: Any) -> Any:
 HASH_METHODS = ("PHash", "AHash", "DHash", "WHash")
 
 
-def _hasher(c: Ctx, method: str, verbose: bool = True) -> Any:
-    return getattr(c.lib.methods, method)(verbose=verbose)
+def _hasher(c: Ctx, method: str, kw: dict[str, Any]) -> Any:
+    """The method's object; a ``verbose`` entry of ``kw`` goes to the constructor (True if absent)."""
+    return getattr(c.lib.methods, method)(verbose=kw.pop("verbose", True))
 
 
 def hash_apis(method: str) -> list[Api]:
@@ -176,28 +179,30 @@ def hash_apis(method: str) -> list[Api]:
         Api(f"{h}.hamming_distance", lambda c, kw: getattr(c.lib.methods, h).hamming_distance(**kw),
             {"hash1": "f" * 16, "hash2": "0" * 16},
             {"hash1": [("equal", "0" * 16), ("short", "ff"), ("bad-hex", "zz"), ("int", 5), ("missing", MISSING)]}),
-        Api(f"{h}.encode_image", lambda c, kw: _hasher(c, h).encode_image(**kw),
+        Api(f"{h}.encode_image", lambda c, kw: _hasher(c, h, kw).encode_image(**kw),
             {"image_file": data("image_file", str)},
             {"image_file": file_variants,
              "image_array": [(f"with-file-{n}", v) for n, v in [("rgb", data("rgb"))]]}),
-        Api(f"{h}.encode_image(array)", lambda c, kw: _hasher(c, h).encode_image(**kw),
+        Api(f"{h}.encode_image(array)", lambda c, kw: _hasher(c, h, kw).encode_image(**kw),
             {"image_array": data("rgb")}, {"image_array": array_variants}),
-        Api(f"{h}.encode_images", lambda c, kw: _hasher(c, h).encode_images(**kw),
+        Api(f"{h}.encode_images", lambda c, kw: _hasher(c, h, kw).encode_images(**kw),
             {"image_dir": data("images", str), "num_enc_workers": 0},
-            {"image_dir": DIR_VARIANTS, "recursive": BOOL_VARIANTS, "num_enc_workers": WORKER_VARIANTS}),
-        Api(f"{h}.find_duplicates", lambda c, kw: _hasher(c, h).find_duplicates(**kw),
+            {"image_dir": DIR_VARIANTS, "recursive": BOOL_VARIANTS, "num_enc_workers": WORKER_VARIANTS,
+             "verbose": VERBOSE_VARIANTS}),
+        Api(f"{h}.find_duplicates", lambda c, kw: _hasher(c, h, kw).find_duplicates(**kw),
             {"encoding_map": encodings, "num_dist_workers": 0},
             {"encoding_map": enc_variants, "max_distance_threshold": INT_THRESHOLD_VARIANTS,
              "scores": BOOL_VARIANTS, "outfile": OUTFILE_VARIANTS, "search_method": SEARCH_VARIANTS,
              "recursive": BOOL_VARIANTS[:2], "num_enc_workers": [("0", 0), ("2", 2)],
-             "num_dist_workers": WORKER_VARIANTS},
+             "num_dist_workers": WORKER_VARIANTS, "verbose": VERBOSE_VARIANTS},
             outputs=("outfile",)),
-        Api(f"{h}.find_duplicates(dir)", lambda c, kw: _hasher(c, h).find_duplicates(**kw),
+        Api(f"{h}.find_duplicates(dir)", lambda c, kw: _hasher(c, h, kw).find_duplicates(**kw),
             {"image_dir": data("images", str), "num_enc_workers": 0, "num_dist_workers": 0, "scores": True},
             {"image_dir": DIR_VARIANTS, "recursive": BOOL_VARIANTS[:2], "outfile": OUTFILE_VARIANTS[:1],
-             "encoding_map": [("also-given", encodings)]},
+             "encoding_map": [("also-given", encodings)], "verbose": VERBOSE_VARIANTS[:1],
+             "num_enc_workers": WORKER_VARIANTS[2:3], "num_dist_workers": WORKER_VARIANTS[4:5]},
             outputs=("outfile",)),
-        Api(f"{h}.find_duplicates_to_remove", lambda c, kw: _hasher(c, h).find_duplicates_to_remove(**kw),
+        Api(f"{h}.find_duplicates_to_remove", lambda c, kw: _hasher(c, h, kw).find_duplicates_to_remove(**kw),
             {"encoding_map": encodings, "num_dist_workers": 0},
             {"encoding_map": enc_variants, "max_distance_threshold": INT_THRESHOLD_VARIANTS[:6],
              "outfile": OUTFILE_VARIANTS, "image_dir": [("dir", data("images", str))],
@@ -260,7 +265,8 @@ def _cnn(c: Ctx, verbose: bool = True) -> Any:
 def cnn_apis() -> list[Api]:
     encodings = data("enc_cnn")
     enc_variants = [
-        ("empty", {}), ("zero-vector", data("enc_cnn_zero")), ("float64", data("enc_cnn_f64")),
+        ("empty", {}), ("zero-vector", data("enc_cnn_zero")), ("near-zero-vector", data("enc_cnn_tiny")),
+        ("float64", data("enc_cnn_f64")), ("one", Fx(lambda c: dict(list(c.data.enc_cnn.items())[:1]))),
         ("lists", data("enc_cnn_lists")), ("wrong-type-list", [("a", np.ones(3))]), ("none", None), ("missing", MISSING),
     ]
     def lite(c: Ctx) -> Any:
@@ -269,6 +275,12 @@ def cnn_apis() -> list[Api]:
     return [
         Api("CNN.find_duplicates(lite0)", lambda c, kw: lite(c).find_duplicates(**kw),
             {"image_dir": data("images", str), "scores": True, "min_similarity_threshold": 0.5}, tags=("cnn",)),
+        Api("CNN(default model).encode_image", lambda c, kw: c.lib.methods.CNN(**kw).encode_image(
+            image_file=c.data.image_file), {"verbose": True}, {"verbose": [("false", False), ("missing", MISSING)]},
+            tags=("default-model",)),
+        Api("CNN(default model).find_duplicates", lambda c, kw: c.lib.methods.CNN().find_duplicates(**kw),
+            {"image_dir": data("images", str), "scores": True, "min_similarity_threshold": 0.8},
+            tags=("default-model",)),
         Api("CNN()", lambda c, kw: type(c.lib.methods.CNN(**kw)).__name__,
             {"verbose": True, "model_config": Fx(lambda c: c.lib.model_config)},
             {"verbose": [("false", False), ("missing", MISSING)],

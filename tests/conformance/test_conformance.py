@@ -138,9 +138,32 @@ def cnn_inputs(inputs) -> tuple[SimpleNamespace, SimpleNamespace]:
     zero = dict(enc)
     zero[next(iter(zero))] = np.zeros_like(next(iter(zero.values())))
     inputs.enc_cnn_zero = zero
+    tiny = dict(enc)
+    first = next(iter(tiny))
+    tiny[first] = (tiny[first] * 1e-12).astype(tiny[first].dtype)
+    inputs.enc_cnn_tiny = tiny
     inputs.enc_cnn_f64 = {k: v.astype(np.float64) for k, v in enc.items()}
     inputs.enc_cnn_lists = {k: v.tolist() for k, v in enc.items()}
     return ref, ours
+
+
+@pytest.fixture(scope="module")
+def default_model_libs(cnn_inputs, tmp_path_factory):
+    """Both sides with their default model (MobileNetV3-small): random weights placed in torchvision's
+    cache, which both load (the real file needs a download)."""
+    import torch
+    from torchvision.models import mobilenet_v3_small
+
+    from dedupd.cnn_models import mobilenet
+
+    home = tmp_path_factory.mktemp("torch-home")
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.manual_seed(7)
+    torch.save(mobilenet_v3_small(weights=None).state_dict(), home / "hub" / "checkpoints" / mobilenet.WEIGHTS_FILENAME)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(home))
+        mp.delenv(mobilenet.ENV_WEIGHTS, raising=False)
+        yield cnn_inputs
 
 
 # -- running the cases -----------------------------------------------------------------------------
@@ -207,3 +230,9 @@ def test_documented_differences_are_in_the_compatibility_page() -> None:
     text = DOC.read_text()
     missing = sorted({anchor for _, _, anchor in KNOWN if f'<a id="{anchor}">' not in text})
     assert not missing, f"docs/compatibility.md does not explain: {missing}"
+
+
+@pytest.mark.cnn
+@pytest.mark.parametrize("api", [a for a in C.all_apis() if "default-model" in a.tags], ids=lambda a: a.name)
+def test_cnn_default_model_conforms(api: C.Api, default_model_libs, inputs, tmp_path: Path) -> None:
+    run_api(api, *default_model_libs, inputs, tmp_path)
