@@ -3,25 +3,32 @@
 * :func:`available_cpus` is the one place that decides "all CPUs": the CPUs this process may run
   on (``os.sched_getaffinity``), capped by the cgroup CPU quota (``/sys/fs/cgroup/cpu.max``, or
   cgroup v1's ``cpu.cfs_quota_us``) so a container limited to 2 CPUs on a 64-core host starts 2.
-* :func:`pool_context` never forks the caller: workers start from a ``forkserver`` (``spawn`` where
-  there is none), so a process that has loaded torch or started threads is never duplicated.
+* :func:`pool_context` forks only a process that has not loaded torch and runs no other thread (as
+  imagededup does, so unguarded scripts work); any other starts its workers from a ``forkserver``
+  (``spawn`` where there is none), so a process with torch or threads is never duplicated.
 * :class:`Progress` draws a tqdm-style bar on stderr, terminal or not, as imagededup's
   ``verbose=True`` does (CI logs and captured output see the final count too).
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import logging
 import math
 import multiprocessing
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from dedupd.errors import DedupdError
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,10 +76,72 @@ def available_cpus() -> int:
 default_workers = available_cpus
 
 
+def fork_is_safe() -> bool:
+    """Whether this process may be forked: it has not loaded torch and runs no other thread."""
+    return (
+        "fork" in multiprocessing.get_all_start_methods()
+        and "torch" not in sys.modules
+        and threading.active_count() == 1
+    )
+
+
 def pool_context() -> BaseContext:
-    """The start method of every library pool: ``forkserver`` (``spawn`` where unavailable), never ``fork``."""
+    """The start method of a library pool, chosen when the pool starts.
+
+    ``fork`` (what imagededup does, so scripts without an ``if __name__ == "__main__":`` guard keep
+    working) only while :func:`fork_is_safe`; otherwise ``forkserver`` (``spawn`` where there is none),
+    so a process that has loaded torch or started threads is never duplicated.
+    """
+    if fork_is_safe():
+        return multiprocessing.get_context("fork")
     methods = multiprocessing.get_all_start_methods()
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
+class WorkerDiedError(DedupdError):
+    """A worker process died while working (killed, out of memory, a crash in a decoder)."""
+
+
+def imap_ordered(
+    func: Callable[[T], R],
+    items: Sequence[T],
+    workers: int,
+    *,
+    chunksize: int = 1,
+    initializer: Callable[..., None] | None = None,
+    initargs: tuple[Any, ...] = (),
+    fallback: Callable[[T], R] | None = None,
+) -> Iterator[R]:
+    """``func`` over ``items`` in ``workers`` processes of :func:`pool_context`, results in order.
+
+    When the workers cannot even start — typically a script without an ``if __name__ ==
+    "__main__":`` guard, which a forkserver or spawn worker re-imports — a warning says so and
+    ``fallback`` (default ``func``) runs over the items in this process instead.
+
+    Raises:
+        WorkerDiedError: a worker died after results had started to arrive.
+    """
+    produced = False
+    try:
+        with cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=pool_context(), initializer=initializer, initargs=initargs
+        ) as pool:
+            for result in pool.map(func, items, chunksize=chunksize):
+                produced = True
+                yield result
+        return
+    except BrokenProcessPool as exc:
+        if produced:
+            raise WorkerDiedError(
+                f"a worker process died while working ({exc}); the input it was given may crash the decoder: "
+                "retry with num_enc_workers=0 to see which file"
+            ) from exc
+    logger.warning(
+        "worker processes could not start, so this process does the work. If this is a script, put its code "
+        "under `if __name__ == \"__main__\":` (workers started without fork import the main module), or pass "
+        "num_enc_workers=0."
+    )
+    yield from map(fallback or func, items)
 
 
 def check_workers(value: Any, name: str) -> None:
@@ -167,7 +236,7 @@ def pmap(
 
     ``workers`` None means :func:`available_cpus`; 0, 1 or less runs in this process. ``func`` must
     be picklable (a module-level function or a bound method of a picklable object): workers start
-    from :func:`pool_context`, never by forking the caller.
+    from :func:`pool_context` (see :func:`imap_ordered`).
 
     Raises:
         WorkerCountError: ``workers`` is neither an int nor None.
@@ -183,9 +252,8 @@ def pmap(
                 out.append(func(x))
                 progress.advance()
             return out
-        with pool_context().Pool(processes=n) as pool:
-            out = []
-            for r in pool.imap(func, items, chunksize):
-                out.append(r)
-                progress.advance()
-            return out
+        out = []
+        for r in imap_ordered(func, items, n, chunksize=chunksize):
+            out.append(r)
+            progress.advance()
+        return out

@@ -21,7 +21,7 @@ from PIL import Image
 from dedupd.core.vectors import normalize_rows
 from dedupd.errors import ImageDecodeError
 from dedupd.imaging import DecodedImage, decode_file
-from dedupd.parallel import pool_context
+from dedupd.parallel import imap_ordered
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +68,10 @@ def preprocessed_files(
         for name in names:
             yield _preprocess(name, transform)
         return
-    with pool_context().Pool(min(workers, len(names)), initializer=_init_worker, initargs=(transform,)) as pool:
-        yield from pool.imap(_preprocess_in_worker, names, chunksize=4)
+    yield from imap_ordered(
+        _preprocess_in_worker, names, min(workers, len(names)), chunksize=4, initializer=_init_worker,
+        initargs=(transform,), fallback=lambda name: _preprocess(name, transform),
+    )
 
 
 def _picklable(transform: Callable[[Any], Any]) -> bool:

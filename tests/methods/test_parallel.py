@@ -5,12 +5,18 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from dedupd import parallel
 from dedupd.methods import PHash
 from tests.methods.pool_probe import parent_and_torch
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -98,3 +104,50 @@ def test_verbose_encode_images_shows_progress_when_captured(tmp_path, corpus_dir
     with contextlib.redirect_stderr(err):
         PHash(verbose=False).encode_images(tmp_path, num_enc_workers=0)
     assert err.getvalue() == ""
+
+
+def _run_script(tmp_path, body: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "user_script.py"
+    script.write_text(textwrap.dedent(body))
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.fixture
+def photos(tmp_path, corpus_dir):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for k in range(4):
+        (folder / f"{k}.jpg").write_bytes((corpus_dir / "base" / f"b000{k}.jpg").read_bytes())
+    return folder
+
+
+def test_unguarded_script_without_torch_or_threads_forks_as_imagededup(tmp_path, photos):
+    """A script with no `if __name__ == "__main__":` guard works, as with imagededup (which forks)."""
+    res = _run_script(tmp_path, f"""
+        from dedupd import parallel
+        from dedupd.methods import PHash
+        print("CONTEXT", parallel.pool_context().get_start_method())
+        print("HASHED", len(PHash(verbose=False).encode_images({str(photos)!r}, num_enc_workers=2)))
+        """)
+    assert res.returncode == 0, res.stderr
+    assert "CONTEXT fork" in res.stdout and "HASHED 4" in res.stdout
+
+
+def test_unguarded_script_with_a_thread_does_not_fork_and_still_gets_its_result(tmp_path, photos):
+    """With another thread running, workers start from a forkserver; an unguarded script's workers then
+    cannot start (they re-import it), so the work runs in the script's process with a warning saying why."""
+    res = _run_script(tmp_path, f"""
+        import logging, threading
+        logging.basicConfig(level=logging.WARNING)
+        stop = threading.Event()
+        threading.Thread(target=stop.wait, daemon=True).start()
+        from dedupd import parallel
+        from dedupd.methods import PHash
+        print("CONTEXT", parallel.pool_context().get_start_method())
+        print("HASHED", len(PHash(verbose=False).encode_images({str(photos)!r}, num_enc_workers=2)))
+        stop.set()
+        """)
+    assert res.returncode == 0, res.stderr
+    assert "CONTEXT forkserver" in res.stdout and "HASHED 4" in res.stdout
+    assert "__main__" in res.stderr and "num_enc_workers=0" in res.stderr  # the warning names the fix
