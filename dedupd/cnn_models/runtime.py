@@ -8,8 +8,9 @@ processes. Inference runs under ``torch.inference_mode()``.
 
 from __future__ import annotations
 
-import multiprocessing
+import logging
 import os
+import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -20,6 +21,9 @@ from PIL import Image
 from dedupd.core.vectors import normalize_rows
 from dedupd.errors import ImageDecodeError
 from dedupd.imaging import DecodedImage, decode_file
+from dedupd.parallel import imap_ordered
+
+logger = logging.getLogger(__name__)
 
 _worker_transform: Callable[[Any], Any] | None = None
 
@@ -52,17 +56,36 @@ def preprocessed_files(
 
     Args:
         paths: image files.
-        transform: the model's preprocessing (must be picklable unless the start method is fork).
-        workers: decode and preprocess in this many processes; 0 or 1: in this process.
+        transform: the model's preprocessing; it must be picklable to run in workers (else this
+            process decodes, and a warning says why).
+        workers: decode and preprocess in this many processes (started by a forkserver, never
+            forked from this process, which has loaded torch); 0 or 1: in this process.
     """
     names = [os.fspath(p) for p in paths]
+    if workers > 1 and len(names) >= 2 and not _picklable(transform):
+        workers = 0
     if workers <= 1 or len(names) < 2:
         for name in names:
             yield _preprocess(name, transform)
         return
-    ctx = multiprocessing.get_context()
-    with ctx.Pool(min(workers, len(names)), initializer=_init_worker, initargs=(transform,)) as pool:
-        yield from pool.imap(_preprocess_in_worker, names, chunksize=4)
+    yield from imap_ordered(
+        _preprocess_in_worker, names, min(workers, len(names)), chunksize=4, initializer=_init_worker,
+        initargs=(transform,), fallback=lambda name: _preprocess(name, transform),
+    )
+
+
+def _picklable(transform: Callable[[Any], Any]) -> bool:
+    """Whether ``transform`` can be sent to worker processes (they are never forked); logs why not."""
+    try:
+        pickle.dumps(transform)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        logger.warning(
+            "num_enc_workers ignored: the model's transform cannot be sent to worker processes (%s); "
+            "decoding in this process. Use a module-level function or a torchvision transform to decode in workers.",
+            exc,
+        )
+        return False
+    return True
 
 
 class FeatureExtractor:

@@ -27,7 +27,8 @@ def _float_dtype(x: np.ndarray, dtype: np.dtype | type | None) -> np.dtype:
 
 
 def normalize_rows(x: np.ndarray | Sequence, dtype: np.dtype | type | None = np.float32) -> np.ndarray:
-    """Rows of ``x`` scaled to unit L2 norm; all-zero rows stay zero (as scikit-learn does).
+    """Rows of ``x`` scaled to unit L2 norm; all-zero and near-zero rows (norm below 10 machine
+    epsilons of the dtype) are left as they are, as scikit-learn's ``normalize`` does.
 
     Args:
         x: (n, d) array, or a single (d,) vector (treated as one row).
@@ -39,7 +40,8 @@ def normalize_rows(x: np.ndarray | Sequence, dtype: np.dtype | type | None = np.
     arr = np.asarray(x)
     arr = np.array(arr.reshape(1, -1) if arr.ndim == 1 else arr, dtype=_float_dtype(arr, dtype), order="C")
     norms = np.sqrt(np.einsum("ij,ij->i", arr, arr))
-    norms[norms == 0] = 1.0
+    # scikit-learn's rule (imagededup's similarity): norms below 10 machine epsilons count as zero
+    norms[norms < 10 * np.finfo(arr.dtype).eps] = 1.0
     arr /= norms[:, None]
     return arr
 

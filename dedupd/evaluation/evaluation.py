@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dedupd.errors import DedupdError
+from dedupd.errors import ArgumentTypeError, DedupdError
 from dedupd.evaluation import metrics
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def _preview(names: Iterable[Any]) -> str:
 def _normalise(mapping: Any, label: str) -> dict[Hashable, list[Any]]:
     """Check the container types and return ``{name: list of duplicate names}``."""
     if not isinstance(mapping, Mapping):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"{label} map must be a dict of filename -> list of duplicate filenames, "
             f"got {type(mapping).__name__}"
         )
@@ -120,7 +120,8 @@ def evaluate(
         a class being left out when no pair has it; ``'all'`` returns both, retrieval first.
 
     Raises:
-        TypeError: a map is not a dict, or ``metric`` is not a string.
+        ArgumentTypeError: a map is not a dict, or ``metric`` is not a string (a ``TypeError`` and,
+            as the reference failed there, an ``AttributeError``).
         MapValidationError: a map lists files that are not keys, is not symmetric, or the two maps
             have different keys.
         ValueError: unknown ``metric``; or fewer than two files for the classification metrics.
@@ -131,7 +132,7 @@ def evaluate(
         {'map': np.float64(1.0)}
     """
     if not isinstance(metric, str):
-        raise TypeError(f"metric must be a string, one of {', '.join(METRICS)}; got {type(metric).__name__}")
+        raise ArgumentTypeError(f"metric must be a string, one of {', '.join(METRICS)}; got {type(metric).__name__}")
     metric = metric.lower()
     ground_truth = _normalise(ground_truth_map, "ground truth")
     retrieved = _normalise(retrieved_map, "retrieved")

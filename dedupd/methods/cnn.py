@@ -33,10 +33,11 @@ from dedupd.core.duplicates import duplicate_map, files_to_remove
 from dedupd.core.vectors import cosine_pairs
 from dedupd.engines import check_engine
 from dedupd.engines.library import cosine_all_pairs
-from dedupd.errors import ImageDecodeError
+from dedupd.errors import ArgumentTypeError, ImageDecodeError
 from dedupd.files import check_dir, list_files, relative_names, save_json
 from dedupd.imaging import DecodedImage, decode_array, decode_file
-from dedupd.parallel import Progress
+from dedupd.methods.hashing import warn_encodings_given
+from dedupd.parallel import Progress, check_workers
 
 __all__ = ["CNN", "CustomModel", "index_ordered_neighbours"]
 
@@ -77,7 +78,7 @@ def index_ordered_neighbours(
     order = np.lexsort((t, q))
     q, t, s = q[order], t[order], s[order]
     bounds = np.searchsorted(q, np.arange(n + 1)).tolist()
-    ts, ss = t.tolist(), s.tolist()
+    ts, ss = t.tolist(), list(s)  # scores stay numpy scalars (float32 for float32 features), as the reference's
     return [list(zip(ts[a:b], ss[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
@@ -93,6 +94,9 @@ class CNN:
         num_threads: dedupd extension: ``torch.set_num_threads`` for CPU inference.
         allow_download: dedupd extension: let torchvision download the default model's weights
             when they are not found locally (True, as imagededup; the daemon passes False).
+
+    Warns:
+        SyntaxWarning: ``model_config`` keeps the placeholder name ``"default_model"`` (as the reference).
 
     Raises:
         ValueError: ``model_config`` lacks a model or a transform.
@@ -117,7 +121,7 @@ class CNN:
         if model_config is None:
             model_config = load_model(DEFAULT_BACKBONE, allow_download=allow_download)
         if model_config.name == DEFAULT_MODEL_NAME:
-            logger.info("model_config has the placeholder name %r: consider naming the model", DEFAULT_MODEL_NAME)
+            warnings.warn("Consider setting a custom model name in model_config ..", SyntaxWarning, stacklevel=2)
         self.model_config = model_config
         self.verbose = verbose
         self.batch_size = batch_size
@@ -180,15 +184,23 @@ class CNN:
             that decodes; unreadable files are logged and skipped.
 
         Raises:
-            ValueError: ``image_dir`` is not a directory.
+            ValueError: ``image_dir`` is not a directory, or ``num_enc_workers`` is negative.
+            ArgumentTypeError: ``image_dir`` is not a ``str`` or path (the reference's ``AttributeError``).
+            TypeError: ``num_enc_workers`` is not an int.
         """
+        if not isinstance(image_dir, str | os.PathLike):
+            raise ArgumentTypeError(f"image_dir must be the path of a directory of images, got {type(image_dir).__name__}")
         check_dir(image_dir)
+        check_workers(num_enc_workers, "num_enc_workers")
+        if num_enc_workers is not None and num_enc_workers < 0:
+            raise ValueError(f"num_enc_workers must be >= 0 (0: decode in this process), got {num_enc_workers}")
         files = sorted(list_files(image_dir, recursive))
         names = relative_names(image_dir, files)
-        progress = Progress(len(files), "Encoding", self.verbose)
-        done, feats = self.extractor.encode_files(
-            files, workers=int(num_enc_workers or 0), on_error=_log_unreadable, progress=progress.advance
-        )
+        # the reference draws no bar here; on a terminal a counter helps and cannot be captured
+        with Progress(len(files), "Encoding", self.verbose, terminal_only=True) as progress:
+            done, feats = self.extractor.encode_files(
+                files, workers=int(num_enc_workers or 0), on_error=_log_unreadable, progress=progress.advance
+            )
         self.encoding_map = {names[k]: feats[row] for row, k in enumerate(done)}
         return self.encoding_map
 
@@ -216,6 +228,9 @@ class CNN:
         pairs = cosine_all_pairs if check_engine(engine) == "ray" else cosine_pairs
         i, j, sim = pairs(feats, min_similarity_threshold)
         self.results = duplicate_map(names, index_ordered_neighbours(len(names), i, j, sim), scores)
+        if outfile and scores:
+            # as the reference: the scores written become Python floats in the returned map too
+            self.results = {k: [(name, float(score)) for name, score in v] for k, v in self.results.items()}
         if outfile:
             save_json(self.results, outfile)
         return self.results
@@ -238,7 +253,8 @@ class CNN:
             image_dir: directory of images to encode and search.
             encoding_map: used instead of ``image_dir``: ``{name: (D,) array}`` from ``encode_images``.
             min_similarity_threshold: float in [-1.0, 1.0].
-            scores: return ``(name, similarity)`` tuples (similarity as a Python float).
+            scores: return ``(name, similarity)`` tuples (similarity as a numpy scalar, ``float32`` for
+                float32 encodings, as the reference; Python floats when ``outfile`` is given, as there).
             outfile: also write the result as JSON to this file.
             recursive: walk sub-directories of ``image_dir``.
             num_enc_workers: processes for decoding (0 = this process).
@@ -258,14 +274,7 @@ class CNN:
         if image_dir:
             encoding_map = self.encode_images(image_dir, recursive=recursive, num_enc_workers=num_enc_workers)
         elif encoding_map:
-            if recursive:
-                warnings.warn("recursive parameter is irrelevant when using encodings.", UserWarning, stacklevel=2)
-            if num_enc_workers:
-                warnings.warn(
-                    "Parameter num_enc_workers has no effect since encodings are already provided",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+            warn_encodings_given(recursive)
         else:
             raise ValueError("Provide either an image directory or encodings!")
         return self._find_duplicates_dict(encoding_map, min_similarity_threshold, scores, outfile, engine)

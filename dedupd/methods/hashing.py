@@ -29,10 +29,10 @@ from dedupd.core.duplicates import duplicate_map, files_to_remove, neighbour_lis
 from dedupd.core.hashes import hex_hamming, hexes_to_array, int_to_hex
 from dedupd.engines import check_engine
 from dedupd.engines.library import hamming_all_pairs, ray_map
-from dedupd.errors import ImageDecodeError
+from dedupd.errors import ImageArrayError, ImageDecodeError
 from dedupd.files import check_dir, list_files, relative_names, save_json
 from dedupd.imaging import decode_array, decode_file
-from dedupd.parallel import pmap
+from dedupd.parallel import Progress, check_workers, pmap
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,12 @@ class Hashing:
     # -- encoding -----------------------------------------------------------------------------
 
     @staticmethod
-    def hamming_distance(hash1: str, hash2: str) -> int:
-        """Number of differing bits between two hex hashes (both read as 64-bit, left-padded)."""
-        return hex_hamming(hash1, hash2)
+    def hamming_distance(hash1: str, hash2: str) -> np.int64:
+        """Number of differing bits between two hex hashes (both read as 64-bit, left-padded).
+
+        Returns a ``numpy.int64``, as the reference does.
+        """
+        return np.int64(hex_hamming(hash1, hash2))
 
     def encode_image(self, image_file: str | PurePath | None = None, image_array: np.ndarray | None = None) -> str | None:
         """Hash one image, given by file path or as an array.
@@ -74,7 +77,8 @@ class Hashing:
             16-character hex hash, or None when the file cannot be decoded (a warning is logged).
 
         Raises:
-            ValueError: neither an existing file nor an array was given, or the array's shape is wrong.
+            ValueError: neither an existing file nor an array was given.
+            ImageArrayError: the array's shape is wrong (a ``ValueError`` and an ``AssertionError``).
         """
         if image_file and os.path.exists(image_file):
             try:
@@ -101,14 +105,20 @@ class Hashing:
         Args:
             image_dir: directory of images.
             recursive: also walk sub-directories (keys are then relative paths).
-            num_enc_workers: processes to use; None = every CPU, 0 or 1 = this process only.
+            num_enc_workers: processes to use; None = every available CPU
+                (:func:`dedupd.parallel.available_cpus`), 0 or 1 = this process only.
             engine: dedupd extension: "local" (default), or "ray" to encode on a Ray cluster
                 (:mod:`dedupd.engines.library`; the files must be on storage every node sees).
 
         Returns:
             ``{relative_name: hex_hash}`` for every file that decodes; unreadable files are skipped.
+
+        Raises:
+            ValueError: ``image_dir`` is not a directory (``TypeError`` when it is not a path at all).
+            TypeError: ``num_enc_workers`` is not an int or None.
         """
         check_dir(image_dir)
+        check_workers(num_enc_workers, "num_enc_workers")
         files = list_files(image_dir, recursive)
         mapper = ray_map if check_engine(engine) == "ray" else pmap
         hashes = mapper(self._encode_path, files, num_enc_workers, label="Encoding", verbose=self.verbose)
@@ -130,16 +140,20 @@ class Hashing:
         scores: bool = False,
         outfile: str | None = None,
         search_method: str = "brute_force_cython",
+        num_dist_workers: int | None = None,
         engine: str = "local",
     ) -> dict[str, list]:
-        names = list(encoding_map)
-        values = hexes_to_array(encoding_map.values())
-        if check_engine(engine) == "ray":
-            i, j, d = hamming_all_pairs(values, max_distance_threshold)
-        elif search_method == "bktree":
-            i, j, d = _pairs_bktree(values, max_distance_threshold)
-        else:
-            i, j, d = hamming.all_pairs(values, max_distance_threshold)
+        names = list(encoding_map.keys())
+        check_workers(num_dist_workers, "num_dist_workers")
+        with Progress(len(names), "Searching", self.verbose) as progress:
+            values = hexes_to_array(encoding_map.values())
+            if check_engine(engine) == "ray":
+                i, j, d = hamming_all_pairs(values, max_distance_threshold)
+            elif search_method == "bktree":
+                i, j, d = _pairs_bktree(values, max_distance_threshold)
+            else:
+                i, j, d = hamming.all_pairs(values, max_distance_threshold)
+            progress.advance(len(names))
         self.results = duplicate_map(names, neighbour_lists(len(names), i, j, d), scores)
         if outfile:
             save_json(self.results, outfile)
@@ -169,13 +183,19 @@ class Hashing:
             search_method: "brute_force_cython" (default) or "brute_force" (vectorised scan), or "bktree".
             recursive: walk sub-directories of ``image_dir``.
             num_enc_workers: processes for encoding (None = every CPU).
-            num_dist_workers: accepted for compatibility; the vectorised search needs no workers.
+            num_dist_workers: accepted for compatibility (an int or None); the vectorised search
+                needs no workers.
             engine: dedupd extension: "ray" encodes and searches on a Ray cluster (same result;
                 ``search_method`` is then not used).
 
         Returns:
             ``{name: [duplicate, ...]}`` for every encodable image (symmetric; each list ordered by
             distance, then by input order), or ``{name: [(duplicate, distance), ...]}``.
+
+        Warns:
+            SyntaxWarning: ``recursive`` with ``encoding_map`` (it has no effect), as the reference.
+            RuntimeWarning: on every call with ``encoding_map``, as the reference ("num_enc_workers
+                has no effect"), whether or not ``num_enc_workers`` was passed.
 
         Raises:
             TypeError, ValueError: bad threshold; ValueError: neither directory nor encodings given.
@@ -185,17 +205,12 @@ class Hashing:
             encoding_map = self.encode_images(image_dir, recursive=recursive, num_enc_workers=num_enc_workers,
                                               engine=engine)
         elif encoding_map:
-            if recursive:
-                warnings.warn("recursive parameter is irrelevant when using encodings.", UserWarning, stacklevel=2)
-            if num_enc_workers is not None:
-                warnings.warn(
-                    "Parameter num_enc_workers has no effect since encodings are already provided",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+            warn_encodings_given(recursive)
         else:
             raise ValueError("Provide either an image directory or encodings!")
-        return self._find_duplicates_dict(encoding_map, max_distance_threshold, scores, outfile, search_method, engine)
+        return self._find_duplicates_dict(
+            encoding_map, max_distance_threshold, scores, outfile, search_method, num_dist_workers, engine
+        )
 
     def find_duplicates_to_remove(
         self,
@@ -227,12 +242,20 @@ class Hashing:
         return to_remove
 
 
+def warn_encodings_given(recursive: Any) -> None:
+    """The reference's warnings when duplicates are searched from given encodings (categories included)."""
+    if recursive:
+        warnings.warn("recursive parameter is irrelevant when using encodings.", SyntaxWarning, stacklevel=3)
+    warnings.warn("Parameter num_enc_workers has no effect since encodings are already provided",
+                  RuntimeWarning, stacklevel=3)
+
+
 def _check_hash_array(array: np.ndarray) -> None:
     shape = array.shape
     if len(shape) == 3 and shape[2] != 3:
-        raise ValueError(f"Received image array with shape: {shape}, expected image array shape is (x, y, 3)")
+        raise ImageArrayError(f"Received image array with shape: {shape}, expected image array shape is (x, y, 3)")
     if len(shape) not in (2, 3):
-        raise ValueError(
+        raise ImageArrayError(
             f"Received image array with shape: {shape}, expected number of image array dimensions are 3 for "
             "rgb image and 2 for grayscale image!"
         )

@@ -157,3 +157,12 @@ def test_vector_index_add_remove_query():
     assert pairs == want
     with pytest.raises(ValueError):
         index.add_many(["x"], np.zeros((1, 4)))
+
+
+def test_near_zero_rows_are_not_normalised_like_scikit_learn():
+    """A row whose norm is below 10 machine epsilons stays as it is (imagededup's cosine via sklearn)."""
+    x = np.array([[1.0, 0.0], [1e-9, 0.0], [0.0, 0.0]], dtype=np.float32)
+    out = normalize_rows(x)
+    np.testing.assert_array_equal(out[1:], x[1:])
+    assert out[0, 0] == 1.0
+    assert normalize_rows(x.astype(np.float64), dtype=None)[1, 0] == 1.0  # float64's epsilon is far smaller

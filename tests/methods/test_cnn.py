@@ -67,7 +67,7 @@ def assert_same_scored(got: dict, want: dict) -> None:
     assert plain(got) == plain(want)
     for k, lst in want.items():
         np.testing.assert_allclose([s for _, s in got[k]], [float(s) for _, s in lst], atol=2e-6)
-        assert all(type(s) is float for _, s in got[k])
+        assert all(type(s) is type(w) for (_, s), (_, w) in zip(got[k], lst))  # numpy.float32, as the reference
 
 
 # -- real weights -------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ def test_validation_errors(cnn, ours, tmp_path):
     with pytest.raises(ValueError, match="model and/or transform"):
         CNN(model_config=CustomModel(name="x", model=None, transform=None))
     assert cnn.find_duplicates(image_dir=tmp_path) == {}  # an empty folder
-    with pytest.warns(UserWarning, match="recursive"):
+    with pytest.warns(SyntaxWarning, match="recursive"):
         cnn.find_duplicates(encoding_map=ours, recursive=True)
     assert cnn.find_duplicates(encoding_map=ours, min_similarity_threshold=-1.0)[next(iter(ours))] == list(ours)[1:]
 
