@@ -3,6 +3,10 @@
 ``duplicates.json`` is imagededup's ``find_duplicates`` format with absolute paths: every readable
 indexed image is a key, lists are symmetric. ``groups.json`` lists each duplicate group with the
 copy the keep-rule keeps and how every other member matched it.
+
+All three are written from a :class:`~dedupd.daemon.index.GraphSnapshot` (taken under the index lock
+in O(files + duplicate edges)); the writing itself runs without the lock, and ``duplicates.json``
+is streamed (a million keys without building the dict or the whole text first).
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
-from dedupd.daemon.index import MatchIndex
+from dedupd.daemon.index import GraphSnapshot, MatchIndex
 from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups
 
@@ -63,13 +69,44 @@ class EventLog:
                 self.failing = None
 
 
-def write_reports(report_dir: str, index: MatchIndex, config: Config, store: Any = None) -> dict[str, int]:
-    """Rewrite ``duplicates.json``, ``groups.json`` and ``report.html``; returns counts for status."""
+def duplicates_json(snapshot: GraphSnapshot) -> Iterator[bytes]:
+    """The bytes of ``duplicates.json`` in pieces: exactly ``json.dumps(adjacency, indent=1)`` + newline,
+    keys sorted (what :meth:`MatchIndex.adjacency` gives)."""
+    paths = sorted(snapshot.paths)
+    if not paths:
+        yield b"{}\n"
+        return
+    enc = encode_basestring_ascii
+    piece: list[str] = []
+    for k, p in enumerate(paths):
+        dups = snapshot.duplicates_of(p)
+        sep = "{\n " if k == 0 else ",\n "
+        if dups:
+            piece.append(f"{sep}{enc(p)}: [\n  " + ",\n  ".join(enc(q) for q, _ in dups) + "\n ]")
+        else:
+            piece.append(f"{sep}{enc(p)}: []")
+        if len(piece) >= 4096:
+            yield "".join(piece).encode("ascii")
+            piece = []
+    piece.append("\n}\n")
+    yield "".join(piece).encode("ascii")
+
+
+def write_reports(report_dir: str, index: MatchIndex | GraphSnapshot, config: Config, store: Any = None, *,
+                  on_thumbnails: Callable[[], None] | None = None) -> dict[str, int]:
+    """Rewrite ``duplicates.json``, ``groups.json`` and ``report.html``; returns counts for status.
+
+    With ``on_thumbnails`` the HTML report does not wait for thumbnails not made yet: worker
+    processes make them in the background and ``on_thumbnails`` is called when some are ready
+    (the daemon then writes the report again); without it, they are made first (``dedupd scan``).
+    """
     from dedupd.reports.html import write_html_report
 
-    groups = build_groups(index, config.keep)
-    write_html_report(os.path.join(report_dir, "report.html"), index, config, store, groups=groups)
-    write_json_atomic(os.path.join(report_dir, "duplicates.json"), index.adjacency(), config.report_mode)
+    snapshot = index.snapshot() if isinstance(index, MatchIndex) else index
+    groups = build_groups(snapshot, config.keep)  # type: ignore[arg-type]
+    write_html_report(os.path.join(report_dir, "report.html"), snapshot, config, store, groups=groups,
+                      on_thumbnails=on_thumbnails)
+    write_atomic(os.path.join(report_dir, "duplicates.json"), duplicates_json(snapshot), config.report_mode)
     write_json_atomic(
         os.path.join(report_dir, "groups.json"),
         {"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
