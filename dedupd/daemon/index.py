@@ -107,6 +107,29 @@ class MatchIndex:
         self._refilter = False  # graph must be refiltered from near (thresholds changed within reach)
         self.derived_to: bytes | None = None  # derivation cursor: last digest whose near edges are known
         self.derived = True  # near is complete (no derivation due)
+        # paths whose group may have changed since take_touched() (for incremental reports)
+        self._touched: set[str] = set()
+        self._touched_all = True
+
+    # -- change tracking ----------------------------------------------------------------------
+
+    def _touch(self, digest: bytes) -> None:
+        if not self._touched_all:
+            content = self._contents.get(digest)
+            if content is not None:
+                self._touched.update(content.paths)
+
+    def take_touched(self) -> tuple[bool, set[str]]:
+        """``(everything, paths)`` whose duplicate group may have changed since the last call:
+        everything (a load, a refilter) or the given paths (what reports must recompute)."""
+        with self.lock:
+            out = (self._touched_all, self._touched)
+            self._touched, self._touched_all = set(), False
+            return out
+
+    def _touch_all(self) -> None:
+        self._touched_all = True
+        self._touched = set()
 
     # -- scores and evidence ------------------------------------------------------------------
 
@@ -210,6 +233,9 @@ class MatchIndex:
             if old is not None and old.digest != info.digest:
                 self.remove(path)
             self.files[path] = info
+            if not self._touched_all:
+                self._touched.add(path)
+                self._touch(info.digest)
             content = self._contents.get(info.digest)
             if content is not None and (content.hashes != dict(hashes) or (vector is not None) != content.has_vector):
                 # re-encoded under new settings (a method added): relink the content with its new values
@@ -247,6 +273,8 @@ class MatchIndex:
         self._near.setdefault(b, {})[a] = scores
         ev = self._match(scores)
         if ev is not None:
+            self._touch(a)
+            self._touch(b)
             for graph in (self._graph, self._building):
                 if graph is not None:
                     graph.setdefault(a, {})[b] = ev
@@ -259,6 +287,9 @@ class MatchIndex:
             if info is None:
                 return None
             self.generation += 1
+            if not self._touched_all:
+                self._touched.add(path)
+                self._touch(info.digest)
             content = self._contents[info.digest]
             content.paths.discard(path)
             if not content.paths:
@@ -267,6 +298,8 @@ class MatchIndex:
 
     def _drop_content(self, digest: bytes) -> None:
         """Forget a content with its edges, hash entries and vector (its paths are the caller's)."""
+        for other in self._graph.get(digest, ()):
+            self._touch(other)
         del self._contents[digest]
         for graph in (self._near, self._graph, self._building):
             if graph is None:
@@ -295,6 +328,9 @@ class MatchIndex:
             if new in self.files:
                 self.remove(new)
             self.files[new] = info
+            if not self._touched_all:
+                self._touched.update((old, new))
+                self._touch(info.digest)
             paths = self._contents[info.digest].paths
             paths.discard(old)
             paths.add(new)
@@ -356,6 +392,7 @@ class MatchIndex:
         from the loaded contents (when ``rebuild_columns``)."""
         self.graph_ready = False
         self._graph_epoch += 1  # a build of the previous graph still running stops
+        self._touch_all()
         self._near, self._graph, self._building = {}, {}, None
         self._refilter = False
         self.derived, self.derived_to = False, None
@@ -380,6 +417,7 @@ class MatchIndex:
         hashed = [(k, m) for k, m in enumerate(names) if m != "cnn"]
         n = 0
         with self.lock:
+            self._touch_all()
             contents = self._contents
             for a, b, scores in edges:
                 ca, cb = contents.get(a), contents.get(b)
@@ -465,6 +503,7 @@ class MatchIndex:
                 return False
             assert self._building is not None
             self._graph, self._building = self._building, None
+            self._touch_all()
             self._refilter = False
             self.generation += 1
         return True

@@ -71,15 +71,14 @@ def load_edges(store: Store, index: MatchIndex, stamp: GraphStamp, should_stop: 
 
 
 def _rows(store: Store, config: Config) -> Iterator[tuple[str, FileInfo, dict[str, int], np.ndarray | None]]:
-    encodings = {digest: enc for digest, enc in store.iter_encodings()}
-    for path, rec in store.iter_files():
-        if rec.state != "ok" or rec.digest is None or root_of(path, config) is None:
+    encodings = {d: (w, h, hashes, vec) for d, w, h, hashes, vec in store.iter_encodings_brief()}
+    for path, size, mtime_ns, digest in store.iter_ok_files():
+        enc = encodings.get(digest)
+        if enc is None or root_of(path, config) is None:
             continue
-        enc = encodings.get(rec.digest)
-        if enc is None:
-            continue
-        vec = np.frombuffer(enc.cnn_vector, dtype=np.float32) if enc.cnn_vector is not None else None
-        yield path, FileInfo(rec.digest, rec.size, rec.mtime_ns, enc.width, enc.height), enc.hashes, vec  # type: ignore[misc]
+        w, h, hashes, vec = enc
+        yield (path, FileInfo(digest, size, mtime_ns, w, h), hashes,
+               None if vec is None else np.frombuffer(vec, dtype=np.float32))
 
 
 def load_index(store: Store, config: Config, *, build_graph: bool = True, reach: Reach | None = None) -> MatchIndex:

@@ -44,7 +44,7 @@ from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
 from dedupd.daemon.watcher import Watcher
 from dedupd.daemon.workers import encode_bytes, query_pool
-from dedupd.reports.files import EventLog, write_reports
+from dedupd.reports.files import EventLog, ReportWriter, write_reports
 from dedupd.reports.thumbnails import stop_workers as stop_thumbnail_workers
 
 logger = logging.getLogger("dedupd.daemon")
@@ -120,6 +120,7 @@ class Daemon:
             raise
         os.makedirs(cfg.report_dir, exist_ok=True)
         self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"), cfg.report_mode)
+        self.reports = ReportWriter(cfg.report_dir)
         self.quarantine = Quarantine(cfg, self.store, on_event=self.events.append)
         recovered = self.quarantine.recover()
         if recovered:
@@ -231,10 +232,13 @@ class Daemon:
         backoff = 0.0  # after a failed write: wait this long before the next attempt
         last_write = 0.0
         while not self.stop_event.is_set():
-            if not self._dirty.wait(timeout=0.5):
+            owed = self.reports.slow_pending  # duplicates.json / report.html, deferred by their cost
+            if not self._dirty.wait(timeout=max(0.05, min(0.5, self.reports.slow_due - time.monotonic()))
+                                    if owed else 0.5):
                 if self.policy.retry_due():
                     self._dirty.set()  # a failed quarantine move's back-off ended: re-plan
-                continue
+                elif not (owed and time.monotonic() >= self.reports.slow_due):
+                    continue
             # debounce: at most one write per report_interval_s, and a short pause that coalesces
             # the rest of a burst; a steady ingest is then reported steadily, not after it ends
             due = max(last_write + self.config.report_interval_s, time.monotonic() + REPORT_COALESCE_S) + backoff
@@ -247,8 +251,8 @@ class Daemon:
             try:
                 if self.config.policy == "quarantine" and self.quiet():
                     self._plan_quarantine()
-                self.report_counts = write_reports(self.config.report_dir, self.index, self.config, self.store,
-                                                   on_thumbnails=self._dirty.set)
+                self.report_counts = self.reports.write(self.index, self.config, self.store,
+                                                        on_thumbnails=self._dirty.set)
                 self.report_error = None
             except Exception as exc:
                 # e.g. the report folder's disk is full: keep the old reports, try again later
@@ -517,13 +521,13 @@ class Daemon:
     def _final_report(self, timeout: float) -> None:
         """Write the reports once more, waiting at most ``timeout`` s (a huge library, a hung mount):
         the write is atomic per file, so stopping meanwhile leaves the previous reports intact."""
-        if not self._dirty.is_set():
+        if not self._dirty.is_set() and not self.reports.slow_pending:
             return  # the last written reports are current
         store = self.store
 
         def final() -> None:
             try:
-                self.report_counts = write_reports(self.config.report_dir, self.index, self.config, store)
+                self.report_counts = self.reports.write(self.index, self.config, store, slow=True)
             except Exception:
                 logger.exception("final report write failed")
 

@@ -92,9 +92,104 @@ def duplicates_json(snapshot: GraphSnapshot) -> Iterator[bytes]:
     yield "".join(piece).encode("ascii")
 
 
+def groups_json(groups: list[dict[str, Any]], config: Config) -> bytes:
+    """The bytes of ``groups.json``: a header, then one group per line (compact: the C encoder)."""
+    head = json.dumps({"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
+                       "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})}})
+    body = ",\n".join(json.dumps(g, separators=(",", ":")) for g in groups)
+    return (head[:-1] + ', "groups": [\n' + body + "\n]}\n").encode()
+
+
+def _order(group: dict[str, Any]) -> tuple:
+    return -group["size"], min(group["keep"]["path"], *(d["path"] for d in group["duplicates"]))
+
+
+class ReportWriter:
+    """Writes the reports of one index, recomputing only the groups its changes touched.
+
+    ``groups.json`` is rewritten on every :meth:`write` that has changes; ``duplicates.json`` (a
+    key per file by its format) and ``report.html`` are O(files) or O(groups) to write, so they
+    are written at most every ``max(report_interval_s, 3 x their last write time)`` (the
+    :attr:`slow_due` time; :attr:`slow_pending` says one is owed). The groups are kept between
+    writes: a change recomputes the groups of the paths it touched (their components now, and the
+    groups they were in), not every group.
+    """
+
+    def __init__(self, report_dir: str) -> None:
+        self.report_dir = report_dir
+        self._groups: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._member: dict[str, tuple[str, ...]] = {}
+        self._keep: Any = None
+        self._header: Any = None
+        self.slow_due = 0.0
+        self.slow_pending = True
+        self.counts = {"groups": 0, "duplicates": 0}
+
+    def _refresh(self, index: MatchIndex, config: Config) -> bool:
+        """Bring the kept groups up to date with ``index``; False when nothing changed."""
+        everything, touched = index.take_touched()
+        header = (config.policy, config.match, config.hash_thresholds, config.cnn)
+        if header != self._header:
+            self._header, everything = header, True
+        if everything or config.keep != self._keep:
+            snapshot = index.snapshot()
+            self._groups, self._member, self._keep = {}, {}, config.keep
+        elif not touched:
+            return False
+        else:
+            with index.lock:
+                seeds = set(touched)
+                for p in touched:
+                    seeds.update(self._member.get(p, ()))
+                dups: dict[str, list] = {}
+                stack = list(seeds)
+                while stack:
+                    p = stack.pop()
+                    if p in dups:
+                        continue
+                    dups[p] = found = index.duplicates_of(p)
+                    stack.extend(q for q, _ in found if q not in dups)
+                dups = {p: d for p, d in dups.items() if d}
+                snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
+            for key in {self._member[p] for p in seeds if p in self._member}:
+                for p in key:
+                    self._member.pop(p, None)
+                del self._groups[key]
+        for g in build_groups(snapshot, config.keep):  # type: ignore[arg-type]
+            key = tuple(sorted([g["keep"]["path"], *(d["path"] for d in g["duplicates"])]))
+            self._groups[key] = g
+            for p in key:
+                self._member[p] = key
+        return True
+
+    def write(self, index: MatchIndex, config: Config, store: Any = None, *, slow: bool | None = None,
+              on_thumbnails: Callable[[], None] | None = None) -> dict[str, int]:
+        """Write what changed; ``slow`` forces (True) or skips (False) duplicates.json and report.html,
+        default: when due. Returns the counts for status."""
+        from dedupd.reports.html import write_html_report
+
+        changed = self._refresh(index, config)
+        groups = sorted(self._groups.values(), key=_order)
+        if changed:
+            write_atomic(os.path.join(self.report_dir, "groups.json"), groups_json(groups, config), config.report_mode)
+            self.slow_pending = True
+        self.counts = {"groups": len(groups), "duplicates": sum(g["size"] - 1 for g in groups)}
+        now = time.monotonic()
+        if slow or (slow is None and self.slow_pending and now >= self.slow_due):
+            self.slow_pending = False
+            snapshot = index.snapshot()
+            write_atomic(os.path.join(self.report_dir, "duplicates.json"), duplicates_json(snapshot),
+                         config.report_mode)
+            write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
+                              groups=groups, on_thumbnails=on_thumbnails)
+            took = time.monotonic() - now
+            self.slow_due = time.monotonic() + max(config.report_interval_s, 3 * took)
+        return self.counts
+
+
 def write_reports(report_dir: str, index: MatchIndex | GraphSnapshot, config: Config, store: Any = None, *,
                   on_thumbnails: Callable[[], None] | None = None) -> dict[str, int]:
-    """Rewrite ``duplicates.json``, ``groups.json`` and ``report.html``; returns counts for status.
+    """Rewrite ``duplicates.json``, ``groups.json`` and ``report.html`` in full; returns counts for status.
 
     With ``on_thumbnails`` the HTML report does not wait for thumbnails not made yet: worker
     processes make them in the background and ``on_thumbnails`` is called when some are ready
@@ -104,14 +199,8 @@ def write_reports(report_dir: str, index: MatchIndex | GraphSnapshot, config: Co
 
     snapshot = index.snapshot() if isinstance(index, MatchIndex) else index
     groups = build_groups(snapshot, config.keep)  # type: ignore[arg-type]
-    write_html_report(os.path.join(report_dir, "report.html"), snapshot, config, store, groups=groups,
-                      on_thumbnails=on_thumbnails)
+    write_html_report(os.path.join(report_dir, "report.html"), snapshot, config, store,
+                      groups=groups, on_thumbnails=on_thumbnails)
     write_atomic(os.path.join(report_dir, "duplicates.json"), duplicates_json(snapshot), config.report_mode)
-    write_json_atomic(
-        os.path.join(report_dir, "groups.json"),
-        {"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
-         "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})},
-         "groups": groups},
-        config.report_mode,
-    )
+    write_atomic(os.path.join(report_dir, "groups.json"), groups_json(groups, config), config.report_mode)
     return {"groups": len(groups), "duplicates": sum(g["size"] - 1 for g in groups)}

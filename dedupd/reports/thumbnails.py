@@ -151,13 +151,16 @@ def _in_background(todo: list[tuple[str, str]], make: Callable[[str, str], str |
             _background = ThreadPoolExecutor(THUMB_WORKERS, thread_name_prefix="dedupd-thumbs")
         ex = _background
 
+    left = [len(todo)]  # of this batch (guarded by _pool_lock)
+
     def one(hx: str, src: str) -> None:
         try:
             make(src, hx)
         finally:
             with _pool_lock:
                 _pending.discard(hx)
-                last = not (_pending & keys)
+                left[0] -= 1
+                last = left[0] % 256 == 0  # the batch is done, or another 256 are
             if last:
                 on_made()
 

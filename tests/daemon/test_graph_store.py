@@ -312,3 +312,49 @@ def test_kill9_mid_ingest_keeps_the_stored_graph_equal_to_a_rebuild(mixed200: Pa
     assert s["files"] == len(names) and s["graph"] == "ready"
     daemon.stop()
     assert check_store_graph(daemon.config["store_dir"], cfg) > edges > 0
+
+
+def test_incremental_groups_equal_a_full_build(tmp_path: Path) -> None:
+    """Reports after each of a random sequence of changes (adds, re-adds, removes, renames, a
+    retune) equal the reports written from scratch."""
+    from dedupd.reports.files import ReportWriter
+    from dedupd.reports.groups import build_groups
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    cfg = config(root, tmp_path, phash=10)
+    rng = random.Random(11)
+    hashes = list(contents(12, 80).items())
+    index = MatchIndex(matching_of(cfg))
+    writer = ReportWriter(str(tmp_path / "r"))
+    paths: list[str] = []
+    seen_groups = 0
+    for step in range(160):
+        op = rng.random()
+        if op < 0.5 or len(paths) < 5:
+            d, h = rng.choice(hashes)
+            p = f"{root}/{rng.randrange(60)}.jpg"
+            index.add(p, FileInfo(d, rng.randrange(1, 9), 1, 8, 8), {"phash": h["phash"]})
+            paths.append(p)
+        elif op < 0.8:
+            index.remove(paths.pop(rng.randrange(len(paths))))
+        elif op < 0.97:
+            old = paths.pop(rng.randrange(len(paths)))
+            new = f"{root}/r{rng.randrange(60)}.jpg"
+            if index.rename(old, new):
+                paths.append(new)
+        else:
+            cfg = config(root, tmp_path, phash=rng.choice([6, 8, 10]))
+            index.retune(matching_of(cfg))
+            assert index.build_graph()
+        paths = [p for p in dict.fromkeys(paths) if p in index.files]
+        if step % 3 == 0:
+            counts = writer.write(index, cfg, slow=False)
+            got = json.loads((tmp_path / "r" / "groups.json").read_text())["groups"]
+            want = build_groups(index, cfg.keep)
+            assert got == want, step
+            assert counts["groups"] == len(want)
+            seen_groups += len(want)
+    assert seen_groups > 100  # the sequence builds, merges and splits real groups
+    writer.write(index, cfg, slow=True)
+    assert json.loads((tmp_path / "r" / "duplicates.json").read_text()) == index.adjacency()

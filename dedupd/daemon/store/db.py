@@ -47,7 +47,7 @@ __all__ = ["SCHEMA_VERSION", "Edge", "EncoderMismatch", "EncodingRecord", "FileR
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_MAP_SIZE = 64 << 20  # grows by doubling; LMDB maps lazily, so only used pages cost memory
-_CHUNK = 512
+_CHUNK = 4096
 #: one edge of the duplicate graph: two content digests and their scores (in ``GraphStamp.names`` order)
 Edge = tuple[bytes, bytes, "Sequence[float | None]"]
 
@@ -473,6 +473,22 @@ class Store(ManifestMixin):
         for key, value in self._scan("files"):
             rec, long_path = r.unpack_file(value)
             yield os.fsdecode(long_path if long_path is not None else key), rec
+
+    def iter_ok_files(self) -> Iterator[tuple[str, int, int, bytes]]:
+        """``(path, size, mtime_ns, digest)`` of every record in state ``ok``: the start-up load's
+        fast path (no record objects built)."""
+        unpack = r.unpack
+        for key, value in self._scan("files"):
+            _v, size, mtime_ns, _dev, _inode, digest, state, _error, _at, long_path = unpack(value)
+            if state == "ok":
+                yield os.fsdecode(long_path if long_path is not None else key), size, mtime_ns, digest
+
+    def iter_encodings_brief(self) -> Iterator[tuple[bytes, int, int, dict[str, int], bytes | None]]:
+        """``(digest, width, height, hashes, cnn vector bytes or None)`` of every encoding (fast path)."""
+        unpack = r.unpack
+        for key, value in self._scan("encodings"):
+            _v, width, height, _fmt, hashes, _params, vector, _model = unpack(value)
+            yield key, width, height, hashes, vector
 
     def files_with_digest(self, digest: bytes) -> list[str]:
         """Paths whose content digest is ``digest``, sorted by their stored key."""
