@@ -167,7 +167,7 @@ def start_and_measure(d: Daemon, n: int, timeout: float) -> dict[str, float]:
     return {"socket": t_sock, "graph": t_graph, "groups": t_groups, "rss": rss, "hwm": hwm}
 
 
-def bench(n: int, base: Path, timeout: float) -> list[tuple[str, str]]:
+def bench(n: int, base: Path, timeout: float, keep: bool = False) -> list[tuple[str, str]]:
     work = Path(tempfile.mkdtemp(prefix=f"scale{n}-", dir=base))
     root, store_dir, reports = work / "root", work / "store", work / "reports"
     (root / "real").mkdir(parents=True)
@@ -209,7 +209,8 @@ def bench(n: int, base: Path, timeout: float) -> list[tuple[str, str]]:
         rows.append(("shutdown", f"{d.stop():.2f} s"))
     finally:
         d.stop() if d.proc is not None and d.proc.poll() is None else None
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
     return rows
 
 
@@ -285,8 +286,9 @@ def main() -> None:
     ap.add_argument("-n", "--files", type=int, default=100_000, help="files in the synthetic library")
     ap.add_argument("--base", default=tempfile.gettempdir(), help="where the library and store are built")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per phase")
+    ap.add_argument("--keep", action="store_true", help="keep the library, store and daemon log")
     args = ap.parse_args()
-    rows = bench(args.files, Path(args.base), args.timeout)
+    rows = bench(args.files, Path(args.base), args.timeout, args.keep)
     print(f"\n| {args.files:,} files (phash, 10 % near-duplicates, 1 % copies) | |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")

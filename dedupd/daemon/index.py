@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dedupd.core import hamming
 from dedupd.core.hashindex import HashIndex
 from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
 from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence, score_evidence
@@ -34,6 +35,8 @@ from dedupd.core.vectors import VectorIndex
 Edge = tuple[bytes, bytes, Sequence[float | None]]
 #: a derivation step holds the index lock about this long before letting others in
 STEP_S = 0.02
+#: a derivation writes its edges and progress to the store this often (one fsync each)
+PERSIST_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -456,20 +459,41 @@ class MatchIndex:
             epoch = self._graph_epoch
         if not self._run_refilter(epoch, should_stop):
             return False
+        buffered: list[Edge] = []
+        expected: dict[bytes, dict[str, int]] = {}
+        cursor: bytes | None = None
+        flushed = time.monotonic()
+
+        def flush() -> bool:  # one store transaction (an fsync) per PERSIST_S, not per step
+            nonlocal flushed
+            ok = persist is None or cursor is None or persist(buffered, expected, cursor)
+            buffered.clear()
+            expected.clear()
+            flushed = time.monotonic()
+            return ok
+
         for edges, expect, last in self._derive_steps(epoch, should_stop):
-            if persist is not None and not persist(edges, expect, last):
-                return False
+            buffered.extend(edges)
+            expected.update(expect)
+            cursor = last
             with self.lock:
                 if self._graph_epoch != epoch:
-                    return False
+                    break
                 self.derived_to = last
+            if time.monotonic() - flushed >= PERSIST_S and not flush():
+                return False
+        if not flush():  # also when stopping: what was linked is kept for the next run
+            return False
         with self.lock:
             if should_stop() or self._graph_epoch != epoch:
                 return False
-            if not self.derived:
-                if persist is not None and not persist([], {}, None):
-                    return False
-                self.derived, self.derived_to = True, None
+            finishing = not self.derived
+        if finishing and persist is not None and not persist([], {}, None):
+            return False
+        with self.lock:
+            if self._graph_epoch != epoch:
+                return False
+            self.derived, self.derived_to = True, None
             self.graph_ready = True
             self.generation += 1
             return True
@@ -510,13 +534,26 @@ class MatchIndex:
 
     def _derive_steps(self, epoch: int, should_stop: Callable[[], bool]
                       ) -> Iterator[tuple[list[Edge], dict[bytes, dict[str, int]], bytes]]:
-        """Near edges of the digests after the cursor, a lock hold at a time: ``(edges, hashes
-        used, last digest done)``; each digest is linked to the digests after it (byte order)."""
+        """Near edges of the digests after the cursor, a step at a time: ``(edges, hashes used,
+        last digest done)``; each digest is linked to the digests after it (byte order).
+
+        Hash-only reach: blocked all-pairs popcount scans (:func:`dedupd.core.hamming.iter_pairs`)
+        over a copy of the hash columns in digest order, outside the lock (measured: about 10x
+        fewer seconds than one index query per digest at 100k); only the linking takes the lock.
+        With CNN vectors: one index query per digest, under the lock.
+        """
         with self.lock:
             if self.derived:
                 return
             start = self.derived_to
             rows = sorted(d for d in self._contents if start is None or d > start)
+            if self.reach.cnn is None and rows:
+                columns = [(np.array([self._contents[d].hashes.get(m, 0) for d in rows], dtype=np.uint64), r)
+                           for m, r in self.reach.radii]
+        if self.reach.cnn is None:
+            if rows:
+                yield from self._derive_blocks(epoch, should_stop, rows, columns)
+            return
         pos = 0
         while pos < len(rows):
             if should_stop():
@@ -536,18 +573,49 @@ class MatchIndex:
                     vector = self._vectors.get(a) if content.has_vector and self._vectors is not None \
                         and a in self._vectors else None
                     for b, sim in self._near_candidates(content.hashes, vector).items():
-                        if b <= a:
-                            continue
-                        other = self._contents[b]
-                        scores = self._scores(content.hashes, other.hashes, sim)
-                        if scores is not None:
-                            edges.append((a, b, scores))
-                            expect[a], expect[b] = content.hashes, other.hashes
-                            self._link(a, b, scores)
+                        if b > a:
+                            self._derived_pair(a, b, sim, edges, expect)
                     self.generation += 1
                 last = rows[pos - 1]
             yield edges, expect, last
             time.sleep(0)
+
+    def _derive_blocks(self, epoch: int, should_stop: Callable[[], bool], rows: list[bytes],
+                       columns: list[tuple[np.ndarray, int]]
+                       ) -> Iterator[tuple[list[Edge], dict[bytes, dict[str, int]], bytes]]:
+        scans = [hamming.iter_pairs(values, radius) for values, radius in columns]
+        done = -1
+        for blocks in zip(*scans):
+            if should_stop():
+                return
+            pairs = {(i, j) for bi, bj, _ in blocks for i, j in zip(bi.tolist(), bj.tolist())}
+            last_row = max((int(bi[-1]) for bi, _, _ in blocks if len(bi)), default=-1)
+            edges: list[Edge] = []
+            expect: dict[bytes, dict[str, int]] = {}
+            with self.lock:
+                if self._graph_epoch != epoch:
+                    return
+                for i, j in sorted(pairs):
+                    self._derived_pair(rows[i], rows[j], None, edges, expect)
+                self.generation += 1
+            # the cursor moves to the last row with a pair (a safe lower bound of the rows done:
+            # after a crash the rest of the block is scanned again, which only rewrites edges)
+            done = max(done, last_row)
+            if done >= 0:
+                yield edges, expect, rows[done]
+            time.sleep(0)
+
+    def _derived_pair(self, a: bytes, b: bytes, sim: float | None, edges: list[Edge],
+                      expect: dict[bytes, dict[str, int]]) -> None:
+        """Score and link one pair found by a derivation (under the lock; both must still exist)."""
+        ca, cb = self._contents.get(a), self._contents.get(b)
+        if ca is None or cb is None:
+            return
+        scores = self._scores(ca.hashes, cb.hashes, sim)
+        if scores is not None:
+            edges.append((a, b, scores))
+            expect[a], expect[b] = ca.hashes, cb.hashes
+            self._link(a, b, scores)
 
     # -- reads ------------------------------------------------------------------------------
 

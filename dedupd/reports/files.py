@@ -121,6 +121,7 @@ class ReportWriter:
         self._member: dict[str, tuple[str, ...]] = {}
         self._keep: Any = None
         self._header: Any = None
+        self._sorted: list[dict[str, Any]] = []
         self.slow_due = 0.0
         self.slow_pending = True
         self.counts = {"groups": 0, "duplicates": 0}
@@ -164,27 +165,39 @@ class ReportWriter:
 
     def write(self, index: MatchIndex, config: Config, store: Any = None, *, slow: bool | None = None,
               on_thumbnails: Callable[[], None] | None = None) -> dict[str, int]:
-        """Write what changed; ``slow`` forces (True) or skips (False) duplicates.json and report.html,
-        default: when due. Returns the counts for status."""
+        """:meth:`write_groups`, then :meth:`write_slow` (``slow``: True forces it, False skips it,
+        None: when due). Returns the counts for status."""
+        self.write_groups(index, config)
+        if slow or (slow is None and self.slow_due_now()):
+            self.write_slow(index, config, store, on_thumbnails=on_thumbnails)
+        return self.counts
+
+    def write_groups(self, index: MatchIndex, config: Config) -> dict[str, int]:
+        """Recompute the groups a change touched and rewrite ``groups.json`` if any did."""
+        if self._refresh(index, config):
+            self._sorted = sorted(self._groups.values(), key=_order)
+            write_atomic(os.path.join(self.report_dir, "groups.json"), groups_json(self._sorted, config),
+                         config.report_mode)
+            self.slow_pending = True
+        self.counts = {"groups": len(self._sorted), "duplicates": sum(g["size"] - 1 for g in self._sorted)}
+        return self.counts
+
+    def slow_due_now(self) -> bool:
+        """True when ``duplicates.json`` and ``report.html`` are owed and their time has come."""
+        return self.slow_pending and time.monotonic() >= self.slow_due
+
+    def write_slow(self, index: MatchIndex, config: Config, store: Any = None, *,
+                   on_thumbnails: Callable[[], None] | None = None) -> None:
+        """Rewrite ``duplicates.json`` and ``report.html`` (with the groups of the last :meth:`write_groups`)."""
         from dedupd.reports.html import write_html_report
 
-        changed = self._refresh(index, config)
-        groups = sorted(self._groups.values(), key=_order)
-        if changed:
-            write_atomic(os.path.join(self.report_dir, "groups.json"), groups_json(groups, config), config.report_mode)
-            self.slow_pending = True
-        self.counts = {"groups": len(groups), "duplicates": sum(g["size"] - 1 for g in groups)}
-        now = time.monotonic()
-        if slow or (slow is None and self.slow_pending and now >= self.slow_due):
-            self.slow_pending = False
-            snapshot = index.snapshot()
-            write_atomic(os.path.join(self.report_dir, "duplicates.json"), duplicates_json(snapshot),
-                         config.report_mode)
-            write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
-                              groups=groups, on_thumbnails=on_thumbnails)
-            took = time.monotonic() - now
-            self.slow_due = time.monotonic() + max(config.report_interval_s, 3 * took)
-        return self.counts
+        t0 = time.monotonic()
+        self.slow_pending = False
+        snapshot = index.snapshot()
+        write_atomic(os.path.join(self.report_dir, "duplicates.json"), duplicates_json(snapshot), config.report_mode)
+        write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
+                          groups=self._sorted, on_thumbnails=on_thumbnails)
+        self.slow_due = time.monotonic() + max(config.report_interval_s, 3 * (time.monotonic() - t0))
 
 
 def write_reports(report_dir: str, index: MatchIndex | GraphSnapshot, config: Config, store: Any = None, *,
