@@ -67,7 +67,7 @@ _CONFIG_KEY = {"hash_thresholds": "methods", "cnn": "methods"}
 
 
 #: the threads that must live as long as the daemon (reconcile and graph builds end by themselves)
-_LONG_LIVED = frozenset({"dedupd-pipeline", "dedupd-settle", "dedupd-reporter"})  # reporter: not in a scan
+_LONG_LIVED = frozenset({"dedupd-pipeline", "dedupd-settle", "dedupd-reporter", "dedupd-reports-slow"})  # reporter: not in a scan
 
 
 class DaemonFailed(RuntimeError):
@@ -99,6 +99,7 @@ class Daemon:
         self.report_counts = {"groups": 0, "duplicates": 0}
         self.report_error: str | None = None
         self._reporting_since: float | None = None  # a report write in progress since (monotonic)
+        self._slow_since: float | None = None  # the same for duplicates.json / report.html
         self.store: Store | None = None
         self.server: Any = None
         self._last_rescan = 0.0
@@ -153,6 +154,7 @@ class Daemon:
         self._spawn("settle", self.settler.run)
         if not self._one_shot:  # a scan writes its reports once, at the end, from the complete graph
             self._spawn("reporter", self._report_loop)
+            self._spawn("reports-slow", self._slow_report_loop)
         self.watcher = Watcher(cfg, self.intake) if self.watch else None
         if self.watcher is not None:
             self.watcher.start()
@@ -184,8 +186,9 @@ class Daemon:
             return False
         if not all(t.is_alive() for t in self._threads if t.name in _LONG_LIVED):
             return False
-        now, reporting = time.monotonic(), self._reporting_since
-        return now - self.pipeline.heartbeat < STALL_S and (reporting is None or now - reporting < STALL_S)
+        now = time.monotonic()
+        return now - self.pipeline.heartbeat < STALL_S and all(
+            since is None or now - since < STALL_S for since in (self._reporting_since, self._slow_since))
 
     def _load_index(self) -> bool:
         """Load the index from the store; True when the stored encodings need a refresh."""
@@ -238,13 +241,10 @@ class Daemon:
         backoff = 0.0  # after a failed write: wait this long before the next attempt
         last_write = 0.0
         while not self.stop_event.is_set():
-            owed = self.reports.slow_pending  # duplicates.json / report.html, deferred by their cost
-            if not self._dirty.wait(timeout=max(0.05, min(0.5, self.reports.slow_due - time.monotonic()))
-                                    if owed else 0.5):
+            if not self._dirty.wait(timeout=0.5):
                 if self.policy.retry_due():
                     self._dirty.set()  # a failed quarantine move's back-off ended: re-plan
-                elif not (owed and time.monotonic() >= self.reports.slow_due):
-                    continue
+                continue
             # debounce: at most one write per report_interval_s, and a short pause that coalesces
             # the rest of a burst; a steady ingest is then reported steadily, not after it ends
             due = max(last_write + self.config.report_interval_s, time.monotonic() + REPORT_COALESCE_S) + backoff
@@ -258,8 +258,6 @@ class Daemon:
                 if self.config.policy == "quarantine" and self.quiet():
                     self._plan_quarantine()
                 self.report_counts = self.reports.write_groups(self.index, self.config)
-                if self.reports.slow_due_now():  # duplicates.json, report.html: deferred by their cost
-                    self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._dirty.set)
                 self.report_error = None
             except Exception as exc:
                 # e.g. the report folder's disk is full: keep the old reports, try again later
@@ -273,6 +271,28 @@ class Daemon:
             finally:
                 self._reporting_since = None
                 last_write = time.monotonic()
+
+    def _slow_report_loop(self) -> None:
+        """``duplicates.json`` and ``report.html``: O(files) to write, so on their own thread (a new
+        file's group reaches groups.json meanwhile), at most every max(report_interval_s, 3 x their
+        write time)."""
+        failing: str | None = None
+        while not self.stop_event.wait(0.1):
+            if not (self.index.graph_ready and self.reports.slow_due_now()):
+                continue
+            self._slow_since = time.monotonic()
+            try:
+                self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._dirty.set)
+                failing = None
+            except Exception as exc:
+                if failing is None:
+                    logger.exception("writing duplicates.json/report.html failed; retrying",
+                                     extra={"dir": self.config.report_dir})
+                failing = self.report_error = f"{type(exc).__name__}: {exc}"
+                self.reports.slow_pending = True
+                self.stop_event.wait(5.0)
+            finally:
+                self._slow_since = None
 
     def _plan_quarantine(self) -> None:
         plan = self.policy.plan()
@@ -527,21 +547,25 @@ class Daemon:
 
     def _final_report(self, timeout: float) -> None:
         """Write the reports once more, waiting at most ``timeout`` s (a huge library, a hung mount):
-        the write is atomic per file, so stopping meanwhile leaves the previous reports intact."""
+        the write is atomic per file, so stopping meanwhile leaves the previous reports intact.
+        Thumbnails not made yet are not waited for (the next start makes them)."""
         if not self._dirty.is_set() and not self.reports.slow_pending:
             return  # the last written reports are current
-        store = self.store
+        store, abandoned = self.store, threading.Event()
 
         def final() -> None:
             try:
-                self.report_counts = self.reports.write(self.index, self.config, store, slow=True)
+                self.report_counts = self.reports.write(self.index, self.config, store, slow=True,
+                                                        on_thumbnails=lambda: None)
             except Exception:
-                logger.exception("final report write failed")
+                if not abandoned.is_set():  # past the time box the store is closed under it: expected
+                    logger.exception("final report write failed")
 
         t = threading.Thread(target=final, name="dedupd-final-report", daemon=True)
         t.start()
         t.join(timeout)
         if t.is_alive():
+            abandoned.set()
             logger.warning("the final report write did not finish within %.0f s; the previous reports stay "
                            "(the next start writes them again)", timeout)
 

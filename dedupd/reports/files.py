@@ -92,16 +92,17 @@ def duplicates_json(snapshot: GraphSnapshot) -> Iterator[bytes]:
     yield "".join(piece).encode("ascii")
 
 
-def groups_json(groups: list[dict[str, Any]], config: Config) -> bytes:
-    """The bytes of ``groups.json``: a header, then one group per line (compact: the C encoder)."""
+def group_line(group: dict[str, Any]) -> str:
+    """One group of ``groups.json`` (compact JSON: the C encoder)."""
+    return json.dumps(group, separators=(",", ":"))
+
+
+def groups_json(groups: list[dict[str, Any]], config: Config, lines: list[str] | None = None) -> bytes:
+    """The bytes of ``groups.json``: a header, then one group per line (``lines``: already encoded)."""
     head = json.dumps({"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
                        "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})}})
-    body = ",\n".join(json.dumps(g, separators=(",", ":")) for g in groups)
+    body = ",\n".join(lines if lines is not None else map(group_line, groups))
     return (head[:-1] + ', "groups": [\n' + body + "\n]}\n").encode()
-
-
-def _order(group: dict[str, Any]) -> tuple:
-    return -group["size"], min(group["keep"]["path"], *(d["path"] for d in group["duplicates"]))
 
 
 class ReportWriter:
@@ -118,6 +119,7 @@ class ReportWriter:
     def __init__(self, report_dir: str) -> None:
         self.report_dir = report_dir
         self._groups: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._lines: dict[tuple[str, ...], str] = {}  # each group's groups.json line, kept with it
         self._member: dict[str, tuple[str, ...]] = {}
         self._keep: Any = None
         self._header: Any = None
@@ -134,7 +136,7 @@ class ReportWriter:
             self._header, everything = header, True
         if everything or config.keep != self._keep:
             snapshot = index.snapshot()
-            self._groups, self._member, self._keep = {}, {}, config.keep
+            self._groups, self._lines, self._member, self._keep = {}, {}, {}, config.keep
         elif not touched:
             return False
         else:
@@ -155,10 +157,11 @@ class ReportWriter:
             for key in {self._member[p] for p in seeds if p in self._member}:
                 for p in key:
                     self._member.pop(p, None)
-                del self._groups[key]
+                del self._groups[key], self._lines[key]
         for g in build_groups(snapshot, config.keep):  # type: ignore[arg-type]
             key = tuple(sorted([g["keep"]["path"], *(d["path"] for d in g["duplicates"])]))
             self._groups[key] = g
+            self._lines[key] = group_line(g)
             for p in key:
                 self._member[p] = key
         return True
@@ -175,9 +178,10 @@ class ReportWriter:
     def write_groups(self, index: MatchIndex, config: Config) -> dict[str, int]:
         """Recompute the groups a change touched and rewrite ``groups.json`` if any did."""
         if self._refresh(index, config):
-            self._sorted = sorted(self._groups.values(), key=_order)
-            write_atomic(os.path.join(self.report_dir, "groups.json"), groups_json(self._sorted, config),
-                         config.report_mode)
+            keys = sorted(self._groups, key=lambda k: (-len(k), k[0]))  # largest first, then by first member
+            self._sorted = [self._groups[k] for k in keys]
+            write_atomic(os.path.join(self.report_dir, "groups.json"),
+                         groups_json(self._sorted, config, [self._lines[k] for k in keys]), config.report_mode)
             self.slow_pending = True
         self.counts = {"groups": len(self._sorted), "duplicates": sum(g["size"] - 1 for g in self._sorted)}
         return self.counts
