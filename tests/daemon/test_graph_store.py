@@ -355,3 +355,32 @@ def test_incremental_groups_equal_a_full_build(tmp_path: Path) -> None:
     assert seen_groups > 100  # the sequence builds, merges and splits real groups
     writer.write(index, cfg, slow=True)
     assert json.loads((tmp_path / "r" / "duplicates.json").read_text()) == index.adjacency()
+
+
+def test_the_final_report_at_shutdown_is_time_boxed(caplog) -> None:
+    """A final report write that takes longer than its box is left behind (the previous reports
+    stay); one that is quick is waited for."""
+    import threading
+    import time
+    import types
+
+    from dedupd.daemon.service import Daemon
+
+    release = threading.Event()
+    calls: list[dict] = []
+
+    def write(index, config, store, **kw):
+        calls.append(kw)
+        release.wait(5)
+        return {"groups": 1, "duplicates": 1}
+
+    fake = types.SimpleNamespace(_dirty=threading.Event(), reports=types.SimpleNamespace(slow_pending=True, write=write),
+                                 index=None, config=None, store=None, report_counts={})
+    t0 = time.monotonic()
+    Daemon._final_report(fake, 0.3)  # type: ignore[arg-type]
+    assert time.monotonic() - t0 < 2 and "did not finish within" in caplog.text
+    assert calls and calls[0]["slow"] is True and callable(calls[0]["on_thumbnails"])  # thumbnails not awaited
+    release.set()
+    fake.reports.slow_pending, calls[:] = False, []
+    Daemon._final_report(fake, 0.3)  # type: ignore[arg-type]
+    assert not calls  # nothing owed: nothing written
