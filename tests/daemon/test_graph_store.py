@@ -200,9 +200,9 @@ def test_a_wider_reach_is_re_derived_in_the_background_resumably(tmp_path: Path,
             steps += 1
             return steps > 20
 
-        from dedupd.core import hamming
+        import dedupd.daemon.index as index_mod
 
-        monkeypatch.setattr(hamming, "_BLOCK_ELEMENTS", 300)  # a row or two per block: many steps
+        monkeypatch.setattr(index_mod, "STEP_S", 0.0)  # one digest per step: many steps
         assert not keeper.run(index, stop_midway)
         stamp = store.graph_stamp()
         assert not stamp.complete and stamp.cursor is not None  # progress persisted
