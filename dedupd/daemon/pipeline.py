@@ -488,7 +488,7 @@ class Pipeline:
                    for _, rec, enc in records
                    if rec.state == "ok" and rec.digest is not None and (enc is not None or not self.index.has(rec.digest))}
         planned = self.index.plan({d: (e.hashes, _vector(e)) for d, e in linking.items() if e is not None})
-        edges: dict[bytes, list] = {}
+        edges: dict[bytes, list] = {d: [] for d in linking}  # a digest not planned: the index links it
         for edge in planned:
             edges.setdefault(edge[0], []).append(edge)
             edges.setdefault(edge[1], []).append(edge)
@@ -506,7 +506,7 @@ class Pipeline:
             if enc is None:
                 continue
             info = FileInfo(rec.digest, rec.size, rec.mtime_ns, enc.width, enc.height)
-            self.index.add(path, info, enc.hashes, _vector(enc), edges.get(rec.digest, []))
+            self.index.add(path, info, enc.hashes, _vector(enc), edges.get(rec.digest))
             dups = self.index.duplicates_of(path)
             if dups:
                 self._event("found", path=path, duplicates=[{"path": q, **ev.as_dict()} for q, ev in dups[:20]])

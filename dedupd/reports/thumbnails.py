@@ -13,6 +13,7 @@ cached and has the rest made in the background (a report shows placeholders unti
 from __future__ import annotations
 
 import io
+import logging
 import os
 import stat
 import threading
@@ -22,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dedupd.daemon.config.model import DEFAULT_MAX_PIXELS, DEFAULT_REPORT_MODE
 from dedupd.daemon.workers import DecodeFailed, DecodePool
 from dedupd.reports.atomic import file_mode, write_atomic
+
+logger = logging.getLogger(__name__)
 
 THUMB_SIZE = 160
 THUMB_EXT = ".jpg"
@@ -156,6 +159,8 @@ def _in_background(todo: list[tuple[str, str]], make: Callable[[str, str], str |
     def one(hx: str, src: str) -> None:
         try:
             make(src, hx)
+        except Exception:  # a future's exception would be lost: say it (the report keeps a placeholder)
+            logger.exception("making the thumbnail of %s failed", src, extra={"path": src})
         finally:
             with _pool_lock:
                 _pending.discard(hx)
