@@ -66,22 +66,32 @@ def pair_evidence(matching: Matching, a: Mapping[str, int], b: Mapping[str, int]
         a, b: each content's hashes (method → 64-bit int); a method missing on one side is skipped.
         sim: their CNN cosine similarity, when both have a vector.
     """
-    scores: dict[str, float] = {}
+    scores: dict[str, float] = {m: (a[m] ^ b[m]).bit_count() for m in matching.hashes if m in a and m in b}
+    if sim is not None:
+        scores["cnn"] = sim
+    return score_evidence(matching, scores)
+
+
+def score_evidence(matching: Matching, scores: Mapping[str, float | None]) -> Evidence | None:
+    """Decide one pair from its scores (method → Hamming distance, ``"cnn"`` → similarity), as
+    :func:`pair_evidence` does from the hashes; a method without a score (or None) is skipped."""
+    out: dict[str, float] = {}
     hits: list[str] = []
     for method, limit in matching.hashes.items():
-        if method in a and method in b:
-            d = (a[method] ^ b[method]).bit_count()
-            scores[method] = d
+        d = scores.get(method)
+        if d is not None:
+            out[method] = d
             if d <= limit:
                 hits.append(method)
+    sim = scores.get("cnn")
     if matching.cnn is not None and sim is not None:
-        scores["cnn"] = round(float(sim), 6)
+        out["cnn"] = round(float(sim), 6)
         if sim >= matching.cnn:
             hits.append("cnn")
     ok = bool(hits) and (matching.mode == "any" or len(hits) == len(matching.methods))
     if not ok:
         return None
-    return Evidence(hits[0], scores[hits[0]], scores)
+    return Evidence(hits[0], out[hits[0]], out)
 
 
 def closeness(path: str, ev: Evidence) -> tuple:

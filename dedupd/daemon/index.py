@@ -1,38 +1,72 @@
 """The daemon's in-memory match state: hash columns, the embedding matrix and the duplicate graph.
 
 Everything is keyed by *content digest* first: byte-identical copies share one tree entry and one
-vector, and are duplicates of each other by definition. The graph between digests (``Evidence``
-per matched pair) is kept up to date on every add/remove, so reports and queries never rescan.
-The index is a cache of the store: it can always be rebuilt from it, and is only updated after the
-store commit. One ``RLock`` guards it; readers (the socket server) take it briefly.
+vector, and are duplicates of each other by definition. Two graphs link digests:
+
+- ``near``: every pair within the *reach* (a Hamming radius per hash method, a minimum CNN
+  similarity), with the pair's scores. This is what the store persists (see
+  :class:`~dedupd.daemon.store.GraphStamp`); the reach is at least the configured thresholds.
+- ``graph``: the pairs that match under the configured rule (``Evidence`` per pair), a filter of
+  ``near``. Reports and queries read it and never rescan.
+
+Both are kept up to date on every add/remove. A threshold change within the reach refilters
+``near`` (O(edges)); a wider reach or other methods re-derive it (:meth:`MatchIndex.build_graph`,
+resumable through its ``persist`` hook). The index is a cache of the store: it can always be
+rebuilt from it, and is only updated after the store commit. One ``RLock`` guards it; readers
+(the socket server) take it briefly.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from dedupd.core import hamming
 from dedupd.core.hashindex import HashIndex
 from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
-from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence
-from dedupd.core.vectors import VectorIndex, cosine_pairs
+from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence, score_evidence
+from dedupd.core.vectors import VectorIndex
 
-#: ``(values, radius) -> iterable of (i, j, distance)`` arrays: the candidate pairs of one hash column
-HashPairs = Callable[[np.ndarray, int], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]]
-#: ``(unit rows, threshold) -> (i, j, similarity)``: the candidate pairs of the embedding matrix
-VectorPairs = Callable[[np.ndarray, float], tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-def _cosine_pairs(unit: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return cosine_pairs(unit, threshold, normalized=True)
+#: one edge: two digests and their scores in :attr:`Reach.names` order (None: a side lacks the method)
+Edge = tuple[bytes, bytes, Sequence[float | None]]
+#: a derivation step holds the index lock about this long before letting others in
+STEP_S = 0.02
+#: a derivation writes its edges and progress to the store this often (one fsync each)
+PERSIST_S = 1.0
 
 
-@dataclass
+@dataclass(frozen=True)
+class Reach:
+    """How far ``near`` reaches: max Hamming distance per hash method, min CNN similarity."""
+
+    radii: tuple[tuple[str, int], ...]
+    cnn: float | None = None
+
+    @classmethod
+    def of(cls, matching: Matching, margin: int = 0, cnn_margin: float = 0.0) -> Reach:
+        """The reach of ``matching``'s thresholds widened by ``margin`` bits (at most 64) and
+        ``cnn_margin`` of similarity."""
+        radii = tuple(sorted((m, min(64, t + margin)) for m, t in matching.hashes.items()))
+        return cls(radii, None if matching.cnn is None else max(-1.0, round(matching.cnn - cnn_margin, 6)))
+
+    @property
+    def names(self) -> list[str]:
+        """Order of the scores in an edge: hash methods (sorted), then ``"cnn"``."""
+        return [m for m, _ in self.radii] + (["cnn"] if self.cnn is not None else [])
+
+    def covers(self, matching: Matching) -> bool:
+        """True when every pair that can match under ``matching`` is within this reach (same
+        methods, each threshold within its radius): a switch to it is a filter of ``near``."""
+        radii = dict(self.radii)
+        return (radii.keys() == matching.hashes.keys() and all(t <= radii[m] for m, t in matching.hashes.items())
+                and (self.cnn is None) == (matching.cnn is None)
+                and (self.cnn is None or matching.cnn is None or self.cnn <= matching.cnn))
+
+
+@dataclass(slots=True)
 class FileInfo:
     """What the index keeps per path (for the keep-rule and reports)."""
 
@@ -43,7 +77,7 @@ class FileInfo:
     height: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Content:
     hashes: dict[str, int]
     has_vector: bool
@@ -51,28 +85,93 @@ class _Content:
 
 
 class MatchIndex:
-    """Incremental duplicate graph over indexed files."""
+    """Incremental duplicate graph over indexed files.
 
-    def __init__(self, matching: Matching) -> None:
+    Args:
+        matching: the duplicate rule.
+        reach: how far ``near`` (and the store's edges) reach; default: exactly the thresholds.
+    """
+
+    def __init__(self, matching: Matching, reach: Reach | None = None) -> None:
         self.lock = threading.RLock()
         self.matching = matching
+        self.reach = reach if reach is not None and reach.covers(matching) else Reach.of(matching)
         self.files: dict[str, FileInfo] = {}
         self._contents: dict[bytes, _Content] = {}
-        self._graph: dict[bytes, dict[bytes, Evidence]] = {}
+        self._near: dict[bytes, dict[bytes, tuple]] = {}  # sparse: only digests with edges
+        self._graph: dict[bytes, dict[bytes, Evidence]] = {}  # sparse, the matching subset of _near
+        self._building: dict[bytes, dict[bytes, Evidence]] | None = None  # a refilter's new graph
         self._trees: dict[str, HashIndex[bytes]] = {m: HashIndex() for m in matching.hashes}
         self._vectors: VectorIndex[bytes] | None = None
         self.generation = 0  # bumped on every change (readers cache derived views on it)
-        self.graph_ready = True  # False while build_graph() is still linking bulk-loaded contents
-        self._graph_epoch = 0  # bumped when the graph is emptied for a rebuild
+        self.graph_ready = True  # False while build_graph() still has to link (load, refilter, derive)
+        self._graph_epoch = 0  # bumped when the reach or the rule changes: a running build stops
+        self._refilter = False  # graph must be refiltered from near (thresholds changed within reach)
+        self.derived_to: bytes | None = None  # derivation cursor: last digest whose near edges are known
+        self.derived = True  # near is complete (no derivation due)
+        # paths whose group may have changed since take_touched() (for incremental reports)
+        self._touched: set[str] = set()
+        self._touched_all = True
 
-    # -- evidence ---------------------------------------------------------------------------
+    # -- change tracking ----------------------------------------------------------------------
 
-    def _evidence(self, a: Mapping[str, int], b: Mapping[str, int], sim: float | None) -> Evidence | None:
-        """Decide one pair of contents under the matching rule (None = not duplicates)."""
-        return pair_evidence(self.matching, a, b, sim)
+    def _touch(self, digest: bytes) -> None:
+        if not self._touched_all:
+            content = self._contents.get(digest)
+            if content is not None:
+                self._touched.update(content.paths)
+
+    def take_touched(self) -> tuple[bool, set[str]]:
+        """``(everything, paths)`` whose duplicate group may have changed since the last call:
+        everything (a load, a refilter) or the given paths (what reports must recompute)."""
+        with self.lock:
+            out = (self._touched_all, self._touched)
+            self._touched, self._touched_all = set(), False
+            return out
+
+    def _touch_all(self) -> None:
+        self._touched_all = True
+        self._touched = set()
+
+    # -- scores and evidence ------------------------------------------------------------------
+
+    def _scores(self, a: Mapping[str, int], b: Mapping[str, int], sim: float | None) -> tuple | None:
+        """The pair's scores in reach order, or None when the pair is beyond the reach."""
+        out: list[float | None] = []
+        within = False
+        for method, radius in self.reach.radii:
+            if method in a and method in b:
+                d = (a[method] ^ b[method]).bit_count()
+                within = within or d <= radius
+                out.append(d)
+            else:
+                out.append(None)
+        if self.reach.cnn is not None:
+            out.append(sim)
+            within = within or (sim is not None and sim >= self.reach.cnn)
+        return tuple(out) if within else None
+
+    def _match(self, scores: Sequence[float | None]) -> Evidence | None:
+        return score_evidence(self.matching, dict(zip(self.reach.names, scores)))
+
+    def _near_candidates(self, hashes: Mapping[str, int], vector: np.ndarray | None) -> dict[bytes, float | None]:
+        """Digests within the reach of a content (from trees and vectors), with the CNN similarity."""
+        out: dict[bytes, float | None] = {}
+        for method, radius in self.reach.radii:
+            if method in hashes and method in self._trees:
+                for key, _ in self._trees[method].search(hashes[method], radius):
+                    out[key] = None
+        if vector is not None and self._vectors is not None and len(self._vectors):
+            if self.reach.cnn is not None:
+                out.update(self._vectors.search(vector, self.reach.cnn))
+            unit = self._unit(vector)
+            for key, s in out.items():  # hash candidates: their similarity too (for the scores)
+                if s is None and key in self._vectors:
+                    out[key] = float(unit @ self._vectors.get(key))
+        return out
 
     def _candidates(self, hashes: Mapping[str, int], vector: np.ndarray | None) -> dict[bytes, float | None]:
-        """Digests that may match (from trees and vectors), with their CNN similarity when known."""
+        """Digests that may match under the rule (from trees and vectors), with their CNN similarity."""
         out: dict[bytes, float | None] = {}
         for method, limit in self.matching.hashes.items():
             if method in hashes:
@@ -94,36 +193,68 @@ class MatchIndex:
 
     # -- mutation ---------------------------------------------------------------------------
 
-    def add(self, path: str, info: FileInfo, hashes: Mapping[str, int], vector: np.ndarray | None = None) -> None:
-        """Index ``path`` (replacing any previous version of it) and link it to its duplicates."""
+    def plan(self, new: Mapping[bytes, tuple[Mapping[str, int], np.ndarray | None]]) -> list[Edge]:
+        """The near edges that contents about to be (re)added bring: each against the indexed
+        contents (not its own old version, nor the other new ones' old versions) and among
+        themselves. The pipeline writes them with the encodings, then passes them to :meth:`add`."""
+        edges: list[Edge] = []
+        with self.lock:
+            vecs = {d: None if v is None else self._unit(v) for d, (_, v) in new.items()}
+            for d, (hashes, _) in new.items():
+                for other, sim in self._near_candidates(hashes, vecs[d]).items():
+                    if other in new:
+                        continue
+                    sc = self._scores(hashes, self._contents[other].hashes, sim)
+                    if sc is not None:
+                        edges.append((d, other, sc))
+            keys = list(new)
+            for i, a in enumerate(keys):
+                for b in keys[i + 1:]:
+                    va, vb = vecs[a], vecs[b]
+                    sim = float(va @ vb) if va is not None and vb is not None else None
+                    sc = self._scores(new[a][0], new[b][0], sim)
+                    if sc is not None:
+                        edges.append((a, b, sc))
+        return edges
+
+    def _unit(self, vector: np.ndarray) -> np.ndarray:
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        n = float(np.linalg.norm(v))
+        return v / n if n else v
+
+    def add(self, path: str, info: FileInfo, hashes: Mapping[str, int], vector: np.ndarray | None = None,
+            edges: Iterable[Edge] | None = None) -> None:
+        """Index ``path`` (replacing any previous version of it) and link it to its duplicates.
+
+        ``edges``: the near edges of its content from :meth:`plan` (computed here when None); used
+        only when the content is new to the index or comes back with other values.
+        """
         with self.lock:
             self.generation += 1
             old = self.files.get(path)
             if old is not None and old.digest != info.digest:
                 self.remove(path)
             self.files[path] = info
+            if not self._touched_all:
+                self._touched.add(path)
+                self._touch(info.digest)
             content = self._contents.get(info.digest)
             if content is not None and (content.hashes != dict(hashes) or (vector is not None) != content.has_vector):
                 # re-encoded under new settings (a method added): relink the content with its new values
                 paths = content.paths
                 self._drop_content(info.digest)
-                content = self._add_content(info.digest, dict(hashes), vector)
+                content = self._add_content(info.digest, dict(hashes), vector, edges)
                 content.paths |= paths
             elif content is None:
-                content = self._add_content(info.digest, dict(hashes), vector)
+                content = self._add_content(info.digest, dict(hashes), vector, edges)
             content.paths.add(path)
 
-    def _add_content(self, digest: bytes, hashes: dict[str, int], vector: np.ndarray | None) -> _Content:
-        edges: dict[bytes, Evidence] = {}
-        for other, sim in self._candidates(hashes, vector).items():
-            ev = self._evidence(hashes, self._contents[other].hashes, sim)
-            if ev is not None:
-                edges[other] = ev
+    def _add_content(self, digest: bytes, hashes: dict[str, int], vector: np.ndarray | None,
+                     edges: Iterable[Edge] | None) -> _Content:
+        if edges is None:
+            edges = self.plan({digest: (hashes, vector)})
         content = _Content(hashes, vector is not None)
         self._contents[digest] = content
-        self._graph[digest] = edges
-        for other, ev in edges.items():
-            self._graph[other][digest] = ev
         for method, tree in self._trees.items():
             if method in hashes:
                 tree.add(digest, hashes[method])
@@ -131,7 +262,25 @@ class MatchIndex:
             if self._vectors is None:
                 self._vectors = VectorIndex(dim=int(np.asarray(vector).size))
             self._vectors.add(digest, vector)
+        for a, b, scores in edges:
+            if digest in (a, b):
+                self._link(a, b, tuple(scores))
         return content
+
+    def _link(self, a: bytes, b: bytes, scores: tuple) -> None:
+        """Record a near edge (both contents indexed) and, when it matches, a graph edge."""
+        if a == b or a not in self._contents or b not in self._contents:
+            return
+        self._near.setdefault(a, {})[b] = scores
+        self._near.setdefault(b, {})[a] = scores
+        ev = self._match(scores)
+        if ev is not None:
+            self._touch(a)
+            self._touch(b)
+            for graph in (self._graph, self._building):
+                if graph is not None:
+                    graph.setdefault(a, {})[b] = ev
+                    graph.setdefault(b, {})[a] = ev
 
     def remove(self, path: str) -> FileInfo | None:
         """Forget ``path``; its content goes too when no other path has it."""
@@ -140,6 +289,9 @@ class MatchIndex:
             if info is None:
                 return None
             self.generation += 1
+            if not self._touched_all:
+                self._touched.add(path)
+                self._touch(info.digest)
             content = self._contents[info.digest]
             content.paths.discard(path)
             if not content.paths:
@@ -148,9 +300,18 @@ class MatchIndex:
 
     def _drop_content(self, digest: bytes) -> None:
         """Forget a content with its edges, hash entries and vector (its paths are the caller's)."""
+        for other in self._graph.get(digest, ()):
+            self._touch(other)
         del self._contents[digest]
-        for other in self._graph.pop(digest, {}):
-            self._graph[other].pop(digest, None)
+        for graph in (self._near, self._graph, self._building):
+            if graph is None:
+                continue
+            for other in graph.pop(digest, {}):
+                links = graph.get(other)
+                if links is not None:
+                    links.pop(digest, None)
+                    if not links:
+                        del graph[other]
         for tree in self._trees.values():
             tree.discard(digest)
         if self._vectors is not None:
@@ -169,6 +330,9 @@ class MatchIndex:
             if new in self.files:
                 self.remove(new)
             self.files[new] = info
+            if not self._touched_all:
+                self._touched.update((old, new))
+                self._touch(info.digest)
             paths = self._contents[info.digest].paths
             paths.discard(old)
             paths.add(new)
@@ -177,7 +341,8 @@ class MatchIndex:
     def bulk_load(
         self, items: Iterable[tuple[str, FileInfo, Mapping[str, int], np.ndarray | None]], *, build_graph: bool = True
     ) -> None:
-        """Load many files at start-up; the graph comes from all-pairs scans instead of N queries.
+        """Load many files at start-up, without edges: they come from :meth:`load_edges` (the
+        store's) and/or :meth:`build_graph` (derived).
 
         With ``build_graph=False`` the files, hash columns and vectors are loaded at once (queries
         work) and :meth:`build_graph` must be called next, typically in a background thread:
@@ -190,33 +355,52 @@ class MatchIndex:
                 self.files[path] = info
                 content = self._contents.get(info.digest)
                 if content is None:
-                    content = self._contents[info.digest] = _Content(dict(hashes), vector is not None)
+                    content = self._contents[info.digest] = _Content(
+                        hashes if type(hashes) is dict else dict(hashes), vector is not None)
                     if vector is not None:
                         vectors[info.digest] = np.asarray(vector, dtype=np.float32).reshape(-1)
                 content.paths.add(path)
-            self._reset_structures(vectors)
+            self._reset_structures(vectors, rebuild_columns=True)
         if build_graph:
             self.build_graph()
 
-    def retune(self, matching: Matching) -> None:
-        """Change thresholds/mode (config reload): rebuild the columns and empty the graph, which
-        :meth:`build_graph` then fills (in the background: this holds the lock for O(n) only)."""
+    def retune(self, matching: Matching, reach: Reach | None = None) -> bool:
+        """Change thresholds/mode (config reload). Within the reach (and ``reach`` not given, or the
+        same) the graph is refiltered from ``near``: True. Otherwise the near edges are dropped
+        and re-derived: False. Either way :meth:`build_graph` does the work (in the background:
+        this holds the lock for at most O(n) when the methods change)."""
         with self.lock:
             self.generation += 1
-            vectors = {}
-            if self._vectors is not None:
-                vectors = {k: self._vectors.get(k) for k in self._vectors.keys()}
+            self._graph_epoch += 1  # a running build stops; the next one takes over
+            same_methods = matching.hashes.keys() == self.matching.hashes.keys() and (
+                (matching.cnn is None) == (self.matching.cnn is None))
             self.matching = matching
-            self._trees = {m: HashIndex() for m in matching.hashes}
-            self._vectors = None
-            self._reset_structures(vectors)
+            self.graph_ready = False
+            if (reach is None or reach == self.reach) and self.reach.covers(matching):
+                self._refilter = True
+                return True
+            self.reach = reach if reach is not None and reach.covers(matching) else Reach.of(matching)
+            vectors = {}
+            if not same_methods and self._vectors is not None:
+                vectors = {k: self._vectors.get(k) for k in self._vectors.keys()}
+            if not same_methods:
+                self._trees = {m: HashIndex() for m in matching.hashes}
+                self._vectors = None
+            self._reset_structures(vectors, rebuild_columns=not same_methods)
+            return False
 
-    def _reset_structures(self, vectors: Mapping[bytes, np.ndarray]) -> None:
-        """Empty graph; hash columns and the vector matrix filled from the loaded contents."""
+    def _reset_structures(self, vectors: Mapping[bytes, np.ndarray], *, rebuild_columns: bool) -> None:
+        """Empty graphs, derivation due from the start; hash columns and the vector matrix filled
+        from the loaded contents (when ``rebuild_columns``)."""
         self.graph_ready = False
         self._graph_epoch += 1  # a build of the previous graph still running stops
+        self._touch_all()
+        self._near, self._graph, self._building = {}, {}, None
+        self._refilter = False
+        self.derived, self.derived_to = False, None
+        if not rebuild_columns:
+            return
         digests = list(self._contents)
-        self._graph = {d: {} for d in digests}
         for method, column in self._trees.items():
             for d in digests:
                 if method in self._contents[d].hashes:
@@ -227,58 +411,178 @@ class MatchIndex:
             if keys:
                 self._vectors.add_many(keys, np.stack([vectors[k] for k in keys]))
 
-    def build_graph(self, should_stop: Callable[[], bool] = lambda: False, *,
-                    hash_pairs: HashPairs = hamming.iter_pairs, vector_pairs: VectorPairs = _cosine_pairs) -> bool:
-        """Compute the duplicate graph of the loaded contents, one block of rows per lock hold.
+    def load_edges(self, edges: Iterable[tuple[bytes, bytes, Sequence[float | None]]]) -> int:
+        """Link stored near edges (one chunk, under the lock). An edge is skipped when a content is
+        not indexed or its hash distances differ from the indexed hashes (re-encoded since);
+        returns how many were linked."""
+        names = self.reach.names
+        hashed = [(k, m) for k, m in enumerate(names) if m != "cnn"]
+        n = 0
+        with self.lock:
+            self._touch_all()
+            contents = self._contents
+            for a, b, scores in edges:
+                ca, cb = contents.get(a), contents.get(b)
+                if ca is None or cb is None or len(scores) != len(names):
+                    continue
+                ha, hb = ca.hashes, cb.hashes
+                if any(scores[k] != ((ha[m] ^ hb[m]).bit_count() if m in ha and m in hb else None)
+                       for k, m in hashed):
+                    continue
+                self._link(a, b, tuple(scores))
+                n += 1
+            if n:
+                self.generation += 1
+        return n
 
-        Between blocks other threads may query, add and remove: a content added meanwhile gets
-        its edges from :meth:`add`; pairs with a content removed meanwhile are skipped.
-        ``hash_pairs(values, radius)`` and ``vector_pairs(unit_rows, threshold)`` find the candidate
-        pairs (default: here; :mod:`dedupd.engines.ray_pairs` runs them on a cluster).
+    def mark_derived(self, cursor: bytes | None, complete: bool) -> None:
+        """Say how far the near edges are known (from the store's stamp): all, or up to ``cursor``."""
+        with self.lock:
+            self.derived, self.derived_to = complete, None if complete else cursor
+            self.graph_ready = complete and not self._refilter
+
+    def build_graph(self, should_stop: Callable[[], bool] = lambda: False,
+                    persist: Callable[[list[Edge], dict[bytes, dict[str, int]], bytes | None], bool] | None = None,
+                    ) -> bool:
+        """Bring the graph up to date, a short lock hold at a time: refilter it from ``near``
+        (thresholds changed), then derive the near edges still unknown.
+
+        The derivation walks the digests in byte order from :attr:`derived_to`; each step finds the
+        near edges of a few digests (to every digest after them) and hands them to ``persist``
+        (the store's write, with the cursor) before moving the cursor, so that a crash resumes
+        there. Between steps other threads may query, add and remove: a content added meanwhile
+        gets its edges from :meth:`add`; pairs with a content removed meanwhile are skipped.
+        Returns True when complete; False when stopped or superseded (a reload).
         """
-        steps = self._graph_steps(hash_pairs, vector_pairs)
-        epoch = self._graph_epoch
-        while not should_stop():
+        with self.lock:
+            epoch = self._graph_epoch
+        if not self._run_refilter(epoch, should_stop):
+            return False
+        buffered: list[Edge] = []
+        expected: dict[bytes, dict[str, int]] = {}
+        cursor: bytes | None = None
+        flushed = time.monotonic()
+
+        def flush() -> bool:  # one store transaction (an fsync) per PERSIST_S, not per step
+            nonlocal flushed
+            ok = persist is None or cursor is None or persist(buffered, expected, cursor)
+            buffered.clear()
+            expected.clear()
+            flushed = time.monotonic()
+            return ok
+
+        for edges, expect, last in self._derive_steps(epoch, should_stop):
+            buffered.extend(edges)
+            expected.update(expect)
+            cursor = last
             with self.lock:
                 if self._graph_epoch != epoch:
-                    return False  # the structures were reset (a reload): a newer build takes over
-                if next(steps, None) is None:
-                    self.graph_ready = True
+                    break
+                self.derived_to = last
+            if time.monotonic() - flushed >= PERSIST_S and not flush():
+                return False
+        if not flush():  # also when stopping: what was linked is kept for the next run
+            return False
+        with self.lock:
+            if should_stop() or self._graph_epoch != epoch:
+                return False
+            finishing = not self.derived
+        if finishing and persist is not None and not persist([], {}, None):
+            return False
+        with self.lock:
+            if self._graph_epoch != epoch:
+                return False
+            self.derived, self.derived_to = True, None
+            self.graph_ready = True
+            self.generation += 1
+            return True
+
+    def _run_refilter(self, epoch: int, should_stop: Callable[[], bool]) -> bool:
+        with self.lock:
+            if not self._refilter:
+                return True
+            self._building = {}
+            todo = list(self._near)
+        pos = 0
+        while pos < len(todo):
+            if should_stop():
+                return False
+            with self.lock:
+                if self._graph_epoch != epoch:
+                    return False
+                building = self._building
+                assert building is not None
+                t0, first = time.monotonic(), pos
+                while pos < len(todo) and (pos == first or time.monotonic() - t0 < STEP_S):
+                    a = todo[pos]
+                    pos += 1
+                    for b, scores in self._near.get(a, {}).items():
+                        if a < b and (ev := self._match(scores)) is not None:
+                            building.setdefault(a, {})[b] = ev
+                            building.setdefault(b, {})[a] = ev
+            time.sleep(0)
+        with self.lock:
+            if self._graph_epoch != epoch:
+                return False
+            assert self._building is not None
+            self._graph, self._building = self._building, None
+            self._touch_all()
+            self._refilter = False
+            self.generation += 1
+        return True
+
+    def _derive_steps(self, epoch: int, should_stop: Callable[[], bool]
+                      ) -> Iterator[tuple[list[Edge], dict[bytes, dict[str, int]], bytes]]:
+        """Near edges of the digests after the cursor, a lock hold at a time: ``(edges, hashes
+        used, last digest done)``; each digest is linked to the digests after it (byte order).
+
+        One index query per digest (the hash index's search: sublinear with a multi-index
+        HashIndex). Measured against blocked all-pairs popcount scans of copied columns
+        (:func:`dedupd.core.hamming.iter_pairs`, outside the lock): 1.7 s against 3.9 s for 20k
+        digests at radius 12 in the same run, so the queries it is.
+        """
+        with self.lock:
+            if self.derived:
+                return
+            start = self.derived_to
+            rows = sorted(d for d in self._contents if start is None or d > start)
+        pos = 0
+        while pos < len(rows):
+            if should_stop():
+                return
+            edges: list[Edge] = []
+            expect: dict[bytes, dict[str, int]] = {}
+            with self.lock:
+                if self._graph_epoch != epoch:
+                    return
+                t0, first = time.monotonic(), pos
+                while pos < len(rows) and (pos == first or time.monotonic() - t0 < STEP_S):
+                    a = rows[pos]
+                    pos += 1
+                    content = self._contents.get(a)
+                    if content is None:
+                        continue
+                    vector = self._vectors.get(a) if content.has_vector and self._vectors is not None \
+                        and a in self._vectors else None
+                    for b, sim in self._near_candidates(content.hashes, vector).items():
+                        if b > a:
+                            self._derived_pair(a, b, sim, edges, expect)
                     self.generation += 1
-                    return True
-            time.sleep(0)  # let waiting readers and writers take the lock
-        return False
+                last = rows[pos - 1]
+            yield edges, expect, last
+            time.sleep(0)
 
-    def _link(self, da: bytes, db: bytes, sim: float | None) -> None:
-        ca, cb = self._contents.get(da), self._contents.get(db)
-        if ca is None or cb is None or da == db:
+    def _derived_pair(self, a: bytes, b: bytes, sim: float | None, edges: list[Edge],
+                      expect: dict[bytes, dict[str, int]]) -> None:
+        """Score and link one pair found by a derivation (under the lock; both must still exist)."""
+        ca, cb = self._contents.get(a), self._contents.get(b)
+        if ca is None or cb is None:
             return
-        if sim is None and self._vectors is not None and da in self._vectors and db in self._vectors:
-            sim = float(self._vectors.get(da) @ self._vectors.get(db))
-        ev = self._evidence(ca.hashes, cb.hashes, sim)
-        if ev is not None:
-            self._graph[da][db] = ev
-            self._graph[db][da] = ev
-
-    def _graph_steps(self, hash_pairs: HashPairs, vector_pairs: VectorPairs) -> Iterator[bool]:
-        """Generator doing the all-pairs work in blocks; each ``next`` must run under the lock."""
-        m = self.matching
-        digests = list(self._contents)
-        # with match "all" every method must agree, so the first method's pairs are the candidates
-        methods = list(m.hashes.items())[: 1 if m.mode == "all" else None]
-        for method, limit in methods:
-            have = [d for d in digests if method in self._contents[d].hashes]
-            values = np.array([self._contents[d].hashes[method] for d in have], dtype=np.uint64)
-            for i, j, _ in hash_pairs(values, limit):
-                for a, b in zip(i.tolist(), j.tolist()):
-                    self._link(have[a], have[b], None)
-                yield True
-        if self._vectors is not None and m.cnn is not None and (m.mode == "any" or not m.hashes):
-            keys = self._vectors.keys()
-            i, j, sims = vector_pairs(self._vectors.matrix, m.cnn)
-            for a, b, sim in zip(i.tolist(), j.tolist(), sims.tolist()):
-                self._link(keys[a], keys[b], sim)
-            yield True
+        scores = self._scores(ca.hashes, cb.hashes, sim)
+        if scores is not None:
+            edges.append((a, b, scores))
+            expect[a], expect[b] = ca.hashes, cb.hashes
+            self._link(a, b, scores)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -304,7 +608,7 @@ class MatchIndex:
             for other, sim in self._candidates(hashes, vector).items():
                 if other == digest:
                     continue
-                ev = self._evidence(hashes, self._contents[other].hashes, sim)
+                ev = pair_evidence(self.matching, hashes, self._contents[other].hashes, sim)
                 if ev is not None:
                     out.extend((p, ev) for p in self._contents[other].paths)
             return sorted(out, key=_order)
@@ -318,7 +622,8 @@ class MatchIndex:
         """Path-level neighbour sets for grouping (only paths that have duplicates)."""
         with self.lock:
             out: dict[str, set[str]] = {}
-            for digest, content in self._contents.items():
+            for digest in self._linked():
+                content = self._contents[digest]
                 near = [p for other in self._graph.get(digest, {}) for p in self._contents[other].paths]
                 if len(content.paths) < 2 and not near:
                     continue
@@ -333,6 +638,24 @@ class MatchIndex:
             return sorted((a, b, ev.method, ev.score) for a, near in self._graph.items()
                           for b, ev in near.items() if a < b)
 
+    def _linked(self) -> Iterator[bytes]:
+        """Digests that may have duplicates: those with graph edges, then those with several paths."""
+        yield from self._graph
+        for digest, content in self._contents.items():
+            if len(content.paths) > 1 and digest not in self._graph:
+                yield digest
+
+    def snapshot(self) -> GraphSnapshot:
+        """An immutable copy of what the reports need, taken under the lock in O(files + edges)
+        with no sorting; the report is then built from it outside the lock."""
+        with self.lock:
+            dups = {p: self.duplicates_of(p) for p in self.neighbours()}
+            return GraphSnapshot(dict(self.files), dups, self.generation)
+
+    def has(self, digest: bytes) -> bool:
+        """True when content ``digest`` is indexed."""
+        return digest in self._contents
+
     @property
     def content_count(self) -> int:
         """Distinct contents (digests) indexed: O(1), for status."""
@@ -346,6 +669,32 @@ class MatchIndex:
                 "contents": len(self._contents),
                 "edges": sum(len(e) for e in self._graph.values()) // 2,
             }
+
+    def near_edges(self) -> dict[tuple[bytes, bytes], tuple]:
+        """Every near edge once, ``(a, b) → scores`` with ``a < b`` (for tests and diagnostics)."""
+        with self.lock:
+            return {(a, b): s for a, links in self._near.items() for b, s in links.items() if a < b}
+
+
+class GraphSnapshot:
+    """What a report is written from (see :meth:`MatchIndex.snapshot`); reads like a MatchIndex."""
+
+    def __init__(self, files: dict[str, FileInfo], dups: dict[str, list[tuple[str, Evidence]]],
+                 generation: int) -> None:
+        self.files = files  # a copy: every indexed path (unsorted) and its facts
+        self._dups = dups
+        self.generation = generation
+        self.lock = threading.RLock()  # nothing to guard: for code written against MatchIndex
+
+    @property
+    def paths(self) -> list[str]:
+        return list(self.files)
+
+    def duplicates_of(self, path: str) -> list[tuple[str, Evidence]]:
+        return self._dups.get(path, [])
+
+    def neighbours(self) -> dict[str, set[str]]:
+        return {p: {q for q, _ in d} for p, d in self._dups.items()}
 
 
 def _order(item: tuple[str, Evidence]) -> tuple:

@@ -1,20 +1,26 @@
-"""Load a :class:`MatchIndex` from a store without a running daemon (``dedupd report``).
+"""Load a :class:`MatchIndex` from a store: at daemon start-up and without a daemon (``dedupd report``).
 
-Mirrors ``Daemon._load_index`` (files in state ``ok`` under a configured root, with a stored
-encoding) but never writes to the store, so it works on a store opened ``readonly=True`` while a
-daemon holds the writer lock.
+Files in state ``ok`` under a configured root, with a stored encoding, are loaded in one pass
+over the encodings and one over the files (chunked read transactions, no read per file). The
+duplicate graph comes from the store's edges when they reach far enough for the config
+(:func:`load_edges`, O(edges)); otherwise it is derived. Never writes to the store, so it works on
+a store opened ``readonly=True`` while a daemon holds the writer lock.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from dedupd.daemon.config import Config
-from dedupd.daemon.index import FileInfo, MatchIndex, Matching
+from dedupd.daemon.index import FileInfo, MatchIndex, Matching, Reach
 from dedupd.daemon.store import Store
+from dedupd.daemon.store.records import GraphStamp
 from dedupd.daemon.walk import root_of
+
+#: stored CNN reach below the configured similarity threshold (see :func:`reach_of`)
+CNN_MARGIN = 0.02
 
 
 def matching_of(config: Config) -> Matching:
@@ -22,21 +28,74 @@ def matching_of(config: Config) -> Matching:
     return Matching(config.hash_methods(), config.cnn.threshold if config.cnn else None, config.match)
 
 
-def load_index(store: Store, config: Config, *, build_graph: bool = True) -> MatchIndex:
-    """Every indexed file of ``store`` under ``config``'s roots, with the duplicate graph built
-    (or, with ``build_graph=False``, to be built by :meth:`MatchIndex.build_graph`)."""
-    index = MatchIndex(matching_of(config))
-    encodings: dict[bytes, Any] = {}
-    items = []
-    for path, rec in store.iter_files():
-        if rec.state != "ok" or rec.digest is None or root_of(path, config) is None:
+def reach_of(config: Config) -> Reach:
+    """How far the persisted graph reaches for ``config``: each hash threshold plus ``graph_margin``
+    bits (default 2), and the CNN threshold less :data:`CNN_MARGIN`.
+
+    Why 2 bits: a threshold is usually tuned a step or two from its default; every extra bit at a
+    radius near 10 multiplies the unrelated pairs within reach by about (64 - r) / (r + 1) ≈ 5
+    (uniform 64-bit hashes), so 2 bits cost ~25x the chance pairs of the threshold itself (a few
+    thousand at 1M files, against the true near-duplicates) while a ±2 change stays a filter.
+    """
+    return Reach.of(matching_of(config), config.graph_margin, CNN_MARGIN)
+
+
+def stamp_of(config: Config, reach: Reach, *, complete: bool = False, cursor: bytes | None = None) -> GraphStamp:
+    """The store's ``graph`` stamp for edges of ``reach`` under ``config``'s encoders."""
+    return GraphStamp(reach.radii, reach.cnn, config.hash_params_id(), config.cnn_model_id(), complete, cursor)
+
+
+def usable_stamp(store: Store, config: Config) -> GraphStamp | None:
+    """The stored stamp when its edges serve ``config`` (its reach covers the thresholds), else None.
+
+    The encoder settings need not agree: every write of an encoding replaces that digest's edges,
+    so the stored edges always describe the stored hash values, however they were computed.
+    """
+    stamp = store.graph_stamp()
+    if stamp is None or not Reach(stamp.radii, stamp.cnn).covers(matching_of(config)):
+        return None
+    return stamp
+
+
+def load_edges(store: Store, index: MatchIndex, stamp: GraphStamp, should_stop: Callable[[], bool] = lambda: False
+               ) -> int:
+    """Link the store's edges into ``index`` (whose reach must be the stamp's), one chunk per lock
+    hold, then say how far they are derived. Returns the number of edges linked."""
+    n = 0
+    for chunk in store.iter_edges():
+        if should_stop():
+            return n
+        n += index.load_edges(chunk)
+    index.mark_derived(stamp.cursor, stamp.complete)
+    return n
+
+
+def _rows(store: Store, config: Config) -> Iterator[tuple[str, FileInfo, dict[str, int], np.ndarray | None]]:
+    encodings = {d: (w, h, hashes, vec) for d, w, h, hashes, vec in store.iter_encodings_brief()}
+    for path, size, mtime_ns, digest in store.iter_ok_files():
+        enc = encodings.get(digest)
+        if enc is None or root_of(path, config) is None:
             continue
-        enc = encodings.get(rec.digest)
-        if enc is None:
-            enc = encodings[rec.digest] = store.get_encoding(rec.digest)
-        if enc is None:
-            continue
-        vec = np.frombuffer(enc.cnn_vector, dtype=np.float32) if enc.cnn_vector is not None else None
-        items.append((path, FileInfo(rec.digest, rec.size, rec.mtime_ns, enc.width, enc.height), enc.hashes, vec))
-    index.bulk_load(items, build_graph=build_graph)
+        w, h, hashes, vec = enc
+        yield (path, FileInfo(digest, size, mtime_ns, w, h), hashes,
+               None if vec is None else np.frombuffer(vec, dtype=np.float32))
+
+
+def load_index(store: Store, config: Config, *, build_graph: bool = True, reach: Reach | None = None) -> MatchIndex:
+    """Every indexed file of ``store`` under ``config``'s roots.
+
+    With ``build_graph`` the duplicate graph is complete on return: the stored edges when they
+    serve the config (derivation finished in memory if the store's was interrupted), else derived
+    in memory. Without it the files are loaded with the given ``reach`` and no edges: the caller
+    loads and derives them (the daemon, in the background).
+    """
+    stamp = usable_stamp(store, config) if build_graph else None
+    if stamp is not None:
+        reach = Reach(stamp.radii, stamp.cnn)
+    index = MatchIndex(matching_of(config), reach)
+    index.bulk_load(_rows(store, config), build_graph=False)
+    if build_graph:
+        if stamp is not None:
+            load_edges(store, index, stamp)
+        index.build_graph()
     return index

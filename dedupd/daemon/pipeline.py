@@ -168,6 +168,8 @@ class Pipeline:
         self.unit_timeout_s = DECODE_UNIT_TIMEOUT_S
         self.heartbeat = time.monotonic()  # the loop's last sign of life (see Daemon.healthy)
         self.policy: PolicyRunner | None = None  # set by the daemon when it owns a quarantine policy
+        #: called with the reloaded config on this thread, between batches (the graph's reach)
+        self.on_reconfigure: Callable[[Config], None] | None = None
 
     # -- producer side (any thread) -----------------------------------------------------------
 
@@ -186,6 +188,8 @@ class Pipeline:
     def reconfigure(self, config: Config) -> None:
         """Adopt a reloaded config (runs on the pipeline thread, queued as ``reconfigure`` work)."""
         self.config = config
+        if self.on_reconfigure is not None:
+            self.on_reconfigure(config)
         spec = encode_spec(config)
         if spec != self.spec:
             self.spec = spec
@@ -284,11 +288,9 @@ class Pipeline:
         if work.kind == "delete":
             self.forget([work.path])
         elif work.kind == "delete_dir":
-            path = work.path.rstrip("/")
-            prefix = path + "/"
-            # the folder itself too: a folder with an image's name is recorded as unreadable
-            self.forget([p for p in list(self.index.files) if p.startswith(prefix)]
-                        + [p for p, _ in self.store.iter_files() if p == path or p.startswith(prefix)])
+            # one range of store keys (the folder itself too: a folder with an image's name is
+            # recorded as unreadable); the index forgets what the store did
+            self._forgotten(self.store.delete_prefix(work.path.rstrip("/") or "/"))
         elif work.kind in ("move", "move_dir"):
             self._move(work.path, work.dest, is_dir=work.kind == "move_dir")
         elif work.kind == "scan_dir":
@@ -310,6 +312,10 @@ class Pipeline:
         if not paths:
             return
         self.store.put_files([], deletes=paths)
+        self._forgotten(paths)
+
+    def _forgotten(self, paths: list[str]) -> None:
+        """The store forgot ``paths``: so does the index."""
         changed = False
         for p in paths:
             if self.index.remove(p) is not None:
@@ -477,8 +483,17 @@ class Pipeline:
             else:
                 jobs.setdefault(digest, []).append((path, st))
         new_encodings = self._decode(jobs, hash_params, cnn_id, records)
+        # the duplicate-graph edges of contents written now, or new to the index: same transaction
+        linking = {rec.digest: enc or new_encodings.get(rec.digest) or known.get(rec.digest)
+                   for _, rec, enc in records
+                   if rec.state == "ok" and rec.digest is not None and (enc is not None or not self.index.has(rec.digest))}
+        planned = self.index.plan({d: (e.hashes, _vector(e)) for d, e in linking.items() if e is not None})
+        edges: dict[bytes, list] = {d: [] for d in linking}  # a digest not planned: the index links it
+        for edge in planned:
+            edges.setdefault(edge[0], []).append(edge)
+            edges.setdefault(edge[1], []).append(edge)
         if records or gone:
-            self.store.put_files(records, deletes=gone)
+            self.store.put_files(records, deletes=gone, edges=planned)
         for p in gone:
             if self.index.remove(p) is not None:
                 self._event("removed", path=p)
@@ -490,9 +505,8 @@ class Pipeline:
             enc = new_encodings.get(rec.digest) or known.get(rec.digest) or self.store.get_encoding(rec.digest)
             if enc is None:
                 continue
-            vector = np.frombuffer(enc.cnn_vector, dtype=np.float32) if enc.cnn_vector else None
             info = FileInfo(rec.digest, rec.size, rec.mtime_ns, enc.width, enc.height)
-            self.index.add(path, info, enc.hashes, vector)
+            self.index.add(path, info, enc.hashes, _vector(enc), edges.get(rec.digest))
             dups = self.index.duplicates_of(path)
             if dups:
                 self._event("found", path=path, duplicates=[{"path": q, **ev.as_dict()} for q, ev in dups[:20]])
@@ -592,6 +606,10 @@ class Pipeline:
                         records.append((path, FileRecord(rec.size, rec.mtime_ns, rec.dev, rec.inode, digest,
                                                          "unreadable", rec.error, rec.encoded_at), None))
         return out
+
+
+def _vector(enc: EncodingRecord) -> np.ndarray | None:
+    return np.frombuffer(enc.cnn_vector, dtype=np.float32) if enc.cnn_vector else None
 
 
 def _unchanged(path: str, st: os.stat_result) -> bool:

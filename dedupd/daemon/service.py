@@ -1,9 +1,17 @@
 """The daemon's lifecycle: start-up, the main loop, reload, and one ordered, time-boxed shutdown.
 
 Start-up: open the store (single-writer lock) → settle crashed quarantine moves → load the index
-from the store → start pipeline, settle, reporter, socket server and watcher → reconcile with the
-disk in the background (state ``reconciling``) → ``watching``. READY=1 goes to systemd as soon as
-the socket answers. Signal handlers only set flags; the main loop acts on them.
+from the store (files and hash columns; the persisted duplicate graph is loaded, or derived, on the
+``graph`` thread: see :mod:`dedupd.daemon.graph`) → start pipeline, settle, reporter, socket
+server and watcher → reconcile with the disk in the background (state ``reconciling``) →
+``watching``. READY=1 goes to systemd as soon as the socket answers. Signal handlers only set
+flags; the main loop acts on them.
+
+Reports are written by the ``reporter`` thread from a snapshot of the graph (taken under the index
+lock in O(files + duplicate edges), written outside it), at most every ``report_interval_s`` after
+a change; the socket API reads the index itself, so it is always current. Thumbnails are made by
+worker processes in the background and appear in a later report. The shutdown gives the final
+report write a time box instead of waiting for it.
 
 Supervision: every long-lived thread is started by :meth:`Daemon._spawn`, which logs its death;
 the main loop feeds systemd's watchdog only while :meth:`Daemon.healthy` (every worker thread
@@ -17,6 +25,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +33,7 @@ from typing import Any
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.encoder import EncodeResult
+from dedupd.daemon.graph import GraphKeeper
 from dedupd.daemon.intake import Intake
 from dedupd.daemon.loader import load_index, matching_of
 from dedupd.daemon.notify import Notifier
@@ -35,13 +45,21 @@ from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
 from dedupd.daemon.watcher import Watcher
 from dedupd.daemon.workers import encode_bytes, query_pool
-from dedupd.reports.files import EventLog, write_reports
+from dedupd.reports.files import EventLog, ReportWriter, write_reports
 from dedupd.reports.thumbnails import stop_workers as stop_thumbnail_workers
 
 logger = logging.getLogger("dedupd.daemon")
 
 #: a pipeline step running longer than this (no heartbeat) counts as stuck: the watchdog starves
 STALL_S = 300.0
+#: the GIL is handed over this often (CPython's default is 5 ms): with the graph, report and walk
+#: threads busy, a socket request needs the GIL dozens of times, and at 5 ms per hand-over a
+#: ``dedupd status`` took up to 0.7 s during a reload of 100k files
+SWITCH_INTERVAL_S = 0.001
+#: a change waits this long before its report is written, so that the rest of a burst joins it
+REPORT_COALESCE_S = 0.1
+#: the final report write at shutdown is given this long (the reports written before stay in place)
+FINAL_REPORT_S = 5.0
 #: settings a running daemon cannot adopt; a reload that changes them says a restart is needed
 RESTART_ONLY = ("store_dir", "report_dir", "socket_path", "socket_mode", "socket_group")
 #: Config fields named as in the YAML file
@@ -49,7 +67,7 @@ _CONFIG_KEY = {"hash_thresholds": "methods", "cnn": "methods"}
 
 
 #: the threads that must live as long as the daemon (reconcile and graph builds end by themselves)
-_LONG_LIVED = frozenset({"dedupd-pipeline", "dedupd-settle", "dedupd-reporter"})  # reporter: not in a scan
+_LONG_LIVED = frozenset({"dedupd-pipeline", "dedupd-settle", "dedupd-reporter", "dedupd-reports-slow"})  # reporter: not in a scan
 
 
 class DaemonFailed(RuntimeError):
@@ -81,6 +99,7 @@ class Daemon:
         self.report_counts = {"groups": 0, "duplicates": 0}
         self.report_error: str | None = None
         self._reporting_since: float | None = None  # a report write in progress since (monotonic)
+        self._slow_since: float | None = None  # the same for duplicates.json / report.html
         self.store: Store | None = None
         self.server: Any = None
         self._last_rescan = 0.0
@@ -88,8 +107,6 @@ class Daemon:
         self.query_workers = query_pool()  # decodes for /v1/query, apart from the ingest pool
         self._roots_checked = 0.0
         self.watcher: Watcher | None = None
-        #: ``hash_pairs``/``vector_pairs`` for :meth:`MatchIndex.build_graph` (another engine's all-pairs search)
-        self.graph_pairs: dict[str, Any] = {}
 
     # -- start-up -----------------------------------------------------------------------------
 
@@ -109,6 +126,7 @@ class Daemon:
             raise
         os.makedirs(cfg.report_dir, exist_ok=True)
         self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"), cfg.report_mode)
+        self.reports = ReportWriter(cfg.report_dir)
         self.quarantine = Quarantine(cfg, self.store, on_event=self.events.append)
         recovered = self.quarantine.recover()
         if recovered:
@@ -118,6 +136,7 @@ class Daemon:
         self.settler = Settler(cfg.settle_ms / 1000, lambda path: self.pipeline.put(Work("upsert", path)))
         self.pipeline = Pipeline(cfg, self.store, self.index, on_change=self._dirty.set,
                                  on_event=self.events.append, retouch=self.settler.touch)
+        self.pipeline.on_reconfigure = self._regraph
         self.policy = QuarantinePolicy(self.quarantine, self.index, on_moved=self._quarantined,
                                        on_restored=self._restored, on_change=self._dirty.set,
                                        stopping=self.stop_event.is_set)
@@ -126,14 +145,16 @@ class Daemon:
         self.reconciler.refresh = refresh
         self.intake = Intake(self.settler, self.pipeline, self.events, config=lambda: self.config,
                              watcher=lambda: self.watcher, rescan=self._rescan_requested.set)
-        self.pipeline.start_pool()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self._spawn("graph", self._build_graph)
+        if self.server is not None:  # answers (status, queries) while the decoders start
+            self.server.start()
+        self.pipeline.start_pool()  # a bad CNN setting fails here, before any file is looked at
         self._spawn("pipeline", self.pipeline.run)
         self._spawn("settle", self.settler.run)
         if not self._one_shot:  # a scan writes its reports once, at the end, from the complete graph
             self._spawn("reporter", self._report_loop)
-        if self.server is not None:
-            self.server.start()
+            self._spawn("reports-slow", self._slow_report_loop)
         self.watcher = Watcher(cfg, self.intake) if self.watch else None
         if self.watcher is not None:
             self.watcher.start()
@@ -165,8 +186,9 @@ class Daemon:
             return False
         if not all(t.is_alive() for t in self._threads if t.name in _LONG_LIVED):
             return False
-        now, reporting = time.monotonic(), self._reporting_since
-        return now - self.pipeline.heartbeat < STALL_S and (reporting is None or now - reporting < STALL_S)
+        now = time.monotonic()
+        return now - self.pipeline.heartbeat < STALL_S and all(
+            since is None or now - since < STALL_S for since in (self._reporting_since, self._slow_since))
 
     def _load_index(self) -> bool:
         """Load the index from the store; True when the stored encodings need a refresh."""
@@ -177,18 +199,25 @@ class Daemon:
         # crash before that re-runs the refresh (files already re-encoded are skipped cheaply)
         self._encoders_pending = mismatch.any or not self.store.meta().get("hash_params")
         # files and hash columns load at once (queries work); the duplicate graph among them is
-        # an all-pairs scan (46 s for 200k files here), built in the background after start-up
-        self.index = load_index(self.store, cfg, build_graph=False)
+        # loaded from the store's edges (or derived, if they do not serve the config) afterwards,
+        # on the graph thread
+        self.graph = GraphKeeper(self.store, cfg)
+        self.index = load_index(self.store, cfg, build_graph=False, reach=self.graph.prepare())
         self._dirty.set()
         return mismatch.any
 
     def _build_graph(self) -> None:
-        t0 = time.monotonic()
-        if not self.index.build_graph(self.stop_event.is_set, **self.graph_pairs):
+        if not self.graph.run(self.index, self.stop_event.is_set):
             return  # stopping, or superseded by a newer build (a reload changed the thresholds)
-        logger.info("duplicate graph built", extra={"files": len(self.index.files),
-                                                    "seconds": round(time.monotonic() - t0, 2)})
         self._dirty.set()
+
+    def _regraph(self, config: Config) -> None:
+        """On the pipeline thread, between batches: adopt a reloaded config's duplicate rule."""
+        if matching_of(config) == self.index.matching:
+            self.graph.config = config
+            return
+        self.graph.retune(self.index, config)
+        self._spawn("graph", self._build_graph)
 
     # -- reconcile ----------------------------------------------------------------------------
 
@@ -209,35 +238,61 @@ class Daemon:
         return self.index.graph_ready and self.pipeline.pending() == 0 and self.settler.pending() == 0
 
     def _report_loop(self) -> None:
-        pause = 0.2
+        backoff = 0.0  # after a failed write: wait this long before the next attempt
+        last_write = 0.0
         while not self.stop_event.is_set():
             if not self._dirty.wait(timeout=0.5):
                 if self.policy.retry_due():
                     self._dirty.set()  # a failed quarantine move's back-off ended: re-plan
                 continue
-            # coalesce bursts; on big libraries wait at least twice as long as the last write took,
-            # so report writing never takes more than a third of the time during a heavy ingest
-            self.stop_event.wait(pause)
+            # debounce: at most one write per report_interval_s, and a short pause that coalesces
+            # the rest of a burst; a steady ingest is then reported steadily, not after it ends
+            due = max(last_write + self.config.report_interval_s, time.monotonic() + REPORT_COALESCE_S) + backoff
+            if self.stop_event.wait(max(0.0, due - time.monotonic())):
+                break
             if not self.index.graph_ready:
                 continue  # dirty stays set: written once the start-up graph is complete
             self._dirty.clear()
-            t0 = self._reporting_since = time.monotonic()
+            self._reporting_since = time.monotonic()
             try:
                 if self.config.policy == "quarantine" and self.quiet():
                     self._plan_quarantine()
-                self.report_counts = write_reports(self.config.report_dir, self.index, self.config, self.store)
+                self.report_counts = self.reports.write_groups(self.index, self.config, self.store)
                 self.report_error = None
             except Exception as exc:
-                self._reporting_since = None
                 # e.g. the report folder's disk is full: keep the old reports, try again later
                 if self.report_error is None:
                     logger.exception("writing reports failed; retrying", extra={"dir": self.config.report_dir})
                 self.report_error = f"{type(exc).__name__}: {exc}"
                 self._dirty.set()
-                pause = min(30.0, max(1.0, 2 * pause))
+                backoff = min(30.0, max(1.0, 2 * backoff))
+            else:
+                backoff = 0.0
+            finally:
+                self._reporting_since = None
+                last_write = time.monotonic()
+
+    def _slow_report_loop(self) -> None:
+        """``duplicates.json`` and ``report.html``: O(files) to write, so on their own thread (a new
+        file's group reaches groups.json meanwhile), at most every max(report_interval_s, 3 x their
+        write time)."""
+        failing: str | None = None
+        while not self.stop_event.wait(0.1):
+            if not (self.index.graph_ready and self.reports.slow_due_now()):
                 continue
-            self._reporting_since = None
-            pause = max(0.2, 2 * (time.monotonic() - t0))
+            self._slow_since = time.monotonic()
+            try:
+                self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._dirty.set)
+                failing = None
+            except Exception as exc:
+                if failing is None:
+                    logger.exception("writing duplicates.json/report.html failed; retrying",
+                                     extra={"dir": self.config.report_dir})
+                failing = self.report_error = f"{type(exc).__name__}: {exc}"
+                self.reports.slow_pending = True
+                self.stop_event.wait(5.0)
+            finally:
+                self._slow_since = None
 
     def _plan_quarantine(self) -> None:
         plan = self.policy.plan()
@@ -304,6 +359,7 @@ class Daemon:
             **({"roots": f"watched folder(s) missing: {', '.join(missing)}; their files are forgotten until "
                          "they are back (remount or recreate them)"} if (missing := self.intake.missing_roots()) else {}),
         }
+        graph = getattr(self, "graph", None)
         return {
             "state": "degraded" if problems and self.state in ("reconciling", "watching") else self.state,
             "problems": problems,
@@ -321,6 +377,7 @@ class Daemon:
             "in_quarantine": self.in_quarantine,
             "restored": c.restored,
             "reconcile_progress": dict(self.reconcile_progress),
+            "graph": "ready" if self.index.graph_ready else (graph.state if graph is not None else "building"),
             "uptime_s": round(time.time() - self.started_at, 1),
             "store_bytes": store_bytes,
             "policy": self.config.policy,
@@ -460,11 +517,9 @@ class Daemon:
         self.config = new
         self.quarantine.config = new
         self.pipeline.put(Work("reconfigure", config=new))
-        if matching_of(new) != matching_of(old):
-            # new thresholds: the columns are reset at once, the graph is rebuilt in the background in
-            # lock-released blocks (never on this loop: the watchdog and the socket keep going)
-            self.index.retune(matching_of(new))
-            self._spawn("graph", self._build_graph)
+        # new thresholds: the pipeline thread adopts them between batches (_regraph): within the
+        # stored reach a refilter, else a re-derivation, both in the background in lock-released
+        # steps (never on this loop: the watchdog and the socket keep going)
         if (new.roots, new.include, new.exclude) != (old.roots, old.include, old.exclude) and self.watcher:
             self.watcher.stop()
             self.watcher = Watcher(new, self.intake)
@@ -499,10 +554,7 @@ class Daemon:
         if stuck:
             logger.error("threads still running at shutdown: %s", ", ".join(stuck))
         if hasattr(self, "index") and self.store is not None and self.index.graph_ready and complete:
-            try:
-                self.report_counts = write_reports(self.config.report_dir, self.index, self.config, self.store)
-            except Exception:
-                logger.exception("final report write failed")
+            self._final_report(FINAL_REPORT_S)
         if self.server is not None:
             self.server.stop()
         self.query_workers.shutdown()
@@ -511,6 +563,30 @@ class Daemon:
             self.store.close()
             self.store = None
         logger.info("dedupd stopped")
+
+    def _final_report(self, timeout: float) -> None:
+        """Write the reports once more, waiting at most ``timeout`` s (a huge library, a hung mount):
+        the write is atomic per file, so stopping meanwhile leaves the previous reports intact.
+        Thumbnails not made yet are not waited for (the next start makes them)."""
+        if not self._dirty.is_set() and not self.reports.slow_pending:
+            return  # the last written reports are current
+        store, abandoned = self.store, threading.Event()
+
+        def final() -> None:
+            try:
+                self.report_counts = self.reports.write(self.index, self.config, store, slow=True,
+                                                        on_thumbnails=lambda: None)
+            except Exception:
+                if not abandoned.is_set():  # past the time box the store is closed under it: expected
+                    logger.exception("final report write failed")
+
+        t = threading.Thread(target=final, name="dedupd-final-report", daemon=True)
+        t.start()
+        t.join(timeout)
+        if t.is_alive():
+            abandoned.set()
+            logger.warning("the final report write did not finish within %.0f s; the previous reports stay "
+                           "(the next start writes them again)", timeout)
 
     # -- one-shot scan ------------------------------------------------------------------------
 

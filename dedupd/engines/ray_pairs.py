@@ -7,7 +7,6 @@ driver merges them into exactly the pairs of the one-machine search, sorted by `
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,12 +34,3 @@ def cosine_pairs(ray: Any, unit: np.ndarray, threshold: float, *, tile: int = VE
     ref = ray.put(unit)
     parts = [res for _, res in stream(ray, cosine_tile, ((ref, threshold, t) for t in tiles(len(unit), tile)))]
     return merge(parts, unit.dtype)
-
-
-def graph_pairs(ray: Any, *, hash_tile: int = HASH_TILE, vector_tile: int = VECTOR_TILE) -> dict[str, Any]:
-    """The ``hash_pairs``/``vector_pairs`` arguments of :meth:`MatchIndex.build_graph` that search on Ray."""
-
-    def hashes(values: np.ndarray, radius: int) -> list[Pairs]:
-        return [hamming_pairs(ray, values, radius, tile=hash_tile)]
-
-    return {"hash_pairs": hashes, "vector_pairs": partial(cosine_pairs, ray, tile=vector_tile)}

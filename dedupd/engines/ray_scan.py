@@ -11,8 +11,10 @@
    ``st_dev`` for the same shared file system), so the daemon later finds every file unchanged.
 2. **Finish locally.** Then the ordinary one-shot scan (:meth:`Daemon.scan_once`) runs on the same
    store: its walk finds the encoded files unchanged and deals, exactly as a local scan does, with
-   everything phase 1 left (unreadable or odd entries, files that changed mid-read, files gone); its
-   duplicate graph is searched on Ray (:mod:`.ray_pairs`); it writes the reports.
+   everything phase 1 left (unreadable or odd entries, files that changed mid-read, files gone); it
+   derives the duplicate graph into the store's edges table (one multi-index hash query per content:
+   sublinear, so not worth shipping to the cluster; :mod:`.ray_pairs` serves the library's
+   ``engine="ray"`` all-pairs search) and writes the reports.
 
 A later ``dedupd run`` on that store starts with everything indexed and decodes nothing.
 """
@@ -33,7 +35,6 @@ from dedupd.daemon.encoder import EncodeResult, EncodeSpec, encode_many, file_di
 from dedupd.daemon.pipeline import encode_spec
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from dedupd.daemon.walk import walk_root
-from dedupd.engines import ray_pairs
 from dedupd.engines.ray_runtime import TASK_RETRIES, Rate, connected, stream
 from dedupd.errors import DedupdError
 
@@ -286,7 +287,6 @@ def scan_on_ray(config: Config, *, address: str | None, batch: int = BATCH,
             finally:
                 store.close()  # the local pass opens it again (one LMDB environment per process)
             daemon = Daemon(config, serve=False, watch=False)
-            daemon.graph_pairs = ray_pairs.graph_pairs(ray)
             if daemon_hook is not None:
                 daemon_hook(daemon)
             status = daemon.scan_once(lambda s: progress(f"finishing: {s['files']} indexed, {s['queued']} queued")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections.abc import Iterable
 
 
 @functools.cache
@@ -25,15 +26,19 @@ def file_mode(configured: int) -> int:
     return configured & ~process_umask() & 0o777
 
 
-def write_atomic(path: str, data: bytes, mode: int, *, durable: bool = True) -> None:
-    """Replace ``path`` with ``data`` at once (readers never see half a file), as ``file_mode(mode)``;
-    ``durable``: fsync before the rename (reports; a cache such as thumbnails can skip it)."""
+def write_atomic(path: str, data: bytes | Iterable[bytes], mode: int, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` (bytes, or pieces written in turn) at once (readers never see
+    half a file), as ``file_mode(mode)``; ``durable``: fsync before the rename (reports; a cache
+    such as thumbnails can skip it)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                f.writelines(data)
             if durable:
                 f.flush()
                 os.fsync(f.fileno())

@@ -3,6 +3,10 @@
 ``duplicates.json`` is imagededup's ``find_duplicates`` format with absolute paths: every readable
 indexed image is a key, lists are symmetric. ``groups.json`` lists each duplicate group with the
 copy the keep-rule keeps and how every other member matched it.
+
+All three are written from a :class:`~dedupd.daemon.index.GraphSnapshot` (taken under the index lock
+in O(files + duplicate edges)); the writing itself runs without the lock, and ``duplicates.json``
+is streamed (a million keys without building the dict or the whole text first).
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from dedupd.core.review import Review
 from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
-from dedupd.daemon.index import MatchIndex
+from dedupd.daemon.index import GraphSnapshot, MatchIndex
 from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups, would_quarantine
 
@@ -63,20 +70,163 @@ class EventLog:
                 self.failing = None
 
 
-def write_reports(report_dir: str, index: MatchIndex, config: Config, store: Any = None) -> dict[str, int]:
-    """Rewrite ``duplicates.json``, ``groups.json`` and ``report.html``; returns counts for status."""
+def duplicates_json(snapshot: GraphSnapshot) -> Iterator[bytes]:
+    """The bytes of ``duplicates.json`` in pieces: exactly ``json.dumps(adjacency, indent=1)`` + newline,
+    keys sorted (what :meth:`MatchIndex.adjacency` gives)."""
+    paths = sorted(snapshot.paths)
+    if not paths:
+        yield b"{}\n"
+        return
+    enc = encode_basestring_ascii
+    piece: list[str] = []
+    for k, p in enumerate(paths):
+        dups = snapshot.duplicates_of(p)
+        sep = "{\n " if k == 0 else ",\n "
+        if dups:
+            piece.append(f"{sep}{enc(p)}: [\n  " + ",\n  ".join(enc(q) for q, _ in dups) + "\n ]")
+        else:
+            piece.append(f"{sep}{enc(p)}: []")
+        if len(piece) >= 4096:
+            yield "".join(piece).encode("ascii")
+            piece = []
+    piece.append("\n}\n")
+    yield "".join(piece).encode("ascii")
+
+
+def group_line(group: dict[str, Any]) -> str:
+    """One group of ``groups.json`` (compact JSON: the C encoder)."""
+    return json.dumps(group, separators=(",", ":"))
+
+
+def store_review(store: Any) -> Review | None:
+    """The user's decisions (ignore, keep) recorded in ``store``, if it keeps any."""
+    return store.review() if store is not None and hasattr(store, "review") else None
+
+
+def groups_json(groups: list[dict[str, Any]], config: Config, lines: list[str] | None = None) -> bytes:
+    """The bytes of ``groups.json``: a header (with the dry-run preview), then one group per line
+    (``lines``: already encoded)."""
+    head = json.dumps({"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
+                       "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})},
+                       "dry_run": config.dry_run, **would_quarantine(groups)})
+    body = ",\n".join(lines if lines is not None else map(group_line, groups))
+    return (head[:-1] + ', "groups": [\n' + body + "\n]}\n").encode()
+
+
+class ReportWriter:
+    """Writes the reports of one index, recomputing only the groups its changes touched.
+
+    ``groups.json`` is rewritten on every :meth:`write` that has changes; ``duplicates.json`` (a
+    key per file by its format) and ``report.html`` are O(files) or O(groups) to write, so they
+    are written at most every ``max(report_interval_s, 3 x their last write time)`` (the
+    :attr:`slow_due` time; :attr:`slow_pending` says one is owed). The groups are kept between
+    writes: a change recomputes the groups of the paths it touched (their components now, and the
+    groups they were in), not every group.
+    """
+
+    def __init__(self, report_dir: str) -> None:
+        self.report_dir = report_dir
+        self._groups: dict[tuple[str, ...], dict[str, Any]] = {}
+        self._lines: dict[tuple[str, ...], str] = {}  # each group's groups.json line, kept with it
+        self._member: dict[str, tuple[str, ...]] = {}
+        self._keep: Any = None
+        self._header: Any = None
+        self._sorted: list[dict[str, Any]] = []
+        self.slow_due = 0.0
+        self.slow_pending = True
+        self.counts = {"groups": 0, "duplicates": 0}
+
+    def _refresh(self, index: MatchIndex, config: Config, review: Review | None) -> bool:
+        """Bring the kept groups up to date with ``index``; False when nothing changed. A change of
+        the rule, the roots (reference roots), the dry run or the user's decisions redoes them all."""
+        everything, touched = index.take_touched()
+        header = (config.policy, config.match, config.hash_thresholds, config.cnn, config.dry_run, config.roots, review)
+        if header != self._header:
+            self._header, everything = header, True
+        if everything or config.keep != self._keep:
+            snapshot = index.snapshot()
+            self._groups, self._lines, self._member, self._keep = {}, {}, {}, config.keep
+        elif not touched:
+            return False
+        else:
+            with index.lock:
+                seeds = set(touched)
+                for p in touched:
+                    seeds.update(self._member.get(p, ()))
+                dups: dict[str, list] = {}
+                stack = list(seeds)
+                while stack:
+                    p = stack.pop()
+                    if p in dups:
+                        continue
+                    dups[p] = found = index.duplicates_of(p)
+                    stack.extend(q for q, _ in found if q not in dups)
+                dups = {p: d for p, d in dups.items() if d}
+                snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
+            for key in {self._member[p] for p in seeds if p in self._member}:
+                for p in key:
+                    self._member.pop(p, None)
+                del self._groups[key], self._lines[key]
+        for g in build_groups(snapshot, config.keep, review, config):  # type: ignore[arg-type]
+            key = tuple(sorted([g["keep"]["path"], *(d["path"] for d in g["duplicates"])]))
+            self._groups[key] = g
+            self._lines[key] = group_line(g)
+            for p in key:
+                self._member[p] = key
+        return True
+
+    def write(self, index: MatchIndex, config: Config, store: Any = None, *, slow: bool | None = None,
+              on_thumbnails: Callable[[], None] | None = None) -> dict[str, int]:
+        """:meth:`write_groups`, then :meth:`write_slow` (``slow``: True forces it, False skips it,
+        None: when due). Returns the counts for status."""
+        self.write_groups(index, config, store)
+        if slow or (slow is None and self.slow_due_now()):
+            self.write_slow(index, config, store, on_thumbnails=on_thumbnails)
+        return self.counts
+
+    def write_groups(self, index: MatchIndex, config: Config, store: Any = None) -> dict[str, int]:
+        """Recompute the groups a change touched and rewrite ``groups.json`` if any did."""
+        if self._refresh(index, config, store_review(store)):
+            keys = sorted(self._groups, key=lambda k: (-len(k), k[0]))  # largest first, then by first member
+            self._sorted = [self._groups[k] for k in keys]
+            write_atomic(os.path.join(self.report_dir, "groups.json"),
+                         groups_json(self._sorted, config, [self._lines[k] for k in keys]), config.report_mode)
+            self.slow_pending = True
+        self.counts = {"groups": len(self._sorted), "duplicates": sum(g["size"] - 1 for g in self._sorted)}
+        return self.counts
+
+    def slow_due_now(self) -> bool:
+        """True when ``duplicates.json`` and ``report.html`` are owed and their time has come."""
+        return self.slow_pending and time.monotonic() >= self.slow_due
+
+    def write_slow(self, index: MatchIndex, config: Config, store: Any = None, *,
+                   on_thumbnails: Callable[[], None] | None = None) -> None:
+        """Rewrite ``duplicates.json`` and ``report.html`` (with the groups of the last :meth:`write_groups`)."""
+        from dedupd.reports.html import write_html_report
+
+        t0 = time.monotonic()
+        self.slow_pending = False
+        snapshot = index.snapshot()
+        write_atomic(os.path.join(self.report_dir, "duplicates.json"), duplicates_json(snapshot), config.report_mode)
+        write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
+                          groups=self._sorted, on_thumbnails=on_thumbnails)
+        self.slow_due = time.monotonic() + max(config.report_interval_s, 3 * (time.monotonic() - t0))
+
+
+def write_reports(report_dir: str, index: MatchIndex | GraphSnapshot, config: Config, store: Any = None, *,
+                  on_thumbnails: Callable[[], None] | None = None) -> dict[str, int]:
+    """Rewrite ``duplicates.json``, ``groups.json`` and ``report.html`` in full; returns counts for status.
+
+    With ``on_thumbnails`` the HTML report does not wait for thumbnails not made yet: worker
+    processes make them in the background and ``on_thumbnails`` is called when some are ready
+    (the daemon then writes the report again); without it, they are made first (``dedupd scan``).
+    """
     from dedupd.reports.html import write_html_report
 
-    review = store.review() if store is not None and hasattr(store, "review") else None
-    groups = build_groups(index, config.keep, review, config)
-    write_html_report(os.path.join(report_dir, "report.html"), index, config, store, groups=groups)
-    write_json_atomic(os.path.join(report_dir, "duplicates.json"), index.adjacency(), config.report_mode)
-    write_json_atomic(
-        os.path.join(report_dir, "groups.json"),
-        {"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
-         "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})},
-         "dry_run": config.dry_run, **would_quarantine(groups),
-         "groups": groups},
-        config.report_mode,
-    )
+    snapshot = index.snapshot() if isinstance(index, MatchIndex) else index
+    groups = build_groups(snapshot, config.keep, store_review(store), config)  # type: ignore[arg-type]
+    write_html_report(os.path.join(report_dir, "report.html"), snapshot, config, store,
+                      groups=groups, on_thumbnails=on_thumbnails)
+    write_atomic(os.path.join(report_dir, "duplicates.json"), duplicates_json(snapshot), config.report_mode)
+    write_atomic(os.path.join(report_dir, "groups.json"), groups_json(groups, config), config.report_mode)
     return {"groups": len(groups), "duplicates": sum(g["size"] - 1 for g in groups)}

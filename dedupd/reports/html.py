@@ -195,11 +195,14 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
 
 
 def write_html_report(out_path: str, index: Any, config: Any, store: Any = None, *,
-                      groups: list[dict[str, Any]] | None = None, thumbs_dir: str | None = None) -> dict[str, Any]:
+                      groups: list[dict[str, Any]] | None = None, thumbs_dir: str | None = None,
+                      on_thumbnails: Any = None) -> dict[str, Any]:
     """Build groups (unless given), thumbnails and ``out_path`` (atomically). Returns counts.
 
     Thumbnails go to ``thumbs_dir`` (default ``<dir of out_path>/thumbs``), named by content
     digest, so each content is decoded once across reports; the page links them relatively.
+    With ``on_thumbnails`` (a callable) missing thumbnails are made in the background (see
+    :func:`~dedupd.reports.thumbnails.ensure_thumbnails`) and the page shows placeholders until then.
     """
     from dedupd.reports.groups import build_groups
     from dedupd.reports.thumbnails import ensure_thumbnails
@@ -224,7 +227,8 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
                 items.append((f["path"], info.digest))
             elif f.get("state") == "quarantined" and f.get("digest") and f.get("dest") and os.path.exists(f["dest"]):
                 items.append((f["dest"], f["digest"]))
-    names = ensure_thumbnails(items, thumbs_dir, max_pixels=config.max_pixels, mode=config.report_mode)
+    names = ensure_thumbnails(items, thumbs_dir, max_pixels=config.max_pixels, mode=config.report_mode,
+                              on_made=on_thumbnails)
     if prune:  # thumbnails of contents no longer in any group
         digests = {d.hex() if isinstance(d, bytes) else d for _, d in items}
         keep = {h + ext for h in digests for ext in (".jpg", ".err")}

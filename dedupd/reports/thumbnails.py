@@ -6,19 +6,25 @@ marker instead, so it is not retried on every report, and the report shows a pla
 Writes are atomic (temp file + rename), so a reader or a concurrent writer never sees half a JPEG.
 Decoding happens only in worker processes (a small pool of this process, apart from the daemon's
 ingest and query pools), with the encoders' format allow-list and pixel limit (``max_pixels``).
+The daemon does not wait for them: :func:`ensure_thumbnails` with ``on_made`` returns what is
+cached and has the rest made in the background (a report shows placeholders until the next one).
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from dedupd.daemon.config.model import DEFAULT_MAX_PIXELS, DEFAULT_REPORT_MODE
 from dedupd.daemon.workers import DecodeFailed, DecodePool
 from dedupd.reports.atomic import file_mode, write_atomic
+
+logger = logging.getLogger(__name__)
 
 THUMB_SIZE = 160
 THUMB_EXT = ".jpg"
@@ -29,6 +35,8 @@ THUMB_TIMEOUT_S = 60.0
 
 _pool: DecodePool | None = None
 _pool_lock = threading.Lock()
+_background: ThreadPoolExecutor | None = None  # waits for the worker processes (no decoding here)
+_pending: set[str] = set()  # digests (hex) whose thumbnail is being made in the background
 
 
 def _workers() -> DecodePool:
@@ -48,9 +56,13 @@ def start_workers() -> None:
 
 def stop_workers() -> None:
     """Stop the thumbnail decoders (the daemon at shutdown); the next thumbnail starts them again."""
-    global _pool
+    global _pool, _background
     with _pool_lock:
         pool, _pool = _pool, None
+        background, _background = _background, None
+        _pending.clear()
+    if background is not None:
+        background.shutdown(wait=False, cancel_futures=True)
     if pool is not None:
         pool.shutdown()
 
@@ -89,10 +101,8 @@ def make_thumbnail(src: str, dest: str, size: int = THUMB_SIZE, max_pixels: int 
         return False
 
 
-def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = THUMB_SIZE,
-                     max_pixels: int = DEFAULT_MAX_PIXELS, mode: int = DEFAULT_REPORT_MODE) -> str | None:
-    """Name of the cached thumbnail of ``digest`` (made from ``src`` in a worker process if missing),
-    or None when it cannot be decoded (a crash or a hang of the worker counts as that)."""
+def _cached(cache_dir: str, digest: bytes | str, mode: int) -> tuple[bool, str | None]:
+    """(known, name): the cached thumbnail of ``digest`` or its failure marker, without decoding."""
     name = thumb_name(digest)
     dest = os.path.join(cache_dir, name)
     try:
@@ -102,10 +112,19 @@ def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = 
     if st is not None and stat.S_ISREG(st.st_mode):
         if stat.S_IMODE(st.st_mode) != file_mode(mode):  # made under another report_mode
             os.chmod(dest, file_mode(mode))
-        return name
-    err = dest[: -len(THUMB_EXT)] + ".err"
-    if os.path.exists(err):
-        return None
+        return True, name
+    return os.path.exists(dest[: -len(THUMB_EXT)] + ".err"), None
+
+
+def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = THUMB_SIZE,
+                     max_pixels: int = DEFAULT_MAX_PIXELS, mode: int = DEFAULT_REPORT_MODE) -> str | None:
+    """Name of the cached thumbnail of ``digest`` (made from ``src`` in a worker process if missing),
+    or None when it cannot be decoded (a crash or a hang of the worker counts as that)."""
+    name = thumb_name(digest)
+    dest = os.path.join(cache_dir, name)
+    known, cached = _cached(cache_dir, digest, mode)
+    if known:
+        return cached
     os.makedirs(cache_dir, exist_ok=True)
     try:
         made = _workers().run(make_thumbnail, src, dest, size, max_pixels, mode)
@@ -114,17 +133,60 @@ def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = 
     if made:
         return name
     try:
-        with open(err, "w"):
+        with open(dest[: -len(THUMB_EXT)] + ".err", "w"):
             pass
     except OSError:
         pass
     return None
 
 
+def _in_background(todo: list[tuple[str, str]], make: Callable[[str, str], str | None],
+                   on_made: Callable[[], None]) -> None:
+    """Make thumbnails of ``(digest hex, source)`` pairs on background threads (each waits for a
+    worker process); ``on_made`` is called once a batch is done."""
+    global _background
+    with _pool_lock:
+        todo = [(hx, src) for hx, src in todo if hx not in _pending]
+        if not todo:
+            return
+        _pending.update(hx for hx, _ in todo)
+        if _background is None:
+            _background = ThreadPoolExecutor(THUMB_WORKERS, thread_name_prefix="dedupd-thumbs")
+        ex = _background
+
+    left = [len(todo)]  # of this batch (guarded by _pool_lock)
+
+    def one(hx: str, src: str) -> None:
+        try:
+            make(src, hx)
+        except Exception:  # a future's exception would be lost: say it (the report keeps a placeholder)
+            logger.exception("making the thumbnail of %s failed", src, extra={"path": src})
+        finally:
+            with _pool_lock:
+                _pending.discard(hx)
+                left[0] -= 1
+                last = left[0] % 256 == 0  # the batch is done, or another 256 are
+            if last:
+                on_made()
+
+    keys = {hx for hx, _ in todo}
+    try:
+        for hx, src in todo:
+            ex.submit(one, hx, src)
+    except RuntimeError:  # shut down meanwhile (the daemon is stopping)
+        with _pool_lock:
+            _pending.difference_update(keys)
+
+
 def ensure_thumbnails(items: Iterable[tuple[str, bytes | str]], cache_dir: str, size: int = THUMB_SIZE,
-                      max_pixels: int = DEFAULT_MAX_PIXELS, mode: int = DEFAULT_REPORT_MODE) -> dict[str, str | None]:
+                      max_pixels: int = DEFAULT_MAX_PIXELS, mode: int = DEFAULT_REPORT_MODE,
+                      on_made: Callable[[], None] | None = None) -> dict[str, str | None]:
     """``{path: thumbnail file name or None}`` for ``(path, digest)`` pairs; one decode per digest,
-    :data:`THUMB_WORKERS` at once."""
+    :data:`THUMB_WORKERS` at once.
+
+    With ``on_made``, nothing waits for a decode: thumbnails not cached yet are None now, are made
+    in the background, and ``on_made()`` says when (ask again then).
+    """
     by_digest: dict[str, str] = {}
     paths: dict[str, str] = {}
     for path, digest in items:
@@ -134,16 +196,25 @@ def ensure_thumbnails(items: Iterable[tuple[str, bytes | str]], cache_dir: str, 
             by_digest[hx] = path
     results: dict[str, str | None] = {}
     todo = list(by_digest.items())
-    if len(todo) > 1:
-        from concurrent.futures import ThreadPoolExecutor
 
+    def make(src: str, hx: str) -> str | None:
+        return ensure_thumbnail(src, hx, cache_dir, size, max_pixels, mode)
+
+    if on_made is not None:
+        later = []
+        for hx, src in todo:
+            known, name = _cached(cache_dir, hx, mode)
+            results[hx] = name
+            if not known:
+                later.append((hx, src))
+        if later:
+            _in_background(later, make, on_made)
+    elif len(todo) > 1:
         # these threads only wait for the worker processes, which decode
         with ThreadPoolExecutor(THUMB_WORKERS) as ex:
-            for hx, name in zip([h for h, _ in todo],
-                                ex.map(lambda t: ensure_thumbnail(t[1], t[0], cache_dir, size, max_pixels, mode),
-                                       todo)):
+            for (hx, _), name in zip(todo, ex.map(lambda t: make(t[1], t[0]), todo)):
                 results[hx] = name
     else:
         for hx, src in todo:
-            results[hx] = ensure_thumbnail(src, hx, cache_dir, size, max_pixels, mode)
+            results[hx] = make(src, hx)
     return {p: results[hx] for p, hx in paths.items()}

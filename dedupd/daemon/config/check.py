@@ -46,7 +46,8 @@ from dedupd.errors import ConfigError
 TOP_KEYS: tuple[str, ...] = (
     "roots", "store_dir", "report_dir", "report_mode", "socket_path", "socket_mode", "socket_group", "policy",
     "quarantine_dir", "methods", "match", "keep", "include", "exclude", "settle_ms", "workers",
-    "rescan_interval_s", "decode", "exif_transpose", "max_pixels", "log", "dry_run",
+    "rescan_interval_s", "decode", "exif_transpose", "max_pixels", "log", "dry_run", "report_interval_s",
+    "graph_margin",
 )
 _DIR_KEYS = ("store_dir", "report_dir", "socket_path", "quarantine_dir")
 
@@ -57,6 +58,7 @@ _ENV_KINDS: dict[str, str] = {
     "match": "str", "decode": "str", "log.format": "str", "log.level": "str", "settle_ms": "yaml",
     "workers": "yaml", "rescan_interval_s": "yaml", "exif_transpose": "yaml", "methods": "yaml",
     "keep": "yaml", "include": "yaml", "exclude": "yaml", "max_pixels": "yaml", "dry_run": "yaml",
+    "report_interval_s": "yaml", "graph_margin": "yaml",
 }
 #: ``DEDUPD_STORE_DIR`` → ``store_dir``, ``DEDUPD_LOG_LEVEL`` → ``log.level``, ...
 ENV_VARS: dict[str, str] = {"DEDUPD_" + k.upper().replace(".", "_"): k for k in _ENV_KINDS}
@@ -232,6 +234,8 @@ def _check(raw: Mapping[str, Any], defaults: Mapping[str, str], p: Problems) -> 
         p.add("exif_transpose", f"must be true or false, got {show(exif)}")
     f["exif_transpose"] = exif is True
     f["max_pixels"] = int_in(raw.get("max_pixels", DEFAULT_MAX_PIXELS), "max_pixels", 1, MAX_MAX_PIXELS, p)
+    f["report_interval_s"] = non_negative_number(raw.get("report_interval_s", 0.5), "report_interval_s", p)
+    f["graph_margin"] = int_in(raw.get("graph_margin", 2), "graph_margin", 0, 32, p)
     f["log"] = _log(raw.get("log"), p)
     dry_run = raw.get("dry_run", False)
     if not isinstance(dry_run, bool):

@@ -117,6 +117,8 @@ class Config:
     decode: str = "exact"
     exif_transpose: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    report_interval_s: float = 0.5
+    graph_margin: int = 2
     log: LogConfig = LogConfig()
     source: str | None = None
     dry_run: bool = False  # policy quarantine: mark what would move, move nothing

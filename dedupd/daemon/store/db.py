@@ -1,8 +1,9 @@
 """The LMDB store: file records, encodings by content digest, the quarantine manifest, metadata.
 
-The only module that imports ``lmdb``. One environment in ``store_dir`` holds five named
-databases (layout in :mod:`.store_records`): ``files``, ``digests`` (reverse index digest →
-paths), ``encodings``, ``quarantine`` and ``meta``. Every public write is one transaction, so a
+The only module that imports ``lmdb``. One environment in ``store_dir`` holds six named
+databases (layout in :mod:`.records`): ``files``, ``digests`` (reverse index digest →
+paths), ``encodings``, ``quarantine``, ``meta`` and ``edges`` (the duplicate graph: written in the
+transaction of the encodings that produce the edges, pruned with them). Every public write is one transaction, so a
 ``kill -9`` leaves either all of it or none of it; the environment keeps LMDB's default
 ``sync=True`` so a committed manifest entry is on disk before the move it announces.
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Self, TypeVar
 
 import lmdb
@@ -33,6 +34,7 @@ from dedupd.daemon.store.records import (
     EncoderMismatch,
     EncodingRecord,
     FileRecord,
+    GraphStamp,
     StoreStats,
     StrPath,
 )
@@ -40,13 +42,15 @@ from dedupd.daemon.store.review import REVIEW_DB, ReviewMixin
 from dedupd.daemon.store.schema import DB_NAMES, SCHEMA_VERSION, init_or_migrate
 from dedupd.errors import StoreError, StoreWriteError
 
-__all__ = ["SCHEMA_VERSION", "EncoderMismatch", "EncodingRecord", "FileRecord", "QuarantineEntry", "Store",
-           "StoreStats"]
+__all__ = ["SCHEMA_VERSION", "Edge", "EncoderMismatch", "EncodingRecord", "FileRecord", "GraphStamp",
+           "QuarantineEntry", "Store", "StoreStats"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_MAP_SIZE = 64 << 20  # grows by doubling; LMDB maps lazily, so only used pages cost memory
-_CHUNK = 512
+_CHUNK = 4096
+#: one edge of the duplicate graph: two content digests and their scores (in ``GraphStamp.names`` order)
+Edge = tuple[bytes, bytes, "Sequence[float | None]"]
 
 
 class Store(ManifestMixin, ReviewMixin):
@@ -92,7 +96,13 @@ class Store(ManifestMixin, ReviewMixin):
             raise StoreError(f"cannot open the store in {path}: {exc}") from exc
         try:
             if readonly:  # handles opened inside a read-only txn are unusable after it (python-lmdb)
-                dbs = {n: env.open_db(n.encode(), create=False) for n in DB_NAMES}
+                dbs = {}
+                for n in DB_NAMES:
+                    try:
+                        dbs[n] = env.open_db(n.encode(), create=False)
+                    except lmdb.NotFoundError:
+                        if n != "edges":  # added by schema 2: an older store says "needs migrating" below
+                            raise
                 try:  # added after schema 1's first release: older stores have no decisions yet
                     dbs[REVIEW_DB] = env.open_db(REVIEW_DB.encode(), create=False)
                 except lmdb.NotFoundError:
@@ -195,11 +205,14 @@ class Store(ManifestMixin, ReviewMixin):
         self.put_files([(path, record, encoding)])
 
     def put_files(self, batch: Iterable[tuple[StrPath, FileRecord, EncodingRecord | None]],
-                  deletes: Iterable[StrPath] = ()) -> None:
+                  deletes: Iterable[StrPath] = (), edges: Iterable[Edge] | None = None) -> None:
         """Write a batch of ``(path, record, encoding or None)`` and forget ``deletes``: all or nothing.
 
         Later items see earlier ones, so a batch may give an encoding once for several paths. Keep
         batches to thousands of items, not millions (one transaction holds every dirty page).
+        ``edges`` are the duplicate-graph edges of the encodings written (every pair within the
+        stamp's radius, see :class:`GraphStamp`): a digest given an encoding loses its old edges
+        first, and an edge to a digest not stored at the end of the batch is not written.
 
         Raises:
             StoreError: an ``ok`` record whose digest has no encoding (nothing is written).
@@ -208,6 +221,7 @@ class Store(ManifestMixin, ReviewMixin):
         if any(enc is not None and rec.digest is None for _, rec, enc in items):
             raise ValueError("an encoding needs the record's digest to be stored under")
         gone = [r.fs_bytes(p) for p in deletes]
+        new_edges = list(edges or ())
 
         def work(txn: lmdb.Transaction) -> None:
             # encodings that lose their last path are pruned at the end, not on the way: in one
@@ -215,14 +229,51 @@ class Store(ManifestMixin, ReviewMixin):
             orphans: set[bytes] = set()
             for raw, rec, enc in items:
                 if enc is not None:
-                    txn.put(rec.digest, r.pack_encoding(enc), db=self._dbs["encodings"])  # type: ignore[arg-type]
+                    assert rec.digest is not None
+                    txn.put(rec.digest, r.pack_encoding(enc), db=self._dbs["encodings"])
+                    self._drop_edges(txn, rec.digest)  # re-encoded: its edges are the ones given now
                 self._put(txn, raw, rec, orphans)
             for raw in gone:
                 self._delete(txn, raw, orphans)
+            self._put_edges(txn, new_edges)
             for digest in orphans:
                 self._prune(txn, digest)
 
         self._write(work)
+
+    def delete_prefix(self, directory: StrPath) -> list[str]:
+        """Forget every record at or under ``directory`` in one transaction (a range of keys, not a
+        scan of the store); returns the paths forgotten."""
+        top = r.fs_bytes(directory).rstrip(b"/") or b"/"
+
+        def work(txn: lmdb.Transaction) -> list[bytes]:
+            gone = [raw for raw, _ in self._under(txn, top)]
+            orphans: set[bytes] = set()
+            for raw in gone:
+                self._delete(txn, raw, orphans)
+            for digest in orphans:
+                self._prune(txn, digest)
+            return gone
+
+        return [os.fsdecode(raw) for raw in self._write(work)]
+
+    def _under(self, txn: lmdb.Transaction, top: bytes) -> list[tuple[bytes, FileRecord]]:
+        """``(path bytes, record)`` of every record at or under ``top``: the key range of the prefix,
+        plus the few hashed long-path keys (they sort first)."""
+        def under(raw: bytes) -> bool:
+            return raw == top or raw.startswith(top if top == b"/" else top + b"/")
+
+        cur = txn.cursor(db=self._dbs["files"])
+        out: list[tuple[bytes, FileRecord]] = []
+        for start in (b"\0", top):  # hashed long-path keys first, then the prefix range
+            ok = cur.set_range(start)
+            while ok and bytes(cur.key()).startswith(start):
+                rec, long_path = r.unpack_file(cur.value())
+                raw = long_path if long_path is not None else bytes(cur.key())
+                if under(raw):
+                    out.append((raw, rec))
+                ok = cur.next()
+        return out
 
     def delete_file(self, path: StrPath) -> bool:
         """Forget ``path`` (pruning its encoding when no other path has the digest); True if it existed."""
@@ -239,20 +290,8 @@ class Store(ManifestMixin, ReviewMixin):
         if old_raw == new_raw:
             return 0
 
-        def under(raw: bytes) -> bool:
-            return raw == old_raw or raw.startswith(old_raw if old_raw == b"/" else old_raw + b"/")
-
         def work(txn: lmdb.Transaction) -> int:
-            cur = txn.cursor(db=self._dbs["files"])
-            moving: list[tuple[bytes, FileRecord]] = []
-            for start in (b"\0", old_raw):  # hashed long-path keys first, then the prefix range
-                ok = cur.set_range(start)
-                while ok and bytes(cur.key()).startswith(start):
-                    rec, long_path = r.unpack_file(cur.value())
-                    raw = long_path if long_path is not None else bytes(cur.key())
-                    if under(raw):
-                        moving.append((raw, rec))
-                    ok = cur.next()
+            moving = self._under(txn, old_raw)
             base = b"" if new_raw == b"/" else new_raw
             orphans: set[bytes] = set()  # a replaced target's content may be what another record brings
             for raw, rec in moving:
@@ -304,7 +343,114 @@ class Store(ManifestMixin, ReviewMixin):
         prefix = r.digest_prefix(digest)
         cur = txn.cursor(db=self._dbs["digests"])
         if not (cur.set_range(prefix) and bytes(cur.key()).startswith(prefix)):
-            txn.delete(digest, db=self._dbs["encodings"])
+            if txn.delete(digest, db=self._dbs["encodings"]):
+                self._drop_edges(txn, digest)
+
+    # -- the duplicate graph ------------------------------------------------------------------
+
+    def _drop_edges(self, txn: lmdb.Transaction, digest: bytes) -> int:
+        """Delete every edge of ``digest`` (both directions); returns how many."""
+        edges = self._dbs["edges"]
+        prefix = r.digest_prefix(digest)
+        cur = txn.cursor(db=edges)
+        others = []
+        ok = cur.set_range(prefix)
+        while ok and bytes(cur.key()).startswith(prefix):
+            others.append(bytes(cur.key())[len(prefix):])
+            ok = cur.delete()  # moves to the next key
+        for other in others:
+            txn.delete(r.edge_key(other, digest), db=edges)
+        return len(others)
+
+    def _put_edges(self, txn: lmdb.Transaction, edges: Iterable[Edge],
+                   expect: dict[bytes, dict[str, int]] | None = None) -> int:
+        """Write edges whose two digests are stored (and, with ``expect``, still have those hashes)."""
+        db, encodings = self._dbs["edges"], self._dbs["encodings"]
+        present: dict[bytes, bool] = {}
+
+        def ok(d: bytes) -> bool:
+            if d not in present:
+                raw = txn.get(d, db=encodings)
+                present[d] = raw is not None and (
+                    expect is None or dict(r.unpack_encoding(raw).hashes) == expect.get(d))
+            return present[d]
+
+        n = 0
+        for a, b, scores in edges:
+            if a == b or not (ok(a) and ok(b)):
+                continue
+            lo, hi = (a, b) if a < b else (b, a)
+            txn.put(r.edge_key(lo, hi), r.pack(list(scores)), db=db)
+            txn.put(r.edge_key(hi, lo), b"", db=db)
+            n += 1
+        return n
+
+    def graph_stamp(self) -> GraphStamp | None:
+        """What the stored edges are (None: no edges were ever derived, e.g. a migrated store)."""
+        data = self._read(lambda txn: txn.get(b"graph", db=self._dbs["meta"]))
+        return None if data is None else r.unpack_stamp(data)
+
+    def reset_graph(self, stamp: GraphStamp, *, clear: bool) -> None:
+        """Record a new stamp; with ``clear``, delete every stored edge first (one transaction)."""
+        def work(txn: lmdb.Transaction) -> None:
+            if clear:
+                txn.drop(self._dbs["edges"], delete=False)
+            txn.put(b"graph", r.pack_stamp(stamp), db=self._dbs["meta"])
+
+        self._write(work)
+
+    def put_edges(self, stamp: GraphStamp, edges: Iterable[Edge], expect: dict[bytes, dict[str, int]]) -> int:
+        """Write a derived batch of edges and the derivation's progress (``stamp``), in one transaction.
+
+        Nothing is written when the stored stamp has other settings (the config changed meanwhile).
+        An edge is skipped when one of its digests is gone or no longer has the hashes in
+        ``expect`` (re-encoded meanwhile: the new encoding came with its own edges). Returns the
+        number written, or -1 when the stamp no longer matches.
+        """
+        batch = list(edges)
+
+        def work(txn: lmdb.Transaction) -> int:
+            raw = txn.get(b"graph", db=self._dbs["meta"])
+            if raw is None or not r.unpack_stamp(raw).same_settings(stamp):
+                return -1
+            n = self._put_edges(txn, batch, expect)
+            txn.put(b"graph", r.pack_stamp(stamp), db=self._dbs["meta"])
+            return n
+
+        return self._write(work)
+
+    def iter_edges(self, chunk: int = 8192) -> Iterator[list[tuple[bytes, bytes, list[float | None]]]]:
+        """Every stored edge once, as lists of ``(a, b, scores)`` with ``a < b``, in key order.
+
+        Chunks of ``chunk`` keys are read in short read transactions (not one snapshot: edges
+        written meanwhile may or may not be seen; the index checks what it loads).
+        """
+        last: bytes | None = None
+        while True:
+            def read(txn: lmdb.Transaction, last: bytes | None = last) -> tuple[list[Any], bytes | None, bool]:
+                cur = txn.cursor(db=self._dbs["edges"])
+                ok = cur.set_range(last) if last is not None else cur.first()
+                if ok and last is not None and cur.key() == last:
+                    ok = cur.next()
+                out = []
+                key = None
+                for _ in range(chunk):
+                    if not ok:
+                        break
+                    key, value = cur.item()
+                    if len(value):
+                        k = bytes(key)
+                        n = k[0]
+                        out.append((k[1:1 + n], k[1 + n:], r.unpack(value)))
+                    ok = cur.next()
+                return out, (bytes(key) if key is not None else None), ok
+
+            items, last_key, more = self._read(read)
+            if items:
+                yield items
+            if not more or last_key is None:
+                return
+            last = last_key
 
     def _scan(self, db: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
         """Yield ``(key, value)`` of ``db`` with ``prefix`` in key order, one short transaction per chunk."""
@@ -334,6 +480,22 @@ class Store(ManifestMixin, ReviewMixin):
             rec, long_path = r.unpack_file(value)
             yield os.fsdecode(long_path if long_path is not None else key), rec
 
+    def iter_ok_files(self) -> Iterator[tuple[str, int, int, bytes]]:
+        """``(path, size, mtime_ns, digest)`` of every record in state ``ok``: the start-up load's
+        fast path (no record objects built)."""
+        unpack = r.unpack
+        for key, value in self._scan("files"):
+            _v, size, mtime_ns, _dev, _inode, digest, state, _error, _at, long_path = unpack(value)
+            if state == "ok":
+                yield os.fsdecode(long_path if long_path is not None else key), size, mtime_ns, digest
+
+    def iter_encodings_brief(self) -> Iterator[tuple[bytes, int, int, dict[str, int], bytes | None]]:
+        """``(digest, width, height, hashes, cnn vector bytes or None)`` of every encoding (fast path)."""
+        unpack = r.unpack
+        for key, value in self._scan("encodings"):
+            _v, width, height, _fmt, hashes, _params, vector, _model = unpack(value)
+            yield key, width, height, hashes, vector
+
     def files_with_digest(self, digest: bytes) -> list[str]:
         """Paths whose content digest is ``digest``, sorted by their stored key."""
         prefix = r.digest_prefix(digest)
@@ -358,18 +520,23 @@ class Store(ManifestMixin, ReviewMixin):
         data = self._read(lambda txn: txn.get(digest, db=self._dbs["encodings"]))
         return None if data is None else r.unpack_encoding(data)
 
-    def put_encoding(self, digest: bytes, encoding: EncodingRecord) -> None:
-        """Replace the encoding of a digest some file has (a lazy re-encode after a config change).
+    def put_encoding(self, digest: bytes, encoding: EncodingRecord, edges: Iterable[Edge] = ()) -> None:
+        """Replace the encoding of a digest some file has (a lazy re-encode after a config change),
+        with the edges of its new values (its old edges are dropped).
 
         Raises:
             StoreError: no file record references ``digest`` (it would never be pruned).
         """
+        new_edges = list(edges)
+
         def work(txn: lmdb.Transaction) -> None:
             prefix = r.digest_prefix(digest)
             cur = txn.cursor(db=self._dbs["digests"])
             if not (cur.set_range(prefix) and bytes(cur.key()).startswith(prefix)):
                 raise StoreError("refusing to store an encoding no file references; use put_file")
             txn.put(digest, r.pack_encoding(encoding), db=self._dbs["encodings"])
+            self._drop_edges(txn, digest)
+            self._put_edges(txn, new_edges)
 
         self._write(work)
 
@@ -402,8 +569,8 @@ class Store(ManifestMixin, ReviewMixin):
     def stats(self) -> StoreStats:
         """Entry counts, file size on disk and current map size."""
         def work(txn: lmdb.Transaction) -> tuple[int, ...]:
-            return tuple(txn.stat(self._dbs[n])["entries"] for n in ("files", "encodings", "quarantine"))
+            return tuple(txn.stat(self._dbs[n])["entries"] for n in ("files", "encodings", "quarantine", "edges"))
 
-        files, encodings, quarantine = self._read(work)
+        files, encodings, quarantine, edges = self._read(work)
         disk = os.path.getsize(os.path.join(self.path, "data.mdb"))
-        return StoreStats(files, encodings, quarantine, disk, self._env.info()["map_size"])
+        return StoreStats(files, encodings, quarantine, disk, self._env.info()["map_size"], edges // 2)

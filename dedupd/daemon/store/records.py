@@ -12,6 +12,11 @@ Keys:
   full path. Such keys sort before every real path.
 * ``digests``: ``len(digest) byte + digest + files key`` → empty value (a reverse index).
 * ``encodings``: the content digest. ``quarantine``: see :mod:`.store_manifest`.
+* ``edges`` (the persisted duplicate graph): ``digest_prefix(a) + b`` for both directions of a
+  pair of contents; the key with ``a < b`` holds the pair's scores (a msgpack list in the order of
+  :attr:`GraphStamp.names`), the reverse key an empty value (so that every edge of a digest is
+  one prefix range, for pruning). Which pairs are kept and in which units is the ``graph`` stamp
+  in ``meta`` (:class:`GraphStamp`).
 """
 
 from __future__ import annotations
@@ -122,6 +127,35 @@ class EncodingRecord:
 
 
 @dataclass(frozen=True)
+class GraphStamp:
+    """What the persisted edges are: the settings that produced them and how far they reach.
+
+    An edge is stored for every pair of contents within ``radii`` on some hash method (Hamming
+    distance ``<=`` its radius) or with CNN similarity ``>= cnn`` (when ``cnn`` is not None),
+    whatever the configured match mode: thresholds up to the radii, and any/all, are then filters
+    of the stored edges. ``complete`` is False while a derivation runs; ``cursor`` is the last
+    digest (in byte order) whose edges it has written, so that it resumes after a crash.
+    """
+
+    radii: tuple[tuple[str, int], ...]
+    cnn: float | None
+    hash_params: str
+    cnn_model: str | None
+    complete: bool = False
+    cursor: bytes | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """The score order of an edge value: the hash methods (sorted), then ``"cnn"``."""
+        return [m for m, _ in self.radii] + (["cnn"] if self.cnn is not None else [])
+
+    def same_settings(self, other: GraphStamp) -> bool:
+        """True when ``other`` describes the same edges (progress aside)."""
+        return (self.radii, self.cnn, self.hash_params, self.cnn_model) == (
+            other.radii, other.cnn, other.hash_params, other.cnn_model)
+
+
+@dataclass(frozen=True)
 class StoreStats:
     """Entry counts and sizes (``disk_bytes`` = size of ``data.mdb``; ``map_size`` = current limit)."""
 
@@ -130,6 +164,7 @@ class StoreStats:
     quarantine: int
     disk_bytes: int
     map_size: int
+    edges: int = 0
 
 
 @dataclass(frozen=True)
@@ -176,6 +211,11 @@ def digest_prefix(digest: bytes) -> bytes:
     return bytes([len(digest)]) + digest
 
 
+def edge_key(a: bytes, b: bytes) -> bytes:
+    """The ``edges`` key of the pair ``(a, b)`` seen from ``a`` (see the module doc)."""
+    return digest_prefix(a) + b
+
+
 _OPTS: dict[str, Any] = {"use_bin_type": True, "unicode_errors": "surrogateescape"}
 _UNOPTS: dict[str, Any] = {"raw": False, "unicode_errors": "surrogateescape"}
 
@@ -212,3 +252,16 @@ def unpack_encoding(data: bytes | memoryview) -> EncodingRecord:
     """Decode an ``encodings`` value."""
     _v, width, height, fmt, hashes, hash_params, vector, model = unpack(data)
     return EncodingRecord(width, height, fmt, hashes, hash_params, vector, model)
+
+
+def pack_stamp(stamp: GraphStamp) -> bytes:
+    """Encode a :class:`GraphStamp` (a msgpack map, so that fields can be added later)."""
+    return pack({"v": 1, "radii": [list(x) for x in stamp.radii], "cnn": stamp.cnn, "hash_params": stamp.hash_params,
+                 "cnn_model": stamp.cnn_model, "complete": stamp.complete, "cursor": stamp.cursor})
+
+
+def unpack_stamp(data: bytes | memoryview) -> GraphStamp:
+    """Decode a ``graph`` stamp."""
+    d = unpack(data)
+    return GraphStamp(tuple((str(m), int(r)) for m, r in d["radii"]), d["cnn"], d["hash_params"], d["cnn_model"],
+                      bool(d["complete"]), d["cursor"])

@@ -10,12 +10,22 @@ from dedupd.daemon.store.records import pack, unpack
 from dedupd.errors import StoreError
 
 #: Named LMDB databases of one store (see :mod:`dedupd.daemon.store.records` for their layout).
-DB_NAMES: tuple[str, ...] = ("files", "digests", "encodings", "quarantine", "meta")
+DB_NAMES: tuple[str, ...] = ("files", "digests", "encodings", "quarantine", "meta", "edges")
 #: Version of the layout written by this dedupd. Bump it and add ``MIGRATIONS[old]`` together.
-SCHEMA_VERSION = 1
+#: 2: the ``edges`` database (the persisted duplicate graph, see :class:`~.records.GraphStamp`).
+SCHEMA_VERSION = 2
 #: ``MIGRATIONS[v](txn, dbs)`` rewrites a version-``v`` store into version ``v + 1`` inside the
 #: opening write transaction, so a crash mid-migration leaves the old version intact.
 MIGRATIONS: dict[int, Callable[[Any, dict[str, Any]], None]] = {}
+
+
+def _add_edges(txn: Any, dbs: dict[str, Any]) -> None:
+    """1 → 2: the ``edges`` database is created empty (by opening it in the same transaction); with
+    no ``graph`` stamp in ``meta`` the daemon derives the edges in the background after start-up."""
+    txn.delete(b"graph", db=dbs["meta"])
+
+
+MIGRATIONS[1] = _add_edges
 
 
 def init_or_migrate(txn: Any, dbs: dict[str, Any], path: str, readonly: bool) -> None:

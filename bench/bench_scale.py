@@ -1,0 +1,298 @@
+"""The daemon at scale: start-up, restart, RSS, socket latency, a SIGHUP threshold change and one new
+file to the report, on a synthetic library of N files (default 100,000).
+
+The library is built through the store API, without decoding: an empty placeholder file per entry
+under the root (so that the daemon's start-up walk finds it unchanged and keeps it) and a
+``FileRecord`` + ``EncodingRecord`` with a synthetic 64-bit PHash. Hashes are random, except for
+planted near-duplicates: 10 % of the files are 1-4 bit flips of an earlier file, 1 % byte-identical
+copies (same digest). No edges are written: the first start derives the persisted graph in the
+background (as after an upgrade from a store without edges); the restart then loads it.
+
+Measured, against ``dedupd run`` as a subprocess (real LMDB, socket, inotify):
+
+- ``first start``: socket answering, graph derived (every group back), daemon RSS;
+- ``restart``: the same with the persisted graph loaded (the 100k / 1M targets);
+- ``query``: ``GET /v1/duplicates?path=`` through the socket (new connection each), p50 / p95;
+- ``SIGHUP``: phash threshold 10 → 8 (within the stored reach: a filter): the slowest ``status``
+  answer while it runs, and the time until ``groups.json`` shows the new threshold;
+- ``one new file``: a real photo copied into the root (decoded), then a byte copy of it: time from
+  the copy to the socket listing the pair, and to ``groups.json`` listing it, less ``settle_ms``.
+
+    python bench/bench_scale.py                 # 100,000 files
+    python bench/bench_scale.py -n 1000000      # a million (about 1 GB of store, placeholders)
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.bench_query import CORPUS, PER_DIR, pct  # noqa: E402
+from dedupd.client import ApiError, Client, DaemonNotRunning  # noqa: E402
+from dedupd.daemon.config import Config, config_from_mapping  # noqa: E402
+from dedupd.daemon.store import EncodingRecord, FileRecord, Store  # noqa: E402
+
+SETTLE_MS = 200
+NEW_FILES = 10
+
+
+def planted_hashes(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` hashes (random, 10 % near-duplicates of an earlier one) and, per file, the index of
+    the file whose content it copies byte for byte (itself for 99 %)."""
+    hashes = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    hashes ^= rng.integers(0, 2, size=n).astype(np.uint64)
+    near = np.flatnonzero(rng.random(n) < 0.10)
+    near = near[near > 0]
+    parents = (rng.random(len(near)) * near).astype(np.int64)
+    hashes[near] = hashes[parents]
+    for _ in range(4):
+        flip = rng.random(len(near)) < 0.6
+        bits = rng.integers(0, 64, size=len(near)).astype(np.uint64)
+        hashes[near] = np.where(flip, hashes[near] ^ (np.uint64(1) << bits), hashes[near])
+    same = np.arange(n)
+    copies = np.flatnonzero(rng.random(n) < 0.01)
+    copies = copies[copies > 0]
+    same[copies] = (rng.random(len(copies)) * copies).astype(np.int64)
+    return hashes, same
+
+
+def populate(root: Path, store_dir: Path, config: Config, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    hashes, same = planted_hashes(n, rng)
+    params = config.hash_params_id()
+    with Store.open(store_dir) as store:
+        store.set_encoders(config.hash_methods(), config.cnn_model_id(), hash_params=params)
+        batch: list = []
+        for i in range(n):
+            folder = root / "syn" / f"d{i // PER_DIR:04d}"
+            if i % PER_DIR == 0:
+                folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"f{i:07d}.jpg"
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+            j = int(same[i])
+            digest = hashlib.blake2b(j.to_bytes(8, "big"), digest_size=16).digest()
+            enc = EncodingRecord(640, 480, "JPEG", {"phash": int(hashes[j])}, hash_params=params)
+            batch.append((str(path), FileRecord.from_stat(os.stat(path), digest), enc))
+            if len(batch) >= 5000:
+                store.put_files(batch)
+                batch = []
+        if batch:
+            store.put_files(batch)
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of ``pid`` in MB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
+
+
+class Daemon:
+    def __init__(self, work: Path, socket_path: str) -> None:
+        self.work, self.socket_path = work, socket_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = Client(socket_path, timeout=120, retry_s=0)
+
+    def start(self) -> float:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEDUPD_")}
+        env["PYTHONPATH"] = str(REPO)
+        self.log = open(self.work / "daemon.log", "ab")  # noqa: SIM115 - open while the daemon runs
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "dedupd", "run", "--config", str(self.work / "c.yaml")],
+                                     stdout=self.log, stderr=self.log, env=env, start_new_session=True)
+        return t0
+
+    def status(self) -> dict | None:
+        try:
+            return self.client.get("/v1/status")
+        except (DaemonNotRunning, ApiError, OSError):
+            return None
+
+    def wait(self, pred, t0: float, timeout: float, what: str, interval: float = 0.05) -> float:
+        while time.monotonic() - t0 < timeout:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise SystemExit(f"daemon exited: see {self.work / 'daemon.log'}")
+            s = self.status()
+            if s is not None and pred(s):
+                return time.monotonic() - t0
+            time.sleep(interval)
+        raise SystemExit(f"timed out waiting for {what}; see {self.work / 'daemon.log'}")
+
+    def stop(self) -> float:
+        t0 = time.monotonic()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+        return time.monotonic() - t0
+
+
+def groups_paths(report_dir: Path) -> tuple[float, set[str], dict]:
+    """(generated_at, every path in groups.json, methods) of the current report."""
+    data = json.loads((report_dir / "groups.json").read_text())
+    paths = {g["keep"]["path"] for g in data["groups"]} | {d["path"] for g in data["groups"] for d in g["duplicates"]}
+    return data["generated_at"], paths, data["methods"]
+
+
+def start_and_measure(d: Daemon, n: int, timeout: float) -> dict[str, float]:
+    t0 = d.start()
+    t_sock = d.wait(lambda s: True, t0, timeout, "the socket", 0.02)
+    assert d.proc is not None
+    t_graph = d.wait(lambda s: s.get("graph") == "ready" and s["files"] == n, t0, timeout, "the graph", 0.05)
+    t_groups = d.wait(lambda s: s["groups"] > 0, t0, timeout, "the groups reported", 0.05)
+    rss, hwm = rss_mb(d.proc.pid)
+    d.wait(lambda s: s["state"] == "watching" and s["queued"] == 0, t0, timeout, "watching", 0.2)
+    return {"socket": t_sock, "graph": t_graph, "groups": t_groups, "rss": rss, "hwm": hwm}
+
+
+def bench(n: int, base: Path, timeout: float, keep: bool = False) -> list[tuple[str, str]]:
+    work = Path(tempfile.mkdtemp(prefix=f"scale{n}-", dir=base))
+    root, store_dir, reports = work / "root", work / "store", work / "reports"
+    (root / "real").mkdir(parents=True)
+    sock = tempfile.mkdtemp(prefix="bs-", dir="/tmp") + "/s"
+    raw = {"roots": [str(root)], "store_dir": str(store_dir), "report_dir": str(reports), "socket_path": sock,
+           "rescan_interval_s": 0, "workers": 1, "settle_ms": SETTLE_MS, "methods": {"phash": 10},
+           "log": {"format": "json", "level": "info"}}
+    (work / "c.yaml").write_text(json.dumps(raw))
+    config = config_from_mapping({k: v for k, v in raw.items() if k != "log"}, env={})
+    rows: list[tuple[str, str]] = []
+    t = time.monotonic()
+    populate(root, store_dir, config, n, seed=n)
+    rows.append(("populate (store API, no decode)", f"{time.monotonic() - t:.1f} s"))
+    d = Daemon(work, sock)
+    try:
+        first = start_and_measure(d, n, timeout)
+        rows += [("first start: socket answers", f"{first['socket']:.2f} s"),
+                 ("first start: graph derived, groups reported", f"{first['graph']:.1f} s / {first['groups']:.1f} s"),
+                 ("first start: daemon RSS (peak)", f"{first['rss']:.0f} MB ({first['hwm']:.0f} MB)")]
+        rows.append(("shutdown", f"{d.stop():.2f} s"))
+        with Store.open(store_dir, readonly=True) as store:
+            st = store.stats()
+        rows.append(("stored edges / store size", f"{st.edges} / {st.disk_bytes / 2**20:.0f} MB"))
+        again = start_and_measure(d, n, timeout)
+        rows += [("restart: socket answers", f"{again['socket']:.2f} s"),
+                 ("restart: graph loaded, every group back", f"{again['graph']:.2f} s / {again['groups']:.2f} s"),
+                 ("restart: daemon RSS (peak)", f"{again['rss']:.0f} MB ({again['hwm']:.0f} MB)")]
+        # socket latency of a path query (the always-current view)
+        rng = np.random.default_rng(1)
+        lat = []
+        for i in rng.integers(0, n, size=200).tolist():
+            p = root / "syn" / f"d{i // PER_DIR:04d}" / f"f{i:07d}.jpg"
+            t = time.perf_counter()
+            d.client.duplicates(str(p))
+            lat.append(time.perf_counter() - t)
+        rows.append(("socket /v1/duplicates p50 / p95", f"{pct(lat, 0.5) * 1e3:.1f} / {pct(lat, 0.95) * 1e3:.1f} ms"))
+        rows += sighup(d, work, raw, reports, timeout)
+        rows += new_files(d, root, reports, timeout)
+        rows.append(("shutdown", f"{d.stop():.2f} s"))
+    finally:
+        d.stop() if d.proc is not None and d.proc.poll() is None else None
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+def sighup(d: Daemon, work: Path, raw: dict, reports: Path, timeout: float) -> list[tuple[str, str]]:
+    assert d.proc is not None
+    (work / "c.yaml").write_text(json.dumps({**raw, "methods": {"phash": 8}}))
+    t0 = time.monotonic()
+    os.kill(d.proc.pid, signal.SIGHUP)
+    worst = 0.0
+    while time.monotonic() - t0 < timeout:
+        t = time.perf_counter()
+        s = d.status()
+        worst = max(worst, time.perf_counter() - t)
+        try:
+            if s is not None and s.get("graph") == "ready" and groups_paths(reports)[2] == {"phash": 8}:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    else:
+        raise SystemExit("the reload's groups did not appear")
+    return [("SIGHUP phash 10 → 8: slowest status answer", f"{worst * 1e3:.0f} ms"),
+            ("SIGHUP phash 10 → 8: new groups in groups.json", f"{time.monotonic() - t0:.2f} s")]
+
+
+def new_files(d: Daemon, root: Path, reports: Path, timeout: float) -> list[tuple[str, str]]:
+    photos = sorted((CORPUS / "base").rglob("*.jpg"))[:NEW_FILES]
+    sock_lat, report_lat = [], []
+    for k, src in enumerate(photos):
+        first = root / "real" / f"new{k}.jpg"
+        shutil.copyfile(src, first)
+        d.wait(lambda s, p=str(first): _indexed(d, p), time.monotonic(), timeout, "the new file indexed")
+        copy = root / "real" / f"copy{k}.jpg"
+        t0 = time.monotonic()
+        shutil.copyfile(first, copy)
+        t_sock = d.wait(lambda s, p=str(copy), q=str(first): _lists(d, p, q), t0, timeout, "the copy", 0.01)
+        while str(copy) not in _group_paths(reports):
+            if time.monotonic() - t0 > timeout:
+                raise SystemExit("the copy never reached groups.json")
+            time.sleep(0.02)
+        report_lat.append(time.monotonic() - t0 - SETTLE_MS / 1000)
+        sock_lat.append(t_sock - SETTLE_MS / 1000)
+    return [("one new file → socket lists it, after settle: p50 / p95",
+             f"{statistics.median(sock_lat):.2f} / {pct(sock_lat, 0.95):.2f} s"),
+            ("one new file → groups.json lists it, after settle: p50 / p95",
+             f"{statistics.median(report_lat):.2f} / {pct(report_lat, 0.95):.2f} s")]
+
+
+def _indexed(d: Daemon, path: str) -> bool:
+    try:
+        d.client.duplicates(path)
+        return True
+    except ApiError:
+        return False
+
+
+def _lists(d: Daemon, path: str, other: str) -> bool:
+    try:
+        return any(m["path"] == other for m in d.client.duplicates(path)["duplicates"])
+    except ApiError:
+        return False
+
+
+def _group_paths(reports: Path) -> set[str]:
+    try:
+        return groups_paths(reports)[1]
+    except (OSError, ValueError):
+        return set()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", "--files", type=int, default=100_000, help="files in the synthetic library")
+    ap.add_argument("--base", default=tempfile.gettempdir(), help="where the library and store are built")
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per phase")
+    ap.add_argument("--keep", action="store_true", help="keep the library, store and daemon log")
+    args = ap.parse_args()
+    rows = bench(args.files, Path(args.base), args.timeout, args.keep)
+    print(f"\n| {args.files:,} files (phash, 10 % near-duplicates, 1 % copies) | |\n|---|---|")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+
+
+if __name__ == "__main__":
+    main()
