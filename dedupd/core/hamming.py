@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from dedupd.core import mih
+
 #: Upper bound on elements of the temporary XOR block, bounding memory at ~8 bytes x this.
 _BLOCK_ELEMENTS = 1 << 22
 
@@ -29,11 +31,23 @@ def within(query: int, hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.
 
 
 def iter_pairs(hashes: np.ndarray, radius: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``, one row block at a time.
+    """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``, in blocks.
 
-    Scans the upper triangle in row blocks so the temporary never exceeds ``_BLOCK_ELEMENTS``.
-    Yields ``(i, j, distance)`` int64 arrays per block (possibly empty).
+    Runs the multi-index self-join (:func:`dedupd.core.mih.self_join`) when its cost model beats
+    the scan (:func:`scan_pairs`), else the scan. Yields ``(i, j, distance)`` int64 arrays
+    (possibly empty); each pair exactly once, blocks in no particular order.
     """
+    hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
+    plan = mih.best_plan(len(hashes), radius)
+    if plan is None:
+        yield from scan_pairs(hashes, radius)
+    else:
+        yield from mih.self_join(hashes, radius, plan)
+
+
+def scan_pairs(hashes: np.ndarray, radius: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The popcount scan behind :func:`iter_pairs`: the upper triangle in row blocks, so the
+    temporary never exceeds ``_BLOCK_ELEMENTS``; blocks come in row order."""
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
     n = len(hashes)
     start = 0
@@ -50,9 +64,12 @@ def iter_pairs(hashes: np.ndarray, radius: int) -> Iterator[tuple[np.ndarray, np
 
 
 def all_pairs(hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``: ``(i, j, distance)``."""
+    """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``: ``(i, j, distance)``
+    int64 arrays sorted by ``(i, j)``."""
     parts = list(iter_pairs(hashes, radius))
     if not parts:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()
-    return tuple(np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(3))  # type: ignore[return-value]
+    i, j, d = (np.concatenate([p[k] for p in parts]).astype(np.int64) for k in range(3))
+    order = np.lexsort((j, i))
+    return i[order], j[order], d[order]

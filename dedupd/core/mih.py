@@ -1,0 +1,307 @@
+"""Multi-index hashing (MIH): exact Hamming radius search on 64-bit hashes without a full scan.
+
+Split the 64 bits into ``m`` substrings and give substring ``k`` a tolerance ``t_k`` with
+``sum(t_k + 1) >= r + 1``. If two hashes differ in at most ``r`` bits, then (pigeonhole) some
+substring differs in at most ``t_k`` bits. So every match within ``r`` is found by looking only at
+hashes whose substring ``k`` lies within ``t_k`` flips of the query's, for some ``k``; each candidate
+is then verified with one popcount. A substring with ``t_k = -1`` is never probed.
+
+This module holds the plan (substrings, tolerances, cost model), the flip masks, and the two
+searches built on them:
+
+* :func:`self_join` — every pair within ``r`` of one array (``find_duplicates``): per substring,
+  hashes are grouped by substring value (one stable sort); pairs come from each group and from
+  each pair of groups whose values differ by a flip mask (value ``u`` paired only with ``u ^ p > u``,
+  so each pair of groups is visited once). A pair found through substring ``k`` is kept only if no
+  earlier substring already finds it, so no pair is reported twice and no result set is needed.
+* :class:`Tables` — the per-query form (the daemon's :class:`~dedupd.core.hashindex.HashIndex`):
+  rows sorted per substring with a direct-address start table, probed with ``q_k ^ p``.
+
+Which plan runs is chosen by a cost model fitted on ``bench/bench_search.py`` (see the figures in
+:mod:`dedupd.core.hamming`); when no plan beats a popcount scan, the caller scans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from math import comb
+
+import numpy as np
+
+BITS = 64
+
+#: Work per chunk (elements of the temporaries): bounds memory at a few tens of MB.
+CHUNK = 1 << 21
+
+#: Direct-address tables are used for substrings up to this many bits (4 bytes x 2**bits each).
+MAX_TABLE_BITS = 22
+
+# Relative costs per unit, from bench/bench_search.py (numpy 2.4, one core): a pair compared by
+# the popcount scan, an (occupied value, flip mask) probe of the self-join, a candidate verified,
+# and a fixed overhead per substring pass in elements.
+_COST_SCAN = 1.0
+_COST_PROBE = 6.0
+_COST_CANDIDATE = 12.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Substrings as ``(shift, width)`` bit ranges and the tolerance of each (``-1`` = unused)."""
+
+    ranges: tuple[tuple[int, int], ...]
+    tolerances: tuple[int, ...]
+
+    def masks(self) -> list[tuple[int, int, int]]:
+        """``(shift, width, tolerance)`` of the substrings actually probed."""
+        return [(s, w, t) for (s, w), t in zip(self.ranges, self.tolerances) if t >= 0]
+
+
+def make_plan(m: int, radius: int) -> Plan:
+    """``m`` near-equal contiguous substrings with tolerances summing to ``radius + 1 - m``.
+
+    Wider substrings get the larger tolerances. With ``m > radius + 1`` only ``radius + 1``
+    substrings are probed (each exactly), which still satisfies the pigeonhole bound.
+    """
+    widths = [BITS // m + (1 if k < BITS % m else 0) for k in range(m)]
+    ranges, shift = [], 0
+    for w in widths:
+        ranges.append((shift, w))
+        shift += w
+    total = radius + 1 - m
+    if total < 0:
+        tol = [0 if k < radius + 1 else -1 for k in range(m)]
+    else:
+        q, extra = divmod(total, m)
+        tol = [q + (1 if k < extra else 0) for k in range(m)]
+    return Plan(tuple(ranges), tuple(tol))
+
+
+def ball(width: int, t: int) -> int:
+    """Number of ``width``-bit values within ``t`` flips of a given one."""
+    return sum(comb(width, k) for k in range(max(-1, t) + 1))
+
+
+def estimate(plan: Plan, n: int, queries: int | None = None) -> float:
+    """Modelled cost of the plan, in scanned-pair units.
+
+    ``queries`` None means a self-join of ``n`` hashes (pairs counted once); otherwise that many
+    queries against ``n`` indexed hashes. Assumes uniformly spread substring values.
+    """
+    cost = 0.0
+    for _, w, t in plan.masks():
+        frac = ball(w, t) / 2.0**w
+        if queries is None:
+            occupied = min(n, 2.0**w)
+            cost += _COST_PROBE * occupied * ball(w, t) / 2 + _COST_CANDIDATE * n * n / 2 * frac + 4 * n
+        else:
+            cost += queries * (_COST_PROBE * ball(w, t) + _COST_CANDIDATE * n * frac)
+    return cost
+
+
+def best_plan(n: int, radius: int, queries: int | None = None, max_m: int = 8) -> Plan | None:
+    """The cheapest plan for this size and radius, or None when the popcount scan is cheaper."""
+    if n < 64 or radius >= BITS // 2:
+        return None
+    scan = _COST_SCAN * (n * n / 2 if queries is None else queries * n)
+    best, best_cost = None, scan
+    for m in range(2, max_m + 1):
+        plan = make_plan(m, radius)
+        if any(w > 32 for _, w, _ in plan.masks()) or any(ball(w, t) > 1 << 20 for _, w, t in plan.masks()):
+            continue
+        cost = estimate(plan, n, queries)
+        if cost < best_cost:
+            best, best_cost = plan, cost
+    return best
+
+
+@lru_cache(maxsize=64)
+def flip_masks(width: int, t: int) -> np.ndarray:
+    """All ``width``-bit masks with at most ``t`` set bits, by popcount (``0`` first), as uint32."""
+    out = [np.zeros(1, dtype=np.uint32)]
+    bits = np.left_shift(np.uint32(1), np.arange(width, dtype=np.uint32))
+    level = out[0]
+    for k in range(1, max(0, t) + 1):
+        # extend each mask of popcount k-1 by one bit above its highest: every combination once
+        high = np.zeros(len(level), dtype=np.int64) if k == 1 else np.floor(np.log2(level)).astype(np.int64) + 1
+        reps = width - high
+        ends = np.cumsum(reps)
+        bit = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - reps - high, reps)
+        level = np.repeat(level, reps) | bits[bit]
+        out.append(level)
+    result = np.concatenate(out)
+    result.flags.writeable = False
+    return result
+
+
+def substrings(values: np.ndarray, shift: int, width: int) -> np.ndarray:
+    """Bits ``shift .. shift + width`` of each hash, as uint32 (``width <= 32``)."""
+    return ((values >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.uint32)
+
+
+# -- self-join (all pairs) ------------------------------------------------------------------------
+
+_ARANGE = np.arange(CHUNK, dtype=np.int64)
+
+
+def _runs(
+    sv: np.ndarray, order: np.ndarray, pa: np.ndarray, pb0: np.ndarray, cnt: np.ndarray, radius: int,
+    earlier: list[tuple[np.uint64, int]],
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Verify the pairs ``(pa[k], pb0[k] + s)`` for ``s < cnt[k]`` (positions in the sorted array
+    ``sv``) in chunks of about :data:`CHUNK`; yield the matches as original indices ``i < j``.
+
+    Only matches that no earlier substring finds are kept, so each pair comes out once overall.
+    """
+    ends = np.cumsum(cnt)
+    a, base = 0, 0
+    while a < len(cnt):
+        b = max(a + 1, int(np.searchsorted(ends, base + CHUNK, side="right")))
+        c = cnt[a:b]
+        t = int(ends[b - 1]) - base
+        xa = np.repeat(sv[pa[a:b]], c)
+        pb = np.repeat(pb0[a:b] - (ends[a:b] - c - base), c)
+        pb += _ARANGE[:t] if t <= len(_ARANGE) else np.arange(t, dtype=np.int64)
+        xa ^= sv[pb]
+        d = np.bitwise_count(xa)
+        hit = np.flatnonzero(d <= radius)
+        if len(hit):
+            x, d = xa[hit], d[hit].astype(np.int64)
+            keep = np.ones(len(hit), dtype=bool)
+            for mask, tol in earlier:
+                keep &= np.bitwise_count(x & mask) > tol
+            hit, d = hit[keep], d[keep]
+            k = np.searchsorted(ends[a:b] - base, hit, side="right")
+            i, j = order[pa[a + k]], order[pb[hit]]
+            yield np.minimum(i, j), np.maximum(i, j), d
+        base += t
+        a = b
+
+
+def self_join(values: np.ndarray, radius: int, plan: Plan) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every pair ``i < j`` with ``hamming(values[i], values[j]) <= radius``, each exactly once.
+
+    Yields ``(i, j, distance)`` int64 arrays in chunks, in no particular order.
+    """
+    values = np.ascontiguousarray(values, dtype=np.uint64)
+    n = len(values)
+    if n < 2:
+        return
+    earlier: list[tuple[np.uint64, int]] = []
+    for shift, width, t in plan.masks():
+        sub = substrings(values, shift, width)
+        order = np.argsort(sub.astype(np.uint16) if width <= 16 else sub, kind="stable")
+        sorted_sub = sub[order]
+        sv = values[order]
+        del sub
+        starts = np.flatnonzero(np.concatenate(([True], sorted_sub[1:] != sorted_sub[:-1])))
+        counts = np.diff(np.append(starts, n))
+        uniq = sorted_sub[starts]
+        del sorted_sub
+        # pairs inside a group: each position with the positions after it in its group
+        after = np.repeat(starts + counts, counts) - np.arange(n) - 1
+        pos = np.flatnonzero(after)
+        yield from _runs(sv, order, pos, pos + 1, after[pos], radius, earlier)
+        del after, pos
+        masks = flip_masks(width, t)[1:]
+        if len(masks):
+            lookup = _GroupLookup(uniq, width)
+            high = np.floor(np.log2(masks)).astype(np.int64)  # u ^ p > u iff bit high(p) of u is 0
+            for h in np.unique(high).tolist():
+                ga_all = np.flatnonzero(((uniq >> np.uint32(h)) & np.uint32(1)) == 0)
+                mh = masks[high == h]
+                per = max(1, CHUNK // max(1, len(ga_all)))
+                for m0 in range(0, len(mh), per):
+                    gb2 = lookup.find(uniq[ga_all][:, None] ^ mh[None, m0 : m0 + per])
+                    row, col = np.nonzero(gb2 >= 0)
+                    ga, gb = ga_all[row], gb2[row, col]
+                    del gb2, row, col
+                    # every member of group ga against the whole group gb
+                    ca = counts[ga]
+                    ends = np.cumsum(ca)
+                    pa = np.repeat(starts[ga] - (ends - ca), ca) + np.arange(int(ends[-1]) if len(ends) else 0)
+                    owner = np.repeat(gb, ca)
+                    yield from _runs(sv, order, pa, starts[owner], counts[owner], radius, earlier)
+        earlier.append((np.uint64(((1 << width) - 1) << shift), t))
+
+
+class _GroupLookup:
+    """Value -> group number among sorted unique substring values (-1 when absent)."""
+
+    def __init__(self, uniq: np.ndarray, width: int) -> None:
+        self.uniq = uniq
+        self.table: np.ndarray | None = None
+        if width <= MAX_TABLE_BITS:
+            self.table = np.full(1 << width, -1, dtype=np.int32)
+            self.table[uniq] = np.arange(len(uniq), dtype=np.int32)
+
+    def find(self, probe: np.ndarray) -> np.ndarray:
+        if self.table is not None:
+            return self.table[probe]
+        pos = np.searchsorted(self.uniq, probe)
+        pos[pos == len(self.uniq)] = 0
+        return np.where(self.uniq[pos] == probe, pos, -1)
+
+
+# -- per-query tables -----------------------------------------------------------------------------
+
+
+class Tables:
+    """Rows of a fixed hash array indexed by ``m`` substrings, for single radius queries.
+
+    Per substring: the row numbers sorted by substring value and a start table (direct address,
+    ``2**width + 1`` int32) so the rows whose substring equals ``v`` are
+    ``rows[start[v]:start[v + 1]]``. Memory: ``m`` x (4n + 4 x 2**width) bytes.
+    """
+
+    def __init__(self, values: np.ndarray, m: int) -> None:
+        values = np.ascontiguousarray(values, dtype=np.uint64)
+        self.n = len(values)
+        self.m = m
+        self.ranges = make_plan(m, 0).ranges
+        self._rows: list[np.ndarray] = []
+        self._start: list[np.ndarray] = []
+        for shift, width in self.ranges:
+            sub = substrings(values, shift, width)
+            # 16-bit keys sort by radix (O(n)); the order within a value does not matter
+            order = np.argsort(sub.astype(np.uint16) if width <= 16 else sub, kind="stable").astype(np.int32)
+            counts = np.bincount(sub, minlength=1 << width)
+            start = np.zeros((1 << width) + 1, dtype=np.int32)
+            np.cumsum(counts, out=start[1:])
+            self._rows.append(order)
+            self._start.append(start)
+
+    @staticmethod
+    def size_for(n: int) -> int:
+        """Substring count for ``n`` rows: about log2(n) bits each, at most 16 bits (tables stay small)."""
+        bits = max(8, min(16, int(np.log2(max(2, n)))))
+        return max(2, -(-BITS // bits))
+
+    def candidates(self, query: int, radius: int) -> np.ndarray | None:
+        """Rows that may lie within ``radius`` of ``query`` (a superset; unique, unsorted), or None
+        when probing would cost more than scanning every row."""
+        plan = make_plan(self.m, radius)
+        n = self.n
+        if estimate(plan, n, queries=1) >= _COST_SCAN * n:
+            return None
+        q = np.uint64(query)
+        parts = []
+        for k, (shift, width) in enumerate(self.ranges):
+            t = plan.tolerances[k]
+            if t < 0:
+                continue
+            probes = flip_masks(width, t) ^ np.uint32((int(q) >> shift) & ((1 << width) - 1))
+            start = self._start[k]
+            lo, hi = start[probes], start[probes.astype(np.int64) + 1]
+            cnt = hi - lo
+            nz = np.flatnonzero(cnt)
+            if not len(nz):
+                continue
+            lo, cnt = lo[nz], cnt[nz]
+            ends = np.cumsum(cnt)
+            idx = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(lo - (ends - cnt), cnt)
+            parts.append(self._rows[k][idx])
+        if not parts:
+            return np.empty(0, dtype=np.int64)
+        return np.unique(np.concatenate(parts))
