@@ -22,7 +22,7 @@ from dedupd.core.mih import Tables
 K = TypeVar("K", bound=Hashable)  # the caller's key type (the daemon: content digests)
 
 #: Below this many rows a query just scans (building tables would not pay off).
-MIN_TABLE_ROWS = 4096
+MIN_TABLE_ROWS = 65536
 
 
 class HashIndex(Generic[K]):
@@ -125,11 +125,9 @@ class HashIndex(Generic[K]):
         else:
             d_tail = np.bitwise_count(self._values[self._built : rows] ^ q)
             tail = np.flatnonzero((d_tail <= radius) & self._alive[self._built : rows])
-            d_cand = np.bitwise_count(self._values[cand] ^ q)
-            keep = (d_cand <= radius) & self._alive[cand]
-            hits, hit_d = cand[keep], d_cand[keep]
-            order = np.argsort(hits)
-            idx = np.concatenate([hits[order], tail + self._built])
-            dist = np.concatenate([hit_d[order], d_tail[tail]])
+            keep = (np.bitwise_count(self._values[cand] ^ q) <= radius) & self._alive[cand]
+            hits = np.unique(cand[keep])  # a row found through several substrings comes once
+            idx = np.concatenate([hits, tail + self._built])
+            dist = np.concatenate([np.bitwise_count(self._values[hits] ^ q), d_tail[tail]])
         keys = self._keys
         return [(keys[i], int(di)) for i, di in zip(idx.tolist(), dist.tolist())]  # type: ignore[misc]

@@ -38,12 +38,16 @@ CHUNK = 1 << 21
 #: Direct-address tables are used for substrings up to this many bits (4 bytes x 2**bits each).
 MAX_TABLE_BITS = 22
 
-# Relative costs per unit, from bench/bench_search.py (numpy 2.4, one core): a pair compared by
-# the popcount scan, an (occupied value, flip mask) probe of the self-join, a candidate verified,
-# and a fixed overhead per substring pass in elements.
+# Relative costs in scanned-pair units, fitted on bench/bench_search.py runs (numpy 2.4, one core):
+# a candidate verified by the self-join, an (occupied value, flip mask) probe of the self-join (a
+# random gather in a direct-address table: dearer than a candidate), one probe and one candidate
+# of a single query, and the fixed numpy overhead of a single query (~20 calls).
 _COST_SCAN = 1.0
-_COST_PROBE = 6.0
-_COST_CANDIDATE = 12.0
+_COST_CANDIDATE = 1.5
+_COST_PROBE = 5.0
+_COST_QUERY_PROBE = 4.0
+_COST_QUERY_CANDIDATE = 4.0
+_COST_QUERY_FIXED = 60_000.0
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,8 @@ def estimate(plan: Plan, n: int, queries: int | None = None) -> float:
             occupied = min(n, 2.0**w)
             cost += _COST_PROBE * occupied * ball(w, t) / 2 + _COST_CANDIDATE * n * n / 2 * frac + 4 * n
         else:
-            cost += queries * (_COST_PROBE * ball(w, t) + _COST_CANDIDATE * n * frac)
-    return cost
+            cost += queries * (_COST_QUERY_PROBE * ball(w, t) + _COST_QUERY_CANDIDATE * n * frac)
+    return cost + (0 if queries is None else queries * _COST_QUERY_FIXED)
 
 
 def best_plan(n: int, radius: int, queries: int | None = None, max_m: int = 8) -> Plan | None:
@@ -250,27 +254,33 @@ class _GroupLookup:
 class Tables:
     """Rows of a fixed hash array indexed by ``m`` substrings, for single radius queries.
 
-    Per substring: the row numbers sorted by substring value and a start table (direct address,
-    ``2**width + 1`` int32) so the rows whose substring equals ``v`` are
-    ``rows[start[v]:start[v + 1]]``. Memory: ``m`` x (4n + 4 x 2**width) bytes.
+    Per substring: the row numbers sorted by substring value and a start table (direct address)
+    so the rows whose substring equals ``v`` are ``rows[start[v]:start[v + 1]]``. All substrings
+    share one rows array and one start array (offset per substring), so a query costs a fixed
+    number of numpy calls whatever ``m``. Memory: ``m`` x (4n + 4 x 2**width) bytes.
     """
 
     def __init__(self, values: np.ndarray, m: int) -> None:
         values = np.ascontiguousarray(values, dtype=np.uint64)
-        self.n = len(values)
+        self.n = n = len(values)
         self.m = m
         self.ranges = make_plan(m, 0).ranges
-        self._rows: list[np.ndarray] = []
-        self._start: list[np.ndarray] = []
-        for shift, width in self.ranges:
+        rows, starts, self._offsets = [], [], []
+        base = 0
+        for k, (shift, width) in enumerate(self.ranges):
             sub = substrings(values, shift, width)
             # 16-bit keys sort by radix (O(n)); the order within a value does not matter
-            order = np.argsort(sub.astype(np.uint16) if width <= 16 else sub, kind="stable").astype(np.int32)
-            counts = np.bincount(sub, minlength=1 << width)
-            start = np.zeros((1 << width) + 1, dtype=np.int32)
-            np.cumsum(counts, out=start[1:])
-            self._rows.append(order)
-            self._start.append(start)
+            rows.append(np.argsort(sub.astype(np.uint16) if width <= 16 else sub, kind="stable").astype(np.int32))
+            start = np.empty(1 << width, dtype=np.int64)
+            start[0] = 0
+            np.cumsum(np.bincount(sub, minlength=1 << width)[:-1], out=start[1:])
+            starts.append(start + k * n)
+            self._offsets.append(base)
+            base += 1 << width
+        starts.append(np.array([m * n], dtype=np.int64))  # the end of the last value
+        self._rows = np.concatenate(rows)
+        self._start = np.concatenate(starts)
+        self._probe_cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @staticmethod
     def size_for(n: int) -> int:
@@ -278,30 +288,39 @@ class Tables:
         bits = max(8, min(16, int(np.log2(max(2, n)))))
         return max(2, -(-BITS // bits))
 
+    def _probes(self, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per probe (all substrings concatenated): flip mask, substring shift, substring bit mask
+        and the substring's offset in the start table."""
+        if radius not in self._probe_cache:
+            plan = make_plan(self.m, radius)
+            parts: list[tuple[np.ndarray, ...]] = []
+            for k, (shift, width) in enumerate(self.ranges):
+                if plan.tolerances[k] >= 0:
+                    fm = flip_masks(width, plan.tolerances[k]).astype(np.int64)
+                    parts.append((
+                        fm,
+                        np.full(len(fm), shift, dtype=np.uint64),
+                        np.full(len(fm), (1 << width) - 1, dtype=np.uint64),
+                        np.full(len(fm), self._offsets[k], dtype=np.int64),
+                    ))
+            a, b, c, d = (np.concatenate([p[col] for p in parts]) for col in range(4))
+            self._probe_cache[radius] = (a, b, c, d)
+        return self._probe_cache[radius]
+
     def candidates(self, query: int, radius: int) -> np.ndarray | None:
-        """Rows that may lie within ``radius`` of ``query`` (a superset; unique, unsorted), or None
+        """Rows that may lie within ``radius`` of ``query`` (a superset, possibly repeated), or None
         when probing would cost more than scanning every row."""
-        plan = make_plan(self.m, radius)
-        n = self.n
-        if estimate(plan, n, queries=1) >= _COST_SCAN * n:
+        if estimate(make_plan(self.m, radius), self.n, queries=1) >= _COST_SCAN * self.n:
             return None
-        q = np.uint64(query)
-        parts = []
-        for k, (shift, width) in enumerate(self.ranges):
-            t = plan.tolerances[k]
-            if t < 0:
-                continue
-            probes = flip_masks(width, t) ^ np.uint32((int(q) >> shift) & ((1 << width) - 1))
-            start = self._start[k]
-            lo, hi = start[probes], start[probes.astype(np.int64) + 1]
-            cnt = hi - lo
-            nz = np.flatnonzero(cnt)
-            if not len(nz):
-                continue
-            lo, cnt = lo[nz], cnt[nz]
-            ends = np.cumsum(cnt)
-            idx = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(lo - (ends - cnt), cnt)
-            parts.append(self._rows[k][idx])
-        if not parts:
+        masks, shifts, bits, offsets = self._probes(radius)
+        # the query's substring value per probe, xor the mask, plus the substring's table offset
+        slot = (((np.uint64(query) >> shifts) & bits).astype(np.int64) ^ masks) + offsets
+        lo, hi = self._start[slot], self._start[slot + 1]
+        cnt = hi - lo
+        nz = np.flatnonzero(cnt)
+        if not len(nz):
             return np.empty(0, dtype=np.int64)
-        return np.unique(np.concatenate(parts))
+        lo, cnt = lo[nz], cnt[nz]
+        ends = np.cumsum(cnt)
+        idx = np.repeat(lo - (ends - cnt), cnt) + np.arange(int(ends[-1]), dtype=np.int64)
+        return self._rows[idx]
