@@ -146,7 +146,11 @@ def substrings(values: np.ndarray, shift: int, width: int) -> np.ndarray:
 
 # -- self-join (all pairs) ------------------------------------------------------------------------
 
-_ARANGE = np.arange(CHUNK, dtype=np.int64)
+#: Rows per block of the self-join's verification (about 1 MB of temporaries: stays in L2).
+_BLOCK_ROWS = 1 << 15
+
+#: Runs longer than this (rows of huge groups) are verified fully materialised.
+_MAX_RUN = 4096
 
 
 def _runs(
@@ -154,10 +158,52 @@ def _runs(
     earlier: list[tuple[np.uint64, int]],
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Verify the pairs ``(pa[k], pb0[k] + s)`` for ``s < cnt[k]`` (positions in the sorted array
-    ``sv``) in chunks of about :data:`CHUNK`; yield the matches as original indices ``i < j``.
+    ``sv``); yield the matches as original indices ``i < j``.
 
-    Only matches that no earlier substring finds are kept, so each pair comes out once overall.
+    Rows are ordered by ``cnt`` (descending, radix sort) and cut into cache-sized blocks; inside a
+    block the rows still owing an ``s`` are a prefix, so each step is a few flat numpy passes
+    over L2-resident data (no ``repeat`` of every candidate). Rows of huge groups go through
+    :func:`_runs_expanded`. Only matches that no earlier substring finds are kept, so each pair
+    comes out once overall.
     """
+    big = cnt > _MAX_RUN
+    if big.any():
+        yield from _runs_expanded(sv, order, pa[big], pb0[big], cnt[big], radius, earlier)
+        keep = ~big
+        pa, pb0, cnt = pa[keep], pb0[keep], cnt[keep]
+    if not len(cnt):
+        return
+    by = np.argsort((_MAX_RUN - cnt).astype(np.uint16), kind="stable")
+    pa, pb0, cnt = pa[by], pb0[by], cnt[by]
+    for r0 in range(0, len(cnt), _BLOCK_ROWS):
+        c = cnt[r0 : r0 + _BLOCK_ROWS]
+        a, b0 = pa[r0 : r0 + _BLOCK_ROWS], pb0[r0 : r0 + _BLOCK_ROWS]
+        xa = sv[a]
+        prefix = np.searchsorted(-c, -np.arange(int(c[0])), side="left").tolist()
+        for s, rows in enumerate(prefix):
+            b = b0[:rows] + s
+            x = xa[:rows] ^ sv[b]
+            hit = np.flatnonzero(np.bitwise_count(x) <= radius)
+            if len(hit):
+                yield _matches(x[hit], order[a[hit]], order[b[hit]], earlier)
+
+
+def _matches(
+    x: np.ndarray, i: np.ndarray, j: np.ndarray, earlier: list[tuple[np.uint64, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Matches ``(i, j)`` with xor ``x``, less those an earlier substring finds; ``i < j``."""
+    keep = np.ones(len(x), dtype=bool)
+    for mask, tol in earlier:
+        keep &= np.bitwise_count(x & mask) > tol
+    i, j = i[keep], j[keep]
+    return np.minimum(i, j), np.maximum(i, j), np.bitwise_count(x[keep]).astype(np.int64)
+
+
+def _runs_expanded(
+    sv: np.ndarray, order: np.ndarray, pa: np.ndarray, pb0: np.ndarray, cnt: np.ndarray, radius: int,
+    earlier: list[tuple[np.uint64, int]],
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`_runs` for rows with long runs: every pair materialised, in chunks of :data:`CHUNK`."""
     ends = np.cumsum(cnt)
     a, base = 0, 0
     while a < len(cnt):
@@ -165,20 +211,12 @@ def _runs(
         c = cnt[a:b]
         t = int(ends[b - 1]) - base
         xa = np.repeat(sv[pa[a:b]], c)
-        pb = np.repeat(pb0[a:b] - (ends[a:b] - c - base), c)
-        pb += _ARANGE[:t] if t <= len(_ARANGE) else np.arange(t, dtype=np.int64)
+        pb = np.repeat(pb0[a:b] - (ends[a:b] - c - base), c) + np.arange(t, dtype=np.int64)
         xa ^= sv[pb]
-        d = np.bitwise_count(xa)
-        hit = np.flatnonzero(d <= radius)
+        hit = np.flatnonzero(np.bitwise_count(xa) <= radius)
         if len(hit):
-            x, d = xa[hit], d[hit].astype(np.int64)
-            keep = np.ones(len(hit), dtype=bool)
-            for mask, tol in earlier:
-                keep &= np.bitwise_count(x & mask) > tol
-            hit, d = hit[keep], d[keep]
             k = np.searchsorted(ends[a:b] - base, hit, side="right")
-            i, j = order[pa[a + k]], order[pb[hit]]
-            yield np.minimum(i, j), np.maximum(i, j), d
+            yield _matches(xa[hit], order[pa[a + k]], order[pb[hit]], earlier)
         base += t
         a = b
 

@@ -69,11 +69,13 @@ def test_self_join_every_plan_equals_brute_force(seed, n, radius, m, kind):
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**32), st.integers(1, 400), st.integers(0, 16), st.integers(2, 5), KINDS)
 def test_self_join_small_chunks_and_sorted_lookup(seed, n, radius, m, kind):
-    """Chunk splits (one huge group too) and the searchsorted lookup of wide substrings."""
+    """Row blocks, long runs materialised in chunks (one huge group too) and the searchsorted
+    lookup of wide substrings."""
     plan = mih.make_plan(m, radius)
     assume(feasible(plan))
     values = hashes(random.Random(seed), n, kind)
-    with mock.patch.object(mih, "CHUNK", 7), mock.patch.object(mih, "MAX_TABLE_BITS", 4):
+    small = {"CHUNK": 7, "MAX_TABLE_BITS": 4, "_BLOCK_ROWS": 3, "_MAX_RUN": 2}
+    with mock.patch.multiple(mih, **small):
         got = pair_set(mih.self_join(np.array(values, dtype=np.uint64), radius, plan))
     assert len(got) == len(set(got)) and set(got) == brute_pairs(values, radius)
 
