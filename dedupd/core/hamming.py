@@ -10,8 +10,8 @@ job                     MIH (numpy)      scan          BK-tree      faiss IndexB
 ======================  ===============  ============  ===========  ==========================
 10k, radius 0 / 4 / 8   4.7 / 19 / 75 ms 1.6 / 1.6 / 1.1 s  0.5 / 10 / 43 s  -
 10k, radius 10 / 12     111 / 102 ms     1.6 s / 761 ms 124 / 76 s  1.25 s (radius 10)
-100k, radius 10         4.0 s (m=4)      ~200 s (est.) -         faiss 20-89 s, flat 16 s
-1M, radius 10           147 s wall, 824 MB peak RSS (524 MB of it the input dict); a scan: ~30 min
+100k, radius 8 / 10     7.0 / 12.0 s     155 / 123 s (est.) -    faiss 20-89 s, flat 16 s
+1M, radius 10           39 s CPU (380 s wall), 824 MB peak RSS (509 MB: input); scan ~30 min
 ======================  ===============  ============  ===========  ==========================
 
 faiss-cpu 1.15.1 (``IndexBinaryMultiHash`` with the same substrings and ``nflip = r // m``, one
