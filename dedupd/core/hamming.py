@@ -5,19 +5,18 @@ All pairs (``find_duplicates``, the daemon's graph build) run the multi-index-ha
 ``bench/bench_search.py`` on this project's 2-core machine under a load average of ~20 (other jobs;
 wall times, same run; random hashes with 30 % planted near copies):
 
-======================  ===============  ============  ===========  ==========================
-job                     MIH (numpy)      scan          BK-tree      faiss IndexBinaryMultiHash
-======================  ===============  ============  ===========  ==========================
-10k, radius 0 / 4 / 8   4.7 / 19 / 75 ms 1.6 / 1.6 / 1.1 s  0.5 / 10 / 43 s  -
-10k, radius 10 / 12     111 / 102 ms     1.6 s / 761 ms 124 / 76 s  1.25 s (radius 10)
-100k, radius 8 / 10     7.0 / 12.0 s     155 / 123 s (est.) -    faiss 20-89 s, flat 16 s
-1M, radius 10           39 s CPU (380 s wall), 824 MB peak RSS (509 MB: input); scan ~30 min
-======================  ===============  ============  ===========  ==========================
+* 10k hashes, radius 0 / 4 / 8 / 10 / 12: MIH 4.7 / 19 / 75 / 111 / 102 ms; scan 1.6 / 1.6 / 1.1 /
+  1.6 / 0.76 s; BK-tree 0.5 / 10 / 43 / 124 / 76 s; faiss ``IndexBinaryMultiHash`` (radius 10) 1.25 s.
+* 100k hashes, radius 8 / 10 / 12 / 16: MIH 7.0 / 12.0 / 26.7 / 91 s; scan (a row block, scaled to
+  all pairs) 155 / 123 / 163 / 90 s. In an earlier run at 100k, radius 10: faiss MultiHash 20 s,
+  faiss flat range search 16 s, MIH 8.6 s.
+* 1M hashes, radius 10 (``find_duplicates`` in a child process): 39 s CPU (380 s wall at that
+  load), peak RSS 824 MB of which 509 MB is the input dict; the scan would take ~30 min quiet.
 
 faiss-cpu 1.15.1 (``IndexBinaryMultiHash`` with the same substrings and ``nflip = r // m``, one
-thread) probes per query through hash maps: 10-40x slower than the numpy self-join here, so no
-dependency is added. Radius 16 (and above) on 64 bits defeats every pigeonhole plan up to 1M (the
-ball of flips per substring grows faster than the buckets shrink): the scan runs there.
+thread) probes per query through hash maps: 10x slower than the numpy self-join at 10k, so no
+dependency is added. At radius 16 on 64 bits MIH only breaks even with the scan at 100k (the ball
+of flips per substring grows faster than the buckets shrink); from ~32 the scan always runs.
 """
 
 from __future__ import annotations
