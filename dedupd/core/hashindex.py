@@ -117,7 +117,7 @@ class HashIndex(Generic[K]):
 
     def search(self, value: int, radius: int) -> list[tuple[K, int]]:
         """All ``(key, distance)`` within ``radius`` of ``value``, in insertion order."""
-        if not self._rows:
+        if not self._rows or radius < 0:
             return []
         self._maintain()
         rows = len(self._keys)
