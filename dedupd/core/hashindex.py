@@ -7,11 +7,13 @@ since, the *tail*, are scanned by popcount. The tables are rebuilt (dead rows dr
 the first search after the tail has grown past a quarter of the indexed rows or dead rows
 outnumber a third of all rows, so a bulk load pays for one build, not one per add.
 
-Measured (``bench/bench_search.py``, load average ~20 on 2 cores, radius 10, 300 queries): at
-1M hashes p50 565 µs against 8.6 ms for the popcount scan (15x; the scan is ~0.8 ms on a quiet
-machine, so MIH is ~60 µs there); at 10k the scan (8 µs) beats MIH's fixed numpy overhead
-(~80 µs), which is why the tables start at 65,536 rows and each query asks the cost model first.
-The BK-tree (``dedupd.core.bktree``) stays for ``find_duplicates(search_method="bktree")``: at
+Measured (``bench/bench_search.py``, 2 cores under a load average of ~20, 300 queries, random
+hashes with 30 % near copies): against 1M hashes, radius 4 / 10 / 16, p50 63 µs / 221 µs / 1.56 ms
+against 1.15 / 1.19 / 1.19 ms for the popcount scan (18x / 5.4x / 0.76x; radius 16 now scans:
+the per-query cost model was refitted on these figures); radius 10 while ingesting (one add
+before each query) p50 242 µs, p95 1.15 ms. At 100k: 74 µs vs 102 µs. At 10k the scan (8 µs)
+beats MIH's fixed numpy overhead, which is why the tables start at 65,536 rows and each query
+asks the cost model first. The BK-tree (``dedupd.core.bktree``) stays for ``find_duplicates(search_method="bktree")``: at
 radius 10 it visits most of its nodes (15 ms per query at 10k).
 """
 
