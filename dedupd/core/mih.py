@@ -18,7 +18,9 @@ searches built on them:
   rows sorted per substring with a direct-address start table, probed with ``q_k ^ p``.
 
 Which plan runs is chosen by a cost model fitted on ``bench/bench_search.py`` (see the figures in
-:mod:`dedupd.core.hamming`); when no plan beats a popcount scan, the caller scans.
+:mod:`dedupd.core.hamming`); when no plan beats a popcount scan, the caller scans. For all pairs
+the self-join beats one probe per hash: at 200k random hashes, radius 10, 2.7 s CPU against
+12.4 s (4.6x; per-query probing finds every pair twice and pays numpy's per-call overhead n times).
 """
 
 from __future__ import annotations
