@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dedupd.core import hamming
+from dedupd.core import variants as hash_variants
 from dedupd.core.hashindex import HashIndex
 from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
 from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence
@@ -50,7 +51,7 @@ class MatchIndex:
         self.files: dict[str, FileInfo] = {}
         self._contents: dict[bytes, _Content] = {}
         self._graph: dict[bytes, dict[bytes, Evidence]] = {}
-        self._trees: dict[str, HashIndex[bytes]] = {m: HashIndex() for m in matching.hashes}
+        self._trees: dict[str, HashIndex[bytes]] = {k: HashIndex() for k in _columns(matching)}
         self._vectors: VectorIndex[bytes] | None = None
         self.generation = 0  # bumped on every change (readers cache derived views on it)
         self.graph_ready = True  # False while build_graph() is still linking bulk-loaded contents
@@ -65,10 +66,11 @@ class MatchIndex:
     def _candidates(self, hashes: Mapping[str, int], vector: np.ndarray | None) -> dict[bytes, float | None]:
         """Digests that may match (from trees and vectors), with their CNN similarity when known."""
         out: dict[bytes, float | None] = {}
-        for method, limit in self.matching.hashes.items():
-            if method in hashes:
-                for key, _ in self._trees[method].search(hashes[method], limit):
-                    out.setdefault(key, None)
+        for method in self.matching.hashes:
+            for qkey, column, radius in _lookups(self.matching, method):
+                if qkey in hashes:
+                    for key, _ in self._trees[column].search(hashes[qkey], radius):
+                        out.setdefault(key, None)
         if vector is not None and self._vectors is not None and len(self._vectors):
             assert self.matching.cnn is not None
             thr = self.matching.cnn if self.matching.mode == "any" else -1.0
@@ -115,9 +117,9 @@ class MatchIndex:
         self._graph[digest] = edges
         for other, ev in edges.items():
             self._graph[other][digest] = ev
-        for method, tree in self._trees.items():
-            if method in hashes:
-                tree.add(digest, hashes[method])
+        for column, tree in self._trees.items():
+            if column in hashes:
+                tree.add(digest, hashes[column])
         if vector is not None and self.matching.cnn is not None:
             if self._vectors is None:
                 self._vectors = VectorIndex(dim=int(np.asarray(vector).size))
@@ -198,7 +200,7 @@ class MatchIndex:
             if self._vectors is not None:
                 vectors = {k: self._vectors.get(k) for k in self._vectors.keys()}
             self.matching = matching
-            self._trees = {m: HashIndex() for m in matching.hashes}
+            self._trees = {k: HashIndex() for k in _columns(matching)}
             self._vectors = None
             self._reset_structures(vectors)
 
@@ -260,6 +262,17 @@ class MatchIndex:
             for i, j, _ in hamming.iter_pairs(values, limit):
                 for a, b in zip(i.tolist(), j.tolist()):
                     self._link(have[a], have[b], None)
+                yield True
+            cross = _lookups(m, method)[1:]
+            for start in range(0, len(have) if cross else 0, 256):  # variant comparisons: row queries
+                for d in have[start:start + 256]:
+                    content = self._contents.get(d)
+                    if content is None:
+                        continue
+                    for qkey, column, radius in cross:
+                        if qkey in content.hashes:
+                            for other, _ in self._trees[column].search(content.hashes[qkey], radius):
+                                self._link(d, other, None)
                 yield True
         if self._vectors is not None and m.cnn is not None and (m.mode == "any" or not m.hashes):
             for a, b, sim in self._vectors.pairs(m.cnn):
@@ -325,6 +338,20 @@ class MatchIndex:
                 "contents": len(self._contents),
                 "edges": sum(len(e) for e in self._graph.values()) // 2,
             }
+
+
+def _columns(matching: Matching) -> list[str]:
+    """Hash columns the index keeps: each method's plain hash and its variant hashes."""
+    return [k for m in matching.hashes for k in (m, *hash_variants.variant_keys(m, matching.options.get(m, ())))]
+
+
+def _lookups(matching: Matching, method: str) -> list[tuple[str, str, int]]:
+    """``(key of the query, column searched, radius)`` of each comparison ``method`` makes (plain first)."""
+    out = []
+    for option, radius in matching.limits(method):
+        comps = [(method, method)] if not option else hash_variants.option_comparisons(method, option)
+        out += [(q, c, radius) for q, c in comps]
+    return out
 
 
 def _order(item: tuple[str, Evidence]) -> tuple:

@@ -19,7 +19,8 @@ from dedupd.daemon.walk import root_of
 
 def matching_of(config: Config) -> Matching:
     """The duplicate rule a config asks for."""
-    return Matching(config.hash_methods(), config.cnn.threshold if config.cnn else None, config.match)
+    return Matching(config.hash_methods(), config.cnn.threshold if config.cnn else None, config.match,
+                    config.strong_bounds(), config.variant_options())
 
 
 def load_index(store: Store, config: Config, *, build_graph: bool = True) -> MatchIndex:

@@ -25,6 +25,23 @@ KEEP_RULE_NAMES: tuple[str, ...] = (
 #: imagededup's defaults: max Hamming distance 10, min cosine similarity 0.9.
 DEFAULT_HASH_THRESHOLD = 10
 DEFAULT_CNN_THRESHOLD = 0.9
+#: Confidence bands (docs/quality.md, "bands"): a hash match within this distance is ``strong``
+#: (quarantine may move it); beyond it, up to the threshold, it is ``weak`` (reported for review)
+#: unless the CNN confirms it. Chosen where the corpus showed no false pair (precision >= 0.999).
+#: aHash and wHash have no entry: even at distance 0 they match unrelated look-alikes, so their
+#: matches alone are never strong.
+DEFAULT_STRONG: dict[str, int] = {"phash": 6, "dhash": 6}
+#: A CNN-only match is strong from this cosine similarity on (below: weak).
+DEFAULT_CNN_STRONG = 0.97
+#: Hash variant options by config key (``methods.phash.crop: true``) → :mod:`dedupd.core.variants` option.
+HASH_OPTION_KEYS: dict[str, str] = {"crop": "crop", "flip": "dihedral"}
+#: Max distance of a match through a variant hash when the option is just ``true`` (capped by the
+#: threshold): stricter than the plain threshold, because each variant adds comparisons (chances
+#: of a false match); chosen where the corpus showed no precision loss (docs/quality.md).
+DEFAULT_VARIANT_LIMITS: dict[str, int] = {"crop": 8, "dihedral": 6}
+#: Options on unless the config says ``crop: false``: border crops are an everyday edit, and for
+#: pHash/dHash the crop hashes cost no measured precision (docs/quality.md). Flips stay opt-in.
+DEFAULT_HASH_OPTIONS: dict[str, dict[str, bool]] = {"phash": {"crop": True}, "dhash": {"crop": True}}
 #: Mirrors ``dedupd.imaging.IMAGE_EXTENSIONS`` (not imported: the CLI must not pull in PIL).
 DEFAULT_INCLUDE: tuple[str, ...] = tuple(
     f"*{ext}" for ext in (
@@ -62,6 +79,7 @@ class CnnConfig:
     model: str
     threshold: float = DEFAULT_CNN_THRESHOLD
     weights: str | None = None
+    strong: float = DEFAULT_CNN_STRONG
 
     @property
     def model_id(self) -> str:
@@ -104,6 +122,12 @@ class Config:
     policy: str = "report"
     quarantine_dir: str | None = None
     hash_thresholds: tuple[tuple[str, int], ...] = (("phash", DEFAULT_HASH_THRESHOLD),)
+    #: per hash method: max distance of a ``strong`` match (missing: :data:`DEFAULT_STRONG`)
+    hash_strong: tuple[tuple[str, int], ...] = ()
+    #: per hash method: variant options (``"crop"``, ``"dihedral"``) with the max distance of a
+    #: match through them, see :mod:`dedupd.core.variants`
+    hash_options: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = (
+        ("phash", (("crop", DEFAULT_VARIANT_LIMITS["crop"]),)),)
     cnn: CnnConfig | None = None
     match: str = "any"
     keep: tuple[KeepRule, ...] = tuple(KeepRule(k) for k in DEFAULT_KEEP)
@@ -121,6 +145,29 @@ class Config:
     def hash_methods(self) -> dict[str, int]:
         """Configured hash methods → max Hamming distance."""
         return dict(self.hash_thresholds)
+
+    def strong_bounds(self) -> dict[str, float]:
+        """Method → bound of a ``strong`` match (hash: max distance; ``cnn``: min similarity)."""
+        given = dict(self.hash_strong)
+        out: dict[str, float] = {}
+        for m, t in self.hash_thresholds:
+            bound = given.get(m, DEFAULT_STRONG.get(m))
+            if bound is not None:
+                out[m] = min(t, bound)
+        if self.cnn is not None:
+            out["cnn"] = self.cnn.strong
+        return out
+
+    def hash_keys(self) -> tuple[str, ...]:
+        """Every hash to compute and store: each method's plain hash and its variant hashes."""
+        from dedupd.core.variants import variant_keys
+
+        options = self.variant_options()
+        return tuple(k for m, _ in self.hash_thresholds for k in (m, *variant_keys(m, options.get(m, {}))))
+
+    def variant_options(self) -> dict[str, dict[str, int]]:
+        """Hash method → {variant option: max distance of a match through it}."""
+        return {m: dict(opts) for m, opts in self.hash_options}
 
     def excluded_dirs(self) -> tuple[str, ...]:
         """Directories never watched or scanned, even inside a root: store, report, quarantine."""
