@@ -45,10 +45,25 @@ def _human(n: float) -> str:
 
 
 def _member(f: Mapping[str, Any], state: str, thumb: str | None) -> list[Any]:
-    """Compact row: [path, w, h, bytes, mtime, state, thumb, method, score, via, direct, note]."""
+    """Compact row: [path, w, h, bytes, mtime, state, thumb, method, score, via, direct, note, band,
+    evidence] (band: the cascade's ``strong``/``weak``; evidence: every method's score, one line)."""
     score = f.get("distance", f.get("similarity"))
     return [f.get("path", ""), f.get("width"), f.get("height"), f.get("bytes"), f.get("mtime"), state, thumb,
-            f.get("method"), score, f.get("via"), bool(f.get("direct", False)), f.get("note")]
+            f.get("method"), score, f.get("via"), bool(f.get("direct", False)), f.get("note"), f.get("band"),
+            _evidence_line(f)]
+
+
+def _evidence_line(f: Mapping[str, Any]) -> str | None:
+    """``"phash 3 (c90) · dhash 12 · cnn 0.950"``: every method's score and the variant that matched."""
+    scores = f.get("scores") or {}
+    if not scores or f.get("method") == "exact":
+        return None
+    variants = f.get("variants") or {}
+    parts = []
+    for m, v in scores.items():
+        val = f"{float(v):.3f}" if m == "cnn" else f"{int(v)}"
+        parts.append(f"{m} {val}" + (f" ({variants[m]})" if m in variants else ""))
+    return " · ".join(parts)
 
 
 def summarize(groups: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -57,7 +72,9 @@ def summarize(groups: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         "files": sum(1 + len(g.get("duplicates", ())) for g in groups),
         "groups": len(groups),
         "freeable_bytes": sum(int(d.get("bytes") or 0) for g in groups for d in g.get("duplicates", ())
-                              if d.get("direct") and d.get("state", "duplicate") == "duplicate"),
+                              if d.get("direct") and d.get("state", "duplicate") == "duplicate"
+                              and d.get("band") != "weak"),
+        "weak": sum(1 for g in groups for d in g.get("duplicates", ()) if d.get("band") == "weak"),
     }
 
 
@@ -128,6 +145,8 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
     e = html.escape
     summary = [f"<b>{s['groups']:,}</b> groups", f"<b>{s['files']:,}</b> files in groups",
                f"<b>{e(_human(s['freeable_bytes']))}</b> quarantine would free"]
+    if s["weak"]:
+        summary.append(f"<b>{s['weak']:,}</b> weak matches to review (never moved)")
     if files_indexed is not None:
         summary.insert(0, f"<b>{files_indexed:,}</b> files indexed")
     method_opts = "".join(f'<option value="{e(m)}">{e(m)}</option>' for m in methods)
@@ -222,6 +241,7 @@ main{padding:14px 18px}
 .m .meta{font-size:12px;color:var(--mute);overflow-wrap:anywhere}
 .badge{display:inline-block;font-size:11px;font-weight:600;border-radius:3px;padding:0 5px;margin-right:4px;color:#fff;background:#7a8294}
 .badge.kept{background:#3a9d5d}.badge.duplicate{background:#c9822b}.badge.quarantined{background:#b33c3c}.badge.restored{background:#2d6cdf}
+.m .meta.weak{color:#a05a00;font-weight:600}
 #pager{display:flex;gap:8px;align-items:center;justify-content:center;padding:4px 0 24px}
 #pager button{font:inherit;padding:4px 12px;cursor:pointer}
 .empty{color:var(--mute);padding:30px;text-align:center}
@@ -289,6 +309,8 @@ function card(g){
     if(m[5]!=="kept"){
       var how=m[7]==="exact"?"exact copy (same content)":m[7]?(m[7]+(m[8]!=null?(m[7]==="cnn"?" similarity ":" distance ")+(+m[8]).toFixed(m[7]==="cnn"?3:0):"")):(m[9]?"via "+m[9]:"");
       if(how)d.appendChild(el("div","meta",how));
+      if(m[12]==="weak")d.appendChild(el("div","meta weak","weak match: review (never moved)"));
+      if(m[13])d.appendChild(el("div","meta ev",m[13]));
       if(m[11])d.appendChild(el("div","meta",m[11]));
     }
     ms.appendChild(d);
