@@ -30,8 +30,6 @@ import numpy as np
 from dedupd.core import variants as hash_variants
 
 METHODS: tuple[str, ...] = ("phash", "dhash", "ahash", "whash")
-#: option sets swept per method: plain, crop variants, flip/rotation variants
-OPTION_SETS: tuple[tuple[str, ...], ...] = ((), ("crop",), ("dihedral",))
 THRESHOLDS: tuple[int, ...] = tuple(range(0, 21))
 _BLOCK = 1 << 22  # elements of one distance block (32 MB of uint64)
 
@@ -59,16 +57,15 @@ class Point:
 # -- pure part --------------------------------------------------------------------------------------------
 
 
-def pair_distances(columns: Mapping[str, np.ndarray], method: str, options: Iterable[str], radius: int
+def pair_distances(columns: Mapping[str, np.ndarray], comps: Sequence[tuple[str, str]], radius: int
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair ``i < j`` whose distance under ``method`` with ``options`` is ``<= radius``.
+    """Every pair ``i < j`` whose smallest distance over the comparisons ``comps`` (pairs of hash
+    keys, as :func:`dedupd.core.variants.comparisons` lists them) is ``<= radius``.
 
     ``columns`` maps each hash key (``"phash"``, ``"phash@c90"``, ...) to a uint64 array over the
-    same files. The distance is the smallest over :func:`dedupd.core.variants.comparisons`, as
-    the daemon computes it. Returns ``(i, j, distance)`` int64 arrays.
+    same files. Returns ``(i, j, distance)`` int64 arrays.
     """
-    comps = hash_variants.comparisons(method, tuple(options))
-    n = len(columns[method])
+    n = len(columns[comps[0][0]])
     rows = max(1, _BLOCK // max(1, n))
     out_i, out_j, out_d = [], [], []
     for start in range(0, n, rows):
@@ -87,6 +84,14 @@ def pair_distances(columns: Mapping[str, np.ndarray], method: str, options: Iter
     return cat[0], cat[1], cat[2]
 
 
+def family_pairs(columns: Mapping[str, np.ndarray], method: str, option: str, radius: int) -> dict[tuple[int, int], int]:
+    """``{(i, j): distance}`` of the pairs within ``radius`` through one comparison family of
+    ``method`` (``option`` ``""``: the plain hashes; else ``"crop"`` or ``"dihedral"``)."""
+    comps = [(method, method)] if not option else list(hash_variants.option_comparisons(method, option))
+    i, j, d = pair_distances(columns, comps, radius)
+    return dict(zip(zip(i.tolist(), j.tolist()), d.tolist()))
+
+
 def labelled_pairs(names: Sequence[str], ground_truth: Mapping[str, Iterable[str]]) -> set[tuple[int, int]]:
     """The labelled duplicate pairs as index pairs ``(i, j)``, ``i < j`` (names not in ``names`` skipped)."""
     at = {n: i for i, n in enumerate(names)}
@@ -99,14 +104,18 @@ def labelled_pairs(names: Sequence[str], ground_truth: Mapping[str, Iterable[str
     return out
 
 
-def sweep(columns: Mapping[str, np.ndarray], truth: set[tuple[int, int]], method: str,
-          options: tuple[str, ...] = (), thresholds: Sequence[int] = THRESHOLDS) -> list[Point]:
-    """Precision/recall of ``method`` with ``options`` at each threshold."""
-    i, j, d = pair_distances(columns, method, options, max(thresholds))
-    good = np.array([(a, b) in truth for a, b in zip(i.tolist(), j.tolist())], dtype=bool) if len(i) else \
-        np.zeros(0, dtype=bool)
-    return [Point(method, options, t, int((d <= t).sum()), int(((d <= t) & good).sum()), len(truth))
-            for t in thresholds]
+def retrieved(fams: Mapping[str, Mapping[tuple[int, int], int]], limits: Mapping[str, int]) -> set[tuple[int, int]]:
+    """Pairs retrieved by a method whose comparison families have these max distances."""
+    out: set[tuple[int, int]] = set()
+    for fam, limit in limits.items():
+        out.update(k for k, d in fams[fam].items() if d <= limit)
+    return out
+
+
+def point(method: str, options: Mapping[str, int], threshold: int, pairs: set[tuple[int, int]],
+          truth: set[tuple[int, int]]) -> Point:
+    return Point(method, tuple(f"{o}<={v}" for o, v in options.items()), threshold, len(pairs),
+                 len(pairs & truth), len(truth))
 
 
 def recommend(points: Sequence[Point], precision: float) -> Point | None:
@@ -115,13 +124,70 @@ def recommend(points: Sequence[Point], precision: float) -> Point | None:
     return max(ok, key=lambda p: p.threshold) if ok else None
 
 
-def config_lines(method: str, options: tuple[str, ...], threshold: int, strong: int | None) -> str:
-    """A ``methods:`` entry of the daemon config for these choices."""
-    parts = [f"threshold: {threshold}"]
-    if strong is not None:
-        parts.append(f"strong: {min(strong, threshold)}")
-    parts += [f"{key}: true" for key, opt in (("crop", "crop"), ("flip", "dihedral")) if opt in options]
-    return f"  {method}: {{{', '.join(parts)}}}"
+@dataclass(frozen=True)
+class Choice:
+    """The recommended settings of one method and how they score on the sample."""
+
+    method: str
+    threshold: int
+    strong: int | None
+    options: dict[str, int]
+    all: Point
+    strong_point: Point | None
+    plain: tuple[Point, ...] = ()
+
+
+def choose(fams: Mapping[str, Mapping[tuple[int, int], int]], truth: set[tuple[int, int]], method: str,
+           precision: float, strong_precision: float, thresholds: Sequence[int] = THRESHOLDS,
+           out: TextIO | None = None) -> Choice | None:
+    """Sweep the plain threshold, then each variant option's limit on top of it; pick the loosest
+    settings that keep ``precision`` (and ``strong_precision`` for the strong bound)."""
+    plain = [point(method, {}, t, retrieved(fams, {"": t}), truth) for t in thresholds]
+    _table(f"{method} (plain hash)", "threshold", plain, out)
+    thr = recommend(plain, precision)
+    if thr is None:
+        return None
+    t = thr.threshold
+    limits = {"": t}
+    for option in (o for o in ("crop", "dihedral") if o in fams):
+        base = point(method, {}, t, retrieved(fams, limits), truth)
+        pts = [point(method, {option: v}, v, retrieved(fams, {**limits, option: v}), truth) for v in range(t + 1)]
+        _table(f"{method} threshold {t} + {_label(option)} hashes", f"{_label(option)} max distance", pts, out)
+        best = recommend(pts, precision)
+        if best is not None and best.true_retrieved > base.true_retrieved:
+            limits[option] = best.threshold
+    final = point(method, {o: v for o, v in limits.items() if o}, t, retrieved(fams, limits), truth)
+    strong_pts = []
+    for s in range(t + 1):
+        lim = {o: min(v, s) for o, v in limits.items()}
+        strong_pts.append(point(method, {}, s, retrieved(fams, lim), truth))
+    _table(f"{method}: strong band (every comparison within the bound)", "strong", strong_pts, out)
+    st = recommend(strong_pts, strong_precision)
+    return Choice(method, t, st.threshold if st else None, {o: v for o, v in limits.items() if o}, final, st,
+                  tuple(plain))
+
+
+def config_lines(choice: Choice) -> str:
+    """The ``methods:`` entry of the daemon config for ``choice``."""
+    parts = [f"threshold: {choice.threshold}"]
+    if choice.strong is not None:
+        parts.append(f"strong: {choice.strong}")
+    parts.append(f"crop: {choice.options['crop']}" if "crop" in choice.options else "crop: false")
+    if "dihedral" in choice.options:
+        parts.append(f"flip: {choice.options['dihedral']}")
+    return f"  {choice.method}: {{{', '.join(parts)}}}"
+
+
+def _label(option: str) -> str:
+    return "flip" if option == "dihedral" else option
+
+
+def _table(title: str, what: str, points: Sequence[Point], out: TextIO | None) -> None:
+    if out is None:
+        return
+    print(f"\n{title}:\n  {what:>20}  precision  recall  retrieved pairs", file=out)
+    for p in points:
+        print(f"  {p.threshold:>20}  {p.precision:9.4f}  {p.recall:6.4f}  {p.retrieved}", file=out)
 
 
 # -- shell -------------------------------------------------------------------------------------------------
@@ -153,12 +219,12 @@ def encode_dir(image_dir: Path, keys: Sequence[str], *, workers: int = 1, exif_t
 
 
 def run(image_dir: str, ground_truth: str, *, methods: Sequence[str] = ("phash", "dhash"),
-        precision: float = 0.99, strong_precision: float = 0.999, workers: int = 1,
-        exif_transpose: bool = True, out: TextIO = sys.stdout) -> dict[str, Any]:
-    """Sweep, print the table and the recommended config; returns the numbers (for ``--json``).
+        options: Sequence[str] = ("crop", "dihedral"), precision: float = 0.99, strong_precision: float = 0.999,
+        workers: int = 1, exif_transpose: bool = True, out: TextIO = sys.stdout) -> dict[str, Any]:
+    """Sweep, print the tables and the recommended config; returns the numbers (for ``--json``).
 
     Raises:
-        ValueError: a bad directory, ground-truth file or method (the message names it).
+        ValueError: a bad directory, ground-truth file, method or option (the message names it).
     """
     root = Path(image_dir)
     if not root.is_dir():
@@ -174,38 +240,44 @@ def run(image_dir: str, ground_truth: str, *, methods: Sequence[str] = ("phash",
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}")
-    keys = [k for m in methods for k in (m, *hash_variants.variant_keys(m, ("crop", "dihedral")))]
+    keys = [k for m in methods for k in (m, *hash_variants.variant_keys(m, options))]
     names, columns, failed = encode_dir(root, keys, workers=workers, exif_transpose=exif_transpose)
+    if not names:
+        raise ValueError(f"no decodable image under {image_dir}")
     missing = sorted(set(gt) - set(names) - set(failed))
     truth = labelled_pairs(names, gt)
     print(f"{len(names)} files decoded ({len(failed)} undecodable), {len(truth)} labelled duplicate pairs"
-          + (f"; {len(missing)} names in the ground truth are not in {image_dir}" if missing else ""), file=out)
+          + (f"; {len(missing)} names of the ground truth are not in {image_dir}" if missing else ""), file=out)
     result: dict[str, Any] = {"files": len(names), "labelled_pairs": len(truth), "methods": {}}
-    best_lines = []
+    choices = []
     for m in methods:
-        for opts in OPTION_SETS:
-            points = sweep(columns, truth, m, opts)
-            label = m + "".join(f"+{'flip' if o == 'dihedral' else o}" for o in opts)
-            print(f"\n{label}: threshold  precision  recall  retrieved pairs", file=out)
-            for p in points:
-                print(f"  {p.threshold:>3}  {p.precision:.4f}  {p.recall:.4f}  {p.retrieved}", file=out)
-            thr, strong = recommend(points, precision), recommend(points, strong_precision)
-            entry = {"points": [p.__dict__ | {"precision": p.precision, "recall": p.recall} for p in points],
-                     "threshold": thr and thr.threshold, "strong": strong and strong.threshold}
-            result["methods"][label] = entry
-            if thr is not None:
-                line = config_lines(m, opts, thr.threshold, strong.threshold if strong else None)
-                best_lines.append((thr.recall, line, label, thr, strong))
-                print(f"  recommended: threshold {thr.threshold} (precision {thr.precision:.4f}, recall "
-                      f"{thr.recall:.4f})" + (f", strong {min(strong.threshold, thr.threshold)} (precision "
-                      f"{strong.precision:.4f}, recall {strong.recall:.4f})" if strong else
-                      ", strong: none reaches the strong precision"), file=out)
-            else:
-                print(f"  no threshold reaches precision {precision}", file=out)
-    if best_lines:
-        best = max(best_lines, key=lambda x: x[0])
-        result["recommended"] = {"label": best[2], "line": best[1]}
-        print(f"\nRecommended config (highest recall at precision >= {precision}: {best[2]}):\nmethods:\n{best[1]}",
+        fams = {o: family_pairs(columns, m, o, max(THRESHOLDS)) for o in ("", *options)}
+        c = choose(fams, truth, m, precision, strong_precision, out=out)
+        if c is None:
+            print(f"  {m}: no threshold reaches precision {precision}", file=out)
+            result["methods"][m] = None
+            continue
+        choices.append(c)
+        result["methods"][m] = {
+            "threshold": c.threshold, "strong": c.strong, "options": c.options, "line": config_lines(c),
+            "precision": c.all.precision, "recall": c.all.recall, "retrieved": c.all.retrieved,
+            "strong_precision": c.strong_point.precision if c.strong_point else None,
+            "strong_recall": c.strong_point.recall if c.strong_point else None,
+            "plain": [{"threshold": p.threshold, "precision": p.precision, "recall": p.recall,
+                       "retrieved": p.retrieved} for p in c.plain],
+        }
+    print("\nRecommended (loosest settings with pair precision >= "
+          f"{precision}; strong band at >= {strong_precision}):", file=out)
+    for c in sorted(choices, key=lambda c: -c.all.recall):
+        sp = c.strong_point
+        print(f"  {c.method}: precision {c.all.precision:.4f}, recall {c.all.recall:.4f}"
+              + (f"; strong precision {sp.precision:.4f}, recall {sp.recall:.4f}" if sp else "; no strong bound"),
+              file=out)
+    if choices:
+        best = max(choices, key=lambda c: c.all.recall)
+        result["recommended"] = best.method
+        print("\nConfig lines (the method with the highest recall first; add the others for `match: any`):\n"
+              "methods:\n" + "\n".join(config_lines(c) for c in sorted(choices, key=lambda c: -c.all.recall)),
               file=out)
     else:
         print(f"\nNo method reaches precision {precision} on this sample: label more pairs or review matches.",
@@ -216,11 +288,15 @@ def run(image_dir: str, ground_truth: str, *, methods: Sequence[str] = ("phash",
 def main_args(ns: Any) -> int:
     """Entry point for ``dedupd calibrate`` (argparse namespace from :mod:`dedupd.cli`)."""
     try:
-        res = run(ns.dir, ns.ground_truth, methods=ns.methods.split(","), precision=ns.precision,
+        opts = [{"flip": "dihedral"}.get(o, o) for o in ns.options.split(",") if o]
+        bad = [o for o in opts if o not in hash_variants.OPTIONS]
+        if bad:
+            raise ValueError(f"unknown option(s) {', '.join(bad)} for --options; choose from crop, flip")
+        res = run(ns.dir, ns.ground_truth, methods=ns.methods.split(","), options=opts, precision=ns.precision,
                   strong_precision=ns.strong_precision, workers=ns.workers, exif_transpose=not ns.no_exif)
     except ValueError as exc:
         print(f"dedupd calibrate: {exc}", file=sys.stderr)
-        return 2
+        return 1
     if ns.json:
         tmp = f"{ns.json}.tmp"
         with open(tmp, "w") as fh:

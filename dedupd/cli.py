@@ -438,7 +438,29 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("action", choices=["list"], nargs="?", default="list")
     qu.add_argument("--state", choices=["pending", "moved", "restored", "failed"], help="only entries in this state")
     qu.set_defaults(func=cmd_quarantine)
+    ca = sub.add_parser("calibrate", help="choose thresholds from a labelled sample (precision/recall per threshold)",
+                        description="Sweep hash thresholds (and the crop/flip variant hashes) on a labelled folder "
+                        "and print precision/recall per threshold plus the recommended `methods:` config lines. "
+                        "The ground truth is imagededup's format; make_corpus.py's ground_truth.json is valid.")
+    ca.add_argument("dir", help="folder of the labelled images")
+    ca.add_argument("--ground-truth", required=True, help='JSON {"name": ["duplicate name", ...]}, names relative to DIR')
+    ca.add_argument("--methods", default="phash,dhash", help="comma-separated hash methods (default phash,dhash)")
+    ca.add_argument("--options", default="crop,flip", help="variant hashes to try: crop,flip (default both; '' none)")
+    ca.add_argument("--precision", type=float, default=0.99, help="min pair precision of a match (default 0.99)")
+    ca.add_argument("--strong-precision", type=float, default=0.999,
+                    help="min pair precision of a strong match, which quarantine may move (default 0.999)")
+    ca.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    ca.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation (default: apply it, as the daemon)")
+    ca.add_argument("--json", help="also write the numbers to this JSON file")
+    ca.set_defaults(func=cmd_calibrate)
     return p
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``dedupd calibrate DIR --ground-truth FILE``: see :mod:`dedupd.calibrate`."""
+    from dedupd.calibrate import main_args
+
+    return main_args(args)
 
 
 def main(argv: list[str] | None = None) -> int:
