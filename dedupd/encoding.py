@@ -28,6 +28,15 @@ def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dic
             grays[size] = image.gray(size)
         return grays[size]
 
+    smaller: dict[int, Image.Image] = {}  # crop variants resize from one reduced copy, not the full image
+
+    def reduced(side: int) -> Image.Image:
+        if side not in smaller:
+            scale = side / min(image.width, image.height)
+            smaller[side] = image.rgb if scale >= 1 else image.rgb.resize(
+                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+        return smaller[side]
+
     for name in methods:
         method, variant = variants.split_key(name)
         if method not in TARGET_SIZES or variant is None:
@@ -35,8 +44,9 @@ def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dic
             continue
         w, h = TARGET_SIZES[method]
         if variant in variants.CROP_SCALES:
-            box = variants.crop_box(image.width, image.height, variant)
-            cropped = image.rgb.resize((w, h), Image.Resampling.LANCZOS, box=box).convert("L")
+            src = reduced(8 * max(w, h))
+            box = variants.crop_box(src.width, src.height, variant)
+            cropped = src.resize((w, h), Image.Resampling.LANCZOS, box=box).convert("L")
             out[name] = hash_array(method, np.asarray(cropped, dtype=np.uint8))
         else:
             base = gray((h, w)) if variants.transposes(variant) else gray((w, h))
