@@ -225,9 +225,11 @@ def _size(n: float) -> str:
 def _score(m: dict[str, Any]) -> str:
     if m.get("method") == "exact":
         return "exact copy"
+    weak = ", weak: review" if m.get("band") == "weak" else ""  # the cascade's band (never moved when weak)
+    via = f" via {m['variants'][m['method']]}" if m.get("variants", {}).get(m.get("method")) else ""
     if "similarity" in m:
-        return f"{m['method']} similarity {m['similarity']:.3f}"
-    return f"{m['method']} distance {m['distance']}"
+        return f"{m['method']} similarity {m['similarity']:.3f}{weak}"
+    return f"{m['method']} distance {m['distance']}{via}{weak}"
 
 
 def cmd_query(args: argparse.Namespace) -> int:

@@ -83,6 +83,8 @@ def test_quarantine_moves_strong_matches_never_weak_ones(corpus_dir: Path, tmp_p
     api_groups = body["groups"] if isinstance(body, dict) else body
     api_dup = next(d for g in api_groups for d in g["duplicates"] if d["path"] in (str(b), str(weak)))
     assert api_dup["band"] == WEAK and api_dup["scores"] == dup["scores"]
+    res = daemon.cli("groups")
+    assert res.returncode == 0 and "weak: review" in res.stdout, res.stdout + res.stderr
     # the HTML report marks it for review and leaves it out of what quarantine would free
     page = (daemon.report_dir / "report.html").read_text()
     assert "weak matches to review" in page and '"weak"' in page
