@@ -44,7 +44,7 @@ def supported_formats() -> frozenset[str]:
     if not _heif_checked:
         _heif_checked = True
         try:
-            import pillow_heif  # type: ignore[import-not-found]
+            import pillow_heif  # type: ignore[import-not-found,unused-ignore]
 
             pillow_heif.register_heif_opener()
             if hasattr(pillow_heif, "register_avif_opener"):
