@@ -48,7 +48,7 @@ class Rule:
 
     label: str
     hashes: Mapping[str, tuple[int, int | None, Mapping[str, int]]]
-    cnn: tuple[float, float] | None = None  # (threshold, strong bound)
+    cnn: tuple[float, float, float] | None = None  # (threshold, strong bound, confirm)
     exif: bool = True
     banded: bool = True
     note: str = ""
@@ -65,8 +65,11 @@ RULES: tuple[Rule, ...] = (
     Rule("phash ≤ 8, crop ≤ 8, strong ≤ 6", {"phash": (8, 6, {"crop": 8})}),
     Rule("dhash ≤ 10, crop ≤ 8, strong ≤ 6", {"dhash": (10, 6, {"crop": 8})}),
     Rule("phash + dhash (any), crop ≤ 8, strong ≤ 6", {"phash": (10, 6, {"crop": 8}), "dhash": (10, 6, {"crop": 8})}),
-    Rule("cascade: default + CNN ≥ 0.9 (strong ≥ 0.97)", {"phash": (10, 6, {"crop": 8})}, cnn=(0.9, 0.97)),
-    Rule("cascade + flip", {"phash": (10, 6, {"crop": 8, "dihedral": 6})}, cnn=(0.9, 0.97)),
+    Rule("cascade: default + CNN ≥ 0.9 (strong ≥ 0.99, confirms ≥ 0.97)", {"phash": (10, 6, {"crop": 8})},
+         cnn=(0.9, 0.99, 0.97)),
+    Rule("cascade as first tried: CNN strong ≥ 0.97, confirms ≥ 0.9", {"phash": (10, 6, {"crop": 8})},
+         cnn=(0.9, 0.97, 0.9)),
+    Rule("cascade + flip", {"phash": (10, 6, {"crop": 8, "dihedral": 6})}, cnn=(0.9, 0.99, 0.97)),
 )
 
 
@@ -128,24 +131,34 @@ def encode(meta: Path, workers: int, cnn: Any | None) -> Encoded:
         data = np.load(cache)
         names = json.loads((meta / "cascade_names.json").read_text())
         columns = {k: data[k] for k in keys}
-        no_exif = {m: data[f"noexif_{m}"] for m in HASHES}
+        no_exif = {k[len("noexif_"):]: data[k] for k in data.files if k.startswith("noexif_")}
+        if set(no_exif) != set(keys):  # an older cache: only the plain hashes ignored EXIF
+            no_exif = _no_exif(meta, names, tr, columns)
+            np.savez(cache, **columns, **{f"noexif_{k}": v for k, v in no_exif.items()})
     else:
         t0 = time.perf_counter()
         names, columns, _ = calibrate.encode_dir(meta / "img", keys, workers=workers, exif_transpose=True)
-        rot = [n for n in names if tr.get(n, {}).get("transform") == "exif_rotate"]
-        no_exif = {m: columns[m].copy() for m in HASHES}
-        at = {n: i for i, n in enumerate(names)}
-        for n in rot:  # the exif_rotate copies as imagededup (and the old default) see them
-            plain = encode_file(meta / "img" / n, HASHES, exif_transpose=False).hashes
-            for m in HASHES:
-                no_exif[m][at[n]] = plain[m]
-        np.savez(cache, **columns, **{f"noexif_{m}": v for m, v in no_exif.items()})
+        no_exif = _no_exif(meta, names, tr, columns)
+        np.savez(cache, **columns, **{f"noexif_{k}": v for k, v in no_exif.items()})
         (meta / "cascade_names.json").write_text(json.dumps(names))
         log(f"  {meta.name}: hashed {len(names)} files ({len(keys)} hashes each) in {time.perf_counter() - t0:.0f} s")
     enc = Encoded(names, columns, no_exif, calibrate.labelled_pairs(names, gt), tr)
     if cnn is not None:
         enc.vectors = cnn_vectors(meta, names, cnn, workers)
     return enc
+
+
+def _no_exif(meta: Path, names: list[str], tr: dict[str, dict], columns: dict[str, np.ndarray]
+             ) -> dict[str, np.ndarray]:
+    """Every hash column with the exif_rotate copies hashed as imagededup (and the old default) see
+    them: EXIF orientation ignored."""
+    no_exif = {k: v.copy() for k, v in columns.items()}
+    for i, n in enumerate(names):
+        if tr.get(n, {}).get("transform") == "exif_rotate":
+            plain = encode_file(meta / "img" / n, list(columns), exif_transpose=False).hashes
+            for k in columns:
+                no_exif[k][i] = plain[k]
+    return no_exif
 
 
 def cnn_vectors(meta: Path, names: list[str], cnn: Any, workers: int) -> np.ndarray:
@@ -203,9 +216,9 @@ def matches(enc: Encoded, rule: Rule) -> tuple[set[Pair], set[Pair]]:
                     if s is not None and d <= min(s, limit):
                         strong.add(pair)
     if rule.cnn is not None and enc.vectors is not None:
-        thr, cnn_strong = rule.cnn
+        thr, cnn_strong, confirm = rule.cnn
         for pair, sim in cnn_pairs(enc.vectors, thr).items():
-            if hits.get(pair) or sim >= cnn_strong:
+            if (hits.get(pair) and sim >= confirm) or sim >= cnn_strong:
                 strong.add(pair)  # a hash match the CNN confirms, or a sure CNN match
             hits[pair].add("cnn")
     found = set(hits)

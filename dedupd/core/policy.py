@@ -46,6 +46,8 @@ class Matching:
     mode: str = "any"
     strong: Mapping[str, float] = field(default_factory=dict)
     options: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: min CNN similarity that confirms a hash match beyond its strong bound (None: the CNN threshold)
+    confirm: float | None = None
 
     def limits(self, method: str) -> list[tuple[str, int]]:
         """``(option, max distance)`` of each comparison family of a hash method: ``""`` (plain,
@@ -93,9 +95,10 @@ def band_of(matching: Matching, scores: Mapping[str, float], hits: Sequence[str]
     """The cascade's confidence in a match: ``strong`` or ``weak``.
 
     Strong when a matching method is within its ``strong`` bound (hash distance ``<=``, CNN
-    similarity ``>=``), or when a hash method and the CNN both match (the CNN confirms a
-    borderline hash match). Weak otherwise: hash-only matches beyond the strong bound, CNN-only
-    matches below it. Without bands (empty ``matching.strong``) every match is strong.
+    similarity ``>=``), or when a hash method matches and the CNN confirms it (similarity at
+    least ``matching.confirm``, or the CNN threshold when that is None). Weak otherwise: hash-only
+    matches beyond the strong bound, CNN-only matches below it. Without bands (empty
+    ``matching.strong``) every match is strong.
     """
     if not matching.strong:
         return STRONG
@@ -104,7 +107,8 @@ def band_of(matching: Matching, scores: Mapping[str, float], hits: Sequence[str]
         if bound is not None and (scores[m] >= bound if m == "cnn" else scores[m] <= bound):
             return STRONG
     if "cnn" in hits and any(m != "cnn" for m in hits):
-        return STRONG
+        if matching.confirm is None or scores["cnn"] >= matching.confirm:
+            return STRONG
     return WEAK
 
 

@@ -20,7 +20,8 @@ from dedupd.daemon.walk import root_of
 def matching_of(config: Config) -> Matching:
     """The duplicate rule a config asks for."""
     return Matching(config.hash_methods(), config.cnn.threshold if config.cnn else None, config.match,
-                    config.strong_bounds(), config.variant_options())
+                    config.strong_bounds(), config.variant_options(),
+                    config.cnn.confirm if config.cnn else None)
 
 
 def load_index(store: Store, config: Config, *, build_graph: bool = True) -> MatchIndex:

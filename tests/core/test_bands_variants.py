@@ -24,6 +24,10 @@ def test_band_rules() -> None:
     assert band_of(BANDED, {"phash": 9, "cnn": 0.92}, ["phash", "cnn"]) == STRONG  # the CNN confirms
     assert band_of(BANDED, {"phash": 30, "cnn": 0.95}, ["cnn"]) == WEAK  # CNN alone, below its bound
     assert band_of(BANDED, {"phash": 30, "cnn": 0.98}, ["cnn"]) == STRONG
+    # with a confirmation bound, a borderline hash match needs that much CNN similarity
+    confirming = Matching({"phash": 10}, cnn=0.9, strong={"phash": 6, "cnn": 0.99}, confirm=0.97)
+    assert band_of(confirming, {"phash": 9, "cnn": 0.96}, ["phash", "cnn"]) == WEAK
+    assert band_of(confirming, {"phash": 9, "cnn": 0.97}, ["phash", "cnn"]) == STRONG
     # no bands configured: every match is strong (the rule before bands)
     assert band_of(Matching({"phash": 10}), {"phash": 10}, ["phash"]) == STRONG
     # a method without a strong bound (aHash by default) never makes a match strong alone

@@ -16,6 +16,7 @@ import yaml
 
 from dedupd.daemon.config.model import (
     CNN_MODEL_NAMES,
+    DEFAULT_CNN_CONFIRM,
     DEFAULT_CNN_STRONG,
     DEFAULT_CNN_THRESHOLD,
     DEFAULT_EXCLUDE,
@@ -371,7 +372,7 @@ def _cnn(spec: Any, p: Problems) -> CnnConfig | None:
     if not isinstance(spec, Mapping):
         p.add("methods.cnn", f"must be a mapping such as {{model: mobilenet_v3_small, threshold: 0.9}}, got {show(spec)}")
         return None
-    unknown_keys(spec, ("model", "threshold", "weights", "strong"), "methods.cnn", p)
+    unknown_keys(spec, ("model", "threshold", "weights", "strong", "confirm"), "methods.cnn", p)
     model = spec.get("model", CNN_MODEL_NAMES[0])
     if not isinstance(model, str) or not model:
         p.add("methods.cnn.model", f"must be {' or '.join(map(repr, CNN_MODEL_NAMES))} or the path of a "
@@ -394,7 +395,13 @@ def _cnn(spec: Any, p: Problems) -> CnnConfig | None:
         p.add("methods.cnn.strong", f"must be a number from the threshold ({threshold}) to 1.0 (min cosine "
               f"similarity of a CNN-only match that quarantine may act on), got {show(strong)}")
         strong = max(DEFAULT_CNN_STRONG, float(threshold))
-    return CnnConfig(model if isinstance(model, str) else "", float(threshold), weights, float(strong))
+    confirm = spec.get("confirm", max(DEFAULT_CNN_CONFIRM, float(threshold)))
+    if isinstance(confirm, bool) or not isinstance(confirm, (int, float)) or not float(threshold) <= confirm <= 1.0:
+        p.add("methods.cnn.confirm", f"must be a number from the threshold ({threshold}) to 1.0 (min cosine "
+              f"similarity with which the CNN makes a borderline hash match strong), got {show(confirm)}")
+        confirm = max(DEFAULT_CNN_CONFIRM, float(threshold))
+    return CnnConfig(model if isinstance(model, str) else "", float(threshold), weights, float(strong),
+                     float(confirm))
 
 
 def _keep(value: Any, p: Problems) -> tuple[KeepRule, ...]:
