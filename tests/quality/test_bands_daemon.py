@@ -12,7 +12,7 @@ from dedupd.daemon.config.model import DEFAULT_STRONG, DEFAULT_VARIANT_LIMITS
 from dedupd.encoding import encode_file
 from tests.daemon.helpers import checksums
 
-#: the default config's rule (phash <= 10, crop hashes <= 8, strong <= 6)
+#: the default config's rule (phash <= 10, crop hashes within their default limit, strong bound)
 RULE = Matching({"phash": 10}, strong={"phash": DEFAULT_STRONG["phash"]},
                 options={"phash": {"crop": DEFAULT_VARIANT_LIMITS["crop"]}})
 KEYS = ("phash", "phash@c90", "phash@c81")
@@ -76,7 +76,7 @@ def test_quarantine_moves_strong_matches_never_weak_ones(corpus_dir: Path, tmp_p
     (group,) = [g for g in groups if g["keep"]["path"] in (str(b), str(weak))]
     (dup,) = group["duplicates"]
     assert dup["direct"] is True and dup["band"] == WEAK and dup["method"] == "phash"
-    assert dup["matched"] == ["phash"] and 6 < dup["distance"] <= 10 and "phash" in dup["scores"]
+    assert dup["matched"] == ["phash"] and DEFAULT_STRONG["phash"] < dup["distance"] <= 10 and "phash" in dup["scores"]
     # the socket API says the same
     status, body = daemon.api("GET", "/v1/groups")
     assert status == 200
