@@ -364,9 +364,11 @@ def _size(n: float) -> str:
 def _score(m: dict[str, Any]) -> str:
     if m.get("method") == "exact":
         return "exact copy"
+    weak = ", weak: review" if m.get("band") == "weak" else ""  # the cascade's band (never moved when weak)
+    via = f" via {m['variants'][m['method']]}" if m.get("variants", {}).get(m.get("method")) else ""
     if "similarity" in m:
-        return f"{m['method']} similarity {m['similarity']:.3f}"
-    return f"{m['method']} distance {m['distance']}"
+        return f"{m['method']} similarity {m['similarity']:.3f}{weak}"
+    return f"{m['method']} distance {m['distance']}{via}{weak}"
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -816,7 +818,29 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--no-browser", action="store_true", help="only print the address (with its token)")
     rv.add_argument("--store-dir", help="store to show when no daemon runs (default: the config's store_dir)")
     rv.set_defaults(func=cmd_review)
+    ca = sub.add_parser("calibrate", help="choose thresholds from a labelled sample (precision/recall per threshold)",
+                        description="Sweep hash thresholds (and the crop/flip variant hashes) on a labelled folder "
+                        "and print precision/recall per threshold plus the recommended `methods:` config lines. "
+                        "The ground truth is imagededup's format; make_corpus.py's ground_truth.json is valid.")
+    ca.add_argument("dir", help="folder of the labelled images")
+    ca.add_argument("--ground-truth", required=True, help='JSON {"name": ["duplicate name", ...]}, names relative to DIR')
+    ca.add_argument("--methods", default="phash,dhash", help="comma-separated hash methods (default phash,dhash)")
+    ca.add_argument("--options", default="crop,flip", help="variant hashes to try: crop,flip (default both; '' none)")
+    ca.add_argument("--precision", type=float, default=0.99, help="min pair precision of a match (default 0.99)")
+    ca.add_argument("--strong-precision", type=float, default=0.999,
+                    help="min pair precision of a strong match, which quarantine may move (default 0.999)")
+    ca.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    ca.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation (default: apply it, as the daemon)")
+    ca.add_argument("--json", help="also write the numbers to this JSON file")
+    ca.set_defaults(func=cmd_calibrate)
     return p
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``dedupd calibrate DIR --ground-truth FILE``: see :mod:`dedupd.calibrate`."""
+    from dedupd.calibrate import main_args
+
+    return main_args(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,13 +6,52 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
+from PIL import Image
+
+from dedupd.core import variants
 from dedupd.core.algorithms import HASH_METHODS, TARGET_SIZES, hash_array
 from dedupd.imaging import DecodedImage, decode_file
 
 
 def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dict[str, int]:
-    """Hash ``image`` with each method; each method resizes the same decoded RGB image."""
-    return {m: hash_array(m, image.gray(TARGET_SIZES[m])) for m in methods}
+    """Hash ``image`` with each method; each method resizes the same decoded RGB image.
+
+    A name ``"<method>@<variant>"`` (see :mod:`dedupd.core.variants`) hashes a centred crop or a
+    flipped/rotated version of the image instead; plain names give the imagededup hashes.
+    """
+    out: dict[str, int] = {}
+    grays: dict[tuple[int, int], np.ndarray] = {}  # one resize per target size, shared by variants
+
+    def gray(size: tuple[int, int]) -> np.ndarray:
+        if size not in grays:
+            grays[size] = image.gray(size)
+        return grays[size]
+
+    smaller: dict[int, Image.Image] = {}  # crop variants resize from one reduced copy, not the full image
+
+    def reduced(side: int) -> Image.Image:
+        if side not in smaller:
+            scale = side / min(image.width, image.height)
+            smaller[side] = image.rgb if scale >= 1 else image.rgb.resize(
+                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+        return smaller[side]
+
+    for name in methods:
+        method, variant = variants.split_key(name)
+        if method not in TARGET_SIZES or variant is None:
+            out[name] = hash_array(method, gray(TARGET_SIZES[method]) if method in TARGET_SIZES else np.zeros(0))
+            continue
+        w, h = TARGET_SIZES[method]
+        if variant in variants.CROP_SCALES:
+            src = reduced(8 * max(w, h))
+            box = variants.crop_box(src.width, src.height, variant)
+            cropped = src.resize((w, h), Image.Resampling.LANCZOS, box=box).convert("L")
+            out[name] = hash_array(method, np.asarray(cropped, dtype=np.uint8))
+        else:
+            base = gray((h, w)) if variants.transposes(variant) else gray((w, h))
+            out[name] = hash_array(method, variants.apply_dihedral(base, variant))
+    return out
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,7 @@ def decode_file(
             bomb, truncated, or in a format outside the whitelist. ``reason`` says which.
     """
     name = os.fsdecode(path)
+    supported_formats()  # registers the HEIF/AVIF openers (when installed) before the first open
     try:
         if os.path.getsize(path) == 0:
             raise ImageDecodeError(name, "empty file (0 bytes)")

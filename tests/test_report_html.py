@@ -165,7 +165,7 @@ def test_summary_and_quarantine_states():
     groups = [{"id": "a", "size": 3, "keep": {"path": "/k", "bytes": 100},
                "duplicates": [{"path": "/d1", "bytes": 40, "direct": True}, {"path": "/d2", "bytes": 5, "direct": False,
                                                                               "via": "/d1"}]}]
-    assert summarize(groups) == {"files": 3, "groups": 1, "freeable_bytes": 40}
+    assert summarize(groups) == {"files": 3, "groups": 1, "freeable_bytes": 40, "weak": 0}
     entries = [{"origin": "/d1", "dest": "/q/d1", "keeper": "/k", "state": "moved"},
                {"origin": "/d1", "dest": "/q/d1", "keeper": "/k", "state": "restored"},
                {"origin": "/gone", "dest": "/q/gone", "keeper": "/k", "state": "moved"},

@@ -17,20 +17,44 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from dedupd.core import variants as hash_variants
 from dedupd.core.groups import components
 from dedupd.core.keep import Candidate, choose_keeper, rule_key
 from dedupd.core.review import BoundReview
 
 EXACT = "exact"
+#: Confidence bands of a match: ``strong`` may be quarantined, ``weak`` is only reported for review.
+STRONG = "strong"
+WEAK = "weak"
+BANDS: tuple[str, ...] = (STRONG, WEAK)
 
 
 @dataclass(frozen=True)
 class Matching:
-    """Duplicate rule: hash thresholds (max Hamming), optional CNN min similarity, any/all."""
+    """Duplicate rule: hash thresholds (max Hamming), optional CNN min similarity, any/all.
+
+    The cascade (see :func:`band_of`): ``strong`` maps a method to the bound within which its
+    match alone is ``strong`` (hash: max distance; ``"cnn"``: min similarity); a hash match beyond
+    its bound is ``strong`` only when the CNN also matches (it confirms it), and every other match
+    is ``weak``. An empty ``strong`` means no bands: every match is ``strong`` (the rule before
+    bands existed). ``options`` maps a hash method to its variant options (``"crop"``,
+    ``"dihedral"``: :mod:`dedupd.core.variants`) and the max distance of a match through them
+    (capped by the method's threshold: a variant comparison is stricter or equal).
+    """
 
     hashes: Mapping[str, int]
     cnn: float | None = None
     mode: str = "any"
+    strong: Mapping[str, float] = field(default_factory=dict)
+    options: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: min CNN similarity that confirms a hash match beyond its strong bound (None: the CNN threshold)
+    confirm: float | None = None
+
+    def limits(self, method: str) -> list[tuple[str, int]]:
+        """``(option, max distance)`` of each comparison family of a hash method: ``""`` (plain,
+        its threshold) first, then each variant option, capped by the threshold."""
+        t = self.hashes[method]
+        return [("", t), *((o, min(t, v)) for o, v in self.options.get(method, {}).items())]
 
     @property
     def methods(self) -> list[str]:
@@ -44,10 +68,19 @@ class Evidence:
     method: str
     score: float
     scores: Mapping[str, float] = field(default_factory=dict)
+    band: str = STRONG
+    #: every method within its threshold, in config order (the cascade's evidence)
+    matched: tuple[str, ...] = field(default=(), compare=False)
+    #: for hash methods reached through a variant hash: method → variant (``{"phash": "c90"}``)
+    variants: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict:
         key = "similarity" if self.method == "cnn" else "distance"
-        return {"method": self.method, key: self.score, "scores": dict(self.scores)}
+        out = {"method": self.method, key: self.score, "scores": dict(self.scores), "band": self.band,
+               "matched": list(self.matched or (self.method,))}
+        if self.variants:
+            out["variants"] = dict(self.variants)
+        return out
 
     @property
     def reason(self) -> str:
@@ -56,33 +89,79 @@ class Evidence:
         return f"{self.method} {kind} {self.score} to kept copy"
 
 
-EXACT_EVIDENCE = Evidence(EXACT, 0, {EXACT: 0})
+EXACT_EVIDENCE = Evidence(EXACT, 0, {EXACT: 0}, STRONG, (EXACT,))
+
+
+def band_of(matching: Matching, scores: Mapping[str, float], hits: Sequence[str]) -> str:
+    """The cascade's confidence in a match: ``strong`` or ``weak``.
+
+    Strong when a matching method is within its ``strong`` bound (hash distance ``<=``, CNN
+    similarity ``>=``), or when a hash method matches and the CNN confirms it (similarity at
+    least ``matching.confirm``, or the CNN threshold when that is None). Weak otherwise: hash-only
+    matches beyond the strong bound, CNN-only matches below it. Without bands (empty
+    ``matching.strong``) every match is strong.
+    """
+    if not matching.strong:
+        return STRONG
+    for m in hits:
+        bound = matching.strong.get(m)
+        if bound is not None and (scores[m] >= bound if m == "cnn" else scores[m] <= bound):
+            return STRONG
+    if "cnn" in hits and any(m != "cnn" for m in hits):
+        if matching.confirm is None or scores["cnn"] >= matching.confirm:
+            return STRONG
+    return WEAK
 
 
 def pair_evidence(matching: Matching, a: Mapping[str, int], b: Mapping[str, int], sim: float | None) -> Evidence | None:
     """Decide one pair of contents under ``matching`` (None = not duplicates).
 
     Args:
-        a, b: each content's hashes (method → 64-bit int); a method missing on one side is skipped.
+        a, b: each content's hashes (method → 64-bit int, plus variant hashes under
+            ``"method@variant"`` keys); a method missing on one side is skipped.
         sim: their CNN cosine similarity, when both have a vector.
     """
-    scores: dict[str, float] = {m: (a[m] ^ b[m]).bit_count() for m in matching.hashes if m in a and m in b}
+    scores: dict[str, float | None] = {}
+    hows: dict[str, str] = {}
+    for method in matching.hashes:
+        for option, (d, variant) in hash_variants.distances(method, matching.options.get(method, {}), a, b).items():
+            name = f"{method}@{option}" if option else method
+            scores[name] = d
+            if option:
+                hows[name] = variant
     if sim is not None:
         scores["cnn"] = sim
-    return score_evidence(matching, scores)
+    return score_evidence(matching, scores, hows)
 
 
-def score_evidence(matching: Matching, scores: Mapping[str, float | None]) -> Evidence | None:
-    """Decide one pair from its scores (method → Hamming distance, ``"cnn"`` → similarity), as
-    :func:`pair_evidence` does from the hashes; a method without a score (or None) is skipped."""
+def score_evidence(matching: Matching, scores: Mapping[str, float | None],
+                   hows: Mapping[str, str] | None = None) -> Evidence | None:
+    """Decide one pair from its scores, as :func:`pair_evidence` does from the hashes.
+
+    ``scores``: method → plain Hamming distance, ``"method@option"`` → the smallest distance
+    through that variant family (crop, dihedral), ``"cnn"`` → similarity; a missing or None
+    score is skipped. ``hows``: ``"method@option"`` → the variant that gave it (``"c90"``), for
+    the evidence (default: the family name).
+    """
     out: dict[str, float] = {}
     hits: list[str] = []
+    via: dict[str, str] = {}
     for method, limit in matching.hashes.items():
-        d = scores.get(method)
-        if d is not None:
-            out[method] = d
-            if d <= limit:
-                hits.append(method)
+        opts = matching.options.get(method, {})
+        found: dict[str, tuple[float, str]] = {}
+        for option, _ in matching.limits(method):
+            d = scores.get(f"{method}@{option}" if option else method)
+            if d is not None:
+                found[option] = (d, (hows or {}).get(f"{method}@{option}", option))
+        if not found:
+            continue
+        within = [found[f] for f in found if found[f][0] <= (limit if not f else min(limit, opts[f]))]
+        d, how = min(within) if within else found.get("", min(found.values()))
+        out[method] = d
+        if within:
+            hits.append(method)
+            if how:
+                via[method] = how
     sim = scores.get("cnn")
     if matching.cnn is not None and sim is not None:
         out["cnn"] = round(float(sim), 6)
@@ -91,7 +170,8 @@ def score_evidence(matching: Matching, scores: Mapping[str, float | None]) -> Ev
     ok = bool(hits) and (matching.mode == "any" or len(hits) == len(matching.methods))
     if not ok:
         return None
-    return Evidence(hits[0], out[hits[0]], out)
+    return Evidence(hits[0], out[hits[0]], out, band_of(matching, out, hits), tuple(hits),
+                    {m: v for m, v in via.items() if m in hits})
 
 
 def closeness(path: str, ev: Evidence) -> tuple:
@@ -123,7 +203,10 @@ class Duplicate:
 
     @property
     def move(self) -> bool:
-        return self.direct and not self.exempt and not self.distinct and self.protected is None
+        """Quarantine it: a direct, ``strong`` match of the kept copy that is not exempt, not
+        declared distinct and not protected (a ``weak`` match is reported for review, never moved)."""
+        return (self.direct and not self.exempt and not self.distinct and self.protected is None
+                and self.evidence is not None and self.evidence.band == STRONG)
 
 
 @dataclass(frozen=True)
@@ -138,7 +221,7 @@ class GroupDecision:
 
     @property
     def moves(self) -> tuple[Duplicate, ...]:
-        """The members to quarantine: direct matches of the kept copy that are not exempt."""
+        """The members to quarantine: direct, strong matches of the kept copy that are not exempt."""
         return tuple(d for d in self.duplicates if d.move)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dedupd.core import variants as hash_variants
 from dedupd.core.hashindex import HashIndex
 from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
 from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence, score_evidence
@@ -49,19 +50,22 @@ class Reach:
     def of(cls, matching: Matching, margin: int = 0, cnn_margin: float = 0.0) -> Reach:
         """The reach of ``matching``'s thresholds widened by ``margin`` bits (at most 64) and
         ``cnn_margin`` of similarity."""
-        radii = tuple(sorted((m, min(64, t + margin)) for m, t in matching.hashes.items()))
+        radii = tuple(sorted((_score_name(m, option), min(64, limit + margin))
+                             for m in matching.hashes for option, limit in matching.limits(m)))
         return cls(radii, None if matching.cnn is None else max(-1.0, round(matching.cnn - cnn_margin, 6)))
 
     @property
     def names(self) -> list[str]:
-        """Order of the scores in an edge: hash methods (sorted), then ``"cnn"``."""
+        """Order of the scores in an edge: hash methods and their variant families (``"phash@crop"``:
+        the smallest distance through a crop variant), sorted, then ``"cnn"``."""
         return [m for m, _ in self.radii] + (["cnn"] if self.cnn is not None else [])
 
     def covers(self, matching: Matching) -> bool:
         """True when every pair that can match under ``matching`` is within this reach (same
         methods, each threshold within its radius): a switch to it is a filter of ``near``."""
         radii = dict(self.radii)
-        return (radii.keys() == matching.hashes.keys() and all(t <= radii[m] for m, t in matching.hashes.items())
+        limits = {_score_name(m, option): limit for m in matching.hashes for option, limit in matching.limits(m)}
+        return (radii.keys() == limits.keys() and all(t <= radii[k] for k, t in limits.items())
                 and (self.cnn is None) == (matching.cnn is None)
                 and (self.cnn is None or matching.cnn is None or self.cnn <= matching.cnn))
 
@@ -101,7 +105,7 @@ class MatchIndex:
         self._near: dict[bytes, dict[bytes, tuple]] = {}  # sparse: only digests with edges
         self._graph: dict[bytes, dict[bytes, Evidence]] = {}  # sparse, the matching subset of _near
         self._building: dict[bytes, dict[bytes, Evidence]] | None = None  # a refilter's new graph
-        self._trees: dict[str, HashIndex[bytes]] = {m: HashIndex() for m in matching.hashes}
+        self._trees: dict[str, HashIndex[bytes]] = {k: HashIndex() for k in _columns(matching)}
         self._vectors: VectorIndex[bytes] | None = None
         self.generation = 0  # bumped on every change (readers cache derived views on it)
         self.graph_ready = True  # False while build_graph() still has to link (load, refilter, derive)
@@ -139,13 +143,10 @@ class MatchIndex:
         """The pair's scores in reach order, or None when the pair is beyond the reach."""
         out: list[float | None] = []
         within = False
-        for method, radius in self.reach.radii:
-            if method in a and method in b:
-                d = (a[method] ^ b[method]).bit_count()
-                within = within or d <= radius
-                out.append(d)
-            else:
-                out.append(None)
+        for name, radius in self.reach.radii:
+            d = _hash_score(name, a, b)
+            within = within or (d is not None and d <= radius)
+            out.append(d)
         if self.reach.cnn is not None:
             out.append(sim)
             within = within or (sim is not None and sim >= self.reach.cnn)
@@ -157,10 +158,12 @@ class MatchIndex:
     def _near_candidates(self, hashes: Mapping[str, int], vector: np.ndarray | None) -> dict[bytes, float | None]:
         """Digests within the reach of a content (from trees and vectors), with the CNN similarity."""
         out: dict[bytes, float | None] = {}
-        for method, radius in self.reach.radii:
-            if method in hashes and method in self._trees:
-                for key, _ in self._trees[method].search(hashes[method], radius):
-                    out[key] = None
+        for name, radius in self.reach.radii:
+            method, _, option = name.partition("@")
+            for qkey, column in ([(method, method)] if not option else hash_variants.option_comparisons(method, option)):
+                if qkey in hashes and column in self._trees:
+                    for key, _ in self._trees[column].search(hashes[qkey], radius):
+                        out[key] = None
         if vector is not None and self._vectors is not None and len(self._vectors):
             if self.reach.cnn is not None:
                 out.update(self._vectors.search(vector, self.reach.cnn))
@@ -173,10 +176,11 @@ class MatchIndex:
     def _candidates(self, hashes: Mapping[str, int], vector: np.ndarray | None) -> dict[bytes, float | None]:
         """Digests that may match under the rule (from trees and vectors), with their CNN similarity."""
         out: dict[bytes, float | None] = {}
-        for method, limit in self.matching.hashes.items():
-            if method in hashes:
-                for key, _ in self._trees[method].search(hashes[method], limit):
-                    out.setdefault(key, None)
+        for method in self.matching.hashes:
+            for qkey, column, radius in _lookups(self.matching, method):
+                if qkey in hashes:
+                    for key, _ in self._trees[column].search(hashes[qkey], radius):
+                        out.setdefault(key, None)
         if vector is not None and self._vectors is not None and len(self._vectors):
             assert self.matching.cnn is not None
             thr = self.matching.cnn if self.matching.mode == "any" else -1.0
@@ -255,9 +259,9 @@ class MatchIndex:
             edges = self.plan({digest: (hashes, vector)})
         content = _Content(hashes, vector is not None)
         self._contents[digest] = content
-        for method, tree in self._trees.items():
-            if method in hashes:
-                tree.add(digest, hashes[method])
+        for column, tree in self._trees.items():
+            if column in hashes:
+                tree.add(digest, hashes[column])
         if vector is not None and self.matching.cnn is not None:
             if self._vectors is None:
                 self._vectors = VectorIndex(dim=int(np.asarray(vector).size))
@@ -372,7 +376,7 @@ class MatchIndex:
         with self.lock:
             self.generation += 1
             self._graph_epoch += 1  # a running build stops; the next one takes over
-            same_methods = matching.hashes.keys() == self.matching.hashes.keys() and (
+            same_methods = _columns(matching) == _columns(self.matching) and (
                 (matching.cnn is None) == (self.matching.cnn is None))
             self.matching = matching
             self.graph_ready = False
@@ -384,7 +388,7 @@ class MatchIndex:
             if not same_methods and self._vectors is not None:
                 vectors = {k: self._vectors.get(k) for k in self._vectors.keys()}
             if not same_methods:
-                self._trees = {m: HashIndex() for m in matching.hashes}
+                self._trees = {k: HashIndex() for k in _columns(matching)}
                 self._vectors = None
             self._reset_structures(vectors, rebuild_columns=not same_methods)
             return False
@@ -426,8 +430,7 @@ class MatchIndex:
                 if ca is None or cb is None or len(scores) != len(names):
                     continue
                 ha, hb = ca.hashes, cb.hashes
-                if any(scores[k] != ((ha[m] ^ hb[m]).bit_count() if m in ha and m in hb else None)
-                       for k, m in hashed):
+                if any(scores[k] != _hash_score(m, ha, hb) for k, m in hashed):
                     continue
                 self._link(a, b, tuple(scores))
                 n += 1
@@ -695,6 +698,34 @@ class GraphSnapshot:
 
     def neighbours(self) -> dict[str, set[str]]:
         return {p: {q for q, _ in d} for p, d in self._dups.items()}
+
+
+def _score_name(method: str, option: str) -> str:
+    """Name of a score in an edge: the plain method, or ``"method@option"`` for a variant family."""
+    return f"{method}@{option}" if option else method
+
+
+def _hash_score(name: str, a: Mapping[str, int], b: Mapping[str, int]) -> int | None:
+    """The Hamming score ``name`` (:func:`_score_name`) of two contents' hashes; None when a side lacks it."""
+    method, _, option = name.partition("@")
+    if not option:
+        return (a[method] ^ b[method]).bit_count() if method in a and method in b else None
+    found = hash_variants.distances(method, (option,), a, b).get(option)
+    return None if found is None else found[0]
+
+
+def _columns(matching: Matching) -> list[str]:
+    """Hash columns the index keeps: each method's plain hash and its variant hashes."""
+    return [k for m in matching.hashes for k in (m, *hash_variants.variant_keys(m, matching.options.get(m, ())))]
+
+
+def _lookups(matching: Matching, method: str) -> list[tuple[str, str, int]]:
+    """``(key of the query, column searched, radius)`` of each comparison ``method`` makes (plain first)."""
+    out = []
+    for option, radius in matching.limits(method):
+        comps = [(method, method)] if not option else hash_variants.option_comparisons(method, option)
+        out += [(q, c, radius) for q, c in comps]
+    return out
 
 
 def _order(item: tuple[str, Evidence]) -> tuple:

@@ -25,7 +25,9 @@ CNN_MARGIN = 0.02
 
 def matching_of(config: Config) -> Matching:
     """The duplicate rule a config asks for."""
-    return Matching(config.hash_methods(), config.cnn.threshold if config.cnn else None, config.match)
+    return Matching(config.hash_methods(), config.cnn.threshold if config.cnn else None, config.match,
+                    config.strong_bounds(), config.variant_options(),
+                    config.cnn.confirm if config.cnn else None)
 
 
 def reach_of(config: Config) -> Reach:

@@ -129,7 +129,7 @@ def recheck_for_pixel_limit(rec: FileRecord, info: FileInfo | None, max_pixels: 
 def encode_spec(config: Config) -> EncodeSpec:
     cnn = config.cnn
     return EncodeSpec(
-        methods=tuple(config.hash_methods()),
+        methods=config.hash_keys(),
         fast=config.decode == "fast",
         exif_transpose=config.exif_transpose,
         cnn_model=cnn.model if cnn else None,

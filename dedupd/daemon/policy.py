@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from dedupd.core.policy import Evidence, pair_evidence
+from dedupd.core.policy import STRONG, Evidence, pair_evidence
 from dedupd.daemon.config import Config, KeepRule
 from dedupd.daemon.encoder import file_digest
 from dedupd.daemon.index import MatchIndex
@@ -210,6 +210,8 @@ class QuarantinePolicy:
                     if (d.path, v.digest) in waiting:
                         continue
                     assert d.evidence is not None
+                    if d.evidence.band != STRONG:  # weak matches are reported for review, never moved
+                        continue
                     moves.append(PlannedMove(Seen(d.path, v.digest, v.size, v.mtime_ns), keeper, d.evidence))
         if not moves:
             return None
@@ -303,8 +305,11 @@ class QuarantinePolicy:
             sim = None
             if a.cnn_vector is not None and b.cnn_vector is not None:
                 sim = float(np.frombuffer(a.cnn_vector, dtype=np.float32) @ np.frombuffer(b.cnn_vector, dtype=np.float32))
-            if pair_evidence(matching, a.hashes, b.hashes, sim) is None:
+            ev = pair_evidence(matching, a.hashes, b.hashes, sim)
+            if ev is None:
                 return "no longer a duplicate of the kept copy under the current thresholds"
+            if ev.band != STRONG:
+                return f"only a {ev.band} match of the kept copy ({ev.reason}): reported for review, never moved"
         return None
 
     def _decided(self, move: PlannedMove) -> str | None:

@@ -194,7 +194,7 @@ class Daemon:
         """Load the index from the store; True when the stored encodings need a refresh."""
         assert self.store is not None
         cfg = self.config
-        mismatch = self.store.encoder_mismatch(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
+        mismatch = self.store.encoder_mismatch(cfg.hash_keys(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
         # the new settings are recorded only once every file has been looked at under them: a
         # crash before that re-runs the refresh (files already re-encoded are skipped cheaply)
         self._encoders_pending = mismatch.any or not self.store.meta().get("hash_params")
@@ -481,7 +481,7 @@ class Daemon:
         """After a complete walk with everything processed: the store now serves this config's encoders."""
         if self._encoders_pending and self.reconciler.complete and self.store is not None:
             cfg = self.config
-            self.store.set_encoders(cfg.hash_methods(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
+            self.store.set_encoders(cfg.hash_keys(), cfg.cnn_model_id(), hash_params=cfg.hash_params_id())
             self._encoders_pending = False
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -525,7 +525,7 @@ class Daemon:
             self.watcher = Watcher(new, self.intake)
             self.watcher.start()
             self.start_reconcile()
-        if new.hash_methods().keys() != old.hash_methods().keys() or new.cnn_model_id() != old.cnn_model_id():
+        if set(new.hash_keys()) != set(old.hash_keys()) or new.cnn_model_id() != old.cnn_model_id():
             self.reconciler.refresh = self._encoders_pending = True
             self.start_reconcile()
         elif new.max_pixels != old.max_pixels:  # files refused under the old limit, or above the new one

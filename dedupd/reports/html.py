@@ -51,15 +51,17 @@ def file_link(path: str) -> str | None:
 
 
 def _member(f: Mapping[str, Any], state: str, thumb: str | None, preview: bool = False) -> list[Any]:
-    """Compact row: [path, w, h, bytes, mtime, state, thumb, method, score, via, direct, note, link].
+    """Compact row: [path, w, h, bytes, mtime, state, thumb, method, score, via, direct, note, link,
+    band, evidence].
 
-    ``link``: a ``file://`` URL of where the file is now (its quarantine copy once moved).
+    ``link``: a ``file://`` URL of where the file is now (its quarantine copy once moved); ``band``:
+    the cascade's ``strong``/``weak``; ``evidence``: every method's score, one line.
     """
     score = f.get("distance", f.get("similarity"))
     where = str(f.get("dest") if state == "quarantined" and f.get("dest") else f.get("path", ""))
     return [f.get("path", ""), f.get("width"), f.get("height"), f.get("bytes"), f.get("mtime"), state, thumb,
             f.get("method"), score, f.get("via"), bool(f.get("direct", False)), f.get("note") or decision_note(f, preview),
-            file_link(where)]
+            file_link(where), f.get("band"), _evidence_line(f)]
 
 
 def decision_note(f: Mapping[str, Any], preview: bool = False) -> str | None:
@@ -95,9 +97,23 @@ def keep_reasons(groups: Sequence[dict[str, Any]], index: Any, rules: Sequence[A
 
 def freed_by(group: Mapping[str, Any]) -> int:
     """Bytes quarantine would free in ``group``: its members still in place that it would move
-    (``move`` when the group says, else the direct duplicates)."""
+    (``move`` when the group says, else the direct duplicates that are not weak matches)."""
     return sum(int(d.get("bytes") or 0) for d in group.get("duplicates", ())
-               if d.get("move", d.get("direct")) and d.get("state", "duplicate") == "duplicate")
+               if d.get("move", d.get("direct") and d.get("band") != "weak")
+               and d.get("state", "duplicate") == "duplicate")
+
+
+def _evidence_line(f: Mapping[str, Any]) -> str | None:
+    """``"phash 3 (c90) · dhash 12 · cnn 0.950"``: every method's score and the variant that matched."""
+    scores = f.get("scores") or {}
+    if not scores or f.get("method") == "exact":
+        return None
+    variants = f.get("variants") or {}
+    parts = []
+    for m, v in scores.items():
+        val = f"{float(v):.3f}" if m == "cnn" else f"{int(v)}"
+        parts.append(f"{m} {val}" + (f" ({variants[m]})" if m in variants else ""))
+    return " · ".join(parts)
 
 
 def summarize(groups: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -107,6 +123,7 @@ def summarize(groups: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         "files": sum(1 + len(g.get("duplicates", ())) for g in groups),
         "groups": len(groups),
         "freeable_bytes": sum(freed_by(g) for g in groups),
+        "weak": sum(1 for g in groups for d in g.get("duplicates", ()) if d.get("band") == "weak"),
     }
 
 
@@ -178,6 +195,8 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
     e = html.escape
     summary = [f"<b>{s['groups']:,}</b> groups", f"<b>{s['files']:,}</b> files in groups",
                f"<b>{e(_human(s['freeable_bytes']))}</b> quarantine would free"]
+    if s["weak"]:
+        summary.append(f"<b>{s['weak']:,}</b> weak matches to review (never moved)")
     if files_indexed is not None:
         summary.insert(0, f"<b>{files_indexed:,}</b> files indexed")
     if preview:
@@ -286,6 +305,7 @@ main>.empty{grid-column:1/-1}
 .m .meta{font-size:12px;color:var(--mute);overflow-wrap:anywhere}
 .badge{display:inline-block;font-size:11px;font-weight:600;border-radius:3px;padding:0 5px;margin-right:4px;color:#fff;background:#7a8294}
 .badge.kept{background:#3a9d5d}.badge.duplicate{background:#c9822b}.badge.quarantined{background:#b33c3c}.badge.restored{background:#2d6cdf}
+.m .meta.weak{color:#a05a00;font-weight:600}
 #pager{display:flex;gap:8px;align-items:center;justify-content:center;padding:4px 0 24px}
 #pager button{font:inherit;padding:4px 12px;cursor:pointer}
 .empty{color:var(--mute);padding:30px;text-align:center}
@@ -359,6 +379,8 @@ function card(g){
     if(m[5]!=="kept"){
       var how=m[7]==="exact"?"exact copy (same content)":m[7]?(m[7]+(m[8]!=null?(m[7]==="cnn"?" similarity ":" distance ")+(+m[8]).toFixed(m[7]==="cnn"?3:0):"")):(m[9]?"via "+m[9]:"");
       if(how)d.appendChild(el("div","meta",how));
+      if(m[13]==="weak")d.appendChild(el("div","meta weak","weak match: review (never moved)"));
+      if(m[14])d.appendChild(el("div","meta ev",m[14]));
       if(m[11])d.appendChild(el("div","meta",m[11]));
     }
     ms.appendChild(d);

@@ -52,7 +52,7 @@ class ReportWatcher:
 def test_copy_into_watched_folder_matches_library(mixed200: Path, tmp_path: Path, daemon_factory) -> None:
     watched = tmp_path / "photos"
     watched.mkdir()
-    daemon = daemon_factory([watched], methods={"phash": {"threshold": THRESHOLD}}).start()
+    daemon = daemon_factory([watched], methods={"phash": {"threshold": THRESHOLD, "crop": False}}).start()  # as the library
     names = sorted(os.path.relpath(p, mixed200) for p in image_files(mixed200))
     assert len(names) == 200
 

@@ -12,28 +12,30 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageEnhance
 
+from dedupd.core.policy import STRONG, Matching, pair_evidence
 from dedupd.daemon.config import config_from_mapping
+from dedupd.daemon.config.model import DEFAULT_STRONG, DEFAULT_VARIANT_LIMITS
 from dedupd.daemon.encoder import file_digest
 from dedupd.daemon.quarantine import PARTIAL, Quarantine
 from dedupd.daemon.store import QuarantineEntry, Store
+from dedupd.encoding import encode_file
 from dedupd.methods import PHash
 from tests.daemon.helpers import checksums, image_files, sha256
 
 THRESHOLD = 10
+#: the daemon's rule for ``methods: {phash: 10}``: crop hashes on by default, bands on
+RULE = Matching({"phash": THRESHOLD}, strong={"phash": DEFAULT_STRONG["phash"]},
+                options={"phash": {"crop": DEFAULT_VARIANT_LIMITS["crop"]}})
+KEYS = ("phash", "phash@c90", "phash@c81")
 
 
-def hamming(a: str, b: str) -> int:
-    return (int(a, 16) ^ int(b, 16)).bit_count()
-
-
-def make_chain(corpus_dir: Path, out: Path, others: dict[str, str]) -> tuple[Path, Path, Path]:
-    """Three real images A ~ B ~ C (PHash distance <= THRESHOLD) with A and C farther apart.
+def make_chain(corpus_dir: Path, out: Path, others: list[dict[str, int]]) -> tuple[Path, Path, Path]:
+    """Three real images A ~ B ~ C under the daemon's rule, A ~ B strong, A and C not matching.
 
     Derived from a corpus photo by growing crops with slightly more brightness each; A (the
-    uncropped photo) has the most pixels, so the keep-rule keeps it. ``others`` (name → hash) are
-    the other files of the folder: no chain member may match any of them.
+    uncropped photo) has the most pixels, so the keep-rule keeps it. ``others`` (hash maps of
+    :data:`KEYS`) are the other files of the folder: no chain member may match any of them.
     """
-    ph = PHash(verbose=False)
     out.mkdir(parents=True)
     for base in sorted((corpus_dir / "base").glob("b02*.jpg")):
         photo = Image.open(base).convert("RGB")
@@ -46,13 +48,14 @@ def make_chain(corpus_dir: Path, out: Path, others: dict[str, str]) -> tuple[Pat
             p = out / f"{base.stem}-{k}.png"
             img.save(p)
             paths.append(p)
-            hashes.append(ph.encode_image(image_file=p))
-        if any(hamming(x, o) <= THRESHOLD for x in hashes for o in others.values()):
+            hashes.append(encode_file(p, KEYS).hashes)
+        if any(pair_evidence(RULE, x, o, None) for x in hashes for o in others):
             continue
         for b in range(1, 8):
             for c in range(b + 1, 8):
-                if (hamming(hashes[0], hashes[b]) <= THRESHOLD and hamming(hashes[b], hashes[c]) <= THRESHOLD
-                        and hamming(hashes[0], hashes[c]) > THRESHOLD + 2):
+                ab = pair_evidence(RULE, hashes[0], hashes[b], None)
+                if (ab is not None and ab.band == STRONG and pair_evidence(RULE, hashes[b], hashes[c], None)
+                        and pair_evidence(RULE, hashes[0], hashes[c], None) is None):
                     chain = []
                     for name, k in (("A", 0), ("B", b), ("C", c)):
                         chain.append(paths[k].rename(out / f"{name}.png"))
@@ -70,12 +73,11 @@ def test_quarantine_then_restore_all(mixed200: Path, corpus_dir: Path, tmp_path:
     shutil.copytree(mixed200, watched)
     ph = PHash(verbose=False)
     mixed_hashes = ph.encode_images(image_dir=str(watched), recursive=True)
-    a, b, c = make_chain(corpus_dir, watched / "chain", mixed_hashes)
+    others = [encode_file(watched / k, KEYS).hashes for k in mixed_hashes]
+    a, b, c = make_chain(corpus_dir, watched / "chain", others)
     qdir = watched / "_quarantine"  # inside the root: must never be watched or scanned
     before = checksums(watched)
     assert len(before) == 203
-    all_hashes = {**{str(watched / k): v for k, v in mixed_hashes.items()},
-                  **{str(p): ph.encode_image(image_file=p) for p in (a, b, c)}}
 
     daemon = daemon_factory([watched], policy="quarantine", quarantine_dir=str(qdir), methods={"phash": THRESHOLD})
     daemon.start()
@@ -97,9 +99,10 @@ def test_quarantine_then_restore_all(mixed200: Path, corpus_dir: Path, tmp_path:
         assert sha256(e["dest"]) == before[origin]
         assert os.path.isfile(e["keeper"]) and e["keeper"] in in_root, f"kept copy of {origin} must stay"
         assert e["reason"] and ("distance" in e["reason"] or "similarity" in e["reason"])
-        # a direct match of the kept copy: byte-identical or within the threshold
+        # a direct, strong match of the kept copy: byte-identical, or strong under the daemon's rule
         same = before[origin] == before[e["keeper"]]
-        assert same or hamming(all_hashes[origin], all_hashes[e["keeper"]]) <= THRESHOLD, e
+        ev = pair_evidence(RULE, encode_file(e["dest"], KEYS).hashes, encode_file(e["keeper"], KEYS).hashes, None)
+        assert same or (ev is not None and ev.band == STRONG), (e, ev)
     # the chain: B matches A directly (quarantined), C only through B (stays)
     assert str(b) in moved and moved[str(b)]["keeper"] == str(a)
     assert a.exists() and c.exists() and str(c) not in moved

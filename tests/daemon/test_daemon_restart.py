@@ -30,7 +30,7 @@ def renamed(dups: dict[str, list[str]], mapping: dict[str, str]) -> dict[str, se
 def test_restart_modify_delete_rename_move(mixed200: Path, tmp_path: Path, daemon_factory) -> None:
     watched = tmp_path / "photos"
     shutil.copytree(mixed200, watched)
-    daemon = daemon_factory([watched], methods={"phash": THRESHOLD})
+    daemon = daemon_factory([watched], methods={"phash": {"threshold": THRESHOLD, "crop": False}})  # as the library: no crop hashes
 
     daemon.start()
     first = daemon.wait_quiet()

@@ -24,13 +24,13 @@ def test_sighup_changes_threshold_of_next_reports(mixed200: Path, tmp_path: Path
     def library(threshold: int) -> dict[str, set[str]]:
         return as_sets(PHash(verbose=False).find_duplicates(encoding_map=encodings, max_distance_threshold=threshold))
 
-    daemon = daemon_factory([watched], methods={"phash": {"threshold": 10}})
+    daemon = daemon_factory([watched], methods={"phash": {"threshold": 10, "crop": False}})  # as the library
     daemon.start()
     first = daemon.wait_quiet()
     assert relative_map(daemon.duplicates(), watched) == library(10)
     for threshold in (2, 20):
         assert library(threshold) != library(10)
-        daemon.write_config(methods={"phash": {"threshold": threshold}})
+        daemon.write_config(methods={"phash": {"threshold": threshold, "crop": False}})
         os.kill(daemon.pid, signal.SIGHUP)
         daemon.wait_until(lambda t=threshold: relative_map(daemon.duplicates(), watched) == library(t)
                           and daemon.groups()["methods"] == {"phash": t}, 15,

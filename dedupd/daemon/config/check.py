@@ -16,14 +16,19 @@ import yaml
 
 from dedupd.daemon.config.model import (
     CNN_MODEL_NAMES,
+    DEFAULT_CNN_CONFIRM,
+    DEFAULT_CNN_STRONG,
     DEFAULT_CNN_THRESHOLD,
     DEFAULT_EXCLUDE,
+    DEFAULT_HASH_OPTIONS,
     DEFAULT_HASH_THRESHOLD,
     DEFAULT_INCLUDE,
     DEFAULT_KEEP,
     DEFAULT_MAX_PIXELS,
     DEFAULT_REPORT_MODE,
+    DEFAULT_VARIANT_LIMITS,
     HASH_METHOD_NAMES,
+    HASH_OPTION_KEYS,
     KEEP_RULE_NAMES,
     MAX_MAX_PIXELS,
     CnnConfig,
@@ -221,6 +226,7 @@ def _check(raw: Mapping[str, Any], defaults: Mapping[str, str], p: Problems) -> 
                 p.add(key, f"{value} contains the watched root roots[{i}] {root.path}; "
                       "choose a directory outside the roots (it is never watched)")
     f["hash_thresholds"], f["cnn"] = _methods(raw.get("methods"), p)
+    f["hash_strong"], f["hash_options"] = _hash_extras(raw.get("methods"), p)
     f["match"] = choice(raw.get("match", "any"), "match", ("any", "all"), p)
     f["keep"] = _keep(raw.get("keep", list(DEFAULT_KEEP)), p)
     f["include"] = string_list(raw.get("include", list(DEFAULT_INCLUDE)), "include", p, allow_empty=False)
@@ -333,10 +339,44 @@ def _methods(value: Any, p: Problems) -> tuple[tuple[tuple[str, int], ...], CnnC
         if not isinstance(spec, Mapping):
             p.add(key, f"must be a mapping such as {{threshold: 10}}, got {show(spec)}")
             continue
-        unknown_keys(spec, ("threshold",), key, p)
+        unknown_keys(spec, ("threshold", "strong", *HASH_OPTION_KEYS), key, p)
         hashes.append((name, int_in(spec.get("threshold", DEFAULT_HASH_THRESHOLD), f"{key}.threshold", 0, 64, p)))
     cnn = _cnn(value["cnn"], p) if "cnn" in value else None
     return tuple(hashes), cnn
+
+
+def _hash_extras(value: Any, p: Problems) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, tuple[tuple[str, int], ...]], ...]]:
+    """``methods.<hash>.strong`` (max distance of a strong match) and the variant options
+    (``crop``, ``flip``: true, or the max distance of a match through them) of each hash method."""
+    strong: list[tuple[str, int]] = []
+    options: list[tuple[str, tuple[tuple[str, int], ...]]] = []
+    if value is None:
+        value = {"phash": {}}
+    if not isinstance(value, Mapping):
+        return (), ()
+    for name, spec in value.items():
+        if spec is None or (isinstance(spec, int) and not isinstance(spec, bool)):
+            spec = {} if spec is None else {"threshold": spec}  # `phash:` or `phash: 8` shorthands
+        if name not in HASH_METHOD_NAMES or not isinstance(spec, Mapping):
+            continue
+        key = f"methods.{name}"
+        threshold = spec.get("threshold", DEFAULT_HASH_THRESHOLD)
+        top = threshold if isinstance(threshold, int) and not isinstance(threshold, bool) and 0 <= threshold <= 64 else 64
+        if "strong" in spec:
+            strong.append((name, int_in(spec["strong"], f"{key}.strong", 0, top, p)))
+        opts = []
+        for opt, internal in HASH_OPTION_KEYS.items():
+            flag = spec.get(opt, DEFAULT_HASH_OPTIONS.get(name, {}).get(internal, False))
+            if flag is True:
+                opts.append((internal, min(top, DEFAULT_VARIANT_LIMITS[internal])))
+            elif isinstance(flag, int) and not isinstance(flag, bool):
+                opts.append((internal, int_in(flag, f"{key}.{opt}", 0, top, p)))
+            elif flag is not False and flag is not None:
+                p.add(f"{key}.{opt}", f"must be true, false or the max distance (0..{top}) of a match through "
+                      f"the {opt} hashes, got {show(flag)}")
+        if opts:
+            options.append((name, tuple(opts)))
+    return tuple(strong), tuple(options)
 
 
 def _cnn(spec: Any, p: Problems) -> CnnConfig | None:
@@ -344,7 +384,7 @@ def _cnn(spec: Any, p: Problems) -> CnnConfig | None:
     if not isinstance(spec, Mapping):
         p.add("methods.cnn", f"must be a mapping such as {{model: mobilenet_v3_small, threshold: 0.9}}, got {show(spec)}")
         return None
-    unknown_keys(spec, ("model", "threshold", "weights"), "methods.cnn", p)
+    unknown_keys(spec, ("model", "threshold", "weights", "strong", "confirm"), "methods.cnn", p)
     model = spec.get("model", CNN_MODEL_NAMES[0])
     if not isinstance(model, str) or not model:
         p.add("methods.cnn.model", f"must be {' or '.join(map(repr, CNN_MODEL_NAMES))} or the path of a "
@@ -362,7 +402,18 @@ def _cnn(spec: Any, p: Problems) -> CnnConfig | None:
     if weights is not None and (not isinstance(weights, str) or not os.path.isfile(weights)):
         p.add("methods.cnn.weights", f"{show(weights)} is not a file; give the path of the downloaded weights "
               "(.pth) or remove the key to use torchvision's cache")
-    return CnnConfig(model if isinstance(model, str) else "", float(threshold), weights)
+    strong = spec.get("strong", max(DEFAULT_CNN_STRONG, float(threshold)))
+    if isinstance(strong, bool) or not isinstance(strong, (int, float)) or not float(threshold) <= strong <= 1.0:
+        p.add("methods.cnn.strong", f"must be a number from the threshold ({threshold}) to 1.0 (min cosine "
+              f"similarity of a CNN-only match that quarantine may act on), got {show(strong)}")
+        strong = max(DEFAULT_CNN_STRONG, float(threshold))
+    confirm = spec.get("confirm", max(DEFAULT_CNN_CONFIRM, float(threshold)))
+    if isinstance(confirm, bool) or not isinstance(confirm, (int, float)) or not float(threshold) <= confirm <= 1.0:
+        p.add("methods.cnn.confirm", f"must be a number from the threshold ({threshold}) to 1.0 (min cosine "
+              f"similarity with which the CNN makes a borderline hash match strong), got {show(confirm)}")
+        confirm = max(DEFAULT_CNN_CONFIRM, float(threshold))
+    return CnnConfig(model if isinstance(model, str) else "", float(threshold), weights, float(strong),
+                     float(confirm))
 
 
 def _keep(value: Any, p: Problems) -> tuple[KeepRule, ...]:

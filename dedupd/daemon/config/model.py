@@ -25,6 +25,30 @@ KEEP_RULE_NAMES: tuple[str, ...] = (
 #: imagededup's defaults: max Hamming distance 10, min cosine similarity 0.9.
 DEFAULT_HASH_THRESHOLD = 10
 DEFAULT_CNN_THRESHOLD = 0.9
+#: Confidence bands (docs/quality.md, "bands"): a hash match within this distance is ``strong``
+#: (quarantine may move it); beyond it, up to the threshold, it is ``weak`` (reported for review)
+#: unless the CNN confirms it. At 4 (pHash, crop hashes within 2) the strong band had 1 false pair
+#: among 2,912 on a 10,000-file mixed set and none on the transformed, mixed and hard-negative sets;
+#: at 6 it had 3 on the 10,000 files (precision 0.99898 < 0.999). aHash and wHash have no entry:
+#: even at distance 0 they match unrelated look-alikes, so their matches alone are never strong.
+DEFAULT_STRONG: dict[str, int] = {"phash": 4, "dhash": 4}
+#: A CNN-only match is strong from this cosine similarity on (below: weak): on the hard-negative
+#: set (other framings of the same scene) 0.97 still let 7 false pairs through, 0.99 none.
+DEFAULT_CNN_STRONG = 0.99
+#: A hash match beyond its strong bound becomes strong when the CNN similarity reaches this: at
+#: the CNN threshold (0.9) two hard-negative pairs (a mirrored other crop) were "confirmed".
+DEFAULT_CNN_CONFIRM = 0.97
+#: Hash variant options by config key (``methods.phash.crop: true``) → :mod:`dedupd.core.variants` option.
+HASH_OPTION_KEYS: dict[str, str] = {"crop": "crop", "flip": "dihedral"}
+#: Max distance of a match through a variant hash when the option is just ``true`` (capped by the
+#: threshold): stricter than the plain threshold, because each variant adds comparisons (chances
+#: of a false match). At 2, border5 recall is 1.00 (0.99 on 10,000 files) and hflip/vflip 1.00,
+#: adding no false pair on 1,500 files and 0 (crop) / 2 (flip) on 10,000 small tiles; crop at 8
+#: added 113 false pairs there (docs/quality.md).
+DEFAULT_VARIANT_LIMITS: dict[str, int] = {"crop": 2, "dihedral": 2}
+#: Options on unless the config says ``crop: false``: border crops are an everyday edit, and for
+#: pHash/dHash the crop hashes cost no measured precision (docs/quality.md). Flips stay opt-in.
+DEFAULT_HASH_OPTIONS: dict[str, dict[str, bool]] = {"phash": {"crop": True}, "dhash": {"crop": True}}
 #: Mirrors ``dedupd.imaging.IMAGE_EXTENSIONS`` (not imported: the CLI must not pull in PIL).
 DEFAULT_INCLUDE: tuple[str, ...] = tuple(
     f"*{ext}" for ext in (
@@ -64,6 +88,8 @@ class CnnConfig:
     model: str
     threshold: float = DEFAULT_CNN_THRESHOLD
     weights: str | None = None
+    strong: float = DEFAULT_CNN_STRONG
+    confirm: float = DEFAULT_CNN_CONFIRM
 
     @property
     def model_id(self) -> str:
@@ -106,6 +132,12 @@ class Config:
     policy: str = "report"
     quarantine_dir: str | None = None
     hash_thresholds: tuple[tuple[str, int], ...] = (("phash", DEFAULT_HASH_THRESHOLD),)
+    #: per hash method: max distance of a ``strong`` match (missing: :data:`DEFAULT_STRONG`)
+    hash_strong: tuple[tuple[str, int], ...] = ()
+    #: per hash method: variant options (``"crop"``, ``"dihedral"``) with the max distance of a
+    #: match through them, see :mod:`dedupd.core.variants`
+    hash_options: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = (
+        ("phash", (("crop", DEFAULT_VARIANT_LIMITS["crop"]),)),)
     cnn: CnnConfig | None = None
     match: str = "any"
     keep: tuple[KeepRule, ...] = tuple(KeepRule(k) for k in DEFAULT_KEEP)
@@ -135,6 +167,29 @@ class Config:
     def hash_methods(self) -> dict[str, int]:
         """Configured hash methods → max Hamming distance."""
         return dict(self.hash_thresholds)
+
+    def strong_bounds(self) -> dict[str, float]:
+        """Method → bound of a ``strong`` match (hash: max distance; ``cnn``: min similarity)."""
+        given = dict(self.hash_strong)
+        out: dict[str, float] = {}
+        for m, t in self.hash_thresholds:
+            bound = given.get(m, DEFAULT_STRONG.get(m))
+            if bound is not None:
+                out[m] = min(t, bound)
+        if self.cnn is not None:
+            out["cnn"] = self.cnn.strong
+        return out
+
+    def hash_keys(self) -> tuple[str, ...]:
+        """Every hash to compute and store: each method's plain hash and its variant hashes."""
+        from dedupd.core.variants import variant_keys
+
+        options = self.variant_options()
+        return tuple(k for m, _ in self.hash_thresholds for k in (m, *variant_keys(m, options.get(m, {}))))
+
+    def variant_options(self) -> dict[str, dict[str, int]]:
+        """Hash method → {variant option: max distance of a match through it}."""
+        return {m: dict(opts) for m, opts in self.hash_options}
 
     def excluded_dirs(self) -> tuple[str, ...]:
         """Directories never watched or scanned, even inside a root: store, report, quarantine."""
