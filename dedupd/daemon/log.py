@@ -44,6 +44,9 @@ def setup(level: str = "info", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     for noisy in ("watchdog", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    inotify_log = logging.getLogger("watchdog.observers.inotify")
+    if not any(isinstance(f, _StoppedEmitterRead) for f in inotify_log.filters):
+        inotify_log.addFilter(_StoppedEmitterRead())
     structlog.configure(
         processors=[*shared, structlog.processors.StackInfoRenderer(), structlog.processors.format_exc_info,
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -52,6 +55,18 @@ def setup(level: str = "info", fmt: str = "auto") -> None:
         cache_logger_on_first_use=True,
     )
     threading.excepthook = _log_thread_exception
+
+
+class _StoppedEmitterRead(logging.Filter):
+    """Drop watchdog's "queue_events() called when the thread is inactive" error.
+
+    watchdog logs it when an inotify event is read just as its emitter stops (the daemon shutting
+    down, or a watch removed because its folder went away): the event belongs to a watch nobody
+    follows any more, so nothing is lost, and an ERROR line there would only alarm.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
 
 
 def _log_thread_exception(args: threading.ExceptHookArgs) -> None:

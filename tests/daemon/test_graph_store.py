@@ -13,7 +13,7 @@ import pytest
 
 from dedupd.daemon.config import config_from_mapping
 from dedupd.daemon.graph import GraphKeeper
-from dedupd.daemon.index import FileInfo, MatchIndex, Matching, Reach
+from dedupd.daemon.index import FileInfo, MatchIndex, Matching, Reach, _hash_score
 from dedupd.daemon.loader import load_index, matching_of
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from dedupd.daemon.store import schema as store_schema
@@ -49,7 +49,7 @@ def brute(hashes: dict[bytes, dict[str, int]], reach: Reach) -> set[tuple[bytes,
     out = set()
     for i, a in enumerate(keys):
         for b in keys[i + 1:]:
-            if any((hashes[a][m] ^ hashes[b][m]).bit_count() <= r for m, r in reach.radii):
+            if any((d := _hash_score(m, hashes[a], hashes[b])) is not None and d <= r for m, r in reach.radii):
                 out.add((a, b))
     return out
 
@@ -97,14 +97,15 @@ def test_edges_are_written_with_their_encodings_and_pruned_with_them(tmp_path: P
         keeper = GraphKeeper(store, cfg)
         reach = keeper.prepare()  # a new store: stamped, nothing to derive
         index = MatchIndex(matching_of(cfg), reach)
-        assert reach.radii == (("dhash", 12), ("phash", 12))  # thresholds + graph_margin (2 bits)
+        # thresholds + graph_margin (2 bits); the crop families (on by default, within 2) too
+        assert reach.radii == (("dhash", 12), ("dhash@crop", 4), ("phash", 12), ("phash@crop", 4))
         assert keeper.run(index, lambda: False) and store.graph_stamp().complete
         fill(store, root, hashes, index)
         want = brute(hashes, reach)
         got = stored_edges(store)
         assert set(got) == want and len(want) > 50
-        for (a, b), scores in got.items():  # scores in stamp order: dhash, phash
-            assert scores == [(hashes[a][m] ^ hashes[b][m]).bit_count() for m in ("dhash", "phash")]
+        for (a, b), scores in got.items():  # in reach order; no crop hashes here, so those scores are None
+            assert scores == [_hash_score(m, hashes[a], hashes[b]) for m, _ in reach.radii]
         assert set(index.near_edges()) == want
         # deleting a file prunes its encoding and every edge of it, both directions
         gone = sorted(hashes)[3]
@@ -191,7 +192,8 @@ def test_a_wider_reach_is_re_derived_in_the_background_resumably(tmp_path: Path,
     with Store.open(cfg.store_dir) as store:
         keeper = GraphKeeper(store, wide)
         reach = keeper.prepare()
-        assert reach.radii == (("dhash", 11), ("phash", 12)) and not store.graph_stamp().complete
+        assert reach.radii == (("dhash", 11), ("dhash@crop", 4), ("phash", 12), ("phash@crop", 4))
+        assert not store.graph_stamp().complete
         index = load_index(store, wide, build_graph=False, reach=reach)
         steps = 0
 

@@ -40,8 +40,9 @@ def test_dry_run_marks_then_quarantine_moves_exactly_those_and_decisions_hold(tm
     near_duplicate(bases / "b0032.jpg", photos / "near32.jpg")
     shutil.copyfile(bases / "b0034.jpg", archive / "orig34.jpg")  # the original, in a reference root
     shutil.copyfile(bases / "b0034.jpg", photos / "a-copy34.jpg")  # a name the keep-rules would prefer
+    # every pHash match strong, so the decisions (not the confidence bands) decide what moves
     d = SocketDaemon(tmp_path, [photos], name="preview", policy="quarantine", dry_run=True,
-                     quarantine_dir=str(qdir), keep=["shortest_path"])
+                     quarantine_dir=str(qdir), keep=["shortest_path"], methods={"phash": {"threshold": 10, "strong": 10}})
     d.write_config(roots=[str(photos), {"path": str(archive), "reference": True}])
     try:
         before = {**checksums(photos), **checksums(archive)}

@@ -25,14 +25,15 @@ def test_groups_format_golden() -> None:
         "keep": {"path": "/p/A-copy.jpg", "width": 40, "height": 30, "bytes": 1000, "mtime": 1600000001.0},
         "duplicates": [
             {"path": "/p/A.jpg", "width": 40, "height": 30, "bytes": 1000, "mtime": 1600000000.0, "direct": True,
-             "method": "exact", "distance": 0, "scores": {"exact": 0}, "move": True},
+             "method": "exact", "distance": 0, "scores": {"exact": 0}, "band": "strong", "matched": ["exact"], "move": True},
             {"path": "/p/B.jpg", "width": 20, "height": 30, "bytes": 900, "mtime": 1600000002.0, "direct": True,
-             "method": "phash", "distance": 3, "scores": {"phash": 3}, "move": True},
+             "method": "phash", "distance": 3, "scores": {"phash": 3}, "band": "strong", "matched": ["phash"], "move": True},
             {"path": "/p/C.jpg", "width": 10, "height": 30, "bytes": 800, "mtime": 1600000003.0, "direct": False,
              "via": "/p/B.jpg", "move": False},
             {"path": "/p/D.jpg", "width": 10, "height": 10, "bytes": 700, "mtime": 1600000004.0, "direct": True,
              "method": "cnn", "similarity": groups[0]["duplicates"][3]["similarity"],
-             "scores": {"phash": 32, "cnn": groups[0]["duplicates"][3]["similarity"]}, "move": True},
+             "scores": {"phash": 32, "cnn": groups[0]["duplicates"][3]["similarity"]}, "band": "strong", "matched": ["cnn"],
+             "move": True},
         ]}]
     assert abs(groups[0]["duplicates"][3]["similarity"] - 0.95) < 1e-3
     assert len(groups[0]["id"]) == 12 and groups[0]["id"] == build_groups(index, (KeepRule("oldest_mtime"),))[0]["id"]
