@@ -12,7 +12,9 @@ from dedupd.imaging import DecodedImage, decode_file
 
 def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dict[str, int]:
     """Hash ``image`` with each method; each method resizes the same decoded RGB image."""
-    return {m: hash_array(m, image.gray(TARGET_SIZES[m])) for m in methods}
+    methods = list(methods)
+    grays = image.grays(TARGET_SIZES[m] for m in methods)
+    return {m: hash_array(m, grays[TARGET_SIZES[m]]) for m in methods}
 
 
 @dataclass(frozen=True)
