@@ -8,9 +8,11 @@ hashes identical to the reference for the same file:
 3. per method, resize the full RGB image with LANCZOS to the method's size;
 4. *then* convert to grayscale ("L").
 
-EXIF orientation is ignored there, as in the reference. ``exif_transpose=True`` and ``fast=True``
-(JPEG DCT-domain downscaling before the resize) are dedupd extensions for the daemon; they change
-hashes slightly and are never on in the imagededup-compatible API by default.
+EXIF orientation is ignored there, as in the reference. ``exif_transpose=True`` (on by default in
+the daemon and ``dedupd scan``: a photo and its rotated export then hash alike) and ``fast=True``
+(JPEG DCT-domain downscaling, or an integer box reduction for other formats, to at least 256 px
+before the resize) are dedupd extensions; they change hashes (slightly, for ``fast``) and are
+never on in the imagededup-compatible API by default.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dedupd import resample
 from dedupd.errors import ImageDecodeError, ImageTooLargeError
+
+#: The EXIF tag that says how a camera held the picture (1: as stored; 2-8: flips and turns).
+EXIF_ORIENTATION = 0x0112
 
 #: Formats imagededup accepts (PIL's names; PGM and PBM files report themselves as PPM).
 BASE_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "BMP", "MPO", "PPM", "TIFF", "GIF", "WEBP"})
@@ -113,6 +118,9 @@ class DecodedImage:
 
     def gray(self, size: tuple[int, int]) -> np.ndarray:
         """Resize with LANCZOS to ``size`` (width, height), then grayscale: a hash method's input."""
+        return self.grays([size])[size]
+
+    def _pillow_gray(self, size: tuple[int, int]) -> np.ndarray:
         return np.asarray(self.rgb.resize(size, Image.Resampling.LANCZOS).convert("L"), dtype=np.uint8)
 
     def grays(self, sizes: Iterable[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
@@ -122,8 +130,8 @@ class DecodedImage:
         fast = [s for s in sizes if resample.horizontal_first(self.width, self.height, *s)]
         if (len(fast) == 0 or self.rgb.mode != "RGB" or self.width * self.height < ACCELERATE_MIN_PIXELS
                 or not resample.available()):
-            return {s: self.gray(s) for s in sizes}
-        out = {s: self.gray(s) for s in sizes if s not in fast}
+            return {s: self._pillow_gray(s) for s in sizes}
+        out = {s: self._pillow_gray(s) for s in sizes if s not in fast}
         planes = _rgb_planes(self.rgb)
         for width in dict.fromkeys(s[0] for s in fast):
             # Pillow's own vertical pass on the intermediate image finishes the same resize
@@ -264,11 +272,16 @@ def decode_file(
 def _decode_opened(img: Image.Image, fmt: str | None, exif_transpose: bool, fast: bool,
                    draft_size: tuple[int, int]) -> Image.Image:
     if fast and fmt in ("JPEG", "MPO"):
-        img.draft("RGB", draft_size)
-    if exif_transpose:
-        img = ImageOps.exif_transpose(img)
+        img.draft("RGB", draft_size)  # DCT-domain downscale by 1/2, 1/4 or 1/8, staying >= draft_size
+    if exif_transpose and img.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
+        img = ImageOps.exif_transpose(img)  # (it copies even an image it need not turn: asked only then)
     rgb = _to_rgb(img)
     rgb.load()
+    if fast:
+        # other formats (and JPEGs above 8x the draft size): an integer box reduction to the same bound
+        factor = min(rgb.width // draft_size[0], rgb.height // draft_size[1])
+        if factor >= 2:
+            rgb = rgb.reduce(factor)
     return rgb
 
 

@@ -17,7 +17,7 @@ from dedupd.imaging import DecodedImage, decode_file
 pytestmark = pytest.mark.skipif(not resample.available(), reason="numba (the 'speed' extra) is not installed")
 
 
-def _pillow_gray(rgb: Image.Image, size: tuple[int, int]) -> np.ndarray:
+def _pillow_gray(rgb: Image.Image, size: tuple[int, int]) -> np.ndarray:  # Pillow alone
     return np.asarray(rgb.resize(size, Image.Resampling.LANCZOS).convert("L"))
 
 
