@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ def supported_formats() -> frozenset[str]:
     if not _heif_checked:
         _heif_checked = True
         try:
-            import pillow_heif  # type: ignore[import-not-found]
+            import pillow_heif  # type: ignore[import-not-found,unused-ignore]
 
             pillow_heif.register_heif_opener()
             if hasattr(pillow_heif, "register_avif_opener"):
@@ -132,13 +133,18 @@ class DecodedImage:
                 or not resample.available()):
             return {s: self._pillow_gray(s) for s in sizes}
         out = {s: self._pillow_gray(s) for s in sizes if s not in fast}
-        planes = _rgb_planes(self.rgb)
+        words = _rgbx_words(self.rgb)
+        planes = resample.rgb_planes(np.asarray(self.rgb)) if words is None else None
         for width in dict.fromkeys(s[0] for s in fast):
-            # Pillow's own vertical pass on the intermediate image finishes the same resize
-            mid = Image.fromarray(resample.horizontal_pass(planes, width))
+            if words is not None:
+                mid = resample.horizontal_pass_rgbx(words, width)
+            else:
+                assert planes is not None
+                mid = resample.horizontal_pass(planes, width)
             for s in fast:
-                if s[0] == width:
-                    out[s] = np.asarray(mid.resize(s, Image.Resampling.LANCZOS).convert("L"), dtype=np.uint8)
+                if s[0] == width:  # then the vertical pass, and Pillow's own RGB -> L
+                    small = Image.fromarray(resample.vertical_pass(mid, s[1]))
+                    out[s] = np.asarray(small.convert("L"), dtype=np.uint8)
         return {s: out[s] for s in sizes}
 
     def array(self) -> np.ndarray:
@@ -172,25 +178,35 @@ _capsule_pointer.restype = ctypes.c_void_p
 _capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
 
 
-def _rgb_planes(rgb: Image.Image) -> np.ndarray:
-    """(3, H, W) planes of an RGB image. Its pixels are read in place when Pillow holds them in one
-    block (through its Arrow export), else from an ``np.asarray`` copy (~40 ms at 12 MP)."""
+def _rgbx_words(rgb: Image.Image) -> np.ndarray | None:
+    """The pixels of an RGB image in place, as (H, W) uint32 RGBX words, when Pillow holds them in
+    one block (read through its Arrow export); None otherwise (older Pillow, several blocks, or a
+    big-endian machine): the caller then copies them (``np.asarray``, ~40 ms at 12 MP)."""
+    if sys.byteorder != "little":
+        return None
     try:
         schema_capsule, array_capsule = rgb.__arrow_c_array__()
-    except (AttributeError, ValueError):  # older Pillow, or rows spread over several blocks
-        return resample.rgb_planes(np.asarray(rgb))
+    except (AttributeError, ValueError):
+        return None
     schema = _ArrowSchema.from_address(_capsule_pointer(schema_capsule, b"arrow_schema"))
     array = _ArrowArray.from_address(_capsule_pointer(array_capsule, b"arrow_array"))
     n = rgb.width * rgb.height * 4
     child = array.children[0].contents if array.n_children == 1 else None
     if (schema.format != b"+w:4" or array.offset != 0 or child is None or child.length != n
             or child.offset != 0 or child.n_buffers < 2):
-        return resample.rgb_planes(np.asarray(rgb))
+        return None
     view = np.ctypeslib.as_array((ctypes.c_uint8 * n).from_address(child.buffers[1]))
-    # the capsules (whose release ends the export) outlive the view: both are locals until the copy
-    planes = resample.rgb_planes(view.reshape(rgb.height, rgb.width, 4))
-    del view, schema_capsule, array_capsule
-    return planes
+    words = view.view(np.uint32).reshape(rgb.height, rgb.width)
+    # the export (and the pixels) must outlive the view: the capsules ride along on the array
+    holder = _Pinned(words.shape, np.uint32, words.data)
+    holder.pinned = (schema_capsule, array_capsule, rgb)
+    return np.asarray(holder)  # a plain array (for numba) whose base is the holder
+
+
+class _Pinned(np.ndarray):
+    """An ndarray that keeps the objects owning its memory alive (``pinned``)."""
+
+    pinned: object = None
 
 
 _PILLOW_MAX_PIXELS = 89_478_485  # Pillow's default MAX_IMAGE_PIXELS
@@ -269,12 +285,23 @@ def decode_file(
     return DecodedImage(rgb=rgb, width=rgb.width, height=rgb.height, format=fmt)
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation (1 when absent, or when the EXIF block is too damaged to read: the
+    pixels are then hashed as stored rather than the file refused)."""
+    try:
+        value = img.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - any parser error in hostile metadata
+        return 1
+    return value if isinstance(value, int) else 1
+
+
 def _decode_opened(img: Image.Image, fmt: str | None, exif_transpose: bool, fast: bool,
                    draft_size: tuple[int, int]) -> Image.Image:
     if fast and fmt in ("JPEG", "MPO"):
         img.draft("RGB", draft_size)  # DCT-domain downscale by 1/2, 1/4 or 1/8, staying >= draft_size
-    if exif_transpose and img.getexif().get(EXIF_ORIENTATION, 1) in range(2, 9):
-        img = ImageOps.exif_transpose(img)  # (it copies even an image it need not turn: asked only then)
+    if exif_transpose and _orientation(img) in range(2, 9):
+        # (it copies even an image it need not turn: asked only then)
+        img = ImageOps.exif_transpose(img)
     rgb = _to_rgb(img)
     rgb.load()
     if fast:

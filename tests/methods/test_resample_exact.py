@@ -87,3 +87,21 @@ def test_pass_order_boundary(monkeypatch, w, h, side):
     rgb = Image.fromarray(np.random.default_rng(h).integers(0, 256, (h, w, 3), dtype=np.uint8))
     size = (side, side if side != 9 else 8)
     assert np.array_equal(DecodedImage(rgb, w, h, None).grays([size])[size], _pillow_gray(rgb, size))
+
+
+def test_image_in_several_memory_blocks_takes_the_copy_path(monkeypatch):
+    # rows spread over Pillow blocks cannot be read in place: the pixels are copied, same values
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    old = Image.core.get_block_size()
+    Image.core.set_block_size(4096)
+    try:
+        rgb = Image.fromarray(_smooth_noise(np.random.default_rng(3), 300, 1700))
+    finally:
+        Image.core.set_block_size(old)
+    assert imaging._rgbx_words(rgb) is None
+    sizes = list(TARGET_SIZES.values())
+    got = DecodedImage(rgb, rgb.width, rgb.height, None).grays(sizes)
+    for size in sizes:
+        assert np.array_equal(got[size], _pillow_gray(rgb, size)), size
+    single = Image.fromarray(np.asarray(rgb))
+    assert imaging._rgbx_words(single) is not None
