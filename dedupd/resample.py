@@ -37,6 +37,7 @@ callers use Pillow's resize, which gives the same values more slowly.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from functools import lru_cache
@@ -47,21 +48,29 @@ import numpy as np
 PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed point for 8-bit images (libImaging/Resample.c)
 LANCZOS_SUPPORT = 3.0
 
+logger = logging.getLogger(__name__)
+
 _kernels: dict[str, Any] | None = None
-_state = {"checked": False, "ok": False}
+_state: dict[str, Any] = {"checked": False, "ok": False, "error": None}
 
 
 def available() -> bool:
-    """True when numba is installed (the compiled pass is built on first use, ~1 s, then cached)."""
+    """True when numba is installed and the compiled passes load (built on first use, ~2-5 s,
+    then cached next to this file, or in memory only where that folder is read-only)."""
+    global _kernels
     if not _state["checked"]:
         _state["checked"] = True
         try:
-            import numba  # noqa: F401
+            _kernels = _build()
         except ImportError:
             _state["ok"] = False
+        except Exception as exc:  # noqa: BLE001 - a numba/LLVM problem: Pillow gives the same values
+            _state["ok"], _state["error"] = False, f"{type(exc).__name__}: {exc}"
+            logger.warning("accelerated resize unavailable, using Pillow's (same hashes, slower): %s",
+                           _state["error"])
         else:
             _state["ok"] = True
-    return _state["ok"]
+    return bool(_state["ok"])
 
 
 def horizontal_first(width: int, height: int, to_width: int, to_height: int) -> bool:
@@ -119,9 +128,16 @@ def coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _build() -> dict[str, Any]:
+    try:
+        return _compile(cache=True)
+    except RuntimeError:  # "no locator available": nowhere to write the cache (read-only install)
+        return _compile(cache=False)
+
+
+def _compile(cache: bool) -> dict[str, Any]:
     from numba import njit
 
-    @njit(cache=True, nogil=True, boundscheck=False)
+    @njit(cache=cache, nogil=True, boundscheck=False)
     def planes_rgbx(pixels: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
         # (H, W) uint32 RGBX words (little-endian: R in the low byte) -> (3, H, W) planes
         o0, o1, o2 = out[0], out[1], out[2]
@@ -134,7 +150,7 @@ def _build() -> dict[str, Any]:
                 b[x] = (v >> 8) & 0xFF
                 c[x] = (v >> 16) & 0xFF
 
-    @njit(cache=True, nogil=True, boundscheck=False)
+    @njit(cache=cache, nogil=True, boundscheck=False)
     def planes_rgb(pixels: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
         # (H, W * 3) interleaved RGB -> (3, H, W) planes
         o0, o1, o2 = out[0], out[1], out[2]
@@ -146,12 +162,12 @@ def _build() -> dict[str, Any]:
                 b[x] = r[3 * x + 1]
                 c[x] = r[3 * x + 2]
 
-    @njit(cache=True, nogil=True, boundscheck=False, inline="always")
+    @njit(cache=cache, nogil=True, boundscheck=False, inline="always")
     def clip8(s: Any) -> Any:  # pragma: no cover - compiled
         s >>= PRECISION_BITS
         return 0 if s < 0 else (255 if s > 255 else s)
 
-    @njit(cache=True, nogil=True, boundscheck=False)
+    @njit(cache=cache, nogil=True, boundscheck=False)
     def horizontal(plane: np.ndarray, bounds: np.ndarray, coefs: np.ndarray, out: np.ndarray,
                    channel: int) -> None:  # pragma: no cover - compiled
         # out[y, j, channel] = clip8(2**21 + sum(plane[y, xmin + i] * coefs[j, i])), exact int32;
@@ -186,7 +202,7 @@ def _build() -> dict[str, Any]:
                     s = np.int32(s + np.int32(np.int32(a[i]) * k[i]))
                 out[y, j, channel] = clip8(s)
 
-    @njit(cache=True, nogil=True, boundscheck=False)
+    @njit(cache=cache, nogil=True, boundscheck=False)
     def horizontal_rgbx(words: np.ndarray, bounds: np.ndarray, coefs: np.ndarray,
                         out: np.ndarray) -> None:  # pragma: no cover - compiled
         # the same sums read straight from Pillow's RGBX words (R in the low byte): two rows at a
@@ -214,7 +230,7 @@ def _build() -> dict[str, Any]:
                 if not last:
                     out[y + 1, j, 0], out[y + 1, j, 1], out[y + 1, j, 2] = clip8(t0), clip8(t1), clip8(t2)
 
-    @njit(cache=True, nogil=True, boundscheck=False)
+    @njit(cache=cache, nogil=True, boundscheck=False)
     def vertical(rows: np.ndarray, bounds: np.ndarray, coefs: np.ndarray,
                  out: np.ndarray) -> None:  # pragma: no cover - compiled
         # Pillow's vertical pass over (H, w * 3) interleaved rows: whole rows scaled and summed
@@ -240,9 +256,8 @@ def _build() -> dict[str, Any]:
 
 
 def _kernel(name: str) -> Any:
-    global _kernels
-    if _kernels is None:
-        _kernels = _build()
+    if not available() or _kernels is None:
+        raise RuntimeError(f"the accelerated resize is unavailable ({_state['error'] or 'numba is not installed'})")
     return _kernels[name]
 
 
