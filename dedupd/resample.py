@@ -55,8 +55,9 @@ _state: dict[str, Any] = {"checked": False, "ok": False, "error": None}
 
 
 def available() -> bool:
-    """True when numba is installed and the compiled passes load (built on first use, ~2-5 s,
-    then cached next to this file, or in memory only where that folder is read-only)."""
+    """True when numba is installed and the compiled passes load (built on first use, ~10 s, then
+    loaded from numba's cache next to the package or in the user's cache folder; where neither is
+    writable, False with one warning)."""
     global _kernels
     if not _state["checked"]:
         _state["checked"] = True
@@ -128,131 +129,10 @@ def coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _build() -> dict[str, Any]:
-    try:
-        return _compile(cache=True)
-    except RuntimeError:  # "no locator available": nowhere to write the cache (read-only install)
-        return _compile(cache=False)
+    from dedupd import resample_kernels as k
 
-
-def _compile(cache: bool) -> dict[str, Any]:
-    from numba import njit
-
-    @njit(cache=cache, nogil=True, boundscheck=False)
-    def planes_rgbx(pixels: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-        # (H, W) uint32 RGBX words (little-endian: R in the low byte) -> (3, H, W) planes
-        o0, o1, o2 = out[0], out[1], out[2]
-        for y in range(pixels.shape[0]):
-            r = pixels[y]
-            a, b, c = o0[y], o1[y], o2[y]
-            for x in range(pixels.shape[1]):
-                v = r[x]
-                a[x] = v & 0xFF
-                b[x] = (v >> 8) & 0xFF
-                c[x] = (v >> 16) & 0xFF
-
-    @njit(cache=cache, nogil=True, boundscheck=False)
-    def planes_rgb(pixels: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
-        # (H, W * 3) interleaved RGB -> (3, H, W) planes
-        o0, o1, o2 = out[0], out[1], out[2]
-        for y in range(pixels.shape[0]):
-            r = pixels[y]
-            a, b, c = o0[y], o1[y], o2[y]
-            for x in range(out.shape[2]):
-                a[x] = r[3 * x]
-                b[x] = r[3 * x + 1]
-                c[x] = r[3 * x + 2]
-
-    @njit(cache=cache, nogil=True, boundscheck=False, inline="always")
-    def clip8(s: Any) -> Any:  # pragma: no cover - compiled
-        s >>= PRECISION_BITS
-        return 0 if s < 0 else (255 if s > 255 else s)
-
-    @njit(cache=cache, nogil=True, boundscheck=False)
-    def horizontal(plane: np.ndarray, bounds: np.ndarray, coefs: np.ndarray, out: np.ndarray,
-                   channel: int) -> None:  # pragma: no cover - compiled
-        # out[y, j, channel] = clip8(2**21 + sum(plane[y, xmin + i] * coefs[j, i])), exact int32;
-        # four rows per coefficient load; slices keep the inner loops free of index checks
-        h = plane.shape[0]
-        half = np.int32(1 << (PRECISION_BITS - 1))
-        for y in range(0, h - 3, 4):
-            r0, r1, r2, r3 = plane[y], plane[y + 1], plane[y + 2], plane[y + 3]
-            for j in range(coefs.shape[0]):
-                xmin, n = bounds[j, 0], bounds[j, 1]
-                k = coefs[j]
-                a0, a1, a2, a3 = r0[xmin:xmin + n], r1[xmin:xmin + n], r2[xmin:xmin + n], r3[xmin:xmin + n]
-                s0 = s1 = s2 = s3 = half
-                for i in range(n):
-                    c = k[i]
-                    s0 = np.int32(s0 + np.int32(np.int32(a0[i]) * c))
-                    s1 = np.int32(s1 + np.int32(np.int32(a1[i]) * c))
-                    s2 = np.int32(s2 + np.int32(np.int32(a2[i]) * c))
-                    s3 = np.int32(s3 + np.int32(np.int32(a3[i]) * c))
-                out[y, j, channel] = clip8(s0)
-                out[y + 1, j, channel] = clip8(s1)
-                out[y + 2, j, channel] = clip8(s2)
-                out[y + 3, j, channel] = clip8(s3)
-        for y in range(h - h % 4, h):
-            r = plane[y]
-            for j in range(coefs.shape[0]):
-                xmin, n = bounds[j, 0], bounds[j, 1]
-                k = coefs[j]
-                a = r[xmin:xmin + n]
-                s = half
-                for i in range(n):
-                    s = np.int32(s + np.int32(np.int32(a[i]) * k[i]))
-                out[y, j, channel] = clip8(s)
-
-    @njit(cache=cache, nogil=True, boundscheck=False)
-    def horizontal_rgbx(words: np.ndarray, bounds: np.ndarray, coefs: np.ndarray,
-                        out: np.ndarray) -> None:  # pragma: no cover - compiled
-        # the same sums read straight from Pillow's RGBX words (R in the low byte): two rows at a
-        # time, three channels each, no de-interleaved copy of the image first
-        h = words.shape[0]
-        half = np.int32(1 << (PRECISION_BITS - 1))
-        for y in range(0, h, 2):
-            last = y + 1 >= h
-            r0, r1 = words[y], words[y if last else y + 1]
-            for j in range(coefs.shape[0]):
-                xmin, n = bounds[j, 0], bounds[j, 1]
-                k = coefs[j]
-                a0, a1 = r0[xmin:xmin + n], r1[xmin:xmin + n]
-                s0 = s1 = s2 = t0 = t1 = t2 = half
-                for i in range(n):
-                    c = k[i]
-                    v, u = a0[i], a1[i]
-                    s0 = np.int32(s0 + np.int32(np.int32(v & 0xFF) * c))
-                    s1 = np.int32(s1 + np.int32(np.int32((v >> 8) & 0xFF) * c))
-                    s2 = np.int32(s2 + np.int32(np.int32((v >> 16) & 0xFF) * c))
-                    t0 = np.int32(t0 + np.int32(np.int32(u & 0xFF) * c))
-                    t1 = np.int32(t1 + np.int32(np.int32((u >> 8) & 0xFF) * c))
-                    t2 = np.int32(t2 + np.int32(np.int32((u >> 16) & 0xFF) * c))
-                out[y, j, 0], out[y, j, 1], out[y, j, 2] = clip8(s0), clip8(s1), clip8(s2)
-                if not last:
-                    out[y + 1, j, 0], out[y + 1, j, 1], out[y + 1, j, 2] = clip8(t0), clip8(t1), clip8(t2)
-
-    @njit(cache=cache, nogil=True, boundscheck=False)
-    def vertical(rows: np.ndarray, bounds: np.ndarray, coefs: np.ndarray,
-                 out: np.ndarray) -> None:  # pragma: no cover - compiled
-        # Pillow's vertical pass over (H, w * 3) interleaved rows: whole rows scaled and summed
-        m = rows.shape[1]
-        acc = np.empty(m, np.int32)
-        half = np.int32(1 << (PRECISION_BITS - 1))
-        for yy in range(coefs.shape[0]):
-            ymin, n = bounds[yy, 0], bounds[yy, 1]
-            k = coefs[yy]
-            for x in range(m):
-                acc[x] = half
-            for i in range(n):
-                c = k[i]
-                row = rows[ymin + i]
-                for x in range(m):
-                    acc[x] = np.int32(acc[x] + np.int32(np.int32(row[x]) * c))
-            o = out[yy]
-            for x in range(m):
-                o[x] = clip8(acc[x])
-
-    return {"planes_rgbx": planes_rgbx, "planes_rgb": planes_rgb, "horizontal": horizontal,
-            "horizontal_rgbx": horizontal_rgbx, "vertical": vertical}
+    return {"planes_rgbx": k.planes_rgbx, "planes_rgb": k.planes_rgb, "horizontal": k.horizontal,
+            "horizontal_rgbx": k.horizontal_rgbx, "vertical": k.vertical}
 
 
 def _kernel(name: str) -> Any:

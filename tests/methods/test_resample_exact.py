@@ -105,3 +105,9 @@ def test_image_in_several_memory_blocks_takes_the_copy_path(monkeypatch):
         assert np.array_equal(got[size], _pillow_gray(rgb, size)), size
     single = Image.fromarray(np.asarray(rgb))
     assert imaging._rgbx_words(single) is not None
+
+
+def test_kernels_use_pillows_precision():
+    from dedupd import resample_kernels
+
+    assert resample_kernels.PRECISION_BITS == resample.PRECISION_BITS == 22
