@@ -6,6 +6,7 @@ Module-level functions, so that numba's on-disk cache finds them again in every 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -132,3 +133,38 @@ def vertical(rows: np.ndarray, bounds: np.ndarray, coefs: np.ndarray,
         o = out[yy]
         for x in range(m):
             o[x] = clip8(acc[x])
+
+
+@njit(cache=True, nogil=True)
+def lanczos(x: float) -> float:
+    # sinc(x) * sinc(x / 3) on [-3, 3): libm's sin, as Pillow's lanczos_filter
+    if not (-3.0 <= x < 3.0):
+        return 0.0
+    a = 1.0 if x == 0.0 else math.sin(x * math.pi) / (x * math.pi)
+    y = x / 3
+    b = 1.0 if y == 0.0 else math.sin(y * math.pi) / (y * math.pi)
+    return a * b
+
+
+@njit(cache=True, nogil=True)
+def coefficients(in_size: int, out_size: int, bounds: np.ndarray, coefs: np.ndarray) -> None:
+    # dedupd.resample.coefficients (the reference, in Python), compiled: same double arithmetic
+    scale = float(in_size) / out_size
+    filterscale = max(scale, 1.0)
+    support = 3.0 * filterscale
+    ss = 1.0 / filterscale
+    one = float(1 << PRECISION_BITS)
+    w = np.empty(coefs.shape[1], np.float64)
+    for j in range(out_size):
+        center = (j + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        count = min(int(center + support + 0.5), in_size) - xmin
+        total = 0.0
+        for x in range(count):
+            w[x] = lanczos((x + xmin - center + 0.5) * ss)
+            total += w[x]
+        for x in range(count):
+            v = w[x] / total if total != 0.0 else w[x]
+            coefs[j, x] = int(-0.5 + v * one) if v < 0 else int(0.5 + v * one)
+        bounds[j, 0] = xmin
+        bounds[j, 1] = count

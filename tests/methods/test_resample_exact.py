@@ -111,3 +111,13 @@ def test_kernels_use_pillows_precision():
     from dedupd import resample_kernels
 
     assert resample_kernels.PRECISION_BITS == resample.PRECISION_BITS == 22
+
+
+def test_compiled_coefficients_equal_the_python_reference():
+    rng = random.Random(11)
+    pairs = [(4000, 8), (2829, 9), (4242, 32), (3000, 256), (255, 256), (10, 9), (1, 1), (7, 300)]
+    pairs += [(rng.randint(1, 6000), rng.randint(1, 400)) for _ in range(60)]
+    for n_in, n_out in pairs:
+        b1, c1 = resample.coefficients(n_in, n_out)
+        b2, c2 = resample.reference_coefficients(n_in, n_out)
+        assert np.array_equal(b1, b2) and np.array_equal(c1, c2), (n_in, n_out)
