@@ -20,8 +20,15 @@ def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dic
     A name ``"<method>@<variant>"`` (see :mod:`dedupd.core.variants`) hashes a centred crop or a
     flipped/rotated version of the image instead; plain names give the imagededup hashes.
     """
+    methods = list(methods)
     out: dict[str, int] = {}
-    grays: dict[tuple[int, int], np.ndarray] = {}  # one resize per target size, shared by variants
+    wanted: list[tuple[int, int]] = []  # every target size, resized together (the fast path shares passes)
+    for name in methods:
+        method, variant = variants.split_key(name)
+        if method in TARGET_SIZES and (variant is None or variant not in variants.CROP_SCALES):
+            w, h = TARGET_SIZES[method]
+            wanted.append((h, w) if variant is not None and variants.transposes(variant) else (w, h))
+    grays = image.grays(wanted)  # one resize per target size, shared by variants
 
     def gray(size: tuple[int, int]) -> np.ndarray:
         if size not in grays:

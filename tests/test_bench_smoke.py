@@ -27,3 +27,20 @@ def test_bench_quick(script, tmp_path, corpus_dir):
         assert "identical hashes" in text and "ratio" in text
     else:
         assert "precision" in text.lower() and "recall" in text.lower()
+
+
+@pytest.mark.slow
+def test_bench_encode_quick(tmp_path, corpus_dir):
+    res = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_encode.py"), "--quick", "--only", "ab",
+         "--data-dir", str(tmp_path / "data"), "--corpus", str(corpus_dir)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| 12 MP")]
+    assert rows and all("identical hashes" in r or "pair agreement" in r for r in rows), res.stdout
+    exact = [r for r in rows if "exact" in r and "identical hashes" in r]
+    for r in exact:  # every hash read back from the scan's store equals imagededup's
+        done, total = r.split("identical hashes ")[1].split(" ")[0].split("/")
+        assert done == total, r
+    assert "files/s" in res.stdout

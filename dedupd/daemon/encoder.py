@@ -19,7 +19,7 @@ import numpy as np
 
 from dedupd.encoding import hashes_of
 from dedupd.errors import DedupdError, ImageDecodeError, ImageTooLargeError
-from dedupd.imaging import decode_file, limit_pixels
+from dedupd.imaging import decode_array, decode_file, limit_pixels
 
 DIGEST_SIZE = 16
 _CHUNK = 1 << 20
@@ -137,9 +137,13 @@ def encode_job(path: str, spec: EncodeSpec) -> EncodeResult:
 
 
 def warm_up(spec: EncodeSpec | None = None) -> int:
-    """Start a worker early (and load its CNN model, if any); returns the worker's pid."""
-    if spec is not None and spec.cnn_model:
-        _extractor_for(spec)
+    """Start a worker early: import the decode and hash stack (Pillow, scipy, PyWavelets: seconds
+    on a busy machine, which must not count against a decode's time limit) by hashing a tiny
+    in-memory image, and load the CNN model, if any; returns the worker's pid."""
+    if spec is not None:
+        hashes_of(decode_array(np.zeros((8, 8, 3), np.uint8)), spec.methods)
+        if spec.cnn_model:
+            _extractor_for(spec)
     return os.getpid()
 
 

@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BATCH = 32
+#: at most this many files per decode task for hashes (a CNN task is one batch of 8): one task per
+#: file cost a pickled round trip each (~1 ms), more than a 640 px decode; per task, the batch is
+#: split so that every worker gets about two tasks
+HASH_UNIT_MAX = 16
 #: one decode unit (a file, or a CNN batch of 8) taking longer is a hung decoder: its workers are
 #: killed and its files recorded unreadable (a 100 Mpx decode with every method takes seconds)
 DECODE_UNIT_TIMEOUT_S = 120.0
@@ -550,8 +554,9 @@ class Pipeline:
         results: dict[bytes, EncodeResult] = {}
         try:
             pool = self._pool_get()
-            # small units (a CNN batch, or one file): a stop waits for the units in flight only
-            size = 8 if self.spec.cnn_model else 1
+            # small units (a CNN batch, or a few files): a stop waits for the units in flight only
+            workers = max(1, self.config.workers)
+            size = 8 if self.spec.cnn_model else max(1, min(HASH_UNIT_MAX, -(-len(digests) // (2 * workers))))
             chunks = [digests[k:k + size] for k in range(0, len(digests), size)]
             futures = [(chunk, pool.submit(self.encode_fn, [jobs[d][0][0] for d in chunk], self.spec))
                        for chunk in chunks]

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from dedupd.cpus import available_cpus
 from dedupd.daemon.config import Config
 from dedupd.daemon.encoder import EncodeResult
 from dedupd.daemon.graph import GraphKeeper
@@ -591,8 +592,13 @@ class Daemon:
     # -- one-shot scan ------------------------------------------------------------------------
 
     def scan_once(self, progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Reconcile, process everything, write the reports, stop. Returns the final status."""
+        """Reconcile, process everything, write the reports, stop. Returns the final status.
+
+        A scan decodes with ``scan_workers`` processes (default: every CPU this process may use),
+        not the daemon's ``workers``.
+        """
         self._one_shot = True
+        self.config = dataclasses.replace(self.config, workers=self.config.scan_workers or available_cpus())
         try:
             self.start()
             while not self.wait_idle(timeout=0.25):

@@ -48,12 +48,16 @@ class Hashing:
 
     Args:
         verbose: show a progress counter on a terminal while encoding.
+        exif_transpose: dedupd extension: turn each file as its EXIF orientation says before hashing
+            (a photo and its rotated-by-metadata copy then hash alike). Off by default, as in
+            imagededup, whose hashes are then reproduced exactly.
     """
 
     method = "ahash"
 
-    def __init__(self, verbose: bool = True) -> None:
+    def __init__(self, verbose: bool = True, *, exif_transpose: bool = False) -> None:
         self.verbose = verbose
+        self.exif_transpose = exif_transpose
         self.target_size = TARGET_SIZES[self.method]
 
     # -- encoding -----------------------------------------------------------------------------
@@ -82,7 +86,7 @@ class Hashing:
         """
         if image_file and os.path.exists(image_file):
             try:
-                image = decode_file(image_file)
+                image = decode_file(image_file, exif_transpose=self.exif_transpose)
             except ImageDecodeError as exc:
                 logger.warning("Invalid image file %s: %s", exc.path, exc.reason)
                 return None

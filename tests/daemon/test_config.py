@@ -66,7 +66,8 @@ def test_only_roots_gives_documented_defaults(root: str) -> None:
     assert cfg.keep == (KeepRule("largest_pixels"), KeepRule("largest_file"), KeepRule("oldest_mtime"))
     assert cfg.include == DEFAULT_INCLUDE and cfg.exclude == DEFAULT_EXCLUDE
     assert (cfg.settle_ms, cfg.workers, cfg.rescan_interval_s) == (1000, 1, 3600.0)
-    assert (cfg.decode, cfg.exif_transpose, cfg.log.format, cfg.log.level) == ("exact", False, "auto", "info")
+    assert (cfg.decode, cfg.exif_transpose, cfg.log.format, cfg.log.level) == ("exact", True, "auto", "info")
+    assert (cfg.workers, cfg.scan_workers) == (1, 0)  # scan: every available CPU
     assert cfg.excluded_dirs() == (cfg.store_dir, cfg.report_dir)
 
 
@@ -298,7 +299,7 @@ def test_bad_cnn_settings(tmp_path: Path, root: str) -> None:
 def test_encoder_ids_change_with_decode_options(root: str) -> None:
     a = make({"roots": [root], "methods": {"cnn": {}}})
     b = make({"roots": [root], "methods": {"cnn": {}}, "decode": "fast"})
-    c = make({"roots": [root], "exif_transpose": True})
+    c = make({"roots": [root], "exif_transpose": False})
     assert len({a.hash_params_id(), b.hash_params_id(), c.hash_params_id()}) == 3
     assert a.cnn_model_id() != b.cnn_model_id() and c.cnn_model_id() is None
 
@@ -350,6 +351,9 @@ def test_wants_file_and_skips_dir(root: str) -> None:
         ("rescan_interval_s", -1, "rescan_interval_s: must be a number of seconds >= 0 (0 disables), got -1"),
         ("decode", "quick", "decode: must be one of 'exact', 'fast', got 'quick'"),
         ("exif_transpose", "yes", "exif_transpose: must be true or false, got 'yes'"),
+        ("scan_workers", 0, "scan_workers: must be 'auto' (every available CPU) or an int between 1 and 1024, got 0"),
+        ("scan_workers", "all", "scan_workers: must be 'auto' (every available CPU) or an int between 1 and 1024, "
+                                "got 'all'"),
         ("log", "debug", "log: must be a mapping such as {format: auto, level: info}, got 'debug'"),
         ("store_dir", 5, "store_dir: must be a path, got 5"),
     ],
@@ -374,14 +378,14 @@ def test_env_overrides_the_file(tmp_path: Path, root: str, monkeypatch: pytest.M
     env = {"HOME": "/h", "DEDUPD_STORE_DIR": "rel/store", "DEDUPD_POLICY": "quarantine",
            "DEDUPD_QUARANTINE_DIR": "/q", "DEDUPD_LOG_LEVEL": "DEBUG", "DEDUPD_WORKERS": "4",
            "DEDUPD_ROOTS": f"{root}:{other}", "DEDUPD_METHODS": "{dhash: {threshold: 3}}",
-           "DEDUPD_SOCKET_MODE": "0600", "DEDUPD_EXIF_TRANSPOSE": "true", "DEDUPD_SOCKET_GROUP": "",
+           "DEDUPD_SOCKET_MODE": "0600", "DEDUPD_EXIF_TRANSPOSE": "false", "DEDUPD_SOCKET_GROUP": "",
            "DEDUPD_CONFIG": "/ignored.yaml", "DEDUPD_RESCAN_INTERVAL_S": "0"}
     path = write(tmp_path / "other", "roots: [/nonexistent]\nstore_dir: /from/file\nworkers: 2\n")
     cfg = load_config(path, env=env)
     assert cfg.roots == (RootConfig(root), RootConfig(str(other)))
     assert cfg.store_dir == str(tmp_path / "rel/store")  # env paths are relative to cwd
     assert (cfg.policy, cfg.quarantine_dir, cfg.log.level, cfg.workers) == ("quarantine", "/q", "debug", 4)
-    assert cfg.hash_methods() == {"dhash": 3} and cfg.socket_mode == 0o600 and cfg.exif_transpose
+    assert cfg.hash_methods() == {"dhash": 3} and cfg.socket_mode == 0o600 and not cfg.exif_transpose
     assert cfg.rescan_interval_s == 0 and cfg.socket_group is None
 
 

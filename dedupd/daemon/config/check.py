@@ -52,7 +52,7 @@ TOP_KEYS: tuple[str, ...] = (
     "roots", "store_dir", "report_dir", "report_mode", "socket_path", "socket_mode", "socket_group", "policy",
     "quarantine_dir", "methods", "match", "keep", "include", "exclude", "settle_ms", "workers",
     "rescan_interval_s", "decode", "exif_transpose", "max_pixels", "log", "dry_run", "report_interval_s",
-    "graph_margin",
+    "graph_margin", "scan_workers",
 )
 _DIR_KEYS = ("store_dir", "report_dir", "socket_path", "quarantine_dir")
 
@@ -63,7 +63,7 @@ _ENV_KINDS: dict[str, str] = {
     "match": "str", "decode": "str", "log.format": "str", "log.level": "str", "settle_ms": "yaml",
     "workers": "yaml", "rescan_interval_s": "yaml", "exif_transpose": "yaml", "methods": "yaml",
     "keep": "yaml", "include": "yaml", "exclude": "yaml", "max_pixels": "yaml", "dry_run": "yaml",
-    "report_interval_s": "yaml", "graph_margin": "yaml",
+    "report_interval_s": "yaml", "graph_margin": "yaml", "scan_workers": "yaml",
 }
 #: ``DEDUPD_STORE_DIR`` → ``store_dir``, ``DEDUPD_LOG_LEVEL`` → ``log.level``, ...
 ENV_VARS: dict[str, str] = {"DEDUPD_" + k.upper().replace(".", "_"): k for k in _ENV_KINDS}
@@ -235,7 +235,16 @@ def _check(raw: Mapping[str, Any], defaults: Mapping[str, str], p: Problems) -> 
     f["workers"] = int_in(raw.get("workers", 1), "workers", 1, 1024, p)
     f["rescan_interval_s"] = non_negative_number(raw.get("rescan_interval_s", 3600), "rescan_interval_s", p)
     f["decode"] = choice(raw.get("decode", "exact"), "decode", ("exact", "fast"), p)
-    exif = raw.get("exif_transpose", False)
+    scan_workers = raw.get("scan_workers", "auto")
+    if scan_workers == "auto":
+        f["scan_workers"] = 0
+    elif isinstance(scan_workers, int) and not isinstance(scan_workers, bool) and 1 <= scan_workers <= 1024:
+        f["scan_workers"] = scan_workers
+    else:
+        p.add("scan_workers", f"must be 'auto' (every available CPU) or an int between 1 and 1024, got "
+                              f"{show(scan_workers)}")
+        f["scan_workers"] = 0
+    exif = raw.get("exif_transpose", True)
     if not isinstance(exif, bool):
         p.add("exif_transpose", f"must be true or false, got {show(exif)}")
     f["exif_transpose"] = exif is True

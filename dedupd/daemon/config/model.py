@@ -145,9 +145,11 @@ class Config:
     exclude: tuple[str, ...] = DEFAULT_EXCLUDE
     settle_ms: int = 1000
     workers: int = 1
+    #: worker processes of a one-shot ``dedupd scan``; 0 ("auto"): every CPU this process may use
+    scan_workers: int = 0
     rescan_interval_s: float = 3600.0
     decode: str = "exact"
-    exif_transpose: bool = False
+    exif_transpose: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS
     report_interval_s: float = 0.5
     graph_margin: int = 2

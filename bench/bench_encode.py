@@ -1,0 +1,404 @@
+#!/usr/bin/env python
+"""Encoding speed end to end: ``dedupd scan`` vs imagededup (the reference) and czkawka.
+
+Every tool runs as its own process tree, timed by wall clock from start to exit (the reference:
+its ``encode_images`` calls only, without its imports), with the peak of
+the summed RSS of all its processes sampled every 50 ms; runs of the tools being compared
+alternate (``--repeats`` rounds) so that a change of machine load hits them alike. Medians.
+
+Rows:
+
+a. 12 MP camera photos (JPEG, and PNG/WebP apart), all four hashes: the reference's four
+   ``encode_images(num_enc_workers=2)`` vs ``dedupd scan`` (fresh store, ``decode: exact`` and
+   ``decode: fast``); the exact hashes read back from the scan's store must equal the
+   reference's; for fast, the pair agreement with exact (threshold 10, per method:
+   |pairs both find| / |pairs either finds|).
+b. 640 px JPEGs, pHash + dHash: files per second of ``dedupd scan`` (the daemon's ingest path:
+   walk, stat, digest, worker decode, LMDB, index) with the default and the fast decode.
+c. ``dedupd scan`` with its default config vs czkawka's Python bindings (``pip install czkawka``:
+   one 64-bit gradient hash, similarity 10; its hash cache is kept in a fresh folder per run) on
+   1,000 mixed photos and 20,000 tiny JPEGs; pair precision and recall of both against the
+   generator's ground truth. Skipped with a message when czkawka is not installed.
+d. fast vs exact decode on many pairs (6 MP photos and every everyday edit of them): pair
+   agreement per method at threshold 10, and the bits that differ per file.
+
+Usage::
+
+    python bench/bench_encode.py            # full run (about 15-25 min on 2 busy cores)
+    python bench/bench_encode.py --quick    # small sets, 1 repeat (smoke test)
+    python bench/bench_encode.py --only a   # one section
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DEFAULT_CORPUS, DEFAULT_DATA, ROOT, dataset, fmt_ratio, fmt_s, log  # noqa: E402
+
+HASHES = ("phash", "ahash", "dhash", "whash")
+THRESHOLD = 10
+PY = sys.executable
+
+# the reference is timed from inside, without its imports (torch: seconds): only its encode_images
+REF_SCRIPT = """
+import json, sys, logging, time
+logging.disable(logging.WARNING)
+from imagededup.methods import PHash, AHash, DHash, WHash
+out = {}
+t0 = time.perf_counter()
+for name, cls in (("phash", PHash), ("ahash", AHash), ("dhash", DHash), ("whash", WHash)):
+    out[name] = cls(verbose=False).encode_images(image_dir=sys.argv[1], num_enc_workers=int(sys.argv[2]))
+out["seconds"] = time.perf_counter() - t0
+json.dump(out, open(sys.argv[3], "w"))
+"""
+
+CZKAWKA_SCRIPT = """
+import json, sys
+from czkawka import ImageSimilarity
+f = ImageSimilarity()
+f.set_directories([sys.argv[1]])
+f.set_similarity(int(sys.argv[2]))
+json.dump([[str(p) for p in g] for g in f.find_similar()], open(sys.argv[3], "w"))
+"""
+
+
+# -- running and sampling -------------------------------------------------------------------------
+
+
+def _tree_rss_kb(root: int) -> int:
+    """Summed VmRSS of ``root`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as fh:
+                ppid = kb = 0
+                for line in fh:
+                    if line.startswith("PPid:"):
+                        ppid = int(line.split()[1])
+                    elif line.startswith("VmRSS:"):
+                        kb = int(line.split()[1])
+        except OSError:
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = kb
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> dict[str, Any]:
+    """Run ``cmd``; wall time and the peak summed RSS of its process tree (MB)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        done.set()
+        sampler.join()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {err[-2000:]}")
+    return {"s": seconds, "mb": peak[0] / 1024, "stdout": out}
+
+
+def alternate(runs: dict[str, Any], repeats: int) -> dict[str, dict[str, Any]]:
+    """Call each ``runs[label]()`` once per round, rotating the order; medians and max memory."""
+    labels = list(runs)
+    acc: dict[str, list[dict[str, Any]]] = {k: [] for k in labels}
+    for r in range(repeats):
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
+            log(f"  {label} (round {r + 1}/{repeats})")
+            acc[label].append(runs[label]())
+    return {k: {"s": statistics.median(x["s"] for x in v), "mb": max(x["mb"] for x in v), "last": v[-1]}
+            for k, v in acc.items()}
+
+
+# -- tools ---------------------------------------------------------------------------------------
+
+
+def reference(img: Path, workers: int, out: Path) -> dict[str, Any]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = run_timed([PY, "-c", REF_SCRIPT, str(img), str(workers), str(out)])
+    res["hashes"] = json.loads(out.read_text())
+    res["s"] = res["hashes"].pop("seconds")
+    return res
+
+
+def dedupd_scan(img: Path, work: Path, methods: dict[str, int] | None, decode: str | None = None,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A fresh-store ``dedupd scan``; ``methods``/``decode`` None keep the config defaults."""
+    if work.exists():
+        shutil.rmtree(work)  # a fresh store every run
+    work.mkdir(parents=True)
+    cfg: dict[str, Any] = {"roots": [str(img)], "store_dir": str(work / "store"), "report_dir": str(work / "reports"),
+                           "socket_path": str(work / "s.sock"), **(extra or {})}
+    if methods is not None:
+        cfg["methods"] = methods
+    if decode is not None:
+        cfg["decode"] = decode
+    (work / "cfg.yaml").write_text(json.dumps(cfg))
+    env = {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    res = run_timed([PY, "-m", "dedupd", "scan", "--config", str(work / "cfg.yaml"), "--json"], env=env)
+    res["status"] = json.loads(res["stdout"])
+    res["work"] = work
+    return res
+
+
+def scan_hashes(work: Path, root: Path) -> dict[str, dict[str, int]]:
+    """``{method: {relative name: hash}}`` read back from a scan's store."""
+    sys.path.insert(0, str(ROOT))
+    from dedupd.daemon.store import Store
+
+    out: dict[str, dict[str, int]] = {}
+    with Store.open(work / "store", readonly=True) as store:
+        for path, rec in store.iter_files():
+            enc = store.get_encoding(rec.digest) if rec.digest else None
+            if enc is None:
+                continue
+            for m, h in enc.hashes.items():
+                out.setdefault(m, {})[os.path.relpath(path, root)] = h
+    return out
+
+
+def scan_pairs(work: Path, root: Path) -> set[frozenset[str]]:
+    dup = json.loads((work / "reports" / "duplicates.json").read_text())
+    return {frozenset((os.path.relpath(a, root), os.path.relpath(b, root))) for a, bs in dup.items() for b in bs}
+
+
+def run_czkawka(img: Path, out: Path) -> dict[str, Any]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cache = Path(tempfile.mkdtemp(prefix="czkawka-cache-"))
+    try:
+        res = run_timed([PY, "-c", CZKAWKA_SCRIPT, str(img), str(THRESHOLD), str(out)],
+                        env={"XDG_CACHE_HOME": str(cache), "XDG_CONFIG_HOME": str(cache), "HOME": str(cache)})
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    groups = json.loads(out.read_text())
+    res["pairs"] = {frozenset((os.path.relpath(a, img), os.path.relpath(b, img)))
+                    for g in groups for a, b in itertools.combinations(g, 2)}
+    return res
+
+
+# -- measures ------------------------------------------------------------------------------------
+
+
+def pairs_of(hashes: dict[str, int], threshold: int = THRESHOLD) -> set[frozenset[str]]:
+    names = sorted(hashes)
+    return {frozenset((a, b)) for a, b in itertools.combinations(names, 2)
+            if (hashes[a] ^ hashes[b]).bit_count() <= threshold}
+
+
+def agreement(a: set, b: set) -> float:
+    return 1.0 if not a and not b else len(a & b) / len(a | b)
+
+
+def truth_pairs(meta: Path) -> set[frozenset[str]]:
+    gt = json.loads((meta / "ground_truth.json").read_text())
+    return {frozenset((a, b)) for a, bs in gt.items() for b in bs}
+
+
+def precision_recall(found: set, truth: set) -> tuple[float, float]:
+    hit = len(found & truth)
+    return (hit / len(found) if found else 1.0), (hit / len(truth) if truth else 1.0)
+
+
+def split_by_format(img: Path, dest: Path) -> dict[str, Path]:
+    """Hard links of ``img``'s files in ``dest/jpeg`` and ``dest/png_webp``."""
+    out = {"jpeg": dest / "jpeg", "png_webp": dest / "png_webp"}
+    for d in out.values():
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    for f in sorted(img.iterdir()):
+        kind = "jpeg" if f.suffix.lower() in (".jpg", ".jpeg") else "png_webp" if f.suffix.lower() in (
+            ".png", ".webp") else None
+        if kind:
+            os.link(f, out[kind] / f.name)
+    return out
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+
+def section_a(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
+    meta = dataset(args.corpus, args.data_dir, f"enc-12mp-{args.mp12}", "--kind", "mixed", "--count",
+                   str(args.mp12), "--megapixels", "12", "--transforms", "jpeg60,png,webp,brighter20,noise5",
+                   "--dup-fraction", "0.5", "--exact-fraction", "0", "--seed", "12")
+    parts = split_by_format(meta / "img", args.data_dir / f"enc-12mp-{args.mp12}-split")
+    four = dict.fromkeys(HASHES, THRESHOLD)
+    tmp = args.data_dir / "enc-work"
+    for kind, img in parts.items():
+        n = len(list(img.iterdir()))
+        if n == 0:
+            continue
+        log(f"a. 12 MP {kind}: {n} files")
+        res = alternate({
+            "ref": lambda img=img: reference(img, 2, tmp / "ref.json"),
+            "exact": lambda img=img: dedupd_scan(img, tmp / "exact", four, "exact"),
+            "fast": lambda img=img: dedupd_scan(img, tmp / "fast", four, "fast"),
+        }, args.repeats)
+        ref_h = {m: {k: int(v, 16) for k, v in hs.items()} for m, hs in res["ref"]["last"]["hashes"].items()}
+        exact_h = scan_hashes(tmp / "exact", img)
+        fast_h = scan_hashes(tmp / "fast", img)
+        same = sum(1 for m in HASHES for k, v in ref_h[m].items() if exact_h.get(m, {}).get(k) == v)
+        total = sum(len(ref_h[m]) for m in HASHES)
+        agree = {m: agreement(pairs_of(exact_h.get(m, {})), pairs_of(fast_h.get(m, {}))) for m in HASHES}
+        pairs = {m: len(pairs_of(exact_h.get(m, {}))) for m in HASHES}
+        rows.append([f"12 MP {kind} x{n}, 4 hashes, exact", fmt_s(res["ref"]["s"]), fmt_s(res["exact"]["s"]),
+                     fmt_ratio(res["ref"]["s"], res["exact"]["s"]), f"{res['ref']['mb']:.0f} / {res['exact']['mb']:.0f}",
+                     f"identical hashes {same}/{total}"])
+        rows.append([f"12 MP {kind} x{n}, 4 hashes, fast", fmt_s(res["ref"]["s"]), fmt_s(res["fast"]["s"]),
+                     fmt_ratio(res["ref"]["s"], res["fast"]["s"]), f"- / {res['fast']['mb']:.0f}",
+                     "pair agreement with exact: " + ", ".join(f"{m} {agree[m]:.3f} ({pairs[m]} pairs)"
+                                                                for m in HASHES)])
+
+
+def section_b(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
+    meta = dataset(args.corpus, args.data_dir, f"enc-640-{args.small}", "--kind", "mixed", "--count",
+                   str(args.small), "--seed", "640")
+    img = meta / "img"
+    n = sum(1 for _ in img.rglob("*") if _.is_file())
+    log(f"b. 640 px: {n} files")
+    tmp = args.data_dir / "enc-work"
+    two = {"phash": THRESHOLD, "dhash": THRESHOLD}
+    res = alternate({
+        "exact": lambda: dedupd_scan(img, tmp / "b-exact", two, "exact"),
+        "fast": lambda: dedupd_scan(img, tmp / "b-fast", two, "fast"),
+    }, args.repeats)
+    for mode in ("exact", "fast"):
+        st = res[mode]["last"]["status"]
+        rows.append([f"640 px x{n}, phash+dhash, scan {mode}", "-", fmt_s(res[mode]["s"]), "-",
+                     f"- / {res[mode]['mb']:.0f}", f"{n / res[mode]['s']:.0f} files/s (decoded {st.get('decoded')})"])
+
+
+def section_c(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
+    try:
+        import czkawka  # noqa: F401
+    except ImportError:
+        notes.append("c. skipped: czkawka is not installed (`pip install czkawka` into this environment)")
+        log(notes[-1])
+        return
+    sets = [
+        (f"enc-mixed-{args.mixed}", ["--kind", "mixed", "--count", str(args.mixed), "--seed", "1000"],
+         f"{args.mixed} mixed photos"),
+        (f"enc-tiny-{args.tiny}", ["--kind", "mixed", "--count", str(args.tiny), "--side", "64", "--seed", "20000"],
+         f"{args.tiny} tiny JPEGs (64 px)"),
+    ]
+    tmp = args.data_dir / "enc-work"
+    for name, gen, label in sets:
+        meta = dataset(args.corpus, args.data_dir, name, *gen)
+        img = meta / "img"
+        log(f"c. {label}")
+        res = alternate({
+            "czkawka": lambda img=img: run_czkawka(img, tmp / "czkawka.json"),
+            "dedupd": lambda img=img: dedupd_scan(img, tmp / "c-scan", None),
+        }, args.repeats)
+        truth = truth_pairs(meta)
+        pz, rz = precision_recall(res["czkawka"]["last"]["pairs"], truth)
+        pd, rd = precision_recall(scan_pairs(tmp / "c-scan", img), truth)
+        rows.append([f"{label}: dedupd scan (default config) vs czkawka", fmt_s(res["czkawka"]["s"]),
+                     fmt_s(res["dedupd"]["s"]), fmt_ratio(res["czkawka"]["s"], res["dedupd"]["s"]),
+                     f"{res['czkawka']['mb']:.0f} / {res['dedupd']['mb']:.0f}",
+                     f"pairs precision/recall: czkawka {pz:.3f}/{rz:.3f}, dedupd {pd:.3f}/{rd:.3f}"])
+
+
+def _both_modes(path: str) -> tuple[dict[str, int], dict[str, int]] | None:
+    from dedupd.encoding import encode_file
+    from dedupd.errors import ImageDecodeError
+
+    try:
+        return encode_file(path, HASHES).hashes, encode_file(path, HASHES, fast=True).hashes
+    except ImageDecodeError:
+        return None
+
+
+def section_d(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
+    """Fast vs exact pair agreement on many pairs: every everyday edit of camera-sized photos."""
+    sys.path.insert(0, str(ROOT))
+    from dedupd.parallel import pmap
+
+    meta = dataset(args.corpus, args.data_dir, f"enc-agree-{args.agree}", "--kind", "transformed", "--num-bases",
+                   str(args.agree), "--megapixels", "6", "--transforms", "everyday", "--seed", "99")
+    files = sorted(str(p) for p in (meta / "img").rglob("*") if p.is_file())
+    log(f"d. fast vs exact agreement: {len(files)} files")
+    both = [r for r in pmap(_both_modes, files, 2) if r is not None]
+    for m in HASHES:
+        exact = {i: r[0][m] for i, r in enumerate(both)}
+        fast = {i: r[1][m] for i, r in enumerate(both)}
+        pe, pf = pairs_of({str(k): v for k, v in exact.items()}), pairs_of({str(k): v for k, v in fast.items()})
+        bits = [(exact[i] ^ fast[i]).bit_count() for i in exact]
+        rows.append([f"fast vs exact, {len(both)} files ({args.agree} 6 MP photos + everyday edits), {m}", "-", "-",
+                     "-", "-", f"pair agreement {agreement(pe, pf):.4f} ({len(pe)} exact pairs, {len(pf)} fast); "
+                     f"bits differing per file: mean {statistics.mean(bits):.2f}, max {max(bits)}"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small sets, 1 repeat (smoke test)")
+    ap.add_argument("--repeats", type=int, help="rounds per comparison (default 3; --quick: 1)")
+    ap.add_argument("--only", default="abcd", help="sections to run, e.g. 'a' or 'bc'")
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="shared corpus with make_corpus.py")
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="dataset cache")
+    args = ap.parse_args(argv)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.mp12, args.small, args.mixed, args.tiny = (8, 200, 200, 1000) if args.quick else (24, 2000, 1000, 20000)
+    args.agree = 4 if args.quick else 30
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[list[str]] = []
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    try:
+        for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d)):
+            if key in args.only:
+                fn(args, rows, notes)
+    finally:  # what was measured is printed even when a later section fails
+        print_table(args, rows, notes, t0)
+    return 0
+
+
+def print_table(args: argparse.Namespace, rows: list[list[str]], notes: list[str], t0: float) -> None:
+    head = ["what", "reference / peer", "dedupd", "ratio (>1: dedupd faster)", "peak MB (all processes)", "check"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    for n in notes:
+        print(f"\n{n}")
+    la = os.getloadavg()
+    print(f"\n{os.cpu_count()} CPUs, load average at end {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f}; medians of "
+          f"{args.repeats} alternating round(s); {time.perf_counter() - t0:.0f} s in all")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

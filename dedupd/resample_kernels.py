@@ -1,0 +1,170 @@
+"""The compiled loops of :mod:`dedupd.resample` (imported only when numba is installed).
+
+Module-level functions, so that numba's on-disk cache finds them again in every new process
+(functions built inside another function are compiled afresh each time: seconds per worker).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+PRECISION_BITS = 22  # dedupd.resample.PRECISION_BITS: Pillow's fixed point for 8-bit images
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def planes_rgbx(pixels: np.ndarray, out: np.ndarray) -> None:
+    # (H, W) uint32 RGBX words (little-endian: R in the low byte) -> (3, H, W) planes
+    o0, o1, o2 = out[0], out[1], out[2]
+    for y in range(pixels.shape[0]):
+        r = pixels[y]
+        a, b, c = o0[y], o1[y], o2[y]
+        for x in range(pixels.shape[1]):
+            v = r[x]
+            a[x] = v & 0xFF
+            b[x] = (v >> 8) & 0xFF
+            c[x] = (v >> 16) & 0xFF
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def planes_rgb(pixels: np.ndarray, out: np.ndarray) -> None:
+    # (H, W * 3) interleaved RGB -> (3, H, W) planes
+    o0, o1, o2 = out[0], out[1], out[2]
+    for y in range(pixels.shape[0]):
+        r = pixels[y]
+        a, b, c = o0[y], o1[y], o2[y]
+        for x in range(out.shape[2]):
+            a[x] = r[3 * x]
+            b[x] = r[3 * x + 1]
+            c[x] = r[3 * x + 2]
+
+
+@njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def clip8(s: Any) -> Any:
+    s >>= PRECISION_BITS
+    return 0 if s < 0 else (255 if s > 255 else s)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def horizontal(plane: np.ndarray, bounds: np.ndarray, coefs: np.ndarray, out: np.ndarray,
+               channel: int) -> None:
+    # out[y, j, channel] = clip8(2**21 + sum(plane[y, xmin + i] * coefs[j, i])), exact int32;
+    # four rows per coefficient load; slices keep the inner loops free of index checks
+    h = plane.shape[0]
+    half = np.int32(1 << (PRECISION_BITS - 1))
+    for y in range(0, h - 3, 4):
+        r0, r1, r2, r3 = plane[y], plane[y + 1], plane[y + 2], plane[y + 3]
+        for j in range(coefs.shape[0]):
+            xmin, n = bounds[j, 0], bounds[j, 1]
+            k = coefs[j]
+            a0, a1, a2, a3 = r0[xmin:xmin + n], r1[xmin:xmin + n], r2[xmin:xmin + n], r3[xmin:xmin + n]
+            s0 = s1 = s2 = s3 = half
+            for i in range(n):
+                c = k[i]
+                s0 = np.int32(s0 + np.int32(np.int32(a0[i]) * c))
+                s1 = np.int32(s1 + np.int32(np.int32(a1[i]) * c))
+                s2 = np.int32(s2 + np.int32(np.int32(a2[i]) * c))
+                s3 = np.int32(s3 + np.int32(np.int32(a3[i]) * c))
+            out[y, j, channel] = clip8(s0)
+            out[y + 1, j, channel] = clip8(s1)
+            out[y + 2, j, channel] = clip8(s2)
+            out[y + 3, j, channel] = clip8(s3)
+    for y in range(h - h % 4, h):
+        r = plane[y]
+        for j in range(coefs.shape[0]):
+            xmin, n = bounds[j, 0], bounds[j, 1]
+            k = coefs[j]
+            a = r[xmin:xmin + n]
+            s = half
+            for i in range(n):
+                s = np.int32(s + np.int32(np.int32(a[i]) * k[i]))
+            out[y, j, channel] = clip8(s)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def horizontal_rgbx(words: np.ndarray, bounds: np.ndarray, coefs: np.ndarray,
+                    out: np.ndarray) -> None:
+    # the same sums read straight from Pillow's RGBX words (R in the low byte): two rows at a
+    # time, three channels each, no de-interleaved copy of the image first
+    h = words.shape[0]
+    half = np.int32(1 << (PRECISION_BITS - 1))
+    for y in range(0, h, 2):
+        last = y + 1 >= h
+        r0, r1 = words[y], words[y if last else y + 1]
+        for j in range(coefs.shape[0]):
+            xmin, n = bounds[j, 0], bounds[j, 1]
+            k = coefs[j]
+            a0, a1 = r0[xmin:xmin + n], r1[xmin:xmin + n]
+            s0 = s1 = s2 = t0 = t1 = t2 = half
+            for i in range(n):
+                c = k[i]
+                v, u = a0[i], a1[i]
+                s0 = np.int32(s0 + np.int32(np.int32(v & 0xFF) * c))
+                s1 = np.int32(s1 + np.int32(np.int32((v >> 8) & 0xFF) * c))
+                s2 = np.int32(s2 + np.int32(np.int32((v >> 16) & 0xFF) * c))
+                t0 = np.int32(t0 + np.int32(np.int32(u & 0xFF) * c))
+                t1 = np.int32(t1 + np.int32(np.int32((u >> 8) & 0xFF) * c))
+                t2 = np.int32(t2 + np.int32(np.int32((u >> 16) & 0xFF) * c))
+            out[y, j, 0], out[y, j, 1], out[y, j, 2] = clip8(s0), clip8(s1), clip8(s2)
+            if not last:
+                out[y + 1, j, 0], out[y + 1, j, 1], out[y + 1, j, 2] = clip8(t0), clip8(t1), clip8(t2)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def vertical(rows: np.ndarray, bounds: np.ndarray, coefs: np.ndarray,
+             out: np.ndarray) -> None:
+    # Pillow's vertical pass over (H, w * 3) interleaved rows: whole rows scaled and summed
+    m = rows.shape[1]
+    acc = np.empty(m, np.int32)
+    half = np.int32(1 << (PRECISION_BITS - 1))
+    for yy in range(coefs.shape[0]):
+        ymin, n = bounds[yy, 0], bounds[yy, 1]
+        k = coefs[yy]
+        for x in range(m):
+            acc[x] = half
+        for i in range(n):
+            c = k[i]
+            row = rows[ymin + i]
+            for x in range(m):
+                acc[x] = np.int32(acc[x] + np.int32(np.int32(row[x]) * c))
+        o = out[yy]
+        for x in range(m):
+            o[x] = clip8(acc[x])
+
+
+@njit(cache=True, nogil=True)
+def lanczos(x: float) -> float:
+    # sinc(x) * sinc(x / 3) on [-3, 3): libm's sin, as Pillow's lanczos_filter
+    if not (-3.0 <= x < 3.0):
+        return 0.0
+    a = 1.0 if x == 0.0 else math.sin(x * math.pi) / (x * math.pi)
+    y = x / 3
+    b = 1.0 if y == 0.0 else math.sin(y * math.pi) / (y * math.pi)
+    return a * b
+
+
+@njit(cache=True, nogil=True)
+def coefficients(in_size: int, out_size: int, bounds: np.ndarray, coefs: np.ndarray) -> None:
+    # dedupd.resample.coefficients (the reference, in Python), compiled: same double arithmetic
+    scale = float(in_size) / out_size
+    filterscale = max(scale, 1.0)
+    support = 3.0 * filterscale
+    ss = 1.0 / filterscale
+    one = float(1 << PRECISION_BITS)
+    w = np.empty(coefs.shape[1], np.float64)
+    for j in range(out_size):
+        center = (j + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        count = min(int(center + support + 0.5), in_size) - xmin
+        total = 0.0
+        for x in range(count):
+            w[x] = lanczos((x + xmin - center + 0.5) * ss)
+            total += w[x]
+        for x in range(count):
+            v = w[x] / total if total != 0.0 else w[x]
+            coefs[j, x] = int(-0.5 + v * one) if v < 0 else int(0.5 + v * one)
+        bounds[j, 0] = xmin
+        bounds[j, 1] = count

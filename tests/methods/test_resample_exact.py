@@ -1,0 +1,123 @@
+"""The accelerated LANCZOS pass (dedupd.resample) gives Pillow's values bit for bit, and hashes of
+camera-sized photos stay identical to imagededup's."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dedupd import imaging, resample
+from dedupd.core.algorithms import HASH_METHODS, TARGET_SIZES
+from dedupd.encoding import encode_file
+from dedupd.imaging import DecodedImage, decode_file
+
+pytestmark = pytest.mark.skipif(not resample.available(), reason="numba (the 'speed' extra) is not installed")
+
+
+def _pillow_gray(rgb: Image.Image, size: tuple[int, int]) -> np.ndarray:  # Pillow alone
+    return np.asarray(rgb.resize(size, Image.Resampling.LANCZOS).convert("L"))
+
+
+def _smooth_noise(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    # noise plus gradients and hard edges: values near every rounding boundary, and clipping
+    base = rng.integers(0, 256, (h, w, 3), dtype=np.uint8).astype(np.int32)
+    ramp = np.linspace(-200, 200, w, dtype=np.int32)[None, :, None]
+    edges = np.where((np.arange(w) // 3) % 2 == 0, 255, -255)[None, :, None]
+    return np.clip(base + ramp + edges * (rng.random() < 0.5), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_images_and_sizes_match_pillow(monkeypatch, seed):
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    rng = np.random.default_rng(seed)
+    pyr = random.Random(seed)
+    for _ in range(6):
+        w, h = pyr.randint(2, 1500), pyr.randint(1, 700)
+        rgb = Image.fromarray(_smooth_noise(rng, h, w))
+        sizes = [*TARGET_SIZES.values(), (pyr.randint(1, w), pyr.randint(1, 300)), (max(1, w - 1), 5)]
+        got = DecodedImage(rgb, w, h, None).grays(sizes)
+        for size in sizes:
+            assert np.array_equal(got[size], _pillow_gray(rgb, size)), (w, h, size)
+
+
+def test_coefficients_sum_like_pillow():
+    for n_in, n_out in [(4000, 8), (2829, 9), (3000, 32), (4242, 256), (300, 256), (10, 9)]:
+        bounds, coefs = resample.coefficients(n_in, n_out)
+        assert bounds[:, 0].min() >= 0 and (bounds[:, 0] + bounds[:, 1]).max() <= n_in
+        # each row is normalised to 1.0 in 22-bit fixed point, up to the rounding of each tap
+        sums = coefs.sum(axis=1)
+        assert np.all(np.abs(sums - (1 << resample.PRECISION_BITS)) <= bounds[:, 1])
+
+
+def test_non_contiguous_and_rgbx_planes_agree():
+    rng = np.random.default_rng(7)
+    rgb = rng.integers(0, 256, (33, 47, 3), dtype=np.uint8)
+    rgbx = np.concatenate([rgb, np.zeros((33, 47, 1), np.uint8)], axis=2)
+    a, b = resample.rgb_planes(rgb), resample.rgb_planes(rgbx)
+    assert np.array_equal(a, b) and np.array_equal(a, rgb.transpose(2, 0, 1))
+
+
+@pytest.fixture(scope="module")
+def camera_photos(dataset):
+    return sorted(p for p in (dataset("mixed", "--count", "6", "--megapixels", "1.5", "--transforms",
+                                      "png,webp,jpeg60,grayscale") / "images").iterdir())
+
+
+def test_camera_photos_hash_like_imagededup(camera_photos):
+    ref = pytest.importorskip("imagededup.methods", reason="the test extra installs imagededup")
+    refs = {"phash": ref.PHash(verbose=False), "ahash": ref.AHash(verbose=False), "dhash": ref.DHash(verbose=False),
+            "whash": ref.WHash(verbose=False)}
+    assert len(camera_photos) >= 5
+    for path in camera_photos:
+        image = decode_file(path)
+        assert image.width * image.height >= imaging.ACCELERATE_MIN_PIXELS
+        got = encode_file(path, HASH_METHODS).hashes
+        for m in HASH_METHODS:
+            assert f"{got[m]:016x}" == refs[m].encode_image(image_file=str(path)), (path.name, m)
+
+
+@pytest.mark.parametrize("w,h,side", [(300, 593, 8), (300, 592, 8), (300, 569, 32), (300, 568, 32),
+                                      (300, 345, 256), (300, 344, 256), (120, 250, 9)])
+def test_pass_order_boundary(monkeypatch, w, h, side):
+    # around the height at which Pillow switches to vertical-first: always Pillow's values
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    rgb = Image.fromarray(np.random.default_rng(h).integers(0, 256, (h, w, 3), dtype=np.uint8))
+    size = (side, side if side != 9 else 8)
+    assert np.array_equal(DecodedImage(rgb, w, h, None).grays([size])[size], _pillow_gray(rgb, size))
+
+
+def test_image_in_several_memory_blocks_takes_the_copy_path(monkeypatch):
+    # rows spread over Pillow blocks cannot be read in place: the pixels are copied, same values
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    old = Image.core.get_block_size()
+    Image.core.set_block_size(4096)
+    try:
+        rgb = Image.fromarray(_smooth_noise(np.random.default_rng(3), 300, 1700))
+    finally:
+        Image.core.set_block_size(old)
+    assert imaging._rgbx_words(rgb) is None
+    sizes = list(TARGET_SIZES.values())
+    got = DecodedImage(rgb, rgb.width, rgb.height, None).grays(sizes)
+    for size in sizes:
+        assert np.array_equal(got[size], _pillow_gray(rgb, size)), size
+    single = Image.fromarray(np.asarray(rgb))
+    assert imaging._rgbx_words(single) is not None
+
+
+def test_kernels_use_pillows_precision():
+    from dedupd import resample_kernels
+
+    assert resample_kernels.PRECISION_BITS == resample.PRECISION_BITS == 22
+
+
+def test_compiled_coefficients_equal_the_python_reference():
+    rng = random.Random(11)
+    pairs = [(4000, 8), (2829, 9), (4242, 32), (3000, 256), (255, 256), (10, 9), (1, 1), (7, 300)]
+    pairs += [(rng.randint(1, 6000), rng.randint(1, 400)) for _ in range(60)]
+    for n_in, n_out in pairs:
+        b1, c1 = resample.coefficients(n_in, n_out)
+        b2, c2 = resample.reference_coefficients(n_in, n_out)
+        assert np.array_equal(b1, b2) and np.array_equal(c1, c2), (n_in, n_out)
