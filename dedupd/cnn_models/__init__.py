@@ -11,6 +11,8 @@ Built-in backbones:
   preprocessing; weights from torchvision's cache or a configured file (:mod:`.mobilenet`).
 * ``"efficientnet_lite0"`` (1280-d): ImageNet weights installed from the package index, so it
   works offline (:mod:`.efficientnet_lite`).
+* ``"efficientnet_lite0_copy"`` (256-d): that backbone plus a head trained for copy detection
+  (edited copies close, different photos apart), shipped with dedupd (:mod:`.copy_head`).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from dedupd.errors import ModelUnavailableError
 #: imagededup's placeholder name for a model nobody named.
 DEFAULT_MODEL_NAME = "default_model"
 DEFAULT_BACKBONE = "mobilenet_v3_small"
-BUILTIN_MODELS: tuple[str, ...] = ("mobilenet_v3_small", "efficientnet_lite0")
-FEATURE_DIMS: dict[str, int] = {"mobilenet_v3_small": 576, "efficientnet_lite0": 1280}
+BUILTIN_MODELS: tuple[str, ...] = ("mobilenet_v3_small", "efficientnet_lite0", "efficientnet_lite0_copy")
+FEATURE_DIMS: dict[str, int] = {"mobilenet_v3_small": 576, "efficientnet_lite0": 1280, "efficientnet_lite0_copy": 256}
 
 __all__ = [
     "BUILTIN_MODELS", "CustomModel", "DEFAULT_BACKBONE", "DEFAULT_MODEL_NAME", "FEATURE_DIMS", "daemon_extractor", "load_model",
@@ -132,8 +134,9 @@ def load_model(
     """Build a built-in backbone with its ImageNet weights, in eval mode.
 
     Args:
-        name: ``"mobilenet_v3_small"`` or ``"efficientnet_lite0"``.
-        weights: explicit weights file (a state dict for that architecture).
+        name: one of :data:`BUILTIN_MODELS`.
+        weights: explicit weights file (a state dict for that architecture; for
+            ``"efficientnet_lite0_copy"``, a head ``.npz`` written by ``tools/train_copy_head.py``).
         allow_download: MobileNetV3 only: when no local file is found, let torchvision download
             it (the library's default, as imagededup); the daemon passes False.
 
@@ -147,6 +150,9 @@ def load_model(
     if name == "mobilenet_v3_small":
         from dedupd.cnn_models import mobilenet as module
         model = module.build(weights, allow_download=allow_download)
+    elif name == "efficientnet_lite0_copy":
+        from dedupd.cnn_models import copy_head as module  # type: ignore[no-redef]
+        model = module.build(weights)
     else:
         from dedupd.cnn_models import efficientnet_lite as module  # type: ignore[no-redef]
         model = module.build(weights)

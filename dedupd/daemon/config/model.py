@@ -18,7 +18,7 @@ from dedupd.daemon.config.values import path_inside
 ENCODER_VERSION = 1
 
 HASH_METHOD_NAMES: tuple[str, ...] = ("phash", "dhash", "ahash", "whash")
-CNN_MODEL_NAMES: tuple[str, ...] = ("mobilenet_v3_small", "efficientnet_lite0")
+CNN_MODEL_NAMES: tuple[str, ...] = ("mobilenet_v3_small", "efficientnet_lite0", "efficientnet_lite0_copy")
 KEEP_RULE_NAMES: tuple[str, ...] = (
     "largest_pixels", "largest_file", "oldest_mtime", "newest_mtime", "shortest_path",
 )
