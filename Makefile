@@ -33,7 +33,7 @@ stress: $(VENV)/.installed
 
 ## lint: ruff on everything, mypy on the core, the daemon, the reports and the engines
 lint: $(VENV)/.installed
-	$(PY) -m ruff check dedupd tests bench
+	$(PY) -m ruff check dedupd tests bench tools
 	$(PY) -m mypy dedupd/core dedupd/daemon dedupd/reports dedupd/engines
 
 bench: $(VENV)/.installed
