@@ -448,7 +448,7 @@ class Pipeline:
                     old, self.index.files.get(path), self.config.max_pixels):
                 if old.state != "ok" or (path in self.index.files and self._fresh(old.digest, hash_params, cnn_id)):
                     continue  # unchanged (and unreadable files are reported once only)
-            if not _utf8(path):
+            if not is_utf8(path):
                 # reports are UTF-8 JSON: such a name cannot be written faithfully, nor read by most tools
                 p, rec = self._unreadable(path, st, "file name is not valid UTF-8: rename the file "
                                                     "(or its folder) to a UTF-8 name")
@@ -625,7 +625,7 @@ def _unchanged(path: str, st: os.stat_result) -> bool:
     return (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _utf8(path: str) -> bool:
+def is_utf8(path: str) -> bool:
     """False when ``path`` came from bytes that are not valid UTF-8 (``os.fsdecode`` surrogates)."""
     try:
         path.encode("utf-8")

@@ -32,7 +32,7 @@ from typing import Any
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.encoder import EncodeResult, EncodeSpec, encode_many, file_digest
-from dedupd.daemon.pipeline import encode_spec
+from dedupd.daemon.pipeline import encode_spec, is_utf8
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from dedupd.daemon.walk import walk_root
 from dedupd.engines.ray_runtime import TASK_RETRIES, Rate, connected, stream
@@ -122,7 +122,7 @@ def candidates(config: Config, store: Store, stats: RayStats) -> Iterator[Item]:
         for found in walk_root(root, config, on_dir_error=lambda d, e: logger.warning("cannot list %s: %s", d, e)):
             stats.walked += 1
             st = found.st
-            if st is None or found.error or not stat_mod.S_ISREG(st.st_mode) or not _utf8(found.path):
+            if st is None or found.error or not stat_mod.S_ISREG(st.st_mode) or not is_utf8(found.path):
                 continue  # the local pass records these as the pipeline does
             rec = store.get_file(found.path)
             if rec is not None and rec.same_stat(st):
@@ -133,14 +133,6 @@ def candidates(config: Config, store: Store, stats: RayStats) -> Iterator[Item]:
                     continue
             stats.sent += 1
             yield found.path, st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
-
-
-def _utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _Writer:
