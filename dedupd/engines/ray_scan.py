@@ -117,7 +117,7 @@ class RayStats:
 def candidates(config: Config, store: Store, stats: RayStats) -> Iterator[Item]:
     """Regular files that are new or changed, or whose encoding is stale (what the pipeline would
     decode), as the walk finds them (nothing is held for the whole tree)."""
-    methods, hash_params, cnn_id = tuple(config.hash_methods()), config.hash_params_id(), config.cnn_model_id()
+    methods, hash_params, cnn_id = tuple(config.hash_keys()), config.hash_params_id(), config.cnn_model_id()
     for root in config.roots:
         for found in walk_root(root, config, on_dir_error=lambda d, e: logger.warning("cannot list %s: %s", d, e)):
             stats.walked += 1
@@ -140,7 +140,7 @@ class _Writer:
 
     def __init__(self, config: Config, store: Store, stats: RayStats) -> None:
         self.store, self.stats = store, stats
-        self.spec_methods = tuple(config.hash_methods())
+        self.spec_methods = tuple(config.hash_keys())
         self.hash_params, self.cnn_id, self.max_pixels = config.hash_params_id(), config.cnn_model_id(), config.max_pixels
         self.encoded: set[bytes] = set()  # digests this run has written an encoding for
         self.pending: list[tuple[str, FileRecord, EncodingRecord | None]] = []
@@ -249,7 +249,7 @@ def encode_on_ray(ray: Any, config: Config, store: Store, *, batch: int = BATCH,
     if stats.left == 0:
         # every walked file now has this config's encodings (or is unreadable): the local pass need
         # not re-check each one (as the daemon records it after a complete refresh walk)
-        store.set_encoders(config.hash_methods(), config.cnn_model_id(), hash_params=config.hash_params_id())
+        store.set_encoders(config.hash_keys(), config.cnn_model_id(), hash_params=config.hash_params_id())
     if progress is not None:
         progress(rate)
     stats.encode_s = round(time.monotonic() - rate.t0, 3)

@@ -139,6 +139,9 @@ class DaemonProcess:
             "settle_ms": 150,
             "workers": 2,
             "rescan_interval_s": 0,
+            # these tests compare the daemon with the imagededup library, which ignores EXIF
+            # orientation; the daemon's default (applied) is tested in test_scan_encoding.py
+            "exif_transpose": False,
             "log": {"format": "json", "level": "info"},
         }
         self.config.update(config)

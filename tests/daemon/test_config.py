@@ -289,6 +289,7 @@ def test_bad_cnn_settings(tmp_path: Path, root: str) -> None:
     found = problems({"roots": [root], "methods": {"cnn": {"model": "mobilenet_v3", "threshold": 1.5,
                                                            "weights": "nope.pth"}}}, base_dir=str(tmp_path))
     assert found[0].startswith("methods.cnn.model: must be 'mobilenet_v3_small' or 'efficientnet_lite0' or "
+                               "'efficientnet_lite0_copy' or "
                                f"the path of a TorchScript file; {tmp_path}/mobilenet_v3 is not a file")
     assert found[0].endswith("(did you mean 'mobilenet_v3_small'?)")
     assert found[1] == "methods.cnn.threshold: must be a number between -1.0 and 1.0 (min cosine similarity), got 1.5"
