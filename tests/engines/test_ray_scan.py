@@ -85,8 +85,8 @@ def test_ray_scan_equals_local_scan_and_the_daemon_decodes_nothing(ray_cluster: 
     assert status["decoded"] + status["reused"] + status["unchanged"] == len(local_scan["store"]["files"]) - 1
 
     # a daemon on the Ray-built store starts with everything indexed and decodes nothing
-    daemon = DaemonProcess(tmp_path, [photos], name="ray", methods=METHODS, workers=1,
-                           log={"format": "json", "level": "info"})
+    daemon = DaemonProcess(tmp_path, [photos], name="ray", methods=METHODS, workers=1, exif_transpose=True,
+                           log={"format": "json", "level": "info"})  # the scan's settings (EXIF applied: the default)
     try:
         ready = daemon.start(timeout=90).status()
         assert ready["files"] == status["files"] and ready["decoded"] == 0 and ready["reused"] == 0, ready
