@@ -206,7 +206,8 @@ def test_a_crash_during_a_re_encode_is_redone(daemon_factory, tmp_path: Path, mi
     d.start()
     d.wait_quiet()
     fresh = write_config(tmp_path / "fresh" / "c.yaml", roots=[str(mixed200)], methods={"phash": 6, "dhash": 12},
-                         match="all", store_dir=str(tmp_path / "fresh" / "store"),
+                         match="all", exif_transpose=False,  # as the daemon under test (tests/daemon/helpers.py)
+                         store_dir=str(tmp_path / "fresh" / "store"),
                          report_dir=str(tmp_path / "fresh" / "reports"))
     assert scan(fresh).returncode == 0
     import json
