@@ -283,7 +283,7 @@ class Daemon:
                 continue
             self._slow_since = time.monotonic()
             try:
-                self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._dirty.set)
+                self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._thumbnails_ready)
                 failing = None
             except Exception as exc:
                 if failing is None:
@@ -294,6 +294,11 @@ class Daemon:
                 self.stop_event.wait(5.0)
             finally:
                 self._slow_since = None
+
+    def _thumbnails_ready(self) -> None:
+        """The pool made thumbnails the last ``report.html`` showed as placeholders: it is owed again
+        (the groups did not change, so the groups writer would not ask for it)."""
+        self.reports.slow_pending = True
 
     def _plan_quarantine(self) -> None:
         plan = self.policy.plan()
