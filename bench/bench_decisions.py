@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import median_time  # noqa: E402
 
 from dedupd.core.review import Review  # noqa: E402
 from dedupd.daemon.config import KeepRule, RootConfig, config_from_mapping  # noqa: E402
@@ -45,14 +44,6 @@ def index_of(groups: int) -> MatchIndex:
     return index
 
 
-def median(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -72,12 +63,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:  # the config wants existing roots; the index's paths are made up
         config = dataclasses.replace(config_from_mapping({"roots": [tmp]}),
                                      roots=(RootConfig("/r"), RootConfig("/ref", True, True)))
-        rows = [("no decisions", median(lambda: build_groups(index, rules), args.repeats))]
+        rows = [("no decisions", median_time(lambda: build_groups(index, rules), args.repeats))]
         rows.append((f"{args.sets} distinct sets + {args.sets} pins",
-                     median(lambda: build_groups(index, rules, review), args.repeats)))
+                     median_time(lambda: build_groups(index, rules, review), args.repeats)))
         rows.append(("reference root (half the groups)",
-                     median(lambda: build_groups(index, rules, None, config), args.repeats)))
-        rows.append(("both", median(lambda: build_groups(index, rules, review, config), args.repeats)))
+                     median_time(lambda: build_groups(index, rules, None, config), args.repeats)))
+        rows.append(("both", median_time(lambda: build_groups(index, rules, review, config), args.repeats)))
     base = rows[0][1]
     print(f"build_groups on {args.pairs} groups ({3 * args.pairs} files), median of {args.repeats}\n")
     print("| decisions | seconds | ratio to none |\n|---|---|---|")

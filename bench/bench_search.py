@@ -38,19 +38,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, fmt_ratio, fmt_s, log  # noqa: E402
+from _common import DEFAULT_CORPUS, fmt_ratio, fmt_s, log, median_time  # noqa: E402
 from bench_library import synthetic_hashes  # noqa: E402
 
 RADII = (0, 4, 8, 10, 12, 16)
 
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def latencies(fn, queries: list[int]) -> list[float]:
