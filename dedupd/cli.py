@@ -15,6 +15,7 @@ from typing import Any
 
 from dedupd import __version__
 from dedupd.client import DEFAULT_SOCKET, ApiError, Client, DaemonNotRunning
+from dedupd.units import human_bytes
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_DUPLICATE, EXIT_NOT_RUNNING = 0, 1, 2, 3, 4  # 2: as argparse
 EXIT_INTERRUPTED = 130  # as a shell reports a command ended by SIGINT
@@ -157,21 +158,21 @@ def cmd_scan(args: argparse.Namespace) -> int:
         _print_json({**status, "duplicate_groups": groups, **preview})  # "groups" stays the count, as in status
         return found
     for g in groups:
-        print(f"keep {g['keep']['path']}  ({_size(g['keep'].get('bytes', 0))})"
+        print(f"keep {g['keep']['path']}  ({human_bytes(g['keep'].get('bytes', 0))})"
               + (f"  [{g['kept_by']}]" if g.get("kept_by") else ""))
         for d in g["duplicates"]:
             how = _score(d) if d.get("direct") else f"via {d.get('via')}"
-            print(f"  dup {d['path']}  ({_size(d.get('bytes', 0))}, {how}){_mark(d, config)}")
+            print(f"  dup {d['path']}  ({human_bytes(d.get('bytes', 0))}, {how}){_mark(d, config)}")
     if groups:
         print()
     print(f"{status['files']} images indexed ({status['decoded']} decoded, {status['reused']} reused, "
           f"{status['unchanged']} unchanged since the last scan), {status['unreadable']} unreadable")
     print(f"{status['groups']} duplicate groups, {status['duplicates']} duplicates "
-          f"({_size(status['reclaimable_bytes'])} reclaimable), {status['quarantined']} quarantined "
+          f"({human_bytes(status['reclaimable_bytes'])} reclaimable), {status['quarantined']} quarantined "
           f"in {status['elapsed_s']} s")
     if config.dry_run:
         print(f"dry run: {len(preview['would_quarantine'])} file(s) would be quarantined, freeing "
-              f"{_size(preview['would_free_bytes'])}; nothing was moved")
+              f"{human_bytes(preview['would_free_bytes'])}; nothing was moved")
     print(f"reports: {config.report_dir}/duplicates.json, groups.json, report.html, events.jsonl")
     return found
 
@@ -317,7 +318,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             ("policy", s.get("policy", "") + (" (dry run: nothing is moved)" if s.get("dry_run") else "")),
             ("reconcile", (f"{p.get('walked', 0)} walked, {p.get('queued', 0)} queued, "
                            f"{'done' if p.get('done') else 'running'}")),
-            ("uptime", _duration(s["uptime_s"])), ("store", _size(s["store_bytes"])), ("pid", s.get("pid", "?"))]
+            ("uptime", _duration(s["uptime_s"])), ("store", human_bytes(s["store_bytes"])), ("pid", s.get("pid", "?"))]
     last = s.get("last_reconcile")
     if last:  # the last walk that ended (the "reconcile" row is the current one)
         rows.insert(-3, ("last walk", f"{last['outcome']} at {_clock(last['finished_at'])} in {last['seconds']} s: "
@@ -352,13 +353,6 @@ def _duration(seconds: float) -> str:
     m, sec = divmod(rest, 60)
     return f"{h}h {m:02d}m {sec:02d}s" if h else f"{m}m {sec:02d}s" if m else f"{sec}s"
 
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _score(m: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 from PIL import Image, ImageEnhance
 
 from dedupd.client import ApiError, Client, DaemonNotRunning
+from dedupd.units import human_bytes
 
 CONFIG = """\
 # dedupd demo config (written by `make run`); see config/dedupd.example.yaml for every key.
@@ -153,13 +154,6 @@ def snapshot(client: Client) -> tuple[dict[str, Any], dict[str, Any]] | None:
     return again, groups
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
 
 def show_groups(groups: dict[str, Any], photos: Path, limit: int = 8) -> None:
     def rel(p: str) -> str:
@@ -229,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         dups = sum(len(g["duplicates"]) for g in groups["groups"])
         freed = sum(d.get("bytes") or 0 for g in groups["groups"] for d in g["duplicates"] if d.get("direct"))
         say(f"indexed {status['files']} images in {time.monotonic() - t0:.1f} s: {groups['total']} duplicate groups, "
-            f"{dups} duplicates ({human(freed)} to reclaim), {status['unreadable']} unreadable")
+            f"{dups} duplicates ({human_bytes(freed)} to reclaim), {status['unreadable']} unreadable")
         show_groups(groups, photos)
 
         say("dropping in new duplicates while the daemon watches: an exact copy and a half-size copy")

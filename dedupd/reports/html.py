@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from dedupd.reports.atomic import write_atomic
+from dedupd.units import human_bytes
 
 PAGE_SIZE = 200
 THUMBS_DIR = "thumbs"
@@ -36,13 +37,6 @@ def _script_json(data: Any) -> str:
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def file_link(path: str) -> str | None:
@@ -194,7 +188,7 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(generated_at if generated_at is not None else time.time()))
     e = html.escape
     summary = [f"<b>{s['groups']:,}</b> groups", f"<b>{s['files']:,}</b> files in groups",
-               f"<b>{e(_human(s['freeable_bytes']))}</b> quarantine would free"]
+               f"<b>{e(human_bytes(s['freeable_bytes']))}</b> quarantine would free"]
     if s["weak"]:
         summary.append(f"<b>{s['weak']:,}</b> weak matches to review (never moved)")
     if files_indexed is not None:
@@ -339,7 +333,7 @@ var groups=DATA.map(function(g){
   return {id:g[0],members:g[1],why:g[2],recent:recent,freed:g[3]||0,folders:Object.keys(folders),methods:methods,hay:g[1].map(function(m){return m[0].toLowerCase();}).join("\n")};
 });
 function dirname(p){var i=p.lastIndexOf("/");return i>0?p.slice(0,i):"/";}
-function human(n){if(n==null)return "?";var u=["B","KB","MB","GB","TB"],i=0;while(n>=1024&&i<4){n/=1024;i++;}return (i?n.toFixed(1):n)+" "+u[i];}
+function human(n){if(n==null)return "?";var u=["B","KiB","MiB","GiB","TiB"],i=0;while(n>=1024&&i<4){n/=1024;i++;}return (i?n.toFixed(1):n)+" "+u[i];}
 function date(t){if(!t)return "";var d=new Date(t*1000);function z(x){return (x<10?"0":"")+x;}return d.getFullYear()+"-"+z(d.getMonth()+1)+"-"+z(d.getDate())+" "+z(d.getHours())+":"+z(d.getMinutes());}
 function el(tag,cls,text){var e=document.createElement(tag);if(cls)e.className=cls;if(text!=null)e.textContent=text;return e;}
 (function(){var all={};groups.forEach(function(g){g.folders.forEach(function(f){all[f]=1;});});

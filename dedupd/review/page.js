@@ -16,7 +16,7 @@
   }
   function human(n) {
     if (n == null) return "?";
-    var u = ["B", "KB", "MB", "GB", "TB"], i = 0;
+    var u = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0;
     while (n >= 1024 && i < 4) { n /= 1024; i++; }
     return (i ? n.toFixed(1) : n) + " " + u[i];
   }
