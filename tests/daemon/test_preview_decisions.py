@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,11 @@ def test_dry_run_marks_then_quarantine_moves_exactly_those_and_decisions_hold(tm
         assert code == 422 and "at least two" in body["detail"]
         code, body = d.api("POST", "/v1/keep", {"path": str(tmp_path / "elsewhere.jpg")})
         assert code == 403
-        doc = d.wait_until(lambda: (g := groups_json(d)) and len(g["groups"]) == 3 and g, 30, "the ignored group gone")
+        def both_decisions(g: dict) -> bool:  # the report after "ignore" may be written before "keep" lands
+            kept = group_of(g, photos / "near31.jpg")
+            return len(g["groups"]) == 3 and kept is not None and kept["keep"]["path"] == str(photos / "near31.jpg")
+
+        doc = d.wait_until(lambda: (g := groups_json(d)) and both_decisions(g) and g, 30, "both decisions applied")
         assert group_of(doc, photos / "near32.jpg") is None
         assert group_of(doc, photos / "near31.jpg")["keep"]["path"] == str(photos / "near31.jpg")
         listed = json.loads(d.run_cli("ignore", "--list", "--json").stdout)["sets"]
@@ -110,6 +115,18 @@ def test_dry_run_marks_then_quarantine_moves_exactly_those_and_decisions_hold(tm
         assert (archive / "orig34.jpg").exists()
         after = groups_json(d)
         assert after["would_quarantine"] == [] and after["dry_run"] is False
+
+        # a decision about a quarantined file names the way back instead of "not indexed"
+        moved = str(photos / "copy30.jpg")
+        code, body = d.api("POST", "/v1/keep", {"path": moved})
+        assert code == 409 and body["error"] == "quarantined", body
+        assert f"dedupd restore {moved}" in body["detail"] and str(qdir) in body["detail"]
+        out = d.run_cli("keep", moved)
+        assert out.returncode != 0 and "restore it first" in out.stderr, (out.stdout, out.stderr)
+        code, body = d.api("GET", "/v1/duplicates?path=" + urllib.parse.quote(moved))
+        assert code == 409 and "restore it first" in body["detail"]
+        code, body = d.api("POST", "/v1/keep", {"path": str(photos / "never-was.jpg")})
+        assert code == 404 and body["error"] == "not indexed"
 
         # forgetting the decision (over the socket) lets quarantine act on the pair again
         out = d.run_cli("ignore", "--remove", str(photos / "renamed32.jpg"))

@@ -320,8 +320,7 @@ class Router:
         norm, real = self._resolve(query["path"])
         key = self._indexed_key(norm, real)
         if key is None:
-            raise HttpError(404, "not indexed", f"{norm} is not in the index (missing, not an image, "
-                                                "unreadable, or not processed yet)")
+            raise self._not_indexed(norm)
         return 200, {"path": key, "duplicates": _matches(self.daemon.index.duplicates_of(key))}
 
     def groups(self, request: Request) -> tuple[int, Any]:
@@ -409,9 +408,20 @@ class Router:
             key = self._indexed_key(norm, real)
             info = index.files.get(key) if key is not None else None
         if key is None or info is None:
-            raise HttpError(404, "not indexed", f"{norm} is not in the index (missing, not an image, unreadable, "
-                                                "or not processed yet); decisions are recorded for indexed files")
+            raise self._not_indexed(norm, "; decisions are recorded for indexed files")
         return key, info.digest
+
+    def _not_indexed(self, norm: str, why: str = "") -> HttpError:
+        """404 for a file the index does not have, or 409 naming the way back when it is in quarantine."""
+        store = self.daemon.store
+        moved = None if store is None else next(
+            (e for e in store.iter_quarantine("moved") if e.origin == norm), None)
+        if moved is not None:
+            return HttpError(409, "quarantined", f"{norm} was moved to the quarantine ({moved.dest}) as a duplicate "
+                                                 f"of {moved.keeper}; restore it first (`dedupd restore {norm}`), "
+                                                 "then ask again")
+        return HttpError(404, "not indexed", f"{norm} is not in the index (missing, not an image, unreadable, "
+                                             f"or not processed yet){why}")
 
     def _current(self, digests: Any) -> list[str]:
         """The indexed paths that have one of ``digests`` now (a decision follows renames)."""
