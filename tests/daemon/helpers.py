@@ -369,9 +369,26 @@ class DaemonProcess:
         return out
 
     def errors_in_log(self) -> list[str]:
-        """Log lines at error level or with a traceback (a daemon bug, never an expected outcome)."""
+        """Log lines at error level or with a traceback (a daemon bug, never an expected outcome).
+
+        One traceback is not the daemon's: multiprocessing's forkserver raising EOFError in
+        ``recvfds`` when the daemon it serves was killed (``kill -9``) in the middle of a fork request.
+        """
         bad = []
-        for line in self.log_text().splitlines():
-            if '"level": "error"' in line or '"level": "critical"' in line or "Traceback" in line:
+        lines = self.log_text().splitlines()
+        for i, line in enumerate(lines):
+            if '"level": "error"' in line or '"level": "critical"' in line:
+                bad.append(line)
+            elif "Traceback" in line and not _orphaned_forkserver(lines, i):
                 bad.append(line)
         return bad
+
+
+def _orphaned_forkserver(lines: list[str], start: int) -> bool:
+    """Whether the traceback starting at ``lines[start]`` is the forkserver losing its killed parent."""
+    end = start + 1
+    while end < len(lines) and lines[end].startswith(" "):
+        end += 1
+    frames = "\n".join(lines[start:end])
+    last = lines[end] if end < len(lines) else ""
+    return "multiprocessing/forkserver.py" in frames and "recvfds" in frames and last.strip() == "EOFError"
