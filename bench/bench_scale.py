@@ -3,7 +3,8 @@ file to the report, on a synthetic library of N files (default 100,000).
 
 The library is built through the store API, without decoding: an empty placeholder file per entry
 under the root (so that the daemon's start-up walk finds it unchanged and keeps it) and a
-``FileRecord`` + ``EncodingRecord`` with a synthetic 64-bit PHash. Hashes are random, except for
+``FileRecord`` + ``EncodingRecord`` with a synthetic 64-bit PHash (and random hashes for the default
+config's crop variants, so that the daemon finds nothing to re-encode). Hashes are random, except for
 planted near-duplicates: 10 % of the files are 1-4 bit flips of an earlier file, 1 % byte-identical
 copies (same digest). No edges are written: the first start derives the persisted graph in the
 background (as after an upgrade from a store without edges); the restart then loads it.
@@ -75,8 +76,10 @@ def populate(root: Path, store_dir: Path, config: Config, n: int, seed: int) -> 
     rng = np.random.default_rng(seed)
     hashes, same = planted_hashes(n, rng)
     params = config.hash_params_id()
+    variants = [k for k in config.hash_keys() if k != "phash"]  # the default crop hashes: random
+    extra = rng.integers(0, 2**63, size=(n, len(variants)), dtype=np.int64).astype(np.uint64) * np.uint64(2)
     with Store.open(store_dir) as store:
-        store.set_encoders(config.hash_methods(), config.cnn_model_id(), hash_params=params)
+        store.set_encoders(config.hash_keys(), config.cnn_model_id(), hash_params=params)
         batch: list = []
         for i in range(n):
             folder = root / "syn" / f"d{i // PER_DIR:04d}"
@@ -86,7 +89,8 @@ def populate(root: Path, store_dir: Path, config: Config, n: int, seed: int) -> 
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
             j = int(same[i])
             digest = hashlib.blake2b(j.to_bytes(8, "big"), digest_size=16).digest()
-            enc = EncodingRecord(640, 480, "JPEG", {"phash": int(hashes[j])}, hash_params=params)
+            enc = EncodingRecord(640, 480, "JPEG", {"phash": int(hashes[j]), **dict(zip(variants, map(int, extra[j])))},
+                                 hash_params=params)
             batch.append((str(path), FileRecord.from_stat(os.stat(path), digest), enc))
             if len(batch) >= 5000:
                 store.put_files(batch)

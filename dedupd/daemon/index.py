@@ -405,10 +405,14 @@ class MatchIndex:
         if not rebuild_columns:
             return
         digests = list(self._contents)
-        for method, column in self._trees.items():
-            for d in digests:
-                if method in self._contents[d].hashes:
-                    column.add(d, self._contents[d].hashes[method])
+        columns: dict[str, tuple[list[bytes], list[int]]] = {m: ([], []) for m in self._trees}
+        for d, content in self._contents.items():  # one pass over the contents, then a bulk add per column
+            for m, value in content.hashes.items():
+                if (kv := columns.get(m)) is not None:
+                    kv[0].append(d)
+                    kv[1].append(value)
+        for m, (keys, values) in columns.items():
+            self._trees[m].add_many(keys, values)
         if vectors and self.matching.cnn is not None:
             keys = [d for d in digests if d in vectors]
             self._vectors = VectorIndex(dim=len(next(iter(vectors.values()))), capacity=max(1, len(keys)))
