@@ -9,13 +9,12 @@ a store opened ``readonly=True`` while a daemon holds the writer lock.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from dedupd.daemon.config import Config
+from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import FileInfo, MatchIndex, Matching, Reach
 from dedupd.daemon.store import Store
 from dedupd.daemon.store.records import GraphStamp
@@ -72,20 +71,6 @@ def load_edges(store: Store, index: MatchIndex, stamp: GraphStamp, should_stop: 
         n += index.load_edges(chunk)
     index.mark_derived(stamp.cursor, stamp.complete)
     return n
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for a bulk load: it makes a few acyclic objects per file,
-    and every full collection meanwhile would walk all those made so far (measured at 100k files:
-    half of the load's CPU time)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _rows(store: Store, config: Config) -> Iterator[tuple[str, FileInfo, dict[str, int], np.ndarray | None]]:

@@ -80,3 +80,36 @@ def test_bulk_load_equals_adding_each_file(tmp_path: Path) -> None:
         for d in digests[:20]:
             if column in hashes[d]:
                 assert sorted(tree.search(hashes[d][column], 10)) == sorted(other.search(hashes[d][column], 10))
+
+
+def test_overlapping_gc_pauses_resume_the_collector_only_after_the_last() -> None:
+    import threading
+
+    from dedupd.daemon.gcpause import gc_paused
+
+    assert gc.isenabled()
+    first_in, second_done = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def other() -> None:
+        first_in.wait(5)
+        with gc_paused():
+            seen.append(gc.isenabled())
+        seen.append(gc.isenabled())  # the first pause still runs
+        second_done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with gc_paused():
+        first_in.set()
+        assert second_done.wait(5)
+        assert not gc.isenabled()
+    t.join()
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()  # a collector the caller turned off stays off
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
