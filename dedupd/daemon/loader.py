@@ -75,6 +75,7 @@ def load_edges(store: Store, index: MatchIndex, stamp: GraphStamp, should_stop: 
 
 def _rows(store: Store, config: Config) -> Iterator[tuple[str, FileInfo, dict[str, int], np.ndarray | None]]:
     encodings = {d: (w, h, hashes, vec) for d, w, h, hashes, vec in store.iter_encodings_brief()}
+    sizes: dict[int, int] = {}
     inside: dict[str, bool] = {}  # by folder: whether a root holds a file does not depend on its name
     for path, size, mtime_ns, digest in store.iter_ok_files():
         enc = encodings.get(digest)
@@ -86,6 +87,7 @@ def _rows(store: Store, config: Config) -> Iterator[tuple[str, FileInfo, dict[st
         if not ok:
             continue
         w, h, hashes, vec = enc
+        w, h = sizes.setdefault(w, w), sizes.setdefault(h, h)  # one int object per distinct value
         yield (path, FileInfo(digest, size, mtime_ns, w, h), hashes,
                None if vec is None else np.frombuffer(vec, dtype=np.float32))
 

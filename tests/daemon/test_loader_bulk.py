@@ -113,3 +113,29 @@ def test_overlapping_gc_pauses_resume_the_collector_only_after_the_last() -> Non
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_many_copies_of_one_content_through_add_rename_remove(tmp_path: Path) -> None:
+    """A content's paths are kept as a tuple while few, as a set from 8 on: both ways alike."""
+    cfg = config_from_mapping({"roots": [str(tmp_path)], "store_dir": str(tmp_path / "store"),
+                               "report_dir": str(tmp_path / "r"), "socket_path": str(tmp_path / "s"),
+                               "methods": {"phash": 10}})
+    index = MatchIndex(matching_of(cfg))
+    digest, other = b"d" * 16, b"e" * 16
+    index.add("/p/near.jpg", FileInfo(other, 1, 1, 8, 8), {"phash": 0b111})
+    names = [f"/p/{k:02d}.jpg" for k in range(12)]
+    for k, name in enumerate(names):
+        index.add(name, FileInfo(digest, 1, 1, 8, 8), {"phash": 0})
+        index.add(name, FileInfo(digest, 1, 1, 8, 8), {"phash": 0})  # again: no second entry
+        assert {p for p, _ in index.duplicates_of(name)} == {*names[:k + 1], "/p/near.jpg"} - {name}
+    assert index.content_count == 2 and len(index.neighbours()["/p/near.jpg"]) == 12
+    assert index.rename(names[0], "/p/renamed.jpg")
+    names[0] = "/p/renamed.jpg"
+    for name in names[3:]:
+        index.remove(name)
+    kept = set(names[:3])
+    for name in kept:
+        assert {p for p, _ in index.duplicates_of(name)} == (kept - {name}) | {"/p/near.jpg"}
+    for name in names[:3]:
+        index.remove(name)
+    assert index.content_count == 1 and index.duplicates_of("/p/near.jpg") == []
