@@ -3,8 +3,10 @@
 Such work makes hundreds of thousands of acyclic objects; meanwhile each full collection walks
 every tracked object while holding the GIL. Measured at 100,000 files (2 loaded cores): half of
 the load's CPU time, and stalls of 0.4-0.9 s for every other thread (the socket's ``status``)
-during a report write; with the collector paused, 26-74 ms. Reference counting still frees what
-is not cyclic; cycles made meanwhile are collected once the collector runs again.
+during a report write; with the index frozen after the load (``gc.freeze`` in the daemon's
+start-up) and report builds paused, 25-115 ms. Reference counting still frees what is not cyclic;
+cycles made meanwhile are collected once the collector runs again (that deferred full collection
+over what is not frozen still costs one stall, ~0.2 s measured once at 100k, somewhere later).
 """
 
 from __future__ import annotations
