@@ -3,7 +3,8 @@ file to the report, on a synthetic library of N files (default 100,000).
 
 The library is built through the store API, without decoding: an empty placeholder file per entry
 under the root (so that the daemon's start-up walk finds it unchanged and keeps it) and a
-``FileRecord`` + ``EncodingRecord`` with a synthetic 64-bit PHash. Hashes are random, except for
+``FileRecord`` + ``EncodingRecord`` with a synthetic 64-bit PHash (and random hashes for the default
+config's crop variants, so that the daemon finds nothing to re-encode). Hashes are random, except for
 planted near-duplicates: 10 % of the files are 1-4 bit flips of an earlier file, 1 % byte-identical
 copies (same digest). No edges are written: the first start derives the persisted graph in the
 background (as after an upgrade from a store without edges); the restart then loads it.
@@ -75,8 +76,10 @@ def populate(root: Path, store_dir: Path, config: Config, n: int, seed: int) -> 
     rng = np.random.default_rng(seed)
     hashes, same = planted_hashes(n, rng)
     params = config.hash_params_id()
+    variants = [k for k in config.hash_keys() if k != "phash"]  # the default crop hashes: random
+    extra = rng.integers(0, 2**63, size=(n, len(variants)), dtype=np.int64).astype(np.uint64) * np.uint64(2)
     with Store.open(store_dir) as store:
-        store.set_encoders(config.hash_methods(), config.cnn_model_id(), hash_params=params)
+        store.set_encoders(config.hash_keys(), config.cnn_model_id(), hash_params=params)
         batch: list = []
         for i in range(n):
             folder = root / "syn" / f"d{i // PER_DIR:04d}"
@@ -86,7 +89,8 @@ def populate(root: Path, store_dir: Path, config: Config, n: int, seed: int) -> 
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
             j = int(same[i])
             digest = hashlib.blake2b(j.to_bytes(8, "big"), digest_size=16).digest()
-            enc = EncodingRecord(640, 480, "JPEG", {"phash": int(hashes[j])}, hash_params=params)
+            enc = EncodingRecord(640, 480, "JPEG", {"phash": int(hashes[j]), **dict(zip(variants, map(int, extra[j])))},
+                                 hash_params=params)
             batch.append((str(path), FileRecord.from_stat(os.stat(path), digest), enc))
             if len(batch) >= 5000:
                 store.put_files(batch)
@@ -95,14 +99,23 @@ def populate(root: Path, store_dir: Path, config: Config, n: int, seed: int) -> 
             store.put_files(batch)
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of ``pid`` in MB."""
+def rss_mb(pid: int) -> tuple[float, float, float]:
+    """(VmRSS, VmHWM, RssAnon) of ``pid`` in MB: RssAnon leaves out file pages (the store's
+    memory map, shared libraries), which the kernel can drop under pressure."""
     out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
+            if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:")):
                 out[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
+    return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0), out.get("RssAnon", 0.0)
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) ``pid`` has used: on a shared machine, what the wall times
+    are inflated from."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Daemon:
@@ -162,9 +175,11 @@ def start_and_measure(d: Daemon, n: int, timeout: float) -> dict[str, float]:
     assert d.proc is not None
     t_graph = d.wait(lambda s: s.get("graph") == "ready" and s["files"] == n, t0, timeout, "the graph", 0.05)
     t_groups = d.wait(lambda s: s["groups"] > 0, t0, timeout, "the groups reported", 0.05)
-    rss, hwm = rss_mb(d.proc.pid)
+    cpu, load = cpu_s(d.proc.pid), os.getloadavg()[0]
+    rss, hwm, anon = rss_mb(d.proc.pid)
     d.wait(lambda s: s["state"] == "watching" and s["queued"] == 0, t0, timeout, "watching", 0.2)
-    return {"socket": t_sock, "graph": t_graph, "groups": t_groups, "rss": rss, "hwm": hwm}
+    return {"socket": t_sock, "graph": t_graph, "groups": t_groups, "rss": rss, "hwm": hwm, "anon": anon,
+            "cpu": cpu, "load": load}
 
 
 def bench(n: int, base: Path, timeout: float, keep: bool = False) -> list[tuple[str, str]]:
@@ -186,7 +201,8 @@ def bench(n: int, base: Path, timeout: float, keep: bool = False) -> list[tuple[
         first = start_and_measure(d, n, timeout)
         rows += [("first start: socket answers", f"{first['socket']:.2f} s"),
                  ("first start: graph derived, groups reported", f"{first['graph']:.1f} s / {first['groups']:.1f} s"),
-                 ("first start: daemon RSS (peak)", f"{first['rss']:.0f} MB ({first['hwm']:.0f} MB)")]
+                 ("first start: daemon RSS (peak; anonymous)",
+                  f"{first['rss']:.0f} MB ({first['hwm']:.0f} MB; {first['anon']:.0f} MB)")]
         rows.append(("shutdown", f"{d.stop():.2f} s"))
         with Store.open(store_dir, readonly=True) as store:
             st = store.stats()
@@ -194,7 +210,10 @@ def bench(n: int, base: Path, timeout: float, keep: bool = False) -> list[tuple[
         again = start_and_measure(d, n, timeout)
         rows += [("restart: socket answers", f"{again['socket']:.2f} s"),
                  ("restart: graph loaded, every group back", f"{again['graph']:.2f} s / {again['groups']:.2f} s"),
-                 ("restart: daemon RSS (peak)", f"{again['rss']:.0f} MB ({again['hwm']:.0f} MB)")]
+                 ("restart: daemon CPU until every group is back (load average)",
+                  f"{again['cpu']:.2f} s ({again['load']:.1f})"),
+                 ("restart: daemon RSS (peak; anonymous)",
+                  f"{again['rss']:.0f} MB ({again['hwm']:.0f} MB; {again['anon']:.0f} MB)")]
         # socket latency of a path query (the always-current view)
         rng = np.random.default_rng(1)
         lat = []

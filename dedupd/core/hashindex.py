@@ -19,7 +19,7 @@ radius 10 it visits most of its nodes (15 ms per query at 10k).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -74,6 +74,23 @@ class HashIndex(Generic[K]):
         self._rows[key] = row
         self._values[row] = np.uint64(value)
         self._alive[row] = True
+
+    def add_many(self, keys: Sequence[K], values: Sequence[int]) -> None:
+        """:meth:`add` of each pair in order; into an empty index (a start-up load) in one numpy
+        copy instead of one add per key."""
+        if self._keys or len(keys) != len(set(keys)):
+            for key, value in zip(keys, values, strict=True):
+                self.add(key, value)
+            return
+        n = len(keys)
+        if len(values) != n:
+            raise ValueError(f"add_many: {n} keys but {len(values)} values")
+        cap = max(n, len(self._values))
+        self._values, self._alive = np.zeros(cap, dtype=np.uint64), np.zeros(cap, dtype=bool)
+        self._values[:n] = np.fromiter(values, dtype=np.uint64, count=n)
+        self._alive[:n] = True
+        self._keys = list(keys)
+        self._rows = dict(zip(keys, range(n)))
 
     def _grow(self) -> None:
         size = 2 * len(self._values)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from dedupd.daemon.config import Config
+from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import Edge, MatchIndex, Reach
 from dedupd.daemon.loader import load_edges, matching_of, reach_of, stamp_of, usable_stamp
 from dedupd.daemon.store import Store
@@ -69,7 +70,8 @@ class GraphKeeper:
             index.mark_derived(None, False)
         if stamp is not None:
             self.state = "loading"
-            self.edges_loaded = load_edges(self.store, index, stamp, should_stop)
+            with gc_paused():
+                self.edges_loaded = load_edges(self.store, index, stamp, should_stop)
             logger.info("duplicate graph loaded", extra={"edges": self.edges_loaded, "complete": stamp.complete,
                                                         "seconds": round(time.monotonic() - t0, 2)})
         self.state = "deriving" if not index.derived else "refiltering"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -85,7 +85,30 @@ class FileInfo:
 class _Content:
     hashes: dict[str, int]
     has_vector: bool
-    paths: set[str] = field(default_factory=set)
+    #: a tuple while small (48 bytes for one path against 216 for a set: most contents have one
+    #: path), a set from :data:`_SET_FROM` paths on (see :func:`_with`, :func:`_without`)
+    paths: tuple[str, ...] | set[str] = ()
+
+
+_SET_FROM = 8
+
+
+def _with(paths: tuple[str, ...] | set[str], path: str) -> tuple[str, ...] | set[str]:
+    """``paths`` with ``path`` added (the set itself when it is one)."""
+    if type(paths) is set:
+        paths.add(path)
+        return paths
+    if path in paths:
+        return paths
+    return (*paths, path) if len(paths) < _SET_FROM - 1 else {*paths, path}
+
+
+def _without(paths: tuple[str, ...] | set[str], path: str) -> tuple[str, ...] | set[str]:
+    """``paths`` without ``path``."""
+    if type(paths) is set:
+        paths.discard(path)
+        return paths
+    return tuple(p for p in paths if p != path) if path in paths else paths
 
 
 class MatchIndex:
@@ -248,10 +271,11 @@ class MatchIndex:
                 paths = content.paths
                 self._drop_content(info.digest)
                 content = self._add_content(info.digest, dict(hashes), vector, edges)
-                content.paths |= paths
+                for p in paths:
+                    content.paths = _with(content.paths, p)
             elif content is None:
                 content = self._add_content(info.digest, dict(hashes), vector, edges)
-            content.paths.add(path)
+            content.paths = _with(content.paths, path)
 
     def _add_content(self, digest: bytes, hashes: dict[str, int], vector: np.ndarray | None,
                      edges: Iterable[Edge] | None) -> _Content:
@@ -297,7 +321,7 @@ class MatchIndex:
                 self._touched.add(path)
                 self._touch(info.digest)
             content = self._contents[info.digest]
-            content.paths.discard(path)
+            content.paths = _without(content.paths, path)
             if not content.paths:
                 self._drop_content(info.digest)
             return info
@@ -337,9 +361,8 @@ class MatchIndex:
             if not self._touched_all:
                 self._touched.update((old, new))
                 self._touch(info.digest)
-            paths = self._contents[info.digest].paths
-            paths.discard(old)
-            paths.add(new)
+            content = self._contents[info.digest]
+            content.paths = _with(_without(content.paths, old), new)
             return True
 
     def bulk_load(
@@ -363,7 +386,7 @@ class MatchIndex:
                         hashes if type(hashes) is dict else dict(hashes), vector is not None)
                     if vector is not None:
                         vectors[info.digest] = np.asarray(vector, dtype=np.float32).reshape(-1)
-                content.paths.add(path)
+                content.paths = _with(content.paths, path)
             self._reset_structures(vectors, rebuild_columns=True)
         if build_graph:
             self.build_graph()
@@ -405,10 +428,14 @@ class MatchIndex:
         if not rebuild_columns:
             return
         digests = list(self._contents)
-        for method, column in self._trees.items():
-            for d in digests:
-                if method in self._contents[d].hashes:
-                    column.add(d, self._contents[d].hashes[method])
+        columns: dict[str, tuple[list[bytes], list[int]]] = {m: ([], []) for m in self._trees}
+        for d, content in self._contents.items():  # one pass over the contents, then a bulk add per column
+            for m, value in content.hashes.items():
+                if (kv := columns.get(m)) is not None:
+                    kv[0].append(d)
+                    kv[1].append(value)
+        for m, (keys, values) in columns.items():
+            self._trees[m].add_many(keys, values)
         if vectors and self.matching.cnn is not None:
             keys = [d for d in digests if d in vectors]
             self._vectors = VectorIndex(dim=len(next(iter(vectors.values()))), capacity=max(1, len(keys)))
@@ -631,7 +658,7 @@ class MatchIndex:
                 if len(content.paths) < 2 and not near:
                     continue
                 for p in content.paths:
-                    out[p] = (content.paths - {p}) | set(near)
+                    out[p] = {q for q in content.paths if q != p} | set(near)
             return out
 
     def edges(self) -> list[tuple[bytes, bytes, str, float]]:

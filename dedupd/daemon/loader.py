@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from dedupd.daemon.config import Config
+from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import FileInfo, MatchIndex, Matching, Reach
 from dedupd.daemon.store import Store
 from dedupd.daemon.store.records import GraphStamp
@@ -74,11 +75,19 @@ def load_edges(store: Store, index: MatchIndex, stamp: GraphStamp, should_stop: 
 
 def _rows(store: Store, config: Config) -> Iterator[tuple[str, FileInfo, dict[str, int], np.ndarray | None]]:
     encodings = {d: (w, h, hashes, vec) for d, w, h, hashes, vec in store.iter_encodings_brief()}
+    sizes: dict[int, int] = {}
+    inside: dict[str, bool] = {}  # by folder: whether a root holds a file does not depend on its name
     for path, size, mtime_ns, digest in store.iter_ok_files():
         enc = encodings.get(digest)
-        if enc is None or root_of(path, config) is None:
+        if enc is None:
+            continue
+        folder = path.rpartition("/")[0]
+        if (ok := inside.get(folder)) is None:
+            ok = inside[folder] = root_of(path, config) is not None
+        if not ok:
             continue
         w, h, hashes, vec = enc
+        w, h = sizes.setdefault(w, w), sizes.setdefault(h, h)  # one int object per distinct value
         yield (path, FileInfo(digest, size, mtime_ns, w, h), hashes,
                None if vec is None else np.frombuffer(vec, dtype=np.float32))
 
@@ -95,7 +104,8 @@ def load_index(store: Store, config: Config, *, build_graph: bool = True, reach:
     if stamp is not None:
         reach = Reach(stamp.radii, stamp.cnn)
     index = MatchIndex(matching_of(config), reach)
-    index.bulk_load(_rows(store, config), build_graph=False)
+    with gc_paused():
+        index.bulk_load(_rows(store, config), build_graph=False)
     if build_graph:
         if stamp is not None:
             load_edges(store, index, stamp)

@@ -22,6 +22,7 @@ systemd restarts it. A pipeline that keeps failing (full disk) stays up and show
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -204,6 +205,7 @@ class Daemon:
         # on the graph thread
         self.graph = GraphKeeper(self.store, cfg)
         self.index = load_index(self.store, cfg, build_graph=False, reach=self.graph.prepare())
+        gc.freeze()  # the loaded index lives as long as the daemon: later collections need not walk it
         self._dirty.set()
         return mismatch.any
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from dedupd.core.review import Review
 from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
+from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import GraphSnapshot, MatchIndex
 from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups, would_quarantine
@@ -186,6 +187,10 @@ class ReportWriter:
 
     def write_groups(self, index: MatchIndex, config: Config, store: Any = None) -> dict[str, int]:
         """Recompute the groups a change touched and rewrite ``groups.json`` if any did."""
+        with gc_paused():  # no full collection (a GIL stall for the socket) per batch of groups
+            return self._write_groups(index, config, store)
+
+    def _write_groups(self, index: MatchIndex, config: Config, store: Any) -> dict[str, int]:
         if self._refresh(index, config, store_review(store)):
             keys = sorted(self._groups, key=lambda k: (-len(k), k[0]))  # largest first, then by first member
             self._sorted = [self._groups[k] for k in keys]
@@ -206,10 +211,12 @@ class ReportWriter:
 
         t0 = time.monotonic()
         self.slow_pending = False
-        snapshot = index.snapshot()
-        write_atomic(os.path.join(self.report_dir, "duplicates.json"), duplicates_json(snapshot), config.report_mode)
-        write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
-                          groups=self._sorted, on_thumbnails=on_thumbnails)
+        with gc_paused():
+            snapshot = index.snapshot()
+            write_atomic(os.path.join(self.report_dir, "duplicates.json"), duplicates_json(snapshot),
+                         config.report_mode)
+            write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
+                              groups=self._sorted, on_thumbnails=on_thumbnails)
         self.slow_due = time.monotonic() + max(config.report_interval_s, 3 * (time.monotonic() - t0))
 
 

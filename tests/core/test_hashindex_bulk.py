@@ -1,0 +1,48 @@
+"""HashIndex.add_many (the start-up bulk load) against one add per key."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dedupd.core.hashindex import MIN_TABLE_ROWS, HashIndex
+
+
+def _values(n: int, seed: int) -> list[int]:
+    rng = np.random.default_rng(seed)
+    v = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2) + rng.integers(0, 2, size=n
+                                                                                                      ).astype(np.uint64)
+    near = rng.integers(0, n, size=n // 3)
+    v[near] = v[rng.integers(0, n, size=len(near))] ^ (np.uint64(1) << rng.integers(0, 64, size=len(near)).astype(np.uint64))
+    out = [int(x) for x in v]
+    out[0], out[1] = 2**64 - 1, 2**63  # the top bit set: no sign trouble
+    return out
+
+
+@pytest.mark.parametrize("n", [300, MIN_TABLE_ROWS + 500])  # scanned / multi-index tables
+def test_add_many_into_an_empty_index_equals_one_add_per_key(n: int) -> None:
+    values = _values(n, n)
+    keys = [f"k{i}".encode() for i in range(n)]
+    bulk, one = HashIndex[bytes](), HashIndex[bytes]()
+    bulk.add_many(keys, values)
+    for k, v in zip(keys, values):
+        one.add(k, v)
+    assert len(bulk) == n and list(bulk) == list(one)
+    for q in (values[0], values[1], values[n // 2], values[-1]):
+        for radius in (0, 4, 10):
+            assert bulk.search(q, radius) == one.search(q, radius)
+    # it stays a normal mutable index afterwards
+    bulk.discard(keys[1])
+    bulk.add(b"new", values[1])
+    assert keys[1] not in bulk and bulk.value_of(b"new") == values[1]
+    assert [k for k, _ in bulk.search(values[1], 0)] == [b"new"]
+
+
+def test_add_many_with_repeated_keys_or_a_filled_index_is_add_in_order() -> None:
+    idx = HashIndex[str]()
+    idx.add_many(["a", "b", "a"], [1, 2, 3])  # the later value wins, as with add
+    assert sorted(idx) == [("a", 3), ("b", 2)]
+    idx.add_many(["c", "b"], [7, 8])
+    assert sorted(idx) == [("a", 3), ("b", 8), ("c", 7)]
+    with pytest.raises(ValueError):
+        HashIndex[str]().add_many(["x", "y"], [1])
