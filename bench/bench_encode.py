@@ -78,8 +78,13 @@ json.dump([[str(p) for p in g] for g in f.find_similar()], open(sys.argv[3], "w"
 # -- running and sampling -------------------------------------------------------------------------
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Summed VmRSS of ``root`` and all its descendants (from /proc)."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_sample(root: int, cpu: dict[int, float], pss: list[int] | None = None) -> int:
+    """Summed VmRSS (kB) of ``root`` and all its descendants (from /proc); records each one's CPU
+    seconds so far (user + system) in ``cpu`` (by pid), and appends their summed PSS (kB: pages
+    shared by forked workers counted once in all) to ``pss``."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -97,25 +102,43 @@ def _tree_rss_kb(root: int) -> int:
             continue
         children.setdefault(ppid, []).append(int(entry))
         rss[int(entry)] = kb
-    total, todo = 0, [root]
+    total, shared, todo = 0, 0, [root]
     while todo:
         pid = todo.pop()
         total += rss.get(pid, 0)
         todo.extend(children.get(pid, []))
+        if pss is not None:
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as fh:
+                    shared += next((int(line.split()[1]) for line in fh if line.startswith("Pss:")), 0)
+            except OSError:
+                pass
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rpartition(")")[2].split()
+            cpu[pid] = max(cpu.get(pid, 0.0), (int(fields[11]) + int(fields[12])) / _TICK)
+        except (OSError, IndexError, ValueError):
+            pass
+    if pss is not None:
+        pss.append(shared)
     return total
 
 
 def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> dict[str, Any]:
-    """Run ``cmd``; wall time and the peak summed RSS of its process tree (MB)."""
+    """Run ``cmd``; wall time, the peak summed RSS of its process tree (MB; ``pss_mb``: the peak summed
+    PSS, shared pages counted once) and its CPU time (``cpu_s``:
+    user + system of every process, sampled every 50 ms, so a process's last 50 ms may be missed)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     peak = [0]
+    cpu: dict[int, float] = {}
+    pss: list[int] = []
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.05):
-            peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+            peak[0] = max(peak[0], _tree_sample(proc.pid, cpu, pss))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -130,7 +153,8 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float 
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {err[-2000:]}")
-    return {"s": seconds, "mb": peak[0] / 1024, "stdout": out}
+    return {"s": seconds, "mb": peak[0] / 1024, "pss_mb": max(pss, default=0) / 1024, "cpu_s": sum(cpu.values()),
+            "stdout": out}
 
 
 def alternate(runs: dict[str, Any], repeats: int) -> dict[str, dict[str, Any]]:
@@ -141,8 +165,9 @@ def alternate(runs: dict[str, Any], repeats: int) -> dict[str, dict[str, Any]]:
         for label in labels[r % len(labels):] + labels[:r % len(labels)]:
             log(f"  {label} (round {r + 1}/{repeats})")
             acc[label].append(runs[label]())
-    return {k: {"s": statistics.median(x["s"] for x in v), "mb": max(x["mb"] for x in v), "last": v[-1]}
-            for k, v in acc.items()}
+    return {k: {"s": statistics.median(x["s"] for x in v), "mb": max(x["mb"] for x in v),
+                "pss_mb": max(x.get("pss_mb", 0.0) for x in v),
+                "cpu_s": statistics.median(x.get("cpu_s", 0.0) for x in v), "last": v[-1]} for k, v in acc.items()}
 
 
 # -- tools ---------------------------------------------------------------------------------------
@@ -299,7 +324,9 @@ def section_b(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
     for mode in ("exact", "fast"):
         st = res[mode]["last"]["status"]
         rows.append([f"640 px x{n}, phash+dhash, scan {mode}", "-", fmt_s(res[mode]["s"]), "-",
-                     f"- / {res[mode]['mb']:.0f}", f"{n / res[mode]['s']:.0f} files/s (decoded {st.get('decoded')})"])
+                     f"- / {res[mode]['mb']:.0f} (PSS {res[mode]['pss_mb']:.0f})",
+                     f"{n / res[mode]['s']:.0f} files/s (decoded {st.get('decoded')}); CPU of all processes "
+                     f"{res[mode]['cpu_s']:.1f} s = {n / max(res[mode]['cpu_s'], 1e-9):.0f} files per CPU-second"])
 
 
 def section_c(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
@@ -329,8 +356,10 @@ def section_c(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
         pd, rd = precision_recall(scan_pairs(tmp / "c-scan", img), truth)
         rows.append([f"{label}: dedupd scan (default config) vs czkawka", fmt_s(res["czkawka"]["s"]),
                      fmt_s(res["dedupd"]["s"]), fmt_ratio(res["czkawka"]["s"], res["dedupd"]["s"]),
-                     f"{res['czkawka']['mb']:.0f} / {res['dedupd']['mb']:.0f}",
-                     f"pairs precision/recall: czkawka {pz:.3f}/{rz:.3f}, dedupd {pd:.3f}/{rd:.3f}"])
+                     f"{res['czkawka']['mb']:.0f} / {res['dedupd']['mb']:.0f} (PSS {res['czkawka']['pss_mb']:.0f} / "
+                     f"{res['dedupd']['pss_mb']:.0f})",
+                     f"pairs precision/recall: czkawka {pz:.3f}/{rz:.3f}, dedupd {pd:.3f}/{rd:.3f}; CPU s "
+                     f"czkawka {res['czkawka']['cpu_s']:.1f}, dedupd {res['dedupd']['cpu_s']:.1f}"])
 
 
 def _both_modes(path: str) -> tuple[dict[str, int], dict[str, int]] | None:
@@ -388,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(args: argparse.Namespace, rows: list[list[str]], notes: list[str], t0: float) -> None:
-    head = ["what", "reference / peer", "dedupd", "ratio (>1: dedupd faster)", "peak MB (all processes)", "check"]
+    head = ["what", "reference / peer", "dedupd", "ratio (>1: dedupd faster)", "peak MB (all processes, RSS summed)",
+            "check"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:

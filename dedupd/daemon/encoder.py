@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dedupd.core.algorithms import HASH_METHODS
 from dedupd.encoding import hashes_of
 from dedupd.errors import DedupdError, ImageDecodeError, ImageTooLargeError
-from dedupd.imaging import decode_array, decode_file, limit_pixels
+from dedupd.imaging import accelerate_all_sizes, decode_array, decode_file, limit_pixels
 
 DIGEST_SIZE = 16
 _CHUNK = 1 << 20
@@ -102,6 +103,7 @@ def encode_many(paths: list[str], spec: EncodeSpec) -> list[EncodeResult]:
     Never raises for a bad file (its result says why); a missing CNN model raises
     :class:`~dedupd.errors.ModelUnavailableError`, which is a configuration problem.
     """
+    prepare_process()
     if spec.max_pixels is not None:
         limit_pixels(spec.max_pixels)
     results: list[EncodeResult | None] = []
@@ -136,11 +138,27 @@ def encode_job(path: str, spec: EncodeSpec) -> EncodeResult:
     return encode_many([path], spec)[0]
 
 
+_prepared = False
+
+
+def prepare_process() -> None:
+    """Load what every decode needs, once per process: the hash stack (Pillow, scipy, PyWavelets)
+    and the compiled resize passes, used here for images of every size
+    (:func:`dedupd.imaging.accelerate_all_sizes`). Run by the forkserver at its start
+    (:mod:`dedupd.daemon.preload`), so each worker forks with it done."""
+    global _prepared
+    if not _prepared:
+        hashes_of(decode_array(np.zeros((8, 8, 3), np.uint8)), HASH_METHODS)
+        accelerate_all_sizes()
+        _prepared = True
+
+
 def warm_up(spec: EncodeSpec | None = None) -> int:
     """Start a worker early: import the decode and hash stack (Pillow, scipy, PyWavelets: seconds
     on a busy machine, which must not count against a decode's time limit) by hashing a tiny
     in-memory image, and load the CNN model, if any; returns the worker's pid."""
     if spec is not None:
+        prepare_process()
         hashes_of(decode_array(np.zeros((8, 8, 3), np.uint8)), spec.methods)
         if spec.cnn_model:
             _extractor_for(spec)

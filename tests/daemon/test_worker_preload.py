@@ -1,0 +1,54 @@
+"""The decode workers fork from a server that loaded the decode stack once (dedupd.daemon.preload)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import concurrent.futures as cf, json, sys, time
+
+def state():
+    from dedupd import imaging
+    from dedupd.daemon import encoder
+    return {"prepared": encoder._prepared, "min_pixels": imaging.ACCELERATE_MIN_PIXELS,
+            "numba": "numba" in sys.modules, "scipy": "scipy.fftpack" in sys.modules}
+
+def timed_start(ctx):
+    t0 = time.perf_counter()
+    with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        first = pool.submit(state).result()
+    return first, time.perf_counter() - t0
+
+if __name__ == "__main__":
+    from dedupd.daemon.forkserver import start_early, worker_context
+    start_early()
+    ctx = worker_context()
+    warm = timed_start(ctx)  # the server's preload was paid by start_early, not by this worker
+    again = timed_start(ctx)
+    json.dump({"state": warm[0], "second_state": again[0], "second_start_s": again[1],
+               "main_has_numba": "numba" in sys.modules}, sys.stdout)
+"""
+
+
+def test_workers_start_with_the_stack_loaded(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
+                         check=True)
+    res = json.loads(out.stdout)
+    from dedupd import resample
+
+    want = {"prepared": True, "min_pixels": 0 if resample.available() else 1_000_000,
+            "numba": resample.available(), "scipy": True}
+    assert res["state"] == want and res["second_state"] == want
+    # the daemon process itself never loads the compiled resize (nor decodes anything)
+    assert res["main_has_numba"] is False
+    # a new worker is a fork of the prepared server: far below the ~1-2 s of loading it all again
+    assert res["second_start_s"] < 1.0, res
