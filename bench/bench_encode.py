@@ -21,6 +21,9 @@ c. ``dedupd scan`` with its default config vs czkawka's Python bindings (``pip i
    generator's ground truth. Skipped with a message when czkawka is not installed.
 d. fast vs exact decode on many pairs (6 MP photos and every everyday edit of them): pair
    agreement per method at threshold 10, and the bits that differ per file.
+e. the daemon (``dedupd run``, pHash + dHash, default settle of 1 s): 640 px JPEGs copied into a
+   watched folder at a steady 20 files/s (arrival to ``duplicates.json``: p50 / p95), then a burst
+   (files/s until the last one is reported).
 
 Usage::
 
@@ -392,11 +395,98 @@ def section_d(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
                      f"bits differing per file: mean {statistics.mean(bits):.2f}, max {max(bits)}"])
 
 
+def _first_seen(report: Path, seen: dict[str, float], stop: threading.Event) -> None:
+    """Poll ``duplicates.json`` (every file is a key once reported): when each path first appears."""
+    while not stop.wait(0.02):
+        try:
+            keys = json.loads(report.read_text())
+        except (OSError, ValueError):
+            continue
+        now = time.monotonic()
+        for k in keys:
+            seen.setdefault(k, now)
+
+
+def daemon_ingest(src: Path, work: Path, paced: int, rate: float, burst: int) -> dict[str, Any]:
+    """A ``dedupd run`` daemon (phash + dhash, default settle): ``paced`` files copied in at ``rate``
+    files/s (arrival to ``duplicates.json`` latency), then ``burst`` at once (files/s until all are in)."""
+    sys.path.insert(0, str(ROOT))
+    from dedupd.client import Client
+
+    if work.exists():
+        shutil.rmtree(work)
+    watched = work / "photos"
+    watched.mkdir(parents=True)
+    cfg = {"roots": [str(watched)], "store_dir": str(work / "store"), "report_dir": str(work / "reports"),
+           "socket_path": str(work / "s.sock"), "methods": {"phash": THRESHOLD, "dhash": THRESHOLD}}
+    (work / "cfg.yaml").write_text(json.dumps(cfg))
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    files = sorted(p for p in src.iterdir() if p.is_file())[:paced + burst]
+    proc = subprocess.Popen([PY, "-m", "dedupd", "run", "--config", str(work / "cfg.yaml")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
+    seen: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    stop = threading.Event()
+    poller = threading.Thread(target=_first_seen, args=(work / "reports" / "duplicates.json", seen, stop), daemon=True)
+    try:
+        client = Client(str(work / "s.sock"), timeout=10)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if client.get("/v1/status")["state"] == "watching":
+                    break
+            except Exception:  # noqa: BLE001 - not answering yet
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the daemon did not start (see {work / 'daemon.log'})")
+            time.sleep(0.1)
+        poller.start()
+        t0 = time.monotonic()
+        for i, f in enumerate(files[:paced]):
+            time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+            shutil.copyfile(f, watched / f.name)
+            arrived[str(watched / f.name)] = time.monotonic()
+        deadline = time.monotonic() + 300
+        while any(p not in seen for p in arrived) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t_burst = time.monotonic()
+        for f in files[paced:]:
+            shutil.copyfile(f, watched / f.name)
+            arrived[str(watched / f.name)] = time.monotonic()
+        while any(p not in seen for p in arrived) and time.monotonic() < deadline + 300:
+            time.sleep(0.05)
+        lat = sorted(seen[p] - arrived[p] for p in list(arrived)[:paced] if p in seen)
+        burst_s = max(seen.get(str(watched / f.name), float("inf")) for f in files[paced:]) - t_burst
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(60)
+    return {"p50": statistics.median(lat), "p95": lat[int(0.95 * (len(lat) - 1))], "max": lat[-1],
+            "paced": len(lat), "burst_files_s": burst / burst_s, "burst_s": burst_s}
+
+
+def section_e(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
+    """The daemon: arrival-to-report latency at a steady 20 files/s, then an ingest burst (640 px)."""
+    meta = dataset(args.corpus, args.data_dir, f"enc-640-{args.small}", "--kind", "mixed", "--count",
+                   str(args.small), "--seed", "640")
+    paced, burst = (100, 200) if args.quick else (200, 1500)
+    runs = []
+    for r in range(args.repeats):
+        log(f"e. daemon: {paced} files at 20 files/s, then {burst} at once (round {r + 1}/{args.repeats})")
+        runs.append(daemon_ingest(meta / "img", args.data_dir / "enc-work" / "e-daemon", paced, 20.0, burst))
+    med = {k: statistics.median(x[k] for x in runs) for k in ("p50", "p95", "max", "burst_files_s")}
+    rows.append([f"daemon, 640 px, phash+dhash: {paced} files at 20 files/s, arrival -> duplicates.json "
+                 "(settle 1 s)", "-", f"p50 {med['p50']:.2f} s, p95 {med['p95']:.2f} s", "-", "-",
+                 f"max {med['max']:.2f} s"])
+    rows.append([f"daemon, 640 px, phash+dhash: burst of {burst} files", "-",
+                 f"{med['burst_files_s']:.0f} files/s", "-", "-", "until the last is in duplicates.json"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sets, 1 repeat (smoke test)")
     ap.add_argument("--repeats", type=int, help="rounds per comparison (default 3; --quick: 1)")
-    ap.add_argument("--only", default="abcd", help="sections to run, e.g. 'a' or 'bc'")
+    ap.add_argument("--only", default="abcde", help="sections to run, e.g. 'a' or 'bc'")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="shared corpus with make_corpus.py")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="dataset cache")
     args = ap.parse_args(argv)
@@ -408,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     t0 = time.perf_counter()
     try:
-        for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d)):
+        for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d), ("e", section_e)):
             if key in args.only:
                 fn(args, rows, notes)
     finally:  # what was measured is printed even when a later section fails
