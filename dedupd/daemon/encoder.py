@@ -20,7 +20,7 @@ import numpy as np
 from dedupd.core.algorithms import HASH_METHODS
 from dedupd.encoding import hashes_of
 from dedupd.errors import DedupdError, ImageDecodeError, ImageTooLargeError
-from dedupd.imaging import accelerate_all_sizes, decode_array, decode_file, limit_pixels
+from dedupd.imaging import accelerate_small_images, decode_array, decode_file, limit_pixels
 
 DIGEST_SIZE = 16
 _CHUNK = 1 << 20
@@ -147,13 +147,13 @@ _prepared = False
 
 def prepare_process() -> None:
     """Load what every decode needs, once per process: the hash stack (Pillow, scipy, PyWavelets)
-    and the compiled resize passes, used here for images of every size
-    (:func:`dedupd.imaging.accelerate_all_sizes`). Run by the forkserver at its start
+    and the compiled resize passes, used here for all but the smallest images
+    (:func:`dedupd.imaging.accelerate_small_images`). Run by the forkserver at its start
     (:mod:`dedupd.daemon.preload`), so each worker forks with it done."""
     global _prepared
     if not _prepared:
         hashes_of(decode_array(np.zeros((8, 8, 3), np.uint8)), HASH_METHODS)
-        accelerate_all_sizes()
+        accelerate_small_images()
         _prepared = True
 
 

@@ -125,7 +125,7 @@ def test_compiled_coefficients_equal_the_python_reference():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_resized_rgb_matches_pillow_at_every_size(monkeypatch, seed):
-    # the crop variants' reduced copy (DecodedImage.resized), as a daemon worker makes it (every size)
+    # the crop variants' reduced copy (DecodedImage.resized), at every size (a daemon worker: from 10,000 pixels)
     monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
     rng = np.random.default_rng(100 + seed)
     pyr = random.Random(seed)
@@ -139,7 +139,7 @@ def test_resized_rgb_matches_pillow_at_every_size(monkeypatch, seed):
 
 def test_small_photos_hash_alike_with_every_variant_accelerated(monkeypatch, dataset):
     # 640 px photos (and their edits): every hash and variant the daemon computes, Pillow's resize vs
-    # the compiled passes used at every size in a daemon worker (imaging.accelerate_all_sizes)
+    # the compiled passes used at every size (imaging.accelerate_small_images)
     from dedupd.core import variants
 
     photos = sorted((dataset("mixed", "--count", "12", "--transforms", "png,webp,jpeg60,grayscale,crop,downscale50")
@@ -149,4 +149,4 @@ def test_small_photos_hash_alike_with_every_variant_accelerated(monkeypatch, dat
     plain = {p: encode_file(p, keys).hashes for p in photos}
     monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
     assert all(encode_file(p, keys).hashes == plain[p] for p in photos)
-    assert imaging.accelerate_all_sizes() and imaging.ACCELERATE_MIN_PIXELS == 0
+    assert imaging.accelerate_small_images() and imaging.ACCELERATE_MIN_PIXELS == imaging.SMALL_IMAGE_PIXELS
