@@ -50,3 +50,52 @@ def test_workers_start_with_the_stack_loaded(tmp_path):
     assert res["state"] == want and res["second_state"] == want
     # the daemon process itself never loads the compiled resize (nor decodes anything)
     assert res["main_has_numba"] is False
+
+
+HOLDER = """
+import concurrent.futures as cf, os, sys, time
+from dedupd.daemon.encoder import exit_with_parent
+from dedupd.daemon.forkserver import start_early, worker_context
+start_early()
+pool = cf.ProcessPoolExecutor(1, mp_context=worker_context(), initializer=exit_with_parent, initargs=(os.getpid(),))
+pool.submit(os.getpid).result()
+print("ready", flush=True)
+time.sleep(300)
+"""
+
+
+def _group(pgid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def test_server_and_workers_exit_after_a_kill9_of_their_parent():
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER], env=env, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert len(_group(proc.pid)) >= 3  # the holder, the preloaded server, a worker
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 3.0  # as the daemon's kill -9 test allows
+        while _group(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _group(proc.pid) == []
+    finally:
+        for pid in _group(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        proc.wait(10)
