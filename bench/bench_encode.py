@@ -21,6 +21,9 @@ c. ``dedupd scan`` with its default config vs czkawka's Python bindings (``pip i
    generator's ground truth. Skipped with a message when czkawka is not installed.
 d. fast vs exact decode on many pairs (6 MP photos and every everyday edit of them): pair
    agreement per method at threshold 10, and the bits that differ per file.
+e. the daemon (``dedupd run``, pHash + dHash, default settle of 1 s): 640 px JPEGs copied into a
+   watched folder at a steady 20 files/s (arrival to ``duplicates.json``: p50 / p95), then a burst
+   (files/s until the last one is reported).
 
 Usage::
 
@@ -78,8 +81,13 @@ json.dump([[str(p) for p in g] for g in f.find_similar()], open(sys.argv[3], "w"
 # -- running and sampling -------------------------------------------------------------------------
 
 
-def _tree_rss_kb(root: int) -> int:
-    """Summed VmRSS of ``root`` and all its descendants (from /proc)."""
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree_sample(root: int, cpu: dict[int, float], pss: list[int] | None = None) -> int:
+    """Summed VmRSS (kB) of ``root`` and all its descendants (from /proc); records each one's CPU
+    seconds so far (user + system) in ``cpu`` (by pid), and appends their summed PSS (kB: pages
+    shared by forked workers counted once in all) to ``pss``."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -97,25 +105,43 @@ def _tree_rss_kb(root: int) -> int:
             continue
         children.setdefault(ppid, []).append(int(entry))
         rss[int(entry)] = kb
-    total, todo = 0, [root]
+    total, shared, todo = 0, 0, [root]
     while todo:
         pid = todo.pop()
         total += rss.get(pid, 0)
         todo.extend(children.get(pid, []))
+        if pss is not None:
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as fh:
+                    shared += next((int(line.split()[1]) for line in fh if line.startswith("Pss:")), 0)
+            except OSError:
+                pass
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rpartition(")")[2].split()
+            cpu[pid] = max(cpu.get(pid, 0.0), (int(fields[11]) + int(fields[12])) / _TICK)
+        except (OSError, IndexError, ValueError):
+            pass
+    if pss is not None:
+        pss.append(shared)
     return total
 
 
 def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> dict[str, Any]:
-    """Run ``cmd``; wall time and the peak summed RSS of its process tree (MB)."""
+    """Run ``cmd``; wall time, the peak summed RSS of its process tree (MB; ``pss_mb``: the peak summed
+    PSS, shared pages counted once) and its CPU time (``cpu_s``:
+    user + system of every process, sampled every 50 ms, so a process's last 50 ms may be missed)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     peak = [0]
+    cpu: dict[int, float] = {}
+    pss: list[int] = []
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.05):
-            peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+            peak[0] = max(peak[0], _tree_sample(proc.pid, cpu, pss))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -130,7 +156,8 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float 
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {err[-2000:]}")
-    return {"s": seconds, "mb": peak[0] / 1024, "stdout": out}
+    return {"s": seconds, "mb": peak[0] / 1024, "pss_mb": max(pss, default=0) / 1024, "cpu_s": sum(cpu.values()),
+            "stdout": out}
 
 
 def alternate(runs: dict[str, Any], repeats: int) -> dict[str, dict[str, Any]]:
@@ -141,8 +168,9 @@ def alternate(runs: dict[str, Any], repeats: int) -> dict[str, dict[str, Any]]:
         for label in labels[r % len(labels):] + labels[:r % len(labels)]:
             log(f"  {label} (round {r + 1}/{repeats})")
             acc[label].append(runs[label]())
-    return {k: {"s": statistics.median(x["s"] for x in v), "mb": max(x["mb"] for x in v), "last": v[-1]}
-            for k, v in acc.items()}
+    return {k: {"s": statistics.median(x["s"] for x in v), "mb": max(x["mb"] for x in v),
+                "pss_mb": max(x.get("pss_mb", 0.0) for x in v),
+                "cpu_s": statistics.median(x.get("cpu_s", 0.0) for x in v), "last": v[-1]} for k, v in acc.items()}
 
 
 # -- tools ---------------------------------------------------------------------------------------
@@ -299,7 +327,9 @@ def section_b(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
     for mode in ("exact", "fast"):
         st = res[mode]["last"]["status"]
         rows.append([f"640 px x{n}, phash+dhash, scan {mode}", "-", fmt_s(res[mode]["s"]), "-",
-                     f"- / {res[mode]['mb']:.0f}", f"{n / res[mode]['s']:.0f} files/s (decoded {st.get('decoded')})"])
+                     f"- / {res[mode]['mb']:.0f} (PSS {res[mode]['pss_mb']:.0f})",
+                     f"{n / res[mode]['s']:.0f} files/s (decoded {st.get('decoded')}); CPU of all processes "
+                     f"{res[mode]['cpu_s']:.1f} s = {n / max(res[mode]['cpu_s'], 1e-9):.0f} files per CPU-second"])
 
 
 def section_c(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
@@ -329,8 +359,10 @@ def section_c(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
         pd, rd = precision_recall(scan_pairs(tmp / "c-scan", img), truth)
         rows.append([f"{label}: dedupd scan (default config) vs czkawka", fmt_s(res["czkawka"]["s"]),
                      fmt_s(res["dedupd"]["s"]), fmt_ratio(res["czkawka"]["s"], res["dedupd"]["s"]),
-                     f"{res['czkawka']['mb']:.0f} / {res['dedupd']['mb']:.0f}",
-                     f"pairs precision/recall: czkawka {pz:.3f}/{rz:.3f}, dedupd {pd:.3f}/{rd:.3f}"])
+                     f"{res['czkawka']['mb']:.0f} / {res['dedupd']['mb']:.0f} (PSS {res['czkawka']['pss_mb']:.0f} / "
+                     f"{res['dedupd']['pss_mb']:.0f})",
+                     f"pairs precision/recall: czkawka {pz:.3f}/{rz:.3f}, dedupd {pd:.3f}/{rd:.3f}; CPU s "
+                     f"czkawka {res['czkawka']['cpu_s']:.1f}, dedupd {res['dedupd']['cpu_s']:.1f}"])
 
 
 def _both_modes(path: str) -> tuple[dict[str, int], dict[str, int]] | None:
@@ -363,11 +395,98 @@ def section_d(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
                      f"bits differing per file: mean {statistics.mean(bits):.2f}, max {max(bits)}"])
 
 
+def _first_seen(report: Path, seen: dict[str, float], stop: threading.Event) -> None:
+    """Poll ``duplicates.json`` (every file is a key once reported): when each path first appears."""
+    while not stop.wait(0.02):
+        try:
+            keys = json.loads(report.read_text())
+        except (OSError, ValueError):
+            continue
+        now = time.monotonic()
+        for k in keys:
+            seen.setdefault(k, now)
+
+
+def daemon_ingest(src: Path, work: Path, paced: int, rate: float, burst: int) -> dict[str, Any]:
+    """A ``dedupd run`` daemon (phash + dhash, default settle): ``paced`` files copied in at ``rate``
+    files/s (arrival to ``duplicates.json`` latency), then ``burst`` at once (files/s until all are in)."""
+    sys.path.insert(0, str(ROOT))
+    from dedupd.client import Client
+
+    if work.exists():
+        shutil.rmtree(work)
+    watched = work / "photos"
+    watched.mkdir(parents=True)
+    cfg = {"roots": [str(watched)], "store_dir": str(work / "store"), "report_dir": str(work / "reports"),
+           "socket_path": str(work / "s.sock"), "methods": {"phash": THRESHOLD, "dhash": THRESHOLD}}
+    (work / "cfg.yaml").write_text(json.dumps(cfg))
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    files = sorted(p for p in src.iterdir() if p.is_file())[:paced + burst]
+    proc = subprocess.Popen([PY, "-m", "dedupd", "run", "--config", str(work / "cfg.yaml")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
+    seen: dict[str, float] = {}
+    arrived: dict[str, float] = {}
+    stop = threading.Event()
+    poller = threading.Thread(target=_first_seen, args=(work / "reports" / "duplicates.json", seen, stop), daemon=True)
+    try:
+        client = Client(str(work / "s.sock"), timeout=10)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if client.get("/v1/status")["state"] == "watching":
+                    break
+            except Exception:  # noqa: BLE001 - not answering yet
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the daemon did not start (see {work / 'daemon.log'})")
+            time.sleep(0.1)
+        poller.start()
+        t0 = time.monotonic()
+        for i, f in enumerate(files[:paced]):
+            time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
+            shutil.copyfile(f, watched / f.name)
+            arrived[str(watched / f.name)] = time.monotonic()
+        deadline = time.monotonic() + 300
+        while any(p not in seen for p in arrived) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t_burst = time.monotonic()
+        for f in files[paced:]:
+            shutil.copyfile(f, watched / f.name)
+            arrived[str(watched / f.name)] = time.monotonic()
+        while any(p not in seen for p in arrived) and time.monotonic() < deadline + 300:
+            time.sleep(0.05)
+        lat = sorted(seen[p] - arrived[p] for p in list(arrived)[:paced] if p in seen)
+        burst_s = max(seen.get(str(watched / f.name), float("inf")) for f in files[paced:]) - t_burst
+    finally:
+        stop.set()
+        proc.terminate()
+        proc.wait(60)
+    return {"p50": statistics.median(lat), "p95": lat[int(0.95 * (len(lat) - 1))], "max": lat[-1],
+            "paced": len(lat), "burst_files_s": burst / burst_s, "burst_s": burst_s}
+
+
+def section_e(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
+    """The daemon: arrival-to-report latency at a steady 20 files/s, then an ingest burst (640 px)."""
+    meta = dataset(args.corpus, args.data_dir, f"enc-640-{args.small}", "--kind", "mixed", "--count",
+                   str(args.small), "--seed", "640")
+    paced, burst = (100, 200) if args.quick else (200, 1500)
+    runs = []
+    for r in range(args.repeats):
+        log(f"e. daemon: {paced} files at 20 files/s, then {burst} at once (round {r + 1}/{args.repeats})")
+        runs.append(daemon_ingest(meta / "img", args.data_dir / "enc-work" / "e-daemon", paced, 20.0, burst))
+    med = {k: statistics.median(x[k] for x in runs) for k in ("p50", "p95", "max", "burst_files_s")}
+    rows.append([f"daemon, 640 px, phash+dhash: {paced} files at 20 files/s, arrival -> duplicates.json "
+                 "(settle 1 s)", "-", f"p50 {med['p50']:.2f} s, p95 {med['p95']:.2f} s", "-", "-",
+                 f"max {med['max']:.2f} s"])
+    rows.append([f"daemon, 640 px, phash+dhash: burst of {burst} files", "-",
+                 f"{med['burst_files_s']:.0f} files/s", "-", "-", "until the last is in duplicates.json"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sets, 1 repeat (smoke test)")
     ap.add_argument("--repeats", type=int, help="rounds per comparison (default 3; --quick: 1)")
-    ap.add_argument("--only", default="abcd", help="sections to run, e.g. 'a' or 'bc'")
+    ap.add_argument("--only", default="abcde", help="sections to run, e.g. 'a' or 'bc'")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="shared corpus with make_corpus.py")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="dataset cache")
     args = ap.parse_args(argv)
@@ -379,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     t0 = time.perf_counter()
     try:
-        for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d)):
+        for key, fn in (("a", section_a), ("b", section_b), ("c", section_c), ("d", section_d), ("e", section_e)):
             if key in args.only:
                 fn(args, rows, notes)
     finally:  # what was measured is printed even when a later section fails
@@ -388,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_table(args: argparse.Namespace, rows: list[list[str]], notes: list[str], t0: float) -> None:
-    head = ["what", "reference / peer", "dedupd", "ratio (>1: dedupd faster)", "peak MB (all processes)", "check"]
+    head = ["what", "reference / peer", "dedupd", "ratio (>1: dedupd faster)", "peak MB (all processes, RSS summed)",
+            "check"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:

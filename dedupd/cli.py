@@ -99,6 +99,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_scan(args: argparse.Namespace) -> int:
     import time
 
+    if args.engine != "ray":
+        from dedupd.daemon.forkserver import start_early
+
+        start_early()  # the decode workers' server loads its stack while this process imports
     from dedupd.daemon import log
     from dedupd.daemon.service import Daemon, DaemonFailed
     from dedupd.reports.groups import would_quarantine

@@ -40,8 +40,8 @@ def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dic
     def reduced(side: int) -> Image.Image:
         if side not in smaller:
             scale = side / min(image.width, image.height)
-            smaller[side] = image.rgb if scale >= 1 else image.rgb.resize(
-                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+            smaller[side] = image.rgb if scale >= 1 else image.resized(
+                (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
         return smaller[side]
 
     for name in methods:

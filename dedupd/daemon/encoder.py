@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dedupd.core.algorithms import HASH_METHODS
 from dedupd.encoding import hashes_of
 from dedupd.errors import DedupdError, ImageDecodeError, ImageTooLargeError
-from dedupd.imaging import decode_array, decode_file, limit_pixels
+from dedupd.imaging import accelerate_small_images, decode_array, decode_file, limit_pixels
 
 DIGEST_SIZE = 16
 _CHUNK = 1 << 20
@@ -29,10 +30,14 @@ def file_digest(path: str) -> bytes:
     """BLAKE2b-128 of the file's bytes (raises OSError when it cannot be read, or is not a regular
     file: opened non-blocking and checked, so a FIFO that replaced a file never hangs the caller)."""
     h = hashlib.blake2b(digest_size=DIGEST_SIZE)
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC), "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC), "rb", buffering=0) as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)
-        while chunk := f.read(_CHUNK):
+        # reads sized to the file: a 1 MiB read buffer per small file is an mmap + munmap each time
+        # (a TLB shootdown across the daemon's threads); a file that grows is still read to its end
+        size = max(4096, min(_CHUNK, st.st_size + 1))
+        while chunk := f.read(size):
             h.update(chunk)
     return h.digest()
 
@@ -102,6 +107,7 @@ def encode_many(paths: list[str], spec: EncodeSpec) -> list[EncodeResult]:
     Never raises for a bad file (its result says why); a missing CNN model raises
     :class:`~dedupd.errors.ModelUnavailableError`, which is a configuration problem.
     """
+    prepare_process()
     if spec.max_pixels is not None:
         limit_pixels(spec.max_pixels)
     results: list[EncodeResult | None] = []
@@ -136,11 +142,27 @@ def encode_job(path: str, spec: EncodeSpec) -> EncodeResult:
     return encode_many([path], spec)[0]
 
 
+_prepared = False
+
+
+def prepare_process() -> None:
+    """Load what every decode needs, once per process: the hash stack (Pillow, scipy, PyWavelets)
+    and the compiled resize passes, used here for all but the smallest images
+    (:func:`dedupd.imaging.accelerate_small_images`). Run by the forkserver at its start
+    (:mod:`dedupd.daemon.preload`), so each worker forks with it done."""
+    global _prepared
+    if not _prepared:
+        hashes_of(decode_array(np.zeros((8, 8, 3), np.uint8)), HASH_METHODS)
+        accelerate_small_images()
+        _prepared = True
+
+
 def warm_up(spec: EncodeSpec | None = None) -> int:
     """Start a worker early: import the decode and hash stack (Pillow, scipy, PyWavelets: seconds
     on a busy machine, which must not count against a decode's time limit) by hashing a tiny
     in-memory image, and load the CNN model, if any; returns the worker's pid."""
     if spec is not None:
+        prepare_process()
         hashes_of(decode_array(np.zeros((8, 8, 3), np.uint8)), spec.methods)
         if spec.cnn_model:
             _extractor_for(spec)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import errno
 import logging
-import multiprocessing
 import os
 import queue
 import stat as stat_mod
@@ -39,6 +38,7 @@ from dedupd.daemon.encoder import (
     file_digest,
     warm_up,
 )
+from dedupd.daemon.forkserver import worker_context
 from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from dedupd.daemon.walk import is_watched_file, not_a_file_reason, root_of, walk_root
@@ -51,7 +51,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-BATCH = 32
+#: at most this many queued upserts form one batch: one store transaction (an fsync, 5-10 ms on a busy
+#: disk: at 32 files per batch, 20,000 tiny files spent ~4 s committing) and one round of decode tasks;
+#: a trickle of files makes small batches, so this bounds only bursts and walks
+BATCH = 128
 #: at most this many files per decode task for hashes (a CNN task is one batch of 8): one task per
 #: file cost a pickled round trip each (~1 ms), more than a 640 px decode; per task, the batch is
 #: split so that every worker gets about two tasks
@@ -376,8 +379,7 @@ class Pipeline:
             ModelUnavailableError: the configured CNN model cannot be loaded.
         """
         if self._pool is None:
-            ctx = multiprocessing.get_context("forkserver")
-            pool = cf.ProcessPoolExecutor(max_workers=max(1, self.config.workers), mp_context=ctx,
+            pool = cf.ProcessPoolExecutor(max_workers=max(1, self.config.workers), mp_context=worker_context(),
                                           initializer=exit_with_parent, initargs=(os.getpid(),))
             try:
                 pool.submit(warm_up, self.spec).result()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import multiprocessing
 import os
 import tempfile
 import threading
@@ -27,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from dedupd.daemon.encoder import EncodeResult, EncodeSpec, encode_many, exit_with_parent
+from dedupd.daemon.forkserver import worker_context
 from dedupd.errors import DedupdError
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class DecodePool:
             if self._closed:
                 raise DecodeFailed(f"the {self.name} decoders are shut down (the daemon is stopping)")
             if self._pool is None:
-                ctx = multiprocessing.get_context("forkserver")
+                ctx = worker_context()
                 self._pool = cf.ProcessPoolExecutor(max_workers=self.size, mp_context=ctx,
                                                     initializer=exit_with_parent, initargs=(os.getpid(),))
             return self._pool

@@ -121,3 +121,32 @@ def test_compiled_coefficients_equal_the_python_reference():
         b1, c1 = resample.coefficients(n_in, n_out)
         b2, c2 = resample.reference_coefficients(n_in, n_out)
         assert np.array_equal(b1, b2) and np.array_equal(c1, c2), (n_in, n_out)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_resized_rgb_matches_pillow_at_every_size(monkeypatch, seed):
+    # the crop variants' reduced copy (DecodedImage.resized), at every size (a daemon worker: from 10,000 pixels)
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    rng = np.random.default_rng(100 + seed)
+    pyr = random.Random(seed)
+    for _ in range(8):
+        w, h = pyr.randint(2, 900), pyr.randint(2, 700)
+        rgb = Image.fromarray(_smooth_noise(rng, h, w))
+        for size in [(pyr.randint(1, w), pyr.randint(1, h)), (max(1, w // 3), max(1, h // 3)), (72, 54)]:
+            got = DecodedImage(rgb, w, h, None).resized(size)
+            assert got.size == size and np.array_equal(np.asarray(got), np.asarray(rgb.resize(size, Image.Resampling.LANCZOS))), (w, h, size)
+
+
+def test_small_photos_hash_alike_with_every_variant_accelerated(monkeypatch, dataset):
+    # 640 px photos (and their edits): every hash and variant the daemon computes, Pillow's resize vs
+    # the compiled passes used at every size (imaging.accelerate_small_images)
+    from dedupd.core import variants
+
+    photos = sorted((dataset("mixed", "--count", "12", "--transforms", "png,webp,jpeg60,grayscale,crop,downscale50")
+                     / "images").iterdir())
+    keys = [*HASH_METHODS, *(f"{m}@{v}" for m in ("phash", "dhash") for v in variants.CROP_SCALES), "phash@d1"]
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 10**12)
+    plain = {p: encode_file(p, keys).hashes for p in photos}
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    assert all(encode_file(p, keys).hashes == plain[p] for p in photos)
+    assert imaging.accelerate_small_images() and imaging.ACCELERATE_MIN_PIXELS == imaging.SMALL_IMAGE_PIXELS
