@@ -43,17 +43,24 @@ def within(query: int, hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.
     return idx, d[idx].astype(np.int64)
 
 
-def iter_pairs(hashes: np.ndarray, radius: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def iter_pairs(
+    hashes: np.ndarray, radius: int, *, compiled: bool | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``, in blocks.
 
-    Runs the multi-index self-join (:func:`dedupd.core.mih.self_join`) when its cost model beats
-    the scan (:func:`scan_pairs`), else the scan. Yields ``(i, j, distance)`` int64 arrays
-    (possibly empty); each pair exactly once, blocks in no particular order.
+    Runs the multi-index self-join when its cost model beats the scan (:func:`scan_pairs`), else
+    the scan. The join runs compiled (:func:`dedupd.core.mih.self_join_compiled`) when
+    ``compiled`` is True, or None and :func:`dedupd.core.mih.use_compiled` says it pays; else in
+    numpy (:func:`dedupd.core.mih.self_join`): the same pairs either way (True without numba
+    raises RuntimeError). Yields ``(i, j, distance)`` int64 arrays (possibly empty); each pair exactly
+    once, blocks in no particular order.
     """
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
     plan = mih.best_plan(len(hashes), radius)
     if plan is None:
         yield from scan_pairs(hashes, radius)
+    elif compiled or (compiled is None and mih.use_compiled(len(hashes), plan)):
+        yield from mih.self_join_compiled(hashes, radius, plan)
     else:
         yield from mih.self_join(hashes, radius, plan)
 
@@ -76,10 +83,12 @@ def scan_pairs(hashes: np.ndarray, radius: int) -> Iterator[tuple[np.ndarray, np
         start = stop
 
 
-def all_pairs(hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def all_pairs(
+    hashes: np.ndarray, radius: int, *, compiled: bool | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``: ``(i, j, distance)``
-    int64 arrays sorted by ``(i, j)``."""
-    parts = list(iter_pairs(hashes, radius))
+    int64 arrays sorted by ``(i, j)`` (``compiled`` as in :func:`iter_pairs`)."""
+    parts = list(iter_pairs(hashes, radius, compiled=compiled))
     if not parts:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()
