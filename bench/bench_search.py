@@ -312,6 +312,8 @@ def table_reference(args) -> list[str]:
         got = hamming.all_pairs(values, 10)
         want = sorted(t for part in hamming.scan_pairs(values, 10) for t in zip(*(x.tolist() for x in part)))
         same_scan = list(zip(*(x.tolist() for x in got))) == want and cres == nres
+        log(f"dedupd at {n:,}: numpy join {fmt_s(nw)} wall / {fmt_s(nc)} CPU, compiled join {fmt_s(cw)} wall / "
+            f"{fmt_s(cc)} CPU; pairs = scan: {same_scan}; load average {os.getloadavg()}")
         if args.ref_full:
             cmd = ["nice", "-n", "10", sys.executable, __file__, "--child-ref", str(n)]
             r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])

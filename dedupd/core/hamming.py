@@ -5,13 +5,17 @@ All pairs (``find_duplicates``, the daemon's graph build) run the multi-index-ha
 ``bench/bench_search.py`` on this project's 2-core machine under a load average of ~20 (other jobs;
 wall times, same run; random hashes with 30 % planted near copies):
 
-* 10k hashes, radius 0 / 4 / 8 / 10 / 12: MIH 4.7 / 19 / 75 / 111 / 102 ms; scan 1.6 / 1.6 / 1.1 /
+* 10k hashes, radius 0 / 4 / 8 / 10 / 12: MIH (numpy join) 4.7 / 19 / 75 / 111 / 102 ms; scan 1.6 / 1.6 / 1.1 /
   1.6 / 0.76 s; BK-tree 0.5 / 10 / 43 / 124 / 76 s; faiss ``IndexBinaryMultiHash`` (radius 10) 1.25 s.
-* 100k hashes, radius 8 / 10 / 12 / 16: MIH 7.0 / 12.0 / 26.7 / 91 s; scan (a row block, scaled to
+* 100k hashes, radius 8 / 10 / 12 / 16: MIH (numpy join) 7.0 / 12.0 / 26.7 / 91 s; scan (a row block, scaled to
   all pairs) 155 / 123 / 163 / 90 s. In an earlier run at 100k, radius 10: faiss MultiHash 20 s,
-  faiss flat range search 16 s, MIH 8.6 s.
-* 1M hashes, radius 10 (``find_duplicates`` in a child process): 39 s CPU (380 s wall at that
-  load), peak RSS 824 MB of which 509 MB is the input dict; the scan would take ~30 min quiet.
+  faiss flat range search 16 s, MIH 8.6 s. The compiled join (:func:`dedupd.core.mih.self_join_compiled`,
+  same plans, later run at a load average of ~11): 0.13 / 0.26 / 0.20 / 0.72 s CPU.
+* 1M hashes, radius 10 (``find_duplicates`` with scores in a child process): with the compiled
+  join (numba) 4.8 s CPU, 14.9 s wall at a load average of ~11, peak RSS 609 MB of which 509 MB
+  is the input dict (the numpy join: 39 s CPU, 824 MB); the scan would take ~30 min quiet. Of
+  the CPU: the join 2.5-3.3 s (plan m=4, tolerances 2/2/2/1), the result map 1.2 s, loading the
+  compiled join ~0.7 s.
 
 faiss-cpu 1.15.1 (``IndexBinaryMultiHash`` with the same substrings and ``nflip = r // m``, one
 thread) probes per query through hash maps: 10x slower than the numpy self-join at 10k, so no
