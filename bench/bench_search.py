@@ -13,7 +13,10 @@ Tables (medians of ``--repeats``; every ratio is measured in the same run):
    alone and interleaved with adds (ingesting), against the scan and the BK-tree;
 3. ``find_duplicates`` at 30k/50k against the reference imagededup ``find_duplicates``: the
    reference is timed at 2k and 4k hashes and extrapolated with ``t = c + a n^2`` (its brute
-   force compares every query with every hash); ours is identical to the scan (checked);
+   force compares every query with every hash), or with ``--ref-full`` timed once per size in a
+   ``nice -n 10`` child (minutes) and its map compared with ours (sha256 of the JSON); ours with
+   the numpy join and, after its one-time load (printed), the compiled join; identical to the
+   scan (checked);
 4. ``find_duplicates`` at 1M hashes in a child process: wall time, the child's peak RSS
    (``getrusage(RUSAGE_CHILDREN)``), and a spot check of 2,000 random rows against a scan;
 5. group skew on real photo hashes (largest 16-bit substring group vs the uniform expectation).
@@ -27,18 +30,21 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import random
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, fmt_ratio, fmt_s, log, median_time  # noqa: E402
+from _common import DEFAULT_CORPUS, fmt_ratio, fmt_s, log, median_time, quiet_reference  # noqa: E402
 from bench_library import synthetic_hashes  # noqa: E402
 
 RADII = (0, 4, 8, 10, 12, 16)
@@ -214,15 +220,30 @@ def fit_n2(s1: int, t1: float, s2: int, t2: float) -> tuple[float, float]:
     return (c, a) if a > 0 and c >= 0 else (0.0, t2 / (s2 * s2))
 
 
-def table_reference(args) -> list[str]:
+def map_digest(result: dict) -> str:
+    """sha256 of a duplicate map's JSON (key order and value order included)."""
+    return hashlib.sha256(json.dumps(result).encode()).hexdigest()
+
+
+def child_reference(n: int) -> None:
+    """In a child process (run nice'd): the reference's find_duplicates on the table-3 hashes of
+    size n; print JSON with wall and CPU seconds (its pool workers included) and the map's digest."""
     from imagededup.methods import PHash as RefPHash
 
-    from dedupd.core import hamming
-    from dedupd.core.hashes import hexes_to_array
-    from dedupd.methods import PHash
+    quiet_reference()
+    m = synthetic_hashes(n, seed=3)
+    ref = RefPHash(verbose=False)
+    out: dict = {}
+    wall, cpu = timed(lambda: out.setdefault("r", ref.find_duplicates(encoding_map=m, max_distance_threshold=10)))
+    print(json.dumps({"wall": wall, "cpu": cpu, "digest": map_digest(out["r"]), "load": os.getloadavg()}))
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import quiet_reference
+
+def reference_model(args) -> tuple[list[str], Any]:
+    """The reference timed at two small sizes and fitted with ``t = c + a n^2``: the rows that
+    describe it and ``f(n) -> (wall, cpu)``."""
+    from imagededup.methods import PHash as RefPHash
+
+    from dedupd.methods import PHash
 
     quiet_reference()
     ref_t = []
@@ -243,25 +264,67 @@ def table_reference(args) -> list[str]:
         f"{s1:,} and {s2:,} hashes ({fmt_s(w1)} / {fmt_s(w2)} wall); our map identical to the reference's "
         f"there: {all(x for *_, x in ref_t)}",
         "",
-        "| n | reference (extrapolated) wall / CPU | dedupd find_duplicates wall / CPU | ratio wall / CPU "
-        "| identical to the scan |",
-        "|---|---|---|---|---|",
+    ]
+    return rows, lambda n: (cw + aw * n * n, cc + ac * n * n)
+
+
+def table_reference(args) -> list[str]:
+    """Ours with the numpy join (what a process that has not loaded numba runs below ~130k
+    hashes), the one-time load of the compiled join, ours with it, against the reference:
+    measured once per size in a nice'd child (``--ref-full``), else extrapolated."""
+    from unittest import mock
+
+    from dedupd.core import hamming, mih
+    from dedupd.core.hashes import hexes_to_array
+    from dedupd.methods import PHash
+
+    rows: list[str] = []
+    model = None
+    if not args.ref_full:
+        rows, model = reference_model(args)
+
+    def ours(m: dict, compiled: bool) -> tuple[float, float, dict]:
+        keep: dict = {}
+        with mock.patch.object(mih, "use_compiled", lambda n, plan: compiled):
+            runs = [timed(lambda: keep.__setitem__("r", PHash(verbose=False).find_duplicates(
+                encoding_map=m, max_distance_threshold=10))) for _ in range(args.repeats)]
+        return statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs), keep["r"]
+
+    maps = {n: synthetic_hashes(n, seed=3) for n in args.lib_sizes}
+    numpy_runs = {n: ours(maps[n], False) for n in args.lib_sizes}
+    load_wall, load_cpu = timed(mih.compiled_available)
+    loaded = (f"loaded in {fmt_s(load_wall)} wall / {fmt_s(load_cpu)} CPU (once per process: numba's import "
+              "and its on-disk cache)") if mih.compiled_available() else mih.compiled_error()
+    rows += [
+        f"compiled join: {loaded}; "
+        f"ours = median of {args.repeats} calls; reference = "
+        f"{'one call per size in a nice -n 10 child' if args.ref_full else 'extrapolated'}",
+        "",
+        "| n | reference wall / CPU | dedupd, numpy join: wall / CPU | ratio wall / CPU "
+        "| dedupd, compiled join: wall / CPU | ratio wall / CPU | same map as the reference | pairs = scan |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for n in args.lib_sizes:
-        m = synthetic_hashes(n, seed=3)
-        runs = [
-            timed(lambda m=m: PHash(verbose=False).find_duplicates(encoding_map=m, max_distance_threshold=10))
-            for _ in range(args.repeats)
-        ]
-        wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
+        m = maps[n]
+        nw, nc, nres = numpy_runs[n]
+        cw, cc, cres = ours(m, True) if mih.compiled_available() else (None, None, nres)
         values = hexes_to_array(m.values())
         got = hamming.all_pairs(values, 10)
         want = sorted(t for part in hamming.scan_pairs(values, 10) for t in zip(*(x.tolist() for x in part)))
-        same = list(zip(*(x.tolist() for x in got))) == want
-        rw, rc = cw + aw * n * n, cc + ac * n * n
+        same_scan = list(zip(*(x.tolist() for x in got))) == want and cres == nres
+        log(f"dedupd at {n:,}: numpy join {fmt_s(nw)} wall / {fmt_s(nc)} CPU, compiled join {fmt_s(cw)} wall / "
+            f"{fmt_s(cc)} CPU; pairs = scan: {same_scan}; load average {os.getloadavg()}")
+        if args.ref_full:
+            cmd = ["nice", "-n", "10", sys.executable, __file__, "--child-ref", str(n)]
+            r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+            rw, rc, same_ref = r["wall"], r["cpu"], str(r["digest"] == map_digest(nres))
+            log(f"reference at {n:,}: load average during its run {r['load']}")
+        else:
+            (rw, rc), same_ref = model(n), "(extrapolated)"
         rows.append(
-            f"| {n:,} | {fmt_s(rw)} / {fmt_s(rc)} | {fmt_s(wall)} / {fmt_s(cpu)} "
-            f"| {fmt_ratio(rw, wall)} / {fmt_ratio(rc, cpu)} | {same} |"
+            f"| {n:,} | {fmt_s(rw)} / {fmt_s(rc)} | {fmt_s(nw)} / {fmt_s(nc)} | {fmt_ratio(rw, nw)} / "
+            f"{fmt_ratio(rc, nc)} | {fmt_s(cw)} / {fmt_s(cc)} | {fmt_ratio(rw, cw)} / {fmt_ratio(rc, cc)} "
+            f"| {same_ref} | {same_scan} |"
         )
         log(rows[-1])
     return rows
@@ -345,10 +408,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--million", type=int, default=1_000_000, help="size of the big all-pairs run")
     ap.add_argument("--only", default="12345", help="tables to run (digits)")
+    ap.add_argument("--ref-full", action="store_true",
+                    help="table 3: time the reference at the library sizes (minutes, nice'd) instead of extrapolating")
+    ap.add_argument("--lib-sizes", dest="lib_sizes_arg", help="table 3 sizes, comma-separated (default 30000,50000; --quick: 5000)")
     ap.add_argument("--child-million", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--child-ref", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child_million:
         child_million(args.child_million)
+        return 0
+    if args.child_ref:
+        child_reference(args.child_ref)
         return 0
     args.pair_sizes = (2_000, 10_000) if args.quick else (10_000, 100_000)
     args.radii = (0, 10, 16) if args.quick else RADII
@@ -356,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     args.queries = 50 if args.quick else 300
     args.ref_sizes = (500, 1_000) if args.quick else (2_000, 4_000)
     args.lib_sizes = (5_000,) if args.quick else (30_000, 50_000)
+    if args.lib_sizes_arg:
+        args.lib_sizes = tuple(int(x) for x in args.lib_sizes_arg.split(","))
     if args.quick:
         args.repeats, args.million = 1, min(args.million, 50_000)
 

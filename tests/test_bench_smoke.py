@@ -44,3 +44,19 @@ def test_bench_encode_quick(tmp_path, corpus_dir):
         done, total = r.split("identical hashes ")[1].split(" ")[0].split("/")
         assert done == total, r
     assert "files/s" in res.stdout
+
+
+@pytest.mark.slow
+def test_bench_search_reference_and_scale_tables_quick():
+    """bench_search.py's library tables: the reference timed for real in its child (map identical
+    to ours) and the big run in a child (spot check equal to the scan)."""
+    res = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_search.py"), "--quick", "--only", "34", "--ref-full",
+         "--lib-sizes", "2000", "--million", "20000"],
+        capture_output=True, text=True, timeout=400,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    rows = [line for line in res.stdout.splitlines() if line.startswith("| 2,000 ") or line.startswith("| 20,000 ")]
+    assert len(rows) == 2, res.stdout
+    assert rows[0].endswith("| True |")  # 20k: the spot check equals the scan
+    assert rows[1].endswith("| True | True |")  # same map as the reference, pairs = scan

@@ -5,13 +5,17 @@ All pairs (``find_duplicates``, the daemon's graph build) run the multi-index-ha
 ``bench/bench_search.py`` on this project's 2-core machine under a load average of ~20 (other jobs;
 wall times, same run; random hashes with 30 % planted near copies):
 
-* 10k hashes, radius 0 / 4 / 8 / 10 / 12: MIH 4.7 / 19 / 75 / 111 / 102 ms; scan 1.6 / 1.6 / 1.1 /
+* 10k hashes, radius 0 / 4 / 8 / 10 / 12: MIH (numpy join) 4.7 / 19 / 75 / 111 / 102 ms; scan 1.6 / 1.6 / 1.1 /
   1.6 / 0.76 s; BK-tree 0.5 / 10 / 43 / 124 / 76 s; faiss ``IndexBinaryMultiHash`` (radius 10) 1.25 s.
-* 100k hashes, radius 8 / 10 / 12 / 16: MIH 7.0 / 12.0 / 26.7 / 91 s; scan (a row block, scaled to
+* 100k hashes, radius 8 / 10 / 12 / 16: MIH (numpy join) 7.0 / 12.0 / 26.7 / 91 s; scan (a row block, scaled to
   all pairs) 155 / 123 / 163 / 90 s. In an earlier run at 100k, radius 10: faiss MultiHash 20 s,
-  faiss flat range search 16 s, MIH 8.6 s.
-* 1M hashes, radius 10 (``find_duplicates`` in a child process): 39 s CPU (380 s wall at that
-  load), peak RSS 824 MB of which 509 MB is the input dict; the scan would take ~30 min quiet.
+  faiss flat range search 16 s, MIH 8.6 s. The compiled join (:func:`dedupd.core.mih.self_join_compiled`,
+  same plans, later run at a load average of ~11): 0.13 / 0.26 / 0.20 / 0.72 s CPU.
+* 1M hashes, radius 10 (``find_duplicates`` with scores in a child process): with the compiled
+  join (numba) 4.8 s CPU, 14.9 s wall at a load average of ~11, peak RSS 609 MB of which 509 MB
+  is the input dict (the numpy join: 39 s CPU, 824 MB); the scan would take ~30 min quiet. Of
+  the CPU: the join 2.5-3.3 s (plan m=4, tolerances 2/2/2/1), the result map 1.2 s, loading the
+  compiled join ~0.7 s.
 
 faiss-cpu 1.15.1 (``IndexBinaryMultiHash`` with the same substrings and ``nflip = r // m``, one
 thread) probes per query through hash maps: 10x slower than the numpy self-join at 10k, so no
@@ -43,17 +47,24 @@ def within(query: int, hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.
     return idx, d[idx].astype(np.int64)
 
 
-def iter_pairs(hashes: np.ndarray, radius: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def iter_pairs(
+    hashes: np.ndarray, radius: int, *, compiled: bool | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``, in blocks.
 
-    Runs the multi-index self-join (:func:`dedupd.core.mih.self_join`) when its cost model beats
-    the scan (:func:`scan_pairs`), else the scan. Yields ``(i, j, distance)`` int64 arrays
-    (possibly empty); each pair exactly once, blocks in no particular order.
+    Runs the multi-index self-join when its cost model beats the scan (:func:`scan_pairs`), else
+    the scan. The join runs compiled (:func:`dedupd.core.mih.self_join_compiled`) when
+    ``compiled`` is True, or None and :func:`dedupd.core.mih.use_compiled` says it pays; else in
+    numpy (:func:`dedupd.core.mih.self_join`): the same pairs either way (True without numba
+    raises RuntimeError). Yields ``(i, j, distance)`` int64 arrays (possibly empty); each pair exactly
+    once, blocks in no particular order.
     """
     hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
     plan = mih.best_plan(len(hashes), radius)
     if plan is None:
         yield from scan_pairs(hashes, radius)
+    elif compiled or (compiled is None and mih.use_compiled(len(hashes), plan)):
+        yield from mih.self_join_compiled(hashes, radius, plan)
     else:
         yield from mih.self_join(hashes, radius, plan)
 
@@ -76,10 +87,12 @@ def scan_pairs(hashes: np.ndarray, radius: int) -> Iterator[tuple[np.ndarray, np
         start = stop
 
 
-def all_pairs(hashes: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def all_pairs(
+    hashes: np.ndarray, radius: int, *, compiled: bool | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair ``i < j`` with ``hamming(hashes[i], hashes[j]) <= radius``: ``(i, j, distance)``
-    int64 arrays sorted by ``(i, j)``."""
-    parts = list(iter_pairs(hashes, radius))
+    int64 arrays sorted by ``(i, j)`` (``compiled`` as in :func:`iter_pairs`)."""
+    parts = list(iter_pairs(hashes, radius, compiled=compiled))
     if not parts:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty.copy(), empty.copy()

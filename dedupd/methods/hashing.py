@@ -25,7 +25,7 @@ import numpy as np
 from dedupd.core import hamming
 from dedupd.core.algorithms import TARGET_SIZES, hash_array
 from dedupd.core.bktree import BKTree
-from dedupd.core.duplicates import duplicate_map, files_to_remove, neighbour_lists
+from dedupd.core.duplicates import files_to_remove, pair_map
 from dedupd.core.hashes import hex_hamming, hexes_to_array, int_to_hex
 from dedupd.engines import check_engine
 from dedupd.engines.library import hamming_all_pairs, ray_map
@@ -158,7 +158,7 @@ class Hashing:
             else:
                 i, j, d = hamming.all_pairs(values, max_distance_threshold)
             progress.advance(len(names))
-        self.results = duplicate_map(names, neighbour_lists(len(names), i, j, d), scores)
+        self.results = pair_map(names, i, j, d, scores)
         if outfile:
             save_json(self.results, outfile)
         return self.results

@@ -155,3 +155,45 @@ def test_hash_index_query_order_is_insertion_order():
         for k in range(40):
             index.add(f"k{k}", 0xFF00 ^ (1 << (k % 8)))
         assert index.search(0xFF00, 2) and [k for k, _ in index.search(0xFF00, 2)] == [f"k{k}" for k in range(40)]
+
+
+compiled = pytest.mark.skipif(not mih.compiled_available(), reason="numba (the 'speed' extra) is not installed")
+
+
+@compiled
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 300), st.integers(0, 16), st.integers(2, 7), KINDS, st.booleans())
+def test_compiled_self_join_equals_numpy_and_brute_force(seed, n, radius, m, kind, tiny):
+    """Every plan; ``tiny``: an output buffer that must grow many times and the binary-search
+    lookup of wide substrings."""
+    plan = mih.make_plan(m, radius)
+    assume(feasible(plan))
+    values = hashes(random.Random(seed), n, kind)
+    arr = np.array(values, dtype=np.uint64)
+    with mock.patch.multiple(mih, _MIN_OUT=1 if tiny else mih._MIN_OUT, MAX_TABLE_BITS=4 if tiny else mih.MAX_TABLE_BITS):
+        got = pair_set(mih.self_join_compiled(arr, radius, plan))
+    assert len(got) == len(set(got)) and all(i < j for i, j, _ in got)
+    assert set(got) == set(pair_set(mih.self_join(arr, radius, plan))) == brute_pairs(values, radius)
+
+
+@compiled
+def test_all_pairs_compiled_numpy_and_default_agree_at_scale():
+    """30,000 hashes with near copies: the three routes give the same sorted arrays."""
+    values = np.array(hashes(random.Random(7), 30_000, "clustered"), dtype=np.uint64)
+    want = hamming.all_pairs(values, 10, compiled=False)
+    assert len(want[0]) > 10_000
+    for route in (True, None):
+        got = hamming.all_pairs(values, 10, compiled=route)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+def test_without_numba_the_numpy_join_runs_and_forcing_compiled_says_why():
+    values = np.array(hashes(random.Random(3), 500, "clustered"), dtype=np.uint64)
+    want = hamming.all_pairs(values, 8, compiled=False)
+    missing = {"checked": True, "kernel": None, "error": "numba is not installed (test)"}
+    with mock.patch.object(mih, "_compiled", missing), mock.patch.object(mih, "COMPILED_MIN_COST", 0):
+        assert not mih.use_compiled(len(values), mih.make_plan(4, 8))
+        got = hamming.all_pairs(values, 8)
+        with pytest.raises(RuntimeError, match="numba is not installed"):
+            hamming.all_pairs(values, 8, compiled=True)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))

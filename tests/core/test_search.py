@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dedupd.core import hamming
 from dedupd.core.bktree import BKTree
-from dedupd.core.duplicates import duplicate_map, files_to_remove, neighbour_lists
+from dedupd.core.duplicates import duplicate_map, files_to_remove, neighbour_lists, pair_map
 
 
 def brute_pairs(values: list[int], radius: int) -> set[tuple[int, int, int]]:
@@ -97,6 +97,23 @@ def test_neighbour_lists_order_and_symmetry():
     assert duplicate_map(names, lists, scores=False)["c"] == ["d", "a", "b"]
     assert duplicate_map(names, lists, scores=True)["d"] == [("c", 0)]
 
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32), st.integers(0, 200), st.integers(0, 64), st.booleans(), st.booleans())
+def test_pair_map_equals_duplicate_map_of_neighbour_lists(seed, n, radius, scores, descending):
+    """The vectorised builder gives the same dict (keys in input order, same values, same score
+    types) with a fresh list per name."""
+    values = clustered(random.Random(seed), n)
+    i, j, d = hamming.all_pairs(np.array(values, dtype=np.uint64), radius)
+    score = d / 64.0 if descending else d  # similarities (floats, largest first) as the CNN path has
+    names = [f"f{k:03d}.jpg" for k in reversed(range(n))]
+    got = pair_map(names, i, j, score, scores, descending=descending)
+    want = duplicate_map(names, neighbour_lists(n, i, j, score, descending=descending), scores)
+    assert list(got) == list(want) and got == want
+    assert [type(s) for v in got.values() for _, s in (v if scores else [])] == [
+        type(s) for v in want.values() for _, s in (v if scores else [])]
+    assert len({id(v) for v in got.values()}) == n
 
 def test_files_to_remove_follows_map_order():
     dup = {"b": ["a"], "a": ["b", "c"], "c": ["a"], "d": []}
