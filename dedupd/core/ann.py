@@ -40,7 +40,7 @@ def _require(module: str) -> Any:
 def check_method(method: str) -> str:
     """``method`` when it names an approximate index, else a ValueError naming the choices."""
     if method not in METHODS:
-        raise ValueError(f"unknown approximate index {method!r}: use one of {', '.join(METHODS)}")
+        raise ValueError(f"unknown CNN index {method!r}: use 'exact' or one of {', '.join(METHODS)}")
     return method
 
 
@@ -50,7 +50,7 @@ def _ivf_candidates(xn: np.ndarray, threshold: float, nlist: int | None, nprobe:
     nlist = max(1, min(n // 39, nlist or int(4 * math.sqrt(n))))  # faiss wants >= 39 points per cell
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
-    step = max(1, n // (256 * nlist))  # k-means on at most 256 points per cell (faiss's own cap)
+    step = max(1, n // (64 * nlist))  # k-means on about 64 points per cell (faiss wants >= 39)
     index.train(np.ascontiguousarray(xn[::step]))
     index.add(xn)
     index.nprobe = max(1, min(nprobe, nlist))

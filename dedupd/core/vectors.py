@@ -52,9 +52,9 @@ def _empty_pairs(dtype: np.dtype) -> Pairs:
     return empty, empty.copy(), np.empty(0, dtype=dtype)
 
 
-#: The pruned scan is planned for inputs of at least this many rows (below it, planning costs more
-#: than it saves); ``prune=True`` forces it at any size.
-PRUNE_MIN_ROWS = 8192
+#: The pruned scan is planned for inputs of at least this many rows (below it, planning -- a few
+#: seconds on a loaded 2-core machine -- costs more than it can save); ``prune=True`` forces it.
+PRUNE_MIN_ROWS = 40_000
 #: Slack on the pruning bound: far above the float32 rounding of the bound's products of unit
 #: vectors (a few 1e-6 at d = 576), so no pair at or above the threshold is ever pruned.
 PRUNE_MARGIN = 1e-4
