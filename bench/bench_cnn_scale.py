@@ -15,7 +15,10 @@ Tables:
 2. approximate (``dedupd.core.ann.ann_pairs``: faiss IVF range search): time, peak
    RSS, pairs and recall against the exact pairs of table 1;
 3. the reference imagededup ``CNN.find_duplicates(encoding_map=...)`` against ours at
-   ``--ref-size`` (the reference is O(n^2) in memory-chunked float16 beyond 10k vectors).
+   ``--ref-size`` (the reference is O(n^2) in memory-chunked float16 beyond 10k vectors);
+4. one threshold query against n indexed vectors (the daemon, per new file): ``VectorIndex.search``
+   with its sketch (``sketch_rows`` default) against the plain matrix-vector product, p50/p95 of
+   ``--queries`` queries, same keys checked.
 
 Usage::
 
@@ -70,35 +73,38 @@ def _pairs_run(fn, n: int, kind: str, repeats: int, timeout: float) -> dict:
     return out
 
 
-def same_pairs(a: tuple, b: tuple, tol: float = 1e-5) -> bool:
+def _codes(pairs: tuple, n: int) -> np.ndarray:
+    return pairs[0].astype(np.int64) * n + pairs[1]
+
+
+def same_pairs(a: tuple, b: tuple, n: int, tol: float = 1e-5) -> bool:
     """Same pair set, except pairs within ``tol`` of the threshold; scores within ``tol``."""
-    da = {(i, j): s for i, j, s in zip(a[0].tolist(), a[1].tolist(), a[2].tolist())}
-    db = {(i, j): s for i, j, s in zip(b[0].tolist(), b[1].tolist(), b[2].tolist())}
-    for p in set(da) ^ set(db):
-        if abs(da.get(p, db.get(p, 0.0)) - THRESHOLD) > tol:
-            return False
-    return all(abs(da[p] - db[p]) <= tol for p in set(da) & set(db))
+    ca, cb = _codes(a, n), _codes(b, n)
+    only_a, only_b = ~np.isin(ca, cb), ~np.isin(cb, ca)
+    if np.any(np.abs(a[2][only_a] - THRESHOLD) > tol) or np.any(np.abs(b[2][only_b] - THRESHOLD) > tol):
+        return False
+    sa, sb = a[2][~only_a], b[2][~only_b]  # both sorted by (i, j): the common pairs line up
+    return bool(np.all(np.abs(sa.astype(np.float64) - sb) <= tol))
 
 
-def recall(exact: tuple, approx: tuple) -> tuple[float, int]:
+def recall(exact: tuple, approx: tuple, n: int) -> tuple[float, int]:
     """Fraction of the exact pairs found, and how many found pairs are not exact pairs (must be 0,
     but for pairs within rounding of the threshold)."""
-    want = set(zip(exact[0].tolist(), exact[1].tolist()))
-    got = set(zip(approx[0].tolist(), approx[1].tolist()))
-    return (len(got & want) / len(want) if want else 1.0), len(got - want)
+    want, got = _codes(exact, n), _codes(approx, n)
+    found = np.isin(want, got)
+    return (float(found.mean()) if len(want) else 1.0), int(len(got) - found.sum())
 
 
 def sampled_exact(x: np.ndarray, rows: np.ndarray) -> tuple:
     """Exact pairs (i, j) with i in ``rows`` (any j != i), for recall at sizes too big for all-pairs."""
-    from dedupd.core.vectors import search
-
     out_i, out_j = [], []
-    for r in rows.tolist():
-        idx, _ = search(x, x[r], THRESHOLD, normalized=True)
-        idx = idx[idx != r]
-        out_i.append(np.full(len(idx), r))
-        out_j.append(idx)
-    return np.concatenate(out_i), np.concatenate(out_j)
+    xs = x[rows]
+    for c in range(0, len(x), 65536):
+        r, j = np.nonzero(xs @ x[c : c + 65536].T >= THRESHOLD)
+        out_i.append(rows[r])
+        out_j.append(j + c)
+    i, j = np.concatenate(out_i), np.concatenate(out_j)
+    return i[i != j], j[i != j]
 
 
 def main() -> None:
@@ -109,6 +115,8 @@ def main() -> None:
     ap.add_argument("--ref-size", type=int, default=10_000)
     ap.add_argument("--ann", nargs="*", default=["ivf"])
     ap.add_argument("--ann-only", action="store_true", help="skip exact all-pairs (recall from 2,000 sampled rows)")
+    ap.add_argument("--queries", type=int, default=200, help="table 4 (0: skip)")
+    ap.add_argument("--only-queries", action="store_true", help="table 4 only")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--timeout", type=float, default=3600)
     args = ap.parse_args()
@@ -118,6 +126,10 @@ def main() -> None:
     from dedupd.core.ann import ann_pairs
     from dedupd.core.vectors import cosine_pairs
 
+    if args.only_queries:
+        for n in args.sizes:
+            query_table(n, args.kinds, args.queries)
+        return
     rows = []
     for n in args.sizes:
         for kind in args.kinds:
@@ -132,7 +144,7 @@ def main() -> None:
                         exact, t_exact = pairs, res.get("median")
                         rows.append((n, kind, label, res, pairs, 1.0 if pairs is not None else None, ""))
                     else:
-                        same = "same pairs" if pairs is not None and exact is not None and same_pairs(exact, pairs) else "DIFFERENT"
+                        same = "same pairs" if pairs is not None and exact is not None and same_pairs(exact, pairs, n) else "DIFFERENT"
                         rows.append((n, kind, label, res, pairs, None, f"{same}; pruned {fmt_ratio(res.get('median'), t_exact)} faster"))
             for method in args.ann:
                 log(f"ann {method} n={n} {kind}")
@@ -141,15 +153,14 @@ def main() -> None:
                 pairs = res.get("check")
                 rec, note = None, ""
                 if pairs is not None and exact is not None:
-                    rec, extra = recall(exact, pairs)
+                    rec, extra = recall(exact, pairs, n)
                     note = f"{extra} pairs not in exact" if extra else "subset of exact"
                 elif pairs is not None:  # recall on a sample of rows
                     x = synthetic(n, kind)
                     sample = np.random.default_rng(1).choice(n, 2000, replace=False)
                     si, sj = sampled_exact(x, sample)
-                    got = set(zip(pairs[0].tolist(), pairs[1].tolist()))
-                    hit = sum((min(a, b), max(a, b)) in got for a, b in zip(si.tolist(), sj.tolist()))
-                    rec = hit / len(si) if len(si) else 1.0
+                    want = np.minimum(si, sj) * n + np.maximum(si, sj)
+                    rec = float(np.isin(want, _codes(pairs, n)).mean()) if len(want) else 1.0
                     note = "recall from 2,000 sampled rows"
                     del x
                 rows.append((n, kind, f"ann {method}", res, pairs, rec, note))
@@ -168,6 +179,40 @@ def main() -> None:
 
     if args.ref_size:
         reference_table(args.ref_size, args.repeats)
+    if args.queries:
+        for n in args.sizes:
+            query_table(n, args.kinds, args.queries)
+
+
+def query_table(n: int, kinds: list[str], queries: int) -> None:
+    """Per-file query of the daemon: a sketched ``VectorIndex`` against a plain one."""
+    import time
+
+    from dedupd.core.vectors import VectorIndex
+
+    print(f"\n## One query against {n:,} indexed {D}-d vectors, threshold {THRESHOLD} ({queries} queries)\n")
+    print("| data | plain p50 / p95 | sketched p50 / p95 | speed-up (p50) | sketch | same keys |")
+    print("|---|---:|---:|---:|---|---|")
+    for kind in kinds:
+        log(f"queries n={n} {kind}")
+        x = synthetic(n, kind)
+        qs = np.random.default_rng(2).integers(0, n, queries)
+        stats, answers = {}, {}
+        for label, rows in (("plain", None), ("sketched", VectorIndex.SKETCH_ROWS)):
+            index: VectorIndex[int] = VectorIndex(D, capacity=n, sketch_rows=rows)
+            index.add_many(list(range(n)), x)
+            index.search(x[0], THRESHOLD)  # plans the sketch (not timed)
+            times, answers[label] = [], []
+            for q in qs.tolist():
+                t0 = time.perf_counter()
+                answers[label].append([k for k, _ in index.search(x[q], THRESHOLD)])
+                times.append(time.perf_counter() - t0)
+            stats[label] = (np.percentile(times, 50), np.percentile(times, 95), index)
+        (p50, p95, _), (s50, s95, sk) = stats["plain"], stats["sketched"]
+        sketch = f"{sk._sketch.shape[1]} of {D} columns" if sk.sketched else "not planned (does not pay)"
+        print(f"| {kind} | {fmt_s(p50)} / {fmt_s(p95)} | {fmt_s(s50)} / {fmt_s(s95)} | {fmt_ratio(p50, s50)} "
+              f"| {sketch} "
+              f"| {answers['plain'] == answers['sketched']} |")
 
 
 def reference_table(n: int, repeats: int) -> None:

@@ -66,15 +66,12 @@ _COST_TILE, _COST_DIM, _COST_CHECK = 5.0, 0.03, 1000.0
 _FIT_ROWS, _PLAN_ROWS = 4096, 1024  # rows sampled to fit the rotation, and (others) to plan k
 
 
-def _prune_bound(xn: np.ndarray, threshold: float, force: bool) -> np.ndarray | None:
-    """Rows ``[head, |tail|]`` whose dot products bound the cosine similarities from above.
+def _plan_axes(xn: np.ndarray, threshold: float, force: bool) -> np.ndarray | None:
+    """The ``(d, k)`` head axes of the pruning bound (see :func:`_prune_bound`), or None.
 
-    The rows are rotated onto the principal axes of a sample (an orthogonal map: dot products
-    are unchanged) and split into the first ``k`` coordinates and the rest; by Cauchy-Schwarz
-    ``x . y <= head_x . head_y + |tail_x| |tail_y|``, so one product of ``k + 1`` columns rules
-    out every pair whose bound is below the threshold. ``k`` is chosen by the cost model above on
-    rows other than those the rotation was fitted on (fitted rows overstate what the head holds);
-    None when no ``k`` pays against the plain product (unless ``force``).
+    The axes are the principal axes of a sample of the rows; ``k`` is chosen by the cost model
+    above on rows other than those the axes were fitted on (fitted rows overstate what the head
+    holds). None when no ``k`` pays against the plain product (unless ``force``).
     """
     n, d = xn.shape
     step = max(1, n // _FIT_ROWS)
@@ -95,17 +92,34 @@ def _prune_bound(xn: np.ndarray, threshold: float, force: bool) -> np.ndarray | 
             best = (cost, k)
     if best is None or (best[0] >= 0.8 * plain and not force):
         return None
-    k = best[1]
-    bound = np.empty((n, k + 1), dtype=np.float32)
-    head_axes = np.ascontiguousarray(rot[:, :k])
-    for a in range(0, n, BLOCK_COLS):
-        rows = xn[a : a + BLOCK_COLS].astype(np.float64)
-        head = rows @ head_axes  # float64: the tail norm below is exact to ~1e-8
-        tail2 = np.einsum("ij,ij->i", rows, rows) - np.einsum("ij,ij->i", head, head)
-        bound[a : a + len(rows), :k] = head
+    return np.ascontiguousarray(rot[:, : best[1]])
+
+
+def bound_rows(rows: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """``(m, k + 1)`` float32 rows ``[head, |tail|]`` of ``rows`` for head ``axes`` (d, k)."""
+    k = axes.shape[1]
+    out = np.empty((len(rows), k + 1), dtype=np.float32)
+    for a in range(0, len(rows), BLOCK_COLS):
+        part = rows[a : a + BLOCK_COLS].astype(np.float64)
+        head = part @ axes  # float64: the tail norm below is exact to ~1e-8
+        tail2 = np.einsum("ij,ij->i", part, part) - np.einsum("ij,ij->i", head, head)
+        out[a : a + len(part), :k] = head
         # rounded up a little, so float32 rounding of the bound's product cannot make it too low
-        bound[a : a + len(rows), k] = np.sqrt(np.maximum(tail2, 0.0) + 1e-12) * (1 + 1e-6)
-    return bound
+        out[a : a + len(part), k] = np.sqrt(np.maximum(tail2, 0.0) + 1e-12) * (1 + 1e-6)
+    return out
+
+
+def _prune_bound(xn: np.ndarray, threshold: float, force: bool) -> np.ndarray | None:
+    """Rows ``[head, |tail|]`` whose dot products bound the cosine similarities from above.
+
+    The rows are rotated onto the principal axes of a sample (an orthogonal map: dot products
+    are unchanged) and split into the first ``k`` coordinates and the rest; by Cauchy-Schwarz
+    ``x . y <= head_x . head_y + |tail_x| |tail_y|``, so one product of ``k + 1`` columns rules
+    out every pair whose bound is below the threshold. None when that does not pay (see
+    :func:`_plan_axes`).
+    """
+    axes = _plan_axes(xn, threshold, force)
+    return None if axes is None else bound_rows(xn, axes)
 
 
 def _check(xn: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -239,18 +253,33 @@ class VectorIndex(Generic[K]):
     Rows live in one preallocated array that grows by doubling; removing a key moves the last row
     into its slot, so add and remove are O(d) and a query is one matrix-vector product.
 
+    From ``sketch_rows`` rows on, the first threshold search plans the pruning bound of
+    :func:`cosine_pairs` for that threshold; when it pays, a sketch of ``k + 1 < d`` columns per
+    row (head coordinates on principal axes and the tail norm) is kept up to date with the rows,
+    and a threshold search reads the sketch plus the rows it cannot rule out instead of the whole
+    matrix (the same keys; scores of the rows read, computed the same way).
+
     Args:
         dim: vector length.
         dtype: storage and compute dtype (float32 by default).
         capacity: rows allocated up front.
+        sketch_rows: rows from which a threshold search plans a sketch (None: never).
     """
 
-    def __init__(self, dim: int, dtype: np.dtype | type = np.float32, capacity: int = 1024) -> None:
+    #: Default of ``sketch_rows``.
+    SKETCH_ROWS = 20_000
+
+    def __init__(self, dim: int, dtype: np.dtype | type = np.float32, capacity: int = 1024,
+                 sketch_rows: int | None = SKETCH_ROWS) -> None:
         self.dim = int(dim)
         self.dtype = np.dtype(dtype)
         self._data = np.empty((max(1, int(capacity)), self.dim), dtype=self.dtype)
         self._keys: list[K] = []
         self._rows: dict[K, int] = {}
+        self._sketch_rows = sketch_rows
+        self._axes: np.ndarray | None = None  # head axes of the sketch, once planned and paying
+        self._sketch = np.empty((0, 0), dtype=np.float32)
+        self._planned = False
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -279,6 +308,10 @@ class VectorIndex(Generic[K]):
             grown = np.empty((max(need, 2 * len(self._data)), self.dim), dtype=self.dtype)
             grown[: len(self._keys)] = self._data[: len(self._keys)]
             self._data = grown
+        if self._axes is not None and need > len(self._sketch):
+            sketch = np.empty((len(self._data), self._sketch.shape[1]), dtype=np.float32)
+            sketch[: len(self._keys)] = self._sketch[: len(self._keys)]
+            self._sketch = sketch
 
     def add(self, key: K, vector: np.ndarray) -> None:
         """Insert ``key`` (normalising ``vector``), or replace its vector when already present."""
@@ -291,6 +324,7 @@ class VectorIndex(Generic[K]):
             raise ValueError(f"expected vectors of shape ({len(keys)}, {self.dim}), got {vectors.shape}")
         unit = normalize_rows(vectors, dtype=self.dtype)
         self._reserve(len(keys))
+        slots = []
         for key, row in zip(keys, unit):
             slot = self._rows.get(key)
             if slot is None:
@@ -298,6 +332,9 @@ class VectorIndex(Generic[K]):
                 self._keys.append(key)
                 self._rows[key] = slot
             self._data[slot] = row
+            slots.append(slot)
+        if self._axes is not None and slots:
+            self._sketch[slots] = bound_rows(unit, self._axes)
 
     def remove(self, key: K) -> bool:
         """Forget ``key``; returns False when it was not present."""
@@ -308,6 +345,8 @@ class VectorIndex(Generic[K]):
         if slot != last:
             moved = self._keys[last]
             self._data[slot] = self._data[last]
+            if self._axes is not None:
+                self._sketch[slot] = self._sketch[last]
             self._keys[slot] = moved
             self._rows[moved] = slot
         self._keys.pop()
@@ -320,11 +359,42 @@ class VectorIndex(Generic[K]):
         self, vector: np.ndarray, threshold: float, *, exclude: Iterable[K] = ()
     ) -> list[tuple[K, float]]:
         """Keys whose similarity to ``vector`` is ``>= threshold``, best first (ties by row)."""
-        sims = self._data[: len(self._keys)] @ self._unit(vector)
-        idx = np.flatnonzero(sims >= threshold)
-        idx = idx[np.lexsort((idx, -sims[idx]))]
+        n = len(self._keys)
+        unit = self._unit(vector)
+        if not self._planned and self._sketch_rows is not None and n >= self._sketch_rows:
+            self._plan_sketch(threshold)
+        cand = None
+        if self._axes is not None:
+            # einsum, not BLAS: a matrix-vector product this small loses more to BLAS threads
+            # waking up (tens of ms on a loaded machine) than it gains from them
+            near = np.einsum("ij,j->i", self._sketch[:n], bound_rows(unit[None], self._axes)[0])
+            cand = np.flatnonzero(near >= threshold - PRUNE_MARGIN)
+        if cand is not None and 4 * len(cand) <= n:  # else (a low threshold) the plain product
+            sims_c = np.einsum("ij,j->i", self._data[cand], unit)
+            keep = sims_c >= threshold
+            idx, vals = cand[keep], sims_c[keep]
+        else:
+            sims = self._data[:n] @ unit
+            idx = np.flatnonzero(sims >= threshold)
+            vals = sims[idx]
+        order = np.lexsort((idx, -vals))
         skip = set(exclude)
-        return [(self._keys[i], float(sims[i])) for i in idx.tolist() if self._keys[i] not in skip]
+        return [(self._keys[i], float(v)) for i, v in zip(idx[order].tolist(), vals[order].tolist())
+                if self._keys[i] not in skip]
+
+    def _plan_sketch(self, threshold: float) -> None:
+        """Plan the sketch once, for the first threshold searched (it stays valid for any)."""
+        self._planned = True
+        rows = self._data[: len(self._keys)]
+        self._axes = _plan_axes(rows, threshold, force=False)
+        if self._axes is not None:
+            self._sketch = np.empty((len(self._data), self._axes.shape[1] + 1), dtype=np.float32)
+            self._sketch[: len(rows)] = bound_rows(rows, self._axes)
+
+    @property
+    def sketched(self) -> bool:
+        """Whether threshold searches read the sketch instead of the whole matrix."""
+        return self._axes is not None
 
     def top_k(self, vector: np.ndarray, k: int) -> list[tuple[K, float]]:
         """The ``k`` most similar keys, best first (ties by row)."""

@@ -251,3 +251,36 @@ def test_hit_scan_by_words_equals_nonzero():
             r, c = vectors._hits(sims, t)
             wr, wc = np.nonzero(sims >= t)
             assert np.array_equal(r, wr) and np.array_equal(c, wc)
+
+
+@pytest.mark.parametrize("threshold", [0.9, 0.95])
+def test_sketched_index_search_equals_the_plain_index(threshold):
+    """A sketched VectorIndex (the daemon's per-file query) returns the same keys and scores as an
+    unsketched one, through adds, replacements and removals after the sketch was planned."""
+    x = iso_with_copies(2400, 576, seed=7)
+    sketched: VectorIndex[int] = VectorIndex(576, capacity=8, sketch_rows=1000)
+    plain: VectorIndex[int] = VectorIndex(576, sketch_rows=None)
+    for index in (sketched, plain):
+        index.add_many(list(range(1200)), x[:1200])
+        index.search(x[0], threshold)  # plans the sketch on the first 1,200 rows
+    assert sketched.sketched and not plain.sketched
+    rng = np.random.default_rng(0)
+    for index in (sketched, plain):  # changes after planning: new rows, a replacement, removals
+        index.add_many(list(range(1200, 2400)), x[1200:] * 3.0)
+        index.add(5, x[2399])
+        for key in (0, 17, 2398):
+            index.remove(key)
+    for q in rng.integers(0, 2400, 40).tolist() + [2399]:
+        got, want = sketched.search(x[q], threshold), plain.search(x[q], threshold)
+        assert [k for k, _ in got] == [k for k, _ in want] and len(want) >= 1
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=1e-6)
+    # a threshold the sketch cannot prune at falls back to the plain product: the same answer
+    assert [k for k, _ in sketched.search(x[3], -1.0)] == [k for k, _ in plain.search(x[3], -1.0)]
+    assert plain.pairs(threshold) == [(a, b, pytest.approx(v, abs=1e-6)) for a, b, v in sketched.pairs(threshold)]
+
+
+def test_index_below_its_sketch_size_is_not_sketched():
+    x = iso_with_copies(300, 576)
+    index: VectorIndex[int] = VectorIndex(576)
+    index.add_many(list(range(300)), x)
+    assert index.search(x[1], 0.9)[0][0] == 1 and not index.sketched
