@@ -984,7 +984,7 @@ queries and labelled "≈ (extrapolated)" together with the fitted model.
   10 on 64-bit hashes a BK-tree query still visits most nodes, so both trees lose to a linear scan
   (see `bench/bench_search.py`).
 {bktree}* (e) the reference builds the full n x n similarity matrix (float32 up to 10,000 rows, then
-  float16 in chunks) and keeps it (`self.cosine_scores`); dedupd scans 1024 x 8192 tiles and
+  float16 in chunks) and keeps it (`self.cosine_scores`); dedupd scans 2048 x 2048 tiles and
   keeps only the pairs above the threshold, in float32. Above 10,000 rows the reference stores
   similarities as float16 and, under NumPy 2, compares them with the threshold cast to float16
   (0.8999); so pairs with a similarity from about 0.8997 up count as ≥ 0.9. That is why it reports

@@ -9,13 +9,14 @@ never built. :class:`VectorIndex` is the incremental form the daemon keeps in me
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
-#: Default tile of the all-pairs scan: 1024 x 8192 float32 similarities = 32 MiB.
-BLOCK_ROWS = 1024
-BLOCK_COLS = 8192
+#: Default tile of the all-pairs scan: 2048 x 2048 float32 similarities = 16 MiB (measured on 2
+#: cores: faster than 1024 x 8192, as the scan of the tile for hits stays closer to the cache).
+BLOCK_ROWS = 2048
+BLOCK_COLS = 2048
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -51,6 +52,102 @@ def _empty_pairs(dtype: np.dtype) -> Pairs:
     return empty, empty.copy(), np.empty(0, dtype=dtype)
 
 
+#: The pruned scan is planned for inputs of at least this many rows (below it, planning -- a few
+#: seconds on a loaded 2-core machine -- costs more than it can save); ``prune=True`` forces it.
+PRUNE_MIN_ROWS = 40_000
+#: Slack on the pruning bound: far above the float32 rounding of the bound's products of unit
+#: vectors (a few 1e-6 at d = 576), so no pair at or above the threshold is ever pruned.
+PRUNE_MARGIN = 1e-4
+#: Rough costs in nanoseconds per pair on 2 loaded cores (AVX-512, OpenBLAS), measured with
+#: bench/bench_cnn_scale.py; only their ratios matter. A tile product costs a fixed part (writing
+#: and scanning the tile) plus a part per dimension; checking one candidate pair on its own costs
+#: two row gathers (memory bound).
+_COST_TILE, _COST_DIM, _COST_CHECK = 5.0, 0.03, 1000.0
+_FIT_ROWS, _PLAN_ROWS = 4096, 1024  # rows sampled to fit the rotation, and (others) to plan k
+
+
+def _plan_axes(xn: np.ndarray, threshold: float, force: bool) -> np.ndarray | None:
+    """The ``(d, k)`` head axes of the pruning bound (see :func:`_prune_bound`), or None.
+
+    The axes are the principal axes of a sample of the rows; ``k`` is chosen by the cost model
+    above on rows other than those the axes were fitted on (fitted rows overstate what the head
+    holds). None when no ``k`` pays against the plain product (unless ``force``).
+    """
+    n, d = xn.shape
+    step = max(1, n // _FIT_ROWS)
+    fit = xn[::step][:_FIT_ROWS].astype(np.float64)
+    _, vecs = np.linalg.eigh(fit.T @ fit)
+    rot = vecs[:, ::-1]  # principal axes, largest variance first
+    held_out = xn[step // 2 :: max(1, n // _PLAN_ROWS)][:_PLAN_ROWS].astype(np.float64) @ rot
+    upper = np.triu_indices(len(held_out), k=1)
+    plain = _COST_TILE + _COST_DIM * d
+    best: tuple[float, int] | None = None
+    for k in sorted({k for k in (d // 8, d // 4, d // 2, 16, 32, 64, 96, 128, 192, 256) if 0 <= k < d}):
+        head, tail = held_out[:, :k], np.linalg.norm(held_out[:, k:], axis=1)
+        bounds = (head @ head.T + np.outer(tail, tail))[upper]
+        passed = float(np.mean(bounds >= threshold - PRUNE_MARGIN)) if len(bounds) else 1.0
+        # checking many candidates of a tile is one smaller product: never dearer than the plain one
+        cost = _COST_TILE + _COST_DIM * (k + 1) + min(_COST_CHECK * passed, plain)
+        if best is None or cost < best[0]:
+            best = (cost, k)
+    if best is None or (best[0] >= 0.8 * plain and not force):
+        return None
+    return np.ascontiguousarray(rot[:, : best[1]])
+
+
+def bound_rows(rows: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """``(m, k + 1)`` float32 rows ``[head, |tail|]`` of ``rows`` for head ``axes`` (d, k)."""
+    k = axes.shape[1]
+    out = np.empty((len(rows), k + 1), dtype=np.float32)
+    for a in range(0, len(rows), BLOCK_COLS):
+        part = rows[a : a + BLOCK_COLS].astype(np.float64)
+        head = part @ axes  # float64: the tail norm below is exact to ~1e-8
+        tail2 = np.einsum("ij,ij->i", part, part) - np.einsum("ij,ij->i", head, head)
+        out[a : a + len(part), :k] = head
+        # rounded up a little, so float32 rounding of the bound's product cannot make it too low
+        out[a : a + len(part), k] = np.sqrt(np.maximum(tail2, 0.0) + 1e-12) * (1 + 1e-6)
+    return out
+
+
+def _prune_bound(xn: np.ndarray, threshold: float, force: bool) -> np.ndarray | None:
+    """Rows ``[head, |tail|]`` whose dot products bound the cosine similarities from above.
+
+    The rows are rotated onto the principal axes of a sample (an orthogonal map: dot products
+    are unchanged) and split into the first ``k`` coordinates and the rest; by Cauchy-Schwarz
+    ``x . y <= head_x . head_y + |tail_x| |tail_y|``, so one product of ``k + 1`` columns rules
+    out every pair whose bound is below the threshold. None when that does not pay (see
+    :func:`_plan_axes`).
+    """
+    axes = _plan_axes(xn, threshold, force)
+    return None if axes is None else bound_rows(xn, axes)
+
+
+def _check(xn: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Similarities ``xn[i[k]] . xn[j[k]]`` of candidate pairs: one product of the distinct rows
+    by the distinct columns when that is cheaper than gathering each pair (many candidates)."""
+    rows, ri = np.unique(i, return_inverse=True)
+    cols, ci = np.unique(j, return_inverse=True)
+    if len(rows) * len(cols) * _COST_DIM * xn.shape[1] <= len(i) * _COST_CHECK:
+        return (xn[rows] @ xn[cols].T)[ri, ci]
+    out = np.empty(len(i), dtype=xn.dtype)
+    for a in range(0, len(i), 1024):  # gathered in chunks: bounded memory
+        out[a : a + 1024] = np.einsum("ij,ij->i", xn[i[a : a + 1024]], xn[j[a : a + 1024]])
+    return out
+
+
+def _hits(sims: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``(row, col)`` of ``sims >= threshold``, in row-major order. Hits are rare, so
+    the boolean tile is scanned 8 entries at a time (as 64-bit words) before looking closer."""
+    mask = sims >= threshold
+    rows, cols = mask.shape
+    if cols % 8:
+        r, c = np.nonzero(mask)
+        return r, c
+    wr, wc = np.nonzero(mask.view(np.uint64))
+    kr, kb = np.nonzero(mask.reshape(rows, cols // 8, 8)[wr, wc])
+    return wr[kr], wc[kr] * 8 + kb
+
+
 def cosine_pairs(
     x: np.ndarray,
     threshold: float,
@@ -58,14 +155,22 @@ def cosine_pairs(
     normalized: bool = False,
     block_rows: int = BLOCK_ROWS,
     block_cols: int = BLOCK_COLS,
+    prune: bool | None = None,
 ) -> Pairs:
     """Every pair ``i < j`` whose cosine similarity is ``>= threshold``.
+
+    Exact: with pruning, a cheap upper bound of each similarity (:func:`_prune_bound`) rules
+    pairs out and only the pairs it cannot rule out are computed in full, so the result is the
+    same set of pairs with the same scores up to float32 rounding (a few 1e-8: a checked pair's
+    score may come from a smaller product or a row dot product rather than the full tile's).
 
     Args:
         x: (n, d) vectors.
         threshold: minimum similarity (inclusive), in [-1, 1].
         normalized: rows are already unit length (skips the copy made by :func:`normalize_rows`).
         block_rows, block_cols: tile shape of the scan (bounds the temporary memory).
+        prune: use the bound; None plans it from a sample when there are at least
+            :data:`PRUNE_MIN_ROWS` rows and uses it only when the cost model says it pays.
 
     Returns:
         ``(i, j, sim)``: int64 index arrays sorted by ``(i, j)`` and the similarities in the
@@ -76,23 +181,34 @@ def cosine_pairs(
     if n < 2:
         return _empty_pairs(xn.dtype)
     block_rows, block_cols = max(1, int(block_rows)), max(1, int(block_cols))
+    use_bound = (n >= PRUNE_MIN_ROWS) if prune is None else prune
+    bound = _prune_bound(xn, threshold, force=prune is True) if use_bound and xn.shape[1] > 0 else None
     out_i: list[np.ndarray] = []
     out_j: list[np.ndarray] = []
     out_s: list[np.ndarray] = []
     for a in range(0, n - 1, block_rows):
         b = min(n, a + block_rows)
-        rows = xn[a:b]
         for c in range(a, n, block_cols):
             d = min(n, c + block_cols)
-            sims = rows @ xn[c:d].T
-            mask = sims >= threshold
+            if bound is None:
+                sims = xn[a:b] @ xn[c:d].T
+                r, s = _hits(sims, threshold)
+                vals = sims[r, s]
+            else:
+                r, s = _hits(bound[a:b] @ bound[c:d].T, threshold - PRUNE_MARGIN)
             if c < b:  # the tile crosses the diagonal: keep global j > global i only
-                mask = np.triu(mask, k=a - c + 1)
-            r, s = np.nonzero(mask)
+                keep = s + c > r + a
+                r, s = r[keep], s[keep]
+                if bound is None:
+                    vals = vals[keep]
+            if bound is not None:
+                vals = _check(xn, r + a, s + c)
+                keep = vals >= threshold
+                r, s, vals = r[keep], s[keep], vals[keep]
             if len(r):
                 out_i.append(r + a)
                 out_j.append(s + c)
-                out_s.append(sims[r, s])
+                out_s.append(vals)
     if not out_i:
         return _empty_pairs(xn.dtype)
     i, j, s = np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_s)
@@ -137,18 +253,33 @@ class VectorIndex(Generic[K]):
     Rows live in one preallocated array that grows by doubling; removing a key moves the last row
     into its slot, so add and remove are O(d) and a query is one matrix-vector product.
 
+    From ``sketch_rows`` rows on, the first threshold search plans the pruning bound of
+    :func:`cosine_pairs` for that threshold; when it pays, a sketch of ``k + 1 < d`` columns per
+    row (head coordinates on principal axes and the tail norm) is kept up to date with the rows,
+    and a threshold search reads the sketch plus the rows it cannot rule out instead of the whole
+    matrix (the same keys; scores of the rows read, computed the same way).
+
     Args:
         dim: vector length.
         dtype: storage and compute dtype (float32 by default).
         capacity: rows allocated up front.
+        sketch_rows: rows from which a threshold search plans a sketch (None: never).
     """
 
-    def __init__(self, dim: int, dtype: np.dtype | type = np.float32, capacity: int = 1024) -> None:
+    #: Default of ``sketch_rows``.
+    SKETCH_ROWS = 20_000
+
+    def __init__(self, dim: int, dtype: np.dtype | type = np.float32, capacity: int = 1024,
+                 sketch_rows: int | None = SKETCH_ROWS) -> None:
         self.dim = int(dim)
         self.dtype = np.dtype(dtype)
         self._data = np.empty((max(1, int(capacity)), self.dim), dtype=self.dtype)
         self._keys: list[K] = []
         self._rows: dict[K, int] = {}
+        self._sketch_rows = sketch_rows
+        self._axes: np.ndarray | None = None  # head axes of the sketch, once planned and paying
+        self._sketch = np.empty((0, 0), dtype=np.float32)
+        self._planned = False
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -177,6 +308,10 @@ class VectorIndex(Generic[K]):
             grown = np.empty((max(need, 2 * len(self._data)), self.dim), dtype=self.dtype)
             grown[: len(self._keys)] = self._data[: len(self._keys)]
             self._data = grown
+        if self._axes is not None and need > len(self._sketch):
+            sketch = np.empty((len(self._data), self._sketch.shape[1]), dtype=np.float32)
+            sketch[: len(self._keys)] = self._sketch[: len(self._keys)]
+            self._sketch = sketch
 
     def add(self, key: K, vector: np.ndarray) -> None:
         """Insert ``key`` (normalising ``vector``), or replace its vector when already present."""
@@ -189,6 +324,7 @@ class VectorIndex(Generic[K]):
             raise ValueError(f"expected vectors of shape ({len(keys)}, {self.dim}), got {vectors.shape}")
         unit = normalize_rows(vectors, dtype=self.dtype)
         self._reserve(len(keys))
+        slots = []
         for key, row in zip(keys, unit):
             slot = self._rows.get(key)
             if slot is None:
@@ -196,6 +332,9 @@ class VectorIndex(Generic[K]):
                 self._keys.append(key)
                 self._rows[key] = slot
             self._data[slot] = row
+            slots.append(slot)
+        if self._axes is not None and slots:
+            self._sketch[slots] = bound_rows(unit, self._axes)
 
     def remove(self, key: K) -> bool:
         """Forget ``key``; returns False when it was not present."""
@@ -206,6 +345,8 @@ class VectorIndex(Generic[K]):
         if slot != last:
             moved = self._keys[last]
             self._data[slot] = self._data[last]
+            if self._axes is not None:
+                self._sketch[slot] = self._sketch[last]
             self._keys[slot] = moved
             self._rows[moved] = slot
         self._keys.pop()
@@ -218,19 +359,50 @@ class VectorIndex(Generic[K]):
         self, vector: np.ndarray, threshold: float, *, exclude: Iterable[K] = ()
     ) -> list[tuple[K, float]]:
         """Keys whose similarity to ``vector`` is ``>= threshold``, best first (ties by row)."""
-        sims = self._data[: len(self._keys)] @ self._unit(vector)
-        idx = np.flatnonzero(sims >= threshold)
-        idx = idx[np.lexsort((idx, -sims[idx]))]
+        n = len(self._keys)
+        unit = self._unit(vector)
+        if not self._planned and self._sketch_rows is not None and n >= self._sketch_rows:
+            self._plan_sketch(threshold)
+        cand = None
+        if self._axes is not None:
+            # einsum, not BLAS: a matrix-vector product this small loses more to BLAS threads
+            # waking up (tens of ms on a loaded machine) than it gains from them
+            near = np.einsum("ij,j->i", self._sketch[:n], bound_rows(unit[None], self._axes)[0])
+            cand = np.flatnonzero(near >= threshold - PRUNE_MARGIN)
+        if cand is not None and 4 * len(cand) <= n:  # else (a low threshold) the plain product
+            sims_c = np.einsum("ij,j->i", self._data[cand], unit)
+            keep = sims_c >= threshold
+            idx, vals = cand[keep], sims_c[keep]
+        else:
+            sims = self._data[:n] @ unit
+            idx = np.flatnonzero(sims >= threshold)
+            vals = sims[idx]
+        order = np.lexsort((idx, -vals))
         skip = set(exclude)
-        return [(self._keys[i], float(sims[i])) for i in idx.tolist() if self._keys[i] not in skip]
+        return [(self._keys[i], float(v)) for i, v in zip(idx[order].tolist(), vals[order].tolist())
+                if self._keys[i] not in skip]
+
+    def _plan_sketch(self, threshold: float) -> None:
+        """Plan the sketch once, for the first threshold searched (it stays valid for any)."""
+        self._planned = True
+        rows = self._data[: len(self._keys)]
+        self._axes = _plan_axes(rows, threshold, force=False)
+        if self._axes is not None:
+            self._sketch = np.empty((len(self._data), self._axes.shape[1] + 1), dtype=np.float32)
+            self._sketch[: len(rows)] = bound_rows(rows, self._axes)
+
+    @property
+    def sketched(self) -> bool:
+        """Whether threshold searches read the sketch instead of the whole matrix."""
+        return self._axes is not None
 
     def top_k(self, vector: np.ndarray, k: int) -> list[tuple[K, float]]:
         """The ``k`` most similar keys, best first (ties by row)."""
         idx, sims = top_k(self._data[: len(self._keys)], self._unit(vector), k, normalized=True)
         return [(self._keys[i], float(s)) for i, s in zip(idx.tolist(), sims.tolist())]
 
-    def pairs(self, threshold: float, **blocks: int) -> list[tuple[K, K, float]]:
-        """Every pair of keys with similarity ``>= threshold`` (see :func:`cosine_pairs`)."""
-        i, j, s = cosine_pairs(self._data[: len(self._keys)], threshold, normalized=True, **blocks)
+    def pairs(self, threshold: float, **options: Any) -> list[tuple[K, K, float]]:
+        """Every pair of keys with similarity ``>= threshold`` (``options``: see :func:`cosine_pairs`)."""
+        i, j, s = cosine_pairs(self._data[: len(self._keys)], threshold, normalized=True, **options)
         keys = self._keys
         return [(keys[a], keys[b], v) for a, b, v in zip(i.tolist(), j.tolist(), s.tolist())]

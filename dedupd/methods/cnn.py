@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from dedupd.cnn_models import DEFAULT_BACKBONE, DEFAULT_MODEL_NAME, CustomModel, load_model, require_torch
+from dedupd.core.ann import ann_pairs, check_method
 from dedupd.core.duplicates import duplicate_map, files_to_remove
 from dedupd.core.vectors import cosine_pairs
 from dedupd.engines import check_engine
@@ -220,13 +221,19 @@ class CNN:
         scores: bool,
         outfile: str | os.PathLike[str] | None = None,
         engine: str = "local",
+        index: str = "exact",
     ) -> dict[str, list]:
         names = list(encoding_map)
         feats = np.asarray([np.asarray(v).reshape(-1) for v in encoding_map.values()])
         if feats.dtype != np.float64:
             feats = feats.astype(np.float32)
-        pairs = cosine_all_pairs if check_engine(engine) == "ray" else cosine_pairs
-        i, j, sim = pairs(feats, min_similarity_threshold)
+        if index == "exact":
+            pairs = cosine_all_pairs if check_engine(engine) == "ray" else cosine_pairs
+            i, j, sim = pairs(feats, min_similarity_threshold)
+        else:
+            if check_engine(engine) == "ray":
+                raise ValueError(f"index={index!r} runs on this machine only: use engine='local' with it")
+            i, j, sim = ann_pairs(feats, min_similarity_threshold, method=index)
         self.results = duplicate_map(names, index_ordered_neighbours(len(names), i, j, sim), scores)
         if outfile and scores:
             # as the reference: the scores written become Python floats in the returned map too
@@ -246,6 +253,7 @@ class CNN:
         num_enc_workers: int = 0,
         num_sim_workers: int | None = None,
         engine: str = "local",
+        index: str = "exact",
     ) -> dict[str, list]:
         """Find the duplicates of every image: cosine similarity ``>= min_similarity_threshold``.
 
@@ -261,23 +269,28 @@ class CNN:
             num_sim_workers: accepted for compatibility; the tiled search needs no workers.
             engine: dedupd extension: "ray" runs the similarity search on a Ray cluster (same
                 result; an ``image_dir`` is still encoded here).
+            index: dedupd extension: "exact" (all pairs) or "ivf", an approximate index (faiss,
+                the ``ann`` extra) for a million encodings or more: a subset of the exact pairs
+                with the same scores, recall measured by ``bench/bench_cnn_scale.py``.
 
         Returns:
             ``{name: [duplicate, ...]}`` for every encoded image (symmetric; each list in the
             order of the encodings, not sorted by score), or ``{name: [(duplicate, score), ...]}``.
 
         Raises:
-            TypeError: the threshold is not a float. ValueError: it is outside [-1, 1], or
-                neither a directory nor encodings were given.
+            TypeError: the threshold is not a float. ValueError: it is outside [-1, 1], neither
+                a directory nor encodings were given, or ``index`` is unknown.
         """
         self._check_threshold_bounds(min_similarity_threshold)
+        if index != "exact":
+            check_method(index)
         if image_dir:
             encoding_map = self.encode_images(image_dir, recursive=recursive, num_enc_workers=num_enc_workers)
         elif encoding_map:
             warn_encodings_given(recursive)
         else:
             raise ValueError("Provide either an image directory or encodings!")
-        return self._find_duplicates_dict(encoding_map, min_similarity_threshold, scores, outfile, engine)
+        return self._find_duplicates_dict(encoding_map, min_similarity_threshold, scores, outfile, engine, index)
 
     def find_duplicates_to_remove(
         self,
@@ -288,11 +301,13 @@ class CNN:
         recursive: bool = False,
         num_enc_workers: int = 0,
         num_sim_workers: int | None = None,
+        index: str = "exact",
     ) -> list[str]:
         """Files to remove so that one image of each duplicate set stays (nothing is deleted here).
 
         Walks the duplicate map in order: an image not yet marked keeps itself and marks all its
         duplicates. Returns the marked names, sorted (the reference returns them unordered).
+        ``index``: as in :meth:`find_duplicates`.
         """
         result = self.find_duplicates(
             image_dir=image_dir,
@@ -302,6 +317,7 @@ class CNN:
             recursive=recursive,
             num_enc_workers=num_enc_workers,
             num_sim_workers=num_sim_workers,
+            index=index,
         )
         to_remove = files_to_remove(result)
         if outfile:

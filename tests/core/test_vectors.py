@@ -166,3 +166,121 @@ def test_near_zero_rows_are_not_normalised_like_scikit_learn():
     np.testing.assert_array_equal(out[1:], x[1:])
     assert out[0, 0] == 1.0
     assert normalize_rows(x.astype(np.float64), dtype=None)[1, 0] == 1.0  # float64's epsilon is far smaller
+
+
+# -- the pruned scan (a rotated Cauchy-Schwarz bound rules pairs out; the rest is computed) --------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(0, 120),
+    d=st.integers(1, 40),
+    blocks=st.sampled_from([(7, 5), (16, 64), (2048, 2048)]),
+    threshold=st.sampled_from([-1.0, -0.3, 0.0, 0.5, 0.9, 0.99, 1.0]),
+    zero_rows=st.integers(0, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_pruned_pairs_equal_brute_force(n, d, blocks, threshold, zero_rows, seed):
+    rng = np.random.default_rng(seed)
+    x = clustered(rng, n, d, clusters=max(1, n // 6), noise=0.1)
+    if n:
+        x[rng.integers(0, n, zero_rows)] = 0.0  # zero rows: similarity 0 with everything
+        x[rng.integers(0, n)] = x[0]  # an exact copy
+    got = cosine_pairs(x, threshold, block_rows=blocks[0], block_cols=blocks[1], prune=True)
+    assert_same_pairs(got, x, threshold)
+    assert got[2].dtype == np.float32
+
+
+def iso_with_copies(n: int, d: int, seed: int = 0) -> np.ndarray:
+    """Isotropic unit rows (nothing to prune by but dimensions) with 10 % near copies."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    src, dst = rng.integers(0, n, n // 10), rng.integers(0, n, n // 10)
+    x[dst] = x[src] + 0.15 * rng.standard_normal((n // 10, d)).astype(np.float32)
+    return normalize_rows(x)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.9, 0.97])
+def test_pruned_scan_equals_the_plain_scan(threshold):
+    x = iso_with_copies(1500, 96)
+    plain = cosine_pairs(x, threshold, normalized=True, prune=False)
+    pruned = cosine_pairs(x, threshold, normalized=True, prune=True, block_rows=500, block_cols=700)
+    assert len(plain[0]) > 50
+    assert np.array_equal(plain[0], pruned[0]) and np.array_equal(plain[1], pruned[1])
+    np.testing.assert_allclose(plain[2], pruned[2], atol=1e-6)
+    assert_same_pairs(pruned, x, threshold)
+
+
+def test_the_planner_prunes_576_d_embeddings_at_0_9():
+    x = iso_with_copies(2000, 576)
+    bound = vectors._prune_bound(x, 0.9, force=False)
+    assert bound is not None and bound.shape == (2000, bound.shape[1]) and bound.shape[1] <= 200
+    # the bound is an upper bound of every similarity (checked on a block)
+    assert np.all(bound[:300] @ bound[:300].T >= x[:300] @ x[:300].T - 1e-6)
+
+
+def test_pruning_is_not_planned_when_it_cannot_pay():
+    x = iso_with_copies(2000, 64)
+    assert vectors._prune_bound(x, -1.0, force=False) is None  # every pair passes any bound
+    assert vectors._prune_bound(x, -1.0, force=True) is not None
+    # small inputs are not planned at all: the default call equals the plain scan exactly
+    a, b = cosine_pairs(x, 0.9, normalized=True), cosine_pairs(x, 0.9, normalized=True, prune=False)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+
+
+def test_a_threshold_equal_to_a_score_keeps_its_pair():
+    x = iso_with_copies(1500, 48, seed=3)
+    i, j, s = cosine_pairs(x, 0.8, normalized=True, prune=True)
+    for k in (0, len(s) // 2, int(np.argmax(s))):
+        gi, gj, _ = cosine_pairs(x, float(s[k]), normalized=True, prune=True)
+        assert (i[k], j[k]) in set(zip(gi.tolist(), gj.tolist()))
+
+
+def test_pruned_scan_float64_and_unnormalised_input():
+    x = iso_with_copies(800, 32, seed=5).astype(np.float64) * np.random.default_rng(1).uniform(0.1, 9, (800, 1))
+    got = cosine_pairs(x, 0.85, prune=True)
+    assert got[2].dtype == np.float64
+    assert_same_pairs(got, x, 0.85)
+
+
+def test_hit_scan_by_words_equals_nonzero():
+    rng = np.random.default_rng(0)
+    for shape in [(5, 16), (7, 13), (64, 2048), (1, 8)]:
+        sims = rng.uniform(-1, 1, shape).astype(np.float32)
+        for t in (0.999, 0.5, -1.0, 2.0):
+            r, c = vectors._hits(sims, t)
+            wr, wc = np.nonzero(sims >= t)
+            assert np.array_equal(r, wr) and np.array_equal(c, wc)
+
+
+@pytest.mark.parametrize("threshold", [0.9, 0.95])
+def test_sketched_index_search_equals_the_plain_index(threshold):
+    """A sketched VectorIndex (the daemon's per-file query) returns the same keys and scores as an
+    unsketched one, through adds, replacements and removals after the sketch was planned."""
+    x = iso_with_copies(2400, 576, seed=7)
+    sketched: VectorIndex[int] = VectorIndex(576, capacity=8, sketch_rows=1000)
+    plain: VectorIndex[int] = VectorIndex(576, sketch_rows=None)
+    for index in (sketched, plain):
+        index.add_many(list(range(1200)), x[:1200])
+        index.search(x[0], threshold)  # plans the sketch on the first 1,200 rows
+    assert sketched.sketched and not plain.sketched
+    rng = np.random.default_rng(0)
+    for index in (sketched, plain):  # changes after planning: new rows, a replacement, removals
+        index.add_many(list(range(1200, 2400)), x[1200:] * 3.0)
+        index.add(5, x[2399])
+        for key in (0, 17, 2398):
+            index.remove(key)
+    for q in rng.integers(0, 2400, 40).tolist() + [2399]:
+        got, want = sketched.search(x[q], threshold), plain.search(x[q], threshold)
+        assert [k for k, _ in got] == [k for k, _ in want] and len(want) >= 1
+        np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=1e-6)
+    # a threshold the sketch cannot prune at falls back to the plain product: the same answer
+    assert [k for k, _ in sketched.search(x[3], -1.0)] == [k for k, _ in plain.search(x[3], -1.0)]
+    assert plain.pairs(threshold) == [(a, b, pytest.approx(v, abs=1e-6)) for a, b, v in sketched.pairs(threshold)]
+
+
+def test_index_below_its_sketch_size_is_not_sketched():
+    x = iso_with_copies(300, 576)
+    index: VectorIndex[int] = VectorIndex(576)
+    index.add_many(list(range(300)), x)
+    assert index.search(x[1], 0.9)[0][0] == 1 and not index.sketched

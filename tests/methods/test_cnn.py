@@ -218,6 +218,23 @@ def test_validation_errors(cnn, ours, tmp_path):
     assert cnn.find_duplicates(encoding_map=ours, min_similarity_threshold=-1.0)[next(iter(ours))] == list(ours)[1:]
 
 
+def test_approximate_index_option(cnn, ours, transformed):
+    """``index="ivf"`` (faiss): a subset of the exact duplicates with the same scores; on 51
+    encodings it has one cell, so it is exhaustive and equal. An unknown index names the choices."""
+    pytest.importorskip("faiss", reason="the test extra installs faiss-cpu (the ann extra)")
+    for threshold in (0.9, 0.5):
+        exact = cnn.find_duplicates(encoding_map=ours, min_similarity_threshold=threshold, scores=True)
+        approx = cnn.find_duplicates(encoding_map=ours, min_similarity_threshold=threshold, scores=True, index="ivf")
+        assert plain(approx) == plain(exact) and sum(map(len, exact.values())) > 0
+        for k, lst in exact.items():
+            np.testing.assert_allclose([s for _, s in approx[k]], [s for _, s in lst], atol=1e-6)
+    removed = cnn.find_duplicates_to_remove(encoding_map=ours, index="ivf")
+    assert removed == cnn.find_duplicates_to_remove(encoding_map=ours)
+    with pytest.raises(ValueError, match="unknown CNN index 'annoy': use 'exact' or one of ivf"):
+        cnn.find_duplicates(encoding_map=ours, index="annoy")
+    with pytest.raises(ValueError, match="index='ivf' runs on this machine only"):
+        cnn.find_duplicates(encoding_map=ours, index="ivf", engine="ray")
+
 # -- MobileNetV3 default, TorchScript, import hygiene ---------------------------------------------
 
 
