@@ -156,13 +156,26 @@ class DecodePool:
         except (DecodeFailed, BrokenProcessPool, RuntimeError):
             logger.debug("%s decoders did not start", self.name, exc_info=True)
 
-    def shutdown(self) -> None:
-        """Stop the workers (in flight tasks fail); :meth:`run` fails from now on."""
+    def shutdown(self, join_s: float = 2.0) -> None:
+        """Stop the workers (in flight tasks fail); :meth:`run` fails from now on.
+
+        Waits up to ``join_s`` for the executor's manager thread, killing the workers if they are
+        not done by then: a manager thread still closing its pipes while the interpreter exits makes
+        ``concurrent.futures``' exit hook write to a closed pipe (a traceback on stderr at exit).
+        """
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        if pool is None:
+            return
+        pool.shutdown(wait=False, cancel_futures=True)
+        manager = getattr(pool, "_executor_manager_thread", None)
+        if manager is None:
+            return
+        manager.join(join_s)
+        if manager.is_alive():
+            kill_executor(pool)
+            manager.join(join_s)
 
 
 def query_pool() -> DecodePool:
