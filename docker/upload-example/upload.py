@@ -74,6 +74,11 @@ class Upload(http.server.BaseHTTPRequestHandler):
         target = os.path.join(UPLOAD_DIR, name)
         if os.path.lexists(target):
             return self.reply(409, {"error": f"{name} exists"})
+        return self.reply(*self._receive(name, target, length))
+
+    def _receive(self, name: str, target: str, length: int) -> tuple[int, dict]:
+        """Save the body to ``target`` unless dedupd calls it a duplicate: (status, answer). The
+        temporary file is gone before the client hears the answer."""
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=UPLOAD_DIR)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -81,22 +86,22 @@ class Upload(http.server.BaseHTTPRequestHandler):
                 while left:
                     chunk = self.rfile.read(min(left, 1 << 20))
                     if not chunk:
-                        return self.reply(400, {"error": "body shorter than Content-Length"})
+                        return 400, {"error": "body shorter than Content-Length"}
                     f.write(chunk)
                     left -= len(chunk)
             code, answer = check(tmp)
             if code == EXIT_DUPLICATE:
-                return self.reply(409, {"error": "duplicate", "name": name,
-                                        "duplicates": [d["path"] for d in answer.get("duplicates", [])]})
+                return 409, {"error": "duplicate", "name": name,
+                             "duplicates": [d["path"] for d in answer.get("duplicates", [])]}
             if code != 0 and ON_ERROR == "reject":
-                return self.reply(503, {"error": "dedupd could not check the upload", "exit": code,
-                                        "detail": answer.get("detail", "")})
+                return 503, {"error": "dedupd could not check the upload", "exit": code,
+                             "detail": answer.get("detail", "")}
             os.chmod(tmp, 0o644 & ~_umask())
             os.rename(tmp, target)
             tmp = ""
             checked = code == 0
-            return self.reply(201, {"name": name, "checked": checked,
-                                    **({} if checked else {"detail": answer.get("detail", "")})})
+            return 201, {"name": name, "checked": checked,
+                         **({} if checked else {"detail": answer.get("detail", "")})}
         finally:
             if tmp:
                 os.unlink(tmp)
