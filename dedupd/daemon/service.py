@@ -58,6 +58,8 @@ STALL_S = 300.0
 #: threads busy, a socket request needs the GIL dozens of times, and at 5 ms per hand-over a
 #: ``dedupd status`` took up to 0.7 s during a reload of 100k files
 SWITCH_INTERVAL_S = 0.001
+#: at the end of a shutdown, how long the pools' manager threads (discarded pools' too) may take to end
+POOL_JOIN_S = 3.0
 #: a change waits this long before its report is written, so that the rest of a burst joins it
 REPORT_COALESCE_S = 0.1
 #: the final report write at shutdown is given this long (the reports written before stay in place)
@@ -570,6 +572,7 @@ class Daemon:
         if self.store is not None:
             self.store.close()
             self.store = None
+        _join_leftover_threads(POOL_JOIN_S)
         logger.info("dedupd stopped")
 
     def _final_report(self, timeout: float) -> None:
@@ -628,4 +631,16 @@ class Daemon:
             return self.status()
         finally:
             self.shutdown()
+
+
+def _join_leftover_threads(timeout: float) -> None:
+    """Wait (bounded) for the non-daemon threads still running: the manager threads of process pools
+    shut down without waiting (a discarded pool after a hung decode, the query and thumbnail pools).
+    Python 3.11's exit hook for those pools wakes each manager thread through a pipe that a manager
+    thread still finishing may close at the same moment: a "Bad file descriptor" traceback on stderr
+    after a clean stop."""
+    deadline = time.monotonic() + timeout
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and not t.daemon and t is not threading.main_thread():
+            t.join(max(0.0, deadline - time.monotonic()))
 
