@@ -160,8 +160,8 @@ class DecodePool:
         """Stop the workers (in flight tasks fail); :meth:`run` fails from now on.
 
         Waits up to ``join_s`` for the executor's manager thread, killing the workers if they are
-        not done by then: a manager thread still closing its pipes while the interpreter exits makes
-        ``concurrent.futures``' exit hook write to a closed pipe (a traceback on stderr at exit).
+        not done by then: a hung decoder would otherwise keep that thread, and so the interpreter's
+        exit (which joins it without a bound), waiting forever.
         """
         with self._lock:
             self._closed = True

@@ -13,15 +13,7 @@ from hypothesis import strategies as st
 
 from dedupd.core import hamming, hashindex, mih
 from dedupd.core.hashindex import HashIndex
-
-
-def brute_pairs(values: list[int], radius: int) -> set[tuple[int, int, int]]:
-    return {
-        (i, j, (values[i] ^ values[j]).bit_count())
-        for i in range(len(values))
-        for j in range(i + 1, len(values))
-        if (values[i] ^ values[j]).bit_count() <= radius
-    }
+from tests.core.test_search import brute_pairs
 
 
 def hashes(rng: random.Random, n: int, kind: str) -> list[int]:
