@@ -183,11 +183,15 @@ def cosine_pairs(
     block_rows, block_cols = max(1, int(block_rows)), max(1, int(block_cols))
     use_bound = (n >= PRUNE_MIN_ROWS) if prune is None else prune
     bound = _prune_bound(xn, threshold, force=prune is True) if use_bound and xn.shape[1] > 0 else None
+    index = np.int32 if n < 2**31 else np.int64  # parts are kept narrow: the result can be huge
     out_i: list[np.ndarray] = []
     out_j: list[np.ndarray] = []
     out_s: list[np.ndarray] = []
     for a in range(0, n - 1, block_rows):
         b = min(n, a + block_rows)
+        row_i: list[np.ndarray] = []
+        row_j: list[np.ndarray] = []
+        row_s: list[np.ndarray] = []
         for c in range(a, n, block_cols):
             d = min(n, c + block_cols)
             if bound is None:
@@ -206,14 +210,19 @@ def cosine_pairs(
                 keep = vals >= threshold
                 r, s, vals = r[keep], s[keep], vals[keep]
             if len(r):
-                out_i.append(r + a)
-                out_j.append(s + c)
-                out_s.append(vals)
+                row_i.append((r + a).astype(index))
+                row_j.append((s + c).astype(index))
+                row_s.append(vals)
+        if row_i:  # sorted per row block, so the blocks concatenate in (i, j) order
+            i, j, s = np.concatenate(row_i), np.concatenate(row_j), np.concatenate(row_s)
+            order = np.lexsort((j, i))
+            out_i.append(i[order])
+            out_j.append(j[order])
+            out_s.append(s[order])
     if not out_i:
         return _empty_pairs(xn.dtype)
-    i, j, s = np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_s)
-    order = np.lexsort((j, i))
-    return i[order], j[order], s[order]
+    return (np.concatenate(out_i, dtype=np.int64, casting="safe"),
+            np.concatenate(out_j, dtype=np.int64, casting="safe"), np.concatenate(out_s))
 
 
 def similarities(x: np.ndarray, query: np.ndarray, *, normalized: bool = False) -> np.ndarray:

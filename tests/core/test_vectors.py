@@ -26,6 +26,7 @@ def clustered(rng: np.random.Generator, n: int, d: int, clusters: int, noise: fl
 def assert_same_pairs(got, x: np.ndarray, threshold: float, tol: float = 1e-5) -> None:
     """Same pairs as float64 brute force, except pairs within ``tol`` of the threshold (rounding)."""
     gi, gj, gs = got
+    assert gi.dtype == gj.dtype == np.int64, "indices are int64 whatever the parts' width"
     assert np.all(gi < gj)
     assert np.all(np.lexsort((gj, gi)) == np.arange(len(gi))), "pairs must be sorted by (i, j)"
     bi, bj, bs = brute_pairs(x.astype(np.float64), threshold - tol)
