@@ -147,16 +147,17 @@ def lanczos(x: float) -> float:
 
 
 @njit(cache=True, nogil=True)
-def coefficients(in_size: int, out_size: int, bounds: np.ndarray, coefs: np.ndarray) -> None:
+def coefficients(in_size: int, in0: float, extent: float, out_size: int, bounds: np.ndarray,
+                 coefs: np.ndarray) -> None:
     # dedupd.resample.coefficients (the reference, in Python), compiled: same double arithmetic
-    scale = float(in_size) / out_size
+    scale = extent / out_size
     filterscale = max(scale, 1.0)
     support = 3.0 * filterscale
     ss = 1.0 / filterscale
     one = float(1 << PRECISION_BITS)
     w = np.empty(coefs.shape[1], np.float64)
     for j in range(out_size):
-        center = (j + 0.5) * scale
+        center = in0 + (j + 0.5) * scale
         xmin = max(int(center - support + 0.5), 0)
         count = min(int(center + support + 0.5), in_size) - xmin
         total = 0.0
