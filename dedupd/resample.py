@@ -27,6 +27,13 @@ target     Pillow      here
 End to end (decode once + four hashes vs the reference's four decodes and resizes, in-process CPU
 time on 24 12-MP photos): 3.9x the reference on JPEG, 4.0x on PNG/WebP, hashes identical.
 
+The crop variants' resizes with a ``box`` (:func:`resize_box_rgbx`, from the 256 px copy) take the
+same two passes over the rows and columns the box's taps reach, with Pillow's box coefficients: the
+bounds and the length are C ``float`` (:func:`box_span`), and Pillow picks the pass order from the
+image and target sizes, not the box. On 640 px photos with pHash + dHash and their crops (the
+default config), 0.6 ms a resize in Pillow vs 0.23 ms here; with the four-row horizontal pass,
+17 % less CPU for a whole ``dedupd scan`` (25.2 -> 21.1 CPU-s for 2,000 files, same hashes).
+
 pillow-simd was considered and rejected: its SIMD resampler stores coefficients as int16 with a
 precision chosen per call (``coefs_precision`` <= 15 bits vs Pillow's 22), so its output is not
 bit-identical to Pillow's, and it replaces Pillow in the environment.
