@@ -11,7 +11,7 @@ from PIL import Image
 
 from dedupd.core import variants
 from dedupd.core.algorithms import HASH_METHODS, TARGET_SIZES, hash_array
-from dedupd.imaging import DecodedImage, decode_file
+from dedupd.imaging import DecodedImage, decode_file, resize_box
 
 
 def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dict[str, int]:
@@ -53,7 +53,7 @@ def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dic
         if variant in variants.CROP_SCALES:
             src = reduced(8 * max(w, h))
             box = variants.crop_box(src.width, src.height, variant)
-            cropped = src.resize((w, h), Image.Resampling.LANCZOS, box=box).convert("L")
+            cropped = resize_box(src, (w, h), box).convert("L")
             out[name] = hash_array(method, np.asarray(cropped, dtype=np.uint8))
         else:
             base = gray((h, w)) if variants.transposes(variant) else gray((w, h))

@@ -162,6 +162,18 @@ class DecodedImage:
         return np.asarray(self.rgb, dtype=np.uint8)
 
 
+def resize_box(img: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float]) -> Image.Image:
+    """``img.resize(size, LANCZOS, box=box)``, the same pixels, through :mod:`dedupd.resample` where
+    it applies (an RGB image of :data:`ACCELERATE_MIN_PIXELS` or more, a box inside it, the
+    horizontal-first order): the crop variants' resizes, ~0.5 ms each in Pillow from a 256 px copy."""
+    if (img.mode == "RGB" and img.width * img.height >= ACCELERATE_MIN_PIXELS
+            and resample.box_applies(img.width, img.height, size, box) and resample.available()):
+        words = _rgbx_words(img)
+        if words is not None:
+            return Image.fromarray(resample.resize_box_rgbx(words, size, box))
+    return img.resize(size, Image.Resampling.LANCZOS, box=box)
+
+
 #: Below this many pixels :meth:`DecodedImage.grays` uses Pillow's resize, above it :mod:`dedupd.resample`
 #: (when numba is installed). A process that hashes many files lowers it with :func:`accelerate_small_images`:
 #: the compiled passes are faster from about 10,000 pixels up (640 px: 1.7 ms for the pHash and dHash

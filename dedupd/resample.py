@@ -27,6 +27,13 @@ target     Pillow      here
 End to end (decode once + four hashes vs the reference's four decodes and resizes, in-process CPU
 time on 24 12-MP photos): 3.9x the reference on JPEG, 4.0x on PNG/WebP, hashes identical.
 
+The crop variants' resizes with a ``box`` (:func:`resize_box_rgbx`, from the 256 px copy) take the
+same two passes over the rows and columns the box's taps reach, with Pillow's box coefficients: the
+bounds and the length are C ``float`` (:func:`box_span`), and Pillow picks the pass order from the
+image and target sizes, not the box. On 640 px photos with pHash + dHash and their crops (the
+default config), 0.6 ms a resize in Pillow vs 0.23 ms here; with the four-row horizontal pass,
+17 % less CPU for a whole ``dedupd scan`` (25.2 -> 21.1 CPU-s for 2,000 files, same hashes).
+
 pillow-simd was considered and rejected: its SIMD resampler stores coefficients as int16 with a
 precision chosen per call (``coefs_precision`` <= 15 bits vs Pillow's 22), so its output is not
 bit-identical to Pillow's, and it replaces Pillow in the environment.
@@ -96,27 +103,32 @@ def _lanczos(x: float) -> float:
     return a * b
 
 
-@lru_cache(maxsize=128)
-def coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+@lru_cache(maxsize=256)
+def coefficients(in_size: int, out_size: int, span: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`reference_coefficients`, compiled when numba is there (~150 ms of Python per photo
     size otherwise; photos come in many sizes). Identical values: the tests compare both."""
     if not available():
-        return reference_coefficients(in_size, out_size)
-    ksize = int(math.ceil(LANCZOS_SUPPORT * max(float(in_size) / out_size, 1.0))) * 2 + 1
+        return reference_coefficients(in_size, out_size, span)
+    in0, extent = span if span is not None else (0.0, float(in_size))
+    ksize = int(math.ceil(LANCZOS_SUPPORT * max(extent / out_size, 1.0))) * 2 + 1
     coefs = np.zeros((out_size, ksize), np.int32)
     bounds = np.zeros((out_size, 2), np.int32)
-    _kernel("coefficients")(in_size, out_size, bounds, coefs)
+    _kernel("coefficients")(in_size, in0, extent, out_size, bounds, coefs)
     return bounds, coefs
 
 
-def reference_coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+def reference_coefficients(in_size: int, out_size: int,
+                           span: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pillow's LANCZOS taps from ``in_size`` to ``out_size`` samples: ``(bounds, coefs)``.
 
+    ``span`` is the ``(start, length)`` of the source range resized (a ``box`` side, in the C
+    floats Pillow parses it into: see :func:`box_span`); None: all of it.
     ``bounds[j] = (first source index, tap count)``; ``coefs[j, :count]`` are the int32 weights,
     normalised to sum to ``2**PRECISION_BITS`` and rounded half away from zero, as Pillow's
     ``precompute_coeffs`` + ``normalize_coeffs_8bpc`` do in double precision.
     """
-    scale = float(in_size) / out_size
+    in0, extent = span if span is not None else (0.0, float(in_size))
+    scale = extent / out_size
     filterscale = max(scale, 1.0)
     support = LANCZOS_SUPPORT * filterscale
     ksize = int(math.ceil(support)) * 2 + 1
@@ -125,7 +137,7 @@ def reference_coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.
     coefs = np.zeros((out_size, ksize), np.int32)
     bounds = np.zeros((out_size, 2), np.int32)
     for j in range(out_size):
-        center = (j + 0.5) * scale
+        center = in0 + (j + 0.5) * scale
         xmin = max(int(center - support + 0.5), 0)
         count = min(int(center + support + 0.5), in_size) - xmin
         w = [_lanczos((x + xmin - center + 0.5) * ss) for x in range(count)]
@@ -138,6 +150,13 @@ def reference_coefficients(in_size: int, out_size: int) -> tuple[np.ndarray, np.
             coefs[j, x] = int(-0.5 + v * one) if v < 0 else int(0.5 + v * one)
         bounds[j] = (xmin, count)
     return bounds, coefs
+
+
+def box_span(a: float, b: float) -> tuple[float, float]:
+    """A ``box`` side from ``a`` to ``b`` as Pillow's C code sees it: ``(start, length)``, each
+    bound rounded to a C ``float`` and the length subtracted in ``float`` too."""
+    start, end = np.float32(a), np.float32(b)
+    return float(start), float(end - start)
 
 
 def _build() -> dict[str, Any]:
@@ -200,4 +219,31 @@ def horizontal_pass(planes: np.ndarray, width: int) -> np.ndarray:
     kernel = _kernel("horizontal")
     for c in range(3):
         kernel(planes[c], bounds, coefs, out, c)
+    return out
+
+
+def box_applies(width: int, height: int, size: tuple[int, int], box: tuple[float, float, float, float]) -> bool:
+    """True when :func:`resize_box_rgbx` reproduces ``Image.resize(size, LANCZOS, box=box)`` of a
+    ``width x height`` RGB image: a box strictly inside the image on every side (both passes
+    needed), downscaled in width, in the horizontal-first order (:func:`horizontal_first`, for the
+    image and for the box alike)."""
+    left, top, right, bottom = box
+    bw, bh = right - left, bottom - top
+    return (0 < left < right < width and 0 < top < bottom < height and size[0] < bw
+            and horizontal_first(width, height, *size) and bh - size[1] <= 2 * (bw - size[0]))
+
+
+def resize_box_rgbx(words: np.ndarray, size: tuple[int, int], box: tuple[float, float, float, float]) -> np.ndarray:
+    """``Image.resize(size, LANCZOS, box=box)`` of (H, W) RGBX words, as (h, w, 3) uint8, where
+    :func:`box_applies`: the horizontal pass over the rows the vertical pass reads, then that pass."""
+    h, w = words.shape
+    hb, hc = coefficients(w, size[0], box_span(box[0], box[2]))
+    vb, vc = coefficients(h, size[1], box_span(box[1], box[3]))
+    first, last = int(vb[0, 0]), int(vb[-1, 0] + vb[-1, 1])
+    mid = np.empty((last - first, size[0], 3), np.uint8)
+    _kernel("horizontal_rgbx")(words[first:last], hb, hc, mid)
+    shifted = vb.copy()
+    shifted[:, 0] -= first
+    out = np.empty((size[1], size[0], 3), np.uint8)
+    _kernel("vertical")(mid.reshape(last - first, size[0] * 3), shifted, vc, out.reshape(size[1], size[0] * 3))
     return out

