@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from dedupd.core.algorithms import HASH_METHODS
-from dedupd.encoding import encode_file
-from dedupd.imaging import decode_file, transpose_box
+from dedupd.encoding import encode_file, hashes_of
+from dedupd.imaging import DecodedImage, decode_file, transpose_box
 
 THRESHOLD = 10
 
@@ -80,3 +80,19 @@ def test_stores_of_earlier_fast_hashes_re_encode(tmp_path: Path) -> None:
 
     assert stamp("exact") == "v1:decode=exact:exif=1"
     assert stamp("fast") not in ("v1:decode=fast:exif=1", stamp("exact"))
+
+
+
+def test_crop_variants_read_the_photo_span(dataset) -> None:
+    """wHash crop variants resize the decoded image itself: their centred crop must lie within
+    :attr:`DecodedImage.box`. Real photo pixels on a canvas with a wide black margin, the box
+    spanning the photo, hash like the photo alone."""
+    photo = sorted((dataset("exact", "--num-bases", "1", "--megapixels", "2", "--seed", "3") / "images").iterdir())[0]
+    image = decode_file(photo, fast=True)
+    keys = ["whash@c90", "whash@c81"]
+    canvas = Image.new("RGB", (image.width * 3 // 2, image.height * 3 // 2))
+    canvas.paste(image.rgb, (0, 0))
+    span = (0.0, 0.0, float(image.width), float(image.height))
+    padded = DecodedImage(canvas, canvas.width, canvas.height, image.format, box=span)
+    plain = DecodedImage(image.rgb, image.width, image.height, image.format)
+    assert hashes_of(padded, keys) == hashes_of(plain, keys)
