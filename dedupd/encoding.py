@@ -53,6 +53,10 @@ def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dic
         if variant in variants.CROP_SCALES:
             src = reduced(8 * max(w, h))
             box = variants.crop_box(src.width, src.height, variant)
+            if src is image.rgb and image.box is not None:  # (fast decode) the crop of the photo's span
+                x0, y0, x1, y1 = image.box
+                sx, sy = (x1 - x0) / src.width, (y1 - y0) / src.height
+                box = (x0 + box[0] * sx, y0 + box[1] * sy, x0 + box[2] * sx, y0 + box[3] * sy)
             cropped = resize_box(src, (w, h), box).convert("L")
             out[name] = hash_array(method, np.asarray(cropped, dtype=np.uint8))
         else:

@@ -16,6 +16,9 @@ from dedupd.daemon.config.values import path_inside
 
 #: Bump when a hash algorithm or its preprocessing changes: stored hashes then re-encode lazily.
 ENCODER_VERSION = 1
+#: Bump when only ``decode: fast``'s pixels change: then only stores of fast hashes re-encode
+#: (2: the resizes read the photo's exact span of the reduced image).
+FAST_DECODE_VERSION = 2
 
 HASH_METHOD_NAMES: tuple[str, ...] = ("phash", "dhash", "ahash", "whash")
 CNN_MODEL_NAMES: tuple[str, ...] = ("mobilenet_v3_small", "efficientnet_lite0", "efficientnet_lite0_copy")
@@ -200,7 +203,8 @@ class Config:
 
     def hash_params_id(self) -> str:
         """Identity of the hash values this config produces (decode options change the pixels)."""
-        return f"v{ENCODER_VERSION}:decode={self.decode}:exif={int(self.exif_transpose)}"
+        decode = f"fast{FAST_DECODE_VERSION}" if self.decode == "fast" else self.decode
+        return f"v{ENCODER_VERSION}:decode={decode}:exif={int(self.exif_transpose)}"
 
     def cnn_model_id(self) -> str | None:
         """Identity of the CNN vectors this config produces, or None without a CNN method."""
