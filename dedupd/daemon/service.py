@@ -504,7 +504,7 @@ class Daemon:
         while not (self.reconciler.done and self.quiet()):
             if self.stop_event.is_set() or (deadline is not None and time.monotonic() > deadline):
                 return False
-            time.sleep(0.05)
+            time.sleep(0.01)  # a few cheap counters: a scan's end is seen at once, not up to 50 ms later
         return True
 
     def reload(self) -> dict[str, Any]:
