@@ -21,10 +21,12 @@ systemd restarts it. A pipeline that keeps failing (full disk) stays up and show
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
@@ -646,6 +648,8 @@ class Daemon:
         for t in self._threads:
             if t.name == "dedupd-pipeline":
                 t.join(POOL_JOIN_S)  # idle workers end at once; the shutdown deals with anything stuck
+        with contextlib.suppress(queue.Empty):  # the wake-up, if the loop saw the stop without it
+            self.pipeline.queue.get_nowait()
 
 
 def _join_leftover_threads(timeout: float) -> None:

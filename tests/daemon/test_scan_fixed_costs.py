@@ -71,6 +71,7 @@ def test_scan_walks_while_decoders_start_and_writes_its_reports_once(
     status = daemon.scan_once()
 
     assert status["state"] == "done" and status["files"] == 6 and status["groups"] == 1, status
+    assert status["queued"] == 0
     assert seen["walk_started_before_pool"] == 1
     # the walk of six files ends long before the workers are up: one batch (the copy shares a decode)
     assert sum(seen["batches"]) == 5 and seen["batches"][0] == 5, seen["batches"]
