@@ -74,8 +74,11 @@ def load_edges(store: Store, index: MatchIndex, stamp: GraphStamp, should_stop: 
 
 
 def _rows(store: Store, config: Config) -> Iterator[tuple[str, FileInfo, dict[str, int], np.ndarray | None]]:
-    encodings = {d: (w, h, hashes, vec) for d, w, h, hashes, vec in store.iter_encodings_brief()}
-    sizes: dict[int, int] = {}
+    sizes: dict[int, int] = {}  # one int object per distinct width or height
+    # the digest object is kept with the encoding: every FileInfo of the content shares it (the
+    # files' records carry a copy each, ~50 bytes a file)
+    encodings = {d: (d, sizes.setdefault(w, w), sizes.setdefault(h, h), hashes, vec)
+                 for d, w, h, hashes, vec in store.iter_encodings_brief()}
     inside: dict[str, bool] = {}  # by folder: whether a root holds a file does not depend on its name
     for path, size, mtime_ns, digest in store.iter_ok_files():
         enc = encodings.get(digest)
@@ -86,9 +89,8 @@ def _rows(store: Store, config: Config) -> Iterator[tuple[str, FileInfo, dict[st
             ok = inside[folder] = root_of(path, config) is not None
         if not ok:
             continue
-        w, h, hashes, vec = enc
-        w, h = sizes.setdefault(w, w), sizes.setdefault(h, h)  # one int object per distinct value
-        yield (path, FileInfo(digest, size, mtime_ns, w, h), hashes,
+        shared, w, h, hashes, vec = enc
+        yield (path, FileInfo(shared, size, mtime_ns, w, h), hashes,
                None if vec is None else np.frombuffer(vec, dtype=np.float32))
 
 
