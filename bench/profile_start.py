@@ -34,14 +34,14 @@ from dedupd.daemon.store import Store  # noqa: E402
 from dedupd.reports.files import ReportWriter  # noqa: E402
 
 
-def rss_mb() -> tuple[float, float]:
-    """(VmRSS, VmHWM) of this process in MB."""
+def rss_mb() -> tuple[float, float, float]:
+    """(VmRSS, VmHWM, RssAnon) of this process in MB (RssAnon leaves out the store's mapped pages)."""
     out = {}
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
+            if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:")):
                 out[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return out["VmRSS"], out["VmHWM"]
+    return out["VmRSS"], out["VmHWM"], out["RssAnon"]
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
     raw = {k: v for k, v in raw.items() if k != "log"}
     raw["report_dir"] = tempfile.mkdtemp(prefix="profile-start-")
     config = config_from_mapping(raw, env={})
-    rows: list[tuple[str, float, float, float, float]] = []
+    rows: list[tuple[str, float, float, float, float, float]] = []
     prof = cProfile.Profile() if args.cprofile else None
 
     def phase(name: str, fn):  # noqa: ANN001, ANN202
@@ -88,11 +88,11 @@ def main() -> None:
     load = os.getloadavg()
     print(f"\n{len(index.files):,} files, {index.content_count:,} contents, {n_edges:,} edges linked, "
           f"{counts.get('groups', 0):,} groups; load average {load[0]:.1f} / {load[1]:.1f}")
-    print("| phase | CPU s | wall s | RSS after MB | peak RSS MB |\n|---|---|---|---|---|")
-    for name, cpu, wall, rss, hwm in rows:
-        print(f"| {name} | {cpu:.2f} | {wall:.2f} | {rss:.0f} | {hwm:.0f} |")
+    print("| phase | CPU s | wall s | RSS after MB | peak RSS MB | anonymous after MB |\n|---|---|---|---|---|---|")
+    for name, cpu, wall, rss, hwm, anon in rows:
+        print(f"| {name} | {cpu:.2f} | {wall:.2f} | {rss:.0f} | {hwm:.0f} | {anon:.0f} |")
     cpu, wall = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    print(f"| total | {cpu:.2f} | {wall:.2f} | | |")
+    print(f"| total | {cpu:.2f} | {wall:.2f} | | | |")
     if prof is not None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.cprofile)
 

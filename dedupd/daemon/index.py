@@ -414,6 +414,74 @@ class MatchIndex:
         if build_graph:
             self.build_graph()
 
+    def load_store(
+        self, encodings: Iterable[tuple[bytes, int, int, dict[str, int], bytes | None]],
+        files: Iterable[tuple[str, int, int, bytes]], *, build_graph: bool = True
+    ) -> None:
+        """:meth:`bulk_load` of a store's rows at start-up into an empty index, without edges: they come from
+        :meth:`load_edges` (the store's) and/or :meth:`build_graph` (derived).
+
+        ``encodings``: ``(digest, width, height, hashes, cnn vector bytes or None)`` of every
+        content; ``files``: ``(path, size, mtime_ns, digest)`` of the files to index (a file whose
+        digest has no encoding is left out; a content no file refers to is dropped). Each
+        encoding's hashes go straight into the column lists as it is read (one numpy copy per
+        column at the end), its size into two int lists by content id: no per-content tuple is
+        kept in between, and the files share the content's digest and size objects.
+
+        With ``build_graph=False`` the files, hash columns and vectors are loaded at once (queries
+        work) and :meth:`build_graph` must be called next, typically in a background thread:
+        ``graph_ready`` is False until it has finished.
+        """
+        with self.lock:
+            if self.files or self._contents:
+                raise ValueError("load_store needs an empty index")
+            self.generation += 1
+            contents, digest_of, new = self._contents, self._digest_of, self._new_content
+            columns: dict[str, tuple[list[int], list[int]]] = {m: ([], []) for m in self._trees}
+            widths: list[int] = []
+            heights: list[int] = []
+            vectors: dict[bytes, bytes] = {}
+            sizes: dict[int, int] = {}  # one int object per distinct width or height
+            for digest, w, h, hashes, vector in encodings:
+                content = new(digest, hashes, vector is not None)
+                widths.append(sizes.setdefault(w, w))
+                heights.append(sizes.setdefault(h, h))
+                for m, value in hashes.items():
+                    if (kv := columns.get(m)) is not None:
+                        kv[0].append(content.cid)
+                        kv[1].append(value)
+                if vector is not None:
+                    vectors[digest] = vector
+            indexed = self.files
+            for path, size, mtime_ns, digest in files:
+                found = contents.get(digest)
+                if found is None:
+                    continue
+                cid = found.cid
+                indexed[path] = FileInfo(digest_of[cid], size, mtime_ns, widths[cid], heights[cid])  # type: ignore[arg-type]
+                found.paths = _with(found.paths, path)
+            unused = [d for d, c in contents.items() if not c.paths]
+            keep = np.ones(len(digest_of), dtype=bool)
+            for d in unused:  # encodings of files outside the roots (or of no file): ids freed
+                cid = contents.pop(d).cid
+                keep[cid] = False
+                digest_of[cid] = None
+                self._free_ids.append(cid)
+                vectors.pop(d, None)
+            del widths, heights
+            self._reset_structures(rebuild_columns=False)
+            for m, (cids, values) in columns.items():
+                ids = np.array(cids, dtype=np.int64)
+                vals = np.fromiter(values, dtype=np.uint64, count=len(values))
+                del cids[:], values[:]
+                if unused:
+                    mask = keep[ids]
+                    ids, vals = ids[mask], vals[mask]
+                self._trees[m].add_many(ids, vals)
+            self._load_vectors({d: np.frombuffer(v, dtype=np.float32) for d, v in vectors.items()})
+        if build_graph:
+            self.build_graph()
+
     def retune(self, matching: Matching, reach: Reach | None = None) -> bool:
         """Change thresholds/mode (config reload). Within the reach (and ``reach`` not given, or the
         same) the graph is refiltered from ``near``: True. Otherwise the near edges are dropped
@@ -439,7 +507,7 @@ class MatchIndex:
             self._reset_structures(vectors, rebuild_columns=not same_methods)
             return False
 
-    def _reset_structures(self, vectors: Mapping[bytes, np.ndarray], *, rebuild_columns: bool) -> None:
+    def _reset_structures(self, vectors: Mapping[bytes, np.ndarray] | None = None, *, rebuild_columns: bool) -> None:
         """Empty graphs, derivation due from the start; hash columns and the vector matrix filled
         from the loaded contents (when ``rebuild_columns``)."""
         self.graph_ready = False
@@ -450,7 +518,6 @@ class MatchIndex:
         self.derived, self.derived_to = False, None
         if not rebuild_columns:
             return
-        digests = list(self._contents)
         columns: dict[str, tuple[list[int], list[int]]] = {m: ([], []) for m in self._trees}
         for content in self._contents.values():  # one pass over the contents, then a bulk add per column
             for m, value in content.hashes.items():
@@ -459,11 +526,16 @@ class MatchIndex:
                     kv[1].append(value)
         for m, (cids, values) in columns.items():
             self._trees[m].add_many(cids, values)
+        self._load_vectors(vectors or {})
+
+    def _load_vectors(self, vectors: Mapping[bytes, np.ndarray]) -> None:
+        """The embedding matrix filled with ``vectors`` (of indexed contents), in content order."""
         if vectors and self.matching.cnn is not None:
-            keys = [d for d in digests if d in vectors]
+            keys = [d for d in self._contents if d in vectors]
             self._vectors = VectorIndex(dim=len(next(iter(vectors.values()))), capacity=max(1, len(keys)))
             if keys:
-                self._vectors.add_many(keys, np.stack([vectors[k] for k in keys]))
+                self._vectors.add_many(keys, np.stack([np.asarray(vectors[k], dtype=np.float32).reshape(-1)
+                                                       for k in keys]))
 
     def load_edges(self, edges: Iterable[tuple[bytes, bytes, Sequence[float | None]]]) -> int:
         """Link stored near edges (one chunk, under the lock). An edge is skipped when a content is
