@@ -103,18 +103,28 @@ class IdHashIndex:
         n = len(ids)
         if len(values) != n:
             raise ValueError(f"add_many: {n} keys but {len(values)} values")
-        if self._rows or (n and (int(ids.min()) < 0 or len(np.unique(ids)) != n)):
-            for key, value in zip(ids.tolist(), values, strict=True):
-                self.add(key, value)
+        if not self._rows and n and int(ids.min()) >= 0:
+            row_of = np.full(max(len(self._row_of), int(ids.max()) + 1), -1, dtype=np.int64)
+            rows = np.arange(n, dtype=np.int64)
+            row_of[ids] = rows  # a repeated id keeps its last row: its first one then disagrees
+            if np.array_equal(row_of[ids], rows):
+                self._fill(ids, values, row_of)
+                return
+        elif not n:
             return
+        for key, value in zip(ids.tolist(), values, strict=True):
+            self.add(key, value)
+
+    def _fill(self, ids: np.ndarray, values: Sequence[int] | np.ndarray, row_of: np.ndarray) -> None:
+        """Rows ``0..n-1`` are ``ids`` (distinct) with ``values``; ``row_of`` maps them already."""
+        n = len(ids)
         cap = max(n, len(self._values))
         self._values, self._alive = np.zeros(cap, dtype=np.uint64), np.zeros(cap, dtype=bool)
         self._values[:n] = values if isinstance(values, np.ndarray) else np.fromiter(values, dtype=np.uint64, count=n)
         self._alive[:n] = True
         self._ids = np.full(cap, -1, dtype=np.int64)
         self._ids[:n] = ids
-        self._row_of = np.full(max(len(self._row_of), int(ids.max()) + 1 if n else 0), -1, dtype=np.int64)
-        self._row_of[ids] = np.arange(n, dtype=np.int64)
+        self._row_of = row_of
         self._rows = self._count = n
 
     def _grow(self) -> None:

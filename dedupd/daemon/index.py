@@ -436,19 +436,24 @@ class MatchIndex:
             if self.files or self._contents:
                 raise ValueError("load_store needs an empty index")
             self.generation += 1
-            contents, digest_of, new = self._contents, self._digest_of, self._new_content
+            # nothing is indexed: ids restart from 0, empty columns take the one-copy path
+            self._digest_of, self._free_ids = [], []
+            self._trees = {k: IdHashIndex() for k in self._trees}
+            contents, digest_of = self._contents, self._digest_of
             columns: dict[str, tuple[list[int], list[int]]] = {m: ([], []) for m in self._trees}
             widths: list[int] = []
             heights: list[int] = []
             vectors: dict[bytes, bytes] = {}
             sizes: dict[int, int] = {}  # one int object per distinct width or height
-            for digest, w, h, hashes, vector in encodings:
-                content = new(digest, hashes, vector is not None)
+            for digest, w, h, hashes, vector in encodings:  # (_new_content inlined: a million calls)
+                cid = len(digest_of)
+                digest_of.append(digest)
+                contents[digest] = _Content(hashes, vector is not None, (), cid)
                 widths.append(sizes.setdefault(w, w))
                 heights.append(sizes.setdefault(h, h))
                 for m, value in hashes.items():
                     if (kv := columns.get(m)) is not None:
-                        kv[0].append(content.cid)
+                        kv[0].append(cid)
                         kv[1].append(value)
                 if vector is not None:
                     vectors[digest] = vector

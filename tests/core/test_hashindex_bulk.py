@@ -82,3 +82,16 @@ def test_id_index_with_sparse_ids_equals_a_keyed_index(n: int) -> None:
         bulk.add(-1, 0)
     with pytest.raises(KeyError):
         bulk.value_of(10 * n + 5)
+
+
+def test_id_index_add_many_with_repeated_or_negative_ids_is_add_in_order() -> None:
+    idx = IdHashIndex()
+    idx.add_many(np.array([5, 9, 5]), [1, 2, 3])  # the later value wins, as with add
+    assert sorted(idx) == [(5, 3), (9, 2)] and len(idx) == 2
+    idx.add_many([], [])
+    idx.add_many([2, 9], [7, 8])
+    assert sorted(idx) == [(2, 7), (5, 3), (9, 8)]
+    with pytest.raises(ValueError):
+        IdHashIndex().add_many([0, -1], [1, 2])
+    with pytest.raises(ValueError):
+        IdHashIndex().add_many([0, 1], [1])
