@@ -21,6 +21,9 @@ Measured, against ``dedupd run`` as a subprocess (real LMDB, socket, inotify):
 
     python bench/bench_scale.py                 # 100,000 files
     python bench/bench_scale.py -n 1000000      # a million (about 1 GB of store, placeholders)
+    python bench/bench_scale.py -n 1000000 --keep          # ... and keep the library, store and log
+    python bench/bench_scale.py --reuse WORK --repeat 3    # restarts only, on a kept library
+    python bench/bench_scale.py --reuse WORK --daemon-repo /other/checkout  # A/B another tree's daemon
 """
 
 from __future__ import annotations
@@ -119,18 +122,19 @@ def cpu_s(pid: int) -> float:
 
 
 class Daemon:
-    def __init__(self, work: Path, socket_path: str) -> None:
-        self.work, self.socket_path = work, socket_path
+    def __init__(self, work: Path, socket_path: str, repo: Path = REPO) -> None:
+        self.work, self.socket_path, self.repo = work, socket_path, repo
         self.proc: subprocess.Popen[bytes] | None = None
         self.client = Client(socket_path, timeout=120, retry_s=0)
 
     def start(self) -> float:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEDUPD_")}
-        env["PYTHONPATH"] = str(REPO)
+        env["PYTHONPATH"] = str(self.repo)
         self.log = open(self.work / "daemon.log", "ab")  # noqa: SIM115 - open while the daemon runs
         t0 = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "dedupd", "run", "--config", str(self.work / "c.yaml")],
-                                     stdout=self.log, stderr=self.log, env=env, start_new_session=True)
+                                     stdout=self.log, stderr=self.log, env=env, start_new_session=True,
+                                     cwd=self.repo)  # ``-m`` puts the working directory first on the path
         return t0
 
     def status(self) -> dict | None:
@@ -170,6 +174,8 @@ def groups_paths(report_dir: Path) -> tuple[float, set[str], dict]:
 
 
 def start_and_measure(d: Daemon, n: int, timeout: float) -> dict[str, float]:
+    """Start ``d`` and time it until the socket answers, the graph of ``n`` files is ready and the
+    groups are reported; CPU, load average and RSS then."""
     t0 = d.start()
     t_sock = d.wait(lambda s: True, t0, timeout, "the socket", 0.02)
     assert d.proc is not None
@@ -231,6 +237,43 @@ def bench(n: int, base: Path, timeout: float, keep: bool = False) -> list[tuple[
         if not keep:
             shutil.rmtree(work, ignore_errors=True)
     return rows
+
+
+def socket_only(d: Daemon, timeout: float) -> dict[str, float]:
+    """Start ``d`` and time it until the socket answers (CPU, load average and RSS then): for a
+    store whose graph is still being derived."""
+    t0 = d.start()
+    t_sock = d.wait(lambda s: True, t0, timeout, "the socket", 0.02)
+    assert d.proc is not None
+    cpu, load = cpu_s(d.proc.pid), os.getloadavg()[0]
+    rss, hwm, anon = rss_mb(d.proc.pid)
+    return {"socket": t_sock, "groups": float("nan"), "rss": rss, "hwm": hwm, "anon": anon, "cpu": cpu, "load": load}
+
+
+def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool = False) -> list[tuple[str, str]]:
+    """Restart-only runs on a library kept by ``--keep`` (no populate, no first start): the
+    config's threshold back at 10, a fresh socket, the daemon from ``repo``; with ``socket``, only
+    until the socket answers."""
+    raw = json.loads((work / "c.yaml").read_text())
+    raw.update(methods={"phash": 10}, socket_path=tempfile.mkdtemp(prefix="bs-", dir="/tmp") + "/s")
+    (work / "c.yaml").write_text(json.dumps(raw))
+    with Store.open(raw["store_dir"], readonly=True) as store:
+        n = store.stats().files
+    d = Daemon(work, raw["socket_path"], repo)
+    runs = []
+    for _ in range(repeat):
+        try:
+            runs.append(socket_only(d, timeout) if socket else start_and_measure(d, n, timeout))
+        finally:
+            d.stop()
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}" for r in runs)
+    return [(f"restart ({n:,} files, daemon from {repo}), median of {repeat}", ""),
+            ("restart: socket answers / every group back (each run)",
+             f"{med['socket']:.2f} s / {med['groups']:.2f} s ({each})"),
+            (f"restart: daemon CPU until {'the socket answers' if socket else 'every group is back'} (load average)",
+             f"{med['cpu']:.2f} s ({med['load']:.1f})"),
+            ("restart: daemon RSS (peak; anonymous)", f"{med['rss']:.0f} MB ({med['hwm']:.0f} MB; {med['anon']:.0f} MB)")]
 
 
 def sighup(d: Daemon, work: Path, raw: dict, reports: Path, timeout: float) -> list[tuple[str, str]]:
@@ -306,9 +349,20 @@ def main() -> None:
     ap.add_argument("--base", default=tempfile.gettempdir(), help="where the library and store are built")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per phase")
     ap.add_argument("--keep", action="store_true", help="keep the library, store and daemon log")
+    ap.add_argument("--reuse", type=Path, metavar="WORK",
+                    help="a work directory kept by --keep: only restart the daemon on it (-n is ignored)")
+    ap.add_argument("--repeat", type=int, default=1, help="restarts with --reuse (the median is printed)")
+    ap.add_argument("--socket-only", action="store_true",
+                    help="with --reuse: measure until the socket answers (a store still deriving its graph)")
+    ap.add_argument("--daemon-repo", type=Path, default=REPO, help="checkout whose daemon runs (A/B comparisons)")
     args = ap.parse_args()
-    rows = bench(args.files, Path(args.base), args.timeout, args.keep)
-    print(f"\n| {args.files:,} files (phash, 10 % near-duplicates, 1 % copies) | |\n|---|---|")
+    if args.reuse is not None:
+        rows = restarts(args.reuse.resolve(), args.timeout, max(1, args.repeat), args.daemon_repo.resolve(),
+                        args.socket_only)
+    else:
+        rows = bench(args.files, Path(args.base), args.timeout, args.keep)
+    size = "a kept library" if args.reuse is not None else f"{args.files:,} files"
+    print(f"\n| {size} (phash, 10 % near-duplicates, 1 % copies) | |\n|---|---|")
     for k, v in rows:
         print(f"| {k} | {v} |")
 

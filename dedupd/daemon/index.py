@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dedupd.core import variants as hash_variants
-from dedupd.core.hashindex import HashIndex
+from dedupd.core.hashindex import IdHashIndex
 from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
 from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence, score_evidence
 from dedupd.core.vectors import VectorIndex
@@ -88,6 +88,8 @@ class _Content:
     #: a tuple while small (48 bytes for one path against 216 for a set: most contents have one
     #: path), a set from :data:`_SET_FROM` paths on (see :func:`_with`, :func:`_without`)
     paths: tuple[str, ...] | set[str] = ()
+    #: the content's id in the hash columns (:class:`IdHashIndex` keys; see ``MatchIndex._ids``)
+    cid: int = -1
 
 
 _SET_FROM = 8
@@ -128,7 +130,11 @@ class MatchIndex:
         self._near: dict[bytes, dict[bytes, tuple]] = {}  # sparse: only digests with edges
         self._graph: dict[bytes, dict[bytes, Evidence]] = {}  # sparse, the matching subset of _near
         self._building: dict[bytes, dict[bytes, Evidence]] | None = None  # a refilter's new graph
-        self._trees: dict[str, HashIndex[bytes]] = {k: HashIndex() for k in _columns(matching)}
+        self._trees: dict[str, IdHashIndex] = {k: IdHashIndex() for k in _columns(matching)}
+        # content ids: the hash columns hold ints, not a dict per column (a million contents:
+        # ~250 bytes each saved with four columns); freed ids are reused
+        self._digest_of: list[bytes | None] = []
+        self._free_ids: list[int] = []
         self._vectors: VectorIndex[bytes] | None = None
         self.generation = 0  # bumped on every change (readers cache derived views on it)
         self.graph_ready = True  # False while build_graph() still has to link (load, refilter, derive)
@@ -141,6 +147,22 @@ class MatchIndex:
         self._touched_all = True
 
     # -- change tracking ----------------------------------------------------------------------
+
+    def _new_content(self, digest: bytes, hashes: dict[str, int], has_vector: bool) -> _Content:
+        """A content with a fresh id (not yet in the columns), registered in ``_contents``."""
+        if self._free_ids:
+            cid = self._free_ids.pop()
+            self._digest_of[cid] = digest
+        else:
+            cid = len(self._digest_of)
+            self._digest_of.append(digest)
+        content = self._contents[digest] = _Content(hashes, has_vector, (), cid)
+        return content
+
+    def _search(self, column: str, value: int, radius: int) -> list[bytes]:
+        """Digests whose ``column`` hash is within ``radius`` of ``value``, in insertion order."""
+        digest_of = self._digest_of
+        return [digest_of[i] for i in self._trees[column].search_arrays(value, radius)[0].tolist()]
 
     def _touch(self, digest: bytes) -> None:
         if not self._touched_all:
@@ -185,7 +207,7 @@ class MatchIndex:
             method, _, option = name.partition("@")
             for qkey, column in ([(method, method)] if not option else hash_variants.option_comparisons(method, option)):
                 if qkey in hashes and column in self._trees:
-                    for key, _ in self._trees[column].search(hashes[qkey], radius):
+                    for key in self._search(column, hashes[qkey], radius):
                         out[key] = None
         if vector is not None and self._vectors is not None and len(self._vectors):
             if self.reach.cnn is not None:
@@ -202,7 +224,7 @@ class MatchIndex:
         for method in self.matching.hashes:
             for qkey, column, radius in _lookups(self.matching, method):
                 if qkey in hashes:
-                    for key, _ in self._trees[column].search(hashes[qkey], radius):
+                    for key in self._search(column, hashes[qkey], radius):
                         out.setdefault(key, None)
         if vector is not None and self._vectors is not None and len(self._vectors):
             assert self.matching.cnn is not None
@@ -281,11 +303,10 @@ class MatchIndex:
                      edges: Iterable[Edge] | None) -> _Content:
         if edges is None:
             edges = self.plan({digest: (hashes, vector)})
-        content = _Content(hashes, vector is not None)
-        self._contents[digest] = content
+        content = self._new_content(digest, hashes, vector is not None)
         for column, tree in self._trees.items():
             if column in hashes:
-                tree.add(digest, hashes[column])
+                tree.add(content.cid, hashes[column])
         if vector is not None and self.matching.cnn is not None:
             if self._vectors is None:
                 self._vectors = VectorIndex(dim=int(np.asarray(vector).size))
@@ -330,7 +351,7 @@ class MatchIndex:
         """Forget a content with its edges, hash entries and vector (its paths are the caller's)."""
         for other in self._graph.get(digest, ()):
             self._touch(other)
-        del self._contents[digest]
+        cid = self._contents.pop(digest).cid
         for graph in (self._near, self._graph, self._building):
             if graph is None:
                 continue
@@ -341,7 +362,9 @@ class MatchIndex:
                     if not links:
                         del graph[other]
         for tree in self._trees.values():
-            tree.discard(digest)
+            tree.discard(cid)
+        self._digest_of[cid] = None
+        self._free_ids.append(cid)
         if self._vectors is not None:
             self._vectors.remove(digest)
 
@@ -382,12 +405,85 @@ class MatchIndex:
                 self.files[path] = info
                 content = self._contents.get(info.digest)
                 if content is None:
-                    content = self._contents[info.digest] = _Content(
-                        hashes if type(hashes) is dict else dict(hashes), vector is not None)
+                    content = self._new_content(info.digest, hashes if type(hashes) is dict else dict(hashes),
+                                                vector is not None)
                     if vector is not None:
                         vectors[info.digest] = np.asarray(vector, dtype=np.float32).reshape(-1)
                 content.paths = _with(content.paths, path)
             self._reset_structures(vectors, rebuild_columns=True)
+        if build_graph:
+            self.build_graph()
+
+    def load_store(
+        self, encodings: Iterable[tuple[bytes, int, int, dict[str, int], bytes | None]],
+        files: Iterable[tuple[str, int, int, bytes]], *, build_graph: bool = True
+    ) -> None:
+        """:meth:`bulk_load` of a store's rows at start-up into an empty index, without edges: they come from
+        :meth:`load_edges` (the store's) and/or :meth:`build_graph` (derived).
+
+        ``encodings``: ``(digest, width, height, hashes, cnn vector bytes or None)`` of every
+        content; ``files``: ``(path, size, mtime_ns, digest)`` of the files to index (a file whose
+        digest has no encoding is left out; a content no file refers to is dropped). Each
+        encoding's hashes go straight into the column lists as it is read (one numpy copy per
+        column at the end), its size into two int lists by content id: no per-content tuple is
+        kept in between, and the files share the content's digest and size objects.
+
+        With ``build_graph=False`` the files, hash columns and vectors are loaded at once (queries
+        work) and :meth:`build_graph` must be called next, typically in a background thread:
+        ``graph_ready`` is False until it has finished.
+        """
+        with self.lock:
+            if self.files or self._contents:
+                raise ValueError("load_store needs an empty index")
+            self.generation += 1
+            # nothing is indexed: ids restart from 0, empty columns take the one-copy path
+            self._digest_of, self._free_ids = [], []
+            self._trees = {k: IdHashIndex() for k in self._trees}
+            contents, digest_of = self._contents, self._digest_of
+            columns: dict[str, tuple[list[int], list[int]]] = {m: ([], []) for m in self._trees}
+            widths: list[int] = []
+            heights: list[int] = []
+            vectors: dict[bytes, bytes] = {}
+            sizes: dict[int, int] = {}  # one int object per distinct width or height
+            for digest, w, h, hashes, vector in encodings:  # (_new_content inlined: a million calls)
+                cid = len(digest_of)
+                digest_of.append(digest)
+                contents[digest] = _Content(hashes, vector is not None, (), cid)
+                widths.append(sizes.setdefault(w, w))
+                heights.append(sizes.setdefault(h, h))
+                for m, value in hashes.items():
+                    if (kv := columns.get(m)) is not None:
+                        kv[0].append(cid)
+                        kv[1].append(value)
+                if vector is not None:
+                    vectors[digest] = vector
+            indexed = self.files
+            for path, size, mtime_ns, digest in files:
+                found = contents.get(digest)
+                if found is None:
+                    continue
+                cid = found.cid
+                indexed[path] = FileInfo(digest_of[cid], size, mtime_ns, widths[cid], heights[cid])  # type: ignore[arg-type]
+                found.paths = _with(found.paths, path)
+            unused = [d for d, c in contents.items() if not c.paths]
+            keep = np.ones(len(digest_of), dtype=bool)
+            for d in unused:  # encodings of files outside the roots (or of no file): ids freed
+                cid = contents.pop(d).cid
+                keep[cid] = False
+                digest_of[cid] = None
+                self._free_ids.append(cid)
+                vectors.pop(d, None)
+            del widths, heights
+            self._reset_structures(rebuild_columns=False)
+            for m, (cids, values) in columns.items():
+                ids = np.array(cids, dtype=np.int64)
+                vals = np.fromiter(values, dtype=np.uint64, count=len(values))
+                del cids[:], values[:]
+                if unused:
+                    mask = keep[ids]
+                    ids, vals = ids[mask], vals[mask]
+                self._trees[m].add_many(ids, vals)
+            self._load_vectors({d: np.frombuffer(v, dtype=np.float32) for d, v in vectors.items()})
         if build_graph:
             self.build_graph()
 
@@ -411,12 +507,12 @@ class MatchIndex:
             if not same_methods and self._vectors is not None:
                 vectors = {k: self._vectors.get(k) for k in self._vectors.keys()}
             if not same_methods:
-                self._trees = {k: HashIndex() for k in _columns(matching)}
+                self._trees = {k: IdHashIndex() for k in _columns(matching)}
                 self._vectors = None
             self._reset_structures(vectors, rebuild_columns=not same_methods)
             return False
 
-    def _reset_structures(self, vectors: Mapping[bytes, np.ndarray], *, rebuild_columns: bool) -> None:
+    def _reset_structures(self, vectors: Mapping[bytes, np.ndarray] | None = None, *, rebuild_columns: bool) -> None:
         """Empty graphs, derivation due from the start; hash columns and the vector matrix filled
         from the loaded contents (when ``rebuild_columns``)."""
         self.graph_ready = False
@@ -427,20 +523,24 @@ class MatchIndex:
         self.derived, self.derived_to = False, None
         if not rebuild_columns:
             return
-        digests = list(self._contents)
-        columns: dict[str, tuple[list[bytes], list[int]]] = {m: ([], []) for m in self._trees}
-        for d, content in self._contents.items():  # one pass over the contents, then a bulk add per column
+        columns: dict[str, tuple[list[int], list[int]]] = {m: ([], []) for m in self._trees}
+        for content in self._contents.values():  # one pass over the contents, then a bulk add per column
             for m, value in content.hashes.items():
                 if (kv := columns.get(m)) is not None:
-                    kv[0].append(d)
+                    kv[0].append(content.cid)
                     kv[1].append(value)
-        for m, (keys, values) in columns.items():
-            self._trees[m].add_many(keys, values)
+        for m, (cids, values) in columns.items():
+            self._trees[m].add_many(cids, values)
+        self._load_vectors(vectors or {})
+
+    def _load_vectors(self, vectors: Mapping[bytes, np.ndarray]) -> None:
+        """The embedding matrix filled with ``vectors`` (of indexed contents), in content order."""
         if vectors and self.matching.cnn is not None:
-            keys = [d for d in digests if d in vectors]
+            keys = [d for d in self._contents if d in vectors]
             self._vectors = VectorIndex(dim=len(next(iter(vectors.values()))), capacity=max(1, len(keys)))
             if keys:
-                self._vectors.add_many(keys, np.stack([vectors[k] for k in keys]))
+                self._vectors.add_many(keys, np.stack([np.asarray(vectors[k], dtype=np.float32).reshape(-1)
+                                                       for k in keys]))
 
     def load_edges(self, edges: Iterable[tuple[bytes, bytes, Sequence[float | None]]]) -> int:
         """Link stored near edges (one chunk, under the lock). An edge is skipped when a content is

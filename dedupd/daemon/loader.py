@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-import numpy as np
-
 from dedupd.daemon.config import Config
 from dedupd.daemon.gcpause import gc_paused
-from dedupd.daemon.index import FileInfo, MatchIndex, Matching, Reach
+from dedupd.daemon.index import MatchIndex, Matching, Reach
 from dedupd.daemon.store import Store
 from dedupd.daemon.store.records import GraphStamp
 from dedupd.daemon.walk import root_of
@@ -73,23 +71,15 @@ def load_edges(store: Store, index: MatchIndex, stamp: GraphStamp, should_stop: 
     return n
 
 
-def _rows(store: Store, config: Config) -> Iterator[tuple[str, FileInfo, dict[str, int], np.ndarray | None]]:
-    encodings = {d: (w, h, hashes, vec) for d, w, h, hashes, vec in store.iter_encodings_brief()}
-    sizes: dict[int, int] = {}
+def _files(store: Store, config: Config) -> Iterator[tuple[str, int, int, bytes]]:
+    """``(path, size, mtime_ns, digest)`` of every ok file under a root of ``config``."""
     inside: dict[str, bool] = {}  # by folder: whether a root holds a file does not depend on its name
-    for path, size, mtime_ns, digest in store.iter_ok_files():
-        enc = encodings.get(digest)
-        if enc is None:
-            continue
-        folder = path.rpartition("/")[0]
+    for row in store.iter_ok_files():
+        folder = row[0].rpartition("/")[0]
         if (ok := inside.get(folder)) is None:
-            ok = inside[folder] = root_of(path, config) is not None
-        if not ok:
-            continue
-        w, h, hashes, vec = enc
-        w, h = sizes.setdefault(w, w), sizes.setdefault(h, h)  # one int object per distinct value
-        yield (path, FileInfo(digest, size, mtime_ns, w, h), hashes,
-               None if vec is None else np.frombuffer(vec, dtype=np.float32))
+            ok = inside[folder] = root_of(row[0], config) is not None
+        if ok:
+            yield row
 
 
 def load_index(store: Store, config: Config, *, build_graph: bool = True, reach: Reach | None = None) -> MatchIndex:
@@ -105,7 +95,7 @@ def load_index(store: Store, config: Config, *, build_graph: bool = True, reach:
         reach = Reach(stamp.radii, stamp.cnn)
     index = MatchIndex(matching_of(config), reach)
     with gc_paused():
-        index.bulk_load(_rows(store, config), build_graph=False)
+        index.load_store(store.iter_encodings_brief(), _files(store, config), build_graph=False)
     if build_graph:
         if stamp is not None:
             load_edges(store, index, stamp)

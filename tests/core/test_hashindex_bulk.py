@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dedupd.core.hashindex import MIN_TABLE_ROWS, HashIndex
+from dedupd.core.hashindex import MIN_TABLE_ROWS, HashIndex, IdHashIndex
 
 
 def _values(n: int, seed: int) -> list[int]:
@@ -46,3 +46,52 @@ def test_add_many_with_repeated_keys_or_a_filled_index_is_add_in_order() -> None
     assert sorted(idx) == [("a", 3), ("b", 8), ("c", 7)]
     with pytest.raises(ValueError):
         HashIndex[str]().add_many(["x", "y"], [1])
+
+
+@pytest.mark.parametrize("n", [300, MIN_TABLE_ROWS + 500])
+def test_id_index_with_sparse_ids_equals_a_keyed_index(n: int) -> None:
+    """IdHashIndex (the daemon's columns: int ids, numpy maps) answers as HashIndex does, bulk
+    loaded with sparse ids, then through discards, moves and reused ids."""
+    values = _values(n, n + 1)
+    rng = np.random.default_rng(n)
+    ids = rng.choice(10 * n, size=n, replace=False)
+    bulk, keyed = IdHashIndex(capacity=2), HashIndex[int]()
+    bulk.add_many(ids, values)
+    keyed.add_many(ids.tolist(), values)
+    assert len(bulk) == n and list(bulk) == list(keyed)
+
+    def same(q: int) -> None:
+        for radius in (0, 4, 10):
+            assert bulk.search(q, radius) == keyed.search(q, radius)
+
+    for q in (values[0], values[1], values[-1]):
+        same(q)
+    for i in ids[:50].tolist():  # gone, then back under a moved value: reused ids
+        assert bulk.discard(i) and keyed.discard(i)
+    for i in ids[:25].tolist():
+        bulk.add(i, values[1])
+        keyed.add(i, values[1])
+    bulk.add(int(ids[60]), values[0])  # moved
+    keyed.add(int(ids[60]), values[0])
+    assert not bulk.discard(int(ids[30])) and int(ids[30]) not in bulk and int(ids[0]) in bulk
+    assert bulk.value_of(int(ids[60])) == values[0] and len(bulk) == n - 25
+    assert sorted(bulk) == sorted(keyed)
+    same(values[0])
+    same(values[1])
+    with pytest.raises(ValueError):
+        bulk.add(-1, 0)
+    with pytest.raises(KeyError):
+        bulk.value_of(10 * n + 5)
+
+
+def test_id_index_add_many_with_repeated_or_negative_ids_is_add_in_order() -> None:
+    idx = IdHashIndex()
+    idx.add_many(np.array([5, 9, 5]), [1, 2, 3])  # the later value wins, as with add
+    assert sorted(idx) == [(5, 3), (9, 2)] and len(idx) == 2
+    idx.add_many([], [])
+    idx.add_many([2, 9], [7, 8])
+    assert sorted(idx) == [(2, 7), (5, 3), (9, 8)]
+    with pytest.raises(ValueError):
+        IdHashIndex().add_many([0, -1], [1, 2])
+    with pytest.raises(ValueError):
+        IdHashIndex().add_many([0, 1], [1])

@@ -160,6 +160,16 @@ def test_incremental_updates_equal_brute_force(name: str, matching, seed: int) -
     fresh = MatchIndex(m)
     fresh.bulk_load([(p, info(c), c.hashes, c.vector) for p, c in files.items()])
     assert_same(fresh, m, files)
+    # load_store too (as a store gives them: encodings by digest, one of no file, and files, one with no encoding)
+    fresh = MatchIndex(m)
+    used = {c.digest: c for c in files.values()}
+    orphan = next((c for c in contents if c.digest not in used), None)
+    encodings = [(d, 10, 10, dict(c.hashes), None if c.vector is None else c.vector.tobytes())
+                 for d, c in sorted(used.items()) + ([(orphan.digest, orphan)] if orphan else [])]
+    fresh.load_store(encodings, [*((p, 100, 1, c.digest) for p, c in sorted(files.items())),
+                                ("/r/no-encoding.jpg", 100, 1, b"x" * 16)])
+    assert_same(fresh, m, files)
+    assert fresh.files == {p: info(c) for p, c in files.items()} and fresh.content_count == len(used)
     # and so does retuning to other thresholds, compared with a fresh build at those thresholds
     other = Matching({k: v + 4 for k, v in m.hashes.items()},
                      None if m.cnn is None else cnn_threshold(contents, 0.7), "all" if m.mode == "any" else "any")

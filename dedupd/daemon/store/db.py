@@ -20,10 +20,12 @@ they never pin old pages or block the map from growing; they are not one global 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 import lmdb
 
@@ -462,6 +464,10 @@ class Store(ManifestMixin, ReviewMixin):
                 ok = cur.set_range(start) if start else cur.first()
                 if ok and cur.key() == last:
                     ok = cur.next()
+                if not ok:
+                    return []
+                if not prefix:  # the whole table: the cursor's own iterator, no Python step per item
+                    return cast(list[tuple[bytes, bytes]], list(itertools.islice(cur.iternext(), _CHUNK)))
                 out: list[tuple[bytes, bytes]] = []
                 while ok and len(out) < _CHUNK and (key := bytes(cur.key())).startswith(prefix):
                     out.append((key, bytes(cur.value())))
@@ -484,10 +490,11 @@ class Store(ManifestMixin, ReviewMixin):
         """``(path, size, mtime_ns, digest)`` of every record in state ``ok``: the start-up load's
         fast path (no record objects built)."""
         unpack = r.unpack
+        encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsdecode's
         for key, value in self._scan("files"):
             _v, size, mtime_ns, _dev, _inode, digest, state, _error, _at, long_path = unpack(value)
             if state == "ok":
-                yield os.fsdecode(long_path if long_path is not None else key), size, mtime_ns, digest
+                yield (long_path if long_path is not None else key).decode(encoding, errors), size, mtime_ns, digest
 
     def iter_encodings_brief(self) -> Iterator[tuple[bytes, int, int, dict[str, int], bytes | None]]:
         """``(digest, width, height, hashes, cnn vector bytes or None)`` of every encoding (fast path)."""
