@@ -71,3 +71,18 @@ def available_cpus() -> int:
     if quota is not None:
         n = min(n, max(1, math.ceil(quota)))
     return max(1, n)
+
+
+def guided_chunks(n: int, workers: int, cap: int) -> list[int]:
+    """Sizes of the units that split ``n`` equal-cost items over ``workers`` processes (guided
+    scheduling): each unit is a share of what is left (``ceil(left / (2 * workers))``, at most
+    ``cap``), so units shrink towards the end and no worker sits idle while another finishes a big
+    last unit (18 files on 2 workers: 5, 4, 3, 2, 1, 1, 1, 1 rather than 5, 5, 5, 3).
+    """
+    sizes: list[int] = []
+    left, share = max(0, int(n)), 2 * max(1, int(workers))
+    while left:
+        size = max(1, min(int(cap), -(-left // share)))
+        sizes.append(size)
+        left -= size
+    return sizes

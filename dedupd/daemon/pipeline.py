@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import errno
+import itertools
 import logging
 import os
 import queue
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from dedupd.cpus import guided_chunks
 from dedupd.daemon.config import Config, RootConfig
 from dedupd.daemon.encoder import (
     EncodeResult,
@@ -56,9 +58,10 @@ logger = logging.getLogger(__name__)
 #: a trickle of files makes small batches, so this bounds only bursts and walks
 BATCH = 128
 #: at most this many files per decode task for hashes (a CNN task is one batch of 8): one task per
-#: file cost a pickled round trip each (~1 ms), more than a 640 px decode; per task, the batch is
-#: split so that every worker gets about two tasks
+#: file cost a pickled round trip each (~1 ms), more than a 640 px decode; the batch is split into
+#: shrinking tasks (:func:`dedupd.cpus.guided_chunks`) so that the workers finish together
 HASH_UNIT_MAX = 16
+CNN_UNIT = 8
 #: one decode unit (a file, or a CNN batch of 8) taking longer is a hung decoder: its workers are
 #: killed and its files recorded unreadable (a 100 Mpx decode with every method takes seconds)
 DECODE_UNIT_TIMEOUT_S = 120.0
@@ -558,8 +561,11 @@ class Pipeline:
             pool = self._pool_get()
             # small units (a CNN batch, or a few files): a stop waits for the units in flight only
             workers = max(1, self.config.workers)
-            size = 8 if self.spec.cnn_model else max(1, min(HASH_UNIT_MAX, -(-len(digests) // (2 * workers))))
-            chunks = [digests[k:k + size] for k in range(0, len(digests), size)]
+            if self.spec.cnn_model:  # the model's batches
+                chunks = [digests[k:k + CNN_UNIT] for k in range(0, len(digests), CNN_UNIT)]
+            else:
+                sizes = guided_chunks(len(digests), workers, HASH_UNIT_MAX)
+                chunks = [digests[end - size:end] for size, end in zip(sizes, itertools.accumulate(sizes))]
             futures = [(chunk, pool.submit(self.encode_fn, [jobs[d][0][0] for d in chunk], self.spec))
                        for chunk in chunks]
             for i, (chunk, fut) in enumerate(futures):

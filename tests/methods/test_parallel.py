@@ -151,3 +151,22 @@ def test_unguarded_script_with_a_thread_does_not_fork_and_still_gets_its_result(
     assert res.returncode == 0, res.stderr
     assert "CONTEXT forkserver" in res.stdout and "HASHED 4" in res.stdout
     assert "__main__" in res.stderr and "num_enc_workers=0" in res.stderr  # the warning names the fix
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 8])
+@pytest.mark.parametrize("cap", [1, 4, 16])
+def test_guided_chunks_cover_every_item_and_finish_the_workers_together(workers: int, cap: int) -> None:
+    import heapq
+    import math
+
+    from dedupd.cpus import guided_chunks
+
+    for n in range(0, 300):
+        sizes = guided_chunks(n, workers, cap)
+        assert sum(sizes) == n and all(1 <= s <= cap for s in sizes), (n, sizes)
+        assert sizes == sorted(sizes, reverse=True), sizes
+        # each worker takes the next unit when it is free: with equal costs nobody waits on a big last unit
+        busy = [0] * workers
+        for s in sizes:
+            heapq.heappush(busy, heapq.heappop(busy) + s)
+        assert max(busy) == math.ceil(n / workers), (n, sizes)
