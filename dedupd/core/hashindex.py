@@ -199,14 +199,36 @@ class IdHashIndex:
         return list(zip(ids.tolist(), dist.tolist(), strict=True))
 
 
+class IdSlots(Generic[K]):
+    """Small int ids for keys (:class:`IdHashIndex` ids): a released id is reused first, so the
+    id-keyed arrays stay as long as the most keys held at once."""
+
+    def __init__(self, keys: list[K | None] | None = None) -> None:
+        self.keys: list[K | None] = [] if keys is None else keys  # by id; None = free id
+        self._free: list[int] = []
+
+    def take(self, key: K) -> int:
+        """An id for ``key``: a released one, else the next new one."""
+        if self._free:
+            i = self._free.pop()
+            self.keys[i] = key
+            return i
+        self.keys.append(key)
+        return len(self.keys) - 1
+
+    def release(self, i: int) -> None:
+        """Id ``i`` is free again."""
+        self.keys[i] = None
+        self._free.append(i)
+
+
 class HashIndex(Generic[K]):
     """Any hashable keys with uint64 hashes: an :class:`IdHashIndex` with an id per key."""
 
     def __init__(self, capacity: int = 1024) -> None:
         self._index = IdHashIndex(capacity)
         self._ids: dict[K, int] = {}
-        self._keys: list[K | None] = []  # by id; None = free id
-        self._free: list[int] = []
+        self._slots: IdSlots[K] = IdSlots()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -215,7 +237,7 @@ class HashIndex(Generic[K]):
         return key in self._ids
 
     def __iter__(self) -> Iterator[tuple[K, int]]:
-        keys = self._keys
+        keys = self._slots.keys
         return ((keys[i], v) for i, v in self._index)  # type: ignore[misc]
 
     def value_of(self, key: K) -> int:
@@ -225,13 +247,7 @@ class HashIndex(Generic[K]):
         """Insert ``key`` with hash ``value`` (or move it to a new value)."""
         i = self._ids.get(key)
         if i is None:
-            if self._free:
-                i = self._free.pop()
-                self._keys[i] = key
-            else:
-                i = len(self._keys)
-                self._keys.append(key)
-            self._ids[key] = i
+            i = self._ids[key] = self._slots.take(key)
         self._index.add(i, value)
 
     def add_many(self, keys: Sequence[K], values: Sequence[int]) -> None:
@@ -243,7 +259,7 @@ class HashIndex(Generic[K]):
                 self.add(key, value)
             return
         self._index.add_many(np.arange(len(keys), dtype=np.int64), values)
-        self._keys = list(keys)
+        self._slots = IdSlots(list(keys))
         self._ids = dict(zip(keys, range(len(keys)), strict=True))
 
     def discard(self, key: K) -> bool:
@@ -252,11 +268,10 @@ class HashIndex(Generic[K]):
         if i is None:
             return False
         self._index.discard(i)
-        self._keys[i] = None
-        self._free.append(i)
+        self._slots.release(i)
         return True
 
     def search(self, value: int, radius: int) -> list[tuple[K, int]]:
         """All ``(key, distance)`` within ``radius`` of ``value``, in insertion order."""
-        keys = self._keys
+        keys = self._slots.keys
         return [(keys[i], d) for i, d in self._index.search(value, radius)]  # type: ignore[misc]

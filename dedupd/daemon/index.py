@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dedupd.core import variants as hash_variants
-from dedupd.core.hashindex import IdHashIndex
+from dedupd.core.hashindex import IdHashIndex, IdSlots
 from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
 from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence, score_evidence
 from dedupd.core.vectors import VectorIndex
@@ -90,7 +90,7 @@ class _Content:
     #: a tuple while small (48 bytes for one path against 216 for a set: most contents have one
     #: path), a set from :data:`_SET_FROM` paths on (see :func:`_with`, :func:`_without`)
     paths: tuple[str, ...] | set[str] = ()
-    #: the content's id in the hash columns (:class:`IdHashIndex` keys; see ``MatchIndex._ids``)
+    #: the content's id in the hash columns (:class:`IdHashIndex` keys; see ``MatchIndex._cids``)
     cid: int = -1
 
 
@@ -135,8 +135,7 @@ class MatchIndex:
         self._trees: dict[str, IdHashIndex] = {k: IdHashIndex() for k in _columns(matching)}
         # content ids: the hash columns hold ints, not a dict per column (a million contents:
         # ~250 bytes each saved with four columns); freed ids are reused
-        self._digest_of: list[bytes | None] = []
-        self._free_ids: list[int] = []
+        self._cids: IdSlots[bytes] = IdSlots()  # content id → digest
         self._vectors: VectorIndex[bytes] | None = None
         self.generation = 0  # bumped on every change (readers cache derived views on it)
         self.graph_ready = True  # False while build_graph() still has to link (load, refilter, derive)
@@ -153,18 +152,12 @@ class MatchIndex:
 
     def _new_content(self, digest: bytes, hashes: dict[str, int], has_vector: bool) -> _Content:
         """A content with a fresh id (not yet in the columns), registered in ``_contents``."""
-        if self._free_ids:
-            cid = self._free_ids.pop()
-            self._digest_of[cid] = digest
-        else:
-            cid = len(self._digest_of)
-            self._digest_of.append(digest)
-        content = self._contents[digest] = _Content(hashes, has_vector, (), cid)
+        content = self._contents[digest] = _Content(hashes, has_vector, (), self._cids.take(digest))
         return content
 
     def _search(self, column: str, value: int, radius: int) -> list[bytes]:
         """Digests whose ``column`` hash is within ``radius`` of ``value``, in insertion order."""
-        digest_of = self._digest_of
+        digest_of = self._cids.keys
         return [digest_of[i] for i in self._trees[column].search_arrays(value, radius)[0].tolist()]
 
     def _touch(self, digest: bytes) -> None:
@@ -381,8 +374,7 @@ class MatchIndex:
                         del graph[other]
         for tree in self._trees.values():
             tree.discard(cid)
-        self._digest_of[cid] = None
-        self._free_ids.append(cid)
+        self._cids.release(cid)
         if self._vectors is not None:
             self._vectors.remove(digest)
 
@@ -455,15 +447,15 @@ class MatchIndex:
                 raise ValueError("load_store needs an empty index")
             self.generation += 1
             # nothing is indexed: ids restart from 0, empty columns take the one-copy path
-            self._digest_of, self._free_ids = [], []
+            self._cids = IdSlots()
             self._trees = {k: IdHashIndex() for k in self._trees}
-            contents, digest_of = self._contents, self._digest_of
+            contents, digest_of = self._contents, self._cids.keys
             columns: dict[str, tuple[list[int], list[int]]] = {m: ([], []) for m in self._trees}
             widths: list[int] = []
             heights: list[int] = []
             vectors: dict[bytes, bytes] = {}
             sizes: dict[int, int] = {}  # one int object per distinct width or height
-            for digest, w, h, hashes, vector in encodings:  # (_new_content inlined: a million calls)
+            for digest, w, h, hashes, vector in encodings:  # (IdSlots.take inlined: a million calls)
                 cid = len(digest_of)
                 digest_of.append(digest)
                 contents[digest] = _Content(hashes, vector is not None, (), cid)
@@ -488,8 +480,7 @@ class MatchIndex:
             for d in unused:  # encodings of files outside the roots (or of no file): ids freed
                 cid = contents.pop(d).cid
                 keep[cid] = False
-                digest_of[cid] = None
-                self._free_ids.append(cid)
+                self._cids.release(cid)
                 vectors.pop(d, None)
             del widths, heights
             self._reset_structures(rebuild_columns=False)

@@ -76,8 +76,8 @@ def test_bulk_load_equals_adding_each_file(tmp_path: Path) -> None:
     assert sum(map(len, graph(loaded).values())) > 100
     for column, tree in loaded._trees.items():  # the bulk-filled hash columns answer as the added ones
         other = reference._trees[column]
-        assert sorted((loaded._digest_of[i], v) for i, v in tree) == sorted(
-            (reference._digest_of[i], v) for i, v in other)
+        assert sorted((loaded._cids.keys[i], v) for i, v in tree) == sorted(
+            (reference._cids.keys[i], v) for i, v in other)
         for d in digests[:20]:
             if column in hashes[d]:
                 assert sorted(loaded._search(column, hashes[d][column], 10)) == sorted(
