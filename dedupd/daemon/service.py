@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import gc
 import logging
-import multiprocessing
 import os
 import queue
 import signal
@@ -660,18 +659,7 @@ def _join_leftover_threads(timeout: float) -> None:
     thread still finishing may close at the same moment: a "Bad file descriptor" traceback on stderr
     after a clean stop."""
     deadline = time.monotonic() + timeout
-    leftover = [t for t in threading.enumerate()
-                if t is not threading.current_thread() and not t.daemon and t is not threading.main_thread()]
-    for t in leftover:
-        t.join(max(0.0, deadline - time.monotonic()))
-    if any(t.is_alive() for t in leftover):
-        # a pool's manager thread still waits on its workers: they go (the daemon is ending, nothing
-        # runs for it any more), the manager thread sees them die and ends before the exit hook runs
-        stuck = [t.name for t in leftover if t.is_alive()]
-        logger.warning("threads still running after %.0f s at stop: %s; ending their worker processes",
-                       timeout, ", ".join(stuck))
-        for child in multiprocessing.active_children():
-            child.kill()
-        for t in leftover:
-            t.join(1.0)
+    for t in threading.enumerate():
+        if t is not threading.current_thread() and not t.daemon and t is not threading.main_thread():
+            t.join(max(0.0, deadline - time.monotonic()))
 
