@@ -28,7 +28,8 @@ Usage::
     python bench/quality.py --quick    # tiny datasets, prints only (smoke test)
     python bench/quality.py --cascade [--big]   # the cascade/bands/variants section (bench/quality_cascade.py):
                                                 # rules compared per transformation, hard negatives, cost;
-                                                # --big adds the 10,000-file false-positive group count
+                                                # --big adds the false-positive group counts of 10,000
+                                                # mixed files and 20,000 tiny (64 px) ones
 """
 
 from __future__ import annotations
@@ -551,7 +552,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--cascade", action="store_true",
                     help="measure the cascade, bands and crop/flip variants (writes its section of docs/quality.md)")
-    ap.add_argument("--big", action="store_true", help="with --cascade: also a 10,000-file mixed set (slow)")
+    ap.add_argument("--big", action="store_true",
+                    help="with --cascade: also a 10,000-file mixed set and 20,000 tiny (64 px) files (slow)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     if args.cascade:
@@ -618,12 +620,16 @@ def cascade_main(args: argparse.Namespace, t_start: float) -> int:
     for name, meta in metas.items():
         log(f"{name}: encoding")
         sets[name] = qc.encode(meta, args.workers, cnn)
-    big = None
+    big = tiny = None
     if args.big:
         meta = dataset(args.corpus, args.data_dir, "mixed10000", "--kind", "mixed", "--count", "10000")
         big = qc.encode(meta, args.workers, None)
+        # the 20,000 tiny JPEGs of bench_encode.py section c (dedupd scan vs czkawka)
+        meta = dataset(args.corpus, args.data_dir, "enc-tiny-20000", "--kind", "mixed", "--count", "20000",
+                       "--side", "64", "--seed", "20000")
+        tiny = qc.encode(meta, args.workers, None)
     cost_rows = qc.cost(metas["mixed"] / "img", n=20 if args.quick else 60)
-    section = qc.run(sets, big, cost_rows)
+    section = qc.run(sets, big, cost_rows, tiny=tiny)
     duration = time.perf_counter() - t_start
     out = args.out if args.out else (None if args.quick else ROOT / "docs" / "quality.md")
     if out:
