@@ -344,10 +344,13 @@ def _false_groups_table(title: str, enc: Encoded, rules: Sequence[Rule]) -> list
         sc = score(enc, found)
         out.append(f"| {r.label} | {g:,} | {bad} | {bad_s} | {sc['false']} / {len(strong - enc.truth)} | "
                    f"{_f(sc['precision'], 4)} / {_f(sc['recall'], 3)} |")
-    worst = {r.label: score(enc, matches(enc, r)[0])["per"] for r in rules[:2]}
-    out += ["", "Recall per transformation there, " + " vs ".join(f"*{k}*" for k in worst) + ": "
-            + ", ".join(f"{t} {_f(worst[rules[0].label][t][0])} / {_f(worst[rules[1].label][t][0])}"
-                        for t in ORDER if t in worst[rules[0].label]) + "."]
+    # the framing check's effect: the default against the same rule without it (RULES[2], RULES[1])
+    old, new = (next((r for r in rules if r.label == x.label), None) for x in RULES[2:0:-1])
+    if old is not None and new is not None:
+        per = {r.label: score(enc, matches(enc, r)[0])["per"] for r in (old, new)}
+        out += ["", f"Recall per transformation there, *{old.label}* → *{new.label}*: "
+                + ", ".join(f"{t} {_f(per[old.label][t][0])} → {_f(per[new.label][t][0])}"
+                            for t in ORDER if t in per[old.label]) + "."]
     return out
 
 
