@@ -356,23 +356,30 @@ def _methods(value: Any, p: Problems) -> tuple[tuple[tuple[str, int], ...], CnnC
     return tuple(hashes), cnn
 
 
-def _hash_extras(value: Any, p: Problems) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, tuple[tuple[str, int], ...]], ...]]:
-    """``methods.<hash>.strong`` (max distance of a strong match) and the variant options
-    (``crop``, ``flip``: true, or the max distance of a match through them) of each hash method."""
-    strong: list[tuple[str, int]] = []
-    options: list[tuple[str, tuple[tuple[str, int], ...]]] = []
+def _hash_specs(value: Any) -> Iterable[tuple[str, Mapping[str, Any], int]]:
+    """``(name, settings, threshold or 64 when invalid)`` of each hash method under ``methods``
+    (``phash:`` and ``phash: 8`` shorthands expanded; the default config's pHash when absent)."""
     if value is None:
         value = {"phash": {}}
     if not isinstance(value, Mapping):
-        return (), ()
+        return
     for name, spec in value.items():
         if spec is None or (isinstance(spec, int) and not isinstance(spec, bool)):
             spec = {} if spec is None else {"threshold": spec}  # `phash:` or `phash: 8` shorthands
         if name not in HASH_METHOD_NAMES or not isinstance(spec, Mapping):
             continue
-        key = f"methods.{name}"
         threshold = spec.get("threshold", DEFAULT_HASH_THRESHOLD)
-        top = threshold if isinstance(threshold, int) and not isinstance(threshold, bool) and 0 <= threshold <= 64 else 64
+        yield name, spec, (threshold if isinstance(threshold, int) and not isinstance(threshold, bool)
+                           and 0 <= threshold <= 64 else 64)
+
+
+def _hash_extras(value: Any, p: Problems) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, tuple[tuple[str, int], ...]], ...]]:
+    """``methods.<hash>.strong`` (max distance of a strong match) and the variant options
+    (``crop``, ``flip``: true, or the max distance of a match through them) of each hash method."""
+    strong: list[tuple[str, int]] = []
+    options: list[tuple[str, tuple[tuple[str, int], ...]]] = []
+    for name, spec, top in _hash_specs(value):
+        key = f"methods.{name}"
         if "strong" in spec:
             strong.append((name, int_in(spec["strong"], f"{key}.strong", 0, top, p)))
         opts = []
@@ -396,19 +403,9 @@ def _hash_agree(value: Any, options: tuple[tuple[str, tuple[tuple[str, int], ...
     threshold; false: no check). It compares the crop hashes, so it needs ``crop`` on; by default
     it is on wherever ``crop`` is."""
     out: list[tuple[str, int]] = []
-    if value is None:
-        value = {"phash": {}}
-    if not isinstance(value, Mapping):
-        return ()
     cropped = {m for m, opts in options if any(o == "crop" for o, _ in opts)}
-    for name, spec in value.items():
-        if spec is None or (isinstance(spec, int) and not isinstance(spec, bool)):
-            spec = {} if spec is None else {"threshold": spec}
-        if name not in HASH_METHOD_NAMES or not isinstance(spec, Mapping):
-            continue
+    for name, spec, top in _hash_specs(value):
         key = f"methods.{name}.agree"
-        threshold = spec.get("threshold", DEFAULT_HASH_THRESHOLD)
-        top = threshold if isinstance(threshold, int) and not isinstance(threshold, bool) and 0 <= threshold <= 64 else 64
         flag = spec.get("agree", DEFAULT_AGREE if name in cropped else False)
         if flag is False or flag is None:
             continue
