@@ -52,13 +52,19 @@ class Rule:
     exif: bool = True
     banded: bool = True
     note: str = ""
+    #: framing check: method → max distance of the crop hashes of the same framing for a plain
+    #: match beyond the strong bound (:func:`dedupd.core.policy.framing_distance`)
+    agree: Mapping[str, int] = field(default_factory=dict)
 
 
 RULES: tuple[Rule, ...] = (
     Rule("before: phash ≤ 10 (old default)", {"phash": (10, None, {})}, exif=False, banded=False,
          note="the default before this change: no variants, no bands, EXIF ignored"),
-    Rule("default: phash ≤ 10, crop ≤ 2, strong ≤ 4", {"phash": (10, 4, {"crop": 2})},
-         note="the daemon's new default (EXIF orientation applied)"),
+    Rule("default: phash ≤ 10, crop ≤ 2, strong ≤ 4, framing check ≤ 10", {"phash": (10, 4, {"crop": 2})},
+         agree={"phash": 10}, note="the daemon's default: a weak match needs its framings to agree"),
+    Rule("without the framing check (previous default)", {"phash": (10, 4, {"crop": 2})},
+         note="the default before the framing check (EXIF orientation applied)"),
+    Rule("framing check ≤ 8", {"phash": (10, 4, {"crop": 2})}, agree={"phash": 8}),
     Rule("default, EXIF ignored", {"phash": (10, 4, {"crop": 2})}, exif=False,
          note="the new default where exif_transpose is off (the EXIF bullet is another change)"),
     Rule("default with strong ≤ 6", {"phash": (10, 6, {"crop": 2})}),
@@ -68,6 +74,8 @@ RULES: tuple[Rule, ...] = (
          note="crop at 8 was clean on 1,500 files, not on 10,000 small tiles"),
     Rule("dhash ≤ 10, crop ≤ 2, strong ≤ 4", {"dhash": (10, 4, {"crop": 2})}),
     Rule("phash + dhash (any), crop ≤ 2, strong ≤ 4", {"phash": (10, 4, {"crop": 2}), "dhash": (10, 4, {"crop": 2})}),
+    Rule("phash + dhash (any), crop ≤ 2, strong ≤ 4, framing checks ≤ 10",
+         {"phash": (10, 4, {"crop": 2}), "dhash": (10, 4, {"crop": 2})}, agree={"phash": 10, "dhash": 10}),
     Rule("cascade: default + CNN ≥ 0.9 (strong ≥ 0.99, confirms ≥ 0.97)", {"phash": (10, 4, {"crop": 2})},
          cnn=(0.9, 0.99, 0.97)),
     Rule("cascade as first tried: CNN strong ≥ 0.97, confirms ≥ 0.9", {"phash": (10, 4, {"crop": 2})},
@@ -193,6 +201,13 @@ def _fam(enc: Encoded, method: str, option: str, exif: bool) -> dict[Pair, int]:
     return enc.fams[key]
 
 
+def _framing(enc: Encoded, method: str, pair: Pair, exif: bool) -> int:
+    """The framing distance of a pair (the worse of its c90~c90 and c81~c81 distances)."""
+    cols = enc.columns if exif else {**enc.columns, **enc.no_exif}
+    i, j = pair
+    return max(int(cols[k][i] ^ cols[k][j]).bit_count() for k in variants.variant_keys(method, ("crop",)))
+
+
 def cnn_pairs(vectors: np.ndarray, threshold: float) -> dict[Pair, float]:
     out: dict[Pair, float] = {}
     n = len(vectors)
@@ -214,7 +229,8 @@ def matches(enc: Encoded, rule: Rule) -> tuple[set[Pair], set[Pair]]:
     for m, (t, s, opts) in rule.hashes.items():
         for option, limit in (("", t), *((o, min(t, v)) for o, v in opts.items())):
             for pair, d in _fam(enc, m, option, rule.exif).items():
-                if d <= limit:
+                if d <= limit and (option or m not in rule.agree or (s is not None and d <= s)
+                                   or _framing(enc, m, pair, rule.exif) <= rule.agree[m]):
                     hits[pair].add(m)
                     if s is not None and d <= min(s, limit):
                         strong.add(pair)
@@ -315,8 +331,31 @@ def _f(x: float | None, d: int = 2) -> str:
     return "-" if x is None else f"{x:.{d}f}"
 
 
+def _false_groups_table(title: str, enc: Encoded, rules: Sequence[Rule]) -> list[str]:
+    out = ["", f"### False-positive groups, {title}", "",
+           "| rule | groups | groups with a false pair (all) | strong pairs: groups with a false pair | "
+           "false pairs (all / strong) | P / R |", "|---|---|---|---|---|---|"]
+    for r in rules:
+        if r.cnn is not None and enc.vectors is None:
+            continue
+        found, strong = matches(enc, r)
+        g, bad = false_groups(len(enc.names), found, enc.truth)
+        _, bad_s = false_groups(len(enc.names), strong, enc.truth)
+        sc = score(enc, found)
+        out.append(f"| {r.label} | {g:,} | {bad} | {bad_s} | {sc['false']} / {len(strong - enc.truth)} | "
+                   f"{_f(sc['precision'], 4)} / {_f(sc['recall'], 3)} |")
+    # the framing check's effect: the default against the same rule without it (RULES[2], RULES[1])
+    old, new = (next((r for r in rules if r.label == x.label), None) for x in RULES[2:0:-1])
+    if old is not None and new is not None:
+        per = {r.label: score(enc, matches(enc, r)[0])["per"] for r in (old, new)}
+        out += ["", f"Recall per transformation there, *{old.label}* → *{new.label}*: "
+                + ", ".join(f"{t} {_f(per[old.label][t][0])} → {_f(per[new.label][t][0])}"
+                            for t in ORDER if t in per[old.label]) + "."]
+    return out
+
+
 def run(sets: Mapping[str, Encoded], big: Encoded | None, cost_rows: Sequence[tuple[str, int, float]],
-        rules: Sequence[Rule] = RULES) -> str:
+        rules: Sequence[Rule] = RULES, tiny: Encoded | None = None) -> str:
     """The markdown section (also printed)."""
     has_cnn = all(e.vectors is not None for e in sets.values())
     rules = [r for r in rules if r.cnn is None or has_cnn]
@@ -356,18 +395,9 @@ def run(sets: Mapping[str, Encoded], big: Encoded | None, cost_rows: Sequence[tu
             cells.append(f"{_f(rec)} / {_f(prec)}")
         out.append(f"| {t} ({perm[t][2]}) | " + " | ".join(cells) + " |")
     if big is not None:
-        out += ["", f"### False-positive groups, mixed set of {len(big.names):,} files", "",
-                "| rule | groups | groups with a false pair (all) | strong pairs: groups with a false pair | "
-                "false pairs (all / strong) | P / R |", "|---|---|---|---|---|---|"]
-        for r in rules:
-            if r.cnn is not None and big.vectors is None:
-                continue
-            found, strong = matches(big, r)
-            g, bad = false_groups(len(big.names), found, big.truth)
-            _, bad_s = false_groups(len(big.names), strong, big.truth)
-            sc = score(big, found)
-            out.append(f"| {r.label} | {g:,} | {bad} | {bad_s} | {sc['false']} / {len(strong - big.truth)} | "
-                       f"{_f(sc['precision'], 4)} / {_f(sc['recall'], 3)} |")
+        out += _false_groups_table(f"mixed set of {len(big.names):,} files", big, rules)
+    if tiny is not None:
+        out += _false_groups_table(f"mixed set of {len(tiny.names):,} tiny files (64 px)", tiny, rules)
     out += ["", "### Cost of the variant hashes (pHash; 60 files of 640 px, median of 3 runs)", "",
             "| hashes | bytes per file in the store | ms per file (hashing, after the decode) |", "|---|---|---|"]
     out += [f"| {label} | {b or '-'} | {ms:.2f} |" for label, b, ms in cost_rows]

@@ -27,6 +27,8 @@ EXACT = "exact"
 STRONG = "strong"
 WEAK = "weak"
 BANDS: tuple[str, ...] = (STRONG, WEAK)
+#: Score name suffix of the framing check (``"phash@agree"``, see :func:`framing_distance`).
+AGREE = "agree"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,10 @@ class Matching:
     options: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     #: min CNN similarity that confirms a hash match beyond its strong bound (None: the CNN threshold)
     confirm: float | None = None
+    #: hash method → max :func:`framing_distance` of a plain match beyond its strong bound (every
+    #: plain match without a bound): a weak match that fails this check is no match of the method
+    #: (docs/quality.md, "framing check"); methods not listed have no check
+    agree: Mapping[str, int] = field(default_factory=dict)
 
     def limits(self, method: str) -> list[tuple[str, int]]:
         """``(option, max distance)`` of each comparison family of a hash method: ``""`` (plain,
@@ -59,6 +65,29 @@ class Matching:
     @property
     def methods(self) -> list[str]:
         return [*self.hashes, *(["cnn"] if self.cnn is not None else [])]
+
+    def checks(self) -> list[str]:
+        """Names of the framing-check scores this rule reads (``"phash@agree"``): computed for
+        every pair, never used to find candidates."""
+        return [f"{m}@{AGREE}" for m in self.hashes if m in self.agree]
+
+
+def framing_distance(method: str, a: Mapping[str, int], b: Mapping[str, int]) -> int | None:
+    """The largest Hamming distance between the two contents' crop hashes of the *same* framing
+    (``a@c90`` against ``b@c90``, ``a@c81`` against ``b@c81``); None when a side lacks one.
+
+    Two copies of one picture that differ by a photometric edit (re-encoding, brightness, a
+    watermark) are near-duplicates at every framing; two different pictures whose plain hashes
+    happen to be close (flat tiles, one diagonal edge) rarely are at all three: the check cuts
+    chance matches, whose number grows with the square of the collection, at little recall.
+    """
+    worst = 0
+    for scale in hash_variants.CROP_SCALES:
+        name = hash_variants.key(method, scale)
+        if name not in a or name not in b:
+            return None
+        worst = max(worst, (a[name] ^ b[name]).bit_count())
+    return worst
 
 
 @dataclass(frozen=True)
@@ -129,6 +158,8 @@ def pair_evidence(matching: Matching, a: Mapping[str, int], b: Mapping[str, int]
             scores[name] = d
             if option:
                 hows[name] = variant
+    for name in matching.checks():
+        scores[name] = framing_distance(name.partition("@")[0], a, b)
     if sim is not None:
         scores["cnn"] = sim
     return score_evidence(matching, scores, hows)
@@ -139,8 +170,9 @@ def score_evidence(matching: Matching, scores: Mapping[str, float | None],
     """Decide one pair from its scores, as :func:`pair_evidence` does from the hashes.
 
     ``scores``: method → plain Hamming distance, ``"method@option"`` → the smallest distance
-    through that variant family (crop, dihedral), ``"cnn"`` → similarity; a missing or None
-    score is skipped. ``hows``: ``"method@option"`` → the variant that gave it (``"c90"``), for
+    through that variant family (crop, dihedral), ``"method@agree"`` → the framing check
+    (:func:`framing_distance`), ``"cnn"`` → similarity; a missing or None score is skipped (a
+    missing framing check fails it). ``hows``: ``"method@option"`` → the variant that gave it (``"c90"``), for
     the evidence (default: the family name).
     """
     out: dict[str, float] = {}
@@ -156,6 +188,8 @@ def score_evidence(matching: Matching, scores: Mapping[str, float | None],
         if not found:
             continue
         within = [found[f] for f in found if found[f][0] <= (limit if not f else min(limit, opts[f]))]
+        if within and method in matching.agree and not _framed(matching, method, within, scores):
+            within = []  # a weak plain match whose framings disagree: no match of this method
         d, how = min(within) if within else found.get("", min(found.values()))
         out[method] = d
         if within:
@@ -172,6 +206,18 @@ def score_evidence(matching: Matching, scores: Mapping[str, float | None],
         return None
     return Evidence(hits[0], out[hits[0]], out, band_of(matching, out, hits), tuple(hits),
                     {m: v for m, v in via.items() if m in hits})
+
+
+def _framed(matching: Matching, method: str, within: list[tuple[float, str]],
+            scores: Mapping[str, float | None]) -> bool:
+    """Whether a hash method's match passes the framing check: a variant family within its
+    limit, or a plain distance within the strong bound, needs none; otherwise the framing
+    distance must be within ``matching.agree``."""
+    bound = matching.strong.get(method)
+    if any(how for _, how in within) or (bound is not None and min(within)[0] <= bound):
+        return True
+    framing = scores.get(f"{method}@{AGREE}")
+    return framing is not None and framing <= matching.agree[method]
 
 
 def closeness(path: str, ev: Evidence) -> tuple:

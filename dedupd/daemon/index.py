@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dedupd.core import policy as match_policy
 from dedupd.core import variants as hash_variants
 from dedupd.core.hashindex import IdHashIndex, IdSlots
 from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
@@ -39,6 +40,8 @@ STEP_S = 0.02
 PERSIST_S = 1.0
 #: distinct score tuples whose evidence an index remembers (per rule)
 EVIDENCE_MEMO = 1 << 16
+#: radius of a check score (``"phash@agree"``): stored with each edge, never searched nor reaching
+CHECK = -1
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,9 @@ class Reach:
     def of(cls, matching: Matching, margin: int = 0, cnn_margin: float = 0.0) -> Reach:
         """The reach of ``matching``'s thresholds widened by ``margin`` bits (at most 64) and
         ``cnn_margin`` of similarity."""
-        radii = tuple(sorted((_score_name(m, option), min(64, limit + margin))
-                             for m in matching.hashes for option, limit in matching.limits(m)))
+        radii = tuple(sorted([*((_score_name(m, option), min(64, limit + margin))
+                                for m in matching.hashes for option, limit in matching.limits(m)),
+                              *((name, CHECK) for name in matching.checks())]))
         return cls(radii, None if matching.cnn is None else max(-1.0, round(matching.cnn - cnn_margin, 6)))
 
     @property
@@ -67,6 +71,7 @@ class Reach:
         methods, each threshold within its radius): a switch to it is a filter of ``near``."""
         radii = dict(self.radii)
         limits = {_score_name(m, option): limit for m in matching.hashes for option, limit in matching.limits(m)}
+        limits.update(dict.fromkeys(matching.checks(), CHECK))
         return (radii.keys() == limits.keys() and all(t <= radii[k] for k, t in limits.items())
                 and (self.cnn is None) == (matching.cnn is None)
                 and (self.cnn is None or matching.cnn is None or self.cnn <= matching.cnn))
@@ -216,6 +221,8 @@ class MatchIndex:
         out: dict[bytes, float | None] = {}
         for name, radius in self.reach.radii:
             method, _, option = name.partition("@")
+            if radius == CHECK:
+                continue
             for qkey, column in ([(method, method)] if not option else hash_variants.option_comparisons(method, option)):
                 if qkey in hashes and column in self._trees:
                     for key in self._search(column, hashes[qkey], radius):
@@ -846,6 +853,8 @@ def _hash_score(name: str, a: Mapping[str, int], b: Mapping[str, int]) -> int | 
     method, _, option = name.partition("@")
     if not option:
         return (a[method] ^ b[method]).bit_count() if method in a and method in b else None
+    if option == match_policy.AGREE:
+        return match_policy.framing_distance(method, a, b)
     found = hash_variants.distances(method, (option,), a, b).get(option)
     return None if found is None else found[0]
 

@@ -26,7 +26,7 @@ def matching_of(config: Config) -> Matching:
     """The duplicate rule a config asks for."""
     return Matching(config.hash_methods(), config.cnn.threshold if config.cnn else None, config.match,
                     config.strong_bounds(), config.variant_options(),
-                    config.cnn.confirm if config.cnn else None)
+                    config.cnn.confirm if config.cnn else None, config.agree_bounds())
 
 
 def reach_of(config: Config) -> Reach:

@@ -23,9 +23,10 @@ from dedupd.methods import PHash
 from tests.daemon.helpers import checksums, image_files, sha256
 
 THRESHOLD = 10
-#: the daemon's rule for ``methods: {phash: 10}``: crop hashes on by default, bands on
+#: the daemon's rule for ``methods: {phash: 10}``: crop hashes on by default, bands on, the
+#: framing check of weak matches on (at the threshold)
 RULE = Matching({"phash": THRESHOLD}, strong={"phash": DEFAULT_STRONG["phash"]},
-                options={"phash": {"crop": DEFAULT_VARIANT_LIMITS["crop"]}})
+                options={"phash": {"crop": DEFAULT_VARIANT_LIMITS["crop"]}}, agree={"phash": THRESHOLD})
 KEYS = ("phash", "phash@c90", "phash@c81")
 
 

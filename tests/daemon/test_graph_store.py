@@ -75,7 +75,7 @@ def fill(store: Store, root: Path, hashes: dict[bytes, dict[str, int]], index: M
                           [e for e in planned if rec.digest in e[:2]])
 
 
-def config(root: Path, tmp: Path, **methods: int):
+def config(root: Path, tmp: Path, **methods: int | dict):
     return config_from_mapping({"roots": [str(root)], "store_dir": str(tmp / "store"), "report_dir": str(tmp / "r"),
                                 "socket_path": str(tmp / "s"), "methods": methods or {"phash": 10, "dhash": 10}})
 
@@ -97,8 +97,10 @@ def test_edges_are_written_with_their_encodings_and_pruned_with_them(tmp_path: P
         keeper = GraphKeeper(store, cfg)
         reach = keeper.prepare()  # a new store: stamped, nothing to derive
         index = MatchIndex(matching_of(cfg), reach)
-        # thresholds + graph_margin (2 bits); the crop families (on by default, within 2) too
-        assert reach.radii == (("dhash", 12), ("dhash@crop", 4), ("phash", 12), ("phash@crop", 4))
+        # thresholds + graph_margin (2 bits); the crop families (on by default, within 2) too;
+        # the framing checks (on with crop) are stored scores, never searched (radius -1)
+        assert reach.radii == (("dhash", 12), ("dhash@agree", -1), ("dhash@crop", 4), ("phash", 12),
+                               ("phash@agree", -1), ("phash@crop", 4))
         assert keeper.run(index, lambda: False) and store.graph_stamp().complete
         fill(store, root, hashes, index)
         want = brute(hashes, reach)
@@ -167,7 +169,7 @@ def test_threshold_change_within_the_reach_is_a_filter_equal_to_a_rebuild(tmp_pa
             assert keeper.state == "refiltering" and not index.graph_ready
             assert keeper.run(index, lambda: False) and index.graph_ready
             assert stored_edges(store) == before  # a filter: the store is not touched
-            rebuilt = MatchIndex(Matching(methods, None, mode))
+            rebuilt = MatchIndex(matching_of(new))  # the same rule (its framing checks too), rebuilt
             rebuilt.bulk_load([(p, i, hashes[i.digest], None) for p, i in index.files.items()])
             assert graph(index) == graph(rebuilt)
         # and a restart under the last config loads, no derivation
@@ -192,7 +194,8 @@ def test_a_wider_reach_is_re_derived_in_the_background_resumably(tmp_path: Path,
     with Store.open(cfg.store_dir) as store:
         keeper = GraphKeeper(store, wide)
         reach = keeper.prepare()
-        assert reach.radii == (("dhash", 11), ("dhash@crop", 4), ("phash", 12), ("phash@crop", 4))
+        assert reach.radii == (("dhash", 11), ("dhash@agree", -1), ("dhash@crop", 4), ("phash", 12),
+                               ("phash@agree", -1), ("phash@crop", 4))
         assert not store.graph_stamp().complete
         index = load_index(store, wide, build_graph=False, reach=reach)
         steps = 0
@@ -323,7 +326,8 @@ def test_incremental_groups_equal_a_full_build(tmp_path: Path) -> None:
 
     root = tmp_path / "photos"
     root.mkdir()
-    cfg = config(root, tmp_path, phash=10)
+    # the synthetic contents have no crop hashes, so no framing check (methods.phash.agree)
+    cfg = config(root, tmp_path, phash={"threshold": 10, "agree": False})
     rng = random.Random(11)
     hashes = list(contents(12, 80).items())
     index = MatchIndex(matching_of(cfg))
@@ -345,7 +349,7 @@ def test_incremental_groups_equal_a_full_build(tmp_path: Path) -> None:
             if index.rename(old, new):
                 paths.append(new)
         else:
-            cfg = config(root, tmp_path, phash=rng.choice([6, 8, 10]))
+            cfg = config(root, tmp_path, phash={"threshold": rng.choice([6, 8, 10]), "agree": False})
             index.retune(matching_of(cfg))
             assert index.build_graph()
         paths = [p for p in dict.fromkeys(paths) if p in index.files]

@@ -8,13 +8,14 @@ from pathlib import Path
 from PIL import Image, ImageEnhance
 
 from dedupd.core.policy import STRONG, WEAK, Matching, pair_evidence
-from dedupd.daemon.config.model import DEFAULT_STRONG, DEFAULT_VARIANT_LIMITS
+from dedupd.daemon.config.model import DEFAULT_HASH_THRESHOLD, DEFAULT_STRONG, DEFAULT_VARIANT_LIMITS
 from dedupd.encoding import encode_file
 from tests.daemon.helpers import checksums
 
-#: the default config's rule (phash <= 10, crop hashes within their default limit, strong bound)
+#: the default config's rule (phash <= 10, crop hashes within their default limit, strong bound,
+#: the framing check of weak matches)
 RULE = Matching({"phash": 10}, strong={"phash": DEFAULT_STRONG["phash"]},
-                options={"phash": {"crop": DEFAULT_VARIANT_LIMITS["crop"]}})
+                options={"phash": {"crop": DEFAULT_VARIANT_LIMITS["crop"]}}, agree={"phash": DEFAULT_HASH_THRESHOLD})
 KEYS = ("phash", "phash@c90", "phash@c81")
 
 

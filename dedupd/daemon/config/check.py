@@ -16,6 +16,7 @@ import yaml
 
 from dedupd.daemon.config.model import (
     CNN_MODEL_NAMES,
+    DEFAULT_AGREE,
     DEFAULT_CNN_CONFIRM,
     DEFAULT_CNN_STRONG,
     DEFAULT_CNN_THRESHOLD,
@@ -227,6 +228,7 @@ def _check(raw: Mapping[str, Any], defaults: Mapping[str, str], p: Problems) -> 
                       "choose a directory outside the roots (it is never watched)")
     f["hash_thresholds"], f["cnn"] = _methods(raw.get("methods"), p)
     f["hash_strong"], f["hash_options"] = _hash_extras(raw.get("methods"), p)
+    f["hash_agree"] = _hash_agree(raw.get("methods"), f["hash_options"], p)
     f["match"] = choice(raw.get("match", "any"), "match", ("any", "all"), p)
     f["keep"] = _keep(raw.get("keep", list(DEFAULT_KEEP)), p)
     f["include"] = string_list(raw.get("include", list(DEFAULT_INCLUDE)), "include", p, allow_empty=False)
@@ -348,10 +350,27 @@ def _methods(value: Any, p: Problems) -> tuple[tuple[tuple[str, int], ...], CnnC
         if not isinstance(spec, Mapping):
             p.add(key, f"must be a mapping such as {{threshold: 10}}, got {show(spec)}")
             continue
-        unknown_keys(spec, ("threshold", "strong", *HASH_OPTION_KEYS), key, p)
+        unknown_keys(spec, ("threshold", "strong", "agree", *HASH_OPTION_KEYS), key, p)
         hashes.append((name, int_in(spec.get("threshold", DEFAULT_HASH_THRESHOLD), f"{key}.threshold", 0, 64, p)))
     cnn = _cnn(value["cnn"], p) if "cnn" in value else None
     return tuple(hashes), cnn
+
+
+def _hash_specs(value: Any) -> Iterable[tuple[str, Mapping[str, Any], int]]:
+    """``(name, settings, threshold or 64 when invalid)`` of each hash method under ``methods``
+    (``phash:`` and ``phash: 8`` shorthands expanded; the default config's pHash when absent)."""
+    if value is None:
+        value = {"phash": {}}
+    if not isinstance(value, Mapping):
+        return
+    for name, spec in value.items():
+        if spec is None or (isinstance(spec, int) and not isinstance(spec, bool)):
+            spec = {} if spec is None else {"threshold": spec}  # `phash:` or `phash: 8` shorthands
+        if name not in HASH_METHOD_NAMES or not isinstance(spec, Mapping):
+            continue
+        threshold = spec.get("threshold", DEFAULT_HASH_THRESHOLD)
+        yield name, spec, (threshold if isinstance(threshold, int) and not isinstance(threshold, bool)
+                           and 0 <= threshold <= 64 else 64)
 
 
 def _hash_extras(value: Any, p: Problems) -> tuple[tuple[tuple[str, int], ...], tuple[tuple[str, tuple[tuple[str, int], ...]], ...]]:
@@ -359,18 +378,8 @@ def _hash_extras(value: Any, p: Problems) -> tuple[tuple[tuple[str, int], ...], 
     (``crop``, ``flip``: true, or the max distance of a match through them) of each hash method."""
     strong: list[tuple[str, int]] = []
     options: list[tuple[str, tuple[tuple[str, int], ...]]] = []
-    if value is None:
-        value = {"phash": {}}
-    if not isinstance(value, Mapping):
-        return (), ()
-    for name, spec in value.items():
-        if spec is None or (isinstance(spec, int) and not isinstance(spec, bool)):
-            spec = {} if spec is None else {"threshold": spec}  # `phash:` or `phash: 8` shorthands
-        if name not in HASH_METHOD_NAMES or not isinstance(spec, Mapping):
-            continue
+    for name, spec, top in _hash_specs(value):
         key = f"methods.{name}"
-        threshold = spec.get("threshold", DEFAULT_HASH_THRESHOLD)
-        top = threshold if isinstance(threshold, int) and not isinstance(threshold, bool) and 0 <= threshold <= 64 else 64
         if "strong" in spec:
             strong.append((name, int_in(spec["strong"], f"{key}.strong", 0, top, p)))
         opts = []
@@ -386,6 +395,31 @@ def _hash_extras(value: Any, p: Problems) -> tuple[tuple[tuple[str, int], ...], 
         if opts:
             options.append((name, tuple(opts)))
     return tuple(strong), tuple(options)
+
+
+def _hash_agree(value: Any, options: tuple[tuple[str, tuple[tuple[str, int], ...]], ...], p: Problems
+                ) -> tuple[tuple[str, int], ...]:
+    """``methods.<hash>.agree``: the framing check's max distance per hash method (true: the
+    threshold; false: no check). It compares the crop hashes, so it needs ``crop`` on; by default
+    it is on wherever ``crop`` is."""
+    out: list[tuple[str, int]] = []
+    cropped = {m for m, opts in options if any(o == "crop" for o, _ in opts)}
+    for name, spec, top in _hash_specs(value):
+        key = f"methods.{name}.agree"
+        flag = spec.get("agree", DEFAULT_AGREE if name in cropped else False)
+        if flag is False or flag is None:
+            continue
+        if flag is not True and (isinstance(flag, bool) or not isinstance(flag, int) or not 0 <= flag <= 64):
+            p.add(key, f"must be true (within the threshold, {top}), false (no framing check) or the max "
+                  f"distance (0..64) of the crop hashes of the same framing for a match beyond `strong`, "
+                  f"got {show(flag)}")
+            continue
+        if name not in cropped:
+            p.add(key, f"compares the crop hashes, which are off for {name}: set methods.{name}.crop: true, "
+                  "or agree: false")
+            continue
+        out.append((name, top if flag is True else flag))
+    return tuple(out)
 
 
 def _cnn(spec: Any, p: Problems) -> CnnConfig | None:

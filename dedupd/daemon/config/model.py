@@ -52,6 +52,12 @@ DEFAULT_VARIANT_LIMITS: dict[str, int] = {"crop": 2, "dihedral": 2}
 #: Options on unless the config says ``crop: false``: border crops are an everyday edit, and for
 #: pHash/dHash the crop hashes cost no measured precision (docs/quality.md). Flips stay opt-in.
 DEFAULT_HASH_OPTIONS: dict[str, dict[str, bool]] = {"phash": {"crop": True}, "dhash": {"crop": True}}
+#: Framing check (``methods.<hash>.agree``, docs/quality.md "framing check"): on by default for
+#: every hash method with crop hashes, at the method's threshold: a plain match beyond ``strong``
+#: counts only when the crop hashes of the same framing are also within the threshold. On 20,000
+#: tiny (64 px) mixed files it cut the false pairs of the default from 457 to 69 (precision 0.928 →
+#: 0.988, recall 0.698 → 0.681); on 10,000 mixed 640 px files from 101 to 32.
+DEFAULT_AGREE = True
 #: Mirrors ``dedupd.imaging.IMAGE_EXTENSIONS`` (not imported: the CLI must not pull in PIL).
 DEFAULT_INCLUDE: tuple[str, ...] = tuple(
     f"*{ext}" for ext in (
@@ -142,6 +148,9 @@ class Config:
     hash_options: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = (
         ("phash", (("crop", DEFAULT_VARIANT_LIMITS["crop"]),)),)
     cnn: CnnConfig | None = None
+    #: per hash method: max framing distance of a match beyond its strong bound (see
+    #: :func:`dedupd.core.policy.framing_distance`); methods not listed have no framing check
+    hash_agree: tuple[tuple[str, int], ...] = (("phash", DEFAULT_HASH_THRESHOLD),)
     match: str = "any"
     keep: tuple[KeepRule, ...] = tuple(KeepRule(k) for k in DEFAULT_KEEP)
     include: tuple[str, ...] = DEFAULT_INCLUDE
@@ -184,6 +193,10 @@ class Config:
         if self.cnn is not None:
             out["cnn"] = self.cnn.strong
         return out
+
+    def agree_bounds(self) -> dict[str, int]:
+        """Hash method → max framing distance of a weak match (the framing check)."""
+        return dict(self.hash_agree)
 
     def hash_keys(self) -> tuple[str, ...]:
         """Every hash to compute and store: each method's plain hash and its variant hashes."""
