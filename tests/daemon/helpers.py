@@ -42,7 +42,9 @@ def drop_dac_capabilities() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
-class _UnixHTTP(http.client.HTTPConnection):
+class UnixHTTP(http.client.HTTPConnection):
+    """An HTTP connection to the daemon's Unix socket (kept alive between requests)."""
+
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
         self.unix_path = path
@@ -61,7 +63,7 @@ class _UnixHTTP(http.client.HTTPConnection):
 def api(socket_path: str, method: str, path: str, payload: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
     """One HTTP request over the daemon's Unix socket; returns (status, parsed JSON). ``payload``
     goes as JSON, or as it is when it is ``bytes`` (an image upload)."""
-    conn = _UnixHTTP(socket_path, timeout)
+    conn = UnixHTTP(socket_path, timeout)
     try:
         if isinstance(payload, bytes):
             body: bytes | None = payload
