@@ -93,7 +93,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     except DaemonFailed as exc:
         print(f"dedupd: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        _end_process_pools()
     return EXIT_OK
+
+
+def _end_process_pools() -> None:
+    """The process exits next: no decode pool may still be starting or ending then (a pool a
+    leftover thread started after the shutdown, too), see :mod:`dedupd.daemon.workers`."""
+    import logging
+
+    from dedupd.daemon.service import POOL_JOIN_S
+    from dedupd.daemon.workers import end_process_pools
+
+    stuck = end_process_pools(POOL_JOIN_S)
+    if stuck:
+        logging.getLogger("dedupd.daemon").warning("process pool threads still running at exit: %s",
+                                                   ", ".join(stuck))
 
 
 def cmd_scan(args: argparse.Namespace) -> int:

@@ -48,7 +48,7 @@ from dedupd.daemon.reconcile import Reconciler
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
 from dedupd.daemon.watcher import Watcher
-from dedupd.daemon.workers import encode_bytes, query_pool
+from dedupd.daemon.workers import encode_bytes, join_process_pools, query_pool
 from dedupd.reports.files import EventLog, ReportWriter, write_reports
 from dedupd.reports.thumbnails import stop_workers as stop_thumbnail_workers
 
@@ -653,13 +653,16 @@ class Daemon:
 
 
 def _join_leftover_threads(timeout: float) -> None:
-    """Wait (bounded) for the non-daemon threads still running: the manager threads of process pools
-    shut down without waiting (a discarded pool after a hung decode, the query and thumbnail pools).
-    Python 3.11's exit hook for those pools wakes each manager thread through a pipe that a manager
-    thread still finishing may close at the same moment: a "Bad file descriptor" traceback on stderr
-    after a clean stop."""
+    """Wait (bounded) for what still runs: the manager threads of process pools shut down without
+    waiting (a discarded pool after a crash or a hung decode; daemon threads, when the pool was
+    started from one), their workers killed if they do not end in time; then the non-daemon
+    threads. A manager thread still ending when the interpreter exits makes Python 3.11's exit hook
+    write to a wake-up pipe that the thread closes at the same moment: an "OSError: [Errno 9] Bad
+    file descriptor" traceback on stderr after a clean stop (see :mod:`dedupd.daemon.workers`)."""
     deadline = time.monotonic() + timeout
+    stuck = join_process_pools(timeout)
+    if stuck:
+        logger.warning("process pool threads still running after their workers were killed: %s", ", ".join(stuck))
     for t in threading.enumerate():
         if t is not threading.current_thread() and not t.daemon and t is not threading.main_thread():
             t.join(max(0.0, deadline - time.monotonic()))
-

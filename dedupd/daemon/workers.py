@@ -12,6 +12,16 @@ the ones here are separate, so that
 Client bytes reach a worker through a private temporary file (mode 0600) named by the daemon;
 nothing the client sent is ever unpickled. Workers are started on first use, from a
 ``forkserver`` (the daemon's threads are never forked), and exit with the daemon.
+
+Ending a pool: ``ProcessPoolExecutor.shutdown(wait=False)`` returns at once and forgets its
+manager thread, which then winds the workers down on its own. That thread must be over before the
+interpreter exits: Python 3.11's exit hook writes to the wake-up pipe of every pool whose manager
+thread it knows, without the pool's lock, and a manager thread finishing at that moment closes that
+pipe under it (``OSError: [Errno 9] Bad file descriptor`` from ``_python_exit`` after a clean stop).
+Manager threads started from daemon threads are daemon threads themselves, so a join of the
+non-daemon threads misses them. Hence :func:`stop_executor` (the manager thread is taken before the
+shutdown and joined, its workers killed if they do not end), :func:`join_process_pools` at a
+daemon's shutdown and :func:`end_process_pools` just before the process exits.
 """
 
 from __future__ import annotations
@@ -21,7 +31,9 @@ import logging
 import os
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable
+from concurrent.futures import process as cf_process
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
@@ -53,15 +65,110 @@ class DecodeFailed(DedupdError):
         self.reason = reason
 
 
-def kill_executor(pool: cf.ProcessPoolExecutor) -> None:
-    """End a pool whose worker hangs: a hung decoder never returns, and the executor has no API to
-    stop a running task, so its processes are killed; its other tasks fail with BrokenProcessPool."""
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+#: DecodePools of this process (to end them all at exit); no new executor once :func:`end_process_pools` ran
+_pools: weakref.WeakSet[DecodePool] = weakref.WeakSet()
+_pools_lock = threading.Lock()
+_exiting = False
+
+
+def _kill(procs: list[Any]) -> None:
+    for proc in procs:
         try:
             proc.kill()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass
-    pool.shutdown(wait=False, cancel_futures=True)
+
+
+class PoolEnd:
+    """A pool's manager thread and worker processes, to be waited for once the pool is shut down
+    (``ProcessPoolExecutor.shutdown`` forgets both)."""
+
+    def __init__(self, manager: threading.Thread | None, procs: list[Any]) -> None:
+        self.manager = manager
+        self.procs = procs
+
+    @classmethod
+    def shut(cls, pool: cf.ProcessPoolExecutor, *, kill: bool = False) -> PoolEnd:
+        """Shut ``pool`` down without waiting (queued tasks cancelled; ``kill``: its workers killed
+        first)."""
+        end = cls(getattr(pool, "_executor_manager_thread", None),
+                  list((getattr(pool, "_processes", None) or {}).values()))
+        if kill:
+            _kill(end.procs)
+        pool.shutdown(wait=False, cancel_futures=True)
+        return end
+
+    def alive(self) -> bool:
+        return self.manager is not None and self.manager.is_alive()
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the manager thread, then kill the workers it still waits for
+        and wait as long again; True once the thread is over."""
+        if self.manager is None:
+            return True
+        self.manager.join(timeout)
+        if self.manager.is_alive():
+            _kill(self.procs)
+            self.manager.join(timeout)
+        return not self.manager.is_alive()
+
+
+def stop_executor(pool: cf.ProcessPoolExecutor, join_s: float, *, kill: bool = False) -> bool:
+    """Shut ``pool`` down and wait, at most about ``2 * join_s``, for its manager thread (see
+    :meth:`PoolEnd.join`); True once it is over."""
+    return PoolEnd.shut(pool, kill=kill).join(join_s)
+
+
+def kill_executor(pool: cf.ProcessPoolExecutor) -> PoolEnd:
+    """End a pool whose worker hangs: a hung decoder never returns, and the executor has no API to
+    stop a running task, so its processes are killed; its other tasks fail with BrokenProcessPool.
+    Does not wait (the caller may :meth:`~PoolEnd.join`; :func:`join_process_pools` does)."""
+    return PoolEnd.shut(pool, kill=True)
+
+
+def _manager_threads(*, running: bool) -> list[tuple[threading.Thread, cf.ProcessPoolExecutor | None]]:
+    """The live manager threads of this process's pools with their executor (None once collected);
+    ``running``: those of pools not shut down too, else only of pools shut down (or collected)."""
+    out = []
+    # every pool's manager thread is a key of this interpreter table (3.9-3.13); absent: nothing to do
+    for thread in list(getattr(cf_process, "_threads_wakeups", {})):
+        if not thread.is_alive():
+            continue
+        ref = getattr(thread, "executor_reference", None)
+        executor = ref() if callable(ref) else None
+        if running or executor is None or getattr(executor, "_shutdown_thread", True):
+            out.append((thread, executor))
+    return out
+
+
+def _join_managers(found: list[tuple[threading.Thread, cf.ProcessPoolExecutor | None]], join_s: float) -> list[str]:
+    ends = [PoolEnd(thread, list((getattr(thread, "processes", None) or {}).values())) for thread, _ in found]
+    return [thread.name for (thread, _), end in zip(found, ends) if not end.join(join_s)]
+
+
+def join_process_pools(join_s: float) -> list[str]:
+    """Wait for the manager threads of the pools already shut down (a pool discarded without
+    waiting, anywhere in the process), killing the workers they still wait for after ``join_s``
+    (see :meth:`PoolEnd.join`). Returns the names of those still running after that."""
+    return _join_managers(_manager_threads(running=False), join_s)
+
+
+def end_process_pools(join_s: float) -> list[str]:
+    """Just before the process exits: stop every :class:`DecodePool` (none starts a pool again, even
+    on a thread that is still running) and every other process pool still running, then wait for
+    all their manager threads as :func:`join_process_pools` does. Returns the names of manager
+    threads still running after that."""
+    global _exiting
+    with _pools_lock:
+        _exiting = True
+        pools = list(_pools)
+    for decode_pool in pools:
+        decode_pool.shutdown(join_s)
+    found = _manager_threads(running=True)
+    for _, executor in found:
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+    return _join_managers(found, join_s)
 
 
 class DecodePool:
@@ -85,11 +192,14 @@ class DecodePool:
         self._lock = threading.Lock()
         self._pool: cf.ProcessPoolExecutor | None = None
         self._killed: set[int] = set()  # ids of pools whose workers a timeout killed
+        self._ended: list[PoolEnd] = []  # pools discarded after a crash or a hang: joined at shutdown
         self._closed = False
+        with _pools_lock:
+            _pools.add(self)
 
     def _executor(self) -> cf.ProcessPoolExecutor:
         with self._lock:
-            if self._closed:
+            if self._closed or _exiting:
                 raise DecodeFailed(f"the {self.name} decoders are shut down (the daemon is stopping)")
             if self._pool is None:
                 ctx = worker_context()
@@ -103,10 +213,10 @@ class DecodePool:
                 self._pool = None
             if kill:
                 self._killed.add(id(pool))
-        if kill:
-            kill_executor(pool)
-        else:
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._ended = [e for e in self._ended if e.alive()]
+        end = PoolEnd.shut(pool, kill=kill)
+        with self._lock:
+            self._ended.append(end)
 
     def run(self, fn: Callable[..., R], *args: Any) -> R:
         """``fn(*args)`` in a worker (``fn`` and ``args`` must be picklable and trusted).
@@ -159,23 +269,19 @@ class DecodePool:
     def shutdown(self, join_s: float = 2.0) -> None:
         """Stop the workers (in flight tasks fail); :meth:`run` fails from now on.
 
-        Waits up to ``join_s`` for the executor's manager thread, killing the workers if they are
-        not done by then: a hung decoder would otherwise keep that thread, and so the interpreter's
-        exit (which joins it without a bound), waiting forever.
+        Waits up to ``join_s`` for the executor's manager thread (and those of pools discarded
+        before), killing the workers if they are not done by then: a hung decoder would otherwise
+        keep that thread, and so the interpreter's exit (which joins it without a bound), waiting
+        forever; and a manager thread still ending at the exit makes Python 3.11's exit hook fail.
         """
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        pool.shutdown(wait=False, cancel_futures=True)
-        manager = getattr(pool, "_executor_manager_thread", None)
-        if manager is None:
-            return
-        manager.join(join_s)
-        if manager.is_alive():
-            kill_executor(pool)
-            manager.join(join_s)
+            ends, self._ended = self._ended, []
+        if pool is not None:
+            ends.append(PoolEnd.shut(pool))
+        for end in ends:
+            end.join(join_s)
 
 
 def query_pool() -> DecodePool:

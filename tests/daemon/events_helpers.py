@@ -10,13 +10,14 @@ import io
 import json
 import subprocess
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageEnhance
 
-from tests.daemon.helpers import REPO, DaemonProcess
+from tests.daemon.helpers import REPO, DaemonProcess, UnixHTTP
 
 
 def image_variants(corpus_dir: Path, count: int, size: int = 160) -> list[bytes]:
@@ -96,11 +97,43 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
+def report_lag(daemon: DaemonProcess) -> list[str]:
+    """Paths whose list in duplicates.json differs from the daemon's index now (``/v1/duplicates``,
+    answered from the index itself), and indexed files it does not list yet."""
+    report = daemon.duplicates()
+    lag = []
+    conn = UnixHTTP(daemon.socket_path, 30.0)  # one kept-alive connection: hundreds of requests
+    try:
+        for path, listed in report.items():
+            conn.request("GET", "/v1/duplicates?path=" + urllib.parse.quote(path))
+            resp = conn.getresponse()
+            data = json.loads(resp.read())
+            if resp.status != 200 or {m["path"] for m in data["duplicates"]} != set(listed):
+                lag.append(path)
+    finally:
+        conn.close()
+    if len(report) != daemon.status()["files"]:
+        lag.append(f"<{daemon.status()['files'] - len(report)} indexed files not listed>")
+    return lag
+
+
 def wait_reported(daemon: DaemonProcess, timeout: float = 120.0) -> dict[str, list[str]]:
-    """Wait until the daemon is quiet and duplicates.json shows its final state (the reporter pauses
-    twice as long as its last write took, which can be longer than ``wait_quiet``'s stable time)."""
+    """Wait until the daemon is quiet and duplicates.json shows its final state: the same lists as
+    its index. (Quiet for a while is not enough: duplicates.json is written at most every 3 x its
+    last write time, which on a loaded machine is longer than any fixed stable time.)"""
     daemon.wait_quiet(timeout=timeout)
     daemon.wait_until(lambda: len(daemon.duplicates()) == daemon.status()["files"], timeout,
                       "duplicates.json to list every indexed file")
     daemon.wait_quiet(timeout=timeout, stable=2.5)
+    lag: list[str] = []
+
+    def current() -> bool:
+        lag[:] = report_lag(daemon)
+        return not lag
+
+    try:
+        daemon.wait_until(current, timeout, "duplicates.json to equal the daemon's index", interval=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nduplicates.json differs from the index for {len(lag)} paths: "
+                             f"{lag[:5]}") from None
     return daemon.duplicates()

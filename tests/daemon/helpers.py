@@ -42,7 +42,9 @@ def drop_dac_capabilities() -> None:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
-class _UnixHTTP(http.client.HTTPConnection):
+class UnixHTTP(http.client.HTTPConnection):
+    """An HTTP connection to the daemon's Unix socket (kept alive between requests)."""
+
     def __init__(self, path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
         self.unix_path = path
@@ -61,7 +63,7 @@ class _UnixHTTP(http.client.HTTPConnection):
 def api(socket_path: str, method: str, path: str, payload: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
     """One HTTP request over the daemon's Unix socket; returns (status, parsed JSON). ``payload``
     goes as JSON, or as it is when it is ``bytes`` (an image upload)."""
-    conn = _UnixHTTP(socket_path, timeout)
+    conn = UnixHTTP(socket_path, timeout)
     try:
         if isinstance(payload, bytes):
             body: bytes | None = payload
@@ -163,7 +165,10 @@ class DaemonProcess:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, *, wait: bool = True, timeout: float = 60.0, env: dict[str, str] | None = None) -> DaemonProcess:
+    def start(self, *, wait: bool = True, timeout: float = 60.0, env: dict[str, str] | None = None,
+              main_module: str = "dedupd") -> DaemonProcess:
+        """Start ``python -m MAIN_MODULE run --config FILE`` (``main_module``: a wrapper of dedupd's
+        command line, such as :mod:`tests.daemon.exit_probe`)."""
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.starts += 1
         with open(self.log_path, "ab") as log:
@@ -174,7 +179,7 @@ class DaemonProcess:
         extra: dict[str, Any] = {"preexec_fn": drop_dac_capabilities} if self.without_dac_override else {}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dedupd", "run", "--config", str(self.config_path)],
+                [sys.executable, "-m", main_module, "run", "--config", str(self.config_path)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=str(self.dir), env=full_env,
                 start_new_session=True,  # its own process group: the decode workers can be cleaned up by pgid
                 **extra,
@@ -379,7 +384,7 @@ class DaemonProcess:
         for i, line in enumerate(lines):
             if '"level": "error"' in line or '"level": "critical"' in line:
                 bad.append(line)
-            elif "Traceback" in line and not _orphaned_forkserver(lines, i) and not _exit_hook_race(lines, i):
+            elif "Traceback" in line and not _orphaned_forkserver(lines, i):
                 bad.append(line)
         return bad
 
@@ -393,17 +398,3 @@ def _orphaned_forkserver(lines: list[str], start: int) -> bool:
     last = lines[end] if end < len(lines) else ""
     return "multiprocessing/forkserver.py" in frames and "recvfds" in frames and last.strip() == "EOFError"
 
-
-def _exit_hook_race(lines: list[str], start: int) -> bool:
-    """Whether the traceback at ``lines[start]`` is Python 3.11's ``concurrent.futures`` exit hook
-    writing to a pool's closed wake-up pipe after the daemon stopped cleanly ("dedupd stopped" is the
-    last log line before it): a race in the interpreter's shutdown, after everything of the daemon
-    has ended; a known issue of the daemon's exit, not of what the tests check."""
-    end = start + 1
-    while end < len(lines) and lines[end].startswith(" "):
-        end += 1
-    frames = "\n".join(lines[start:end])
-    last = lines[end] if end < len(lines) else ""
-    before = [ln for ln in lines[:start] if ln.startswith("{")]
-    return ("concurrent/futures/process.py" in frames and "_python_exit" in frames and "wakeup" in frames
-            and last.startswith("OSError: [Errno 9]") and bool(before) and '"dedupd stopped"' in before[-1])

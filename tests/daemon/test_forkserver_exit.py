@@ -1,0 +1,77 @@
+"""The decode workers' server leaves with its daemon even when a ``kill -9`` lands during its preload.
+
+multiprocessing's forkserver notices its parent's end (the end of file of a pipe) only once its
+preload is done, and every fork request the parent sent carries a copy of that pipe's write end: a
+daemon killed while its server still imported the decode stack (a busy machine, numba compiling in a
+fresh checkout) left the server running for seconds, then forking the workers asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.daemon.test_worker_preload import _group
+
+ROOT = Path(__file__).resolve().parents[2]
+
+HOLDER = """
+import concurrent.futures as cf, os, sys, threading, time
+from dedupd.daemon.encoder import exit_with_parent
+from dedupd.daemon.forkserver import start_early, worker_context
+t0 = time.monotonic()
+start_early()
+pool = cf.ProcessPoolExecutor(1, mp_context=worker_context(), initializer=exit_with_parent, initargs=(os.getpid(),))
+first = []
+# a fork request (the submit waits for the fork), queued while the server preloads, as the daemon's
+# threads send them
+threading.Thread(target=lambda: first.append(pool.submit(os.getpid)), daemon=True).start()
+if sys.argv[1] == "kill":
+    time.sleep(0.2)  # the server is preloading now
+    os.kill(os.getpid(), 9)
+while not first:
+    time.sleep(0.01)
+first[0].result()
+print(time.monotonic() - t0, flush=True)
+"""
+
+
+def _run(mode: str) -> tuple[subprocess.Popen[str], float]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, mode], env=env, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    t0 = time.monotonic()
+    proc.wait(120)
+    return proc, time.monotonic() - t0
+
+
+def _cleanup(proc: subprocess.Popen[str]) -> None:
+    for pid in _group(proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def test_server_killed_parent_during_preload_exits_at_once() -> None:
+    undisturbed, _ = _run("wait")
+    try:
+        assert undisturbed.returncode == 0 and undisturbed.stdout is not None
+        preload_s = float(undisturbed.stdout.read())  # start, preload, first fork and task
+    finally:
+        _cleanup(undisturbed)
+    killed, _ = _run("kill")
+    try:
+        assert killed.returncode == -signal.SIGKILL
+        t0 = time.monotonic()
+        while _group(killed.pid) and time.monotonic() - t0 < 30:
+            time.sleep(0.02)
+        gone_s = time.monotonic() - t0
+        assert _group(killed.pid) == []
+        # without the guard the server outlived its parent by the rest of its preload (~0.8-1.5 s here)
+        assert gone_s < 0.5 * preload_s, f"server gone {gone_s:.2f} s after the kill; its start took {preload_s:.2f} s"
+    finally:
+        _cleanup(killed)
