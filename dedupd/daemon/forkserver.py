@@ -28,12 +28,15 @@ PRELOAD = ["__main__", __name__]
 DECODE_STACK = "dedupd.daemon.preload"
 #: how often the preload's guard looks at the daemon (ms)
 _GUARD_POLL_MS = 50
+#: the daemon's pid, as the server inherits it (a daemon may be PID 1 itself, in a container)
+_PARENT_ENV = "DEDUPD_FORKSERVER_PARENT"
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
     """The start method of the daemon's decode pools (the preload list is read when the server starts)."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
+    os.environ[_PARENT_ENV] = str(os.getpid())  # read by the server's preload guard
     return ctx
 
 
@@ -68,13 +71,16 @@ def _preload_watching(alive_r: int) -> None:
     poller = select.poll()
     poller.register(alive_r, select.POLLIN)  # nobody writes to it: readable = end of file
     pidfd = None
-    try:
-        pidfd = os.pidfd_open(os.getppid())
-        poller.register(pidfd, select.POLLIN)  # readable once the daemon is gone
-    except (AttributeError, OSError):  # no pidfd (old kernel), or the daemon is already gone
-        pass
-    if os.getppid() == 1:  # the daemon died while this server started: re-parented to init
+    daemon = int(os.environ.get(_PARENT_ENV) or 0)
+    if daemon and os.getppid() != daemon:  # the daemon died while this server started (re-parented)
         os._exit(0)
+    try:
+        pidfd = os.pidfd_open(daemon or os.getppid())
+        poller.register(pidfd, select.POLLIN)  # readable once the daemon is gone
+    except ProcessLookupError:  # already gone
+        os._exit(0)
+    except (AttributeError, OSError):  # no pidfd (old kernel)
+        pass
 
     def guard() -> None:
         while not done.is_set():

@@ -8,12 +8,15 @@ fresh checkout) left the server running for seconds, then forking the workers as
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.daemon.test_worker_preload import _group
 
@@ -75,3 +78,23 @@ def test_server_killed_parent_during_preload_exits_at_once() -> None:
         assert gone_s < 0.5 * preload_s, f"server gone {gone_s:.2f} s after the kill; its start took {preload_s:.2f} s"
     finally:
         _cleanup(killed)
+
+
+def test_a_scan_running_as_pid_1_gets_its_workers(tmp_path: Path) -> None:
+    """In a container the daemon is often PID 1 itself (no init): its server's parent is then
+    PID 1 too, which must not read as "the daemon is gone". Run in a new PID namespace."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for src in sorted((ROOT / "dedupd" / "demo_photos").glob("*.jpg"))[:4]:
+        (photos / src.name).write_bytes(src.read_bytes())
+    probe = subprocess.run(["unshare", "--fork", "--pid", "--mount-proc", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a PID namespace here: {probe.stderr.decode().strip()}")
+    out = subprocess.run(
+        ["unshare", "--fork", "--pid", "--mount-proc", sys.executable, "-c",
+         "import os, sys; from dedupd.cli import main; assert os.getpid() == 1; sys.exit(main(sys.argv[1:]))",
+         "scan", str(photos), "--store-dir", str(tmp_path / "store"), "--report-dir", str(tmp_path / "reports"),
+         "--json"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["encoded"] == 4, out.stdout
