@@ -151,7 +151,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
         else:
             daemon = Daemon(config, serve=False, watch=False)
             daemon.install_signals()
-            status = daemon.scan_once(progress)
+            try:
+                status = daemon.scan_once(progress)
+            finally:
+                _end_process_pools()
     except DaemonFailed as exc:
         print(f"dedupd: {exc}", file=sys.stderr)
         return EXIT_ERROR
