@@ -197,6 +197,11 @@ class DecodePool:
         with _pools_lock:
             _pools.add(self)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` ran (or the process is exiting): :meth:`run` fails for that."""
+        return self._closed or _exiting
+
     def _executor(self) -> cf.ProcessPoolExecutor:
         with self._lock:
             if self._closed or _exiting:

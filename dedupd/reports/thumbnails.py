@@ -126,9 +126,12 @@ def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = 
     if known:
         return cached
     os.makedirs(cache_dir, exist_ok=True)
+    pool = _workers()
     try:
-        made = _workers().run(make_thumbnail, src, dest, size, max_pixels, mode)
+        made = pool.run(make_thumbnail, src, dest, size, max_pixels, mode)
     except DecodeFailed:
+        if pool.closed:  # stopped meanwhile (the daemon is stopping): not the file's fault, no marker
+            return None
         made = False
     if made:
         return name

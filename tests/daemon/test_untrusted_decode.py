@@ -341,3 +341,25 @@ def test_thumbnails_apply_the_pixel_limit(tmp_path: Path) -> None:
                               max_pixels=10_000)
     assert names == {str(big): None, str(ok): "02" * 16 + ".jpg"}
     assert ensure_thumbnails([(str(big), b"\x09" * 16)], str(tmp_path / "cache2"))[str(big)] is not None
+
+
+def test_a_thumbnail_cut_short_by_the_shutdown_is_made_next_time(tmp_path: Path) -> None:
+    """A decode that fails because the thumbnail workers were stopped (the daemon stopping) is not
+    the file's fault: no ``.err`` marker, so the next report makes the thumbnail."""
+    from dedupd.daemon.workers import DecodePool
+    from dedupd.reports import thumbnails
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (120, 80), (200, 30, 40)).save(photo)
+    cache = tmp_path / "cache"
+    thumbnails.stop_workers()
+    stopped = DecodePool("thumbnail", 1, task_timeout_s=30)
+    stopped.shutdown()
+    thumbnails._pool = stopped  # as a report thread finds it right after the daemon's stop
+    try:
+        assert thumbnails.ensure_thumbnail(str(photo), b"\x05" * 16, str(cache)) is None
+    finally:
+        thumbnails.stop_workers()
+    assert list(cache.iterdir()) == []  # no marker
+    assert thumbnails.ensure_thumbnail(str(photo), b"\x05" * 16, str(cache)) == "05" * 16 + ".jpg"
+    thumbnails.stop_workers()
