@@ -69,7 +69,8 @@ FINAL_REPORT_S = 5.0
 #: settings a running daemon cannot adopt; a reload that changes them says a restart is needed
 RESTART_ONLY = ("store_dir", "report_dir", "socket_path", "socket_mode", "socket_group")
 #: Config fields named as in the YAML file
-_CONFIG_KEY = {"hash_thresholds": "methods", "cnn": "methods"}
+_CONFIG_KEY = {"hash_thresholds": "methods", "cnn": "methods", "hash_strong": "methods", "hash_options": "methods",
+               "hash_agree": "methods"}
 
 
 #: the threads that must live as long as the daemon (reconcile and graph builds end by themselves)
