@@ -151,10 +151,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         else:
             daemon = Daemon(config, serve=False, watch=False)
             daemon.install_signals()
-            try:
-                status = daemon.scan_once(progress)
-            finally:
-                _end_process_pools()
+            status = daemon.scan_once(progress)
     except DaemonFailed as exc:
         print(f"dedupd: {exc}", file=sys.stderr)
         return EXIT_ERROR
