@@ -20,6 +20,7 @@ hashes, and compares hash maps.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 
 import numpy as np
 
@@ -94,9 +95,18 @@ def family(variant: str) -> str:
 def comparisons(method: str, options: Iterable[str]) -> tuple[tuple[str, str], ...]:
     """Pairs of keys ``(key of a, key of b)`` whose Hamming distance may decide ``a ~ b``: the plain
     pair first, then each variant against the plain hash, both ways (so the set is symmetric)."""
-    out = [(method, method)]
+    return tuple((ka, kb) for ka, kb, _, _ in _table(method, options if isinstance(options, tuple) else tuple(options)))
+
+
+@lru_cache(maxsize=1024)
+def _table(method: str, options: tuple[str, ...]) -> tuple[tuple[str, str, str, str], ...]:
+    """:func:`comparisons` with each one's family and variant: ``(key of a, key of b, family, variant)``,
+    built once per (method, options): a daemon scores every candidate pair with it (per-pair
+    rebuilding was most of the index's ``plan`` time on small files)."""
+    out = [(method, method, "", "")]
     for v in variant_keys(method, options):
-        out += [(v, method), (method, v)]
+        variant = split_key(v)[1] or ""
+        out += [(v, method, family(variant), variant), (method, v, family(variant), variant)]
     return tuple(out)
 
 
@@ -111,12 +121,11 @@ def distances(method: str, options: Iterable[str], a: Mapping[str, int], b: Mapp
     reached it: ``{"": (d, ""), "crop": (d, "c90"), "dihedral": (d, "d1")}``. A family is absent
     when a side lacks its hashes (stored before the option was turned on, or ``method`` missing)."""
     out: dict[str, tuple[int, str]] = {}
-    for ka, kb in comparisons(method, options):
+    for ka, kb, fam, variant in _table(method, options if isinstance(options, tuple) else tuple(options)):
         if ka in a and kb in b:
             d = (a[ka] ^ b[kb]).bit_count()
-            variant = split_key(ka if ka != method else kb)[1] or ""
-            fam = family(variant) if variant else ""
-            if fam not in out or d < out[fam][0]:
+            best = out.get(fam)
+            if best is None or d < best[0]:
                 out[fam] = (d, variant)
     return out
 
