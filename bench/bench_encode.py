@@ -157,7 +157,7 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float 
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {err[-2000:]}")
-    return {"s": seconds, "mb": peak[0] / 1024, "pss_mb": max(pss, default=0) / 1024, "cpu_s": sum(cpu.values()),
+    return {"s": seconds, "mb": peak[0] / 1024, "pss_mb": max(pss, default=0) / 1024, "cpu_s": sum(cpu.values()), "cpu_by_pid": dict(cpu),
             "stdout": out}
 
 

@@ -163,7 +163,8 @@ def _build() -> dict[str, Any]:
     from dedupd import resample_kernels as k
 
     return {"planes_rgbx": k.planes_rgbx, "planes_rgb": k.planes_rgb, "horizontal": k.horizontal,
-            "horizontal_rgbx": k.horizontal_rgbx, "vertical": k.vertical, "coefficients": k.coefficients}
+            "horizontal_rgbx": k.horizontal_rgbx, "vertical": k.vertical, "coefficients": k.coefficients,
+            "gray": k.gray, "pack_rgbx": k.pack_rgbx}
 
 
 def _kernel(name: str) -> Any:
@@ -193,6 +194,23 @@ def vertical_pass(mid: np.ndarray, height: int) -> np.ndarray:
     bounds, coefs = coefficients(h, height)
     out = np.empty((height, w, 3), np.uint8)
     _kernel("vertical")(np.ascontiguousarray(mid).reshape(h, w * 3), bounds, coefs, out.reshape(height, w * 3))
+    return out
+
+
+def to_gray(rgb: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 RGB -> (h, w) uint8, the values of Pillow's ``convert("L")`` (requires :func:`available`)."""
+    h, w, _ = rgb.shape
+    out = np.empty((h, w), np.uint8)
+    _kernel("gray")(np.ascontiguousarray(rgb).reshape(h, w * 3), out)
+    return out
+
+
+def to_words(rgb: np.ndarray) -> np.ndarray:
+    """(h, w, 3) uint8 RGB -> (h, w) uint32 RGBX words, Pillow's own layout (what
+    :func:`horizontal_pass_rgbx` and :func:`resize_box_rgbx` read; requires :func:`available`)."""
+    h, w, _ = rgb.shape
+    out = np.empty((h, w), np.uint32)
+    _kernel("pack_rgbx")(np.ascontiguousarray(rgb).reshape(h, w * 3), out)
     return out
 
 
