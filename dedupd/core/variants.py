@@ -130,6 +130,28 @@ def distances(method: str, options: Iterable[str], a: Mapping[str, int], b: Mapp
     return out
 
 
+def option_distance(method: str, option: str, a: Mapping[str, int], b: Mapping[str, int]) -> int | None:
+    """``distances(method, (option,), a, b)[option][0]`` without the plain comparison and the dict:
+    the smallest Hamming distance through ``option``'s comparisons alone (None: none possible). A
+    daemon scores every candidate pair with it (2.6 -> ~1 us a call: at 20,000 small files the
+    pair scores were ~30 % of the pipeline thread)."""
+    best: int | None = None
+    for ka, kb in _option_table(method, option):
+        x = a.get(ka)
+        if x is not None:
+            y = b.get(kb)
+            if y is not None:
+                d = (x ^ y).bit_count()
+                if best is None or d < best:
+                    best = d
+    return best
+
+
+@lru_cache(maxsize=1024)
+def _option_table(method: str, option: str) -> tuple[tuple[str, str], ...]:
+    return option_comparisons(method, option)
+
+
 def distance(method: str, options: Iterable[str], a: Mapping[str, int], b: Mapping[str, int]
              ) -> tuple[int, str] | None:
     """Smallest Hamming distance over every comparison of :func:`distances` (None: none possible)."""

@@ -846,8 +846,7 @@ def _hash_score(name: str, a: Mapping[str, int], b: Mapping[str, int]) -> int | 
     method, _, option = name.partition("@")
     if not option:
         return (a[method] ^ b[method]).bit_count() if method in a and method in b else None
-    found = hash_variants.distances(method, (option,), a, b).get(option)
-    return None if found is None else found[0]
+    return hash_variants.option_distance(method, option, a, b)
 
 
 def _columns(matching: Matching) -> list[str]:

@@ -142,3 +142,14 @@ def test_distances_table_matches_every_comparison_by_hand() -> None:
             assert variants.distances("phash", options, a, b) == want
     with pytest.raises(ValueError, match="unknown hash option"):
         variants.distances("phash", ("mirror",), {}, {})
+
+
+def test_option_distance_is_the_family_minimum_of_distances() -> None:
+    rng = np.random.default_rng(11)
+    keys = ("dhash", *variants.variant_keys("dhash", variants.OPTIONS))
+    for _ in range(300):
+        a = {k: int(rng.integers(0, 2**63)) for k in keys if rng.random() < 0.7}
+        b = {k: int(rng.integers(0, 2**63)) for k in keys if rng.random() < 0.7}
+        for option in variants.OPTIONS:
+            found = variants.distances("dhash", (option,), a, b).get(option)
+            assert variants.option_distance("dhash", option, a, b) == (None if found is None else found[0])
