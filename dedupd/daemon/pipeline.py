@@ -303,7 +303,8 @@ class Pipeline:
         then goes the usual way, whose error handling logs and retries)."""
         try:
             return self._prepare(paths, inflight=pending.jobs if pending is not None else {}, submit=True)
-        except Exception:  # noqa: BLE001 - redone in order by _step_upsert, which reports it
+        except Exception:  # noqa: BLE001 - redone in order by _step_upsert, which reports a failure
+            logger.debug("could not prepare a batch of %d file(s) ahead; done in order", len(paths), exc_info=True)
             return None
 
     def _step_upsert(self, paths: list[str], prepared: _Prepared | None = None) -> None:
