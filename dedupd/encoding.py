@@ -11,7 +11,7 @@ from PIL import Image
 
 from dedupd.core import variants
 from dedupd.core.algorithms import HASH_METHODS, TARGET_SIZES, hash_array
-from dedupd.imaging import DecodedImage, decode_file, resize_box
+from dedupd.imaging import DecodedImage, decode_file, resize_box_gray
 
 
 def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dict[str, int]:
@@ -35,12 +35,12 @@ def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dic
             grays[size] = image.gray(size)
         return grays[size]
 
-    smaller: dict[int, Image.Image] = {}  # crop variants resize from one reduced copy, not the full image
+    smaller: dict[int, Image.Image | np.ndarray] = {}  # crop variants resize from one reduced copy, not the full image
 
-    def reduced(side: int) -> Image.Image:
+    def reduced(side: int) -> Image.Image | np.ndarray:
         if side not in smaller:
             scale = side / min(image.width, image.height)
-            smaller[side] = image.rgb if scale >= 1 else image.resized(
+            smaller[side] = image.source() if scale >= 1 else image.reduced(
                 (max(1, round(image.width * scale)), max(1, round(image.height * scale))))
         return smaller[side]
 
@@ -51,14 +51,14 @@ def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dic
             continue
         w, h = TARGET_SIZES[method]
         if variant in variants.CROP_SCALES:
-            src = reduced(8 * max(w, h))
-            box = variants.crop_box(src.width, src.height, variant)
+            src = reduced(8 * max(w, h))  # an RGB image, or its RGBX words (see DecodedImage.reduced)
+            sw, sh = (src.shape[1], src.shape[0]) if isinstance(src, np.ndarray) else src.size
+            box = variants.crop_box(sw, sh, variant)
             if src is image.rgb and image.box is not None:  # (fast decode) the crop of the photo's span
                 x0, y0, x1, y1 = image.box
-                sx, sy = (x1 - x0) / src.width, (y1 - y0) / src.height
+                sx, sy = (x1 - x0) / sw, (y1 - y0) / sh
                 box = (x0 + box[0] * sx, y0 + box[1] * sy, x0 + box[2] * sx, y0 + box[3] * sy)
-            cropped = resize_box(src, (w, h), box).convert("L")
-            out[name] = hash_array(method, np.asarray(cropped, dtype=np.uint8))
+            out[name] = hash_array(method, resize_box_gray(src, (w, h), box))
         else:
             base = gray((h, w)) if variants.transposes(variant) else gray((w, h))
             out[name] = hash_array(method, variants.apply_dihedral(base, variant))

@@ -143,22 +143,44 @@ class DecodedImage:
         installed) the costly horizontal pass runs in :mod:`dedupd.resample`, once per width."""
         sizes = list(dict.fromkeys(sizes))
         small = self._accelerated(sizes)
-        return {s: np.asarray(small[s].convert("L"), dtype=np.uint8) if s in small else self._pillow_gray(s)
-                for s in sizes}
+        return {s: resample.to_gray(small[s]) if s in small else self._pillow_gray(s) for s in sizes}
 
     def resized(self, size: tuple[int, int]) -> Image.Image:
         """``rgb.resize(size, LANCZOS)``, the same pixels, through :mod:`dedupd.resample` when it applies."""
-        return self._accelerated([size]).get(size) or self._pillow_resize(size)
+        small = self._accelerated([size])
+        return Image.fromarray(small[size]) if size in small else self._pillow_resize(size)
 
-    def _accelerated(self, sizes: list[tuple[int, int]]) -> dict[tuple[int, int], Image.Image]:
+    def reduced(self, size: tuple[int, int]) -> Image.Image | np.ndarray:
+        """:meth:`resized` as :func:`resize_box_gray` takes it: its RGBX words when the resize ran in
+        :mod:`dedupd.resample` (no Pillow image built: ~0.15 ms at 341x256), else the Pillow image."""
+        small = self._accelerated([size])
+        if size not in small:
+            return self._pillow_resize(size)
+        return resample.to_words(small[size]) if sys.byteorder == "little" else Image.fromarray(small[size])
+
+    def source(self) -> Image.Image | np.ndarray:
+        """The full image as :func:`resize_box_gray` takes it: its RGBX words (read in place, once)
+        where the compiled passes apply to it, else :attr:`rgb`."""
+        words = self._words() if self._applies() else None
+        return self.rgb if words is None else words
+
+    def _applies(self) -> bool:
+        return (self.rgb.mode == "RGB" and self.width * self.height >= ACCELERATE_MIN_PIXELS and self.box is None
+                and resample.available())
+
+    def _words(self) -> np.ndarray | None:
+        if "words" not in self.__dict__:  # (a frozen dataclass: cached by hand, read in place once)
+            self.__dict__["words"] = _rgbx_words(self.rgb)
+        return self.__dict__["words"]
+
+    def _accelerated(self, sizes: list[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
         """The LANCZOS resizes of :attr:`rgb` to those ``sizes`` that :mod:`dedupd.resample` reproduces
-        (one horizontal pass per width); empty where it does not apply (or is not installed)."""
+        (one horizontal pass per width), as (h, w, 3) RGB; empty where it does not apply (or is not installed)."""
         fast = [s for s in sizes if resample.horizontal_first(self.width, self.height, *s)]
-        if (len(fast) == 0 or self.rgb.mode != "RGB" or self.width * self.height < ACCELERATE_MIN_PIXELS
-                or self.box is not None or not resample.available()):
+        if len(fast) == 0 or not self._applies():
             return {}
-        out: dict[tuple[int, int], Image.Image] = {}
-        words = _rgbx_words(self.rgb)
+        out: dict[tuple[int, int], np.ndarray] = {}
+        words = self._words()
         planes = resample.rgb_planes(np.asarray(self.rgb)) if words is None else None
         for width in dict.fromkeys(s[0] for s in fast):
             if words is not None:
@@ -167,8 +189,8 @@ class DecodedImage:
                 assert planes is not None
                 mid = resample.horizontal_pass(planes, width)
             for s in fast:
-                if s[0] == width:  # then the vertical pass (Pillow's own RGB -> L follows)
-                    out[s] = Image.fromarray(resample.vertical_pass(mid, s[1]))
+                if s[0] == width:  # then the vertical pass
+                    out[s] = resample.vertical_pass(mid, s[1])
         return out
 
     def array(self) -> np.ndarray:
@@ -188,14 +210,32 @@ def resize_box(img: Image.Image, size: tuple[int, int], box: tuple[float, float,
     return img.resize(size, Image.Resampling.LANCZOS, box=box)
 
 
+def resize_box_gray(src: Image.Image | np.ndarray, size: tuple[int, int],
+                    box: tuple[float, float, float, float]) -> np.ndarray:
+    """``np.asarray(img.resize(size, LANCZOS, box=box).convert("L"))``, the same values, with ``src``
+    an RGB image or its RGBX words (:meth:`DecodedImage.reduced`, :meth:`DecodedImage.source`): the
+    crop variants' hashes, without a Pillow image made of each result where :mod:`dedupd.resample` applies."""
+    if isinstance(src, np.ndarray):
+        h, w = src.shape
+        if resample.box_applies(w, h, size, box):
+            return resample.to_gray(resample.resize_box_rgbx(src, size, box))
+        src = Image.frombytes("RGB", (w, h), src.tobytes(), "raw", "RGBX")
+    elif (src.mode == "RGB" and src.width * src.height >= ACCELERATE_MIN_PIXELS
+          and resample.box_applies(src.width, src.height, size, box) and resample.available()):
+        words = _rgbx_words(src)
+        if words is not None:
+            return resample.to_gray(resample.resize_box_rgbx(words, size, box))
+    return np.asarray(src.resize(size, Image.Resampling.LANCZOS, box=box).convert("L"), dtype=np.uint8)
+
+
 #: Below this many pixels :meth:`DecodedImage.grays` uses Pillow's resize, above it :mod:`dedupd.resample`
-#: (when numba is installed). A process that hashes many files lowers it with :func:`accelerate_small_images`:
-#: the compiled passes are faster from about 10,000 pixels up (640 px: 1.7 ms for the pHash and dHash
-#: sizes against Pillow's 4.5 ms; 160 px: 0.46 against 0.89 ms; at 64 px a whole encode costs the
-#: same either way), but loading them costs a new process ~1-2 s, which a library call on a few
-#: small files should not pay.
+#: (when numba is installed). A process that hashes many files lowers it with :func:`accelerate_small_images`
+#: to :data:`SMALL_IMAGE_PIXELS`: with the gray results taken straight from the compiled passes (no Pillow
+#: image made of each), they are faster at every size (the pHash and dHash sizes and their crop variants,
+#: CPU per file: 640 px 4.6 -> 4.0 ms; 64 px 0.42 -> 0.17 ms against Pillow's resizes), but loading them
+#: costs a new process ~1-2 s, which a library call on a few small files should not pay.
 ACCELERATE_MIN_PIXELS = 1_000_000
-SMALL_IMAGE_PIXELS = 10_000
+SMALL_IMAGE_PIXELS = 0
 
 
 def accelerate_small_images() -> bool:
@@ -205,6 +245,9 @@ def accelerate_small_images() -> bool:
     if not resample.available():
         return False
     resample.coefficients(64, 32)  # the first call loads the cached machine code (~1 s)
+    mid = resample.horizontal_pass_rgbx(np.zeros((2, 4), np.uint32), 2)  # and the passes' own (~0.1 s)
+    resample.to_gray(resample.vertical_pass(mid, 1))
+    resample.to_words(mid)
     ACCELERATE_MIN_PIXELS = SMALL_IMAGE_PIXELS
     return True
 

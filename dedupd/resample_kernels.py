@@ -182,3 +182,26 @@ def coefficients(in_size: int, in0: float, extent: float, out_size: int, bounds:
             coefs[j, x] = int(-0.5 + v * one) if v < 0 else int(0.5 + v * one)
         bounds[j, 0] = xmin
         bounds[j, 1] = count
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def gray(rgb: np.ndarray, out: np.ndarray) -> None:
+    # (h, w * 3) interleaved RGB -> (h, w) L as Pillow converts it (ITU-R 601-2 luma, 16-bit fixed
+    # point, rounded): (R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16
+    for y in range(out.shape[0]):
+        r = rgb[y]
+        o = out[y]
+        for x in range(out.shape[1]):
+            o[x] = (np.uint32(r[3 * x]) * 19595 + np.uint32(r[3 * x + 1]) * 38470
+                    + np.uint32(r[3 * x + 2]) * 7471 + 0x8000) >> 16
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def pack_rgbx(rgb: np.ndarray, out: np.ndarray) -> None:
+    # (h, w * 3) interleaved RGB -> (h, w) uint32 RGBX words as Pillow stores them (R in the low byte)
+    for y in range(out.shape[0]):
+        r = rgb[y]
+        o = out[y]
+        for x in range(out.shape[1]):
+            o[x] = (np.uint32(r[3 * x]) | (np.uint32(r[3 * x + 1]) << 8) | (np.uint32(r[3 * x + 2]) << 16)
+                    | np.uint32(0xFF000000))

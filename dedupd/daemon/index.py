@@ -855,8 +855,7 @@ def _hash_score(name: str, a: Mapping[str, int], b: Mapping[str, int]) -> int | 
         return (a[method] ^ b[method]).bit_count() if method in a and method in b else None
     if option == match_policy.AGREE:
         return match_policy.framing_distance(method, a, b)
-    found = hash_variants.distances(method, (option,), a, b).get(option)
-    return None if found is None else found[0]
+    return hash_variants.option_distance(method, option, a, b)
 
 
 def _columns(matching: Matching) -> list[str]:

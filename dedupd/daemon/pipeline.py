@@ -121,6 +121,35 @@ class Work:
     plan: QuarantinePlan | RestoreRequest | None = None  # quarantine | restore: for Pipeline.policy
 
 
+@dataclass
+class _Decoding:
+    """Decode units submitted to the pool: ``(digests, future)`` each."""
+
+    pool: cf.ProcessPoolExecutor | None
+    futures: list[tuple[list[bytes], cf.Future]]
+
+
+@dataclass
+class _Prepared:
+    """A batch of upserts stat'ed and digested (:meth:`Pipeline._prepare`), its decodes maybe in flight."""
+
+    order: list[str]
+    hash_params: str
+    cnn_id: str | None
+    records: list[tuple[str, FileRecord, EncodingRecord | None]] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    jobs: dict[bytes, list[tuple[str, os.stat_result]]] = field(default_factory=dict)
+    known: dict[bytes, EncodingRecord] = field(default_factory=dict)
+    #: contents the batch before this one is decoding: in the store once that batch is written
+    waiting: dict[bytes, list[tuple[str, os.stat_result]]] = field(default_factory=dict)
+    decoding: _Decoding | None = None
+    ahead: bool = False  # prepared before the batch in front of it was written
+
+    @property
+    def paths(self) -> frozenset[str]:
+        return frozenset(self.order)
+
+
 class PolicyRunner(Protocol):
     """Carries out ``quarantine`` and ``restore`` work (:class:`dedupd.daemon.policy.QuarantinePolicy`)."""
 
@@ -230,24 +259,64 @@ class Pipeline:
         if first.kind != "upsert":
             self._step(first)
             return
-        batch = [first.path]
+        # Upserts overlap: while the workers decode one batch, this thread stats and digests the
+        # next one (and submits its decodes), then writes the first; neither side waits for the other.
+        pending: _Prepared | None = None  # a batch whose decodes are in flight, not yet written
+        work: Work | None = first
+        while work is not None and work.kind == "upsert":
+            batch, work = self._gather(work.path)
+            if pending is not None and not pending.paths.isdisjoint(batch):
+                self._step_upsert(pending.order, pending)  # the same file twice: in order
+                pending = None
+            ahead = self._prepare_ahead(batch, pending)
+            if pending is not None:
+                self._step_upsert(pending.order, pending)
+            if ahead is None:  # could not be prepared ahead: the usual way (with its retries)
+                self._step_upsert(batch)
+            pending = ahead
+            if work is None and pending is not None and not self._stop.is_set():
+                try:
+                    work = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+        if pending is not None:
+            self._step_upsert(pending.order, pending)
+        if work is not None:
+            self._step(work)
+
+    def _gather(self, first: str) -> tuple[list[str], Work | None]:
+        """A batch of queued upserts starting with ``first`` (at most :data:`BATCH`), and the work
+        that ended it (not an upsert), if any."""
+        batch = [first]
         while len(batch) < BATCH:
             try:
                 nxt = self.queue.get_nowait()
             except queue.Empty:
                 break
             if nxt.kind != "upsert":
-                self._step_upsert(batch)
-                batch = []
-                self._step(nxt)
-                break
+                return batch, nxt
             batch.append(nxt.path)
-        if batch:
-            self._step_upsert(batch)
+        return batch, None
 
-    def _step_upsert(self, paths: list[str]) -> None:
-        """Upsert a batch; if it keeps failing (not for lack of space), file by file."""
-        if self._attempt(f"upsert of {len(paths)} file(s)", lambda: self._upsert(paths)) or len(paths) == 1:
+    def _prepare_ahead(self, paths: list[str], pending: _Prepared | None) -> _Prepared | None:
+        """Stat and digest ``paths`` and submit their decodes now; None when that fails (the batch
+        then goes the usual way, whose error handling logs and retries)."""
+        try:
+            return self._prepare(paths, inflight=pending.jobs if pending is not None else {}, submit=True)
+        except Exception:  # noqa: BLE001 - redone in order by _step_upsert, which reports a failure
+            logger.debug("could not prepare a batch of %d file(s) ahead; done in order", len(paths), exc_info=True)
+            return None
+
+    def _step_upsert(self, paths: list[str], prepared: _Prepared | None = None) -> None:
+        """Upsert a batch (``prepared``: already stat'ed, its decodes submitted); if it keeps failing
+        (not for lack of space), file by file."""
+        ready = [prepared]
+
+        def once() -> None:
+            ahead, ready[0] = ready[0], None  # a retry prepares afresh
+            self._finish(ahead if ahead is not None else self._prepare(paths))
+
+        if self._attempt(f"upsert of {len(paths)} file(s)", once) or len(paths) == 1:
             return
         for path in paths:
             if self._stop.is_set():
@@ -411,12 +480,16 @@ class Pipeline:
 
     def _upsert(self, paths: list[str]) -> None:
         """Bring a batch of paths up to date: one store transaction, then the index."""
-        hash_params, cnn_id = self.config.hash_params_id(), self.config.cnn_model_id()
-        records: list[tuple[str, FileRecord, EncodingRecord | None]] = []
-        gone: list[str] = []
-        jobs: dict[bytes, list[tuple[str, os.stat_result]]] = {}
-        known: dict[bytes, EncodingRecord] = {}
-        for path in dict.fromkeys(paths):
+        self._finish(self._prepare(paths))
+
+    def _prepare(self, paths: list[str], inflight: dict[bytes, list] | None = None, submit: bool = False) -> _Prepared:
+        """Stat, digest and look up each path: what to record, forget, reuse or decode (``submit``:
+        the decodes are submitted now). A content in ``inflight`` (being decoded for the batch
+        before) waits for that batch's encoding instead of a second decode."""
+        prep = _Prepared(list(dict.fromkeys(paths)), self.config.hash_params_id(), self.config.cnn_model_id())
+        hash_params, cnn_id = prep.hash_params, prep.cnn_id
+        records, gone, jobs, known = prep.records, prep.gone, prep.jobs, prep.known
+        for path in prep.order:
             try:
                 st = os.stat(path)
             except OSError as exc:
@@ -475,23 +548,55 @@ class Pipeline:
                     records.append((p, rec, None))
                 continue
             enc = known.get(digest) or self.store.get_encoding(digest)
-            if enc is not None and enc.width * enc.height > self.config.max_pixels:
-                # encoded under a higher limit (a copy, or max_pixels was lowered): refused as a decode would be
-                reason = too_large_reason(None, self.config.max_pixels, (enc.width, enc.height))
-                p, rec = self._unreadable(path, st, reason)
-                if rec is not None:
-                    records.append((p, FileRecord(rec.size, rec.mtime_ns, rec.dev, rec.inode, digest,
-                                                  "unreadable", rec.error, rec.encoded_at), None))
+            if self._reuse(path, st, digest, enc, prep):
                 continue
-            if enc is not None and not any(enc.stale(self.spec.methods, hash_params, cnn_id)):
-                known[digest] = enc
-                # no encoding written again: the store prunes only at the end of the batch, so a
-                # content handed over within the batch (contents swapped by renames) keeps its encoding
-                records.append((path, FileRecord.from_stat(st, digest), None))
-                self.counters.reused += 1
+            if inflight and digest in inflight:
+                prep.waiting.setdefault(digest, []).append((path, st))
             else:
                 jobs.setdefault(digest, []).append((path, st))
-        new_encodings = self._decode(jobs, hash_params, cnn_id, records)
+        if submit:
+            prep.ahead = True
+            prep.decoding = self._submit(jobs) if jobs else None
+        return prep
+
+    def _reuse(self, path: str, st: os.stat_result, digest: bytes, enc: EncodingRecord | None,
+               prep: _Prepared) -> bool:
+        """Record ``path`` with the stored encoding ``enc`` of its content, if it serves: True when
+        done (reused, or refused as too large), False when the content must be decoded."""
+        if enc is not None and enc.width * enc.height > self.config.max_pixels:
+            # encoded under a higher limit (a copy, or max_pixels was lowered): refused as a decode would be
+            reason = too_large_reason(None, self.config.max_pixels, (enc.width, enc.height))
+            p, rec = self._unreadable(path, st, reason)
+            if rec is not None:
+                prep.records.append((p, FileRecord(rec.size, rec.mtime_ns, rec.dev, rec.inode, digest,
+                                                   "unreadable", rec.error, rec.encoded_at), None))
+            return True
+        if enc is not None and not any(enc.stale(self.spec.methods, prep.hash_params, prep.cnn_id)):
+            prep.known[digest] = enc
+            # no encoding written again: the store prunes only at the end of the batch, so a
+            # content handed over within the batch (contents swapped by renames) keeps its encoding
+            prep.records.append((path, FileRecord.from_stat(st, digest), None))
+            self.counters.reused += 1
+            return True
+        return False
+
+    def _finish(self, prep: _Prepared) -> None:
+        """Collect a prepared batch's decodes, then write it (one store transaction) and index it."""
+        if prep.ahead and any(self.store.get_encoding(d) is None for d in prep.known):
+            # prepared ahead, and the batch written since then dropped a content this one reuses
+            # (its last other path was deleted or changed): look at the batch again
+            prep = self._prepare(prep.order)
+        late: dict[bytes, list[tuple[str, os.stat_result]]] = {}
+        for digest, files in prep.waiting.items():
+            enc = self.store.get_encoding(digest)
+            for path, st in files:
+                if not self._reuse(path, st, digest, enc, prep):  # that decode failed: this one's own
+                    late.setdefault(digest, []).append((path, st))
+        hash_params, cnn_id = prep.hash_params, prep.cnn_id
+        records, gone, known = prep.records, prep.gone, prep.known
+        new_encodings = self._decode(prep.jobs, hash_params, cnn_id, records, prep.decoding)
+        if late:
+            new_encodings.update(self._decode(late, hash_params, cnn_id, records))
         # the duplicate-graph edges of contents written now, or new to the index: same transaction
         linking = {rec.digest: enc or new_encodings.get(rec.digest) or known.get(rec.digest)
                    for _, rec, enc in records
@@ -544,19 +649,13 @@ class Pipeline:
         enc = self.store.get_encoding(digest) if digest else None
         return enc is not None and not any(enc.stale(self.spec.methods, hash_params, cnn_id))
 
-    def _decode(
-        self,
-        jobs: dict[bytes, list[tuple[str, os.stat_result]]],
-        hash_params: str,
-        cnn_id: str | None,
-        records: list[tuple[str, FileRecord, EncodingRecord | None]],
-    ) -> dict[bytes, EncodingRecord]:
-        """Decode one file per new digest in the worker pool; fill ``records``."""
-        out: dict[bytes, EncodingRecord] = {}
-        if not jobs:
-            return out
+    def _submit(self, jobs: dict[bytes, list[tuple[str, os.stat_result]]]) -> _Decoding:
+        """Submit one decode per new digest to the worker pool, in units (see :data:`HASH_UNIT_MAX`).
+
+        Raises:
+            ModelUnavailableError: the configured CNN model cannot be loaded.
+        """
         digests = list(jobs)
-        results: dict[bytes, EncodeResult] = {}
         try:
             pool = self._pool_get()
             # small units (a CNN batch, or a few files): a stop waits for the units in flight only
@@ -566,8 +665,30 @@ class Pipeline:
             else:
                 sizes = guided_chunks(len(digests), workers, HASH_UNIT_MAX)
                 chunks = [digests[end - size:end] for size, end in zip(sizes, itertools.accumulate(sizes))]
-            futures = [(chunk, pool.submit(self.encode_fn, [jobs[d][0][0] for d in chunk], self.spec))
-                       for chunk in chunks]
+            return _Decoding(pool, [(chunk, pool.submit(self.encode_fn, [jobs[d][0][0] for d in chunk], self.spec))
+                                    for chunk in chunks])
+        except BrokenProcessPool:
+            self._pool = None
+            return _Decoding(None, [])
+
+    def _decode(
+        self,
+        jobs: dict[bytes, list[tuple[str, os.stat_result]]],
+        hash_params: str,
+        cnn_id: str | None,
+        records: list[tuple[str, FileRecord, EncodingRecord | None]],
+        decoding: _Decoding | None = None,
+    ) -> dict[bytes, EncodingRecord]:
+        """Decode one file per new digest in the worker pool (``decoding``: already submitted by
+        :meth:`_submit`); fill ``records``."""
+        out: dict[bytes, EncodingRecord] = {}
+        if not jobs:
+            return out
+        if decoding is None:
+            decoding = self._submit(jobs)
+        pool, futures = decoding.pool, decoding.futures
+        results: dict[bytes, EncodeResult] = {}
+        try:
             for i, (chunk, fut) in enumerate(futures):
                 self.heartbeat = time.monotonic()
                 if self._stop.is_set():  # stopping: what has not started stays unrecorded for the next start

@@ -119,3 +119,37 @@ def test_plain_hashes_unchanged_by_variants(corpus_dir: Path) -> None:
     plain = hashes_of(img)
     both = hashes_of(img, [*plain, *variants.variant_keys("phash", ["crop", "dihedral"])])
     assert {k: both[k] for k in plain} == plain
+
+
+def test_distances_table_matches_every_comparison_by_hand() -> None:
+    """The cached comparison table gives, per family, the smallest distance over the comparisons
+    that :func:`variants.comparisons` lists, whatever iterable the options come in (and bad
+    options still raise)."""
+    rng = np.random.default_rng(7)
+    keys = ("phash", *variants.variant_keys("phash", variants.OPTIONS))
+    for _ in range(200):
+        a = {k: int(rng.integers(0, 2**63)) for k in keys if rng.random() < 0.8}
+        b = {k: int(rng.integers(0, 2**63)) for k in keys if rng.random() < 0.8}
+        for options in (("crop",), ["dihedral"], {"crop": 2, "dihedral": 2}, ("dihedral", "crop")):
+            want: dict[str, tuple[int, str]] = {}
+            for ka, kb in variants.comparisons("phash", options):
+                if ka in a and kb in b:
+                    variant = variants.split_key(ka if ka != "phash" else kb)[1] or ""
+                    fam = variants.family(variant) if variant else ""
+                    d = (a[ka] ^ b[kb]).bit_count()
+                    if fam not in want or d < want[fam][0]:
+                        want[fam] = (d, variant)
+            assert variants.distances("phash", options, a, b) == want
+    with pytest.raises(ValueError, match="unknown hash option"):
+        variants.distances("phash", ("mirror",), {}, {})
+
+
+def test_option_distance_is_the_family_minimum_of_distances() -> None:
+    rng = np.random.default_rng(11)
+    keys = ("dhash", *variants.variant_keys("dhash", variants.OPTIONS))
+    for _ in range(300):
+        a = {k: int(rng.integers(0, 2**63)) for k in keys if rng.random() < 0.7}
+        b = {k: int(rng.integers(0, 2**63)) for k in keys if rng.random() < 0.7}
+        for option in variants.OPTIONS:
+            found = variants.distances("dhash", (option,), a, b).get(option)
+            assert variants.option_distance("dhash", option, a, b) == (None if found is None else found[0])

@@ -187,3 +187,51 @@ def test_compiled_box_coefficients_equal_the_python_reference():
         b1, c1 = resample.coefficients(n_in, n_out, span)
         b2, c2 = resample.reference_coefficients(n_in, n_out, span)
         assert np.array_equal(b1, b2) and np.array_equal(c1, c2), (n_in, n_out, span)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_gray_box_resizes_from_words_and_images_match_pillow(monkeypatch, seed):
+    # the crop variants' gray resizes (imaging.resize_box_gray) from each source the encoder hands
+    # them: a Pillow image, the full image's RGBX words (DecodedImage.source) and a reduced copy's
+    # words (DecodedImage.reduced); boxes the compiled path takes and boxes it does not (Pillow then)
+    from dedupd.core import variants
+
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    rng = np.random.default_rng(300 + seed)
+    pyr = random.Random(seed)
+    compiled = fallback = 0
+    for k in range(60):
+        w, h = pyr.randint(10, 700), pyr.randint(10, 500)
+        rgb = Image.fromarray(_smooth_noise(rng, h, w))
+        image = DecodedImage(rgb, w, h, "PNG")
+        side = pyr.randint(8, max(9, min(w, h)))
+        size_r = (max(1, round(w * side / min(w, h))), max(1, round(h * side / min(w, h))))
+        want_r = rgb.resize(size_r, Image.Resampling.LANCZOS)
+        reduced = image.reduced(size_r)
+        if isinstance(reduced, np.ndarray):  # the words of the same pixels (the X byte is never read)
+            assert np.array_equal(reduced & 0xFFFFFF, imaging._rgbx_words(want_r) & 0xFFFFFF)
+        for src, pil in ((image.source(), rgb), (rgb, rgb), (reduced, want_r)):
+            sw, sh = pil.size
+            if k % 3 == 0:
+                (left, right), (top, bottom) = sorted(pyr.uniform(0, sw) for _ in "lr"), sorted(
+                    pyr.uniform(0, sh) for _ in "tb")
+                box = (left, top, right, bottom)
+            else:
+                box = variants.crop_box(sw, sh, pyr.choice(list(variants.CROP_SCALES)))
+            size = pyr.choice([(32, 32), (9, 8), (8, 8), (pyr.randint(1, 60), pyr.randint(1, 60))])
+            applies = isinstance(src, np.ndarray) and resample.box_applies(sw, sh, size, box)
+            compiled += applies
+            fallback += isinstance(src, np.ndarray) and not applies
+            got = imaging.resize_box_gray(src, size, box)
+            want = np.asarray(pil.resize(size, Image.Resampling.LANCZOS, box=box).convert("L"))
+            assert got.dtype == np.uint8 and np.array_equal(got, want), (w, h, size, box, type(src))
+    assert compiled >= 40 and fallback >= 5  # both ways were exercised
+
+
+def test_compiled_gray_and_words_equal_pillows_conversions():
+    rng = np.random.default_rng(5)
+    for h, w in ((1, 1), (7, 13), (64, 37), (256, 341)):
+        rgb = _smooth_noise(rng, h, w)
+        img = Image.fromarray(rgb)
+        assert np.array_equal(resample.to_gray(rgb), np.asarray(img.convert("L")))
+        assert np.array_equal(resample.to_words(rgb) & 0xFFFFFF, imaging._rgbx_words(img) & 0xFFFFFF)

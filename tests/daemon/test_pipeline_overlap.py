@@ -1,0 +1,75 @@
+"""The pipeline overlaps its batches: the next batch is stat'ed, digested and submitted to the
+decode workers before the one in front of it is written, and a copy whose content the batch in
+front is still decoding waits for that decode instead of a second one. Real photos, store and
+worker processes (a one-shot scan, as ``dedupd scan``); the spies only record and call the real code."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dedupd.daemon import pipeline as pipeline_mod
+from dedupd.daemon.config import load_config
+from dedupd.daemon.service import Daemon
+from dedupd.daemon.store import Store
+
+
+@pytest.fixture
+def folder(tmp_path: Path, corpus_dir: Path) -> Path:
+    """12 files f00..f11 (walked in name order, one way or the other): ten photos, f04 a copy of f03
+    (in the next batch of 4) and f09 a copy of f01 (two batches away)."""
+    out = tmp_path / "photos"
+    out.mkdir()
+    bases = sorted((corpus_dir / "base").glob("*.jpg"))[:10]
+    order = [bases[0], bases[1], bases[2], bases[3], bases[3], bases[4], bases[5], bases[6], bases[7], bases[1],
+             bases[8], bases[9]]
+    for i, src in enumerate(order):
+        shutil.copy(src, out / f"f{i:02d}.jpg")
+    return out
+
+
+def test_next_batch_decodes_while_the_one_before_is_written(folder: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"roots: [{folder}]\nstore_dir: {tmp_path / 'store'}\nreport_dir: {tmp_path / 'r'}\n"
+                   f"socket_path: {tmp_path / 's'}\nscan_workers: 2\n")
+    monkeypatch.setattr(pipeline_mod, "BATCH", 4)
+    daemon = Daemon(load_config(cfg), serve=False, watch=False)
+    events: list[tuple[str, Any]] = []
+    real_submit, real_put = pipeline_mod.Pipeline._submit, Store.put_files
+
+    def submit(self: pipeline_mod.Pipeline, jobs: dict) -> Any:
+        events.append(("submit", sorted(p for files in jobs.values() for p, _ in files)))
+        return real_submit(self, jobs)
+
+    def put_files(self: Store, batch: Any, *args: Any, **kw: Any) -> Any:
+        batch = list(batch)
+        events.append(("put", sorted(str(p) for p, _, _ in batch)))
+        return real_put(self, batch, *args, **kw)
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "_submit", submit)
+    monkeypatch.setattr(Store, "put_files", put_files)
+
+    status = daemon.scan_once()
+
+    assert status["state"] == "done" and status["files"] == 12, status
+    # the walk ends before the workers are up: batches of 4 in walk order; the second is submitted
+    # before the first is written
+    assert [k for k, _ in events][:3] == ["submit", "submit", "put"], events
+    assert [len(paths) for k, paths in events if k == "put"] == [4, 4, 4], events
+    # one decode per content: f03 and f04 are in adjacent batches, yet one of them waited for the
+    # other's decode; f01 and f09 are two batches apart (the second reuses the stored encoding)
+    submitted = [p for k, paths in events if k == "submit" for p in paths]
+    assert len(submitted) == len(set(submitted)) == 10, events
+    assert status["decoded"] == 10 and status["reused"] == 2, status
+    with Store.open(tmp_path / "store", readonly=True) as store:
+        recs = dict(store.iter_files())
+        assert len(recs) == 12 and all(r.state == "ok" for r in recs.values())
+        assert all(store.get_encoding(r.digest) is not None for r in recs.values() if r.digest)
+        assert recs[str(folder / "f04.jpg")].digest == recs[str(folder / "f03.jpg")].digest
+    dups = daemon.index.duplicates_of(str(folder / "f04.jpg"))
+    assert str(folder / "f03.jpg") in [p for p, _ in dups]
+    assert str(folder / "f01.jpg") in [p for p, _ in daemon.index.duplicates_of(str(folder / "f09.jpg"))]
