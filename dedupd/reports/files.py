@@ -11,6 +11,7 @@ is streamed (a million keys without building the dict or the whole text first).
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, NamedTuple
 
 from dedupd.core.review import Review
 from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
@@ -104,14 +105,38 @@ def store_review(store: Any) -> Review | None:
     return store.review() if store is not None and hasattr(store, "review") else None
 
 
+def _head(config: Config, moved: str, freed: int) -> str:
+    """The header of ``groups.json`` up to its groups: ``moved`` is the would-quarantine paths,
+    JSON-encoded and joined by ``", "`` (what ``json.dumps`` makes of the list)."""
+    head = json.dumps({"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
+                       "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})},
+                       "dry_run": config.dry_run})
+    return f'{head[:-1]}, "would_quarantine": [{moved}], "would_free_bytes": {freed}, "groups": [\n'
+
+
+def _moves(group: dict[str, Any]) -> tuple[str, int]:
+    """A group's share of the header's preview (:func:`would_quarantine`): its moved paths as
+    JSON joined by ``", "``, and their bytes."""
+    paths = [d for d in group["duplicates"] if d.get("move")]
+    return ", ".join(encode_basestring_ascii(d["path"]) for d in paths), sum(d.get("bytes", 0) for d in paths)
+
+
 def groups_json(groups: list[dict[str, Any]], config: Config, lines: list[str] | None = None) -> bytes:
     """The bytes of ``groups.json``: a header (with the dry-run preview), then one group per line
     (``lines``: already encoded)."""
-    head = json.dumps({"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
-                       "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})},
-                       "dry_run": config.dry_run, **would_quarantine(groups)})
+    preview = would_quarantine(groups)
+    moved = ", ".join(encode_basestring_ascii(p) for p in preview["would_quarantine"])
     body = ",\n".join(lines if lines is not None else map(group_line, groups))
-    return (head[:-1] + ', "groups": [\n' + body + "\n]}\n").encode()
+    return (_head(config, moved, preview["would_free_bytes"]) + body + "\n]}\n").encode()
+
+
+class _Kept(NamedTuple):
+    """What :class:`ReportWriter` keeps of a group between writes (not the group's dict: its line
+    is enough, and the HTML report parses the lines when it is written)."""
+
+    line: bytes  # its groups.json line
+    moved: str  # its would-quarantine paths (:func:`_moves`)
+    freed: int
 
 
 class ReportWriter:
@@ -121,21 +146,42 @@ class ReportWriter:
     key per file by its format) and ``report.html`` are O(files) or O(groups) to write, so they
     are written at most every ``max(report_interval_s, 3 x their last write time)`` (the
     :attr:`slow_due` time; :attr:`slow_pending` says one is owed). The groups are kept between
-    writes: a change recomputes the groups of the paths it touched (their components now, and the
-    groups they were in), not every group.
+    writes, each as its encoded line, in file order: a change recomputes the groups of the paths
+    it touched (their components now, and the groups they were in), not every group, and the
+    rewrite joins the kept lines (no re-encoding, no re-sorting).
     """
 
     def __init__(self, report_dir: str) -> None:
         self.report_dir = report_dir
-        self._groups: dict[tuple[str, ...], dict[str, Any]] = {}
-        self._lines: dict[tuple[str, ...], str] = {}  # each group's groups.json line, kept with it
+        self._kept: dict[tuple[str, ...], _Kept] = {}  # by members (sorted)
+        self._order: list[tuple[int, str]] = []  # (-size, first member) of every group, sorted
+        self._by_order: dict[tuple[int, str], tuple[str, ...]] = {}
         self._member: dict[str, tuple[str, ...]] = {}
         self._keep: Any = None
         self._header: Any = None
-        self._sorted: list[dict[str, Any]] = []
+        self._duplicates = 0
         self.slow_due = 0.0
-        self.slow_pending = True
+        self.slow_pending = False  # owed after each groups.json write that changed it (the first does)
         self.counts = {"groups": 0, "duplicates": 0}
+
+    def _drop(self, key: tuple[str, ...]) -> None:
+        for p in key:
+            self._member.pop(p, None)
+        del self._kept[key]
+        o = (-len(key), key[0])
+        del self._order[bisect.bisect_left(self._order, o)], self._by_order[o]
+        self._duplicates -= len(key) - 1
+
+    def _put(self, group: dict[str, Any]) -> None:
+        key = tuple(sorted([group["keep"]["path"], *(d["path"] for d in group["duplicates"])]))
+        moved, freed = _moves(group)
+        self._kept[key] = _Kept(group_line(group).encode(), moved, freed)
+        o = (-len(key), key[0])
+        bisect.insort(self._order, o)
+        self._by_order[o] = key
+        for p in key:
+            self._member[p] = key
+        self._duplicates += len(key) - 1
 
     def _refresh(self, index: MatchIndex, config: Config, review: Review | None) -> bool:
         """Bring the kept groups up to date with ``index``; False when nothing changed. A change of
@@ -145,8 +191,11 @@ class ReportWriter:
         if header != self._header:
             self._header, everything = header, True
         if everything or config.keep != self._keep:
-            snapshot = index.snapshot()
-            self._groups, self._lines, self._member, self._keep = {}, {}, {}, config.keep
+            with index.lock:  # the files of group members only (a snapshot copies every file)
+                dups = index.duplicate_lists()
+                snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
+            self._kept, self._order, self._by_order, self._member = {}, [], {}, {}
+            self._keep, self._duplicates = config.keep, 0
         elif not touched:
             return False
         else:
@@ -154,7 +203,7 @@ class ReportWriter:
                 seeds = set(touched)
                 for p in touched:
                     seeds.update(self._member.get(p, ()))
-                dups: dict[str, list] = {}
+                dups = {}
                 stack = list(seeds)
                 while stack:
                     p = stack.pop()
@@ -165,15 +214,9 @@ class ReportWriter:
                 dups = {p: d for p, d in dups.items() if d}
                 snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
             for key in {self._member[p] for p in seeds if p in self._member}:
-                for p in key:
-                    self._member.pop(p, None)
-                del self._groups[key], self._lines[key]
+                self._drop(key)
         for g in build_groups(snapshot, config.keep, review, config):  # type: ignore[arg-type]
-            key = tuple(sorted([g["keep"]["path"], *(d["path"] for d in g["duplicates"])]))
-            self._groups[key] = g
-            self._lines[key] = group_line(g)
-            for p in key:
-                self._member[p] = key
+            self._put(g)
         return True
 
     def write(self, index: MatchIndex, config: Config, store: Any = None, *, slow: bool | None = None,
@@ -190,15 +233,24 @@ class ReportWriter:
         with gc_paused():  # no full collection (a GIL stall for the socket) per batch of groups
             return self._write_groups(index, config, store)
 
+    def _ordered(self) -> list[_Kept]:
+        """The kept groups in file order: largest first, then by first member."""
+        kept, by_order = self._kept, self._by_order
+        return [kept[by_order[o]] for o in self._order]
+
     def _write_groups(self, index: MatchIndex, config: Config, store: Any) -> dict[str, int]:
         if self._refresh(index, config, store_review(store)):
-            keys = sorted(self._groups, key=lambda k: (-len(k), k[0]))  # largest first, then by first member
-            self._sorted = [self._groups[k] for k in keys]
+            groups = self._ordered()
+            head = _head(config, ", ".join(g.moved for g in groups if g.moved), sum(g.freed for g in groups))
             write_atomic(os.path.join(self.report_dir, "groups.json"),
-                         groups_json(self._sorted, config, [self._lines[k] for k in keys]), config.report_mode)
+                         _pieces(head.encode(), [g.line for g in groups]), config.report_mode)
             self.slow_pending = True
-        self.counts = {"groups": len(self._sorted), "duplicates": sum(g["size"] - 1 for g in self._sorted)}
+        self.counts = {"groups": len(self._kept), "duplicates": self._duplicates}
         return self.counts
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The groups of the last :meth:`write_groups`, in file order (parsed from their lines)."""
+        return [json.loads(g.line) for g in self._ordered()]
 
     def slow_due_now(self) -> bool:
         """True when ``duplicates.json`` and ``report.html`` are owed and their time has come."""
@@ -216,8 +268,17 @@ class ReportWriter:
             write_atomic(os.path.join(self.report_dir, "duplicates.json"), duplicates_json(snapshot),
                          config.report_mode)
             write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
-                              groups=self._sorted, on_thumbnails=on_thumbnails)
+                              groups=self.groups(), on_thumbnails=on_thumbnails)
         self.slow_due = time.monotonic() + max(config.report_interval_s, 3 * (time.monotonic() - t0))
+
+
+def _pieces(head: bytes, lines: list[bytes]) -> Iterator[bytes]:
+    """``groups.json`` from its header and group lines, in pieces of about a thousand lines."""
+    yield head
+    step = 1024
+    for k in range(0, len(lines), step):
+        yield (b",\n" if k else b"") + b",\n".join(lines[k:k + step])
+    yield b"\n]}\n"
 
 
 def write_reports(report_dir: str, index: MatchIndex | GraphSnapshot, config: Config, store: Any = None, *,

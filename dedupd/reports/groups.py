@@ -21,7 +21,7 @@ from dedupd.core.keep import Candidate
 from dedupd.core.policy import Evidence, GroupDecision, decide_groups
 from dedupd.core.review import Review
 from dedupd.daemon.config import Config, KeepRule
-from dedupd.daemon.index import MatchIndex
+from dedupd.daemon.index import GraphSnapshot, MatchIndex
 
 
 def keep_rules(rules: Sequence[KeepRule]) -> list[str | dict[str, str]]:
@@ -37,7 +37,7 @@ def file_view(path: str, index: MatchIndex) -> dict[str, Any]:
             "mtime": round(info.mtime_ns / 1e9, 3)}
 
 
-def decide(index: MatchIndex, rules: Sequence[KeepRule], exempt: Collection[str] = (),
+def decide(index: MatchIndex | GraphSnapshot, rules: Sequence[KeepRule], exempt: Collection[str] = (),
            review: Review | None = None, config: Config | None = None) -> list[GroupDecision]:
     """Every duplicate group of ``index`` decided by the keep ``rules`` (call under ``index.lock``).
 
@@ -45,7 +45,7 @@ def decide(index: MatchIndex, rules: Sequence[KeepRule], exempt: Collection[str]
     see :mod:`dedupd.core.review`.
     """
     with index.lock:
-        edges: dict[str, dict[str, Evidence]] = {p: dict(index.duplicates_of(p)) for p in index.neighbours()}
+        edges: dict[str, dict[str, Evidence]] = {p: dict(d) for p, d in index.duplicate_lists().items()}
         facts = {}
         for p in edges:
             info = index.files[p]
