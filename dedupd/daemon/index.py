@@ -776,22 +776,31 @@ class MatchIndex:
         with self.lock:
             out: dict[str, list[tuple[str, Evidence]]] = {}
             contents, graph = self._contents, self._graph
-            for digest in self._linked():
-                content = contents[digest]
-                near = [(p, ev) for other, ev in graph.get(digest, {}).items() for p in contents[other].paths]
-                if len(content.paths) < 2:
+            for digest, links in graph.items():
+                paths = contents[digest].paths
+                near = [(p, ev) for other, ev in links.items() for p in contents[other].paths]
+                if len(near) > 1:
+                    near.sort(key=_order)
+                if len(paths) == 1:
                     if near:
-                        near.sort(key=_order)
-                        for p in content.paths:
+                        for p in paths:
                             out[p] = near
-                    continue
-                near.sort(key=_order)
-                names = sorted(content.paths)
-                mixed = bool(near) and near[0][1].method == EXACT  # (never so: exact means one digest)
-                for p in names:
-                    found = [(q, EXACT_EVIDENCE) for q in names if q != p] + near
-                    out[p] = sorted(found, key=_order) if mixed else found
+                else:
+                    self._with_copies(out, paths, near)
+            for digest, content in contents.items():  # copies without near duplicates
+                if len(content.paths) > 1 and digest not in graph:
+                    self._with_copies(out, content.paths, [])
             return out
+
+    @staticmethod
+    def _with_copies(out: dict[str, list[tuple[str, Evidence]]], paths: Iterable[str],
+                     near: list[tuple[str, Evidence]]) -> None:
+        """Each of ``paths`` (copies of one content) listed with the others, then ``near``."""
+        names = sorted(paths)
+        mixed = bool(near) and near[0][1].method == EXACT  # (never so: exact means one digest)
+        for p in names:
+            found = [(q, EXACT_EVIDENCE) for q in names if q != p] + near
+            out[p] = sorted(found, key=_order) if mixed else found
 
     def edges(self) -> list[tuple[bytes, bytes, str, float]]:
         """Every edge of the graph once: ``(digest_a, digest_b, method, score)``, ``digest_a <

@@ -64,6 +64,8 @@ SWITCH_INTERVAL_S = 0.001
 POOL_JOIN_S = 3.0
 #: a change waits this long before its report is written, so that the rest of a burst joins it
 REPORT_COALESCE_S = 0.1
+#: a due duplicates.json / report.html write lets groups.json writes go first for at most this long
+SLOW_YIELD_S = 5.0
 #: at start-up the walk of the roots waits at most this long for the first groups.json (see
 #: ``Daemon._walk_after_first_report``)
 WALK_WAIT_S = 60.0
@@ -304,12 +306,19 @@ class Daemon:
 
     def _slow_report_loop(self) -> None:
         """``duplicates.json`` and ``report.html``: O(files) to write, so on their own thread (a new
-        file's group reaches groups.json meanwhile), at most every max(report_interval_s, 3 x their
-        write time)."""
+        file's group reaches groups.json meanwhile), at most every max(report_interval_s,
+        :data:`dedupd.reports.files.SLOW_SPACING` x their write time), and not while a groups.json write is due or running
+        (for at most ``SLOW_YIELD_S``: a steady ingest does not starve them)."""
         failing: str | None = None
+        yielding = 0.0  # since when a due write waits for groups.json writes
         while not self.stop_event.wait(0.1):
             if not (self.index.graph_ready and self.reports.slow_due_now()):
                 continue
+            if self._dirty.is_set() or self._reporting_since is not None:
+                yielding = yielding or time.monotonic()
+                if time.monotonic() - yielding < SLOW_YIELD_S:
+                    continue  # a groups.json write is due or running: it goes first (a new file waits for it)
+            yielding = 0.0
             self._slow_since = time.monotonic()
             try:
                 self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._thumbnails_ready)

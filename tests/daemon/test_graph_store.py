@@ -464,3 +464,16 @@ def test_duplicate_lists_equal_duplicates_of_every_path() -> None:
     lists = index.duplicate_lists()
     want = {p: index.duplicates_of(p) for p in index.files if index.duplicates_of(p)}
     assert lists == want and any(len(v) > 2 for v in want.values())
+
+
+def test_sorted_in_steps_equals_sorted(monkeypatch) -> None:
+    """The stepwise sort of ``duplicates.json``'s keys gives ``sorted``'s order, also across
+    slices and for names that are not UTF-8 (surrogate escapes)."""
+    from dedupd.reports import files
+
+    monkeypatch.setattr(files, "SORT_STEP", 7)
+    rng = random.Random(2)
+    names = [f"/p/{rng.choice(['a', 'b', 'é', '-', '/', 'Z'])}{rng.randrange(50)}" for _ in range(200)]
+    names += ["/p/caf\udce9", "/p/caf", "/p/cafe"]
+    assert files.sorted_in_steps(names) == sorted(names)
+    assert files.sorted_in_steps(names[:5]) == sorted(names[:5])
