@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
+from dedupd.core.policy import GroupDecision
 from dedupd.core.review import Review
 from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
 from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import GraphSnapshot, MatchIndex
 from dedupd.reports.atomic import file_mode, write_atomic
-from dedupd.reports.groups import build_groups, would_quarantine
+from dedupd.reports.groups import build_groups, decide, encode_group, would_quarantine
 
 logger = logging.getLogger(__name__)
 
@@ -134,13 +135,6 @@ def _head(config: Config, moved: str, freed: int) -> str:
     return f'{head[:-1]}, "would_quarantine": [{moved}], "would_free_bytes": {freed}, "groups": [\n'
 
 
-def _moves(group: dict[str, Any]) -> tuple[str, int]:
-    """A group's share of the header's preview (:func:`would_quarantine`): its moved paths as
-    JSON joined by ``", "``, and their bytes."""
-    paths = [d for d in group["duplicates"] if d.get("move")]
-    return ", ".join(encode_basestring_ascii(d["path"]) for d in paths), sum(d.get("bytes", 0) for d in paths)
-
-
 def groups_json(groups: list[dict[str, Any]], config: Config, lines: list[str] | None = None) -> bytes:
     """The bytes of ``groups.json``: a header (with the dry-run preview), then one group per line
     (``lines``: already encoded)."""
@@ -155,7 +149,7 @@ class _Kept(NamedTuple):
     is enough, and the HTML report parses the lines when it is written)."""
 
     line: bytes  # its groups.json line
-    moved: str  # its would-quarantine paths (:func:`_moves`)
+    moved: str  # its would-quarantine paths, JSON-encoded, joined by ", "
     freed: int
 
 
@@ -192,12 +186,18 @@ class ReportWriter:
         del self._order[bisect.bisect_left(self._order, o)], self._by_order[o]
         self._duplicates -= len(key) - 1
 
-    def _put(self, group: dict[str, Any]) -> None:
-        key = tuple(sorted([group["keep"]["path"], *(d["path"] for d in group["duplicates"])]))
-        moved, freed = _moves(group)
-        self._kept[key] = _Kept(group_line(group).encode(), moved, freed)
+    def _put(self, decision: GroupDecision, snapshot: GraphSnapshot, evidence: dict[int, str], *,
+             bulk: bool = False) -> None:
+        """Keep one decided group (``bulk``: its order entry is appended; the caller sorts)."""
+        key = decision.members
+        line, moves = encode_group(decision, snapshot, evidence)
+        self._kept[key] = _Kept(line.encode(), ", ".join(encode_basestring_ascii(p) for p, _ in moves),
+                                sum(b for _, b in moves))
         o = (-len(key), key[0])
-        bisect.insort(self._order, o)
+        if bulk:
+            self._order.append(o)
+        else:
+            bisect.insort(self._order, o)
         self._by_order[o] = key
         for p in key:
             self._member[p] = key
@@ -210,7 +210,8 @@ class ReportWriter:
         header = (config.policy, config.match, config.hash_thresholds, config.cnn, config.dry_run, config.roots, review)
         if header != self._header:
             self._header, everything = header, True
-        if everything or config.keep != self._keep:
+        full = everything or config.keep != self._keep
+        if full:
             with index.lock:  # the files of group members only (a snapshot copies every file)
                 dups = index.duplicate_lists()
                 snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
@@ -235,8 +236,11 @@ class ReportWriter:
                 snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
             for key in {self._member[p] for p in seeds if p in self._member}:
                 self._drop(key)
-        for g in build_groups(snapshot, config.keep, review, config):  # type: ignore[arg-type]
-            self._put(g)
+        evidence: dict[int, str] = {}
+        for decision in decide(snapshot, config.keep, review=review, config=config):
+            self._put(decision, snapshot, evidence, bulk=full)
+        if full:
+            self._order.sort()
         return True
 
     def write(self, index: MatchIndex, config: Config, store: Any = None, *, slow: bool | None = None,

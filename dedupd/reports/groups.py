@@ -14,7 +14,9 @@ a reference original or the user's choice) and ``"reopened": true``.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Collection, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from dedupd.core.keep import Candidate
@@ -57,6 +59,56 @@ def decide(index: MatchIndex | GraphSnapshot, rules: Sequence[KeepRule], exempt:
     return decide_groups(facts, edges, keep_rules(rules), exempt, bound)
 
 
+def group_id(members: Sequence[str]) -> str:
+    """A group's ``id``: a short hash of its (sorted) members."""
+    return hashlib.blake2b("\0".join(members).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _file_json(path: str, index: MatchIndex | GraphSnapshot) -> str:
+    """:func:`file_view` as compact JSON members (without the braces)."""
+    info = index.files.get(path)
+    if info is None:
+        return '"path":' + encode_basestring_ascii(path)
+    return (f'"path":{encode_basestring_ascii(path)},"width":{info.width!r},"height":{info.height!r},'
+            f'"bytes":{info.size!r},"mtime":{round(info.mtime_ns / 1e9, 3)!r}')
+
+
+def encode_group(decision: GroupDecision, index: MatchIndex | GraphSnapshot, evidence: dict[int, str]
+               ) -> tuple[str, list[tuple[str, int]]]:
+    """``json.dumps(group_view(decision, index), separators=(",", ":"))`` without building the
+    view (a million-file report has ~100k groups), and the members quarantine would move, with
+    their bytes. ``evidence``: a memo of each evidence object's JSON (they are shared), by id,
+    valid while the decisions live."""
+    dups, moves = [], []
+    for d in decision.duplicates:
+        if d.direct:
+            assert d.evidence is not None
+            ev = evidence.get(id(d.evidence))
+            if ev is None:
+                ev = evidence[id(d.evidence)] = _compact(d.evidence.as_dict())[1:-1]
+            how = ',"direct":true,' + ev
+        else:
+            how = ',"direct":false,"via":' + _compact(d.via)
+        extra = ',"distinct":true' if d.distinct else ""
+        if d.protected:
+            extra += ',"protected":' + _compact(d.protected)
+        dups.append("{" + _file_json(d.path, index) + how + ',"move":' + _compact(d.move) + extra + "}")
+        if d.move:
+            info = index.files.get(d.path)
+            moves.append((d.path, 0 if info is None else info.size))
+    out = (f'{{"id":"{group_id(decision.members)}","size":{len(decision.members)},'
+           f'"keep":{{{_file_json(decision.keep, index)}}},"duplicates":[{",".join(dups)}]')
+    if decision.kept_by:
+        out += ',"kept_by":' + _compact(decision.kept_by)
+    if decision.reopened:
+        out += ',"reopened":true'
+    return out + "}", moves
+
+
 def group_view(decision: GroupDecision, index: MatchIndex) -> dict[str, Any]:
     """One group in the report format."""
     dups = []
@@ -73,8 +125,7 @@ def group_view(decision: GroupDecision, index: MatchIndex) -> dict[str, Any]:
         if d.protected:
             entry["protected"] = d.protected
         dups.append(entry)
-    gid = hashlib.blake2b("\0".join(decision.members).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
-    out = {"id": gid, "size": len(decision.members), "keep": file_view(decision.keep, index), "duplicates": dups}
+    out = {"id": group_id(decision.members), "size": len(decision.members), "keep": file_view(decision.keep, index), "duplicates": dups}
     if decision.kept_by:
         out["kept_by"] = decision.kept_by
     if decision.reopened:
