@@ -112,6 +112,7 @@ class Daemon:
         self.report_error: str | None = None
         self._reporting_since: float | None = None  # a report write in progress since (monotonic)
         self._slow_since: float | None = None  # the same for duplicates.json / report.html
+        self._slow_budget = 0.0  # how long the running slow write may still wait for groups.json writes
         self.store: Store | None = None
         self.server: Any = None
         self._last_rescan = 0.0
@@ -139,6 +140,7 @@ class Daemon:
         os.makedirs(cfg.report_dir, exist_ok=True)
         self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"), cfg.report_mode)
         self.reports = ReportWriter(cfg.report_dir)
+        self.reports.yield_to = self._groups_first
         self.quarantine = Quarantine(cfg, self.store, on_event=self.events.append)
         recovered = self.quarantine.recover()
         if recovered:
@@ -319,6 +321,7 @@ class Daemon:
                 if time.monotonic() - yielding < SLOW_YIELD_S:
                     continue  # a groups.json write is due or running: it goes first (a new file waits for it)
             yielding = 0.0
+            self._slow_budget = SLOW_YIELD_S
             self._slow_since = time.monotonic()
             try:
                 self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._thumbnails_ready)
@@ -332,6 +335,15 @@ class Daemon:
                 self.stop_event.wait(5.0)
             finally:
                 self._slow_since = None
+
+    def _groups_first(self) -> None:
+        """Between pieces of ``duplicates.json``: wait while a groups.json write is due or running
+        (at most ``SLOW_YIELD_S`` in all per slow write)."""
+        t0 = time.monotonic()
+        while (self._reporting_since is not None or (self._dirty.is_set() and self.index.graph_ready)) \
+                and time.monotonic() - t0 < self._slow_budget and not self.stop_event.is_set():
+            time.sleep(0.01)
+        self._slow_budget = max(0.0, self._slow_budget - (time.monotonic() - t0))
 
     def _thumbnails_ready(self) -> None:
         """The pool made thumbnails the last ``report.html`` showed as placeholders: it is owed again

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
@@ -176,6 +176,9 @@ class ReportWriter:
         self._duplicates = 0
         self.slow_due = 0.0
         self.slow_pending = False  # owed after each groups.json write that changed it (the first does)
+        #: called between pieces of ``duplicates.json``: may wait (the daemon lets a due groups.json
+        #: write go first, so that a new file's line is not held up by a million-key write)
+        self.yield_to: Callable[[], None] | None = None
         self.counts = {"groups": 0, "duplicates": 0}
 
     def _drop(self, key: tuple[str, ...]) -> None:
@@ -289,11 +292,18 @@ class ReportWriter:
         self.slow_pending = False
         with gc_paused():
             snapshot = index.snapshot()
-            write_atomic(os.path.join(self.report_dir, "duplicates.json"), duplicates_json(snapshot),
+            write_atomic(os.path.join(self.report_dir, "duplicates.json"), self._yielding(duplicates_json(snapshot)),
                          config.report_mode)
             write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
                               groups=self.groups(), on_thumbnails=on_thumbnails)
         self.slow_due = time.monotonic() + max(config.report_interval_s, SLOW_SPACING * (time.monotonic() - t0))
+
+
+    def _yielding(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        for piece in pieces:
+            if self.yield_to is not None:
+                self.yield_to()
+            yield piece
 
 
 def _pieces(head: bytes, lines: list[bytes]) -> Iterator[bytes]:

@@ -477,3 +477,25 @@ def test_sorted_in_steps_equals_sorted(monkeypatch) -> None:
     names += ["/p/caf\udce9", "/p/caf", "/p/cafe"]
     assert files.sorted_in_steps(names) == sorted(names)
     assert files.sorted_in_steps(names[:5]) == sorted(names[:5])
+
+
+def test_slow_reports_call_yield_to_between_pieces(tmp_path: Path, monkeypatch) -> None:
+    """``duplicates.json`` written by the report writer calls its ``yield_to`` hook before each
+    piece (where the daemon lets a due groups.json write go first) and is the same file."""
+    from dedupd.reports import files
+    from dedupd.reports.files import ReportWriter
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    cfg = config(root, tmp_path, phash=10)
+    index = MatchIndex(matching_of(cfg))
+    for k, (d, h) in enumerate(contents(4, 40).items()):
+        index.add(f"{root}/{k}.jpg", FileInfo(d, 1, k, 8, 8), {"phash": h["phash"]})
+    calls: list[int] = []
+    writer = ReportWriter(str(tmp_path / "r"))
+    writer.yield_to = lambda: calls.append(1)
+    monkeypatch.setattr(files, "SORT_STEP", 8)
+    writer.write(index, cfg, slow=True)
+    want = b"".join(duplicates_json(index.snapshot()))
+    assert (tmp_path / "r" / "duplicates.json").read_bytes() == want
+    assert len(calls) == len(list(duplicates_json(index.snapshot()))) >= 1
