@@ -6,8 +6,9 @@ under the root (so that the daemon's start-up walk finds it unchanged and keeps 
 ``FileRecord`` + ``EncodingRecord`` with a synthetic 64-bit PHash (and random hashes for the default
 config's crop variants, so that the daemon finds nothing to re-encode). Hashes are random, except for
 planted near-duplicates: 10 % of the files are 1-4 bit flips of an earlier file, 1 % byte-identical
-copies (same digest). No edges are written: the first start derives the persisted graph in the
-background (as after an upgrade from a store without edges); the restart then loads it.
+copies (same digest). No edges are written (unless ``--edges``): the first start derives the
+persisted graph in the background (as after an upgrade from a store without edges); the restart
+then loads it.
 
 Measured, against ``dedupd run`` as a subprocess (real LMDB, socket, inotify):
 
@@ -25,6 +26,7 @@ Measured, against ``dedupd run`` as a subprocess (real LMDB, socket, inotify):
     python bench/bench_scale.py -n 1000000 --keep --edges  # ... its graph stored by the all-pairs join
     python bench/bench_scale.py --reuse WORK --repeat 3    # restarts only, on a kept library
     python bench/bench_scale.py --reuse WORK --daemon-repo /other/checkout  # A/B another tree's daemon
+    python bench/bench_scale.py --reuse WORK --full        # ... with the SIGHUP and new-file measurements
 """
 
 from __future__ import annotations
