@@ -39,7 +39,7 @@ from dedupd.daemon.config import Config
 from dedupd.daemon.encoder import EncodeResult
 from dedupd.daemon.graph import GraphKeeper
 from dedupd.daemon.intake import Intake
-from dedupd.daemon.loader import load_index, matching_of
+from dedupd.daemon.loader import load_index, matching_of, release_memory
 from dedupd.daemon.notify import Notifier
 from dedupd.daemon.pipeline import Pipeline, Work, encode_spec
 from dedupd.daemon.policy import QuarantinePolicy, RestoreRequest, SelectedQuarantine
@@ -531,6 +531,7 @@ class Daemon:
             return
         self._record_encoders()
         self.state = "watching"
+        release_memory(self.store)  # what the walk read and freed
         logger.info("watching", extra={"files": len(self.index.files)})
 
     def _record_encoders(self) -> None:
