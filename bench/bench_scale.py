@@ -6,8 +6,9 @@ under the root (so that the daemon's start-up walk finds it unchanged and keeps 
 ``FileRecord`` + ``EncodingRecord`` with a synthetic 64-bit PHash (and random hashes for the default
 config's crop variants, so that the daemon finds nothing to re-encode). Hashes are random, except for
 planted near-duplicates: 10 % of the files are 1-4 bit flips of an earlier file, 1 % byte-identical
-copies (same digest). No edges are written: the first start derives the persisted graph in the
-background (as after an upgrade from a store without edges); the restart then loads it.
+copies (same digest). No edges are written (unless ``--edges``): the first start derives the
+persisted graph in the background (as after an upgrade from a store without edges); the restart
+then loads it.
 
 Measured, against ``dedupd run`` as a subprocess (real LMDB, socket, inotify):
 
@@ -22,8 +23,10 @@ Measured, against ``dedupd run`` as a subprocess (real LMDB, socket, inotify):
     python bench/bench_scale.py                 # 100,000 files
     python bench/bench_scale.py -n 1000000      # a million (about 1 GB of store, placeholders)
     python bench/bench_scale.py -n 1000000 --keep          # ... and keep the library, store and log
+    python bench/bench_scale.py -n 1000000 --keep --edges  # ... its graph stored by the all-pairs join
     python bench/bench_scale.py --reuse WORK --repeat 3    # restarts only, on a kept library
     python bench/bench_scale.py --reuse WORK --daemon-repo /other/checkout  # A/B another tree's daemon
+    python bench/bench_scale.py --reuse WORK --full        # ... with the SIGHUP and new-file measurements
 """
 
 from __future__ import annotations
@@ -102,6 +105,33 @@ def populate(root: Path, store_dir: Path, config: Config, n: int, seed: int) -> 
             store.put_files(batch)
 
 
+def write_edges(config: Config) -> tuple[int, float]:
+    """Store the graph a first start would derive, stamped complete, without the daemon's
+    per-digest derivation (~45 min at 1M): the phash pairs within the reach come from the library's
+    all-pairs join (:func:`dedupd.core.hamming.iter_pairs`) and are scored by the index as the
+    daemon scores them. A pair within the crop reach only (phash beyond it) is not looked for: the
+    crop hashes here are random, so one is expected about once in ten million-file libraries.
+    Returns (edges written, seconds)."""
+    from dedupd.core.hamming import iter_pairs
+    from dedupd.daemon.loader import load_index, reach_of, stamp_of
+
+    t0 = time.monotonic()
+    reach = reach_of(config)
+    with Store.open(config.store_dir) as store:
+        index = load_index(store, config, build_graph=False, reach=reach)
+        ids, values = index.column("phash")
+        edges, expect = [], {}
+        for i, j, _ in iter_pairs(values, dict(reach.radii)["phash"]):
+            for a, b in zip(ids[i].tolist(), ids[j].tolist(), strict=True):
+                edge = index.scored_pair(a, b)
+                if edge is not None:
+                    edges.append(edge)
+                    expect[edge[0]], expect[edge[1]] = index.hashes_of(edge[0]), index.hashes_of(edge[1])
+        store.reset_graph(stamp_of(config, reach), clear=True)
+        store.put_edges(stamp_of(config, reach, complete=True), edges, expect)
+    return len(edges), time.monotonic() - t0
+
+
 def rss_mb(pid: int) -> tuple[float, float, float]:
     """(VmRSS, VmHWM, RssAnon) of ``pid`` in MB: RssAnon leaves out file pages (the store's
     memory map, shared libraries), which the kernel can drop under pressure."""
@@ -173,6 +203,33 @@ def groups_paths(report_dir: Path) -> tuple[float, set[str], dict]:
     return data["generated_at"], paths, data["methods"]
 
 
+class ReportWatch:
+    """``groups.json`` polled cheaply: a ``stat`` per poll, a parse only per new version (at 1M
+    the file is ~50 MB: parsing it on every 20 ms poll took a core from the daemon it measures).
+    :meth:`poll` returns the parsed report and the time its version was first seen."""
+
+    def __init__(self, report_dir: Path) -> None:
+        self.path = report_dir / "groups.json"
+        self._sig: tuple[int, int, int] | None = None
+        self.seen = 0.0
+        self.parsed: tuple[float, set[str], dict] | None = None
+
+    def poll(self) -> tuple[tuple[float, set[str], dict] | None, float]:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return self.parsed, self.seen
+        sig = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if sig != self._sig:
+            seen = time.monotonic()
+            try:
+                parsed = groups_paths(self.path.parent)
+            except (OSError, ValueError):  # replaced while read: the next poll reads the new one
+                return self.parsed, self.seen
+            self._sig, self.seen, self.parsed = sig, seen, parsed
+        return self.parsed, self.seen
+
+
 def start_and_measure(d: Daemon, n: int, timeout: float) -> dict[str, float]:
     """Start ``d`` and time it until the socket answers, the graph of ``n`` files is ready and the
     groups are reported; CPU, load average and RSS then."""
@@ -188,7 +245,7 @@ def start_and_measure(d: Daemon, n: int, timeout: float) -> dict[str, float]:
             "cpu": cpu, "load": load}
 
 
-def bench(n: int, base: Path, timeout: float, keep: bool = False) -> list[tuple[str, str]]:
+def bench(n: int, base: Path, timeout: float, keep: bool = False, edges: bool = False) -> list[tuple[str, str]]:
     work = Path(tempfile.mkdtemp(prefix=f"scale{n}-", dir=base))
     root, store_dir, reports = work / "root", work / "store", work / "reports"
     (root / "real").mkdir(parents=True)
@@ -202,6 +259,10 @@ def bench(n: int, base: Path, timeout: float, keep: bool = False) -> list[tuple[
     t = time.monotonic()
     populate(root, store_dir, config, n, seed=n)
     rows.append(("populate (store API, no decode)", f"{time.monotonic() - t:.1f} s"))
+    if edges:
+        count, secs = write_edges(config)
+        rows.append(("edges stored by the all-pairs join (no derivation: the first start is a restart)",
+                     f"{count:,} in {secs:.1f} s"))
     d = Daemon(work, sock)
     try:
         first = start_and_measure(d, n, timeout)
@@ -250,10 +311,12 @@ def socket_only(d: Daemon, timeout: float) -> dict[str, float]:
     return {"socket": t_sock, "groups": float("nan"), "rss": rss, "hwm": hwm, "anon": anon, "cpu": cpu, "load": load}
 
 
-def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool = False) -> list[tuple[str, str]]:
+def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool = False,
+             full: bool = False) -> list[tuple[str, str]]:
     """Restart-only runs on a library kept by ``--keep`` (no populate, no first start): the
     config's threshold back at 10, a fresh socket, the daemon from ``repo``; with ``socket``, only
-    until the socket answers."""
+    until the socket answers; with ``full``, each restart followed by the SIGHUP and new-file
+    measurements (the files a previous run added are deleted first)."""
     raw = json.loads((work / "c.yaml").read_text())
     raw.update(methods={"phash": 10}, socket_path=tempfile.mkdtemp(prefix="bs-", dir="/tmp") + "/s")
     (work / "c.yaml").write_text(json.dumps(raw))
@@ -261,9 +324,17 @@ def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool =
         n = store.stats().files
     d = Daemon(work, raw["socket_path"], repo)
     runs = []
+    extra: list[list[tuple[str, str]]] = []
     for _ in range(repeat):
+        if full:
+            (work / "c.yaml").write_text(json.dumps(raw))
+            for f in (work / "root" / "real").glob("*.jpg"):
+                f.unlink()
         try:
             runs.append(socket_only(d, timeout) if socket else start_and_measure(d, n, timeout))
+            if full:
+                extra.append(sighup(d, work, raw, Path(raw["report_dir"]), timeout)
+                             + new_files(d, work / "root", Path(raw["report_dir"]), timeout))
         finally:
             d.stop()
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -273,12 +344,14 @@ def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool =
              f"{med['socket']:.2f} s / {med['groups']:.2f} s ({each})"),
             (f"restart: daemon CPU until {'the socket answers' if socket else 'every group is back'} (load average)",
              f"{med['cpu']:.2f} s ({med['load']:.1f})"),
-            ("restart: daemon RSS (peak; anonymous)", f"{med['rss']:.0f} MB ({med['hwm']:.0f} MB; {med['anon']:.0f} MB)")]
+            ("restart: daemon RSS (peak; anonymous)", f"{med['rss']:.0f} MB ({med['hwm']:.0f} MB; {med['anon']:.0f} MB)"),
+            *[(f"{k} (each run)", " · ".join(e[i][1] for e in extra)) for i, (k, _) in enumerate(extra[0] if extra else [])]]
 
 
 def sighup(d: Daemon, work: Path, raw: dict, reports: Path, timeout: float) -> list[tuple[str, str]]:
     assert d.proc is not None
     (work / "c.yaml").write_text(json.dumps({**raw, "methods": {"phash": 8}}))
+    watch = ReportWatch(reports)
     t0 = time.monotonic()
     os.kill(d.proc.pid, signal.SIGHUP)
     worst = 0.0
@@ -286,21 +359,20 @@ def sighup(d: Daemon, work: Path, raw: dict, reports: Path, timeout: float) -> l
         t = time.perf_counter()
         s = d.status()
         worst = max(worst, time.perf_counter() - t)
-        try:
-            if s is not None and s.get("graph") == "ready" and groups_paths(reports)[2] == {"phash": 8}:
-                break
-        except (OSError, ValueError):
-            pass
+        report, seen = watch.poll()
+        if s is not None and s.get("graph") == "ready" and report is not None and report[2] == {"phash": 8}:
+            break
         time.sleep(0.02)
     else:
         raise SystemExit("the reload's groups did not appear")
     return [("SIGHUP phash 10 → 8: slowest status answer", f"{worst * 1e3:.0f} ms"),
-            ("SIGHUP phash 10 → 8: new groups in groups.json", f"{time.monotonic() - t0:.2f} s")]
+            ("SIGHUP phash 10 → 8: new groups in groups.json", f"{seen - t0:.2f} s")]
 
 
 def new_files(d: Daemon, root: Path, reports: Path, timeout: float) -> list[tuple[str, str]]:
     photos = sorted((CORPUS / "base").rglob("*.jpg"))[:NEW_FILES]
     sock_lat, report_lat = [], []
+    watch = ReportWatch(reports)
     for k, src in enumerate(photos):
         first = root / "real" / f"new{k}.jpg"
         shutil.copyfile(src, first)
@@ -309,11 +381,11 @@ def new_files(d: Daemon, root: Path, reports: Path, timeout: float) -> list[tupl
         t0 = time.monotonic()
         shutil.copyfile(first, copy)
         t_sock = d.wait(lambda s, p=str(copy), q=str(first): _lists(d, p, q), t0, timeout, "the copy", 0.01)
-        while str(copy) not in _group_paths(reports):
+        while (report := watch.poll())[0] is None or str(copy) not in report[0][1]:
             if time.monotonic() - t0 > timeout:
                 raise SystemExit("the copy never reached groups.json")
             time.sleep(0.02)
-        report_lat.append(time.monotonic() - t0 - SETTLE_MS / 1000)
+        report_lat.append(report[1] - t0 - SETTLE_MS / 1000)
         sock_lat.append(t_sock - SETTLE_MS / 1000)
     return [("one new file → socket lists it, after settle: p50 / p95",
              f"{statistics.median(sock_lat):.2f} / {pct(sock_lat, 0.95):.2f} s"),
@@ -336,13 +408,6 @@ def _lists(d: Daemon, path: str, other: str) -> bool:
         return False
 
 
-def _group_paths(reports: Path) -> set[str]:
-    try:
-        return groups_paths(reports)[1]
-    except (OSError, ValueError):
-        return set()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--files", type=int, default=100_000, help="files in the synthetic library")
@@ -354,13 +419,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="restarts with --reuse (the median is printed)")
     ap.add_argument("--socket-only", action="store_true",
                     help="with --reuse: measure until the socket answers (a store still deriving its graph)")
+    ap.add_argument("--edges", action="store_true",
+                    help="store the graph after populating (the library's all-pairs join), so that the first "
+                         "start loads it rather than deriving it (about 45 min at 1M)")
+    ap.add_argument("--full", action="store_true",
+                    help="with --reuse: after each restart, the SIGHUP and new-file measurements too")
     ap.add_argument("--daemon-repo", type=Path, default=REPO, help="checkout whose daemon runs (A/B comparisons)")
     args = ap.parse_args()
     if args.reuse is not None:
         rows = restarts(args.reuse.resolve(), args.timeout, max(1, args.repeat), args.daemon_repo.resolve(),
-                        args.socket_only)
+                        args.socket_only, args.full)
     else:
-        rows = bench(args.files, Path(args.base), args.timeout, args.keep)
+        rows = bench(args.files, Path(args.base), args.timeout, args.keep, args.edges)
     size = "a kept library" if args.reuse is not None else f"{args.files:,} files"
     print(f"\n| {size} (phash, 10 % near-duplicates, 1 % copies) | |\n|---|---|")
     for k, v in rows:

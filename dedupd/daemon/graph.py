@@ -18,6 +18,7 @@ the watchdog are never blocked for long.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -72,6 +73,7 @@ class GraphKeeper:
             self.state = "loading"
             with gc_paused():
                 self.edges_loaded = load_edges(self.store, index, stamp, should_stop)
+                gc.freeze()  # the linked graph lives on: later full collections need not walk it
             logger.info("duplicate graph loaded", extra={"edges": self.edges_loaded, "complete": stamp.complete,
                                                         "seconds": round(time.monotonic() - t0, 2)})
         self.state = "deriving" if not index.derived else "refiltering"

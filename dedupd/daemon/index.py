@@ -18,6 +18,7 @@ rebuilt from it, and is only updated after the store commit. One ``RLock`` guard
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -220,10 +221,9 @@ class MatchIndex:
         """Digests within the reach of a content (from trees and vectors), with the CNN similarity."""
         out: dict[bytes, float | None] = {}
         for name, radius in self.reach.radii:
-            method, _, option = name.partition("@")
             if radius == CHECK:
                 continue
-            for qkey, column in ([(method, method)] if not option else hash_variants.option_comparisons(method, option)):
+            for qkey, column in _comparisons(name):
                 if qkey in hashes and column in self._trees:
                     for key in self._search(column, hashes[qkey], radius):
                         out[key] = None
@@ -777,6 +777,38 @@ class MatchIndex:
                     out[p] = {q for q in content.paths if q != p} | set(near)
             return out
 
+    def duplicate_lists(self) -> dict[str, list[tuple[str, Evidence]]]:
+        """``{path: duplicates_of(path)}`` for every path that has duplicates, in one pass: each
+        content's near duplicates are gathered and sorted once, not once per path."""
+        with self.lock:
+            out: dict[str, list[tuple[str, Evidence]]] = {}
+            contents, graph = self._contents, self._graph
+            for digest, links in graph.items():
+                paths = contents[digest].paths
+                near = [(p, ev) for other, ev in links.items() for p in contents[other].paths]
+                if len(near) > 1:
+                    near.sort(key=_order)
+                if len(paths) == 1:
+                    if near:
+                        for p in paths:
+                            out[p] = near
+                else:
+                    self._with_copies(out, paths, near)
+            for digest, content in contents.items():  # copies without near duplicates
+                if len(content.paths) > 1 and digest not in graph:
+                    self._with_copies(out, content.paths, [])
+            return out
+
+    @staticmethod
+    def _with_copies(out: dict[str, list[tuple[str, Evidence]]], paths: Iterable[str],
+                     near: list[tuple[str, Evidence]]) -> None:
+        """Each of ``paths`` (copies of one content) listed with the others, then ``near``."""
+        names = sorted(paths)
+        mixed = bool(near) and near[0][1].method == EXACT  # (never so: exact means one digest)
+        for p in names:
+            found = [(q, EXACT_EVIDENCE) for q in names if q != p] + near
+            out[p] = sorted(found, key=_order) if mixed else found
+
     def edges(self) -> list[tuple[bytes, bytes, str, float]]:
         """Every edge of the graph once: ``(digest_a, digest_b, method, score)``, ``digest_a <
         digest_b``, sorted (the evidence's primary method and its score)."""
@@ -795,8 +827,28 @@ class MatchIndex:
         """An immutable copy of what the reports need, taken under the lock in O(files + edges)
         with no sorting; the report is then built from it outside the lock."""
         with self.lock:
-            dups = {p: self.duplicates_of(p) for p in self.neighbours()}
-            return GraphSnapshot(dict(self.files), dups, self.generation)
+            return GraphSnapshot(dict(self.files), self.duplicate_lists(), self.generation)
+
+    def column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(content ids, hash values)`` of one hash column (for bulk joins: see :meth:`scored_pair`)."""
+        with self.lock:
+            pairs = list(self._trees[name])
+        return (np.array([k for k, _ in pairs], dtype=np.int64),
+                np.array([v for _, v in pairs], dtype=np.uint64))
+
+    def scored_pair(self, a: int, b: int) -> Edge | None:
+        """The near edge of contents ``a`` and ``b`` (ids from :meth:`column`), digests in byte
+        order, or None beyond the reach (CNN similarity not scored)."""
+        with self.lock:
+            ka, kb = self._cids.keys[a], self._cids.keys[b]
+            assert ka is not None and kb is not None
+            da, db = (ka, kb) if ka < kb else (kb, ka)
+            scores = self._scores(self._contents[da].hashes, self._contents[db].hashes, None)
+            return None if scores is None else (da, db, scores)
+
+    def hashes_of(self, digest: bytes) -> dict[str, int]:
+        """The hashes of an indexed content."""
+        return dict(self._contents[digest].hashes)
 
     def has(self, digest: bytes) -> bool:
         """True when content ``digest`` is indexed."""
@@ -842,20 +894,36 @@ class GraphSnapshot:
     def neighbours(self) -> dict[str, set[str]]:
         return {p: {q for q, _ in d} for p, d in self._dups.items()}
 
+    def duplicate_lists(self) -> dict[str, list[tuple[str, Evidence]]]:
+        return self._dups
+
 
 def _score_name(method: str, option: str) -> str:
     """Name of a score in an edge: the plain method, or ``"method@option"`` for a variant family."""
     return f"{method}@{option}" if option else method
 
 
-def _hash_score(name: str, a: Mapping[str, int], b: Mapping[str, int]) -> int | None:
-    """The Hamming score ``name`` (:func:`_score_name`) of two contents' hashes; None when a side lacks it."""
+@functools.lru_cache(maxsize=64)
+def _comparisons(name: str) -> tuple[tuple[str, str], ...]:
+    """``(key of a, key of b)`` pairs whose smallest Hamming distance is score ``name``."""
     method, _, option = name.partition("@")
-    if not option:
-        return (a[method] ^ b[method]).bit_count() if method in a and method in b else None
+    return ((method, method),) if not option else hash_variants.option_comparisons(method, option)
+
+
+def _hash_score(name: str, a: Mapping[str, int], b: Mapping[str, int]) -> int | None:
+    """The Hamming score ``name`` (:func:`_score_name`) of two contents' hashes; None when a side
+    lacks it (a variant family: the smallest distance of its comparisons, as
+    :func:`dedupd.core.variants.distances` gives it; the framing check: :func:`match_policy.framing_distance`)."""
+    method, _, option = name.partition("@")
     if option == match_policy.AGREE:
         return match_policy.framing_distance(method, a, b)
-    return hash_variants.option_distance(method, option, a, b)
+    best = None
+    for ka, kb in _comparisons(name):
+        if ka in a and kb in b:
+            d = (a[ka] ^ b[kb]).bit_count()
+            if best is None or d < best:
+                best = d
+    return best
 
 
 def _columns(matching: Matching) -> list[str]:

@@ -39,7 +39,7 @@ from dedupd.daemon.config import Config
 from dedupd.daemon.encoder import EncodeResult
 from dedupd.daemon.graph import GraphKeeper
 from dedupd.daemon.intake import Intake
-from dedupd.daemon.loader import load_index, matching_of
+from dedupd.daemon.loader import load_index, matching_of, release_memory
 from dedupd.daemon.notify import Notifier
 from dedupd.daemon.pipeline import Pipeline, Work, encode_spec
 from dedupd.daemon.policy import QuarantinePolicy, RestoreRequest, SelectedQuarantine
@@ -64,6 +64,11 @@ SWITCH_INTERVAL_S = 0.001
 POOL_JOIN_S = 3.0
 #: a change waits this long before its report is written, so that the rest of a burst joins it
 REPORT_COALESCE_S = 0.1
+#: a due duplicates.json / report.html write lets groups.json writes go first for at most this long
+SLOW_YIELD_S = 5.0
+#: at start-up the walk of the roots waits at most this long for the first groups.json (see
+#: ``Daemon._walk_after_first_report``)
+WALK_WAIT_S = 60.0
 #: the final report write at shutdown is given this long (the reports written before stay in place)
 FINAL_REPORT_S = 5.0
 #: settings a running daemon cannot adopt; a reload that changes them says a restart is needed
@@ -99,6 +104,7 @@ class Daemon:
         self._reload_waiters: list[tuple[threading.Event, dict[str, Any]]] = []
         self._rescan_requested = threading.Event()
         self._dirty = threading.Event()
+        self._first_report = threading.Event()  # the first groups.json write was attempted
         self._threads: list[threading.Thread] = []
         self.dead_threads: list[str] = []  # names of threads that died of an exception
         self._one_shot = False  # scan_once: no reporter thread
@@ -107,6 +113,7 @@ class Daemon:
         self.report_error: str | None = None
         self._reporting_since: float | None = None  # a report write in progress since (monotonic)
         self._slow_since: float | None = None  # the same for duplicates.json / report.html
+        self._slow_budget = 0.0  # how long the running slow write may still wait for groups.json writes
         self.store: Store | None = None
         self.server: Any = None
         self._last_rescan = 0.0
@@ -134,6 +141,7 @@ class Daemon:
         os.makedirs(cfg.report_dir, exist_ok=True)
         self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"), cfg.report_mode)
         self.reports = ReportWriter(cfg.report_dir)
+        self.reports.yield_to = self._groups_first
         self.quarantine = Quarantine(cfg, self.store, on_event=self.events.append)
         recovered = self.quarantine.recover()
         if recovered:
@@ -168,7 +176,8 @@ class Daemon:
         if self.watcher is not None:
             self.watcher.start()
         if not self._one_shot:
-            self.start_reconcile()
+            self._last_rescan = time.monotonic()  # (the periodic rescan counts from now)
+            self._spawn("walk-start", self._walk_after_first_report)
         self.notifier.ready(self.status_line())
         logger.info("dedupd started", extra={"files": len(self.index.files), "roots": [r.path for r in cfg.roots]})
 
@@ -238,6 +247,20 @@ class Daemon:
         if self.reconciler.start(self.config):
             self.state = "reconciling"
 
+    def _walk_after_first_report(self) -> None:
+        """Start-up: walk the roots once the stored graph is linked and the first ``groups.json``
+        written, at most :data:`WALK_WAIT_S` later (at once when the graph must be derived: that
+        takes minutes). At a million files the walk's stat and store read per file took half the
+        interpreter from the edge linking and the report, which held every group back ~20 s."""
+        deadline = time.monotonic() + WALK_WAIT_S
+        while not self._first_report.is_set() and time.monotonic() < deadline and not self.stop_event.is_set():
+            graph = getattr(self, "graph", None)
+            if graph is not None and graph.state == "deriving":
+                break
+            self._first_report.wait(0.05)
+        if not self.stop_event.is_set():
+            self.start_reconcile()
+
     @property
     def reconcile_progress(self) -> dict[str, Any]:
         return self.reconciler.progress
@@ -282,15 +305,24 @@ class Daemon:
             finally:
                 self._reporting_since = None
                 last_write = time.monotonic()
+                self._first_report.set()
 
     def _slow_report_loop(self) -> None:
         """``duplicates.json`` and ``report.html``: O(files) to write, so on their own thread (a new
-        file's group reaches groups.json meanwhile), at most every max(report_interval_s, 3 x their
-        write time)."""
+        file's group reaches groups.json meanwhile), at most every max(report_interval_s,
+        :data:`dedupd.reports.files.SLOW_SPACING` x their write time), and not while a groups.json write is due or running
+        (for at most ``SLOW_YIELD_S``: a steady ingest does not starve them)."""
         failing: str | None = None
+        yielding = 0.0  # since when a due write waits for groups.json writes
         while not self.stop_event.wait(0.1):
             if not (self.index.graph_ready and self.reports.slow_due_now()):
                 continue
+            if self._dirty.is_set() or self._reporting_since is not None:
+                yielding = yielding or time.monotonic()
+                if time.monotonic() - yielding < SLOW_YIELD_S:
+                    continue  # a groups.json write is due or running: it goes first (a new file waits for it)
+            yielding = 0.0
+            self._slow_budget = SLOW_YIELD_S
             self._slow_since = time.monotonic()
             try:
                 self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._thumbnails_ready)
@@ -304,6 +336,15 @@ class Daemon:
                 self.stop_event.wait(5.0)
             finally:
                 self._slow_since = None
+
+    def _groups_first(self) -> None:
+        """Between pieces of ``duplicates.json``: wait while a groups.json write is due or running
+        (at most ``SLOW_YIELD_S`` in all per slow write)."""
+        t0 = time.monotonic()
+        while (self._reporting_since is not None or (self._dirty.is_set() and self.index.graph_ready)) \
+                and time.monotonic() - t0 < self._slow_budget and not self.stop_event.is_set():
+            time.sleep(0.01)
+        self._slow_budget = max(0.0, self._slow_budget - (time.monotonic() - t0))
 
     def _thumbnails_ready(self) -> None:
         """The pool made thumbnails the last ``report.html`` showed as placeholders: it is owed again
@@ -491,6 +532,7 @@ class Daemon:
             return
         self._record_encoders()
         self.state = "watching"
+        release_memory(self.store)  # what the walk read and freed
         logger.info("watching", extra={"files": len(self.index.files)})
 
     def _record_encoders(self) -> None:

@@ -11,21 +11,24 @@ is streamed (a million keys without building the dict or the whole text first).
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from json.encoder import encode_basestring_ascii
-from typing import Any
+from typing import Any, NamedTuple
 
+from dedupd.core.policy import GroupDecision
 from dedupd.core.review import Review
 from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
 from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import GraphSnapshot, MatchIndex
 from dedupd.reports.atomic import file_mode, write_atomic
-from dedupd.reports.groups import build_groups, would_quarantine
+from dedupd.reports.groups import build_groups, decide, encode_group, would_quarantine
 
 logger = logging.getLogger(__name__)
 
@@ -71,10 +74,29 @@ class EventLog:
                 self.failing = None
 
 
+#: ``duplicates.json`` and ``report.html`` wait this many times their last write time before the
+#: next (so at most ~1/10 of the time goes to them): at a million files one write takes ~10 s of
+#: CPU and ~130 MB of writes, which, three write times apart, delayed a new file's groups.json
+#: line by seconds (GIL and fsync contention)
+SLOW_SPACING = 9.0
+#: :func:`sorted_in_steps` sorts this many strings per call (~30 ms of held GIL each)
+SORT_STEP = 1 << 15
+
+
+def sorted_in_steps(items: list[str]) -> list[str]:
+    """``sorted(items)``, without holding the GIL for the whole sort: one ``sorted`` of a million
+    paths is a single C call (~1 s on a loaded machine, a stall for every other thread, the
+    socket's too); sorted slices are merged in Python instead, which lets other threads in."""
+    if len(items) <= SORT_STEP:
+        return sorted(items)
+    runs = [sorted(items[k:k + SORT_STEP]) for k in range(0, len(items), SORT_STEP)]
+    return list(heapq.merge(*runs))
+
+
 def duplicates_json(snapshot: GraphSnapshot) -> Iterator[bytes]:
     """The bytes of ``duplicates.json`` in pieces: exactly ``json.dumps(adjacency, indent=1)`` + newline,
     keys sorted (what :meth:`MatchIndex.adjacency` gives)."""
-    paths = sorted(snapshot.paths)
+    paths = sorted_in_steps(snapshot.paths)
     if not paths:
         yield b"{}\n"
         return
@@ -104,14 +126,31 @@ def store_review(store: Any) -> Review | None:
     return store.review() if store is not None and hasattr(store, "review") else None
 
 
+def _head(config: Config, moved: str, freed: int) -> str:
+    """The header of ``groups.json`` up to its groups: ``moved`` is the would-quarantine paths,
+    JSON-encoded and joined by ``", "`` (what ``json.dumps`` makes of the list)."""
+    head = json.dumps({"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
+                       "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})},
+                       "dry_run": config.dry_run})
+    return f'{head[:-1]}, "would_quarantine": [{moved}], "would_free_bytes": {freed}, "groups": [\n'
+
+
 def groups_json(groups: list[dict[str, Any]], config: Config, lines: list[str] | None = None) -> bytes:
     """The bytes of ``groups.json``: a header (with the dry-run preview), then one group per line
     (``lines``: already encoded)."""
-    head = json.dumps({"generated_at": round(time.time(), 3), "policy": config.policy, "match": config.match,
-                       "methods": {**config.hash_methods(), **({"cnn": config.cnn.threshold} if config.cnn else {})},
-                       "dry_run": config.dry_run, **would_quarantine(groups)})
+    preview = would_quarantine(groups)
+    moved = ", ".join(encode_basestring_ascii(p) for p in preview["would_quarantine"])
     body = ",\n".join(lines if lines is not None else map(group_line, groups))
-    return (head[:-1] + ', "groups": [\n' + body + "\n]}\n").encode()
+    return (_head(config, moved, preview["would_free_bytes"]) + body + "\n]}\n").encode()
+
+
+class _Kept(NamedTuple):
+    """What :class:`ReportWriter` keeps of a group between writes (not the group's dict: its line
+    is enough, and the HTML report parses the lines when it is written)."""
+
+    line: bytes  # its groups.json line
+    moved: str  # its would-quarantine paths, JSON-encoded, joined by ", "
+    freed: int
 
 
 class ReportWriter:
@@ -119,23 +158,53 @@ class ReportWriter:
 
     ``groups.json`` is rewritten on every :meth:`write` that has changes; ``duplicates.json`` (a
     key per file by its format) and ``report.html`` are O(files) or O(groups) to write, so they
-    are written at most every ``max(report_interval_s, 3 x their last write time)`` (the
+    are written at most every ``max(report_interval_s, SLOW_SPACING x their last write time)`` (the
     :attr:`slow_due` time; :attr:`slow_pending` says one is owed). The groups are kept between
-    writes: a change recomputes the groups of the paths it touched (their components now, and the
-    groups they were in), not every group.
+    writes, each as its encoded line, in file order: a change recomputes the groups of the paths
+    it touched (their components now, and the groups they were in), not every group, and the
+    rewrite joins the kept lines (no re-encoding, no re-sorting).
     """
 
     def __init__(self, report_dir: str) -> None:
         self.report_dir = report_dir
-        self._groups: dict[tuple[str, ...], dict[str, Any]] = {}
-        self._lines: dict[tuple[str, ...], str] = {}  # each group's groups.json line, kept with it
+        self._kept: dict[tuple[str, ...], _Kept] = {}  # by members (sorted)
+        self._order: list[tuple[int, str]] = []  # (-size, first member) of every group, sorted
+        self._by_order: dict[tuple[int, str], tuple[str, ...]] = {}
         self._member: dict[str, tuple[str, ...]] = {}
         self._keep: Any = None
         self._header: Any = None
-        self._sorted: list[dict[str, Any]] = []
+        self._duplicates = 0
         self.slow_due = 0.0
-        self.slow_pending = True
+        self.slow_pending = False  # owed after each groups.json write that changed it (the first does)
+        #: called between pieces of ``duplicates.json``: may wait (the daemon lets a due groups.json
+        #: write go first, so that a new file's line is not held up by a million-key write)
+        self.yield_to: Callable[[], None] | None = None
         self.counts = {"groups": 0, "duplicates": 0}
+
+    def _drop(self, key: tuple[str, ...]) -> None:
+        for p in key:
+            self._member.pop(p, None)
+        del self._kept[key]
+        o = (-len(key), key[0])
+        del self._order[bisect.bisect_left(self._order, o)], self._by_order[o]
+        self._duplicates -= len(key) - 1
+
+    def _put(self, decision: GroupDecision, snapshot: GraphSnapshot, evidence: dict[int, str], *,
+             bulk: bool = False) -> None:
+        """Keep one decided group (``bulk``: its order entry is appended; the caller sorts)."""
+        key = decision.members
+        line, moves = encode_group(decision, snapshot, evidence)
+        self._kept[key] = _Kept(line.encode(), ", ".join(encode_basestring_ascii(p) for p, _ in moves),
+                                sum(b for _, b in moves))
+        o = (-len(key), key[0])
+        if bulk:
+            self._order.append(o)
+        else:
+            bisect.insort(self._order, o)
+        self._by_order[o] = key
+        for p in key:
+            self._member[p] = key
+        self._duplicates += len(key) - 1
 
     def _refresh(self, index: MatchIndex, config: Config, review: Review | None) -> bool:
         """Bring the kept groups up to date with ``index``; False when nothing changed. A change of
@@ -144,9 +213,13 @@ class ReportWriter:
         header = (config.policy, config.match, config.hash_thresholds, config.cnn, config.dry_run, config.roots, review)
         if header != self._header:
             self._header, everything = header, True
-        if everything or config.keep != self._keep:
-            snapshot = index.snapshot()
-            self._groups, self._lines, self._member, self._keep = {}, {}, {}, config.keep
+        full = everything or config.keep != self._keep
+        if full:
+            with index.lock:  # the files of group members only (a snapshot copies every file)
+                dups = index.duplicate_lists()
+                snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
+            self._kept, self._order, self._by_order, self._member = {}, [], {}, {}
+            self._keep, self._duplicates = config.keep, 0
         elif not touched:
             return False
         else:
@@ -154,7 +227,7 @@ class ReportWriter:
                 seeds = set(touched)
                 for p in touched:
                     seeds.update(self._member.get(p, ()))
-                dups: dict[str, list] = {}
+                dups = {}
                 stack = list(seeds)
                 while stack:
                     p = stack.pop()
@@ -165,15 +238,12 @@ class ReportWriter:
                 dups = {p: d for p, d in dups.items() if d}
                 snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
             for key in {self._member[p] for p in seeds if p in self._member}:
-                for p in key:
-                    self._member.pop(p, None)
-                del self._groups[key], self._lines[key]
-        for g in build_groups(snapshot, config.keep, review, config):  # type: ignore[arg-type]
-            key = tuple(sorted([g["keep"]["path"], *(d["path"] for d in g["duplicates"])]))
-            self._groups[key] = g
-            self._lines[key] = group_line(g)
-            for p in key:
-                self._member[p] = key
+                self._drop(key)
+        evidence: dict[int, str] = {}
+        for decision in decide(snapshot, config.keep, review=review, config=config):
+            self._put(decision, snapshot, evidence, bulk=full)
+        if full:
+            self._order.sort()
         return True
 
     def write(self, index: MatchIndex, config: Config, store: Any = None, *, slow: bool | None = None,
@@ -190,15 +260,24 @@ class ReportWriter:
         with gc_paused():  # no full collection (a GIL stall for the socket) per batch of groups
             return self._write_groups(index, config, store)
 
+    def _ordered(self) -> list[_Kept]:
+        """The kept groups in file order: largest first, then by first member."""
+        kept, by_order = self._kept, self._by_order
+        return [kept[by_order[o]] for o in self._order]
+
     def _write_groups(self, index: MatchIndex, config: Config, store: Any) -> dict[str, int]:
         if self._refresh(index, config, store_review(store)):
-            keys = sorted(self._groups, key=lambda k: (-len(k), k[0]))  # largest first, then by first member
-            self._sorted = [self._groups[k] for k in keys]
+            groups = self._ordered()
+            head = _head(config, ", ".join(g.moved for g in groups if g.moved), sum(g.freed for g in groups))
             write_atomic(os.path.join(self.report_dir, "groups.json"),
-                         groups_json(self._sorted, config, [self._lines[k] for k in keys]), config.report_mode)
+                         _pieces(head.encode(), [g.line for g in groups]), config.report_mode)
             self.slow_pending = True
-        self.counts = {"groups": len(self._sorted), "duplicates": sum(g["size"] - 1 for g in self._sorted)}
+        self.counts = {"groups": len(self._kept), "duplicates": self._duplicates}
         return self.counts
+
+    def groups(self) -> list[dict[str, Any]]:
+        """The groups of the last :meth:`write_groups`, in file order (parsed from their lines)."""
+        return [json.loads(g.line) for g in self._ordered()]
 
     def slow_due_now(self) -> bool:
         """True when ``duplicates.json`` and ``report.html`` are owed and their time has come."""
@@ -213,11 +292,27 @@ class ReportWriter:
         self.slow_pending = False
         with gc_paused():
             snapshot = index.snapshot()
-            write_atomic(os.path.join(self.report_dir, "duplicates.json"), duplicates_json(snapshot),
+            write_atomic(os.path.join(self.report_dir, "duplicates.json"), self._yielding(duplicates_json(snapshot)),
                          config.report_mode)
             write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
-                              groups=self._sorted, on_thumbnails=on_thumbnails)
-        self.slow_due = time.monotonic() + max(config.report_interval_s, 3 * (time.monotonic() - t0))
+                              groups=self.groups(), on_thumbnails=on_thumbnails)
+        self.slow_due = time.monotonic() + max(config.report_interval_s, SLOW_SPACING * (time.monotonic() - t0))
+
+
+    def _yielding(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        for piece in pieces:
+            if self.yield_to is not None:
+                self.yield_to()
+            yield piece
+
+
+def _pieces(head: bytes, lines: list[bytes]) -> Iterator[bytes]:
+    """``groups.json`` from its header and group lines, in pieces of about a thousand lines."""
+    yield head
+    step = 1024
+    for k in range(0, len(lines), step):
+        yield (b",\n" if k else b"") + b",\n".join(lines[k:k + step])
+    yield b"\n]}\n"
 
 
 def write_reports(report_dir: str, index: MatchIndex | GraphSnapshot, config: Config, store: Any = None, *,

@@ -14,14 +14,16 @@ a reference original or the user's choice) and ``"reopened": true``.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Collection, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from dedupd.core.keep import Candidate
 from dedupd.core.policy import Evidence, GroupDecision, decide_groups
 from dedupd.core.review import Review
 from dedupd.daemon.config import Config, KeepRule
-from dedupd.daemon.index import MatchIndex
+from dedupd.daemon.index import GraphSnapshot, MatchIndex
 
 
 def keep_rules(rules: Sequence[KeepRule]) -> list[str | dict[str, str]]:
@@ -37,7 +39,7 @@ def file_view(path: str, index: MatchIndex) -> dict[str, Any]:
             "mtime": round(info.mtime_ns / 1e9, 3)}
 
 
-def decide(index: MatchIndex, rules: Sequence[KeepRule], exempt: Collection[str] = (),
+def decide(index: MatchIndex | GraphSnapshot, rules: Sequence[KeepRule], exempt: Collection[str] = (),
            review: Review | None = None, config: Config | None = None) -> list[GroupDecision]:
     """Every duplicate group of ``index`` decided by the keep ``rules`` (call under ``index.lock``).
 
@@ -45,7 +47,7 @@ def decide(index: MatchIndex, rules: Sequence[KeepRule], exempt: Collection[str]
     see :mod:`dedupd.core.review`.
     """
     with index.lock:
-        edges: dict[str, dict[str, Evidence]] = {p: dict(index.duplicates_of(p)) for p in index.neighbours()}
+        edges: dict[str, dict[str, Evidence]] = {p: dict(d) for p, d in index.duplicate_lists().items()}
         facts = {}
         for p in edges:
             info = index.files[p]
@@ -55,6 +57,56 @@ def decide(index: MatchIndex, rules: Sequence[KeepRule], exempt: Collection[str]
         if (review is not None and not review.empty) or reference:
             bound = (review or Review()).bind({p: index.files[p].digest for p in edges}, reference)
     return decide_groups(facts, edges, keep_rules(rules), exempt, bound)
+
+
+def group_id(members: Sequence[str]) -> str:
+    """A group's ``id``: a short hash of its (sorted) members."""
+    return hashlib.blake2b("\0".join(members).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _file_json(path: str, index: MatchIndex | GraphSnapshot) -> str:
+    """:func:`file_view` as compact JSON members (without the braces)."""
+    info = index.files.get(path)
+    if info is None:
+        return '"path":' + encode_basestring_ascii(path)
+    return (f'"path":{encode_basestring_ascii(path)},"width":{info.width!r},"height":{info.height!r},'
+            f'"bytes":{info.size!r},"mtime":{round(info.mtime_ns / 1e9, 3)!r}')
+
+
+def encode_group(decision: GroupDecision, index: MatchIndex | GraphSnapshot, evidence: dict[int, str]
+               ) -> tuple[str, list[tuple[str, int]]]:
+    """``json.dumps(group_view(decision, index), separators=(",", ":"))`` without building the
+    view (a million-file report has ~100k groups), and the members quarantine would move, with
+    their bytes. ``evidence``: a memo of each evidence object's JSON (they are shared), by id,
+    valid while the decisions live."""
+    dups, moves = [], []
+    for d in decision.duplicates:
+        if d.direct:
+            assert d.evidence is not None
+            ev = evidence.get(id(d.evidence))
+            if ev is None:
+                ev = evidence[id(d.evidence)] = _compact(d.evidence.as_dict())[1:-1]
+            how = ',"direct":true,' + ev
+        else:
+            how = ',"direct":false,"via":' + _compact(d.via)
+        extra = ',"distinct":true' if d.distinct else ""
+        if d.protected:
+            extra += ',"protected":' + _compact(d.protected)
+        dups.append("{" + _file_json(d.path, index) + how + ',"move":' + _compact(d.move) + extra + "}")
+        if d.move:
+            info = index.files.get(d.path)
+            moves.append((d.path, 0 if info is None else info.size))
+    out = (f'{{"id":"{group_id(decision.members)}","size":{len(decision.members)},'
+           f'"keep":{{{_file_json(decision.keep, index)}}},"duplicates":[{",".join(dups)}]')
+    if decision.kept_by:
+        out += ',"kept_by":' + _compact(decision.kept_by)
+    if decision.reopened:
+        out += ',"reopened":true'
+    return out + "}", moves
 
 
 def group_view(decision: GroupDecision, index: MatchIndex) -> dict[str, Any]:
@@ -73,8 +125,7 @@ def group_view(decision: GroupDecision, index: MatchIndex) -> dict[str, Any]:
         if d.protected:
             entry["protected"] = d.protected
         dups.append(entry)
-    gid = hashlib.blake2b("\0".join(decision.members).encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
-    out = {"id": gid, "size": len(decision.members), "keep": file_view(decision.keep, index), "duplicates": dups}
+    out = {"id": group_id(decision.members), "size": len(decision.members), "keep": file_view(decision.keep, index), "duplicates": dups}
     if decision.kept_by:
         out["kept_by"] = decision.kept_by
     if decision.reopened:

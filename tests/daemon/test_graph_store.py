@@ -392,3 +392,114 @@ def test_the_final_report_at_shutdown_is_time_boxed(caplog) -> None:
     fake.reports.slow_pending, calls[:] = False, []
     Daemon._final_report(fake, 0.3)  # type: ignore[arg-type]
     assert not calls  # nothing owed: nothing written
+
+
+def _without_time(data: bytes) -> bytes:
+    head, sep, rest = data.partition(b', "policy"')
+    assert head.startswith(b'{"generated_at": ') and sep
+    return sep + rest
+
+
+@pytest.mark.parametrize("policy", ["report", "quarantine"])
+def test_incremental_groups_json_bytes_equal_a_full_write(tmp_path: Path, policy: str) -> None:
+    """``groups.json`` kept up to date change by change (its lines kept in file order, the header's
+    preview summed per group) has the bytes of a full :func:`write_reports` build after every
+    step of a random sequence of adds, removes, renames and a retune (the generation time aside)."""
+    from dedupd.reports.files import ReportWriter, write_reports
+
+    root = tmp_path / "photos"
+    root.mkdir()
+
+    def cfg_of(phash: int):
+        return config_from_mapping({"roots": [str(root)], "store_dir": str(tmp_path / "store"),
+                                    "report_dir": str(tmp_path / "r"), "socket_path": str(tmp_path / "s"),
+                                    "methods": {"phash": phash}, "policy": policy, "dry_run": True,
+                                    **({"quarantine_dir": str(tmp_path / "q")} if policy == "quarantine" else {})})
+
+    cfg = cfg_of(10)
+    rng = random.Random(5)
+    hashes = list(contents(7, 60).items())
+    index = MatchIndex(matching_of(cfg))
+    writer = ReportWriter(str(tmp_path / "r"))
+    full = tmp_path / "full"
+    full.mkdir()
+    paths: list[str] = []
+    compared = 0
+    for step in range(120):
+        op = rng.random()
+        if op < 0.55 or len(paths) < 5:
+            d, h = rng.choice(hashes)
+            p = f"{root}/{rng.randrange(50)}.jpg"
+            index.add(p, FileInfo(d, rng.randrange(1, 9), rng.randrange(3), 8, 8), {"phash": h["phash"]})
+            paths.append(p)
+        elif op < 0.8:
+            index.remove(paths.pop(rng.randrange(len(paths))))
+        elif op < 0.97:
+            old = paths.pop(rng.randrange(len(paths)))
+            new = f"{root}/r{rng.randrange(50)}.jpg"
+            if index.rename(old, new):
+                paths.append(new)
+        else:
+            cfg = cfg_of(rng.choice([6, 8, 10]))
+            index.retune(matching_of(cfg))
+            assert index.build_graph()
+        paths = [p for p in dict.fromkeys(paths) if p in index.files]
+        if step % 2 == 0:
+            counts = writer.write_groups(index, cfg)
+            want = write_reports(str(full), index, cfg)
+            got_bytes = (tmp_path / "r" / "groups.json").read_bytes()
+            assert _without_time(got_bytes) == _without_time((full / "groups.json").read_bytes()), step
+            assert counts == want
+            compared += want["groups"]
+            if policy == "quarantine":
+                assert json.loads(got_bytes)["would_quarantine"] or not want["groups"]
+    assert compared > 50
+
+
+def test_duplicate_lists_equal_duplicates_of_every_path() -> None:
+    """:meth:`MatchIndex.duplicate_lists` (one pass, per content) lists what ``duplicates_of``
+    lists for each path that has duplicates, in the same order, and no other path."""
+    rng = random.Random(3)
+    hashes = list(contents(9, 40).items())
+    index = MatchIndex(Matching({"phash": 10, "dhash": 8}))
+    for k in range(150):
+        d, h = rng.choice(hashes)
+        index.add(f"/p/{rng.randrange(120)}.jpg", FileInfo(d, 1, k, 8, 8), h)
+    lists = index.duplicate_lists()
+    want = {p: index.duplicates_of(p) for p in index.files if index.duplicates_of(p)}
+    assert lists == want and any(len(v) > 2 for v in want.values())
+
+
+def test_sorted_in_steps_equals_sorted(monkeypatch) -> None:
+    """The stepwise sort of ``duplicates.json``'s keys gives ``sorted``'s order, also across
+    slices and for names that are not UTF-8 (surrogate escapes)."""
+    from dedupd.reports import files
+
+    monkeypatch.setattr(files, "SORT_STEP", 7)
+    rng = random.Random(2)
+    names = [f"/p/{rng.choice(['a', 'b', 'é', '-', '/', 'Z'])}{rng.randrange(50)}" for _ in range(200)]
+    names += ["/p/caf\udce9", "/p/caf", "/p/cafe"]
+    assert files.sorted_in_steps(names) == sorted(names)
+    assert files.sorted_in_steps(names[:5]) == sorted(names[:5])
+
+
+def test_slow_reports_call_yield_to_between_pieces(tmp_path: Path, monkeypatch) -> None:
+    """``duplicates.json`` written by the report writer calls its ``yield_to`` hook before each
+    piece (where the daemon lets a due groups.json write go first) and is the same file."""
+    from dedupd.reports import files
+    from dedupd.reports.files import ReportWriter
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    cfg = config(root, tmp_path, phash=10)
+    index = MatchIndex(matching_of(cfg))
+    for k, (d, h) in enumerate(contents(4, 40).items()):
+        index.add(f"{root}/{k}.jpg", FileInfo(d, 1, k, 8, 8), {"phash": h["phash"]})
+    calls: list[int] = []
+    writer = ReportWriter(str(tmp_path / "r"))
+    writer.yield_to = lambda: calls.append(1)
+    monkeypatch.setattr(files, "SORT_STEP", 8)
+    writer.write(index, cfg, slow=True)
+    want = b"".join(duplicates_json(index.snapshot()))
+    assert (tmp_path / "r" / "duplicates.json").read_bytes() == want
+    assert len(calls) == len(list(duplicates_json(index.snapshot()))) >= 1

@@ -161,3 +161,37 @@ def test_content_ids_are_reused_without_mixing_contents(tmp_path: Path) -> None:
     assert [p for p, _ in index.duplicates_of("/p/c.jpg")] == ["/p/d.jpg"]
     assert [p for p, _ in index.query({"phash": 1})] == ["/p/a.jpg"]
     assert [p for p, _ in index.query({"phash": 2**64 - 3})] == ["/p/c.jpg", "/p/d.jpg"]
+
+
+def _mapped_rss_kb(name: str) -> int:
+    """This process's resident kB of the mappings of files whose path ends with ``name``."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:
+                inside = line.rstrip().endswith(name)
+            elif inside and line.startswith("Rss:"):
+                total += int(head[1])
+    return total
+
+
+def test_release_mapped_drops_the_store_pages_and_reads_still_work(tmp_path: Path) -> None:
+    """After a bulk read, :func:`release_mapped` leaves none of ``data.mdb``'s pages resident in
+    this process (they were, after the read), and the store reads the same records afterwards,
+    on the writer's handle too."""
+    from dedupd.daemon.loader import release_mapped
+
+    hashes = contents(3, 300)
+    with Store.open(tmp_path / "store") as store:
+        store.put_files([(f"/p/{k}.jpg", FileRecord(1, 1, 1, k, d, encoded_at=1.0),
+                          EncodingRecord(8, 8, "JPEG", h, PARAMS)) for k, (d, h) in enumerate(hashes.items())])
+        before = sorted(store.iter_encodings_brief())
+        resident = _mapped_rss_kb("/store/data.mdb")
+        assert resident > 0
+        assert release_mapped(store) > 0
+        assert _mapped_rss_kb("/store/data.mdb") < resident and _mapped_rss_kb("/store/data.mdb") == 0
+        assert sorted(store.iter_encodings_brief()) == before
+        store.put_files([("/p/new.jpg", FileRecord(1, 1, 1, 1, b"n" * 16, encoded_at=1.0),
+                          EncodingRecord(8, 8, "JPEG", {"phash": 1}, PARAMS))])
+        assert len(list(store.iter_encodings_brief())) == len(before) + 1
