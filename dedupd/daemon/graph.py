@@ -4,9 +4,11 @@ The pipeline writes the edges of every new encoding in its own transaction (see
 :meth:`MatchIndex.plan`). This module covers the rest:
 
 - start-up: the stored edges serve the config when their reach covers its thresholds: they are
-  loaded (O(edges)); otherwise the store's edges are cleared, stamped with the new reach, and
-  derived in the background (:meth:`MatchIndex.build_graph`), each step written with its progress
-  so that a restart resumes where the last one stopped. An old store (schema 1, no edges) takes
+  loaded (O(edges)); edges stored before a check score (the framing check) existed first get it
+  from the stored hashes (:func:`~dedupd.daemon.loader.upgrade_stamp`). Otherwise the store's
+  edges are cleared, stamped with the new reach, and derived in the background
+  (:meth:`MatchIndex.build_graph`), each step written with its progress so that a restart resumes
+  where the last one stopped. An old store (schema 1, no edges) takes
   the second path.
 - reload: a threshold or mode change within the reach refilters the graph in memory; other
   methods or thresholds beyond the reach re-derive, as above. Called on the pipeline thread, so
@@ -27,7 +29,7 @@ from collections.abc import Callable
 from dedupd.daemon.config import Config
 from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import Edge, MatchIndex, Reach
-from dedupd.daemon.loader import load_edges, matching_of, reach_of, stamp_of, usable_stamp
+from dedupd.daemon.loader import load_edges, matching_of, reach_of, stamp_of, upgrade_stamp, usable_stamp
 from dedupd.daemon.store import Store
 from dedupd.daemon.store.records import GraphStamp
 
@@ -49,7 +51,8 @@ class GraphKeeper:
     def prepare(self) -> Reach:
         """Start-up, before the index is loaded: the reach of the graph (the stored one if it serves
         the config; else a new one, the stored edges cleared)."""
-        stamp = usable_stamp(self.store, self.config)
+        # edges stored before a check score existed get it from the stored hashes (no derivation)
+        stamp = usable_stamp(self.store, self.config) or upgrade_stamp(self.store, self.config)
         if stamp is not None:
             self._stamp = stamp
             return Reach(stamp.radii, stamp.cnn)

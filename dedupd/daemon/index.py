@@ -61,6 +61,17 @@ class Reach:
                               *((name, CHECK) for name in matching.checks())]))
         return cls(radii, None if matching.cnn is None else max(-1.0, round(matching.cnn - cnn_margin, 6)))
 
+    def with_checks(self, matching: Matching) -> Reach | None:
+        """This reach plus the check scores ``matching`` reads that it lacks, when that is all it
+        lacks to cover ``matching`` (edges stored before a check existed: its score is computed
+        from the hashes, no search needed); None otherwise, or when nothing is missing."""
+        have = dict(self.radii)
+        missing = [name for name in matching.checks() if name not in have]
+        if not missing:
+            return None
+        grown = Reach(tuple(sorted([*self.radii, *((name, CHECK) for name in missing)])), self.cnn)
+        return grown if grown.covers(matching) else None
+
     @property
     def names(self) -> list[str]:
         """Order of the scores in an edge: hash methods and their variant families (``"phash@crop"``:
@@ -924,6 +935,17 @@ def _hash_score(name: str, a: Mapping[str, int], b: Mapping[str, int]) -> int | 
             if best is None or d < best:
                 best = d
     return best
+
+
+def grown_scores(stored: Reach, grown: Reach, scores: Sequence[float | None], a: Mapping[str, int],
+                 b: Mapping[str, int]) -> list[float | None] | None:
+    """An edge's ``scores`` (in ``stored``'s order) in the order of ``grown`` (:meth:`Reach.with_checks`),
+    the check scores computed from the two contents' hashes; None when ``scores`` is not of ``stored``."""
+    old = stored.names
+    if len(scores) != len(old):
+        return None
+    where = {m: k for k, m in enumerate(old)}
+    return [scores[where[m]] if m in where else _hash_score(m, a, b) for m in grown.names]
 
 
 def _columns(matching: Matching) -> list[str]:

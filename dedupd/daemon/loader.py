@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.gcpause import gc_paused
-from dedupd.daemon.index import MatchIndex, Matching, Reach
+from dedupd.daemon.index import Edge, MatchIndex, Matching, Reach, grown_scores
 from dedupd.daemon.store import Store
 from dedupd.daemon.store.records import GraphStamp
 from dedupd.daemon.walk import root_of
@@ -62,6 +62,39 @@ def usable_stamp(store: Store, config: Config) -> GraphStamp | None:
     if stamp is None or not Reach(stamp.radii, stamp.cnn).covers(matching_of(config)):
         return None
     return stamp
+
+
+def upgrade_stamp(store: Store, config: Config) -> GraphStamp | None:
+    """When the stored edges lack only check scores that ``config`` reads (stored before the
+    framing check existed), compute those from the stored hashes and store the edges again under
+    the grown reach, in one transaction (a one-off O(edges) at start-up, against a derivation of
+    the whole graph); returns the new stamp. None when that does not apply."""
+    stamp = store.graph_stamp()
+    if stamp is None:
+        return None
+    stored = Reach(stamp.radii, stamp.cnn)
+    grown = stored.with_checks(matching_of(config))
+    if grown is None:
+        return None
+    hashes: dict[bytes, dict[str, int] | None] = {}
+
+    def hashes_of(digest: bytes) -> dict[str, int] | None:
+        if digest not in hashes:
+            enc = store.get_encoding(digest)
+            hashes[digest] = None if enc is None else dict(enc.hashes)
+        return hashes[digest]
+
+    edges: list[Edge] = []
+    for chunk in store.iter_edges():
+        for a, b, scores in chunk:
+            ha, hb = hashes_of(a), hashes_of(b)
+            if ha is not None and hb is not None and (new := grown_scores(stored, grown, scores, ha, hb)) is not None:
+                edges.append((a, b, new))
+    new_stamp = stamp_of(config, grown, complete=stamp.complete, cursor=stamp.cursor)
+    written = store.replace_graph(new_stamp, edges)
+    logger.info("stored duplicate graph given the check scores of this config", extra={"edges": written,
+                "checks": [m for m in grown.names if m not in stored.names]})
+    return new_stamp
 
 
 def load_edges(store: Store, index: MatchIndex, stamp: GraphStamp, should_stop: Callable[[], bool] = lambda: False

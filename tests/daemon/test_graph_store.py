@@ -503,3 +503,49 @@ def test_slow_reports_call_yield_to_between_pieces(tmp_path: Path, monkeypatch) 
     want = b"".join(duplicates_json(index.snapshot()))
     assert (tmp_path / "r" / "duplicates.json").read_bytes() == want
     assert len(calls) == len(list(duplicates_json(index.snapshot()))) >= 1
+
+
+def test_edges_stored_before_the_framing_check_get_its_scores_without_a_derivation(tmp_path: Path, root: Path,
+                                                                                    monkeypatch) -> None:
+    """A store written before ``agree`` existed (its edges lack the check score): the next start
+    computes the score from the stored hashes and stores the edges again, instead of clearing
+    and re-deriving the graph (45 minutes at a million files); the graph equals a rebuild."""
+    from tests.daemon.test_index_agree import contents as framed
+
+    old_cfg = config(root, tmp_path, phash={"threshold": 10, "crop": True, "agree": False})
+    new_cfg = config(root, tmp_path, phash={"threshold": 10, "crop": True})
+    assert dict(matching_of(new_cfg).agree) == {"phash": 10}, "the check is the default"
+    hashes = {k.to_bytes(8, "big") + b"\x00" * 8: h for k, h in enumerate(framed(5, 160))}
+    with Store.open(old_cfg.store_dir) as store:
+        keeper = GraphKeeper(store, old_cfg)
+        index = MatchIndex(matching_of(old_cfg), keeper.prepare())
+        keeper.run(index, lambda: False)
+        fill(store, root, hashes, index)
+        old_edges = stored_edges(store)
+    assert old_edges and all(len(s) == 2 for s in old_edges.values())  # phash, phash@crop
+
+    derive = MatchIndex._derive_steps
+
+    def no_derivation(*a, **k):
+        for step in derive(*a, **k):
+            raise AssertionError(f"the graph was derived again: {len(step[0])} edges")
+        yield from ()
+
+    with Store.open(new_cfg.store_dir) as store:
+        keeper = GraphKeeper(store, new_cfg)
+        reach = keeper.prepare()
+        assert dict(reach.radii)["phash@agree"] == -1
+        stamp = store.graph_stamp()
+        assert stamp is not None and stamp.radii == reach.radii and stamp.complete
+        new_edges = stored_edges(store)
+        assert new_edges.keys() == old_edges.keys()
+        assert all(len(s) == 3 and s[0] == old_edges[k][0] for k, s in new_edges.items())  # + phash@agree
+        loaded = load_index(store, new_cfg, build_graph=False, reach=reach)
+        monkeypatch.setattr(MatchIndex, "_derive_steps", no_derivation)
+        assert keeper.run(loaded, lambda: False) and keeper.edges_loaded == len(old_edges)
+        monkeypatch.undo()  # the rebuilds below derive, as they should
+        rebuilt = MatchIndex(matching_of(new_cfg))
+        rebuilt.bulk_load([(p, loaded.files[p], hashes[loaded.files[p].digest], None) for p in loaded.files])
+        with_check, without = graph(loaded), graph(load_index(store, old_cfg))
+        assert with_check == graph(rebuilt)
+        assert sum(map(len, with_check.values())) < sum(map(len, without.values())), "the check must drop pairs"

@@ -421,6 +421,19 @@ class Store(ManifestMixin, ReviewMixin):
 
         return self._write(work)
 
+    def replace_graph(self, stamp: GraphStamp, edges: Iterable[Edge]) -> int:
+        """Every stored edge replaced by ``edges`` (those whose two digests are stored), under the
+        new ``stamp``: one transaction. Returns the number written."""
+        batch = list(edges)
+
+        def work(txn: lmdb.Transaction) -> int:
+            txn.drop(self._dbs["edges"], delete=False)
+            n = self._put_edges(txn, batch)
+            txn.put(b"graph", r.pack_stamp(stamp), db=self._dbs["meta"])
+            return n
+
+        return self._write(work)
+
     def iter_edges(self, chunk: int = 8192) -> Iterator[list[tuple[bytes, bytes, list[float | None]]]]:
         """Every stored edge once, as lists of ``(a, b, scores)`` with ``a < b``, in key order.
 
