@@ -50,7 +50,10 @@ def _server_alive_fd() -> int | None:
     """In the server, while it imports its preload list: the read end of the pipe that reaches its
     end of file when the daemon is gone (the server's own ``alive_r``); None in any other process."""
     frame: types.FrameType | None = sys._getframe(1)
+    serve_one = getattr(multiprocessing.forkserver, "_serve_one", None)
     while frame is not None:
+        if serve_one is not None and frame.f_code is serve_one.__code__:
+            return None  # a worker the server forked (its stack still holds the server's frames)
         if frame.f_code is multiprocessing.forkserver.main.__code__:
             fd = frame.f_locals.get("alive_r")
             return fd if isinstance(fd, int) else None

@@ -98,3 +98,19 @@ def test_a_scan_running_as_pid_1_gets_its_workers(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=180, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout)["encoded"] == 4, out.stdout
+
+
+def test_a_worker_of_a_server_without_this_preload_may_import_it() -> None:
+    """The library's pools start the forkserver without the daemon's preload; a worker forked
+    from it that imports this module (the thumbnail workers do) is not the server: its stack still
+    holds the server's frames, and the guard used to end it (every thumbnail failed after a library
+    call in the same process)."""
+    code = (
+        "import concurrent.futures as cf, multiprocessing as mp\n"
+        "with cf.ProcessPoolExecutor(1, mp_context=mp.get_context('forkserver')) as pool:\n"
+        "    print(pool.submit(eval, \"__import__('dedupd.daemon.forkserver').daemon.forkserver.PRELOAD\").result())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "dedupd.daemon.forkserver" in out.stdout
