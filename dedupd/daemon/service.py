@@ -310,19 +310,23 @@ class Daemon:
     def _slow_report_loop(self) -> None:
         """``duplicates.json`` and ``report.html``: O(files) to write, so on their own thread (a new
         file's group reaches groups.json meanwhile), at most every max(report_interval_s,
-        :data:`dedupd.reports.files.SLOW_SPACING` x their write time), and not while a groups.json write is due or running
-        (for at most ``SLOW_YIELD_S``: a steady ingest does not starve them)."""
+        :data:`dedupd.reports.files.SLOW_SPACING` x their write time), and not while a groups.json
+        write is due or running, for at most their last write time and ``SLOW_YIELD_S`` (a steady
+        ingest does not starve them; a small library's report is not held up)."""
         failing: str | None = None
         yielding = 0.0  # since when a due write waits for groups.json writes
         while not self.stop_event.wait(0.1):
             if not (self.index.graph_ready and self.reports.slow_due_now()):
                 continue
+            # groups.json writes go first, for at most as long as this write itself took last time
+            # (a million keys: seconds; a small library: not at all), SLOW_YIELD_S at most
+            budget = min(SLOW_YIELD_S, self.reports.slow_seconds)
             if self._dirty.is_set() or self._reporting_since is not None:
                 yielding = yielding or time.monotonic()
-                if time.monotonic() - yielding < SLOW_YIELD_S:
+                if time.monotonic() - yielding < budget:
                     continue  # a groups.json write is due or running: it goes first (a new file waits for it)
             yielding = 0.0
-            self._slow_budget = SLOW_YIELD_S
+            self._slow_budget = budget
             self._slow_since = time.monotonic()
             try:
                 self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._thumbnails_ready)
@@ -339,7 +343,7 @@ class Daemon:
 
     def _groups_first(self) -> None:
         """Between pieces of ``duplicates.json``: wait while a groups.json write is due or running
-        (at most ``SLOW_YIELD_S`` in all per slow write)."""
+        (in all per slow write at most its last write time, and ``SLOW_YIELD_S``)."""
         t0 = time.monotonic()
         while (self._reporting_since is not None or (self._dirty.is_set() and self.index.graph_ready)) \
                 and time.monotonic() - t0 < self._slow_budget and not self.stop_event.is_set():

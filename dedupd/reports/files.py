@@ -179,6 +179,9 @@ class ReportWriter:
         #: called between pieces of ``duplicates.json``: may wait (the daemon lets a due groups.json
         #: write go first, so that a new file's line is not held up by a million-key write)
         self.yield_to: Callable[[], None] | None = None
+        #: the last ``duplicates.json`` + ``report.html`` write's own time (waits in yield_to excluded)
+        self.slow_seconds = 0.0
+        self._yielded = 0.0
         self.counts = {"groups": 0, "duplicates": 0}
 
     def _drop(self, key: tuple[str, ...]) -> None:
@@ -290,19 +293,23 @@ class ReportWriter:
 
         t0 = time.monotonic()
         self.slow_pending = False
+        self._yielded = 0.0
         with gc_paused():
             snapshot = index.snapshot()
             write_atomic(os.path.join(self.report_dir, "duplicates.json"), self._yielding(duplicates_json(snapshot)),
                          config.report_mode)
             write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
                               groups=self.groups(), on_thumbnails=on_thumbnails)
-        self.slow_due = time.monotonic() + max(config.report_interval_s, SLOW_SPACING * (time.monotonic() - t0))
+        self.slow_seconds = time.monotonic() - t0 - self._yielded
+        self.slow_due = time.monotonic() + max(config.report_interval_s, SLOW_SPACING * self.slow_seconds)
 
 
     def _yielding(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
         for piece in pieces:
             if self.yield_to is not None:
+                t0 = time.monotonic()
                 self.yield_to()
+                self._yielded += time.monotonic() - t0
             yield piece
 
 

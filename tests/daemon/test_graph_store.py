@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 
 import lmdb
@@ -497,12 +498,21 @@ def test_slow_reports_call_yield_to_between_pieces(tmp_path: Path, monkeypatch) 
         index.add(f"{root}/{k}.jpg", FileInfo(d, 1, k, 8, 8), {"phash": h["phash"]})
     calls: list[int] = []
     writer = ReportWriter(str(tmp_path / "r"))
-    writer.yield_to = lambda: calls.append(1)
+
+    def wait() -> None:  # as the daemon's hook waits for a groups.json write
+        calls.append(1)
+        time.sleep(0.3)
+
+    writer.yield_to = wait
     monkeypatch.setattr(files, "SORT_STEP", 8)
+    t0 = time.monotonic()
     writer.write(index, cfg, slow=True)
+    took = time.monotonic() - t0
     want = b"".join(duplicates_json(index.snapshot()))
     assert (tmp_path / "r" / "duplicates.json").read_bytes() == want
     assert len(calls) == len(list(duplicates_json(index.snapshot()))) >= 1
+    # the write's own time leaves the waits out: it sets the next write's spacing and the next wait's bound
+    assert 0 < writer.slow_seconds <= took - 0.3 * len(calls) + 0.05
 
 
 def test_edges_stored_before_the_framing_check_get_its_scores_without_a_derivation(tmp_path: Path, root: Path,
