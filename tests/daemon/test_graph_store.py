@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lmdb
 import pytest
@@ -74,6 +76,31 @@ def fill(store: Store, root: Path, hashes: dict[bytes, dict[str, int]], index: M
                 assert rec.digest is not None
                 index.add(path, FileInfo(rec.digest, 1, 1, 8, 8), enc.hashes, None,
                           [e for e in planned if rec.digest in e[:2]])
+
+
+def random_change(index: MatchIndex, rng: random.Random, paths: list[str], hashes: list, root: Path, names: int,
+                  adds: float, cfg: Any, retuned: Callable[[int], Any]) -> Any:
+    """One random change to ``index`` (``paths``: its paths, kept up to date): an add of a content
+    of ``hashes`` under one of ``names`` paths (a share ``adds`` of the changes), a remove, a
+    rename, or (3 %) a retune to ``retuned(threshold)``; returns the config now in force."""
+    op = rng.random()
+    if op < adds or len(paths) < 5:
+        d, h = rng.choice(hashes)
+        p = f"{root}/{rng.randrange(names)}.jpg"
+        index.add(p, FileInfo(d, rng.randrange(1, 9), rng.randrange(3), 8, 8), {"phash": h["phash"]})
+        paths.append(p)
+    elif op < 0.8:
+        index.remove(paths.pop(rng.randrange(len(paths))))
+    elif op < 0.97:
+        old = paths.pop(rng.randrange(len(paths)))
+        new = f"{root}/r{rng.randrange(names)}.jpg"
+        if index.rename(old, new):
+            paths.append(new)
+    else:
+        cfg = retuned(rng.choice([6, 8, 10]))
+        index.retune(matching_of(cfg))
+        assert index.build_graph()
+    return cfg
 
 
 def config(root: Path, tmp: Path, **methods: int | dict):
@@ -336,23 +363,8 @@ def test_incremental_groups_equal_a_full_build(tmp_path: Path) -> None:
     paths: list[str] = []
     seen_groups = 0
     for step in range(160):
-        op = rng.random()
-        if op < 0.5 or len(paths) < 5:
-            d, h = rng.choice(hashes)
-            p = f"{root}/{rng.randrange(60)}.jpg"
-            index.add(p, FileInfo(d, rng.randrange(1, 9), 1, 8, 8), {"phash": h["phash"]})
-            paths.append(p)
-        elif op < 0.8:
-            index.remove(paths.pop(rng.randrange(len(paths))))
-        elif op < 0.97:
-            old = paths.pop(rng.randrange(len(paths)))
-            new = f"{root}/r{rng.randrange(60)}.jpg"
-            if index.rename(old, new):
-                paths.append(new)
-        else:
-            cfg = config(root, tmp_path, phash={"threshold": rng.choice([6, 8, 10]), "agree": False})
-            index.retune(matching_of(cfg))
-            assert index.build_graph()
+        cfg = random_change(index, rng, paths, hashes, root, 60, 0.5, cfg,
+                            lambda t: config(root, tmp_path, phash={"threshold": t, "agree": False}))
         paths = [p for p in dict.fromkeys(paths) if p in index.files]
         if step % 3 == 0:
             counts = writer.write(index, cfg, slow=False)
@@ -427,23 +439,7 @@ def test_incremental_groups_json_bytes_equal_a_full_write(tmp_path: Path, policy
     paths: list[str] = []
     compared = 0
     for step in range(120):
-        op = rng.random()
-        if op < 0.55 or len(paths) < 5:
-            d, h = rng.choice(hashes)
-            p = f"{root}/{rng.randrange(50)}.jpg"
-            index.add(p, FileInfo(d, rng.randrange(1, 9), rng.randrange(3), 8, 8), {"phash": h["phash"]})
-            paths.append(p)
-        elif op < 0.8:
-            index.remove(paths.pop(rng.randrange(len(paths))))
-        elif op < 0.97:
-            old = paths.pop(rng.randrange(len(paths)))
-            new = f"{root}/r{rng.randrange(50)}.jpg"
-            if index.rename(old, new):
-                paths.append(new)
-        else:
-            cfg = cfg_of(rng.choice([6, 8, 10]))
-            index.retune(matching_of(cfg))
-            assert index.build_graph()
+        cfg = random_change(index, rng, paths, hashes, root, 50, 0.55, cfg, cfg_of)
         paths = [p for p in dict.fromkeys(paths) if p in index.files]
         if step % 2 == 0:
             counts = writer.write_groups(index, cfg)
