@@ -103,6 +103,17 @@ def random_change(index: MatchIndex, rng: random.Random, paths: list[str], hashe
     return cfg
 
 
+def first_start(store: Store, cfg: Any, root: Path, hashes: dict[bytes, dict[str, int]]
+                ) -> tuple[GraphKeeper, MatchIndex]:
+    """A daemon's first start on an empty ``store`` (its graph stamped, nothing to derive), then
+    ``hashes`` ingested as the pipeline does; returns its graph keeper and index."""
+    keeper = GraphKeeper(store, cfg)
+    index = MatchIndex(matching_of(cfg), keeper.prepare())
+    keeper.run(index, lambda: False)
+    fill(store, root, hashes, index)
+    return keeper, index
+
+
 def config(root: Path, tmp: Path, **methods: int | dict):
     return config_from_mapping({"roots": [str(root)], "store_dir": str(tmp / "store"), "report_dir": str(tmp / "r"),
                                 "socket_path": str(tmp / "s"), "methods": methods or {"phash": 10, "dhash": 10}})
@@ -162,10 +173,7 @@ def test_restart_loads_the_edges_and_equals_a_rebuild(tmp_path: Path, root: Path
     cfg = config(root, tmp_path)
     hashes = contents(2, 150)
     with Store.open(cfg.store_dir) as store:
-        keeper = GraphKeeper(store, cfg)
-        index = MatchIndex(matching_of(cfg), keeper.prepare())
-        keeper.run(index, lambda: False)
-        fill(store, root, hashes, index)
+        first_start(store, cfg, root, hashes)
     with Store.open(cfg.store_dir) as store:
         keeper = GraphKeeper(store, cfg)
         loaded = load_index(store, cfg, build_graph=False, reach=keeper.prepare())
@@ -186,10 +194,7 @@ def test_threshold_change_within_the_reach_is_a_filter_equal_to_a_rebuild(tmp_pa
     cfg = config(root, tmp_path)
     hashes = contents(seed, 150)
     with Store.open(cfg.store_dir) as store:
-        keeper = GraphKeeper(store, cfg)
-        index = MatchIndex(matching_of(cfg), keeper.prepare())
-        keeper.run(index, lambda: False)
-        fill(store, root, hashes, index)
+        keeper, index = first_start(store, cfg, root, hashes)
         before = stored_edges(store)
         for methods, mode in (({"phash": 12, "dhash": 8}, "any"), ({"phash": 6, "dhash": 11}, "all")):
             new = config_from_mapping({**_raw(cfg), "methods": methods, "match": mode})
@@ -214,10 +219,7 @@ def test_a_wider_reach_is_re_derived_in_the_background_resumably(tmp_path: Path,
     cfg = config(root, tmp_path, phash=4, dhash=4)
     hashes = contents(5, 160)
     with Store.open(cfg.store_dir) as store:
-        keeper = GraphKeeper(store, cfg)
-        index = MatchIndex(matching_of(cfg), keeper.prepare())
-        keeper.run(index, lambda: False)
-        fill(store, root, hashes, index)
+        first_start(store, cfg, root, hashes)
     wide = config_from_mapping({**_raw(cfg), "methods": {"phash": 10, "dhash": 9}})
     with Store.open(cfg.store_dir) as store:
         keeper = GraphKeeper(store, wide)
@@ -523,10 +525,7 @@ def test_edges_stored_before_the_framing_check_get_its_scores_without_a_derivati
     assert dict(matching_of(new_cfg).agree) == {"phash": 10}, "the check is the default"
     hashes = {k.to_bytes(8, "big") + b"\x00" * 8: h for k, h in enumerate(framed(5, 160))}
     with Store.open(old_cfg.store_dir) as store:
-        keeper = GraphKeeper(store, old_cfg)
-        index = MatchIndex(matching_of(old_cfg), keeper.prepare())
-        keeper.run(index, lambda: False)
-        fill(store, root, hashes, index)
+        first_start(store, old_cfg, root, hashes)
         old_edges = stored_edges(store)
     assert old_edges and all(len(s) == 2 for s in old_edges.values())  # phash, phash@crop
 
