@@ -554,3 +554,30 @@ def test_edges_stored_before_the_framing_check_get_its_scores_without_a_derivati
         with_check, without = graph(loaded), graph(load_index(store, old_cfg))
         assert with_check == graph(rebuilt)
         assert sum(map(len, with_check.values())) < sum(map(len, without.values())), "the check must drop pairs"
+
+
+def test_a_short_slow_write_is_spaced_by_three_times_its_time(tmp_path: Path, monkeypatch) -> None:
+    """A small library's ``duplicates.json`` / ``report.html`` write (well under a second) waits 3x
+    its time before the next, not the 9x of a million-key write: the reports stay a fraction of a
+    second behind ``groups.json`` on a busy machine (a test waiting for quiet reports saw them stale)."""
+    from dedupd.reports import files, html
+    from dedupd.reports.files import ReportWriter
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    cfg = config(root, tmp_path, phash={"threshold": 10, "agree": False})
+    index = MatchIndex(matching_of(cfg))
+    for k, (d, h) in enumerate(contents(6, 30).items()):
+        index.add(f"{root}/{k}.jpg", FileInfo(d, 1, k, 8, 8), {"phash": h["phash"]})
+    real = html.write_html_report
+
+    def slow_html(*a, **k):  # a busy machine's write time
+        time.sleep(0.3)
+        return real(*a, **k)
+
+    monkeypatch.setattr(html, "write_html_report", slow_html)
+    writer = ReportWriter(str(tmp_path / "r"))
+    writer.write(index, cfg, slow=True)
+    wait = writer.slow_due - time.monotonic()
+    assert 0.3 <= writer.slow_seconds < files.SLOW_SHORT_S
+    assert 2.5 * writer.slow_seconds < wait <= files.SLOW_SPACING_SHORT * writer.slow_seconds
