@@ -19,7 +19,7 @@ interpreter exits: Python 3.11's exit hook writes to the wake-up pipe of every p
 thread it knows, without the pool's lock, and a manager thread finishing at that moment closes that
 pipe under it (``OSError: [Errno 9] Bad file descriptor`` from ``_python_exit`` after a clean stop).
 Manager threads started from daemon threads are daemon threads themselves, so a join of the
-non-daemon threads misses them. Hence :func:`stop_executor` (the manager thread is taken before the
+non-daemon threads misses them. Hence :class:`PoolEnd` (the manager thread is taken before the
 shutdown and joined, its workers killed if they do not end), :func:`join_process_pools` at a
 daemon's shutdown and :func:`end_process_pools` just before the process exits.
 """
@@ -111,12 +111,6 @@ class PoolEnd:
             _kill(self.procs)
             self.manager.join(timeout)
         return not self.manager.is_alive()
-
-
-def stop_executor(pool: cf.ProcessPoolExecutor, join_s: float, *, kill: bool = False) -> bool:
-    """Shut ``pool`` down and wait, at most about ``2 * join_s``, for its manager thread (see
-    :meth:`PoolEnd.join`); True once it is over."""
-    return PoolEnd.shut(pool, kill=kill).join(join_s)
 
 
 def kill_executor(pool: cf.ProcessPoolExecutor) -> PoolEnd:
