@@ -191,6 +191,11 @@ class MatchIndex:
             self._touched, self._touched_all = set(), False
             return out
 
+    def has_touched(self) -> bool:
+        """Whether :meth:`take_touched` would return a change (without taking it)."""
+        with self.lock:
+            return self._touched_all or bool(self._touched)
+
     def _touch_all(self) -> None:
         self._touched_all = True
         self._touched = set()

@@ -292,6 +292,8 @@ class Daemon:
                 if self.config.policy == "quarantine" and self.quiet():
                     self._plan_quarantine()
                 self.report_counts = self.reports.write_groups(self.index, self.config, self.store)
+                if self.reports.adopted:
+                    self._dirty.set()  # the adopted groups.json's lines are built next
                 self.report_error = None
             except Exception as exc:
                 # e.g. the report folder's disk is full: keep the old reports, try again later
@@ -615,10 +617,16 @@ class Daemon:
         stuck = [t.name for t in self._threads if t.is_alive()]
         if stuck:
             logger.error("threads still running at shutdown: %s", ", ".join(stuck))
-        if hasattr(self, "index") and self.store is not None and self.index.graph_ready and complete:
+        sealable = hasattr(self, "index") and self.store is not None and self.index.graph_ready and complete
+        if sealable:
             self._final_report(FINAL_REPORT_S)
         if self.server is not None:
             self.server.stop()
+        if sealable and not stuck:
+            try:  # nothing commits now: the next start may adopt groups.json if nothing changes meanwhile
+                self.reports.seal(self.index, self.config, self.store)
+            except Exception:
+                logger.exception("could not seal groups.json (the next start writes it in full)")
         self.query_workers.shutdown()
         stop_thumbnail_workers()
         if self.store is not None:
@@ -638,7 +646,7 @@ class Daemon:
         def final() -> None:
             try:
                 self.report_counts = self.reports.write(self.index, self.config, store, slow=True,
-                                                        on_thumbnails=lambda: None)
+                                                        on_thumbnails=lambda: None, lazy=True)
             except Exception:
                 if not abandoned.is_set():  # past the time box the store is closed under it: expected
                     logger.exception("final report write failed")

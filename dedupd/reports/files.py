@@ -29,6 +29,7 @@ from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import GraphSnapshot, MatchIndex
 from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups, decide, encode_group, would_quarantine
+from dedupd.reports.seal import adoptable, code_digest, config_digest, file_identity, seal_fields, void_seal, write_seal
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,11 @@ class ReportWriter:
     writes, each as its encoded line, in file order: a change recomputes the groups of the paths
     it touched (their components now, and the groups they were in), not every group, and the
     rewrite joins the kept lines (no re-encoding, no re-sorting).
+
+    At start-up, a ``groups.json`` sealed by the last clean stop (:mod:`dedupd.reports.seal`) that
+    matches the store, the config and the code is adopted as the first write (:attr:`adopted`):
+    the lines are built at the next :meth:`write_groups` (written only if something changed
+    meanwhile), and :meth:`seal` vouches for the file again at the next clean stop.
     """
 
     def __init__(self, report_dir: str) -> None:
@@ -189,6 +195,14 @@ class ReportWriter:
         self.slow_seconds = 0.0
         self._yielded = 0.0
         self.counts = {"groups": 0, "duplicates": 0}
+        self._lock = threading.Lock()  # one groups.json write (or seal) at a time
+        self.adopted = False  # groups.json on disk adopted from its seal; the lines not built yet
+        self._tried_adopt = False
+        self._unwritten = False  # the groups changed but their write failed: the next write writes
+        self._taken: tuple[bool, set[str]] = (False, set())  # the last refresh's take_touched()
+        #: what the file on disk was written (or adopted) for: (config digest, review, identity)
+        self._written: tuple[str, Review | None, list[int] | None] | None = None
+        code_digest()  # of the code running now (a seal at the stop must not vouch for newer code on disk)
 
     def _drop(self, key: tuple[str, ...]) -> None:
         for p in key:
@@ -218,7 +232,7 @@ class ReportWriter:
     def _refresh(self, index: MatchIndex, config: Config, review: Review | None) -> bool:
         """Bring the kept groups up to date with ``index``; False when nothing changed. A change of
         the rule, the roots (reference roots), the dry run or the user's decisions redoes them all."""
-        everything, touched = index.take_touched()
+        everything, touched = self._taken = index.take_touched()
         header = (config.policy, config.match, config.hash_thresholds, config.cnn, config.dry_run, config.roots, review)
         if header != self._header:
             self._header, everything = header, True
@@ -256,18 +270,66 @@ class ReportWriter:
         return True
 
     def write(self, index: MatchIndex, config: Config, store: Any = None, *, slow: bool | None = None,
-              on_thumbnails: Callable[[], None] | None = None) -> dict[str, int]:
+              on_thumbnails: Callable[[], None] | None = None, lazy: bool = False) -> dict[str, int]:
         """:meth:`write_groups`, then :meth:`write_slow` (``slow``: True forces it, False skips it,
-        None: when due). Returns the counts for status."""
-        self.write_groups(index, config, store)
-        if slow or (slow is None and self.slow_due_now()):
+        None: when due; never while the adopted groups are not built). Returns the counts for status."""
+        self.write_groups(index, config, store, lazy=lazy)
+        if not self.adopted and (slow or (slow is None and self.slow_due_now())):
             self.write_slow(index, config, store, on_thumbnails=on_thumbnails)
         return self.counts
 
-    def write_groups(self, index: MatchIndex, config: Config, store: Any = None) -> dict[str, int]:
-        """Recompute the groups a change touched and rewrite ``groups.json`` if any did."""
-        with gc_paused():  # no full collection (a GIL stall for the socket) per batch of groups
+    def write_groups(self, index: MatchIndex, config: Config, store: Any = None, *, lazy: bool = False
+                     ) -> dict[str, int]:
+        """Recompute the groups a change touched and rewrite ``groups.json`` if any did.
+
+        The first call adopts a sealed file when it is current (:attr:`adopted`, nothing built);
+        a later call builds the adopted groups' lines, unless ``lazy`` and nothing changed since
+        (the shutdown's final write: the file is current)."""
+        with self._lock, gc_paused():  # no full collection (a GIL stall for the socket) per batch of groups
+            if not self._tried_adopt:
+                self._tried_adopt = True
+                if self._adopt(index, config, store):
+                    return self.counts
+            if self.adopted and lazy and not self._changed_since_written(index, config, store):
+                return self.counts
             return self._write_groups(index, config, store)
+
+    def _adopt(self, index: MatchIndex, config: Config, store: Any) -> bool:
+        """Adopt the sealed ``groups.json`` if it is a full write of ``index`` (just loaded from
+        ``store`` at its generation, the graph linked) under ``config``."""
+        if store is None or not hasattr(store, "generation") or not index.graph_ready:
+            return False
+        index.take_touched()  # the load: what the sealed file shows (a commit since changes the generation)
+        counts = adoptable(self.report_dir, store.path, store.generation(), config)
+        if counts is None:
+            return False  # built in full (no header yet), so the drain hides no change
+        self.adopted, self.counts = True, counts
+        self._written = (config_digest(config), store_review(store),
+                         file_identity(os.path.join(self.report_dir, "groups.json")))
+        logger.info("groups.json sealed at the last stop is current: adopted as the first write", extra=counts)
+        return True
+
+    def _changed_since_written(self, index: MatchIndex, config: Config, store: Any) -> bool:
+        """Whether the groups may differ from the file last written or adopted."""
+        return (self._written is None or self._unwritten or index.has_touched()
+                or self._written[:2] != (config_digest(config), store_review(store))
+                or self._written[2] != file_identity(os.path.join(self.report_dir, "groups.json")))
+
+    def seal(self, index: MatchIndex, config: Config, store: Any) -> bool:
+        """At a clean stop (pipeline and socket stopped: ``store`` commits nothing more): vouch for
+        ``groups.json`` when it is the full write of ``index`` under ``config`` (see
+        :mod:`dedupd.reports.seal`). Returns whether the seal was written."""
+        if not self._lock.acquire(blocking=False):  # a write still running (an abandoned final write)
+            return False
+        try:
+            if not index.graph_ready or self._changed_since_written(index, config, store):
+                return False
+            assert self._written is not None and self._written[2] is not None
+            write_seal(self.report_dir, seal_fields(store.path, store.generation(), config, self._written[2],
+                                                    self.counts), config.report_mode)
+            return True
+        finally:
+            self._lock.release()
 
     def _ordered(self) -> list[_Kept]:
         """The kept groups in file order: largest first, then by first member."""
@@ -275,11 +337,21 @@ class ReportWriter:
         return [kept[by_order[o]] for o in self._order]
 
     def _write_groups(self, index: MatchIndex, config: Config, store: Any) -> dict[str, int]:
-        if self._refresh(index, config, store_review(store)):
+        review = store_review(store)
+        adopted, self.adopted = self.adopted, False
+        changed = self._refresh(index, config, review)
+        if adopted:  # the lines of the adopted file are built: written only if the groups changed since
+            changed = any(self._taken) or self._changed_since_written(index, config, store)
+            self.slow_pending = True  # duplicates.json and report.html are written as after any first write
+        if changed or self._unwritten:
             groups = self._ordered()
             head = _head(config, ", ".join(g.moved for g in groups if g.moved), sum(g.freed for g in groups))
-            write_atomic(os.path.join(self.report_dir, "groups.json"),
-                         _pieces(head.encode(), [g.line for g in groups]), config.report_mode)
+            path = os.path.join(self.report_dir, "groups.json")
+            self._unwritten, self._written = True, None
+            void_seal(self.report_dir)
+            write_atomic(path, _pieces(head.encode(), [g.line for g in groups]), config.report_mode)
+            self._unwritten = False
+            self._written = (config_digest(config), review, file_identity(path))
             self.slow_pending = True
         self.counts = {"groups": len(self._kept), "duplicates": self._duplicates}
         return self.counts

@@ -181,6 +181,14 @@ class Store(ManifestMixin, ReviewMixin):
                     + ("; free space on its filesystem (dedupd retries)" if transient else ""),
                     transient=transient) from exc
 
+    def generation(self) -> int:
+        """The id of the last committed write transaction: changes with every commit (persisted;
+        an empty transaction commits nothing and leaves it)."""
+        with self._gate.shared():
+            if self._env is None:
+                raise StoreError(f"the store in {self.path} is closed")
+            return int(self._env.info()["last_txnid"])
+
     def _get(self, key: bytes, db: str, txn: lmdb.Transaction) -> bytes | None:
         value = txn.get(key, db=self._dbs[db])
         return None if value is None else bytes(value)
