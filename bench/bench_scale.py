@@ -27,6 +27,13 @@ Measured, against ``dedupd run`` as a subprocess (real LMDB, socket, inotify):
     python bench/bench_scale.py --reuse WORK --repeat 3    # restarts only, on a kept library
     python bench/bench_scale.py --reuse WORK --daemon-repo /other/checkout  # A/B another tree's daemon
     python bench/bench_scale.py --reuse WORK --full        # ... with the SIGHUP and new-file measurements
+    python bench/bench_scale.py --reuse WORK --no-seal     # ... each start building groups.json in full
+
+A restart after a clean stop of the same code adopts the ``groups.json`` sealed at that stop
+(:mod:`dedupd.reports.seal`): every group is back once the graph is linked. Runs that adopted are
+marked ``a`` in the "each run" column; ``--no-seal`` removes the seal before each start (the
+full build, as after a crash or a config change), and a run after another checkout's daemon (A/B)
+builds in full too (that daemon rewrote the file).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from bench.bench_query import CORPUS, PER_DIR, pct  # noqa: E402
 from dedupd.client import ApiError, Client, DaemonNotRunning  # noqa: E402
 from dedupd.daemon.config import Config, config_from_mapping  # noqa: E402
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store  # noqa: E402
+from dedupd.reports.seal import SEAL_NAME  # noqa: E402
 
 SETTLE_MS = 200
 NEW_FILES = 10
@@ -311,8 +319,16 @@ def socket_only(d: Daemon, timeout: float) -> dict[str, float]:
     return {"socket": t_sock, "groups": float("nan"), "rss": rss, "hwm": hwm, "anon": anon, "cpu": cpu, "load": load}
 
 
+def adoptions(work: Path) -> int:
+    """How many starts logged in ``work``'s daemon log adopted a sealed groups.json."""
+    try:
+        return (work / "daemon.log").read_text(errors="replace").count("adopted as the first write")
+    except OSError:
+        return 0
+
+
 def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool = False,
-             full: bool = False) -> list[tuple[str, str]]:
+             full: bool = False, no_seal: bool = False) -> list[tuple[str, str]]:
     """Restart-only runs on a library kept by ``--keep`` (no populate, no first start): the
     config's threshold back at 10, a fresh socket, the daemon from ``repo``; with ``socket``, only
     until the socket answers; with ``full``, each restart followed by the SIGHUP and new-file
@@ -330,15 +346,19 @@ def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool =
             (work / "c.yaml").write_text(json.dumps(raw))
             for f in (work / "root" / "real").glob("*.jpg"):
                 f.unlink()
+        if no_seal:
+            (Path(raw["report_dir"]) / SEAL_NAME).unlink(missing_ok=True)
+        before = adoptions(work)
         try:
             runs.append(socket_only(d, timeout) if socket else start_and_measure(d, n, timeout))
+            runs[-1]["adopted"] = float(adoptions(work) > before)
             if full:
                 extra.append(sighup(d, work, raw, Path(raw["report_dir"]), timeout)
                              + new_files(d, work / "root", Path(raw["report_dir"]), timeout))
         finally:
             d.stop()
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}" for r in runs)
+    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}" for r in runs)
     return [(f"restart ({n:,} files, daemon from {repo}), median of {repeat}", ""),
             ("restart: socket answers / every group back (each run)",
              f"{med['socket']:.2f} s / {med['groups']:.2f} s ({each})"),
@@ -424,11 +444,13 @@ def main() -> None:
                          "start loads it rather than deriving it (about 45 min at 1M)")
     ap.add_argument("--full", action="store_true",
                     help="with --reuse: after each restart, the SIGHUP and new-file measurements too")
+    ap.add_argument("--no-seal", action="store_true",
+                    help="with --reuse: remove groups.json's seal before each start (a full build each time)")
     ap.add_argument("--daemon-repo", type=Path, default=REPO, help="checkout whose daemon runs (A/B comparisons)")
     args = ap.parse_args()
     if args.reuse is not None:
         rows = restarts(args.reuse.resolve(), args.timeout, max(1, args.repeat), args.daemon_repo.resolve(),
-                        args.socket_only, args.full)
+                        args.socket_only, args.full, args.no_seal)
     else:
         rows = bench(args.files, Path(args.base), args.timeout, args.keep, args.edges)
     size = "a kept library" if args.reuse is not None else f"{args.files:,} files"
