@@ -416,5 +416,6 @@ def write_reports(report_dir: str, index: MatchIndex | GraphSnapshot, config: Co
     write_html_report(os.path.join(report_dir, "report.html"), snapshot, config, store,
                       groups=groups, on_thumbnails=on_thumbnails)
     write_atomic(os.path.join(report_dir, "duplicates.json"), duplicates_json(snapshot), config.report_mode)
+    void_seal(report_dir)  # a daemon's seal vouches for its own last write only
     write_atomic(os.path.join(report_dir, "groups.json"), groups_json(groups, config), config.report_mode)
     return {"groups": len(groups), "duplicates": sum(g["size"] - 1 for g in groups)}

@@ -163,6 +163,12 @@ def test_seal_checks_settings_file_and_store(tmp_path: Path) -> None:
         assert not writer.seal(index, base, store)
         (tmp_path / "r" / SEAL_NAME).write_text("not json")
         assert adoptable(str(tmp_path / "r"), store.path, gen, base) is None
+        # another writer of groups.json (``dedupd scan``) removes the seal
+        writer = ReportWriter(str(tmp_path / "r"))  # nothing to adopt: writes in full
+        writer.write_groups(index, base, store)
+        assert writer.seal(index, base, store) and (tmp_path / "r" / SEAL_NAME).is_file()
+        write_reports(str(tmp_path / "r"), index, base, store)
+        assert not (tmp_path / "r" / SEAL_NAME).exists()
 
 
 @pytest.mark.parametrize("touch", [False, True])
