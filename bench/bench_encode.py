@@ -240,7 +240,8 @@ def run_czkawka(img: Path, out: Path) -> dict[str, Any]:
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     groups = json.loads(out.read_text())
-    res["pairs"] = {frozenset((os.path.relpath(a, img), os.path.relpath(b, img)))
+    real = os.path.realpath(img)  # czkawka names files by their real path (a dataset folder may be a symlink)
+    res["pairs"] = {frozenset((os.path.relpath(os.path.realpath(a), real), os.path.relpath(os.path.realpath(b), real)))
                     for g in groups for a, b in itertools.combinations(g, 2)}
     return res
 
