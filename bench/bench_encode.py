@@ -131,13 +131,14 @@ def _tree_sample(root: int, cpu: dict[int, float], pss: list[int] | None = None)
     return total
 
 
-def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> dict[str, Any]:
+def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600,
+              cwd: Path | None = None) -> dict[str, Any]:
     """Run ``cmd``; wall time, the peak summed RSS of its process tree (MB; ``pss_mb``: the peak summed
     PSS, shared pages counted once) and its CPU time (``cpu_s``:
     user + system of every process, sampled every 50 ms, so a process's last 50 ms may be missed)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, cwd=cwd)
     peak = [0]
     cpu: dict[int, float] = {}
     pss: list[int] = []
@@ -193,10 +194,11 @@ def dedupd_scan(img: Path, work: Path, methods: dict[str, int] | None, decode: s
                 extra: dict[str, Any] | None = None, root: Path = ROOT) -> dict[str, Any]:
     """A fresh-store ``dedupd scan``; ``methods``/``decode`` None keep the config defaults; ``root``:
     the checkout whose dedupd runs (``--before``: another one, for an A/B in the same run)."""
+    work = work.resolve()
     if work.exists():
         shutil.rmtree(work)  # a fresh store every run
     work.mkdir(parents=True)
-    cfg: dict[str, Any] = {"roots": [str(img)], "store_dir": str(work / "store"), "report_dir": str(work / "reports"),
+    cfg: dict[str, Any] = {"roots": [os.path.abspath(img)], "store_dir": str(work / "store"), "report_dir": str(work / "reports"),
                            "socket_path": str(work / "s.sock"), **(extra or {})}
     if methods is not None:
         cfg["methods"] = methods
@@ -204,7 +206,9 @@ def dedupd_scan(img: Path, work: Path, methods: dict[str, int] | None, decode: s
         cfg["decode"] = decode
     (work / "cfg.yaml").write_text(json.dumps(cfg))
     env = {"PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    res = run_timed([PY, "-m", "dedupd", "scan", "--config", str(work / "cfg.yaml"), "--json"], env=env)
+    # run in the work folder: ``python -m`` puts the current folder first on the path, so from
+    # inside a checkout its dedupd, not ``root``'s, would run
+    res = run_timed([PY, "-m", "dedupd", "scan", "--config", str(work / "cfg.yaml"), "--json"], env=env, cwd=work)
     res["status"] = json.loads(res["stdout"])
     res["work"] = work
     return res
@@ -467,7 +471,7 @@ def daemon_ingest(src: Path, work: Path, paced: int, rate: float, burst: int, wo
     (work / "cfg.yaml").write_text(json.dumps(cfg))
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     files = sorted(p for p in src.iterdir() if p.is_file())[:paced + burst]
-    proc = subprocess.Popen([PY, "-m", "dedupd", "run", "--config", str(work / "cfg.yaml")], env=env,
+    proc = subprocess.Popen([PY, "-m", "dedupd", "run", "--config", str(work / "cfg.yaml")], env=env, cwd=work,
                             stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
     seen: dict[str, float] = {}
     arrived: dict[str, float] = {}
