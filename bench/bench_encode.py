@@ -31,6 +31,7 @@ Usage::
     python bench/bench_encode.py            # full run (about 15-25 min on 2 busy cores)
     python bench/bench_encode.py --quick    # small sets, 1 repeat (smoke test)
     python bench/bench_encode.py --only a   # one section
+    python bench/bench_encode.py --only bc --before /work/main   # + before/after rows: that checkout's scan
 """
 
 from __future__ import annotations
@@ -130,13 +131,14 @@ def _tree_sample(root: int, cpu: dict[int, float], pss: list[int] | None = None)
     return total
 
 
-def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> dict[str, Any]:
+def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600,
+              cwd: Path | None = None) -> dict[str, Any]:
     """Run ``cmd``; wall time, the peak summed RSS of its process tree (MB; ``pss_mb``: the peak summed
     PSS, shared pages counted once) and its CPU time (``cpu_s``:
     user + system of every process, sampled every 50 ms, so a process's last 50 ms may be missed)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, cwd=cwd)
     peak = [0]
     cpu: dict[int, float] = {}
     pss: list[int] = []
@@ -160,7 +162,7 @@ def run_timed(cmd: list[str], env: dict[str, str] | None = None, timeout: float 
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {err[-2000:]}")
     return {"s": seconds, "mb": peak[0] / 1024, "pss_mb": max(pss, default=0) / 1024, "cpu_s": sum(cpu.values()), "cpu_by_pid": dict(cpu),
-            "stdout": out}
+            "main_cpu_s": cpu.get(proc.pid, 0.0), "stdout": out}
 
 
 def alternate(runs: dict[str, Any], repeats: int) -> dict[str, dict[str, Any]]:
@@ -173,7 +175,8 @@ def alternate(runs: dict[str, Any], repeats: int) -> dict[str, dict[str, Any]]:
             acc[label].append(runs[label]())
     return {k: {"s": statistics.median(x["s"] for x in v), "mb": max(x["mb"] for x in v),
                 "pss_mb": max(x.get("pss_mb", 0.0) for x in v),
-                "cpu_s": statistics.median(x.get("cpu_s", 0.0) for x in v), "last": v[-1]} for k, v in acc.items()}
+                "cpu_s": statistics.median(x.get("cpu_s", 0.0) for x in v),
+                "main_cpu_s": statistics.median(x.get("main_cpu_s", 0.0) for x in v), "last": v[-1]} for k, v in acc.items()}
 
 
 # -- tools ---------------------------------------------------------------------------------------
@@ -188,20 +191,24 @@ def reference(img: Path, workers: int, out: Path) -> dict[str, Any]:
 
 
 def dedupd_scan(img: Path, work: Path, methods: dict[str, int] | None, decode: str | None = None,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A fresh-store ``dedupd scan``; ``methods``/``decode`` None keep the config defaults."""
+                extra: dict[str, Any] | None = None, root: Path = ROOT) -> dict[str, Any]:
+    """A fresh-store ``dedupd scan``; ``methods``/``decode`` None keep the config defaults; ``root``:
+    the checkout whose dedupd runs (``--before``: another one, for an A/B in the same run)."""
+    work = work.resolve()
     if work.exists():
         shutil.rmtree(work)  # a fresh store every run
     work.mkdir(parents=True)
-    cfg: dict[str, Any] = {"roots": [str(img)], "store_dir": str(work / "store"), "report_dir": str(work / "reports"),
+    cfg: dict[str, Any] = {"roots": [os.path.abspath(img)], "store_dir": str(work / "store"), "report_dir": str(work / "reports"),
                            "socket_path": str(work / "s.sock"), **(extra or {})}
     if methods is not None:
         cfg["methods"] = methods
     if decode is not None:
         cfg["decode"] = decode
     (work / "cfg.yaml").write_text(json.dumps(cfg))
-    env = {"PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    res = run_timed([PY, "-m", "dedupd", "scan", "--config", str(work / "cfg.yaml"), "--json"], env=env)
+    env = {"PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # run in the work folder: ``python -m`` puts the current folder first on the path, so from
+    # inside a checkout its dedupd, not ``root``'s, would run
+    res = run_timed([PY, "-m", "dedupd", "scan", "--config", str(work / "cfg.yaml"), "--json"], env=env, cwd=work)
     res["status"] = json.loads(res["stdout"])
     res["work"] = work
     return res
@@ -237,7 +244,8 @@ def run_czkawka(img: Path, out: Path) -> dict[str, Any]:
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     groups = json.loads(out.read_text())
-    res["pairs"] = {frozenset((os.path.relpath(a, img), os.path.relpath(b, img)))
+    real = os.path.realpath(img)  # czkawka names files by their real path (a dataset folder may be a symlink)
+    res["pairs"] = {frozenset((os.path.relpath(os.path.realpath(a), real), os.path.relpath(os.path.realpath(b), real)))
                     for g in groups for a, b in itertools.combinations(g, 2)}
     return res
 
@@ -333,16 +341,22 @@ def section_b(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
     log(f"b. 640 px: {n} files")
     tmp = args.data_dir / "enc-work"
     two = {"phash": THRESHOLD, "dhash": THRESHOLD}
-    res = alternate({
+    runs = {
         "exact": lambda: dedupd_scan(img, tmp / "b-exact", two, "exact"),
         "fast": lambda: dedupd_scan(img, tmp / "b-fast", two, "fast"),
-    }, args.repeats)
+    }
+    if args.before:
+        runs["exact before"] = lambda: dedupd_scan(img, tmp / "b-exact-before", two, "exact", root=args.before)
+    res = alternate(runs, args.repeats)
     for mode in ("exact", "fast"):
         st = res[mode]["last"]["status"]
         rows.append([f"640 px x{n}, phash+dhash, scan {mode}", "-", fmt_s(res[mode]["s"]), "-",
                      f"- / {res[mode]['mb']:.0f} (PSS {res[mode]['pss_mb']:.0f})",
                      f"{n / res[mode]['s']:.0f} files/s (decoded {st.get('decoded')}); CPU of all processes "
-                     f"{res[mode]['cpu_s']:.1f} s = {n / max(res[mode]['cpu_s'], 1e-9):.0f} files per CPU-second"])
+                     f"{res[mode]['cpu_s']:.1f} s = {n / max(res[mode]['cpu_s'], 1e-9):.0f} files per CPU-second "
+                     f"({1000 * res[mode]['cpu_s'] / n:.1f} ms/file, main process {1000 * res[mode]['main_cpu_s'] / n:.1f})"])
+    if args.before:
+        rows.append(before_row(f"640 px x{n}, phash+dhash, scan exact", n, res["exact before"], res["exact"], args))
 
 
 def section_c(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
@@ -363,10 +377,13 @@ def section_c(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
         meta = dataset(args.corpus, args.data_dir, name, *gen)
         img = meta / "img"
         log(f"c. {label}")
-        res = alternate({
+        runs = {
             "czkawka": lambda img=img: run_czkawka(img, tmp / "czkawka.json"),
             "dedupd": lambda img=img: dedupd_scan(img, tmp / "c-scan", None),
-        }, args.repeats)
+        }
+        if args.before:
+            runs["before"] = lambda img=img: dedupd_scan(img, tmp / "c-scan-before", None, root=args.before)
+        res = alternate(runs, args.repeats)
         truth = truth_pairs(meta)
         pz, rz = precision_recall(res["czkawka"]["last"]["pairs"], truth)
         pd, rd = precision_recall(scan_pairs(tmp / "c-scan", img), truth)
@@ -375,7 +392,11 @@ def section_c(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
                      f"{res['czkawka']['mb']:.0f} / {res['dedupd']['mb']:.0f} (PSS {res['czkawka']['pss_mb']:.0f} / "
                      f"{res['dedupd']['pss_mb']:.0f})",
                      f"pairs precision/recall: czkawka {pz:.3f}/{rz:.3f}, dedupd {pd:.3f}/{rd:.3f}; CPU s "
-                     f"czkawka {res['czkawka']['cpu_s']:.1f}, dedupd {res['dedupd']['cpu_s']:.1f}"])
+                     f"czkawka {res['czkawka']['cpu_s']:.1f}, dedupd {res['dedupd']['cpu_s']:.1f} (main process "
+                     f"{res['dedupd']['main_cpu_s']:.1f})"])
+        if args.before:
+            rows.append(before_row(f"{label}: dedupd scan (default config)", sum(1 for f in img.rglob("*") if f.is_file()),
+                                   res["before"], res["dedupd"], args))
 
 
 def _both_modes(path: str) -> tuple[dict[str, int], dict[str, int], float, float] | None:
@@ -450,7 +471,7 @@ def daemon_ingest(src: Path, work: Path, paced: int, rate: float, burst: int, wo
     (work / "cfg.yaml").write_text(json.dumps(cfg))
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     files = sorted(p for p in src.iterdir() if p.is_file())[:paced + burst]
-    proc = subprocess.Popen([PY, "-m", "dedupd", "run", "--config", str(work / "cfg.yaml")], env=env,
+    proc = subprocess.Popen([PY, "-m", "dedupd", "run", "--config", str(work / "cfg.yaml")], env=env, cwd=work,
                             stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
     seen: dict[str, float] = {}
     arrived: dict[str, float] = {}
@@ -521,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="abcde", help="sections to run, e.g. 'a' or 'bc'")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="shared corpus with make_corpus.py")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="dataset cache")
+    ap.add_argument("--before", type=Path, help="another dedupd checkout (e.g. the main branch's) whose scan "
+                    "runs alternately with this one's in sections b and c: a before/after row each")
     args = ap.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.mp12, args.small, args.mixed, args.tiny = (8, 200, 200, 1000) if args.quick else (24, 2000, 1000, 20000)
@@ -536,6 +559,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:  # what was measured is printed even when a later section fails
         print_table(args, rows, notes, t0)
     return 0
+
+
+def before_row(what: str, n: int, before: dict[str, Any], after: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """A row comparing the ``--before`` checkout's scan (the reference column) with this one's."""
+    return [f"{what}: {args.before} (before) vs this checkout", fmt_s(before["s"]), fmt_s(after["s"]),
+            fmt_ratio(before["s"], after["s"]), f"{before['mb']:.0f} / {after['mb']:.0f}",
+            f"CPU of all processes {before['cpu_s']:.1f} -> {after['cpu_s']:.1f} s "
+            f"({1000 * before['cpu_s'] / n:.2f} -> {1000 * after['cpu_s'] / n:.2f} ms/file), main process "
+            f"{before['main_cpu_s']:.1f} -> {after['main_cpu_s']:.1f} s"]
 
 
 def print_table(args: argparse.Namespace, rows: list[list[str]], notes: list[str], t0: float) -> None:

@@ -151,7 +151,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         else:
             daemon = Daemon(config, serve=False, watch=False)
             daemon.install_signals()
-            status = daemon.scan_once(progress)
+            status = daemon.scan_once(progress if tty else None)  # no status built 4x a second for nothing
     except DaemonFailed as exc:
         print(f"dedupd: {exc}", file=sys.stderr)
         return EXIT_ERROR

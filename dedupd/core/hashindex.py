@@ -69,6 +69,15 @@ class IdHashIndex:
             raise KeyError(key)
         return int(self._values[row])
 
+    def values_of_many(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, present)`` of ids ``keys`` in one gather (value 0 where an id is absent)."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        inside = (keys >= 0) & (keys < len(self._row_of))
+        rows = np.full(len(keys), -1, dtype=np.int64)
+        rows[inside] = self._row_of[keys[inside]]
+        present = rows >= 0
+        return np.where(present, self._values[np.maximum(rows, 0)], np.uint64(0)), present
+
     def add(self, key: int, value: int) -> None:
         """Insert id ``key`` with hash ``value`` (or move it to a new value)."""
         if key < 0:

@@ -30,15 +30,18 @@ def file_digest(path: str) -> bytes:
     """BLAKE2b-128 of the file's bytes (raises OSError when it cannot be read, or is not a regular
     file: opened non-blocking and checked, so a FIFO that replaced a file never hangs the caller)."""
     h = hashlib.blake2b(digest_size=DIGEST_SIZE)
-    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC), "rb", buffering=0) as f:
-        st = os.fstat(f.fileno())
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:  # on the descriptor itself: no file object per file (~10 us each in the pipeline thread)
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)
         # reads sized to the file: a 1 MiB read buffer per small file is an mmap + munmap each time
         # (a TLB shootdown across the daemon's threads); a file that grows is still read to its end
         size = max(4096, min(_CHUNK, st.st_size + 1))
-        while chunk := f.read(size):
+        while chunk := os.read(fd, size):
             h.update(chunk)
+    finally:
+        os.close(fd)
     return h.digest()
 
 
