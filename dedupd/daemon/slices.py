@@ -1,0 +1,27 @@
+"""Copies of big containers made in slices, so that no single C call holds the GIL for long.
+
+``list(d)`` of a million-key dict is one C call: 30-60 ms measured on this 2-core machine,
+during which no other thread runs (the socket's ``status`` waits). Copied a slice at a time
+(:data:`STEP` keys, well under a millisecond each), the interpreter may switch threads between
+slices. The caller keeps the source unchanged meanwhile (the daemon holds the index lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import islice
+from typing import TypeVar
+
+K = TypeVar("K")
+
+#: items copied per C call
+STEP = 8192
+
+
+def keys_of(source: Iterable[K], step: int = STEP) -> list[K]:
+    """``list(source)`` (a dict's keys, in order), a slice of ``step`` items at a time."""
+    out: list[K] = []
+    items = iter(source)
+    while chunk := list(islice(items, step)):
+        out.extend(chunk)
+    return out
