@@ -32,7 +32,7 @@ from dedupd.core.hashindex import IdHashIndex, IdSlots
 from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
 from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence, score_evidence
 from dedupd.core.vectors import VectorIndex
-from dedupd.daemon.slices import keys_of
+from dedupd.daemon.slices import drop_in_steps, keys_of
 
 #: one edge: two digests and their scores in :attr:`Reach.names` order (None: a side lacks the method)
 Edge = tuple[bytes, bytes, Sequence[float | None]]
@@ -683,10 +683,11 @@ class MatchIndex:
             if self._graph_epoch != epoch:
                 return False
             assert self._building is not None
-            self._graph, self._building = self._building, None
+            old, self._graph, self._building = self._graph, self._building, None
             self._touch_all()
             self._refilter = False
             self.generation += 1
+        drop_in_steps(old)  # the previous graph, outside the lock and not in one C call
         return True
 
     def _derive_steps(self, epoch: int, should_stop: Callable[[], bool]
@@ -935,6 +936,15 @@ class GraphSnapshot:
 
     def duplicate_lists(self) -> dict[str, list[tuple[str, Evidence]]]:
         return self._dups
+
+    def drop(self) -> None:
+        """Free what the snapshot copied a little at a time (see :func:`drop_in_steps`); it is empty after."""
+        drop_in_steps(self._dups)
+        if isinstance(self.files, SnapshotFiles):
+            drop_in_steps(self.files._members)
+            drop_in_steps(self.files.paths)
+        elif isinstance(self.files, dict):
+            drop_in_steps(self.files)
 
 
 def _score_name(method: str, option: str) -> str:

@@ -1,4 +1,4 @@
-"""Copies of big containers made in slices, so that no single C call holds the GIL for long.
+"""Big containers copied and freed in slices, so that no single C call holds the GIL for long.
 
 ``list(d)`` of a million-key dict is one C call: 30-60 ms measured on this 2-core machine,
 during which no other thread runs (the socket's ``status`` waits). Copied a slice at a time
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from itertools import islice
-from typing import TypeVar
+from typing import Any, TypeVar
 
 K = TypeVar("K")
 
@@ -25,3 +25,18 @@ def keys_of(source: Iterable[K], step: int = STEP) -> list[K]:
     while chunk := list(islice(items, step)):
         out.extend(chunk)
     return out
+
+
+def drop_in_steps(container: dict[Any, Any] | list[Any], step: int = STEP) -> None:
+    """Empty ``container`` a little at a time. Dropping the last reference to a big structure
+    frees all of it in one C call: a snapshot's duplicate lists or the groups parsed for the HTML
+    page (hundreds of thousands of lists, tuples and dicts at a million files) held the GIL for
+    0.1-0.6 s when a report function returned. A dict is emptied an item per step (what its
+    values own is freed with it), a list ``step`` items at a time."""
+    if isinstance(container, dict):
+        pop = container.popitem
+        for _ in range(len(container)):
+            pop()
+    else:
+        while container:
+            del container[-step:]

@@ -27,6 +27,7 @@ from dedupd.core.review import Review
 from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
 from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import GraphSnapshot, MatchIndex
+from dedupd.daemon.slices import drop_in_steps
 from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups, decide, encode_group, would_quarantine
 
@@ -226,8 +227,11 @@ class ReportWriter:
             with index.lock:  # the files of group members only (a snapshot copies every file)
                 dups = index.duplicate_lists()
                 snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
+            old = (self._kept, self._order, self._by_order, self._member)
             self._kept, self._order, self._by_order, self._member = {}, [], {}, {}
             self._keep, self._duplicates = config.keep, 0
+            for part in old:
+                drop_in_steps(part)  # (the previous groups: not freed in one C call)
         elif not touched:
             return False
         else:
@@ -248,10 +252,13 @@ class ReportWriter:
             for key in {self._member[p] for p in seeds if p in self._member}:
                 self._drop(key)
         evidence: dict[int, str] = {}
-        for decision in decide(snapshot, config.keep, review=review, config=config):
+        decisions = decide(snapshot, config.keep, review=review, config=config)
+        for decision in decisions:
             self._put(decision, snapshot, evidence, bulk=full)
         if full:  # ~100k groups: one sort held the GIL ~0.1 s
             self._order = sorted_in_steps(self._order)
+        drop_in_steps(decisions)
+        snapshot.drop()
         return True
 
     def write(self, index: MatchIndex, config: Config, store: Any = None, *, slow: bool | None = None,
@@ -303,8 +310,11 @@ class ReportWriter:
             snapshot = index.snapshot()
             write_atomic(os.path.join(self.report_dir, "duplicates.json"), self._yielding(duplicates_json(snapshot)),
                          config.report_mode)
+            groups = self.groups()
             write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
-                              groups=self.groups(), on_thumbnails=on_thumbnails)
+                              groups=groups, on_thumbnails=on_thumbnails)
+            drop_in_steps(groups)  # not freed at once on return (0.1 s and more of held GIL at 1M)
+            snapshot.drop()
         self.slow_seconds = time.monotonic() - t0 - self._yielded
         spacing = SLOW_SPACING_SHORT if self.slow_seconds < SLOW_SHORT_S else SLOW_SPACING
         self.slow_due = time.monotonic() + max(config.report_interval_s, spacing * self.slow_seconds)

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dedupd.daemon.slices import drop_in_steps
 from dedupd.reports.atomic import write_atomic
 from dedupd.units import human_bytes
 
@@ -240,6 +241,7 @@ def html_pieces(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str
     for text in texts[1:]:
         yield from script_json_pieces(data)
         yield text
+    drop_in_steps(data)  # a list per group and member: not freed in one C call on return
 
 
 def write_html_report(out_path: str, index: Any, config: Any, store: Any = None, *,
@@ -307,6 +309,8 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
             yield raw
 
     write_atomic(out_path, encoded(), config.report_mode)
+    for part in (groups, thumbs, items, names):
+        drop_in_steps(part)  # (see html_pieces)
     return {"groups": len(groups), "thumbnails": sum(1 for v in names.values() if v),
             "bytes": size, "seconds": round(time.monotonic() - t0, 3)}
 
