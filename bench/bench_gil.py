@@ -5,8 +5,9 @@ The daemon runs in this process (``Daemon.run`` on a thread, the real socket, st
 reports), on a library kept by ``bench_scale.py --keep``; a probe thread sleeps 0.5 ms at a time
 and measures how late each wake-up is. A late wake-up is a stretch in which no other thread let
 go of the GIL (one long C call: a sort, a copy, an encode) -- or in which the machine gave this
-process no CPU, which is why each gap is attributed: the frames of the threads that were
-running (not parked in a wait) when the probe got the GIL back, i.e. the line of the long call.
+process no CPU: each gap counts as at most the CPU time the busiest other thread used meanwhile
+(its own CPU clock), and is attributed to that thread's frame when the probe got the GIL back,
+i.e. the line of the long call.
 ``status`` is asked over the socket every 20 ms meanwhile (new connection each).
 
     python bench/bench_gil.py WORK                        # phash 10 → 8 once, after `watching`
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import statistics
@@ -31,8 +33,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-IDLE = ("threading.py", "selectors.py", "queue.py", "socket.py", "bench_gil.py", "transport.py", "settle.py",
-        "watcher.py", "connection.py", "process.py", "inotify_c.py", "inotify_buffer.py", "delayed_queue.py")
+
+def _cpu(clock: int) -> float:
+    try:
+        return time.clock_gettime(clock)
+    except OSError:  # the thread ended
+        return 0.0
 
 
 class Probe:
@@ -40,7 +46,7 @@ class Probe:
 
     def __init__(self, tick: float = 0.0005, report_ms: float = 5.0) -> None:
         self.tick, self.report_s = tick, report_ms / 1000
-        self.gaps: list[float] = []  # min(late wake-up, process CPU time meanwhile): see _run
+        self.gaps: list[float] = []  # min(late wake-up, the busiest thread's CPU time meanwhile): see _run
         self.walls: list[float] = []  # how late each wake-up was
         self.where: dict[str, list[float]] = collections.defaultdict(list)
         self.on = threading.Event()
@@ -50,31 +56,41 @@ class Probe:
 
     def _run(self) -> None:
         me = threading.get_ident()
-        names = {}
+        clocks: dict[int, int] = {}  # thread ident → its CPU clock
+        names: dict[int, str] = {}
+        before: dict[int, float] = {}
         while not self._stop.is_set():
-            t, c = time.perf_counter(), time.process_time()
+            if len(clocks) != threading.active_count() - 1:
+                clocks, names = {}, {}
+                for th in threading.enumerate():
+                    if th.ident is not None and th.ident != me:
+                        with contextlib.suppress(OSError):
+                            clocks[th.ident] = time.pthread_getcpuclockid(th.ident)
+                            names[th.ident] = th.name
+                before = {}
+            t = time.perf_counter()
+            if self.on.is_set():
+                before = {i: _cpu(c) for i, c in clocks.items()}
             time.sleep(self.tick)
             wall = time.perf_counter() - t - self.tick
-            # this process's CPU time meanwhile: ~0 when the machine gave it no CPU (a loaded,
-            # niced run), ~the gap when one of its threads held the GIL (plus any work other
-            # threads did without it, e.g. a write): the smaller of the two estimates the hold
-            gap = min(wall, time.process_time() - c)
-            if not self.on.is_set():
+            if not self.on.is_set() or not before:
                 continue
+            # each thread's CPU time meanwhile: the GIL holder's is ~the gap, ~0 when the machine
+            # gave the process no CPU (a loaded, niced run); a thread in a write or fsync without
+            # the GIL also counts (its frame shows it): the smaller of the two estimates the hold
+            spent = {i: _cpu(c) - before.get(i, 0.0) for i, c in clocks.items()}
+            top = max(spent, key=spent.__getitem__) if spent else None
+            gap = min(wall, spent[top]) if top is not None else 0.0
             self.gaps.append(gap)
             self.walls.append(wall)
-            if gap < self.report_s:
+            if gap < self.report_s or top is None:
                 continue
-            names = {th.ident: th.name for th in threading.enumerate()} if len(names) != threading.active_count() \
-                else names
-            for ident, frame in sys._current_frames().items():
-                if ident == me:
-                    continue
-                code = frame.f_code
-                if code.co_filename.endswith(IDLE) or "concurrent" in code.co_filename:
-                    continue
-                where = f"{names.get(ident, '?')}: {Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}"
-                self.where[where].append(gap)
+            frame = sys._current_frames().get(top)
+            if frame is None:
+                continue
+            code = frame.f_code
+            where = f"{names.get(top, '?')}: {Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}"
+            self.where[where].append(gap)
 
     def stop(self) -> None:
         self._stop.set()
@@ -88,7 +104,7 @@ class Probe:
         w = sorted(self.walls)
         out = [f"late wake-ups (wall): p99 {w[int(0.99 * len(w))] * 1e3:.1f} ms, p99.9 {w[int(0.999 * len(w))] * 1e3:.1f} "
                f"ms, max {w[-1] * 1e3:.1f} ms",
-               f"GIL holds (min of late and CPU) {len(g):,}: p50 {pick(0.5):.2f} ms, p99 {pick(0.99):.1f} ms, p99.9 {pick(0.999):.1f} ms, "
+               f"GIL holds (min of late and the busiest thread's CPU) {len(g):,}: p50 {pick(0.5):.2f} ms, p99 {pick(0.99):.1f} ms, p99.9 {pick(0.999):.1f} ms, "
                f"max {g[-1] * 1e3:.1f} ms; gaps > 10 ms: {sum(1 for x in g if x > 0.01)}, > 50 ms: "
                f"{sum(1 for x in g if x > 0.05)}"]
         ranked = sorted(self.where.items(), key=lambda kv: -max(kv[1]))[:top]

@@ -92,8 +92,8 @@ class GraphKeeper:
             # held GIL), and none that walks it afterwards (it lives until the next reload)
             with gc_paused():
                 done = index.build_graph(should_stop, persist)
-            if done:
-                gc.freeze()
+                if done:  # before the collector resumes: its first collection would walk every new object
+                    gc.freeze()
         else:
             done = index.build_graph(should_stop, persist)
         if done:
