@@ -55,7 +55,7 @@ def script_json_pieces(items: Sequence[Any], step: int = JSON_STEP) -> Iterator[
         return
     dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
     for k in range(0, len(items), step):
-        body = ",".join([dumps(item) for item in items[k:k + step]])
+        body = dumps(list(items[k:k + step]))[1:-1]  # the slice's items as the whole list has them
         yield _script_safe(("[" if k == 0 else ",") + body + ("]" if k + step >= len(items) else ""))
 
 
