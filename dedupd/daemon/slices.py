@@ -31,12 +31,12 @@ def drop_in_steps(container: dict[Any, Any] | list[Any], step: int = STEP) -> No
     """Empty ``container`` a little at a time. Dropping the last reference to a big structure
     frees all of it in one C call: a snapshot's duplicate lists or the groups parsed for the HTML
     page (hundreds of thousands of lists, tuples and dicts at a million files) held the GIL for
-    0.1-0.6 s when a report function returned. A dict is emptied an item per step (what its
-    values own is freed with it), a list ``step`` items at a time."""
+    0.1-0.8 s when a report function returned. A dict's values are moved to a list in slices and
+    the dict cleared (references dropped, nothing they own freed yet); the list is then freed
+    ``step`` items per C call (no Python-level loop per item: the work stays the C free's)."""
     if isinstance(container, dict):
-        pop = container.popitem
-        for _ in range(len(container)):
-            pop()
-    else:
-        while container:
-            del container[-step:]
+        values = keys_of(container.values(), step)
+        container.clear()
+        container = values
+    while container:
+        del container[-step:]
