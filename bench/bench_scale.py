@@ -16,7 +16,9 @@ Measured, against ``dedupd run`` as a subprocess (real LMDB, socket, inotify):
 - ``restart``: the same with the persisted graph loaded (the 100k / 1M targets);
 - ``query``: ``GET /v1/duplicates?path=`` through the socket (new connection each), p50 / p95;
 - ``SIGHUP``: phash threshold 10 → 8 (within the stored reach: a filter): the slowest ``status``
-  answer while it runs, and the time until ``groups.json`` shows the new threshold;
+  answer while it runs, and the time until ``groups.json`` shows the new threshold (on a loaded
+  machine the slowest answer is mostly the process waiting for a CPU: ``bench/bench_gil.py``
+  measures the daemon's own GIL holds meanwhile);
 - ``one new file``: a real photo copied into the root (decoded), then a byte copy of it: time from
   the copy to the socket listing the pair, and to ``groups.json`` listing it, less ``settle_ms``.
 

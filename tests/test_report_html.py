@@ -342,3 +342,72 @@ def test_stale_thumbnails_pruned(scanned, tmp_path):
     report_from_store(scanned["cfg"], str(out), thumbs_dir=str(shared))
     assert (shared / ("cd" * 16 + ".jpg")).exists(), "a thumbs_dir passed in is never pruned"
     assert "../shared/" in out.read_text()
+
+
+def _one_shot_page(groups, **kw):
+    """The page as one string, the data placed by one ``json.dumps`` + ``replace`` (how it was built
+    before the pieces): the reference the piecewise page must equal byte for byte."""
+    from dedupd.reports import html as report_html
+
+    pieces = report_html.script_json_pieces
+    try:
+        report_html.script_json_pieces = lambda items, step=0: iter([report_html._script_json(list(items))])
+        return report_html.build_html(groups, **kw)
+    finally:
+        report_html.script_json_pieces = pieces
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 64])
+def test_script_json_pieces_equal_one_dumps(step):
+    from dedupd.reports.html import _script_json, script_json_pieces
+
+    odd = ["</script><script>&amp;", "line\u2028sep\u2029", "é ü 漢字 😀", "surrogate \udcff", 'q"\\', None,
+           1.5, float("inf"), -0.0, True, {"k": [1, "<&>"]}, [], ""]
+    for items in ([], [odd], odd, [[x, k] for k, x in enumerate(odd * 7)]):
+        assert "".join(script_json_pieces(items, step)) == _script_json(items)
+        assert all(len(piece) > 0 for piece in script_json_pieces(items, step))
+    assert len(list(script_json_pieces(list(range(1000)), 64))) == 16  # no piece of the whole list
+
+
+def test_html_pieces_equal_the_one_shot_page(tmp_path, monkeypatch):
+    from dedupd.reports import html as report_html
+
+    groups = synthetic_groups(300)
+    groups[7]["duplicates"][0]["path"] = "/x/</script><script>alert(1)</script>\u2028.jpg"
+    thumbs = {f["path"]: f"thumbs/{k}.jpg" for k, g in enumerate(groups) for f in (g["keep"], *g["duplicates"])}
+    kw = dict(thumbs=thumbs, generated_at=1.7e9, files_indexed=12345, preview=True, title="t %%PAGE%% <b>")
+    want = _one_shot_page(groups, **kw)
+    pieces = list(report_html.html_pieces(groups, **kw))
+    assert "".join(pieces) == want == build_html(groups, **kw)
+    assert len(pieces) > 300 // report_html.JSON_STEP and max(map(len, pieces)) < len(want) / 3
+    # the placeholder inside the title is replaced as the chain of replaces did; the data once
+    assert "".join(report_html.html_pieces([], title="%%DATA%%")) == _one_shot_page([], title="%%DATA%%")
+
+
+def test_report_file_written_in_pieces_is_the_page(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from dedupd.reports import html as report_html
+    from dedupd.reports import thumbnails
+
+    groups = synthetic_groups(200)
+    monkeypatch.setattr(thumbnails, "ensure_thumbnails", lambda items, *a, **k: {})
+    written: list[int] = []
+    real = report_html.write_atomic
+
+    def spy(path, data, mode):
+        data = list(data) if not isinstance(data, bytes) else [data]
+        written.extend(map(len, data))
+        real(path, data, mode)
+
+    monkeypatch.setattr(report_html, "write_atomic", spy)
+    index = SimpleNamespace(files={})
+    config = SimpleNamespace(keep=(), max_pixels=None, report_mode=0o644, dry_run=False)
+    out = tmp_path / "report.html"
+    got = report_html.write_html_report(str(out), index, config, groups=groups, thumbs_dir=str(tmp_path / "t"))
+    page = out.read_bytes()
+    assert got["bytes"] == len(page) == sum(written) and len(written) > 3
+    want = build_html(report_html.attach_quarantine(groups, []), files_indexed=0,
+                      thumbs={f["path"]: None for g in groups for f in (g["keep"], *g["duplicates"])})
+    strip = lambda b: re.sub(rb"generated [0-9: -]+<", b"<", b)  # noqa: E731 - the clock moved on
+    assert strip(page) == strip(want.encode())

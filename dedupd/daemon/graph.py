@@ -86,7 +86,16 @@ class GraphKeeper:
             stamp = stamp_of(config, reach, complete=last is None, cursor=last)
             return self.store.put_edges(stamp, edges, expect) >= 0
 
-        done = index.build_graph(should_stop, persist)
+        if self.state == "refiltering":
+            # a new graph of every matching edge (dicts by the hundred thousand at a million files):
+            # no full collection meanwhile (each walked every object not frozen, 0.1 s and more of
+            # held GIL), and none that walks it afterwards (it lives until the next reload)
+            with gc_paused():
+                done = index.build_graph(should_stop, persist)
+                if done:  # before the collector resumes: its first collection would walk every new object
+                    gc.freeze()
+        else:
+            done = index.build_graph(should_stop, persist)
         if done:
             self.state = "ready"
             logger.info("duplicate graph ready", extra={"files": len(index.files),

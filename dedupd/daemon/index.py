@@ -32,6 +32,7 @@ from dedupd.core.hashindex import IdHashIndex, IdSlots
 from dedupd.core.policy import EXACT as EXACT  # re-exported: callers import the match types from here
 from dedupd.core.policy import EXACT_EVIDENCE, Evidence, Matching, closeness, pair_evidence, score_evidence
 from dedupd.core.vectors import VectorIndex
+from dedupd.daemon.slices import drop_in_steps, keys_of
 
 #: one edge: two digests and their scores in :attr:`Reach.names` order (None: a side lacks the method)
 Edge = tuple[bytes, bytes, Sequence[float | None]]
@@ -745,10 +746,11 @@ class MatchIndex:
             if self._graph_epoch != epoch:
                 return False
             assert self._building is not None
-            self._graph, self._building = self._building, None
+            old, self._graph, self._building = self._graph, self._building, None
             self._touch_all()
             self._refilter = False
             self.generation += 1
+        drop_in_steps(old)  # the previous graph, outside the lock and not in one C call
         return True
 
     def _derive_steps(self, epoch: int, should_stop: Callable[[], bool]
@@ -899,9 +901,13 @@ class MatchIndex:
 
     def snapshot(self) -> GraphSnapshot:
         """An immutable copy of what the reports need, taken under the lock in O(files + edges)
-        with no sorting; the report is then built from it outside the lock."""
+        with no sorting; the report is then built from it outside the lock. The paths are copied
+        a slice at a time and the file facts of group members only (one ``dict(files)`` of a
+        million paths held the GIL ~35 ms: see :mod:`dedupd.daemon.slices`)."""
         with self.lock:
-            return GraphSnapshot(dict(self.files), self.duplicate_lists(), self.generation)
+            dups = self.duplicate_lists()
+            files = SnapshotFiles({p: self.files[p] for p in dups}, keys_of(self.files), self)
+            return GraphSnapshot(files, dups, self.generation)
 
     def column(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """``(content ids, hash values)`` of one hash column (for bulk joins: see :meth:`scored_pair`)."""
@@ -948,19 +954,42 @@ class MatchIndex:
             return {(a, b): s for a, links in self._near.items() for b, s in links.items() if a < b}
 
 
+class SnapshotFiles(Mapping[str, FileInfo]):
+    """The files of a :class:`GraphSnapshot`: every path indexed then (a list), the facts of the
+    group members copied; any other path's facts are read from the live index (a keeper whose
+    duplicates were all quarantined; a file's facts never change in place, an entry is replaced)."""
+
+    def __init__(self, members: dict[str, FileInfo], paths: list[str], live: MatchIndex) -> None:
+        self._members, self.paths, self._live = members, paths, live
+
+    def __getitem__(self, path: str) -> FileInfo:
+        info = self._members.get(path)
+        if info is not None:
+            return info
+        with self._live.lock:
+            return self._live.files[path]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+
 class GraphSnapshot:
     """What a report is written from (see :meth:`MatchIndex.snapshot`); reads like a MatchIndex."""
 
-    def __init__(self, files: dict[str, FileInfo], dups: dict[str, list[tuple[str, Evidence]]],
+    def __init__(self, files: Mapping[str, FileInfo], dups: dict[str, list[tuple[str, Evidence]]],
                  generation: int) -> None:
-        self.files = files  # a copy: every indexed path (unsorted) and its facts
+        self.files = files  # every indexed path (unsorted) and its facts
         self._dups = dups
         self.generation = generation
         self.lock = threading.RLock()  # nothing to guard: for code written against MatchIndex
 
     @property
     def paths(self) -> list[str]:
-        return list(self.files)
+        """Every indexed path, unsorted (not to be changed: may be the snapshot's own list)."""
+        return self.files.paths if isinstance(self.files, SnapshotFiles) else list(self.files)
 
     def duplicates_of(self, path: str) -> list[tuple[str, Evidence]]:
         return self._dups.get(path, [])
@@ -970,6 +999,15 @@ class GraphSnapshot:
 
     def duplicate_lists(self) -> dict[str, list[tuple[str, Evidence]]]:
         return self._dups
+
+    def drop(self) -> None:
+        """Free what the snapshot copied a little at a time (see :func:`drop_in_steps`); it is empty after."""
+        drop_in_steps(self._dups)
+        if isinstance(self.files, SnapshotFiles):
+            drop_in_steps(self.files._members)
+            drop_in_steps(self.files.paths)
+        elif isinstance(self.files, dict):
+            drop_in_steps(self.files)
 
 
 def _score_name(method: str, option: str) -> str:

@@ -12,7 +12,7 @@ is streamed (a million keys without building the dict or the whole text first).
 from __future__ import annotations
 
 import bisect
-import heapq
+import gc
 import json
 import logging
 import os
@@ -20,13 +20,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from json.encoder import encode_basestring_ascii
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
+from dedupd.core.groups import sorted_in_steps as steps_sorted
 from dedupd.core.policy import GroupDecision
 from dedupd.core.review import Review
 from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
 from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import GraphSnapshot, MatchIndex
+from dedupd.daemon.slices import drop_in_steps
 from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups, decide, encode_group, would_quarantine
 from dedupd.reports.seal import adoptable, code_digest, config_digest, file_identity, seal_fields, void_seal, write_seal
@@ -85,18 +87,17 @@ SLOW_SPACING = 9.0
 #: write on a busy machine left duplicates.json 1.4 s behind)
 SLOW_SHORT_S = 1.0
 SLOW_SPACING_SHORT = 3.0
-#: :func:`sorted_in_steps` sorts this many strings per call (~30 ms of held GIL each)
-SORT_STEP = 1 << 15
+#: :func:`sorted_in_steps` sorts this many items per call: ~2 ms of held GIL for paths (32,768
+#: held it 9-30 ms; the merge costs the same)
+SORT_STEP = 1 << 12
+
+T = TypeVar("T")
 
 
-def sorted_in_steps(items: list[str]) -> list[str]:
-    """``sorted(items)``, without holding the GIL for the whole sort: one ``sorted`` of a million
-    paths is a single C call (~1 s on a loaded machine, a stall for every other thread, the
-    socket's too); sorted slices are merged in Python instead, which lets other threads in."""
-    if len(items) <= SORT_STEP:
-        return sorted(items)
-    runs = [sorted(items[k:k + SORT_STEP]) for k in range(0, len(items), SORT_STEP)]
-    return list(heapq.merge(*runs))
+def sorted_in_steps(items: list[T]) -> list[T]:
+    """``sorted(items)`` in :data:`SORT_STEP` steps (see :func:`dedupd.core.groups.sorted_in_steps`):
+    one ``sorted`` of a million paths held the GIL ~1 s on a loaded machine."""
+    return steps_sorted(items, SORT_STEP)
 
 
 def duplicates_json(snapshot: GraphSnapshot) -> Iterator[bytes]:
@@ -241,8 +242,11 @@ class ReportWriter:
             with index.lock:  # the files of group members only (a snapshot copies every file)
                 dups = index.duplicate_lists()
                 snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
+            old = (self._kept, self._order, self._by_order, self._member)
             self._kept, self._order, self._by_order, self._member = {}, [], {}, {}
             self._keep, self._duplicates = config.keep, 0
+            for part in old:
+                drop_in_steps(part)  # (the previous groups: not freed in one C call)
         elif not touched:
             return False
         else:
@@ -263,10 +267,15 @@ class ReportWriter:
             for key in {self._member[p] for p in seeds if p in self._member}:
                 self._drop(key)
         evidence: dict[int, str] = {}
-        for decision in decide(snapshot, config.keep, review=review, config=config):
+        decisions = decide(snapshot, config.keep, review=review, config=config)
+        for decision in decisions:
             self._put(decision, snapshot, evidence, bulk=full)
-        if full:
-            self._order.sort()
+        if full:  # ~100k groups: one sort held the GIL ~0.1 s
+            self._order = sorted_in_steps(self._order)
+        drop_in_steps(decisions)
+        snapshot.drop()
+        if full:  # the kept groups live until the next full refresh: frozen before the collector resumes
+            gc.freeze()  # (a young collection over ~300k new objects held the GIL 0.1-0.2 s at 1M)
         return True
 
     def write(self, index: MatchIndex, config: Config, store: Any = None, *, slow: bool | None = None,
@@ -376,8 +385,11 @@ class ReportWriter:
             snapshot = index.snapshot()
             write_atomic(os.path.join(self.report_dir, "duplicates.json"), self._yielding(duplicates_json(snapshot)),
                          config.report_mode)
+            groups = self.groups()
             write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
-                              groups=self.groups(), on_thumbnails=on_thumbnails)
+                              groups=groups, on_thumbnails=on_thumbnails)
+            drop_in_steps(groups)  # not freed at once on return (0.1 s and more of held GIL at 1M)
+            snapshot.drop()
         self.slow_seconds = time.monotonic() - t0 - self._yielded
         spacing = SLOW_SPACING_SHORT if self.slow_seconds < SLOW_SHORT_S else SLOW_SPACING
         self.slow_due = time.monotonic() + max(config.report_interval_s, spacing * self.slow_seconds)

@@ -20,22 +20,43 @@ import html
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dedupd.daemon.slices import drop_in_steps
 from dedupd.reports.atomic import write_atomic
 from dedupd.units import human_bytes
 
 PAGE_SIZE = 200
 THUMBS_DIR = "thumbs"
+#: groups JSON-encoded per call when the page is built in pieces (~0.1 ms of held GIL each)
+JSON_STEP = 64
+
+
+def _script_safe(text: str) -> str:
+    """``text`` (JSON) safe inside ``<script type="application/json">``: no ``<``, ``>``, ``&`` or
+    line separators (each escaped on its own: a piece of a text is escaped as the whole would be)."""
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 def _script_json(data: Any) -> str:
-    """JSON safe inside ``<script type="application/json">``: no ``<``, ``>``, ``&`` or line separators."""
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    """JSON safe inside ``<script type="application/json">`` (one string: see :func:`script_json_pieces`)."""
+    return _script_safe(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+
+
+def script_json_pieces(items: Sequence[Any], step: int = JSON_STEP) -> Iterator[str]:
+    """``_script_json(list(items))`` in pieces of ``step`` items: the same text, but no single
+    ``json.dumps`` / ``str.replace`` over the whole list (at a million files, the report's groups
+    are tens of MB: one call held the GIL for a fraction of a second, stalling the socket)."""
+    if not items:
+        yield "[]"
+        return
+    dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    for k in range(0, len(items), step):
+        body = dumps(list(items[k:k + step]))[1:-1]  # the slice's items as the whole list has them
+        yield _script_safe(("[" if k == 0 else ",") + body + ("]" if k + step >= len(items) else ""))
 
 
 
@@ -166,7 +187,17 @@ def attach_quarantine(groups: list[dict[str, Any]], entries: Iterable[Any]) -> l
 def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str | None] | None = None,
                generated_at: float | None = None, title: str = "dedupd duplicate report",
                page_size: int = PAGE_SIZE, files_indexed: int | None = None, preview: bool = False) -> str:
-    """One self-contained HTML page for ``groups``.
+    """One self-contained HTML page for ``groups`` (the pieces of :func:`html_pieces`, joined)."""
+    return "".join(html_pieces(groups, thumbs=thumbs, generated_at=generated_at, title=title, page_size=page_size,
+                               files_indexed=files_indexed, preview=preview))
+
+
+def html_pieces(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str | None] | None = None,
+                generated_at: float | None = None, title: str = "dedupd duplicate report",
+                page_size: int = PAGE_SIZE, files_indexed: int | None = None, preview: bool = False) -> Iterator[str]:
+    """One self-contained HTML page for ``groups``, in pieces of at most :data:`JSON_STEP` groups
+    (see :func:`script_json_pieces`): what is written at a million files without one long
+    ``json.dumps``, ``replace`` or ``encode`` over the whole page.
 
     Args:
         groups: ``build_groups`` output, optionally with ``state`` on members (see
@@ -198,13 +229,19 @@ def build_html(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str 
                      if d.get("move") and d.get("state", "duplicate") == "duplicate")
         summary.append(f"dry run: <b>{marked:,}</b> files marked to move, nothing moved")
     method_opts = "".join(f'<option value="{e(m)}">{e(m)}</option>' for m in methods)
-    return (_TEMPLATE
+    page = (_TEMPLATE
             .replace("%%TITLE%%", e(title))
             .replace("%%WHEN%%", e(when))
             .replace("%%SUMMARY%%", " · ".join(summary))
             .replace("%%METHODS%%", method_opts)
-            .replace("%%PAGE%%", str(int(page_size)))
-            .replace("%%DATA%%", _script_json(data)))
+            .replace("%%PAGE%%", str(int(page_size))))
+    # the data goes in last, wherever the placeholder is (as a last ``replace`` would put it)
+    texts = page.split("%%DATA%%")
+    yield texts[0]
+    for text in texts[1:]:
+        yield from script_json_pieces(data)
+        yield text
+    drop_in_steps(data)  # a list per group and member: not freed in one C call on return
 
 
 def write_html_report(out_path: str, index: Any, config: Any, store: Any = None, *,
@@ -261,10 +298,21 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
         for f in g["duplicates"]:
             f.pop("digest", None)
     keep_reasons(groups, index, config.keep)
-    page = build_html(groups, thumbs=thumbs, files_indexed=len(index.files), preview=bool(getattr(config, "dry_run", False)))
-    write_atomic(out_path, page.encode("utf-8", "surrogateescape"), config.report_mode)
+    size = 0
+
+    def encoded() -> Iterator[bytes]:  # piece by piece: no encode of the whole page (tens of MB at 1M files)
+        nonlocal size
+        for piece in html_pieces(groups, thumbs=thumbs, files_indexed=len(index.files),
+                                 preview=bool(getattr(config, "dry_run", False))):
+            raw = piece.encode("utf-8", "surrogateescape")
+            size += len(raw)
+            yield raw
+
+    write_atomic(out_path, encoded(), config.report_mode)
+    for part in (groups, thumbs, items, names):
+        drop_in_steps(part)  # (see html_pieces)
     return {"groups": len(groups), "thumbnails": sum(1 for v in names.values() if v),
-            "bytes": len(page.encode("utf-8", "surrogateescape")), "seconds": round(time.monotonic() - t0, 3)}
+            "bytes": size, "seconds": round(time.monotonic() - t0, 3)}
 
 
 _TEMPLATE = r"""<!DOCTYPE html>
