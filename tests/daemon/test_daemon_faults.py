@@ -39,11 +39,11 @@ def small_fs(path: Path, size: str = "6m") -> Iterator[Path]:
 def fill(fs: Path) -> Path:
     """Use up every free byte of ``fs`` with one file; returns it (delete it to free the space)."""
     filler = fs / "filler"
-    with open(filler, "wb") as f:
+    block = b"\0" * 65536
+    with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing left to flush (and fail) at close
         with contextlib.suppress(OSError):
             while True:
-                f.write(b"\0" * 65536)
-                f.flush()
+                f.write(block)  # a partial write fills the last bytes; the next one raises ENOSPC
     return filler
 
 
