@@ -34,10 +34,10 @@ def components(adjacency: Mapping[K, Iterable[K]]) -> list[list[K]]:
                     comp.append(nxt)
                     stack.append(nxt)
         out.append(sorted(comp))  # type: ignore[type-var]
-    return sorted_in_steps(out, STEP, key=lambda c: (-len(c), c[0]))
+    return sorted_in_steps(out, key=lambda c: (-len(c), c[0]))
 
 
-def sorted_in_steps(items: list[T], step: int, key: Callable[[T], Any] | None = None) -> list[T]:
+def sorted_in_steps(items: list[T], step: int = STEP, key: Callable[[T], Any] | None = None) -> list[T]:
     """``sorted(items, key=key)``, sorted ``step`` items per call and merged in Python: one sort
     of a hundred thousand groups (a million paths) is a single C call that holds the GIL for
     0.1 s (1 s), a stall for every other thread of a daemon; between the steps others run."""

@@ -20,9 +20,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from json.encoder import encode_basestring_ascii
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
-from dedupd.core.groups import sorted_in_steps as steps_sorted
+from dedupd.core.groups import sorted_in_steps
 from dedupd.core.policy import GroupDecision
 from dedupd.core.review import Review
 from dedupd.daemon.config import DEFAULT_REPORT_MODE, Config
@@ -87,19 +87,6 @@ SLOW_SPACING = 9.0
 #: write on a busy machine left duplicates.json 1.4 s behind)
 SLOW_SHORT_S = 1.0
 SLOW_SPACING_SHORT = 3.0
-#: :func:`sorted_in_steps` sorts this many items per call: ~2 ms of held GIL for paths (32,768
-#: held it 9-30 ms; the merge costs the same)
-SORT_STEP = 1 << 12
-
-T = TypeVar("T")
-
-
-def sorted_in_steps(items: list[T]) -> list[T]:
-    """``sorted(items)`` in :data:`SORT_STEP` steps (see :func:`dedupd.core.groups.sorted_in_steps`):
-    one ``sorted`` of a million paths held the GIL ~1 s on a loaded machine."""
-    return steps_sorted(items, SORT_STEP)
-
-
 def duplicates_json(snapshot: GraphSnapshot) -> Iterator[bytes]:
     """The bytes of ``duplicates.json`` in pieces: exactly ``json.dumps(adjacency, indent=1)`` + newline,
     keys sorted (what :meth:`MatchIndex.adjacency` gives)."""

@@ -469,23 +469,21 @@ def test_duplicate_lists_equal_duplicates_of_every_path() -> None:
     assert lists == want and any(len(v) > 2 for v in want.values())
 
 
-def test_sorted_in_steps_equals_sorted(monkeypatch) -> None:
+def test_sorted_in_steps_equals_sorted() -> None:
     """The stepwise sort of ``duplicates.json``'s keys gives ``sorted``'s order, also across
     slices and for names that are not UTF-8 (surrogate escapes)."""
-    from dedupd.reports import files
+    from dedupd.core.groups import sorted_in_steps
 
-    monkeypatch.setattr(files, "SORT_STEP", 7)
     rng = random.Random(2)
     names = [f"/p/{rng.choice(['a', 'b', 'é', '-', '/', 'Z'])}{rng.randrange(50)}" for _ in range(200)]
     names += ["/p/caf\udce9", "/p/caf", "/p/cafe"]
-    assert files.sorted_in_steps(names) == sorted(names)
-    assert files.sorted_in_steps(names[:5]) == sorted(names[:5])
+    assert sorted_in_steps(names, 7) == sorted(names)
+    assert sorted_in_steps(names[:5], 7) == sorted(names[:5])
 
 
-def test_slow_reports_call_yield_to_between_pieces(tmp_path: Path, monkeypatch) -> None:
+def test_slow_reports_call_yield_to_between_pieces(tmp_path: Path) -> None:
     """``duplicates.json`` written by the report writer calls its ``yield_to`` hook before each
     piece (where the daemon lets a due groups.json write go first) and is the same file."""
-    from dedupd.reports import files
     from dedupd.reports.files import ReportWriter
 
     root = tmp_path / "photos"
@@ -502,7 +500,6 @@ def test_slow_reports_call_yield_to_between_pieces(tmp_path: Path, monkeypatch) 
         time.sleep(0.3)
 
     writer.yield_to = wait
-    monkeypatch.setattr(files, "SORT_STEP", 8)
     t0 = time.monotonic()
     writer.write(index, cfg, slow=True)
     took = time.monotonic() - t0
