@@ -574,7 +574,10 @@ def test_a_short_slow_write_is_spaced_by_three_times_its_time(tmp_path: Path, mo
 
     monkeypatch.setattr(html, "write_html_report", slow_html)
     writer = ReportWriter(str(tmp_path / "r"))
-    writer.write(index, cfg, slow=True)
-    wait = writer.slow_due - time.monotonic()
+    for _ in range(5):  # a short write: on a loaded machine the 6-file write itself can take a second
+        writer.write(index, cfg, slow=True)
+        wait = writer.slow_due - time.monotonic()
+        if writer.slow_seconds < files.SLOW_SHORT_S:
+            break
     assert 0.3 <= writer.slow_seconds < files.SLOW_SHORT_S
     assert 2.5 * writer.slow_seconds < wait <= files.SLOW_SPACING_SHORT * writer.slow_seconds

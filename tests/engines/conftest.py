@@ -47,6 +47,21 @@ def kill9_node(cluster: Any, node: Any) -> list[int]:
     return pids
 
 
+def running_tasks(node: Any) -> list[str]:
+    """The process titles of the node's task workers that are running a task now (Ray titles a
+    worker ``ray::<function>`` while it runs one and ``ray::IDLE`` between tasks)."""
+    titles = []
+    for pid in _descendants(node.all_processes["raylet"][0].process.pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("ray::") and title != "ray::IDLE":
+            titles.append(title)
+    return titles
+
+
 def _descendants(pid: int) -> list[int]:
     out, todo = [], [pid]
     while todo:
