@@ -467,6 +467,23 @@ def _cpu_by_role(root: int) -> dict[str, float]:
     return {("main" if pid == root else str(pid)): s for pid, s in cpu.items()}
 
 
+def _run_and_wait(root: int) -> dict[int, tuple[float, float]]:
+    """Each descendant process of ``root`` (single-threaded decode and thumbnail workers): the seconds
+    its main thread has run and has waited for a CPU (``/proc/<pid>/schedstat``)."""
+    cpu: dict[int, float] = {}
+    _tree_sample(root, cpu)
+    out = {}
+    for pid in cpu:
+        try:
+            with open(f"/proc/{pid}/schedstat") as fh:
+                ran, waited = fh.read().split()[:2]
+        except (OSError, ValueError):
+            continue
+        if pid != root:
+            out[pid] = (int(ran) / 1e9, int(waited) / 1e9)
+    return out
+
+
 def _wait_cpu_quiet(root: int, still_s: float = 0.6, limit_s: float = 15.0) -> dict[str, float]:
     """The tree's CPU by process once it has stopped rising for ``still_s`` (reports, thumbnails)."""
     last, since, end = _cpu_by_role(root), time.monotonic(), time.monotonic() + limit_s
@@ -527,12 +544,13 @@ def daemon_ingest(src: Path, work: Path, paced: int, rate: float, burst: int, wo
         while any(p not in seen for p in arrived) and time.monotonic() < deadline:
             time.sleep(0.05)
         cpu0 = _wait_cpu_quiet(proc.pid)
-        t_burst = time.monotonic()
+        sched0, t_burst = _run_and_wait(proc.pid), time.monotonic()
         for f in files[paced:]:
             shutil.copyfile(f, watched / f.name)
             arrived[str(watched / f.name)] = time.monotonic()
         while any(p not in seen for p in arrived) and time.monotonic() < deadline + 300:
             time.sleep(0.05)
+        sched1, t_end = _run_and_wait(proc.pid), time.monotonic()
         cpu1 = _wait_cpu_quiet(proc.pid)
         lat = sorted(seen[p] - arrived[p] for p in list(arrived)[:paced] if p in seen)
         burst_s = max(seen.get(str(watched / f.name), float("inf")) for f in files[paced:]) - t_burst
@@ -542,10 +560,16 @@ def daemon_ingest(src: Path, work: Path, paced: int, rate: float, burst: int, wo
         proc.wait(60)
     used = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
     others = sorted((v for k, v in used.items() if k != "main"), reverse=True)
+    # the decode workers (the busiest children) over the burst: share of its wall time each ran, and
+    # waited for a CPU (taken by the other processes, this machine's other jobs included); the rest idle
+    span = max(t_end - t_burst, 1e-9)
+    moved = sorted(((a[0] - sched0.get(k, (0.0, 0.0))[0], a[1] - sched0.get(k, (0.0, 0.0))[1])
+                    for k, a in sched1.items()), reverse=True)
     return {"p50": statistics.median(lat), "p95": lat[int(0.95 * (len(lat) - 1))], "max": lat[-1],
             "paced": len(lat), "burst_files_s": burst / burst_s, "burst_s": burst_s,
             "cpu_ms": 1000 * sum(used.values()) / burst, "main_ms": 1000 * used.get("main", 0.0) / burst,
-            "others_ms": [1000 * v / burst for v in others if v > 0.005]}
+            "others_ms": [1000 * v / burst for v in others if v > 0.005],
+            "workers_ran_waited": [(ran / span, waited / span) for ran, waited in moved[:workers]]}
 
 
 #: section e's configs: the issue's literal one (the four plain hashes' pHash + dHash, no crop
@@ -578,12 +602,15 @@ def section_e(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
                 med = {k: statistics.median(x[k] for x in got)
                        for k in ("p50", "p95", "max", "burst_files_s", "cpu_ms", "main_ms")}
                 others = "; ".join(" / ".join(f"{v:.2f}" for v in x["others_ms"]) for x in got)
+                busy = "; ".join(" / ".join(f"{100 * r:.0f} % ran, {100 * w:.0f} % waited for a CPU"
+                                            for r, w in x["workers_ran_waited"]) for x in got)
                 what = f"daemon{tag}, 640 px, {label}, workers: {workers}"
                 rows.append([f"{what}: {paced} files at 20 files/s, arrival -> duplicates.json (settle 1 s)", "-",
                              f"p50 {med['p50']:.2f} s, p95 {med['p95']:.2f} s", "-", "-", f"max {med['max']:.2f} s"])
                 rows.append([f"{what}: burst of {burst} files", "-", f"{med['burst_files_s']:.0f} files/s", "-", "-",
                              f"until the last is in duplicates.json; CPU of all processes {med['cpu_ms']:.2f} ms/file, "
-                             f"main process {med['main_ms']:.2f}, the others per round: {others}"])
+                             f"main process {med['main_ms']:.2f}, the others per round: {others}; the decode workers over the "
+                             f"burst per round: {busy}"])
 
 
 def main(argv: list[str] | None = None) -> int:
