@@ -54,3 +54,22 @@ def test_thumbnails_match_pillows_full_decode(corpus_dir: Path, tmp_path: Path) 
         assert diff < 8, (path.name, diff)
     with Image.open(tmp_path / "p1.jpg.thumb.jpg") as upright:
         assert upright.height > upright.width  # stored landscape, orientation 6: a portrait thumbnail
+
+
+def test_thumbnail_workers_yield_the_cpu_to_the_ingest() -> None:
+    """The thumbnail decoders run below the daemon's priority (the ingest's decoders do not)."""
+    import os
+
+    from dedupd.daemon.workers import DecodePool
+    from dedupd.reports import thumbnails
+
+    own = os.nice(0)
+    try:
+        assert thumbnails._workers().run(os.nice, 0) == min(19, own + thumbnails.THUMB_NICE)
+    finally:
+        thumbnails.stop_workers()
+    plain = DecodePool("plain", 1, task_timeout_s=30)
+    try:
+        assert plain.run(os.nice, 0) == own
+    finally:
+        plain.shutdown()
