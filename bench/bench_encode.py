@@ -24,7 +24,10 @@ d. fast vs exact decode on many pairs (6 MP photos and every everyday edit of th
    agreement per method at threshold 10, and the bits that differ per file.
 e. the daemon (``dedupd run``, pHash + dHash, default settle of 1 s): 640 px JPEGs copied into a
    watched folder at a steady 20 files/s (arrival to ``duplicates.json``: p50 / p95), then a burst
-   (files/s until the last one is reported); with the default ``workers: 1``, then one worker per CPU.
+   (files/s until the last one is reported, and the CPU milliseconds a file of every process from
+   the burst's start until the daemon is idle again: thumbnails and reports included); with the
+   default ``workers: 1``, then one worker per CPU; with ``crop: false`` (the issue's target as
+   worded: two hashes a file) and with the default config (their crop hashes too: six a file).
 
 Usage::
 
@@ -32,6 +35,7 @@ Usage::
     python bench/bench_encode.py --quick    # small sets, 1 repeat (smoke test)
     python bench/bench_encode.py --only a   # one section
     python bench/bench_encode.py --only bc --before /work/main   # + before/after rows: that checkout's scan
+    python bench/bench_encode.py --only e --before /work/main    # the daemon of both, alternated
 """
 
 from __future__ import annotations
@@ -456,9 +460,49 @@ def _first_seen(report: Path, seen: dict[str, float], stop: threading.Event) -> 
             seen.setdefault(k, now)
 
 
-def daemon_ingest(src: Path, work: Path, paced: int, rate: float, burst: int, workers: int = 1) -> dict[str, Any]:
-    """A ``dedupd run`` daemon (phash + dhash, default settle): ``paced`` files copied in at ``rate``
-    files/s (arrival to ``duplicates.json`` latency), then ``burst`` at once (files/s until all are in)."""
+def _cpu_by_role(root: int) -> dict[str, float]:
+    """CPU seconds so far of ``root`` (``main``) and of each of its descendants (by pid)."""
+    cpu: dict[int, float] = {}
+    _tree_sample(root, cpu)
+    return {("main" if pid == root else str(pid)): s for pid, s in cpu.items()}
+
+
+def _run_and_wait(root: int) -> dict[int, tuple[float, float]]:
+    """Each descendant process of ``root`` (single-threaded decode and thumbnail workers): the seconds
+    its main thread has run and has waited for a CPU (``/proc/<pid>/schedstat``)."""
+    cpu: dict[int, float] = {}
+    _tree_sample(root, cpu)
+    out = {}
+    for pid in cpu:
+        try:
+            with open(f"/proc/{pid}/schedstat") as fh:
+                ran, waited = fh.read().split()[:2]
+        except (OSError, ValueError):
+            continue
+        if pid != root:
+            out[pid] = (int(ran) / 1e9, int(waited) / 1e9)
+    return out
+
+
+def _wait_cpu_quiet(root: int, still_s: float = 0.6, limit_s: float = 15.0) -> dict[str, float]:
+    """The tree's CPU by process once it has stopped rising for ``still_s`` (reports, thumbnails)."""
+    last, since, end = _cpu_by_role(root), time.monotonic(), time.monotonic() + limit_s
+    while time.monotonic() < end:
+        time.sleep(0.2)
+        now = _cpu_by_role(root)
+        if sum(now.values()) - sum(last.values()) > 0.02:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= still_s:
+            break
+    return last
+
+
+def daemon_ingest(src: Path, work: Path, paced: int, rate: float, burst: int, workers: int = 1,
+                  methods: dict[str, Any] | None = None, root: Path = ROOT) -> dict[str, Any]:
+    """A ``dedupd run`` daemon (``methods``: default phash + dhash, default settle): ``paced`` files
+    copied in at ``rate`` files/s (arrival to ``duplicates.json`` latency), then ``burst`` at once
+    (files/s until all are in; the CPU seconds of each process from the burst's start until the
+    daemon is idle again, thumbnails and reports included). ``root``: the checkout that runs."""
     sys.path.insert(0, str(ROOT))
     from dedupd.client import Client
 
@@ -467,9 +511,10 @@ def daemon_ingest(src: Path, work: Path, paced: int, rate: float, burst: int, wo
     watched = work / "photos"
     watched.mkdir(parents=True)
     cfg = {"roots": [str(watched)], "store_dir": str(work / "store"), "report_dir": str(work / "reports"),
-           "socket_path": str(work / "s.sock"), "methods": {"phash": THRESHOLD, "dhash": THRESHOLD}, "workers": workers}
+           "socket_path": str(work / "s.sock"), "methods": methods or {"phash": THRESHOLD, "dhash": THRESHOLD},
+           "workers": workers}
     (work / "cfg.yaml").write_text(json.dumps(cfg))
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     files = sorted(p for p in src.iterdir() if p.is_file())[:paced + burst]
     proc = subprocess.Popen([PY, "-m", "dedupd", "run", "--config", str(work / "cfg.yaml")], env=env, cwd=work,
                             stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
@@ -498,41 +543,74 @@ def daemon_ingest(src: Path, work: Path, paced: int, rate: float, burst: int, wo
         deadline = time.monotonic() + 300
         while any(p not in seen for p in arrived) and time.monotonic() < deadline:
             time.sleep(0.05)
-        t_burst = time.monotonic()
+        cpu0 = _wait_cpu_quiet(proc.pid)
+        sched0, t_burst = _run_and_wait(proc.pid), time.monotonic()
         for f in files[paced:]:
             shutil.copyfile(f, watched / f.name)
             arrived[str(watched / f.name)] = time.monotonic()
         while any(p not in seen for p in arrived) and time.monotonic() < deadline + 300:
             time.sleep(0.05)
+        sched1, t_end = _run_and_wait(proc.pid), time.monotonic()
+        cpu1 = _wait_cpu_quiet(proc.pid)
         lat = sorted(seen[p] - arrived[p] for p in list(arrived)[:paced] if p in seen)
         burst_s = max(seen.get(str(watched / f.name), float("inf")) for f in files[paced:]) - t_burst
     finally:
         stop.set()
         proc.terminate()
         proc.wait(60)
+    used = {k: v - cpu0.get(k, 0.0) for k, v in cpu1.items()}
+    others = sorted((v for k, v in used.items() if k != "main"), reverse=True)
+    # the decode workers (the busiest children) over the burst: share of its wall time each ran, and
+    # waited for a CPU (taken by the other processes, this machine's other jobs included); the rest idle
+    span = max(t_end - t_burst, 1e-9)
+    moved = sorted(((a[0] - sched0.get(k, (0.0, 0.0))[0], a[1] - sched0.get(k, (0.0, 0.0))[1])
+                    for k, a in sched1.items()), reverse=True)
     return {"p50": statistics.median(lat), "p95": lat[int(0.95 * (len(lat) - 1))], "max": lat[-1],
-            "paced": len(lat), "burst_files_s": burst / burst_s, "burst_s": burst_s}
+            "paced": len(lat), "burst_files_s": burst / burst_s, "burst_s": burst_s,
+            "cpu_ms": 1000 * sum(used.values()) / burst, "main_ms": 1000 * used.get("main", 0.0) / burst,
+            "others_ms": [1000 * v / burst for v in others if v > 0.005],
+            "workers_ran_waited": [(ran / span, waited / span) for ran, waited in moved[:workers]]}
+
+
+#: section e's configs: the issue's literal one (the four plain hashes' pHash + dHash, no crop
+#: hashes: they came later) and the default (pHash + dHash with their crop hashes: six a file)
+DAEMON_CONFIGS: dict[str, dict[str, Any]] = {
+    "phash+dhash, crop: false": {"phash": {"threshold": THRESHOLD, "crop": False},
+                                 "dhash": {"threshold": THRESHOLD, "crop": False}},
+    "phash+dhash (default: + crop hashes)": {"phash": THRESHOLD, "dhash": THRESHOLD},
+}
 
 
 def section_e(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
-    """The daemon: arrival-to-report latency at a steady 20 files/s, then an ingest burst (640 px)."""
+    """The daemon: arrival-to-report latency at a steady 20 files/s, then an ingest burst (640 px);
+    each config with ``workers: 1`` then one worker per CPU; ``--before``: that checkout alternated."""
     meta = dataset(args.corpus, args.data_dir, f"enc-640-{args.small}", "--kind", "mixed", "--count",
                    str(args.small), "--seed", "640")
     paced, burst = (100, 200) if args.quick else (200, 1500)
-    # the daemon's default (workers: 1), then one decode worker per CPU (the "on 2 cores" target)
-    for workers in dict.fromkeys((1, available_cpus())):
-        runs = []
-        for r in range(args.repeats):
-            log(f"e. daemon, {workers} worker(s): {paced} files at 20 files/s, then {burst} at once "
-                f"(round {r + 1}/{args.repeats})")
-            runs.append(daemon_ingest(meta / "img", args.data_dir / "enc-work" / "e-daemon", paced, 20.0, burst,
-                                      workers))
-        med = {k: statistics.median(x[k] for x in runs) for k in ("p50", "p95", "max", "burst_files_s")}
-        what = f"daemon, 640 px, phash+dhash, workers: {workers}"
-        rows.append([f"{what}: {paced} files at 20 files/s, arrival -> duplicates.json (settle 1 s)", "-",
-                     f"p50 {med['p50']:.2f} s, p95 {med['p95']:.2f} s", "-", "-", f"max {med['max']:.2f} s"])
-        rows.append([f"{what}: burst of {burst} files", "-", f"{med['burst_files_s']:.0f} files/s", "-", "-",
-                     "until the last is in duplicates.json"])
+    roots = {"": ROOT, **({" (before)": args.before} if args.before else {})}
+    for label, methods in DAEMON_CONFIGS.items():
+        # the daemon's default (workers: 1), then one decode worker per CPU (the "on 2 cores" target)
+        for workers in dict.fromkeys((1, available_cpus())):
+            runs: dict[str, list[dict[str, Any]]] = {k: [] for k in roots}
+            for r in range(args.repeats):
+                for tag in list(roots)[r % len(roots):] + list(roots)[:r % len(roots)]:
+                    log(f"e. daemon{tag}, {label}, {workers} worker(s): {paced} files at 20 files/s, then {burst} "
+                        f"at once (round {r + 1}/{args.repeats})")
+                    runs[tag].append(daemon_ingest(meta / "img", args.data_dir / "enc-work" / "e-daemon", paced, 20.0,
+                                                   burst, workers, methods, roots[tag]))
+            for tag, got in runs.items():
+                med = {k: statistics.median(x[k] for x in got)
+                       for k in ("p50", "p95", "max", "burst_files_s", "cpu_ms", "main_ms")}
+                others = "; ".join(" / ".join(f"{v:.2f}" for v in x["others_ms"]) for x in got)
+                busy = "; ".join(" / ".join(f"{100 * r:.0f} % ran, {100 * w:.0f} % waited for a CPU"
+                                            for r, w in x["workers_ran_waited"]) for x in got)
+                what = f"daemon{tag}, 640 px, {label}, workers: {workers}"
+                rows.append([f"{what}: {paced} files at 20 files/s, arrival -> duplicates.json (settle 1 s)", "-",
+                             f"p50 {med['p50']:.2f} s, p95 {med['p95']:.2f} s", "-", "-", f"max {med['max']:.2f} s"])
+                rows.append([f"{what}: burst of {burst} files", "-", f"{med['burst_files_s']:.0f} files/s", "-", "-",
+                             f"until the last is in duplicates.json; CPU of all processes {med['cpu_ms']:.2f} ms/file, "
+                             f"main process {med['main_ms']:.2f}, the others per round: {others}; the decode workers over the "
+                             f"burst per round: {busy}"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -543,7 +621,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="shared corpus with make_corpus.py")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="dataset cache")
     ap.add_argument("--before", type=Path, help="another dedupd checkout (e.g. the main branch's) whose scan "
-                    "runs alternately with this one's in sections b and c: a before/after row each")
+                    "(daemon, in section e) runs alternately with this one's in sections b, c and e: a "
+                    "before/after row each")
     args = ap.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.mp12, args.small, args.mixed, args.tiny = (8, 200, 200, 1000) if args.quick else (24, 2000, 1000, 20000)

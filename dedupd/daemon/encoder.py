@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from dedupd.core.algorithms import HASH_METHODS
 from dedupd.encoding import hashes_of
 from dedupd.errors import DedupdError, ImageDecodeError, ImageTooLargeError
-from dedupd.imaging import accelerate_small_images, decode_array, decode_file, limit_pixels
+from dedupd.imaging import accelerate_small_images, decode_array, decode_file, limit_pixels, supported_formats
 
 DIGEST_SIZE = 16
 _CHUNK = 1 << 20
@@ -149,14 +150,18 @@ _prepared = False
 
 
 def prepare_process() -> None:
-    """Load what every decode needs, once per process: the hash stack (Pillow, scipy, PyWavelets)
-    and the compiled resize passes, used here for all but the smallest images
+    """Load what every decode needs, once per process: the hash stack (Pillow and its format
+    plugins, scipy, PyWavelets) and the compiled resize passes, used here for all but the smallest images
     (:func:`dedupd.imaging.accelerate_small_images`). Run by the forkserver at its start
     (:mod:`dedupd.daemon.preload`), so each worker forks with it done."""
     global _prepared
     if not _prepared:
         hashes_of(decode_array(np.zeros((8, 8, 3), np.uint8)), HASH_METHODS)
         accelerate_small_images()
+        # the allowed formats and every Pillow plugin (what a file's first open imports: ~45 ms
+        # a process, paid once in the forkserver rather than by each decode and thumbnail worker)
+        supported_formats()
+        Image.init()
         _prepared = True
 
 

@@ -165,6 +165,17 @@ def end_process_pools(join_s: float) -> list[str]:
     return _join_managers(found, join_s)
 
 
+def start_worker(daemon_pid: int, nice: int = 0) -> None:
+    """Worker initializer: exit with the daemon (:func:`~dedupd.daemon.encoder.exit_with_parent`),
+    and run ``nice`` steps below the daemon's priority."""
+    exit_with_parent(daemon_pid)
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:  # not allowed here: the default priority
+            pass
+
+
 class DecodePool:
     """At most ``size`` tasks at once in worker processes; a crash or a hang fails only its task.
 
@@ -173,13 +184,17 @@ class DecodePool:
         size: worker processes, and tasks in flight (more callers wait for a slot).
         task_timeout_s: a task running longer is stopped (its workers are killed) and fails.
         wait_s: how long :meth:`run` waits for a slot (None: forever) before :class:`DecodeBusy`.
+        nice: the workers' priority below the daemon's (``os.nice`` steps): work nobody waits for
+            (report thumbnails) then takes a core only when the ingest leaves it free.
     """
 
-    def __init__(self, name: str, size: int, *, task_timeout_s: float, wait_s: float | None = None) -> None:
+    def __init__(self, name: str, size: int, *, task_timeout_s: float, wait_s: float | None = None,
+                 nice: int = 0) -> None:
         self.name = name
         self.size = max(1, size)
         self.task_timeout_s = task_timeout_s
         self.wait_s = wait_s
+        self.nice = nice
         self.crashes = 0
         self.timeouts = 0
         self._slots = threading.BoundedSemaphore(self.size)
@@ -203,7 +218,7 @@ class DecodePool:
             if self._pool is None:
                 ctx = worker_context()
                 self._pool = cf.ProcessPoolExecutor(max_workers=self.size, mp_context=ctx,
-                                                    initializer=exit_with_parent, initargs=(os.getpid(),))
+                                                    initializer=start_worker, initargs=(os.getpid(), self.nice))
             return self._pool
 
     def _discard(self, pool: cf.ProcessPoolExecutor, *, kill: bool) -> None:
