@@ -36,13 +36,13 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from dedupd.daemon.config import Config
+from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import MatchIndex, Reach
 from dedupd.daemon.loader import matching_of
 from dedupd.daemon.store import Store
@@ -203,7 +203,8 @@ def adopt_snapshot(store: Store, config: Config, reach: Reach) -> tuple[MatchInd
             if meta.get("seal") != want or meta.get("reach") != _reach_json(reach):
                 logger.info("index snapshot not adopted: the store, config or dedupd changed since it was written")
                 return None
-            index, edges = _build(z, meta, config, reach)
+            with gc_paused():  # millions of new objects: no collection walking them meanwhile
+                index, edges = _build(z, meta, config, reach)
     except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the store still loads
         logger.warning("index snapshot %s unusable (%s): loading from the store instead", path, exc)
         return None
@@ -247,26 +248,25 @@ def _build(z: Any, meta: dict[str, Any], config: Config, reach: Reach) -> tuple[
     paths = f_path.tobytes().decode(fs_enc, fs_err).split("\0") if n else []
     if len(paths) != n:
         raise SnapshotError("paths do not match the files")
-    encodings: Iterator[tuple[bytes, int, int, dict[str, int], bytes | None]] = zip(
-        digests, c_wh[:, 0].tolist(), c_wh[:, 1].tolist(), hashes,
-        (b"" if v else None for v in c_vec.tolist()), strict=True)
-    files = zip(paths, f_size.tolist(), f_mtime.tolist(), (digests[i] for i in f_cid.tolist()), strict=True)
+    tree_columns = {}
+    for m in names:
+        ids = np.flatnonzero(np.isin(c_layout, [lid for lid, keys in enumerate(layouts) if m in keys]))
+        tree_columns[m] = (ids, c_hash[ids, col[m]])
     index = MatchIndex(matching_of(config), reach)
-    index.load_store(encodings, files, build_graph=False)
-    if len(index.files) != n or index.content_count != k:
-        raise SnapshotError("files or contents repeated or unused")
-    hashed = {j for j, m in enumerate(reach.names) if m != "cnn"}
-    a_list, b_list = e_a.tolist(), e_b.tolist()
+    try:
+        index.load_columns(digests, hashes, c_vec.tolist(), tree_columns, (c_wh[:, 0].tolist(), c_wh[:, 1].tolist()),
+                           (paths, f_cid, f_size.tolist(), f_mtime.tolist()))
+    except ValueError as exc:
+        raise SnapshotError(str(exc)) from exc
+    hashed = [m != "cnn" for m in reach.names]
+    # one tuple per distinct row of scores (most edges share a few): NaN (None) as a sentinel first
+    rows, which = np.unique(np.where(np.isnan(e_s), -np.inf, e_s), axis=0, return_inverse=True)
+    distinct = [tuple(None if v == -np.inf else (int(v) if h else v) for v, h in zip(row, hashed, strict=True))
+                for row in rows.tolist()]
+    a_list, b_list, s_list = e_a.tolist(), e_b.tolist(), which.reshape(-1).tolist()
     linked = 0
     for lo in range(0, e, EDGE_CHUNK):
-        block = e_s[lo:lo + EDGE_CHUNK]
-        none = np.isnan(block).tolist()
-        rows = block.tolist()
-        chunk = []
-        for i, (row, nan) in enumerate(zip(rows, none, strict=True)):
-            scores = [None if nan[j] else (int(s) if j in hashed else s) for j, s in enumerate(row)]
-            chunk.append((digests[a_list[lo + i]], digests[b_list[lo + i]], scores))
-        linked += index.load_edges(chunk)
-    if linked != e:
-        raise SnapshotError(f"{e - linked} of {e} edges do not match the hashes")
-    return index, e
+        hi = min(e, lo + EDGE_CHUNK)
+        linked += index.link_loaded(zip(map(digests.__getitem__, a_list[lo:hi]), map(digests.__getitem__, b_list[lo:hi]),
+                                        map(distinct.__getitem__, s_list[lo:hi])))
+    return index, linked

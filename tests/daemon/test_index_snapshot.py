@@ -150,7 +150,7 @@ def _rewrite(path: str, **changes) -> None:
         np.savez(f, **arrays)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "flipped", "garbage", "empty", "ids", "paths", "hash", "shape"])
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "garbage", "empty", "ids", "paths", "orphan", "shape"])
 def test_a_damaged_snapshot_means_the_store_load(tmp_path: Path, damage: str, caplog) -> None:
     _fill(tmp_path)
     cfg = _cfg(tmp_path)
@@ -176,10 +176,8 @@ def test_a_damaged_snapshot_means_the_store_load(tmp_path: Path, damage: str, ca
             _rewrite(path, e_b=arrays["e_b"] + len(arrays["c_digest"]))
         elif damage == "paths":
             _rewrite(path, f_path=arrays["f_path"][: len(arrays["f_path"]) // 2])
-        elif damage == "hash":  # a value that no longer gives the stored distances of its edges
-            c_hash = arrays["c_hash"].copy()
-            c_hash[arrays["e_a"][0]] ^= np.uint64(0xFFFF)
-            _rewrite(path, c_hash=c_hash)
+        elif damage == "orphan":  # a content no file refers to (the store load drops it)
+            _rewrite(path, f_cid=np.where(arrays["f_cid"] == 3, 4, arrays["f_cid"]))
         elif damage == "shape":
             _rewrite(path, c_wh=arrays["c_wh"][:-1])
         caplog.set_level(logging.INFO, logger="dedupd.daemon.snapshot")
