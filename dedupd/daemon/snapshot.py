@@ -261,8 +261,9 @@ def _build(z: Any, meta: dict[str, Any], config: Config, reach: Reach) -> tuple[
     hashed = [m != "cnn" for m in reach.names]
     # one tuple per distinct row of scores (most edges share a few): NaN (None) as a sentinel first
     rows, which = np.unique(np.where(np.isnan(e_s), -np.inf, e_s), axis=0, return_inverse=True)
+    table: list[Any] = rows.tolist()
     distinct = [tuple(None if v == -np.inf else (int(v) if h else v) for v, h in zip(row, hashed, strict=True))
-                for row in rows.tolist()]
+                for row in table]
     a_list, b_list, s_list = e_a.tolist(), e_b.tolist(), which.reshape(-1).tolist()
     linked = 0
     for lo in range(0, e, EDGE_CHUNK):
