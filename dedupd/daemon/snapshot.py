@@ -46,7 +46,7 @@ from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import MatchIndex, Reach
 from dedupd.daemon.loader import matching_of
 from dedupd.daemon.store import Store
-from dedupd.daemon.store.records import file_key, fs_bytes
+from dedupd.daemon.store.records import file_key
 from dedupd.reports.seal import code_digest, config_digest
 
 logger = logging.getLogger(__name__)
@@ -133,13 +133,25 @@ def _unsnapshottable(index: MatchIndex, stamp: Any) -> str | None:
 def _arrays(index: MatchIndex) -> dict[str, Any] | str:
     """The index's contents, files and near edges as arrays in store order (under its lock)."""
     contents = index._contents  # noqa: SLF001 - the index's own image, read under its lock
-    digests = sorted(contents)
-    width = len(digests[0]) if digests else 16
-    if any(len(d) != width for d in digests):
+    unsorted = list(contents)
+    width = len(unsorted[0]) if unsorted else 16
+    if any(len(d) != width for d in unsorted):
         return "digests of several lengths"
-    pos = {d: i for i, d in enumerate(digests)}
+    # digest order by numpy (fixed-width bytes compare as the store's keys), ids by binary search
+    by_digest = np.frombuffer(b"".join(unsorted), dtype=f"S{width}") if unsorted else np.zeros(0, f"S{width}")
+    order = np.argsort(by_digest, kind="stable")
+    sorted_digests = by_digest[order]
+    if len(sorted_digests) > 1 and not (sorted_digests[1:] > sorted_digests[:-1]).all():
+        return "digests that do not sort apart"
+    digests = list(map(unsorted.__getitem__, order.tolist()))
+    del unsorted
+
+    def position(ds: list[bytes]) -> np.ndarray:
+        return np.searchsorted(sorted_digests, np.frombuffer(b"".join(ds), dtype=f"S{width}")) if ds else (
+            np.zeros(0, dtype=np.int64))
+
     layouts: dict[tuple[str, ...], int] = {}
-    ordered = [contents[d] for d in digests]
+    ordered = list(map(contents.__getitem__, digests))
     names = sorted({m for c in ordered for m in c.hashes})
     k = len(digests)
     c_layout = np.fromiter((layouts.setdefault(tuple(c.hashes), len(layouts)) for c in ordered), dtype=np.int32,
@@ -154,15 +166,20 @@ def _arrays(index: MatchIndex) -> dict[str, Any] | str:
     del ordered
     c_wh = np.zeros((k, 2), dtype=np.int64)
     fs_enc, fs_err = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-    files = sorted(((file_key(fs_bytes(p)), p, info) for p, info in index.files.items()), key=lambda t: t[0])
-    n = len(files)
-    f_cid = np.fromiter((pos[info.digest] for _, _, info in files), dtype=np.int64, count=n)
-    f_size = np.fromiter((info.size for _, _, info in files), dtype=np.int64, count=n)
-    f_mtime = np.fromiter((info.mtime_ns for _, _, info in files), dtype=np.int64, count=n)
-    c_wh[f_cid, 0] = np.fromiter((info.width for _, _, info in files), dtype=np.int64, count=n)
-    c_wh[f_cid, 1] = np.fromiter((info.height for _, _, info in files), dtype=np.int64, count=n)
-    blob = b"\0".join(p.encode(fs_enc, fs_err) for _, p, _ in files)
-    del files
+    paths, infos = list(index.files), list(index.files.values())
+    encoded = [p.encode(fs_enc, fs_err) for p in paths]
+    keys = list(map(file_key, encoded))  # the store's order: by key (a long path's is its hash)
+    by_key = sorted(range(len(keys)), key=keys.__getitem__)  # (nearly sorted already: loaded so)
+    del keys, paths
+    infos = list(map(infos.__getitem__, by_key))
+    n = len(infos)
+    f_cid = position([info.digest for info in infos]).astype(np.int64)
+    f_size = np.fromiter((info.size for info in infos), dtype=np.int64, count=n)
+    f_mtime = np.fromiter((info.mtime_ns for info in infos), dtype=np.int64, count=n)
+    c_wh[f_cid, 0] = np.fromiter((info.width for info in infos), dtype=np.int64, count=n)
+    c_wh[f_cid, 1] = np.fromiter((info.height for info in infos), dtype=np.int64, count=n)
+    blob = b"\0".join(map(encoded.__getitem__, by_key))
+    del infos, encoded, by_key
     score_names = index.reach.names
     pairs = sorted((a, b) for a, links in index._near.items() for b in links if a < b)  # noqa: SLF001
     e_s = np.full((len(pairs), len(score_names)), np.nan, dtype=np.float64)
@@ -176,8 +193,8 @@ def _arrays(index: MatchIndex) -> dict[str, Any] | str:
         "c_digest": np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(k, width),
         "c_wh": c_wh, "c_hash": c_hash, "c_layout": c_layout, "c_vec": c_vec,
         "f_path": np.frombuffer(blob, dtype=np.uint8), "f_cid": f_cid, "f_size": f_size, "f_mtime": f_mtime,
-        "e_a": np.fromiter((pos[a] for a, _ in pairs), dtype=np.int64, count=len(pairs)),
-        "e_b": np.fromiter((pos[b] for _, b in pairs), dtype=np.int64, count=len(pairs)),
+        "e_a": position([a for a, _ in pairs]).astype(np.int64),
+        "e_b": position([b for _, b in pairs]).astype(np.int64),
         "e_s": e_s,
     }
 
