@@ -95,6 +95,9 @@ def write_snapshot(store: Store, config: Config, index: MatchIndex) -> bool:
     stamp = store.graph_stamp()
     with index.lock:
         reason = _unsnapshottable(index, stamp)
+        if reason is None and _stored_seal(store) == (seal_of(store, config), _reach_json(index.reach)):
+            logger.info("index snapshot still current (nothing committed since it was written)")
+            return True
         arrays = None if reason else _arrays(index)
     if arrays is None or isinstance(arrays, str):
         remove_snapshot(store)
@@ -118,6 +121,16 @@ def write_snapshot(store: Store, config: Config, index: MatchIndex) -> bool:
                                                  "edges": len(arrays["e_a"]),
                                                  "seconds": round(time.monotonic() - t0, 2)})
     return True
+
+
+def _stored_seal(store: Store) -> tuple[Any, Any] | None:
+    """The seal and reach of the snapshot on disk (None: none, or unreadable)."""
+    try:
+        with open(snapshot_path(store), "rb") as f, np.load(f, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+        return (meta.get("seal"), meta.get("reach")) if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+    except Exception:  # noqa: BLE001 - any doubt: write it again
+        return None
 
 
 def _unsnapshottable(index: MatchIndex, stamp: Any) -> str | None:

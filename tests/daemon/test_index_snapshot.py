@@ -100,7 +100,10 @@ def test_adopted_snapshot_is_the_store_load(tmp_path: Path) -> None:
         assert len(want.near_edges()) > 100 and len(want.files) > 180
         assert _adopt(store, cfg) is None  # nothing written yet
         assert write_snapshot(store, cfg, want)
-        assert os.path.exists(os.path.join(store.path, SNAPSHOT_NAME))
+        path = os.path.join(store.path, SNAPSHOT_NAME)
+        written = os.stat(path)
+        assert write_snapshot(store, cfg, want)  # nothing committed since: the file is kept as is
+        assert os.stat(path).st_ino == written.st_ino
         got = _adopt(store, cfg)
         assert got is not None
         got.build_graph()
