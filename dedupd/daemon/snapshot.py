@@ -44,7 +44,7 @@ import numpy as np
 from dedupd.daemon.config import Config
 from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import MatchIndex, Reach
-from dedupd.daemon.loader import matching_of
+from dedupd.daemon.loader import matching_of, release_memory
 from dedupd.daemon.store import Store
 from dedupd.daemon.store.records import file_key
 from dedupd.reports.seal import code_digest, config_digest
@@ -239,6 +239,7 @@ def adopt_snapshot(store: Store, config: Config, reach: Reach) -> tuple[MatchInd
         logger.warning("index snapshot %s unusable (%s): loading from the store instead", path, exc)
         return None
     index.mark_derived(stamp.cursor, stamp.complete)
+    release_memory(None)  # the C heap's pages of the columns' temporaries back to the kernel
     logger.info("index snapshot adopted", extra={"files": len(index.files), "contents": index.content_count,
                                                  "edges": edges, "seconds": round(time.monotonic() - t0, 2)})
     return index, edges
