@@ -30,6 +30,8 @@ index that differs from the store's.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import logging
 import os
@@ -52,6 +54,7 @@ from dedupd.reports.seal import code_digest, config_digest
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_NAME = "index.snapshot.npz"
+TMP_PREFIX = ".snapshot-"
 FORMAT = 1
 #: edges handed to :meth:`MatchIndex.load_edges` per lock hold
 EDGE_CHUNK = 8192
@@ -106,7 +109,10 @@ def write_snapshot(store: Store, config: Config, index: MatchIndex) -> bool:
     meta = arrays.pop("meta")
     meta.update(format=FORMAT, seal=seal_of(store, config), reach=_reach_json(index.reach))
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    fd, tmp = tempfile.mkstemp(prefix=".snapshot-", dir=store.path)
+    for stale in glob.glob(os.path.join(glob.escape(store.path), TMP_PREFIX + "*")):  # a write cut short (kill -9)
+        with contextlib.suppress(OSError):
+            os.unlink(stale)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=store.path)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)

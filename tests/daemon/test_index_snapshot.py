@@ -99,7 +99,9 @@ def test_adopted_snapshot_is_the_store_load(tmp_path: Path) -> None:
         want = load_index(store, cfg)
         assert len(want.near_edges()) > 100 and len(want.files) > 180
         assert _adopt(store, cfg) is None  # nothing written yet
+        (Path(store.path) / ".snapshot-cut-short").write_bytes(b"x" * 100)  # a write killed midway
         assert write_snapshot(store, cfg, want)
+        assert not list(Path(store.path).glob(".snapshot-*"))
         path = os.path.join(store.path, SNAPSHOT_NAME)
         written = os.stat(path)
         assert write_snapshot(store, cfg, want)  # nothing committed since: the file is kept as is
