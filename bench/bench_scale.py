@@ -61,6 +61,7 @@ sys.path.insert(0, str(REPO))
 from bench.bench_query import CORPUS, PER_DIR, pct  # noqa: E402
 from dedupd.client import ApiError, Client, DaemonNotRunning  # noqa: E402
 from dedupd.daemon.config import Config, config_from_mapping  # noqa: E402
+from dedupd.daemon.snapshot import SNAPSHOT_NAME  # noqa: E402
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store  # noqa: E402
 from dedupd.reports.seal import SEAL_NAME  # noqa: E402
 
@@ -246,13 +247,14 @@ def start_and_measure(d: Daemon, n: int, timeout: float) -> dict[str, float]:
     t0 = d.start()
     t_sock = d.wait(lambda s: True, t0, timeout, "the socket", 0.02)
     assert d.proc is not None
+    cpu_sock = cpu_s(d.proc.pid)
     t_graph = d.wait(lambda s: s.get("graph") == "ready" and s["files"] == n, t0, timeout, "the graph", 0.05)
     t_groups = d.wait(lambda s: s["groups"] > 0, t0, timeout, "the groups reported", 0.05)
     cpu, load = cpu_s(d.proc.pid), os.getloadavg()[0]
     rss, hwm, anon = rss_mb(d.proc.pid)
     d.wait(lambda s: s["state"] == "watching" and s["queued"] == 0, t0, timeout, "watching", 0.2)
     return {"socket": t_sock, "graph": t_graph, "groups": t_groups, "rss": rss, "hwm": hwm, "anon": anon,
-            "cpu": cpu, "load": load}
+            "cpu": cpu, "cpu_socket": cpu_sock, "load": load}
 
 
 def bench(n: int, base: Path, timeout: float, keep: bool = False, edges: bool = False) -> list[tuple[str, str]]:
@@ -318,13 +320,15 @@ def socket_only(d: Daemon, timeout: float) -> dict[str, float]:
     assert d.proc is not None
     cpu, load = cpu_s(d.proc.pid), os.getloadavg()[0]
     rss, hwm, anon = rss_mb(d.proc.pid)
-    return {"socket": t_sock, "groups": float("nan"), "rss": rss, "hwm": hwm, "anon": anon, "cpu": cpu, "load": load}
+    return {"socket": t_sock, "groups": float("nan"), "rss": rss, "hwm": hwm, "anon": anon, "cpu": cpu,
+            "cpu_socket": cpu, "load": load}
 
 
-def adoptions(work: Path) -> int:
-    """How many starts logged in ``work``'s daemon log adopted a sealed groups.json."""
+def adoptions(work: Path, what: str = "adopted as the first write") -> int:
+    """How many starts logged in ``work``'s daemon log adopted a sealed groups.json (or logged ``what``:
+    ``"index snapshot adopted"``)."""
     try:
-        return (work / "daemon.log").read_text(errors="replace").count("adopted as the first write")
+        return (work / "daemon.log").read_text(errors="replace").count(what)
     except OSError:
         return 0
 
@@ -348,24 +352,33 @@ def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool =
             (work / "c.yaml").write_text(json.dumps(raw))
             for f in (work / "root" / "real").glob("*.jpg"):
                 f.unlink()
-        if no_seal:
+        if no_seal:  # what a crash leaves: neither seal
             (Path(raw["report_dir"]) / SEAL_NAME).unlink(missing_ok=True)
-        before = adoptions(work)
+            (Path(raw["store_dir"]) / SNAPSHOT_NAME).unlink(missing_ok=True)
+        before, snapshots = adoptions(work), adoptions(work, "index snapshot adopted")
         try:
             runs.append(socket_only(d, timeout) if socket else start_and_measure(d, n, timeout))
             runs[-1]["adopted"] = float(adoptions(work) > before)
+            runs[-1]["snapshot"] = float(adoptions(work, "index snapshot adopted") > snapshots)
             if full:
                 extra.append(sighup(d, work, raw, Path(raw["report_dir"]), timeout)
                              + new_files(d, work / "root", Path(raw["report_dir"]), timeout))
         finally:
-            d.stop()
+            stopped = d.stop()
+            if runs:
+                runs[-1]["stop"] = stopped
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}" for r in runs)
+    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}{'s' if r['snapshot'] else ''}"
+                      for r in runs)
     return [(f"restart ({n:,} files, daemon from {repo}), median of {repeat}", ""),
             ("restart: socket answers / every group back (each run)",
              f"{med['socket']:.2f} s / {med['groups']:.2f} s ({each})"),
             (f"restart: daemon CPU until {'the socket answers' if socket else 'every group is back'} (load average)",
              f"{med['cpu']:.2f} s ({med['load']:.1f})"),
+            ("restart: daemon CPU until the socket answers / every group is back, load average (each run)",
+             " · ".join(f"{r['cpu_socket']:.1f}/{r['cpu']:.1f} ({r['load']:.1f})" for r in runs)),
+            ("restart: the stop after it (each run; a clean stop writes the seals)",
+             " · ".join(f"{r['stop']:.1f} s" for r in runs)),
             ("restart: daemon RSS (peak; anonymous)", f"{med['rss']:.0f} MB ({med['hwm']:.0f} MB; {med['anon']:.0f} MB)"),
             *[(f"{k} (each run)", " · ".join(e[i][1] for e in extra)) for i, (k, _) in enumerate(extra[0] if extra else [])]]
 

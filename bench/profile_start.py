@@ -6,6 +6,7 @@ e.g. one kept by ``bench/bench_scale.py --keep``:
 
     python bench/profile_start.py WORK_DIR                 # phase table: CPU, wall, RSS
     python bench/profile_start.py WORK_DIR --cprofile 25   # plus the top 25 functions of the load
+    python bench/profile_start.py WORK_DIR --snapshot      # the load from the index snapshot instead
 
 ``WORK_DIR`` holds ``c.yaml`` and ``store/`` (bench_scale's layout). Reports go to a temporary
 directory; the store is opened read-only.
@@ -48,6 +49,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("work", type=Path, help="bench_scale work directory (c.yaml, store/)")
     ap.add_argument("--cprofile", type=int, default=0, metavar="N", help="print the top N functions of the load")
+    ap.add_argument("--snapshot", action="store_true",
+                    help="adopt the store's index snapshot (written by the last clean stop; its code and config "
+                         "digests are taken as this run's) instead of loading the records and linking the edges")
     args = ap.parse_args()
     raw = json.loads((args.work / "c.yaml").read_text())
     raw = {k: v for k, v in raw.items() if k != "log"}
@@ -68,17 +72,27 @@ def main() -> None:
 
     with Store.open(config.store_dir, readonly=True) as store:
         stamp = usable_stamp(store, config)
-        index = phase("load_index (socket answers after this)",
-                      lambda: load_index(store, config, build_graph=False,
-                                         reach=None if stamp is None else _reach(stamp)))
-        gc.freeze()
-        if stamp is not None:
-            def edges() -> int:
-                with gc_paused():
-                    return load_edges(store, index, stamp)
-            n_edges = phase("load_edges", edges)
+        if args.snapshot:
+            if stamp is None:
+                raise SystemExit("the store's edges do not serve the config: no snapshot to adopt")
+            adopted = phase("adopt_snapshot (socket answers after this; edges linked)",
+                            lambda: _adopt(store, config, stamp))
+            if adopted is None:
+                raise SystemExit("the snapshot was not adopted (see the log above)")
+            index, n_edges = adopted
+            gc.freeze()
         else:
-            n_edges = 0
+            index = phase("load_index (socket answers after this)",
+                          lambda: load_index(store, config, build_graph=False,
+                                             reach=None if stamp is None else _reach(stamp)))
+            gc.freeze()
+            if stamp is not None:
+                def edges() -> int:
+                    with gc_paused():
+                        return load_edges(store, index, stamp)
+                n_edges = phase("load_edges", edges)
+            else:
+                n_edges = 0
         if stamp is not None and stamp.complete:
             phase("build_graph (refilter what is due)", index.build_graph)
         else:  # the daemon derives in the background, for minutes at 1M: not a start-up phase
@@ -95,6 +109,23 @@ def main() -> None:
     print(f"| total | {cpu:.2f} | {wall:.2f} | | | |")
     if prof is not None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.cprofile)
+
+
+def _adopt(store, config, stamp):  # noqa: ANN001, ANN202
+    """The snapshot adopted whatever dedupd tree wrote it (another checkout's code digest), under
+    the config it was written with (this run's report folder differs); the store must be as then."""
+    import logging
+
+    import numpy as np
+
+    from dedupd.daemon import snapshot
+
+    logging.basicConfig(level=logging.INFO)
+    with open(snapshot.snapshot_path(store), "rb") as f, np.load(f, allow_pickle=False) as z:
+        seal = json.loads(bytes(z["meta"]).decode())["seal"]
+    snapshot.code_digest = lambda: seal["code"]  # type: ignore[assignment]
+    snapshot.config_digest = lambda _config: seal["config"]  # type: ignore[assignment] # (report_dir differs)
+    return snapshot.adopt_snapshot(store, config, _reach(stamp))
 
 
 def _reach(stamp):  # noqa: ANN001, ANN202

@@ -29,7 +29,16 @@ from collections.abc import Callable
 from dedupd.daemon.config import Config
 from dedupd.daemon.gcpause import gc_paused
 from dedupd.daemon.index import Edge, MatchIndex, Reach
-from dedupd.daemon.loader import load_edges, matching_of, reach_of, stamp_of, upgrade_stamp, usable_stamp
+from dedupd.daemon.loader import (
+    load_edges,
+    load_index,
+    matching_of,
+    reach_of,
+    stamp_of,
+    upgrade_stamp,
+    usable_stamp,
+)
+from dedupd.daemon.snapshot import adopt_snapshot, write_snapshot
 from dedupd.daemon.store import Store
 from dedupd.daemon.store.records import GraphStamp
 
@@ -63,6 +72,24 @@ class GraphKeeper:
         self.store.reset_graph(stamp_of(self.config, reach), clear=True)
         self._derive = True
         return reach
+
+    def load(self) -> MatchIndex:
+        """Start-up: :meth:`prepare`, then the index: the sealed snapshot of the last clean stop
+        with its edges linked when it matches the store (:mod:`dedupd.daemon.snapshot`), else
+        loaded from the store (its edges then linked by :meth:`run`)."""
+        reach = self.prepare()
+        if self._stamp is not None and self._stamp.complete:
+            adopted = adopt_snapshot(self.store, self.config, reach)
+            if adopted is not None:
+                with self._lock:
+                    self._stamp = None  # linked already: run() only finishes the graph
+                index, self.edges_loaded = adopted
+                return index
+        return load_index(self.store, self.config, build_graph=False, reach=reach)
+
+    def save(self, index: MatchIndex) -> bool:
+        """Clean stop (the store quiescent): the snapshot of ``index`` for the next start."""
+        return write_snapshot(self.store, self.config, index)
 
     def run(self, index: MatchIndex, should_stop: Callable[[], bool]) -> bool:
         """The ``graph`` thread: load the stored edges (start-up), then refilter or derive what is due."""

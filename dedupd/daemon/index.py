@@ -578,6 +578,66 @@ class MatchIndex:
         if build_graph:
             self.build_graph()
 
+    def load_columns(self, digests: list[bytes], hashes: list[dict[str, int]], has_vector: list[bool],
+                     columns: Mapping[str, tuple[np.ndarray, np.ndarray]], sizes: tuple[list[int], list[int]],
+                     files: tuple[list[str], np.ndarray, list[int], list[int]]) -> None:
+        """:meth:`load_store` from columns (a sealed snapshot, :mod:`dedupd.daemon.snapshot`) into an
+        empty index: content ``i`` is ``digests[i]`` with ``hashes[i]`` (its id), ``columns`` the
+        hash columns as ``(ids, uint64 values)``, ``sizes`` each content's width and height,
+        ``files`` ``(paths, content ids, sizes, mtimes)`` in the order a store load reads them.
+        Every content must have a file. No dict lookup per file: at a million files a store
+        load's lookups of each file's content (in path order, i.e. at random) cost seconds."""
+        paths, cids = files[0], files[1]
+        with self.lock:
+            if self.files or self._contents:
+                raise ValueError("load_columns needs an empty index")
+            self.generation += 1
+            n, k = len(paths), len(digests)
+            cid_list = cids.tolist()
+            counts = np.bincount(cids, minlength=k) if n else np.zeros(k, dtype=np.int64)
+            if counts.size != k or (k and not counts.all()):
+                raise ValueError("load_columns: a content without a file, or a file without a content")
+            first = np.zeros(k, dtype=np.int64)
+            first[cids[::-1]] = np.arange(n - 1, -1, -1)  # each content's first file
+            own = [(p,) for p in map(paths.__getitem__, first.tolist())]
+            objs = [_Content(h, v, p, i) for i, (h, v, p) in enumerate(zip(hashes, has_vector, own, strict=True))]
+            del own
+            self._contents = dict(zip(digests, objs, strict=True))
+            self._cids = IdSlots(list(digests))
+            shared = np.flatnonzero(counts[cids] > 1)  # files of contents with several paths, in file order
+            for i in shared[np.argsort(cids[shared], kind="stable")].tolist():
+                if first[cid_list[i]] != i:  # (its first path is set above)
+                    content = objs[cid_list[i]]
+                    content.paths = _with(content.paths, paths[i])
+
+            def column(values: list[int]) -> list[int]:  # per file, one int object per distinct value
+                distinct, which = np.unique(np.asarray(values, dtype=np.int64)[cids], return_inverse=True)
+                return list(map(distinct.tolist().__getitem__, which.tolist()))
+
+            width_of, height_of = sizes
+            self.files = dict(zip(paths, map(FileInfo, map(digests.__getitem__, cid_list), files[2], files[3],
+                                             column(width_of), column(height_of)), strict=True))
+            if len(self.files) != len(paths):
+                raise ValueError("load_columns: a path given twice")
+            self._reset_structures(rebuild_columns=False)
+            self._trees = {k: IdHashIndex() for k in self._trees}
+            for m, (ids, values) in columns.items():
+                if m in self._trees:
+                    self._trees[m].add_many(ids, values)
+
+    def link_loaded(self, edges: Iterable[tuple[bytes, bytes, tuple]]) -> int:
+        """Link near edges known to match the indexed hashes (a sealed snapshot's: unlike
+        :meth:`load_edges`, the distances are not recomputed); returns how many were linked."""
+        n = 0
+        with self.lock:
+            self._touch_all()
+            for a, b, scores in edges:
+                self._link(a, b, scores)
+                n += 1
+            if n:
+                self.generation += 1
+        return n
+
     def retune(self, matching: Matching, reach: Reach | None = None) -> bool:
         """Change thresholds/mode (config reload). Within the reach (and ``reach`` not given, or the
         same) the graph is refiltered from ``near``: True. Otherwise the near edges are dropped

@@ -39,7 +39,7 @@ from dedupd.daemon.config import Config
 from dedupd.daemon.encoder import EncodeResult
 from dedupd.daemon.graph import GraphKeeper
 from dedupd.daemon.intake import Intake
-from dedupd.daemon.loader import load_index, matching_of, release_memory
+from dedupd.daemon.loader import matching_of, release_memory
 from dedupd.daemon.notify import Notifier
 from dedupd.daemon.pipeline import Pipeline, Work, encode_spec
 from dedupd.daemon.policy import QuarantinePolicy, RestoreRequest, SelectedQuarantine
@@ -221,7 +221,7 @@ class Daemon:
         # loaded from the store's edges (or derived, if they do not serve the config) afterwards,
         # on the graph thread
         self.graph = GraphKeeper(self.store, cfg)
-        self.index = load_index(self.store, cfg, build_graph=False, reach=self.graph.prepare())
+        self.index = self.graph.load()  # the sealed snapshot of the last clean stop, else the store
         gc.freeze()  # the loaded index lives as long as the daemon: later collections need not walk it
         self._dirty.set()
         return mismatch.any
@@ -627,6 +627,10 @@ class Daemon:
                 self.reports.seal(self.index, self.config, self.store)
             except Exception:
                 logger.exception("could not seal groups.json (the next start writes it in full)")
+            try:  # the index as flat arrays: the next start need not read every record
+                self.graph.save(self.index)
+            except Exception:
+                logger.exception("could not write the index snapshot (the next start loads the store)")
         self.query_workers.shutdown()
         stop_thumbnail_workers()
         if self.store is not None:

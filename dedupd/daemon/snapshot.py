@@ -1,0 +1,310 @@
+"""A sealed snapshot of the loaded index: what a start-up would read from the store, as flat arrays.
+
+At a million files the index load before the socket answers costs ~8-11 s of CPU: two million
+LMDB records read and unpacked one by one, then the stored edges read, checked and linked. After
+a clean stop nothing of that has changed, so the stop writes ``index.snapshot.npz`` next to the
+store (:func:`write_snapshot`) and the next start adopts it (:func:`adopt_snapshot`) when its seal
+matches, building the same index from numpy columns without touching the records.
+
+What it holds (an uncompressed ``.npz``: numpy arrays only, read with ``allow_pickle=False``;
+each member carries the zip CRC, checked as it is read), in the order a load from the store reads
+them (contents by digest, files by store key, edges by digest pair) so that the index built from
+it is the one :func:`~dedupd.daemon.loader.load_index` builds:
+
+- ``meta``: JSON: the format, the seal, the reach, the hash key layouts and the score names;
+- contents: digests (``c_digest``, one row of bytes each), width and height, the hash values
+  (``c_hash``: one uint64 column per hash name, ``c_layout``: which names a content has, in its
+  dict order), whether the store holds a vector (``c_vec``);
+- files: the paths (``f_path``: fs-encoded, NUL-separated), their content (``f_cid``), size and
+  mtime;
+- edges: both contents (``e_a``, ``e_b``) and the scores (``e_s``, NaN for None).
+
+The seal (see :mod:`dedupd.reports.seal`, same digests): the store's real path, the inode of its
+``data.mdb``, its last committed transaction id (:meth:`Store.generation`: any commit since voids
+the snapshot, e.g. a crash after the daemon wrote something), the config digest and the code
+digest. Only a complete graph of a hash-only index is written (a CNN index: the normal load).
+Anything unexpected when adopting (missing, foreign, truncated, corrupted, inconsistent) means
+the normal load, with a warning when the file was there but unusable: never a crash, never an
+index that differs from the store's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+
+from dedupd.daemon.config import Config
+from dedupd.daemon.gcpause import gc_paused
+from dedupd.daemon.index import MatchIndex, Reach
+from dedupd.daemon.loader import matching_of, release_memory
+from dedupd.daemon.store import Store
+from dedupd.daemon.store.records import file_key
+from dedupd.reports.seal import code_digest, config_digest
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_NAME = "index.snapshot.npz"
+TMP_PREFIX = ".snapshot-"
+FORMAT = 1
+#: edges handed to :meth:`MatchIndex.load_edges` per lock hold
+EDGE_CHUNK = 8192
+
+
+class SnapshotError(ValueError):
+    """The snapshot file is unusable (truncated, corrupted, inconsistent)."""
+
+
+def snapshot_path(store: Store) -> str:
+    return os.path.join(store.path, SNAPSHOT_NAME)
+
+
+def seal_of(store: Store, config: Config) -> dict[str, Any]:
+    """What a snapshot must have been written against to be adopted now."""
+    try:
+        ino = os.stat(os.path.join(store.path, "data.mdb")).st_ino
+    except OSError:
+        ino = -1
+    return {"store": os.path.realpath(store.path), "mdb_inode": ino, "txnid": store.generation(),
+            "config": config_digest(config), "code": code_digest()}
+
+
+def _reach_json(reach: Reach) -> dict[str, Any]:
+    return {"radii": [list(r) for r in reach.radii], "cnn": reach.cnn}
+
+
+def remove_snapshot(store: Store) -> None:
+    """Remove the snapshot (nothing to do when there is none)."""
+    try:
+        os.unlink(snapshot_path(store))
+    except FileNotFoundError:
+        pass
+
+
+def write_snapshot(store: Store, config: Config, index: MatchIndex) -> bool:
+    """At a clean stop (the store quiescent, the index its image): write the snapshot of ``index``
+    sealed with the store's current state. Returns False (and removes any older snapshot) when
+    the index cannot be snapshotted: graph not complete, CNN vectors, unusual digests or hashes."""
+    t0 = time.monotonic()
+    stamp = store.graph_stamp()
+    with index.lock:
+        reason = _unsnapshottable(index, stamp)
+        if reason is None and _stored_seal(store) == (seal_of(store, config), _reach_json(index.reach)):
+            logger.info("index snapshot still current (nothing committed since it was written)")
+            return True
+        arrays = None if reason else _arrays(index)
+    if arrays is None or isinstance(arrays, str):
+        remove_snapshot(store)
+        logger.info("no index snapshot written: %s", reason or arrays)
+        return False
+    meta = arrays.pop("meta")
+    meta.update(format=FORMAT, seal=seal_of(store, config), reach=_reach_json(index.reach))
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    for stale in glob.glob(os.path.join(glob.escape(store.path), TMP_PREFIX + "*")):  # a write cut short (kill -9)
+        with contextlib.suppress(OSError):
+            os.unlink(stale)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=store.path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, snapshot_path(store))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    logger.info("index snapshot written", extra={"files": len(index.files), "contents": index.content_count,
+                                                 "edges": len(arrays["e_a"]),
+                                                 "seconds": round(time.monotonic() - t0, 2)})
+    return True
+
+
+def _stored_seal(store: Store) -> tuple[Any, Any] | None:
+    """The seal and reach of the snapshot on disk (None: none, or unreadable)."""
+    try:
+        with open(snapshot_path(store), "rb") as f, np.load(f, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+        return (meta.get("seal"), meta.get("reach")) if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+    except Exception:  # noqa: BLE001 - any doubt: write it again
+        return None
+
+
+def _unsnapshottable(index: MatchIndex, stamp: Any) -> str | None:
+    if index.matching.cnn is not None:
+        return "the index holds CNN vectors"
+    if stamp is None or not stamp.complete or Reach(stamp.radii, stamp.cnn) != index.reach:
+        return "the stored graph is not complete for the index's reach"
+    if not (index.graph_ready and index.derived):
+        return "the graph is not complete"
+    return None
+
+
+def _arrays(index: MatchIndex) -> dict[str, Any] | str:
+    """The index's contents, files and near edges as arrays in store order (under its lock)."""
+    contents = index._contents  # noqa: SLF001 - the index's own image, read under its lock
+    unsorted = list(contents)
+    width = len(unsorted[0]) if unsorted else 16
+    if any(len(d) != width for d in unsorted):
+        return "digests of several lengths"
+    # digest order by numpy (fixed-width bytes compare as the store's keys), ids by binary search
+    by_digest = np.frombuffer(b"".join(unsorted), dtype=f"S{width}") if unsorted else np.zeros(0, f"S{width}")
+    order = np.argsort(by_digest, kind="stable")
+    sorted_digests = by_digest[order]
+    if len(sorted_digests) > 1 and not (sorted_digests[1:] > sorted_digests[:-1]).all():
+        return "digests that do not sort apart"
+    digests = list(map(unsorted.__getitem__, order.tolist()))
+    del unsorted
+
+    def position(ds: list[bytes]) -> np.ndarray:
+        return np.searchsorted(sorted_digests, np.frombuffer(b"".join(ds), dtype=f"S{width}")) if ds else (
+            np.zeros(0, dtype=np.int64))
+
+    layouts: dict[tuple[str, ...], int] = {}
+    ordered = list(map(contents.__getitem__, digests))
+    names = sorted({m for c in ordered for m in c.hashes})
+    k = len(digests)
+    c_layout = np.fromiter((layouts.setdefault(tuple(c.hashes), len(layouts)) for c in ordered), dtype=np.int32,
+                           count=k)
+    c_vec = np.fromiter((c.has_vector for c in ordered), dtype=bool, count=k)
+    c_hash = np.zeros((k, len(names)), dtype=np.uint64)
+    try:  # (values outside uint64 raise OverflowError)
+        for j, m in enumerate(names):
+            c_hash[:, j] = np.fromiter((c.hashes.get(m, 0) for c in ordered), dtype=np.uint64, count=k)
+    except (OverflowError, TypeError, ValueError):
+        return "hash values outside 64 bits"
+    del ordered
+    c_wh = np.zeros((k, 2), dtype=np.int64)
+    fs_enc, fs_err = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    paths, infos = list(index.files), list(index.files.values())
+    encoded = [p.encode(fs_enc, fs_err) for p in paths]
+    keys = list(map(file_key, encoded))  # the store's order: by key (a long path's is its hash)
+    by_key = sorted(range(len(keys)), key=keys.__getitem__)  # (nearly sorted already: loaded so)
+    del keys, paths
+    infos = list(map(infos.__getitem__, by_key))
+    n = len(infos)
+    f_cid = position([info.digest for info in infos]).astype(np.int64)
+    f_size = np.fromiter((info.size for info in infos), dtype=np.int64, count=n)
+    f_mtime = np.fromiter((info.mtime_ns for info in infos), dtype=np.int64, count=n)
+    c_wh[f_cid, 0] = np.fromiter((info.width for info in infos), dtype=np.int64, count=n)
+    c_wh[f_cid, 1] = np.fromiter((info.height for info in infos), dtype=np.int64, count=n)
+    blob = b"\0".join(map(encoded.__getitem__, by_key))
+    del infos, encoded, by_key
+    score_names = index.reach.names
+    pairs = sorted((a, b) for a, links in index._near.items() for b in links if a < b)  # noqa: SLF001
+    e_s = np.full((len(pairs), len(score_names)), np.nan, dtype=np.float64)
+    for i, (a, b) in enumerate(pairs):
+        for j, s in enumerate(index._near[a][b]):  # noqa: SLF001
+            if s is not None:
+                e_s[i, j] = s
+    return {
+        "meta": {"names": names, "layouts": [list(keys) for keys in layouts], "digest_len": width,
+                 "scores": score_names},
+        "c_digest": np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(k, width),
+        "c_wh": c_wh, "c_hash": c_hash, "c_layout": c_layout, "c_vec": c_vec,
+        "f_path": np.frombuffer(blob, dtype=np.uint8), "f_cid": f_cid, "f_size": f_size, "f_mtime": f_mtime,
+        "e_a": position([a for a, _ in pairs]).astype(np.int64),
+        "e_b": position([b for _, b in pairs]).astype(np.int64),
+        "e_s": e_s,
+    }
+
+
+def adopt_snapshot(store: Store, config: Config, reach: Reach) -> tuple[MatchIndex, int] | None:
+    """The index of ``store`` under ``config`` with the stored edges linked (and their number),
+    from the snapshot when its seal matches (else None: the caller loads from the store). The caller then calls
+    :meth:`MatchIndex.build_graph` as after :func:`~dedupd.daemon.loader.load_edges`."""
+    path = snapshot_path(store)
+    if not os.path.exists(path):
+        return None
+    t0 = time.monotonic()
+    stamp = store.graph_stamp()
+    if stamp is None or not stamp.complete or Reach(stamp.radii, stamp.cnn) != reach or config.cnn is not None:
+        logger.info("index snapshot not adopted: the stored graph is not complete for this config")
+        return None
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:  # (np.load may leave a path open)
+            meta = json.loads(bytes(z["meta"]).decode())
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+                raise SnapshotError("unknown format")
+            want = seal_of(store, config)
+            if meta.get("seal") != want or meta.get("reach") != _reach_json(reach):
+                logger.info("index snapshot not adopted: the store, config or dedupd changed since it was written")
+                return None
+            with gc_paused():  # millions of new objects: no collection walking them meanwhile
+                index, edges = _build(z, meta, config, reach)
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the store still loads
+        logger.warning("index snapshot %s unusable (%s): loading from the store instead", path, exc)
+        return None
+    index.mark_derived(stamp.cursor, stamp.complete)
+    release_memory(None)  # the C heap's pages of the columns' temporaries back to the kernel
+    logger.info("index snapshot adopted", extra={"files": len(index.files), "contents": index.content_count,
+                                                 "edges": edges, "seconds": round(time.monotonic() - t0, 2)})
+    return index, edges
+
+
+def _build(z: Any, meta: dict[str, Any], config: Config, reach: Reach) -> tuple[MatchIndex, int]:
+    """The index from the snapshot's arrays (every array checked for shape and range first)."""
+    names, layouts, width = meta["names"], [tuple(x) for x in meta["layouts"]], int(meta["digest_len"])
+    if meta["scores"] != reach.names or any(set(keys) - set(names) for keys in layouts):
+        raise SnapshotError("names do not match")
+    digest_rows = z["c_digest"]
+    k = len(digest_rows)
+    c_wh, c_hash, c_layout, c_vec = z["c_wh"], z["c_hash"], z["c_layout"], z["c_vec"]
+    f_path, f_cid, f_size, f_mtime = z["f_path"], z["f_cid"], z["f_size"], z["f_mtime"]
+    e_a, e_b, e_s = z["e_a"], z["e_b"], z["e_s"]
+    n, e = len(f_cid), len(e_a)
+    shapes_ok = (digest_rows.shape == (k, width) and c_wh.shape == (k, 2) and c_hash.shape == (k, len(names))
+                 and c_layout.shape == (k,) and c_vec.shape == (k,) and f_size.shape == (n,)
+                 and f_mtime.shape == (n,) and e_b.shape == (e,) and e_s.shape == (e, len(reach.names)))
+    if not shapes_ok or (k and not (0 <= c_layout.min() and c_layout.max() < len(layouts))):
+        raise SnapshotError("arrays of inconsistent shapes")
+    if (n and not (0 <= f_cid.min() and f_cid.max() < k)) or (e and not (
+            0 <= min(e_a.min(), e_b.min()) and max(e_a.max(), e_b.max()) < k)):
+        raise SnapshotError("ids out of range")
+    raw = digest_rows.tobytes()
+    digests = [raw[i:i + width] for i in range(0, k * width, width)]
+    del raw
+    hashes: list[dict[str, int]] = [{}] * k
+    col = {m: j for j, m in enumerate(names)}
+    for lid, keys in enumerate(layouts):
+        rows = np.flatnonzero(c_layout == lid)
+        values = [c_hash[rows, col[m]].tolist() for m in keys]
+        for r, vals in zip(rows.tolist(), zip(*values, strict=True) if keys else repeat((), len(rows)),
+                           strict=True):
+            hashes[r] = dict(zip(keys, vals, strict=True))
+    fs_enc, fs_err = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    paths = f_path.tobytes().decode(fs_enc, fs_err).split("\0") if n else []
+    if len(paths) != n:
+        raise SnapshotError("paths do not match the files")
+    tree_columns = {}
+    for m in names:
+        ids = np.flatnonzero(np.isin(c_layout, [lid for lid, keys in enumerate(layouts) if m in keys]))
+        tree_columns[m] = (ids, c_hash[ids, col[m]])
+    index = MatchIndex(matching_of(config), reach)
+    try:
+        index.load_columns(digests, hashes, c_vec.tolist(), tree_columns, (c_wh[:, 0].tolist(), c_wh[:, 1].tolist()),
+                           (paths, f_cid, f_size.tolist(), f_mtime.tolist()))
+    except ValueError as exc:
+        raise SnapshotError(str(exc)) from exc
+    hashed = [m != "cnn" for m in reach.names]
+    # one tuple per distinct row of scores (most edges share a few): NaN (None) as a sentinel first
+    rows, which = np.unique(np.where(np.isnan(e_s), -np.inf, e_s), axis=0, return_inverse=True)
+    table: list[Any] = rows.tolist()
+    distinct = [tuple(None if v == -np.inf else (int(v) if h else v) for v, h in zip(row, hashed, strict=True))
+                for row in table]
+    a_list, b_list, s_list = e_a.tolist(), e_b.tolist(), which.reshape(-1).tolist()
+    linked = 0
+    for lo in range(0, e, EDGE_CHUNK):
+        hi = min(e, lo + EDGE_CHUNK)
+        linked += index.link_loaded(zip(map(digests.__getitem__, a_list[lo:hi]), map(digests.__getitem__, b_list[lo:hi]),
+                                        map(distinct.__getitem__, s_list[lo:hi])))
+    return index, linked
