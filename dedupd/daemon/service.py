@@ -50,6 +50,7 @@ from dedupd.daemon.store import Store
 from dedupd.daemon.watcher import Watcher
 from dedupd.daemon.workers import encode_bytes, join_process_pools, query_pool
 from dedupd.reports.files import EventLog, ReportWriter, write_reports
+from dedupd.reports.offline import ReportChild, child_min_files
 from dedupd.reports.thumbnails import stop_workers as stop_thumbnail_workers
 
 logger = logging.getLogger("dedupd.daemon")
@@ -143,6 +144,8 @@ class Daemon:
         self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"), cfg.report_mode)
         self.reports = ReportWriter(cfg.report_dir)
         self.reports.yield_to = self._groups_first
+        self.reports.child = ReportChild()  # duplicates.json and report.html outside this interpreter
+        self.reports.child_min_files = child_min_files()  # (at scale)
         self.quarantine = Quarantine(cfg, self.store, on_event=self.events.append)
         recovered = self.quarantine.recover()
         if recovered:
@@ -348,6 +351,8 @@ class Daemon:
                 self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._thumbnails_ready)
                 failing = None
             except Exception as exc:
+                if self.stop_event.is_set():
+                    break  # its child was stopped with the daemon: the final report follows
                 if failing is None:
                     logger.exception("writing duplicates.json/report.html failed; retrying",
                                      extra={"dir": self.config.report_dir})
@@ -619,6 +624,8 @@ class Daemon:
         self.state = "stopping"
         self.notifier.stopping()
         self.stop_event.set()
+        if hasattr(self, "reports") and self.reports.child is not None:
+            self.reports.child.kill()  # a running duplicates.json / report.html write (the final one follows)
         if self.watcher is not None:
             self.watcher.stop()
         if hasattr(self, "settler"):
@@ -634,6 +641,8 @@ class Daemon:
         sealable = hasattr(self, "index") and self.store is not None and self.index.graph_ready and complete
         if sealable:
             self._final_report(FINAL_REPORT_S)
+        if hasattr(self, "reports") and self.reports.child is not None:
+            self.reports.child.kill(refuse=True)  # an abandoned final write's child
         if self.server is not None:
             self.server.stop()
         if sealable and not stuck:

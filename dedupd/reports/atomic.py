@@ -28,14 +28,15 @@ def file_mode(configured: int) -> int:
 
 
 def write_atomic(path: str, data: bytes | Iterable[bytes], mode: int, *, durable: bool = True,
-                 timings: dict[str, float] | None = None) -> None:
+                 timings: dict[str, float] | None = None, prefix: str = ".tmp-") -> None:
     """Replace ``path`` with ``data`` (bytes, or pieces written in turn) at once (readers never see
     half a file), as ``file_mode(mode)``; ``durable``: fsync before the rename (reports; a cache
-    such as thumbnails can skip it). ``timings`` gets the seconds spent writing, syncing and renaming."""
+    such as thumbnails can skip it). ``timings`` gets the seconds spent writing, syncing and renaming;
+    ``prefix``: the temp file's name starts with it."""
     t0 = time.monotonic()
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             if isinstance(data, bytes):

@@ -31,6 +31,8 @@ from dedupd.daemon.index import GraphSnapshot, MatchIndex
 from dedupd.daemon.slices import drop_in_steps
 from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups, decide, encode_group, would_quarantine
+from dedupd.reports.html import THUMBS_DIR
+from dedupd.reports.offline import CHILD_MIN_FILES, ReportChild, job_frames
 from dedupd.reports.seal import adoptable, code_digest, config_digest, file_identity, seal_fields, void_seal, write_seal
 
 logger = logging.getLogger(__name__)
@@ -186,6 +188,11 @@ class ReportWriter:
         #: the last ``duplicates.json`` + ``report.html`` write's own time (waits in yield_to excluded)
         self.slow_seconds = 0.0
         self._yielded = 0.0
+        self._t_duplicates = 0.0  # when the last in-process duplicates.json was written (monotonic)
+        #: writes duplicates.json and report.html in a child process (the daemon sets it; see
+        #: :mod:`dedupd.reports.offline`); None: in this process
+        self.child: ReportChild | None = None
+        self.child_min_files = CHILD_MIN_FILES  # ... from this many indexed files
         self.counts = {"groups": 0, "duplicates": 0}
         self._lock = threading.Lock()  # one groups.json write (or seal) at a time
         self.adopted = False  # groups.json on disk adopted from its seal; the lines not built yet
@@ -377,29 +384,56 @@ class ReportWriter:
 
     def write_slow(self, index: MatchIndex, config: Config, store: Any = None, *,
                    on_thumbnails: Callable[[], None] | None = None) -> None:
-        """Rewrite ``duplicates.json`` and ``report.html`` (with the groups of the last :meth:`write_groups`)."""
-        from dedupd.reports.html import write_html_report
+        """Rewrite ``duplicates.json`` and ``report.html`` (with the groups of the last :meth:`write_groups`):
+        by :attr:`child` when the daemon set one, the index has :attr:`child_min_files` files or more
+        and thumbnails are made in the background, else here."""
+        from dedupd.reports.thumbnails import ensure_thumbnails
 
-        t0 = time.monotonic()
+        t0 = t1 = time.monotonic()
         self.slow_pending = False
         self._yielded = 0.0
+        child = self.child is not None and on_thumbnails is not None and len(index.files) >= self.child_min_files
+        if child:
+            assert self.child is not None and on_thumbnails is not None
+            cpu = time.thread_time()
+            with gc_paused():
+                snapshot = index.snapshot()
+                with self._lock:  # the groups of the last write_groups, not while a write changes them
+                    lines = list(self._lines)
+                entries = list(store.iter_quarantine()) if store is not None else []
+                missing = self.child.run(self.report_dir, job_frames(snapshot, lines, entries, config), self._pause)
+                snapshot.drop()
+            if missing:  # made by the worker processes, in the background (as in process)
+                ensure_thumbnails(missing, os.path.join(self.report_dir, THUMBS_DIR), max_pixels=config.max_pixels,
+                                  mode=config.report_mode, on_made=on_thumbnails)
+            # what the write cost: this thread's CPU and the child's (not the wall time: on a loaded
+            # machine a child waits seconds for a CPU, which would space a small library's reports apart)
+            self.slow_seconds = time.thread_time() - cpu + self.child.cpu_seconds
+        else:
+            self._write_slow_here(index, config, store, on_thumbnails)
+            t1 = self._t_duplicates
+            self.slow_seconds = time.monotonic() - t0 - self._yielded
+        logger.debug("duplicates.json and report.html written", extra={
+            "child": child, "duplicates_s": round(t1 - t0, 3),
+            "html_s": round(time.monotonic() - t1, 3), "yielded_s": round(self._yielded, 3)})
+        spacing = SLOW_SPACING_SHORT if self.slow_seconds < SLOW_SHORT_S else SLOW_SPACING
+        self.slow_due = time.monotonic() + max(config.report_interval_s, spacing * self.slow_seconds)
+
+    def _write_slow_here(self, index: MatchIndex, config: Config, store: Any,
+                         on_thumbnails: Callable[[], None] | None) -> None:
+        """:meth:`write_slow` in this process."""
+        from dedupd.reports.html import write_html_report
+
         with gc_paused():
             snapshot = index.snapshot()
             write_atomic(os.path.join(self.report_dir, "duplicates.json"), self._yielding(duplicates_json(snapshot)),
                          config.report_mode)
-            t1 = time.monotonic()
+            self._t_duplicates = time.monotonic()
             groups = self.groups(pause=self._pause)
             write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
                               groups=groups, on_thumbnails=on_thumbnails, pause=self._pause)
             drop_in_steps(groups)  # not freed at once on return (0.1 s and more of held GIL at 1M)
             snapshot.drop()
-        self.slow_seconds = time.monotonic() - t0 - self._yielded
-        logger.debug("duplicates.json and report.html written", extra={
-            "duplicates_s": round(t1 - t0, 3), "html_s": round(time.monotonic() - t1, 3),
-            "yielded_s": round(self._yielded, 3)})
-        spacing = SLOW_SPACING_SHORT if self.slow_seconds < SLOW_SHORT_S else SLOW_SPACING
-        self.slow_due = time.monotonic() + max(config.report_interval_s, spacing * self.slow_seconds)
-
 
     def _pause(self) -> None:
         """Let a due groups.json write go first (:attr:`yield_to`); the wait is not write time."""

@@ -246,7 +246,9 @@ def html_pieces(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str
 
 def write_html_report(out_path: str, index: Any, config: Any, store: Any = None, *,
                       groups: list[dict[str, Any]] | None = None, thumbs_dir: str | None = None,
-                      on_thumbnails: Any = None, pause: Callable[[], None] | None = None) -> dict[str, Any]:
+                      on_thumbnails: Any = None, pause: Callable[[], None] | None = None,
+                      thumbnails: Callable[..., dict[str, str | None]] | None = None,
+                      tmp_prefix: str = ".tmp-") -> dict[str, Any]:
     """Build groups (unless given), thumbnails and ``out_path`` (atomically). Returns counts.
 
     Thumbnails go to ``thumbs_dir`` (default ``<dir of out_path>/thumbs``), named by content
@@ -254,7 +256,9 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
     With ``on_thumbnails`` (a callable) missing thumbnails are made in the background (see
     :func:`~dedupd.reports.thumbnails.ensure_thumbnails`) and the page shows placeholders until then.
     ``pause`` is called between steps and pieces of the page (the daemon lets a due ``groups.json``
-    write go first there).
+    write go first there). ``thumbnails`` replaces :func:`~dedupd.reports.thumbnails.ensure_thumbnails`
+    (the report child's lookup of cached ones: :mod:`dedupd.reports.offline`); ``tmp_prefix``
+    names the page's temp file.
     """
     pause = pause or (lambda: None)
     from dedupd.reports.groups import build_groups
@@ -282,8 +286,8 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
             elif f.get("state") == "quarantined" and f.get("digest") and f.get("dest") and os.path.exists(f["dest"]):
                 items.append((f["dest"], f["digest"]))
     pause()
-    names = ensure_thumbnails(items, thumbs_dir, max_pixels=config.max_pixels, mode=config.report_mode,
-                              on_made=on_thumbnails)
+    names = (thumbnails or ensure_thumbnails)(items, thumbs_dir, max_pixels=config.max_pixels,
+                                              mode=config.report_mode, on_made=on_thumbnails)
     pause()
     if prune:  # thumbnails of contents no longer in any group
         digests = {d.hex() if isinstance(d, bytes) else d for _, d in items}
@@ -317,7 +321,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
             yield raw
             pause()
 
-    write_atomic(out_path, encoded(), config.report_mode)
+    write_atomic(out_path, encoded(), config.report_mode, prefix=tmp_prefix)
     for part in (groups, thumbs, items, names):
         drop_in_steps(part)  # (see html_pieces)
     return {"groups": len(groups), "thumbnails": sum(1 for v in names.values() if v),
