@@ -414,7 +414,9 @@ class ReportWriter:
             t1 = self._t_duplicates
             self.slow_seconds = time.monotonic() - t0 - self._yielded
         logger.debug("duplicates.json and report.html written", extra={
-            "child": child, "duplicates_s": round(t1 - t0, 3),
+            "child": child, **({"child_cpu_s": round(self.child.cpu_seconds, 3),
+                                "child_peak_rss_mb": round(self.child.peak_rss_mb)} if child and self.child else {}),
+            "duplicates_s": round(t1 - t0, 3),
             "html_s": round(time.monotonic() - t1, 3), "yielded_s": round(self._yielded, 3)})
         spacing = SLOW_SPACING_SHORT if self.slow_seconds < SLOW_SHORT_S else SLOW_SPACING
         self.slow_due = time.monotonic() + max(config.report_interval_s, spacing * self.slow_seconds)

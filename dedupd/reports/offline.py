@@ -161,6 +161,7 @@ class ReportChild:
         self._lock = threading.Lock()
         self._stopped = False
         self.cpu_seconds = 0.0  # the last child's CPU time (user + system)
+        self.peak_rss_mb = 0.0  # and its peak resident memory
 
     def run(self, report_dir: str, frames: Iterable[bytes], pause: Callable[[], None] = lambda: None
             ) -> list[tuple[str, str]]:
@@ -196,6 +197,7 @@ class ReportChild:
             _, status, usage = os.wait4(proc.pid, 0)  # (its CPU time: what the write cost the machine)
             code = proc.returncode = os.waitstatus_to_exitcode(status)
             self.cpu_seconds = usage.ru_utime + usage.ru_stime
+            self.peak_rss_mb = usage.ru_maxrss / 1024  # (KiB on Linux)
         finally:
             with self._lock:
                 self._proc = None
