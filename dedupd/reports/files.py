@@ -32,7 +32,7 @@ from dedupd.daemon.slices import drop_in_steps
 from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups, decide, encode_group, would_quarantine
 from dedupd.reports.html import THUMBS_DIR
-from dedupd.reports.offline import CHILD_MIN_FILES, ReportChild, job_frames
+from dedupd.reports.offline import CHILD_MIN_FILES, ChildFailed, ReportChild, job_frames
 from dedupd.reports.seal import adoptable, code_digest, config_digest, file_identity, seal_fields, void_seal, write_seal
 
 logger = logging.getLogger(__name__)
@@ -89,10 +89,12 @@ SLOW_SPACING = 9.0
 #: write on a busy machine left duplicates.json 1.4 s behind)
 SLOW_SHORT_S = 1.0
 SLOW_SPACING_SHORT = 3.0
-def duplicates_json(snapshot: GraphSnapshot) -> Iterator[bytes]:
+def duplicates_json(snapshot: GraphSnapshot, sort: Callable[[list[str]], list[str]] = sorted_in_steps
+                    ) -> Iterator[bytes]:
     """The bytes of ``duplicates.json`` in pieces: exactly ``json.dumps(adjacency, indent=1)`` + newline,
-    keys sorted (what :meth:`MatchIndex.adjacency` gives)."""
-    paths = sorted_in_steps(snapshot.paths)
+    keys sorted (what :meth:`MatchIndex.adjacency` gives) by ``sort`` (in steps: no long GIL hold;
+    the report child, alone in its process, sorts at once)."""
+    paths = sort(snapshot.paths)
     if not paths:
         yield b"{}\n"
         return
@@ -396,13 +398,25 @@ class ReportWriter:
         if child:
             assert self.child is not None and on_thumbnails is not None
             cpu = time.thread_time()
-            with gc_paused():
-                snapshot = index.snapshot()
-                with self._lock:  # the groups of the last write_groups, not while a write changes them
-                    lines = list(self._lines)
-                entries = list(store.iter_quarantine()) if store is not None else []
-                missing = self.child.run(self.report_dir, job_frames(snapshot, lines, entries, config), self._pause)
-                snapshot.drop()
+            try:
+                with gc_paused():
+                    snapshot = index.snapshot()
+                    try:
+                        with self._lock:  # the groups of the last write_groups, not while a write changes them
+                            lines = list(self._lines)
+                        entries = list(store.iter_quarantine()) if store is not None else []
+                        missing = self.child.run(self.report_dir, job_frames(snapshot, lines, entries, config),
+                                                 self._pause)
+                    finally:
+                        snapshot.drop()
+            except ChildFailed as exc:
+                if not exc.redo_here:
+                    raise
+                logger.warning("%s; duplicates.json and report.html are written in the daemon this time", exc,
+                               extra={"dir": self.report_dir})
+                child = False
+        if child:
+            assert self.child is not None and on_thumbnails is not None
             if missing:  # made by the worker processes, in the background (as in process)
                 ensure_thumbnails(missing, os.path.join(self.report_dir, THUMBS_DIR), max_pixels=config.max_pixels,
                                   mode=config.report_mode, on_made=on_thumbnails)
@@ -410,6 +424,7 @@ class ReportWriter:
             # machine a child waits seconds for a CPU, which would space a small library's reports apart)
             self.slow_seconds = time.thread_time() - cpu + self.child.cpu_seconds
         else:
+            t0 = time.monotonic()
             self._write_slow_here(index, config, store, on_thumbnails)
             t1 = self._t_duplicates
             self.slow_seconds = time.monotonic() - t0 - self._yielded

@@ -150,7 +150,13 @@ def job_frames(snapshot: Any, lines: list[bytes], entries: Iterable[Any], config
 
 
 class ChildFailed(RuntimeError):
-    """The report child exited without writing both reports."""
+    """The report child did not write both reports. ``redo_here``: it failed by itself (an import,
+    an error), so the daemon may write them itself; not when it was killed (the daemon's stop, the
+    OOM killer: the daemon would only take its memory) or never started because the daemon stops."""
+
+    def __init__(self, message: str, redo_here: bool = False) -> None:
+        super().__init__(message)
+        self.redo_here = redo_here
 
 
 class ReportChild:
@@ -214,7 +220,7 @@ class ReportChild:
             tail = b"".join(err).decode(errors="replace").strip().splitlines()[-3:]
             why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
             raise ChildFailed(f"the report child ({sys.executable} -m dedupd.reports.report_child) failed: {why}"
-                              + (f": {' | '.join(tail)}" if tail else ""))
+                              + (f": {' | '.join(tail)}" if tail else ""), redo_here=code > 0)
         return [(p, hx) for p, hx in json.loads(out)["missing"]]
 
     @property

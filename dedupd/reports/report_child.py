@@ -100,7 +100,7 @@ def child_main(report_dir: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
     head, snapshot, groups = read_job(stdin)
     config = types.SimpleNamespace(keep=[KeepRule(k, p) for k, p in head["keep"]], max_pixels=head["max_pixels"],
                                    report_mode=head["report_mode"], dry_run=head["dry_run"])
-    write_atomic(os.path.join(report_dir, "duplicates.json"), duplicates_json(snapshot),  # type: ignore[arg-type]
+    write_atomic(os.path.join(report_dir, "duplicates.json"), duplicates_json(snapshot, sorted),  # type: ignore[arg-type]
                  config.report_mode, prefix=TMP_PREFIX)
     missing: list[tuple[str, str]] = []
     write_html_report(os.path.join(report_dir, "report.html"), snapshot, config, _Manifest(head["entries"]),

@@ -18,7 +18,7 @@ from dedupd.daemon.index import FileInfo, MatchIndex
 from dedupd.daemon.loader import matching_of
 from dedupd.daemon.store import Store
 from dedupd.daemon.store.manifest import QuarantineEntry
-from dedupd.reports.files import ReportWriter
+from dedupd.reports.files import ReportWriter, duplicates_json
 from dedupd.reports.offline import TMP_PREFIX, ChildFailed, ReportChild, job_frames
 from dedupd.reports.thumbnails import stop_workers, thumb_name
 from tests.daemon.test_graph_store import config, contents
@@ -119,3 +119,26 @@ def test_a_child_refused_after_the_daemon_stops_it(tmp_path: Path) -> None:
     child.kill(refuse=True)
     with pytest.raises(ChildFailed, match="stopping"):
         child.run(str(tmp_path), job_frames(_Many(1), [], [], config(tmp_path, tmp_path)))
+
+
+def test_a_child_that_fails_by_itself_is_redone_in_the_daemon(tmp_path: Path, monkeypatch, caplog) -> None:
+    """A child that exits with an error (here: no Python to run it) is logged with its command and
+    the reports are written in the daemon that time; a killed one is not redone (see above)."""
+    import sys
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    cfg = config(root, tmp_path, phash={"threshold": 10, "agree": False})
+    index = MatchIndex(matching_of(cfg))
+    for k, (d, h) in enumerate(contents(5, 30).items()):
+        index.add(f"{root}/{k}.jpg", FileInfo(d, 1, k, 8, 8), {"phash": h["phash"]})
+    writer = ReportWriter(str(tmp_path / "r"))
+    writer.child, writer.child_min_files = ReportChild(), 0
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    try:
+        writer.write(index, cfg, slow=True, on_thumbnails=lambda: None)
+    finally:
+        stop_workers()
+    assert "/bin/false -m dedupd.reports.report_child) failed: exit status 1" in caplog.text
+    assert "written in the daemon this time" in caplog.text
+    assert (tmp_path / "r" / "duplicates.json").read_bytes() == b"".join(duplicates_json(index.snapshot()))
