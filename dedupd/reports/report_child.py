@@ -40,8 +40,9 @@ def _section(f: IO[bytes]) -> Iterator[bytes]:
         yield frame
 
 
-def read_job(f: IO[bytes]) -> tuple[dict[str, Any], ChildSnapshot, list[dict[str, Any]]]:
-    """(header, snapshot, groups) of a job read from ``f``."""
+def read_job(f: IO[bytes]) -> tuple[dict[str, Any], ChildSnapshot, list[bytes]]:
+    """(header, snapshot, groups' lines in frames) of a job read from ``f`` (the lines are parsed
+    once ``duplicates.json`` is written and the paths are dropped: a lower peak of memory)."""
     head = json.loads(_read_frame(f))
     paths: list[str] = []
     for frame in _section(f):
@@ -52,10 +53,7 @@ def read_job(f: IO[bytes]) -> tuple[dict[str, Any], ChildSnapshot, list[dict[str
     facts: dict[str, Facts] = {}
     for frame in _section(f):
         facts.update((p, Facts(*v)) for p, v in json.loads(frame).items())
-    groups: list[dict[str, Any]] = []
-    for frame in _section(f):
-        groups.extend(map(json.loads, frame.split(b"\n")))
-    return head, ChildSnapshot(Files(paths, facts), dups), groups
+    return head, ChildSnapshot(Files(paths, facts), dups), list(_section(f))
 
 
 def cached_thumbnails(missing: list[tuple[str, str]]) -> Callable[..., dict[str, str | None]]:
@@ -97,11 +95,15 @@ def child_main(report_dir: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
     from dedupd.reports.html import write_html_report
 
     gc.disable()  # hundreds of thousands of acyclic objects, one short-lived process
-    head, snapshot, groups = read_job(stdin)
+    head, snapshot, frames = read_job(stdin)
     config = types.SimpleNamespace(keep=[KeepRule(k, p) for k, p in head["keep"]], max_pixels=head["max_pixels"],
                                    report_mode=head["report_mode"], dry_run=head["dry_run"])
     write_atomic(os.path.join(report_dir, "duplicates.json"), duplicates_json(snapshot, sorted),  # type: ignore[arg-type]
                  config.report_mode, prefix=TMP_PREFIX)
+    snapshot.drop_paths()
+    groups: list[dict[str, Any]] = []
+    while frames:
+        groups.extend(map(json.loads, frames.pop(0).split(b"\n")))
     missing: list[tuple[str, str]] = []
     write_html_report(os.path.join(report_dir, "report.html"), snapshot, config, _Manifest(head["entries"]),
                       groups=groups, on_thumbnails=lambda: None, thumbnails=cached_thumbnails(missing),
