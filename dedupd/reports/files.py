@@ -391,7 +391,7 @@ class ReportWriter:
         and thumbnails are made in the background, else here."""
         from dedupd.reports.thumbnails import ensure_thumbnails
 
-        t0 = t1 = time.monotonic()
+        t0 = time.monotonic()
         self.slow_pending = False
         self._yielded = 0.0
         child = self.child is not None and on_thumbnails is not None and len(index.files) >= self.child_min_files
@@ -423,16 +423,15 @@ class ReportWriter:
             # what the write cost: this thread's CPU and the child's (not the wall time: on a loaded
             # machine a child waits seconds for a CPU, which would space a small library's reports apart)
             self.slow_seconds = time.thread_time() - cpu + self.child.cpu_seconds
+            times = {"wall_s": time.monotonic() - t0, "child_cpu_s": self.child.cpu_seconds,
+                     "child_peak_rss_mb": self.child.peak_rss_mb}
         else:
-            t0 = time.monotonic()
+            t0, self._yielded = time.monotonic(), 0.0
             self._write_slow_here(index, config, store, on_thumbnails)
-            t1 = self._t_duplicates
             self.slow_seconds = time.monotonic() - t0 - self._yielded
+            times = {"duplicates_s": self._t_duplicates - t0, "html_s": time.monotonic() - self._t_duplicates}
         logger.debug("duplicates.json and report.html written", extra={
-            "child": child, **({"child_cpu_s": round(self.child.cpu_seconds, 3),
-                                "child_peak_rss_mb": round(self.child.peak_rss_mb)} if child and self.child else {}),
-            "duplicates_s": round(t1 - t0, 3),
-            "html_s": round(time.monotonic() - t1, 3), "yielded_s": round(self._yielded, 3)})
+            "child": child, "yielded_s": round(self._yielded, 3), **{k: round(v, 3) for k, v in times.items()}})
         spacing = SLOW_SPACING_SHORT if self.slow_seconds < SLOW_SHORT_S else SLOW_SPACING
         self.slow_due = time.monotonic() + max(config.report_interval_s, spacing * self.slow_seconds)
 
