@@ -174,7 +174,7 @@ class ReportChild:
         self._lock = threading.Lock()
         self._stopped = False
         self.cpu_seconds = 0.0  # the last child's CPU time (user + system)
-        self.peak_rss_mb = 0.0  # and its peak resident memory
+        self.peak_rss_mb = 0.0  # and its peak resident memory (as it reported it)
 
     def run(self, report_dir: str, frames: Iterable[bytes], pause: Callable[[], None] = lambda: None
             ) -> list[tuple[str, str]]:
@@ -210,7 +210,6 @@ class ReportChild:
             _, status, usage = os.wait4(proc.pid, 0)  # (its CPU time: what the write cost the machine)
             code = proc.returncode = os.waitstatus_to_exitcode(status)
             self.cpu_seconds = usage.ru_utime + usage.ru_stime
-            self.peak_rss_mb = usage.ru_maxrss / 1024  # (KiB on Linux)
         finally:
             with self._lock:
                 self._proc = None
@@ -228,7 +227,9 @@ class ReportChild:
             why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
             raise ChildFailed(f"the report child ({sys.executable} -m dedupd.reports.report_child) failed: {why}"
                               + (f": {' | '.join(tail)}" if tail else ""), redo_here=code > 0)
-        return [(p, hx) for p, hx in json.loads(out)["missing"]]
+        answer = json.loads(out)
+        self.peak_rss_mb = answer.get("peak_rss_kb", 0) / 1024
+        return [(p, hx) for p, hx in answer["missing"]]
 
     @property
     def pid(self) -> int | None:

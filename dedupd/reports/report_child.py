@@ -85,6 +85,19 @@ def _watch_parent(parent: int) -> None:
             os._exit(3)
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident memory since its ``exec`` (``VmHWM``; ``ru_maxrss`` would count
+    the daemon's pages that the ``vfork`` before the ``exec`` shared), 0 if unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def child_main(report_dir: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """Read a job from ``stdin``, write both reports in ``report_dir``, answer on ``stdout``."""
     import gc
@@ -108,7 +121,7 @@ def child_main(report_dir: str, stdin: IO[bytes], stdout: IO[bytes]) -> None:
     write_html_report(os.path.join(report_dir, "report.html"), snapshot, config, _Manifest(head["entries"]),
                       groups=groups, on_thumbnails=lambda: None, thumbnails=cached_thumbnails(missing),
                       tmp_prefix=TMP_PREFIX)
-    stdout.write(json.dumps({"missing": missing}).encode())
+    stdout.write(json.dumps({"missing": missing, "peak_rss_kb": peak_rss_kb()}).encode())
     stdout.flush()
 
 

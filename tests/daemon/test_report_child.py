@@ -112,6 +112,7 @@ def test_a_child_killed_mid_write_leaves_the_previous_reports(tmp_path: Path) ->
     assert child.run(str(out), job_frames(_Many(5), [], [], cfg)) == []
     assert not list(out.glob(TMP_PREFIX + "*"))  # ... and removed by the next child
     assert (out / "duplicates.json").read_bytes().count(b"/library/") == 5
+    assert 0 < child.peak_rss_mb < 1000 and child.cpu_seconds > 0  # as the child measured them
 
 
 def test_a_child_refused_after_the_daemon_stops_it(tmp_path: Path) -> None:
