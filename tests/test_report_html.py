@@ -395,10 +395,10 @@ def test_report_file_written_in_pieces_is_the_page(tmp_path, monkeypatch):
     written: list[int] = []
     real = report_html.write_atomic
 
-    def spy(path, data, mode):
+    def spy(path, data, mode, **kw):
         data = list(data) if not isinstance(data, bytes) else [data]
         written.extend(map(len, data))
-        real(path, data, mode)
+        real(path, data, mode, **kw)
 
     monkeypatch.setattr(report_html, "write_atomic", spy)
     index = SimpleNamespace(files={})

@@ -50,6 +50,7 @@ from dedupd.daemon.store import Store
 from dedupd.daemon.watcher import Watcher
 from dedupd.daemon.workers import encode_bytes, join_process_pools, query_pool
 from dedupd.reports.files import EventLog, ReportWriter, write_reports
+from dedupd.reports.offline import ReportChild, child_min_files
 from dedupd.reports.thumbnails import stop_workers as stop_thumbnail_workers
 
 logger = logging.getLogger("dedupd.daemon")
@@ -104,6 +105,7 @@ class Daemon:
         self._reload_waiters: list[tuple[threading.Event, dict[str, Any]]] = []
         self._rescan_requested = threading.Event()
         self._dirty = threading.Event()
+        self._changed_at: float | None = None  # the first indexed change not yet in groups.json (monotonic)
         self._first_report = threading.Event()  # the first groups.json write was attempted
         self._threads: list[threading.Thread] = []
         self.dead_threads: list[str] = []  # names of threads that died of an exception
@@ -142,6 +144,8 @@ class Daemon:
         self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"), cfg.report_mode)
         self.reports = ReportWriter(cfg.report_dir)
         self.reports.yield_to = self._groups_first
+        self.reports.child = ReportChild()  # duplicates.json and report.html outside this interpreter
+        self.reports.child_min_files = child_min_files()  # (at scale)
         self.quarantine = Quarantine(cfg, self.store, on_event=self.events.append)
         recovered = self.quarantine.recover()
         if recovered:
@@ -149,7 +153,7 @@ class Daemon:
         self.in_quarantine = sum(1 for _ in self.store.iter_quarantine("moved"))  # then kept current
         refresh = self._load_index()
         self.settler = Settler(cfg.settle_ms / 1000, lambda path: self.pipeline.put(Work("upsert", path)))
-        self.pipeline = Pipeline(cfg, self.store, self.index, on_change=self._dirty.set,
+        self.pipeline = Pipeline(cfg, self.store, self.index, on_change=self._changed,
                                  on_event=self.events.append, retouch=self.settler.touch)
         self.pipeline.on_reconfigure = self._regraph
         self.policy = QuarantinePolicy(self.quarantine, self.index, on_moved=self._quarantined,
@@ -271,6 +275,12 @@ class Daemon:
         """Nothing queued, settling or still being linked: reports and policy see the whole picture."""
         return self.index.graph_ready and self.pipeline.pending() == 0 and self.settler.pending() == 0
 
+    def _changed(self) -> None:
+        """The pipeline indexed a change: groups.json is owed (the time is logged with the write)."""
+        if self._changed_at is None:
+            self._changed_at = time.monotonic()
+        self._dirty.set()
+
     def _report_loop(self) -> None:
         backoff = 0.0  # after a failed write: wait this long before the next attempt
         last_write = 0.0
@@ -287,7 +297,8 @@ class Daemon:
             if not self.index.graph_ready:
                 continue  # dirty stays set: written once the start-up graph is complete
             self._dirty.clear()
-            self._reporting_since = time.monotonic()
+            self._reporting_since = started = time.monotonic()
+            since, self._changed_at = self._changed_at, None
             try:
                 if self.config.policy == "quarantine" and self.quiet():
                     self._plan_quarantine()
@@ -295,6 +306,10 @@ class Daemon:
                 if self.reports.adopted:
                     self._dirty.set()  # the adopted groups.json's lines are built next
                 self.report_error = None
+                if since is not None:
+                    logger.debug("groups.json written after a change", extra={
+                        "since_change_s": round(time.monotonic() - since, 3),
+                        "write_s": round(time.monotonic() - started, 3)})
             except Exception as exc:
                 # e.g. the report folder's disk is full: keep the old reports, try again later
                 if self.report_error is None:
@@ -306,7 +321,9 @@ class Daemon:
                 backoff = 0.0
             finally:
                 self._reporting_since = None
-                last_write = time.monotonic()
+                # from the start of this write: a change that came during a slow write (a second at
+                # a million files) is written right after it, not report_interval_s later on top
+                last_write = started
                 self._first_report.set()
 
     def _slow_report_loop(self) -> None:
@@ -334,6 +351,8 @@ class Daemon:
                 self.reports.write_slow(self.index, self.config, self.store, on_thumbnails=self._thumbnails_ready)
                 failing = None
             except Exception as exc:
+                if self.stop_event.is_set():
+                    break  # its child was stopped with the daemon: the final report follows
                 if failing is None:
                     logger.exception("writing duplicates.json/report.html failed; retrying",
                                      extra={"dir": self.config.report_dir})
@@ -605,6 +624,8 @@ class Daemon:
         self.state = "stopping"
         self.notifier.stopping()
         self.stop_event.set()
+        if hasattr(self, "reports") and self.reports.child is not None:
+            self.reports.child.kill()  # a running duplicates.json / report.html write (the final one follows)
         if self.watcher is not None:
             self.watcher.stop()
         if hasattr(self, "settler"):
@@ -620,6 +641,8 @@ class Daemon:
         sealable = hasattr(self, "index") and self.store is not None and self.index.graph_ready and complete
         if sealable:
             self._final_report(FINAL_REPORT_S)
+        if hasattr(self, "reports") and self.reports.child is not None:
+            self.reports.child.kill(refuse=True)  # an abandoned final write's child
         if self.server is not None:
             self.server.stop()
         if sealable and not stuck:

@@ -31,6 +31,8 @@ from dedupd.daemon.index import GraphSnapshot, MatchIndex
 from dedupd.daemon.slices import drop_in_steps
 from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups, decide, encode_group, would_quarantine
+from dedupd.reports.html import THUMBS_DIR
+from dedupd.reports.offline import CHILD_MIN_FILES, ChildFailed, ReportChild, job_frames
 from dedupd.reports.seal import adoptable, code_digest, config_digest, file_identity, seal_fields, void_seal, write_seal
 
 logger = logging.getLogger(__name__)
@@ -87,10 +89,12 @@ SLOW_SPACING = 9.0
 #: write on a busy machine left duplicates.json 1.4 s behind)
 SLOW_SHORT_S = 1.0
 SLOW_SPACING_SHORT = 3.0
-def duplicates_json(snapshot: GraphSnapshot) -> Iterator[bytes]:
+def duplicates_json(snapshot: GraphSnapshot, sort: Callable[[list[str]], list[str]] = sorted_in_steps
+                    ) -> Iterator[bytes]:
     """The bytes of ``duplicates.json`` in pieces: exactly ``json.dumps(adjacency, indent=1)`` + newline,
-    keys sorted (what :meth:`MatchIndex.adjacency` gives)."""
-    paths = sorted_in_steps(snapshot.paths)
+    keys sorted (what :meth:`MatchIndex.adjacency` gives) by ``sort`` (in steps: no long GIL hold;
+    the report child, alone in its process, sorts at once)."""
+    paths = sort(snapshot.paths)
     if not paths:
         yield b"{}\n"
         return
@@ -168,8 +172,12 @@ class ReportWriter:
     def __init__(self, report_dir: str) -> None:
         self.report_dir = report_dir
         self._kept: dict[tuple[str, ...], _Kept] = {}  # by members (sorted)
-        self._order: list[tuple[int, str]] = []  # (-size, first member) of every group, sorted
-        self._by_order: dict[tuple[int, str], tuple[str, ...]] = {}
+        # every group in file order, as three parallel lists: a change inserts and deletes its
+        # groups' rows (no per-write pass over every group: ~0.15 s a write at 1M, loaded)
+        self._order: list[tuple[int, str]] = []  # (-size, first member), sorted
+        self._lines: list[bytes] = []  # its groups.json line
+        self._moved: list[str] = []  # its would-quarantine paths ("" for none)
+        self._freed = 0  # the would-free bytes of every group
         self._member: dict[str, tuple[str, ...]] = {}
         self._keep: Any = None
         self._header: Any = None
@@ -182,6 +190,11 @@ class ReportWriter:
         #: the last ``duplicates.json`` + ``report.html`` write's own time (waits in yield_to excluded)
         self.slow_seconds = 0.0
         self._yielded = 0.0
+        self._t_duplicates = 0.0  # when the last in-process duplicates.json was written (monotonic)
+        #: writes duplicates.json and report.html in a child process (the daemon sets it; see
+        #: :mod:`dedupd.reports.offline`); None: in this process
+        self.child: ReportChild | None = None
+        self.child_min_files = CHILD_MIN_FILES  # ... from this many indexed files
         self.counts = {"groups": 0, "duplicates": 0}
         self._lock = threading.Lock()  # one groups.json write (or seal) at a time
         self.adopted = False  # groups.json on disk adopted from its seal; the lines not built yet
@@ -195,9 +208,9 @@ class ReportWriter:
     def _drop(self, key: tuple[str, ...]) -> None:
         for p in key:
             self._member.pop(p, None)
-        del self._kept[key]
-        o = (-len(key), key[0])
-        del self._order[bisect.bisect_left(self._order, o)], self._by_order[o]
+        self._freed -= self._kept.pop(key).freed
+        k = bisect.bisect_left(self._order, (-len(key), key[0]))
+        del self._order[k], self._lines[k], self._moved[k]
         self._duplicates -= len(key) - 1
 
     def _put(self, decision: GroupDecision, snapshot: GraphSnapshot, evidence: dict[int, str], *,
@@ -205,14 +218,14 @@ class ReportWriter:
         """Keep one decided group (``bulk``: its order entry is appended; the caller sorts)."""
         key = decision.members
         line, moves = encode_group(decision, snapshot, evidence)
-        self._kept[key] = _Kept(line.encode(), ", ".join(encode_basestring_ascii(p) for p, _ in moves),
-                                sum(b for _, b in moves))
+        kept = self._kept[key] = _Kept(line.encode(), ", ".join(encode_basestring_ascii(p) for p, _ in moves),
+                                       sum(b for _, b in moves))
         o = (-len(key), key[0])
-        if bulk:
-            self._order.append(o)
-        else:
-            bisect.insort(self._order, o)
-        self._by_order[o] = key
+        k = len(self._order) if bulk else bisect.bisect_left(self._order, o)
+        self._order.insert(k, o)
+        self._lines.insert(k, kept.line)
+        self._moved.insert(k, kept.moved)
+        self._freed += kept.freed
         for p in key:
             self._member[p] = key
         self._duplicates += len(key) - 1
@@ -229,9 +242,9 @@ class ReportWriter:
             with index.lock:  # the files of group members only (a snapshot copies every file)
                 dups = index.duplicate_lists()
                 snapshot = GraphSnapshot({p: index.files[p] for p in dups}, dups, index.generation)
-            old = (self._kept, self._order, self._by_order, self._member)
-            self._kept, self._order, self._by_order, self._member = {}, [], {}, {}
-            self._keep, self._duplicates = config.keep, 0
+            old = (self._kept, self._order, self._lines, self._moved, self._member)
+            self._kept, self._order, self._lines, self._moved, self._member = {}, [], [], [], {}
+            self._keep, self._duplicates, self._freed = config.keep, 0, 0
             for part in old:
                 drop_in_steps(part)  # (the previous groups: not freed in one C call)
         elif not touched:
@@ -258,7 +271,11 @@ class ReportWriter:
         for decision in decisions:
             self._put(decision, snapshot, evidence, bulk=full)
         if full:  # ~100k groups: one sort held the GIL ~0.1 s
-            self._order = sorted_in_steps(self._order)
+            rows = sorted_in_steps(list(zip(self._order, self._lines, self._moved)))  # (first members differ)
+            self._order = [r[0] for r in rows]
+            self._lines = [r[1] for r in rows]
+            self._moved = [r[2] for r in rows]
+            drop_in_steps(rows)
         drop_in_steps(decisions)
         snapshot.drop()
         if full:  # the kept groups live until the next full refresh: frozen before the collector resumes
@@ -327,34 +344,41 @@ class ReportWriter:
         finally:
             self._lock.release()
 
-    def _ordered(self) -> list[_Kept]:
-        """The kept groups in file order: largest first, then by first member."""
-        kept, by_order = self._kept, self._by_order
-        return [kept[by_order[o]] for o in self._order]
-
     def _write_groups(self, index: MatchIndex, config: Config, store: Any) -> dict[str, int]:
         review = store_review(store)
         adopted, self.adopted = self.adopted, False
+        t0 = time.monotonic()
         changed = self._refresh(index, config, review)
+        timings = {"refresh": time.monotonic() - t0}
         if adopted:  # the lines of the adopted file are built: written only if the groups changed since
             changed = any(self._taken) or self._changed_since_written(index, config, store)
             self.slow_pending = True  # duplicates.json and report.html are written as after any first write
         if changed or self._unwritten:
-            groups = self._ordered()
-            head = _head(config, ", ".join(g.moved for g in groups if g.moved), sum(g.freed for g in groups))
+            t1 = time.monotonic()
+            head = _head(config, ", ".join(filter(None, self._moved)), self._freed)
+            timings["order"] = time.monotonic() - t1
             path = os.path.join(self.report_dir, "groups.json")
             self._unwritten, self._written = True, None
             void_seal(self.report_dir)
-            write_atomic(path, _pieces(head.encode(), [g.line for g in groups]), config.report_mode)
+            write_atomic(path, _pieces(head.encode(), self._lines), config.report_mode, timings=timings)
             self._unwritten = False
+            logger.debug("groups.json written", extra={k: round(v, 4) for k, v in timings.items()})
             self._written = (config_digest(config), review, file_identity(path))
             self.slow_pending = True
         self.counts = {"groups": len(self._kept), "duplicates": self._duplicates}
         return self.counts
 
-    def groups(self) -> list[dict[str, Any]]:
-        """The groups of the last :meth:`write_groups`, in file order (parsed from their lines)."""
-        return [json.loads(g.line) for g in self._ordered()]
+    def groups(self, pause: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+        """The groups of the last :meth:`write_groups`, in file order (parsed from their lines;
+        ``pause`` is called every thousand groups)."""
+        with self._lock:  # not while a write changes them
+            lines = list(self._lines)
+        out: list[dict[str, Any]] = []
+        for k in range(0, len(lines), 1024):
+            out.extend(map(json.loads, lines[k:k + 1024]))
+            if pause is not None:
+                pause()
+        return out
 
     def slow_due_now(self) -> bool:
         """True when ``duplicates.json`` and ``report.html`` are owed and their time has come."""
@@ -362,32 +386,81 @@ class ReportWriter:
 
     def write_slow(self, index: MatchIndex, config: Config, store: Any = None, *,
                    on_thumbnails: Callable[[], None] | None = None) -> None:
-        """Rewrite ``duplicates.json`` and ``report.html`` (with the groups of the last :meth:`write_groups`)."""
-        from dedupd.reports.html import write_html_report
+        """Rewrite ``duplicates.json`` and ``report.html`` (with the groups of the last :meth:`write_groups`):
+        by :attr:`child` when the daemon set one, the index has :attr:`child_min_files` files or more
+        and thumbnails are made in the background, else here."""
+        from dedupd.reports.thumbnails import ensure_thumbnails
 
         t0 = time.monotonic()
         self.slow_pending = False
         self._yielded = 0.0
+        child = self.child is not None and on_thumbnails is not None and len(index.files) >= self.child_min_files
+        if child:
+            assert self.child is not None and on_thumbnails is not None
+            cpu = time.thread_time()
+            try:
+                with gc_paused():
+                    snapshot = index.snapshot()
+                    try:
+                        with self._lock:  # the groups of the last write_groups, not while a write changes them
+                            lines = list(self._lines)
+                        entries = list(store.iter_quarantine()) if store is not None else []
+                        missing = self.child.run(self.report_dir, job_frames(snapshot, lines, entries, config),
+                                                 self._pause)
+                    finally:
+                        snapshot.drop()
+            except ChildFailed as exc:
+                if not exc.redo_here:
+                    raise
+                logger.warning("%s; duplicates.json and report.html are written in the daemon this time", exc,
+                               extra={"dir": self.report_dir})
+                child = False
+        if child:
+            assert self.child is not None and on_thumbnails is not None
+            if missing:  # made by the worker processes, in the background (as in process)
+                ensure_thumbnails(missing, os.path.join(self.report_dir, THUMBS_DIR), max_pixels=config.max_pixels,
+                                  mode=config.report_mode, on_made=on_thumbnails)
+            # what the write cost: this thread's CPU and the child's (not the wall time: on a loaded
+            # machine a child waits seconds for a CPU, which would space a small library's reports apart)
+            self.slow_seconds = time.thread_time() - cpu + self.child.cpu_seconds
+            times = {"wall_s": time.monotonic() - t0, "child_cpu_s": self.child.cpu_seconds,
+                     "child_peak_rss_mb": self.child.peak_rss_mb}
+        else:
+            t0, self._yielded = time.monotonic(), 0.0
+            self._write_slow_here(index, config, store, on_thumbnails)
+            self.slow_seconds = time.monotonic() - t0 - self._yielded
+            times = {"duplicates_s": self._t_duplicates - t0, "html_s": time.monotonic() - self._t_duplicates}
+        logger.debug("duplicates.json and report.html written", extra={
+            "child": child, "yielded_s": round(self._yielded, 3), **{k: round(v, 3) for k, v in times.items()}})
+        spacing = SLOW_SPACING_SHORT if self.slow_seconds < SLOW_SHORT_S else SLOW_SPACING
+        self.slow_due = time.monotonic() + max(config.report_interval_s, spacing * self.slow_seconds)
+
+    def _write_slow_here(self, index: MatchIndex, config: Config, store: Any,
+                         on_thumbnails: Callable[[], None] | None) -> None:
+        """:meth:`write_slow` in this process."""
+        from dedupd.reports.html import write_html_report
+
         with gc_paused():
             snapshot = index.snapshot()
             write_atomic(os.path.join(self.report_dir, "duplicates.json"), self._yielding(duplicates_json(snapshot)),
                          config.report_mode)
-            groups = self.groups()
+            self._t_duplicates = time.monotonic()
+            groups = self.groups(pause=self._pause)
             write_html_report(os.path.join(self.report_dir, "report.html"), snapshot, config, store,
-                              groups=groups, on_thumbnails=on_thumbnails)
+                              groups=groups, on_thumbnails=on_thumbnails, pause=self._pause)
             drop_in_steps(groups)  # not freed at once on return (0.1 s and more of held GIL at 1M)
             snapshot.drop()
-        self.slow_seconds = time.monotonic() - t0 - self._yielded
-        spacing = SLOW_SPACING_SHORT if self.slow_seconds < SLOW_SHORT_S else SLOW_SPACING
-        self.slow_due = time.monotonic() + max(config.report_interval_s, spacing * self.slow_seconds)
 
+    def _pause(self) -> None:
+        """Let a due groups.json write go first (:attr:`yield_to`); the wait is not write time."""
+        if self.yield_to is not None:
+            t0 = time.monotonic()
+            self.yield_to()
+            self._yielded += time.monotonic() - t0
 
     def _yielding(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
         for piece in pieces:
-            if self.yield_to is not None:
-                t0 = time.monotonic()
-                self.yield_to()
-                self._yielded += time.monotonic() - t0
+            self._pause()
             yield piece
 
 

@@ -20,7 +20,7 @@ import html
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,14 +246,21 @@ def html_pieces(groups: Sequence[Mapping[str, Any]], *, thumbs: Mapping[str, str
 
 def write_html_report(out_path: str, index: Any, config: Any, store: Any = None, *,
                       groups: list[dict[str, Any]] | None = None, thumbs_dir: str | None = None,
-                      on_thumbnails: Any = None) -> dict[str, Any]:
+                      on_thumbnails: Any = None, pause: Callable[[], None] | None = None,
+                      thumbnails: Callable[..., dict[str, str | None]] | None = None,
+                      tmp_prefix: str = ".tmp-") -> dict[str, Any]:
     """Build groups (unless given), thumbnails and ``out_path`` (atomically). Returns counts.
 
     Thumbnails go to ``thumbs_dir`` (default ``<dir of out_path>/thumbs``), named by content
     digest, so each content is decoded once across reports; the page links them relatively.
     With ``on_thumbnails`` (a callable) missing thumbnails are made in the background (see
     :func:`~dedupd.reports.thumbnails.ensure_thumbnails`) and the page shows placeholders until then.
+    ``pause`` is called between steps and pieces of the page (the daemon lets a due ``groups.json``
+    write go first there). ``thumbnails`` replaces :func:`~dedupd.reports.thumbnails.ensure_thumbnails`
+    (the report child's lookup of cached ones: :mod:`dedupd.reports.offline`); ``tmp_prefix``
+    names the page's temp file.
     """
+    pause = pause or (lambda: None)
     from dedupd.reports.groups import build_groups
     from dedupd.reports.thumbnails import ensure_thumbnails
 
@@ -265,6 +272,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
         groups = build_groups(index, config.keep, store.review() if store is not None else None, config)
     entries = list(store.iter_quarantine()) if store is not None else []
     groups = attach_quarantine(groups, entries)
+    pause()
     for g in groups:  # a keeper whose duplicates are all quarantined: its group comes from the manifest
         if "bytes" not in g["keep"] and g["keep"]["path"] in index.files:
             info = index.files[g["keep"]["path"]]
@@ -277,8 +285,10 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
                 items.append((f["path"], info.digest))
             elif f.get("state") == "quarantined" and f.get("digest") and f.get("dest") and os.path.exists(f["dest"]):
                 items.append((f["dest"], f["digest"]))
-    names = ensure_thumbnails(items, thumbs_dir, max_pixels=config.max_pixels, mode=config.report_mode,
-                              on_made=on_thumbnails)
+    pause()
+    names = (thumbnails or ensure_thumbnails)(items, thumbs_dir, max_pixels=config.max_pixels,
+                                              mode=config.report_mode, on_made=on_thumbnails)
+    pause()
     if prune:  # thumbnails of contents no longer in any group
         digests = {d.hex() if isinstance(d, bytes) else d for _, d in items}
         keep = {h + ext for h in digests for ext in (".jpg", ".err")}
@@ -297,7 +307,9 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
     for g in groups:  # not part of the page data
         for f in g["duplicates"]:
             f.pop("digest", None)
+    pause()
     keep_reasons(groups, index, config.keep)
+    pause()
     size = 0
 
     def encoded() -> Iterator[bytes]:  # piece by piece: no encode of the whole page (tens of MB at 1M files)
@@ -307,8 +319,9 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
             raw = piece.encode("utf-8", "surrogateescape")
             size += len(raw)
             yield raw
+            pause()
 
-    write_atomic(out_path, encoded(), config.report_mode)
+    write_atomic(out_path, encoded(), config.report_mode, prefix=tmp_prefix)
     for part in (groups, thumbs, items, names):
         drop_in_steps(part)  # (see html_pieces)
     return {"groups": len(groups), "thumbnails": sum(1 for v in names.values() if v),

@@ -174,7 +174,7 @@ class DaemonProcess:
         with open(self.log_path, "ab") as log:
             log.write(f"---- start #{self.starts} ----\n".encode())
         full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-        for k in [k for k in full_env if k.startswith("DEDUPD_")]:
+        for k in [k for k in full_env if k.startswith("DEDUPD_") and k not in (env or {})]:  # the test's own stay
             del full_env[k]
         extra: dict[str, Any] = {"preexec_fn": drop_dac_capabilities} if self.without_dac_override else {}
         with open(self.log_path, "ab") as log:
