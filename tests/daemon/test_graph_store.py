@@ -121,6 +121,18 @@ def config(root: Path, tmp: Path, **methods: int | dict):
                                 "socket_path": str(tmp / "s"), "methods": methods or {"phash": 10, "dhash": 10}})
 
 
+def phash_index(tmp: Path, seed: int, n: int, threshold: int | dict = 10) -> tuple[Path, Any, MatchIndex]:
+    """A root under ``tmp``, its config (phash only) and an index of ``n`` random phash contents
+    named ``{root}/{k}.jpg``."""
+    root = tmp / "photos"
+    root.mkdir()
+    cfg = config(root, tmp, phash=threshold)
+    index = MatchIndex(matching_of(cfg))
+    for k, (d, h) in enumerate(contents(seed, n).items()):
+        index.add(f"{root}/{k}.jpg", FileInfo(d, 1, k, 8, 8), {"phash": h["phash"]})
+    return root, cfg, index
+
+
 def graph(index: MatchIndex) -> dict[str, set[str]]:
     return {p: {q for q, _ in index.duplicates_of(p)} for p in index.files}
 
@@ -489,12 +501,7 @@ def test_slow_reports_call_yield_to_between_pieces(tmp_path: Path) -> None:
     (where the daemon lets a due groups.json write go first), and the files are the same."""
     from dedupd.reports.files import ReportWriter
 
-    root = tmp_path / "photos"
-    root.mkdir()
-    cfg = config(root, tmp_path, phash=10)
-    index = MatchIndex(matching_of(cfg))
-    for k, (d, h) in enumerate(contents(4, 40).items()):
-        index.add(f"{root}/{k}.jpg", FileInfo(d, 1, k, 8, 8), {"phash": h["phash"]})
+    root, cfg, index = phash_index(tmp_path, 4, 40)
     calls: list[int] = []
     writer = ReportWriter(str(tmp_path / "r"))
     page = tmp_path / "r" / "report.html"
@@ -573,12 +580,7 @@ def test_a_short_slow_write_is_spaced_by_three_times_its_time(tmp_path: Path, mo
     from dedupd.reports import files, html
     from dedupd.reports.files import ReportWriter
 
-    root = tmp_path / "photos"
-    root.mkdir()
-    cfg = config(root, tmp_path, phash={"threshold": 10, "agree": False})
-    index = MatchIndex(matching_of(cfg))
-    for k, (d, h) in enumerate(contents(6, 30).items()):
-        index.add(f"{root}/{k}.jpg", FileInfo(d, 1, k, 8, 8), {"phash": h["phash"]})
+    root, cfg, index = phash_index(tmp_path, 6, 30, {"threshold": 10, "agree": False})
     real = html.write_html_report
 
     def slow_html(*a, **k):  # a busy machine's write time

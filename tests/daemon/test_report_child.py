@@ -21,7 +21,7 @@ from dedupd.daemon.store.manifest import QuarantineEntry
 from dedupd.reports.files import ReportWriter, duplicates_json
 from dedupd.reports.offline import TMP_PREFIX, ChildFailed, ReportChild, job_frames
 from dedupd.reports.thumbnails import stop_workers, thumb_name
-from tests.daemon.test_graph_store import config, contents
+from tests.daemon.test_graph_store import config, contents, phash_index
 
 
 def without_stamp(page: bytes) -> bytes:
@@ -127,12 +127,7 @@ def test_a_child_that_fails_by_itself_is_redone_in_the_daemon(tmp_path: Path, mo
     the reports are written in the daemon that time; a killed one is not redone (see above)."""
     import sys
 
-    root = tmp_path / "photos"
-    root.mkdir()
-    cfg = config(root, tmp_path, phash={"threshold": 10, "agree": False})
-    index = MatchIndex(matching_of(cfg))
-    for k, (d, h) in enumerate(contents(5, 30).items()):
-        index.add(f"{root}/{k}.jpg", FileInfo(d, 1, k, 8, 8), {"phash": h["phash"]})
+    root, cfg, index = phash_index(tmp_path, 5, 30, {"threshold": 10, "agree": False})
     writer = ReportWriter(str(tmp_path / "r"))
     writer.child, writer.child_min_files = ReportChild(), 0
     monkeypatch.setattr(sys, "executable", "/bin/false")
