@@ -38,7 +38,7 @@ from dedupd.daemon.loader import (
     upgrade_stamp,
     usable_stamp,
 )
-from dedupd.daemon.snapshot import adopt_snapshot, write_snapshot
+from dedupd.daemon.snapshot import Window, adopt_snapshot, write_snapshot
 from dedupd.daemon.store import Store
 from dedupd.daemon.store.records import GraphStamp
 
@@ -87,9 +87,10 @@ class GraphKeeper:
                 return index
         return load_index(self.store, self.config, build_graph=False, reach=reach)
 
-    def save(self, index: MatchIndex) -> bool:
-        """Clean stop (the store quiescent): the snapshot of ``index`` for the next start."""
-        return write_snapshot(self.store, self.config, index)
+    def save(self, index: MatchIndex, window: Window | None = None) -> bool | None:
+        """Clean stop (the store quiescent), or idle (``window``: see :mod:`dedupd.daemon.idleseal`):
+        the snapshot of ``index`` for the next start (None: ``window`` did not hold)."""
+        return write_snapshot(self.store, self.config, index, window)
 
     def run(self, index: MatchIndex, should_stop: Callable[[], bool]) -> bool:
         """The ``graph`` thread: load the stored edges (start-up), then refilter or derive what is due."""

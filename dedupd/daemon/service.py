@@ -38,6 +38,7 @@ from dedupd.cpus import available_cpus
 from dedupd.daemon.config import Config
 from dedupd.daemon.encoder import EncodeResult
 from dedupd.daemon.graph import GraphKeeper
+from dedupd.daemon.idleseal import IdleSealer
 from dedupd.daemon.intake import Intake
 from dedupd.daemon.loader import matching_of, release_memory
 from dedupd.daemon.notify import Notifier
@@ -176,6 +177,8 @@ class Daemon:
         if not self._one_shot:  # a scan writes its reports once, at the end, from the complete graph
             self._spawn("reporter", self._report_loop)
             self._spawn("reports-slow", self._slow_report_loop)
+            self.idle_sealer = IdleSealer(self, self._idle, lambda: self.pipeline.pending() == 0)
+            self._spawn("idle-seal", lambda: self.idle_sealer.run(self.stop_event))
         self.watcher = Watcher(cfg, self.intake) if self.watch else None
         if self.watcher is not None:
             self.watcher.start()
@@ -274,6 +277,11 @@ class Daemon:
     def quiet(self) -> bool:
         """Nothing queued, settling or still being linked: reports and policy see the whole picture."""
         return self.index.graph_ready and self.pipeline.pending() == 0 and self.settler.pending() == 0
+
+    def _idle(self) -> bool:
+        """Quiet, the graph complete and ``groups.json`` written: the idle seal may be written."""
+        return (self.quiet() and self.graph.state == "ready" and not self._dirty.is_set()
+                and self._reporting_since is None and self.report_error is None)
 
     def _changed(self) -> None:
         """The pipeline indexed a change: groups.json is owed (the time is logged with the write)."""

@@ -38,6 +38,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from itertools import repeat
 from typing import Any
 
@@ -45,7 +46,7 @@ import numpy as np
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.gcpause import gc_paused
-from dedupd.daemon.index import MatchIndex, Reach
+from dedupd.daemon.index import FileInfo, MatchIndex, Reach
 from dedupd.daemon.loader import matching_of, release_memory
 from dedupd.daemon.store import Store
 from dedupd.daemon.store.records import file_key
@@ -68,14 +69,41 @@ def snapshot_path(store: Store) -> str:
     return os.path.join(store.path, SNAPSHOT_NAME)
 
 
-def seal_of(store: Store, config: Config) -> dict[str, Any]:
-    """What a snapshot must have been written against to be adopted now."""
+def seal_of(store: Store, config: Config, txnid: int | None = None) -> dict[str, Any]:
+    """What a snapshot must have been written against to be adopted now (``txnid``: the store's
+    generation read by the caller, default now)."""
     try:
         ino = os.stat(os.path.join(store.path, "data.mdb")).st_ino
     except OSError:
         ino = -1
-    return {"store": os.path.realpath(store.path), "mdb_inode": ino, "txnid": store.generation(),
+    return {"store": os.path.realpath(store.path), "mdb_inode": ino,
+            "txnid": store.generation() if txnid is None else txnid,
             "config": config_digest(config), "code": code_digest()}
+
+
+class Window:
+    """Proof that what is captured of the index during it is the index a load of the store at
+    :attr:`txnid` builds, for a daemon that runs on (the idle seal, :mod:`dedupd.daemon.idleseal`).
+
+    No lock spans a pipeline commit and the index updates that follow it (they come after the
+    commit, each under the index lock), so: the store's generation is read first, then the index's
+    (:attr:`MatchIndex.generation`, bumped by every change); the capture follows; :meth:`holds`
+    then asks ``settled`` (the pipeline holds no work: every commit made so far has its index
+    updates applied), and reads both generations again. A commit up to :attr:`txnid` whose updates
+    came after the first read bumped the index's generation, or is still running (not settled); a
+    commit after it changed the store's. Either way :meth:`holds` is False and nothing is stamped.
+    A commit after :meth:`holds` voids the stamp by its txnid. At a clean stop (nothing commits)
+    ``settled`` is always true."""
+
+    def __init__(self, store: Store, index: MatchIndex, settled: Callable[[], bool] = lambda: True) -> None:
+        self._store, self._index, self._settled = store, index, settled
+        self.txnid = store.generation()
+        self.index_generation = index.generation
+
+    def holds(self) -> bool:
+        """Nothing committed or changed since the window opened, and nothing pending (in this order)."""
+        return (self._settled() and self._index.generation == self.index_generation
+                and self._store.generation() == self.txnid)
 
 
 def _reach_json(reach: Reach) -> dict[str, Any]:
@@ -90,24 +118,43 @@ def remove_snapshot(store: Store) -> None:
         pass
 
 
-def write_snapshot(store: Store, config: Config, index: MatchIndex) -> bool:
-    """At a clean stop (the store quiescent, the index its image): write the snapshot of ``index``
-    sealed with the store's current state. Returns False (and removes any older snapshot) when
-    the index cannot be snapshotted: graph not complete, CNN vectors, unusual digests or hashes."""
+def write_snapshot(store: Store, config: Config, index: MatchIndex, window: Window | None = None) -> bool | None:
+    """Write the snapshot of ``index`` sealed with the store's generation at the start of ``window``
+    (default: one opened now, for a clean stop: the store quiescent, the index its image).
+
+    The index's contents, files and edges are copied under its lock (references to objects it
+    never mutates: lists of its keys and values, the edge triples); the arrays are built and
+    written outside it, to a temporary file renamed into place (a kill mid-write leaves nothing
+    adoptable). Returns True when written or still current (then not rewritten), False (and
+    removes any older snapshot) when the index cannot be snapshotted: graph not complete, CNN
+    vectors, unusual digests or hashes; None when ``window`` does not hold (a change meanwhile:
+    nothing written, try again once idle)."""
     t0 = time.monotonic()
+    window = window or Window(store, index)
     stamp = store.graph_stamp()
+    seal = seal_of(store, config, window.txnid)
     with index.lock:
         reason = _unsnapshottable(index, stamp)
-        if reason is None and _stored_seal(store) == (seal_of(store, config), _reach_json(index.reach)):
+        if reason is None and _stored_seal(store) == (seal, _reach_json(index.reach)):
             logger.info("index snapshot still current (nothing committed since it was written)")
             return True
-        arrays = None if reason else _arrays(index)
-    if arrays is None or isinstance(arrays, str):
+        captured = None if reason else _capture(index)
+    t_lock = time.monotonic() - t0
+    if captured is None:
         remove_snapshot(store)
-        logger.info("no index snapshot written: %s", reason or arrays)
+        logger.info("no index snapshot written: %s", reason)
+        return False
+    if not window.holds():
+        logger.debug("index snapshot not written: the store or the index changed during the capture")
+        return None
+    arrays = _arrays(*captured, index.reach.names)
+    del captured
+    if isinstance(arrays, str):
+        remove_snapshot(store)
+        logger.info("no index snapshot written: %s", arrays)
         return False
     meta = arrays.pop("meta")
-    meta.update(format=FORMAT, seal=seal_of(store, config), reach=_reach_json(index.reach))
+    meta.update(format=FORMAT, seal=seal, reach=_reach_json(index.reach))
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     for stale in glob.glob(os.path.join(glob.escape(store.path), TMP_PREFIX + "*")):  # a write cut short (kill -9)
         with contextlib.suppress(OSError):
@@ -123,8 +170,9 @@ def write_snapshot(store: Store, config: Config, index: MatchIndex) -> bool:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    logger.info("index snapshot written", extra={"files": len(index.files), "contents": index.content_count,
-                                                 "edges": len(arrays["e_a"]),
+    logger.info("index snapshot written", extra={"files": len(arrays["f_cid"]), "contents": len(arrays["c_vec"]),
+                                                 "edges": len(arrays["e_a"]), "txnid": window.txnid,
+                                                 "lock_s": round(t_lock, 3),
                                                  "seconds": round(time.monotonic() - t0, 2)})
     return True
 
@@ -149,10 +197,20 @@ def _unsnapshottable(index: MatchIndex, stamp: Any) -> str | None:
     return None
 
 
-def _arrays(index: MatchIndex) -> dict[str, Any] | str:
-    """The index's contents, files and near edges as arrays in store order (under its lock)."""
-    contents = index._contents  # noqa: SLF001 - the index's own image, read under its lock
-    unsorted = list(contents)
+Captured = tuple[list[bytes], list[Any], list[str], list[FileInfo], list[tuple[bytes, bytes, Any]]]
+
+
+def _capture(index: MatchIndex) -> Captured:
+    """The index's digests, contents, paths, file infos and near edges (under its lock): lists of
+    references to objects the index replaces rather than mutates (contents, infos, score tuples)."""
+    near = index._near  # noqa: SLF001 - the index's own image, read under its lock
+    return (list(index._contents), list(index._contents.values()), list(index.files),  # noqa: SLF001
+            list(index.files.values()), [(a, b, s) for a, links in near.items() for b, s in links.items() if a < b])
+
+
+def _arrays(unsorted: list[bytes], objects: list[Any], paths: list[str], infos: list[FileInfo],
+            pairs: list[tuple[bytes, bytes, Any]], score_names: list[str]) -> dict[str, Any] | str:
+    """The captured contents, files and near edges as arrays in store order."""
     width = len(unsorted[0]) if unsorted else 16
     if any(len(d) != width for d in unsorted):
         return "digests of several lengths"
@@ -163,14 +221,14 @@ def _arrays(index: MatchIndex) -> dict[str, Any] | str:
     if len(sorted_digests) > 1 and not (sorted_digests[1:] > sorted_digests[:-1]).all():
         return "digests that do not sort apart"
     digests = list(map(unsorted.__getitem__, order.tolist()))
-    del unsorted
+    ordered = list(map(objects.__getitem__, order.tolist()))
+    del unsorted, objects
 
     def position(ds: list[bytes]) -> np.ndarray:
         return np.searchsorted(sorted_digests, np.frombuffer(b"".join(ds), dtype=f"S{width}")) if ds else (
             np.zeros(0, dtype=np.int64))
 
     layouts: dict[tuple[str, ...], int] = {}
-    ordered = list(map(contents.__getitem__, digests))
     names = sorted({m for c in ordered for m in c.hashes})
     k = len(digests)
     c_layout = np.fromiter((layouts.setdefault(tuple(c.hashes), len(layouts)) for c in ordered), dtype=np.int32,
@@ -185,7 +243,6 @@ def _arrays(index: MatchIndex) -> dict[str, Any] | str:
     del ordered
     c_wh = np.zeros((k, 2), dtype=np.int64)
     fs_enc, fs_err = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
-    paths, infos = list(index.files), list(index.files.values())
     encoded = [p.encode(fs_enc, fs_err) for p in paths]
     keys = list(map(file_key, encoded))  # the store's order: by key (a long path's is its hash)
     by_key = sorted(range(len(keys)), key=keys.__getitem__)  # (nearly sorted already: loaded so)
@@ -199,11 +256,10 @@ def _arrays(index: MatchIndex) -> dict[str, Any] | str:
     c_wh[f_cid, 1] = np.fromiter((info.height for info in infos), dtype=np.int64, count=n)
     blob = b"\0".join(map(encoded.__getitem__, by_key))
     del infos, encoded, by_key
-    score_names = index.reach.names
-    pairs = sorted((a, b) for a, links in index._near.items() for b in links if a < b)  # noqa: SLF001
+    pairs.sort(key=lambda t: (t[0], t[1]))
     e_s = np.full((len(pairs), len(score_names)), np.nan, dtype=np.float64)
-    for i, (a, b) in enumerate(pairs):
-        for j, s in enumerate(index._near[a][b]):  # noqa: SLF001
+    for i, (_, _, scores) in enumerate(pairs):
+        for j, s in enumerate(scores):
             if s is not None:
                 e_s[i, j] = s
     return {
@@ -212,8 +268,8 @@ def _arrays(index: MatchIndex) -> dict[str, Any] | str:
         "c_digest": np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(k, width),
         "c_wh": c_wh, "c_hash": c_hash, "c_layout": c_layout, "c_vec": c_vec,
         "f_path": np.frombuffer(blob, dtype=np.uint8), "f_cid": f_cid, "f_size": f_size, "f_mtime": f_mtime,
-        "e_a": position([a for a, _ in pairs]).astype(np.int64),
-        "e_b": position([b for _, b in pairs]).astype(np.int64),
+        "e_a": position([a for a, _, _ in pairs]).astype(np.int64),
+        "e_b": position([b for _, b, _ in pairs]).astype(np.int64),
         "e_s": e_s,
     }
 

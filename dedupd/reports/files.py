@@ -328,17 +328,22 @@ class ReportWriter:
                 or self._written[:2] != (config_digest(config), store_review(store))
                 or self._written[2] != file_identity(os.path.join(self.report_dir, "groups.json")))
 
-    def seal(self, index: MatchIndex, config: Config, store: Any) -> bool:
+    def seal(self, index: MatchIndex, config: Config, store: Any, window: Any = None) -> bool:
         """At a clean stop (pipeline and socket stopped: ``store`` commits nothing more): vouch for
         ``groups.json`` when it is the full write of ``index`` under ``config`` (see
-        :mod:`dedupd.reports.seal`). Returns whether the seal was written."""
+        :mod:`dedupd.reports.seal`). Returns whether the seal was written. While the daemon runs
+        (the idle seal), ``window`` (:class:`dedupd.daemon.snapshot.Window`, opened before) gives
+        the txnid, and nothing is written unless it still holds after the checks."""
         if not self._lock.acquire(blocking=False):  # a write still running (an abandoned final write)
             return False
         try:
             if not index.graph_ready or self._changed_since_written(index, config, store):
                 return False
+            if window is not None and not window.holds():
+                return False
             assert self._written is not None and self._written[2] is not None
-            write_seal(self.report_dir, seal_fields(store.path, store.generation(), config, self._written[2],
+            txnid = store.generation() if window is None else window.txnid
+            write_seal(self.report_dir, seal_fields(store.path, txnid, config, self._written[2],
                                                     self.counts), config.report_mode)
             return True
         finally:
