@@ -30,6 +30,8 @@ Measured, against ``dedupd run`` as a subprocess (real LMDB, socket, inotify):
     python bench/bench_scale.py --reuse WORK --daemon-repo /other/checkout  # A/B another tree's daemon
     python bench/bench_scale.py --reuse WORK --full        # ... with the SIGHUP and new-file measurements
     python bench/bench_scale.py --reuse WORK --no-seal     # ... each start building groups.json in full
+    python bench/bench_scale.py --reuse WORK --crash idle  # restarts after kill -9 once the idle seal is written
+    python bench/bench_scale.py --reuse WORK --crash plain # ... after kill -9 with the idle seal off
 
 A restart after a clean stop of the same code adopts the ``groups.json`` sealed at that stop
 (:mod:`dedupd.reports.seal`): every group is back once the graph is linked. Runs that adopted are
@@ -166,11 +168,13 @@ class Daemon:
     def __init__(self, work: Path, socket_path: str, repo: Path = REPO) -> None:
         self.work, self.socket_path, self.repo = work, socket_path, repo
         self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}  # added to the daemon's environment
         self.client = Client(socket_path, timeout=120, retry_s=0)
 
     def start(self) -> float:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DEDUPD_")}
         env["PYTHONPATH"] = str(self.repo)
+        env.update(self.env)
         self.log = open(self.work / "daemon.log", "ab")  # noqa: SIM115 - open while the daemon runs
         t0 = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "dedupd", "run", "--config", str(self.work / "c.yaml")],
@@ -401,6 +405,75 @@ def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool =
             *[(f"{k} (each run)", " · ".join(e[i][1] for e in extra)) for i, (k, _) in enumerate(extra[0] if extra else [])]]
 
 
+IDLE_DONE = "idle seal: groups.json and the index snapshot current"
+
+
+def log_events(work: Path, event: str) -> list[dict]:
+    """The JSON records of ``event`` in ``work``'s daemon log."""
+    try:
+        lines = (work / "daemon.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [json.loads(line) for line in lines if line.startswith("{") and f'"event": "{event}"' in line]
+
+
+def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, idle: bool) -> list[tuple[str, str]]:
+    """Restarts after a ``kill -9`` on a kept library: with ``idle``, the kill comes after the idle
+    seal (``DEDUPD_IDLE_SEAL_S=5``: written 5 s after the daemon went idle); else right once the
+    daemon is watching with every group, the idle seal off (what a crash left before it existed).
+    A first start (not measured) precedes the ``repeat`` measured ones."""
+    raw = json.loads((work / "c.yaml").read_text())
+    raw.update(methods={"phash": 10}, socket_path=tempfile.mkdtemp(prefix="bs-", dir="/tmp") + "/s")
+    (work / "c.yaml").write_text(json.dumps(raw))
+    with Store.open(raw["store_dir"], readonly=True) as store:
+        n = store.stats().files
+    d = Daemon(work, raw["socket_path"], repo)
+    d.env = {"DEDUPD_IDLE_SEAL_S": "5" if idle else "0"}
+    runs: list[dict[str, float]] = []
+    writes: list[dict] = []
+    try:
+        start_and_measure(d, n, timeout)
+        for i in range(repeat + 1):
+            if idle:
+                done = len(log_events(work, IDLE_DONE))
+                t0 = time.monotonic()
+                d.wait(lambda s, done=done: len(log_events(work, IDLE_DONE)) > done, t0, timeout, "the idle seal", 0.5)
+                written = log_events(work, "index snapshot written")
+                if written:
+                    writes.append(written[-1])
+            assert d.proc is not None
+            os.killpg(d.proc.pid, signal.SIGKILL)
+            d.proc.wait()
+            d.log.close()
+            if i == repeat:
+                break
+            if not idle:  # what a crash leaves without the idle seal (a clean stop's may still be current)
+                (Path(raw["report_dir"]) / SEAL_NAME).unlink(missing_ok=True)
+                (Path(raw["store_dir"]) / SNAPSHOT_NAME).unlink(missing_ok=True)
+            before, snapshots = adoptions(work), adoptions(work, "index snapshot adopted")
+            runs.append(start_and_measure(d, n, timeout))
+            runs[-1]["adopted"] = float(adoptions(work) > before)
+            runs[-1]["snapshot"] = float(adoptions(work, "index snapshot adopted") > snapshots)
+    finally:
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}{'s' if r['snapshot'] else ''}"
+                      for r in runs)
+    what = "after the idle seal" if idle else "while idle, no idle seal"
+    rows = [(f"crash restart ({n:,} files, kill -9 {what}, daemon from {repo}), median of {repeat}", ""),
+            ("crash restart: socket answers / every group back (each run; a: groups.json adopted, s: snapshot)",
+             f"{med['socket']:.2f} s / {med['groups']:.2f} s ({each})"),
+            ("crash restart: daemon CPU until the socket answers / every group is back, load average (each run)",
+             " · ".join(f"{r['cpu_socket']:.1f}/{r['cpu']:.1f} ({r['load']:.1f})" for r in runs)),
+            ("crash restart: daemon RSS (peak; anonymous)",
+             f"{med['rss']:.0f} MB ({med['hwm']:.0f} MB; {med['anon']:.0f} MB)")]
+    if writes:
+        rows.append(("idle seal: index snapshot under the index lock / whole write (each)",
+                     " · ".join(f"{w.get('lock_s', float('nan')):.2f}/{w['seconds']:.1f} s" for w in writes)))
+    return rows
+
+
 def sighup(d: Daemon, work: Path, raw: dict, reports: Path, timeout: float) -> list[tuple[str, str]]:
     assert d.proc is not None
     (work / "c.yaml").write_text(json.dumps({**raw, "methods": {"phash": 8}}))
@@ -480,8 +553,13 @@ def main() -> None:
     ap.add_argument("--no-seal", action="store_true",
                     help="with --reuse: remove groups.json's seal before each start (a full build each time)")
     ap.add_argument("--daemon-repo", type=Path, default=REPO, help="checkout whose daemon runs (A/B comparisons)")
+    ap.add_argument("--crash", choices=("idle", "plain"),
+                    help="with --reuse: restarts after kill -9, after the idle seal (idle) or with it off (plain)")
     args = ap.parse_args()
-    if args.reuse is not None:
+    if args.reuse is not None and args.crash:
+        rows = crash_restarts(args.reuse.resolve(), args.timeout, max(1, args.repeat), args.daemon_repo.resolve(),
+                              args.crash == "idle")
+    elif args.reuse is not None:
         rows = restarts(args.reuse.resolve(), args.timeout, max(1, args.repeat), args.daemon_repo.resolve(),
                         args.socket_only, args.full, args.no_seal)
     else:

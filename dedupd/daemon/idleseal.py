@@ -60,7 +60,8 @@ class IdleSealer:
 
     ``daemon`` gives ``store``, ``index``, ``config``, ``reports`` (the report writer) and
     ``graph`` (its :class:`~dedupd.daemon.graph.GraphKeeper`); ``idle()`` says whether nothing
-    is pending and the reports are written; ``settled()`` whether the pipeline holds no work.
+    is pending and the reports are written; ``settled()`` whether the pipeline holds no work and
+    the daemon is not stopping (a stop then waits for no idle write: it is abandoned, unstamped).
     """
 
     def __init__(self, daemon: Any, idle: Callable[[], bool], settled: Callable[[], bool],
@@ -89,6 +90,8 @@ class IdleSealer:
             try:
                 self.seal_once()
             except Exception:
+                if stop.is_set():
+                    return  # the store closed under a write the shutdown gave up on: nothing stamped
                 logger.exception("idle seal failed (a crash now means a full start); retrying in %d s", RETRY_S)
                 stop.wait(RETRY_S)
 

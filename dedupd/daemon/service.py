@@ -177,7 +177,8 @@ class Daemon:
         if not self._one_shot:  # a scan writes its reports once, at the end, from the complete graph
             self._spawn("reporter", self._report_loop)
             self._spawn("reports-slow", self._slow_report_loop)
-            self.idle_sealer = IdleSealer(self, self._idle, lambda: self.pipeline.pending() == 0)
+            self.idle_sealer = IdleSealer(self, self._idle,
+                                          lambda: self.pipeline.pending() == 0 and not self.stop_event.is_set())
             self._spawn("idle-seal", lambda: self.idle_sealer.run(self.stop_event))
         self.watcher = Watcher(cfg, self.intake) if self.watch else None
         if self.watcher is not None:

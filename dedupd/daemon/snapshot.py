@@ -153,6 +153,9 @@ def write_snapshot(store: Store, config: Config, index: MatchIndex, window: Wind
         remove_snapshot(store)
         logger.info("no index snapshot written: %s", arrays)
         return False
+    if not window.holds():  # stale already (a commit meanwhile), or the daemon stopping: not written
+        logger.debug("index snapshot not written: the store changed while it was built")
+        return None
     meta = arrays.pop("meta")
     meta.update(format=FORMAT, seal=seal, reach=_reach_json(index.reach))
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
