@@ -432,10 +432,10 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, idle: bo
     runs: list[dict[str, float]] = []
     writes: list[dict] = []
     try:
+        done = len(log_events(work, IDLE_DONE))  # idle seals logged before this start
         start_and_measure(d, n, timeout)
         for i in range(repeat + 1):
             if idle:
-                done = len(log_events(work, IDLE_DONE))
                 t0 = time.monotonic()
                 d.wait(lambda s, done=done: len(log_events(work, IDLE_DONE)) > done, t0, timeout, "the idle seal", 0.5)
                 written = log_events(work, "index snapshot written")
@@ -451,6 +451,7 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, idle: bo
                 (Path(raw["report_dir"]) / SEAL_NAME).unlink(missing_ok=True)
                 (Path(raw["store_dir"]) / SNAPSHOT_NAME).unlink(missing_ok=True)
             before, snapshots = adoptions(work), adoptions(work, "index snapshot adopted")
+            done = len(log_events(work, IDLE_DONE))
             runs.append(start_and_measure(d, n, timeout))
             runs[-1]["adopted"] = float(adoptions(work) > before)
             runs[-1]["snapshot"] = float(adoptions(work, "index snapshot adopted") > snapshots)
