@@ -133,11 +133,11 @@ def write_snapshot(store: Store, config: Config, index: MatchIndex, window: Wind
     window = window or Window(store, index)
     stamp = store.graph_stamp()
     seal = seal_of(store, config, window.txnid)
+    if _stored_seal(store) == (seal, _reach_json(index.reach)):  # (vouched for when written: no lock needed)
+        logger.info("index snapshot still current (nothing committed since it was written)")
+        return True
     with index.lock:
         reason = _unsnapshottable(index, stamp)
-        if reason is None and _stored_seal(store) == (seal, _reach_json(index.reach)):
-            logger.info("index snapshot still current (nothing committed since it was written)")
-            return True
         captured = None if reason else _capture(index)
     t_lock = time.monotonic() - t0
     if captured is None:
