@@ -433,13 +433,14 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, idle: bo
     writes: list[dict] = []
     try:
         done = len(log_events(work, IDLE_DONE))  # idle seals logged before this start
+        wrote = len(log_events(work, "index snapshot written"))
         start_and_measure(d, n, timeout)
         for i in range(repeat + 1):
             if idle:
                 t0 = time.monotonic()
                 d.wait(lambda s, done=done: len(log_events(work, IDLE_DONE)) > done, t0, timeout, "the idle seal", 0.5)
                 written = log_events(work, "index snapshot written")
-                if written:
+                if len(written) > wrote:  # (else the snapshot on disk was still current: not rewritten)
                     writes.append(written[-1])
             assert d.proc is not None
             os.killpg(d.proc.pid, signal.SIGKILL)
@@ -451,7 +452,7 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, idle: bo
                 (Path(raw["report_dir"]) / SEAL_NAME).unlink(missing_ok=True)
                 (Path(raw["store_dir"]) / SNAPSHOT_NAME).unlink(missing_ok=True)
             before, snapshots = adoptions(work), adoptions(work, "index snapshot adopted")
-            done = len(log_events(work, IDLE_DONE))
+            done, wrote = len(log_events(work, IDLE_DONE)), len(log_events(work, "index snapshot written"))
             runs.append(start_and_measure(d, n, timeout))
             runs[-1]["adopted"] = float(adoptions(work) > before)
             runs[-1]["snapshot"] = float(adoptions(work, "index snapshot adopted") > snapshots)
