@@ -12,9 +12,10 @@ next commit voids both stamps, and after the next idle interval they are written
 Why 60 s by default: the write costs ~5 s of CPU at a million files (the snapshot's arrays and
 135 MB written), so it must not follow every short pause of an ingest or of a user's edits; a
 minute of quiet is a pause that is likely to last (the NAS case), and a crash within that minute
-costs one ordinary (store) start. Writes then cost at most ~8 % of one core even with a change
-every minute. ``DEDUPD_IDLE_SEAL_S`` sets the interval (tests use a second or two); 0 or less
-turns the idle seal off.
+costs one ordinary (store) start. A write also waits :data:`SPACING` times the last one's time
+after it: under a trickle of changes a million-file library writes its snapshot about every 10
+minutes (~2 % of a core), not after each change. ``DEDUPD_IDLE_SEAL_S`` sets the interval (tests
+use a second or two); 0 or less turns the idle seal off.
 
 Correctness: both are captured in a :class:`~dedupd.daemon.snapshot.Window` opened before and
 checked after the capture (see there): what is stamped with txnid T is what a start-up loading
@@ -41,6 +42,10 @@ ENV = "DEDUPD_IDLE_SEAL_S"
 POLL_S = 1.0
 #: after a failed write (e.g. the disk is full): wait this long before the next attempt
 RETRY_S = 60.0
+#: after a write that took W seconds, the next waits at least this many times W: a library that
+#: changes every few minutes (a trickle of uploads) rewrites its snapshot (135 MB at 1M, ~9 s)
+#: at most every ~10 minutes, ~2 % of a core, not after every change
+SPACING = 60.0
 
 
 def idle_seal_s() -> float:
@@ -72,6 +77,7 @@ class IdleSealer:
         self.interval = idle_seal_s() if interval is None else interval
         self.sealed_txnid: int | None = None  # the store generation both were last written (or found) for
         self.writes = 0
+        self.next_write = 0.0  # monotonic time before which no write starts (SPACING x the last)
 
     def run(self, stop: threading.Event) -> None:
         """The ``idle-seal`` thread: until ``stop``."""
@@ -85,10 +91,13 @@ class IdleSealer:
             if now != seen:
                 seen, since = now, time.monotonic()
                 continue
-            if now[0] == self.sealed_txnid or time.monotonic() - since < self.interval or not self.idle():
+            if (now[0] == self.sealed_txnid or time.monotonic() - since < self.interval
+                    or time.monotonic() < self.next_write or not self.idle()):
                 continue
+            t0 = time.monotonic()
             try:
-                self.seal_once()
+                if self.seal_once():
+                    self.next_write = time.monotonic() + SPACING * (time.monotonic() - t0)
             except Exception:
                 if stop.is_set():
                     return  # the store closed under a write the shutdown gave up on: nothing stamped

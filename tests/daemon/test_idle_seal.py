@@ -127,3 +127,49 @@ def test_crash_after_idle_restarts_as_after_a_clean_stop(mixed200: Path, tmp_pat
     daemon.stop()
     assert _without_time(groups_json.read_bytes()) == _without_time(full_write(daemon, tmp_path))
     assert not daemon.errors_in_log()
+
+
+class _Generations:
+    """A daemon's store and index generations only (what the idle-seal thread polls)."""
+
+    def __init__(self) -> None:
+        import types
+
+        self.txnid = 1
+        self.store = types.SimpleNamespace(generation=lambda: self.txnid)
+        self.index = types.SimpleNamespace(generation=0)
+
+
+def test_a_slow_write_spaces_the_next(monkeypatch) -> None:
+    """After a write of W seconds the next idle write waits SPACING x W, however idle the daemon
+    is meanwhile: a trickle of changes does not rewrite a big snapshot after each one."""
+    import threading
+
+    from dedupd.daemon import idleseal
+
+    monkeypatch.setattr(idleseal, "POLL_S", 0.005)
+    for spacing, least in ((0.0, 0.0), (20.0, 1.0)):  # 20 x 0.05 s
+        monkeypatch.setattr(idleseal, "SPACING", spacing)
+        gens = _Generations()
+        sealer = idleseal.IdleSealer(gens, idle=lambda: True, settled=lambda: True, interval=0.01)
+        times: list[float] = []
+
+        def seal_once(sealer=sealer, gens=gens, times=times) -> bool:
+            time.sleep(0.05)
+            times.append(time.monotonic())
+            sealer.sealed_txnid = gens.txnid
+            gens.txnid += 1  # a change right after each write
+            return True
+
+        monkeypatch.setattr(sealer, "seal_once", seal_once)
+        stop = threading.Event()
+        thread = threading.Thread(target=sealer.run, args=(stop,))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while len(times) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()
+        thread.join(5)
+        assert len(times) >= 3
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert min(gaps) >= least and (spacing or max(gaps) < 0.5), gaps
