@@ -135,16 +135,7 @@ class _Manifest:
         return iter(self.entries)
 
 
-#: the child's priority below the daemon's (``os.nice`` steps): on a busy machine the daemon's
-#: socket answers and ``groups.json`` writes come before this write's CPU
-CHILD_NICE = 10
-
-
 def main() -> None:
-    try:
-        os.nice(CHILD_NICE)
-    except OSError:  # not allowed here: the daemon's priority
-        pass
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     child_main(sys.argv[1], sys.stdin.buffer, sys.stdout.buffer)
 
