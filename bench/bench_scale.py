@@ -355,18 +355,24 @@ def adoptions(work: Path, what: str = "adopted as the first write") -> int:
         return 0
 
 
+def _reuse(work: Path, repo: Path) -> tuple[dict, int, Daemon]:
+    """A kept library's config with the threshold back at 10 and a fresh socket, its file count,
+    and a daemon from ``repo`` for it."""
+    raw = json.loads((work / "c.yaml").read_text())
+    raw.update(methods={"phash": 10}, socket_path=tempfile.mkdtemp(prefix="bs-", dir="/tmp") + "/s")
+    (work / "c.yaml").write_text(json.dumps(raw))
+    with Store.open(raw["store_dir"], readonly=True) as store:
+        n = store.stats().files
+    return raw, n, Daemon(work, raw["socket_path"], repo)
+
+
 def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool = False,
              full: bool = False, no_seal: bool = False) -> list[tuple[str, str]]:
     """Restart-only runs on a library kept by ``--keep`` (no populate, no first start): the
     config's threshold back at 10, a fresh socket, the daemon from ``repo``; with ``socket``, only
     until the socket answers; with ``full``, each restart followed by the SIGHUP and new-file
     measurements (the files a previous run added are deleted first)."""
-    raw = json.loads((work / "c.yaml").read_text())
-    raw.update(methods={"phash": 10}, socket_path=tempfile.mkdtemp(prefix="bs-", dir="/tmp") + "/s")
-    (work / "c.yaml").write_text(json.dumps(raw))
-    with Store.open(raw["store_dir"], readonly=True) as store:
-        n = store.stats().files
-    d = Daemon(work, raw["socket_path"], repo)
+    raw, n, d = _reuse(work, repo)
     runs = []
     extra: list[list[tuple[str, str]]] = []
     for _ in range(repeat):
@@ -422,12 +428,7 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, idle: bo
     seal (``DEDUPD_IDLE_SEAL_S=5``: written 5 s after the daemon went idle); else right once the
     daemon is watching with every group, the idle seal off (what a crash left before it existed).
     A first start (not measured) precedes the ``repeat`` measured ones."""
-    raw = json.loads((work / "c.yaml").read_text())
-    raw.update(methods={"phash": 10}, socket_path=tempfile.mkdtemp(prefix="bs-", dir="/tmp") + "/s")
-    (work / "c.yaml").write_text(json.dumps(raw))
-    with Store.open(raw["store_dir"], readonly=True) as store:
-        n = store.stats().files
-    d = Daemon(work, raw["socket_path"], repo)
+    raw, n, d = _reuse(work, repo)
     d.env = {"DEDUPD_IDLE_SEAL_S": "5" if idle else "0"}
     runs: list[dict[str, float]] = []
     writes: list[dict] = []

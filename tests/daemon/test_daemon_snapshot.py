@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from dedupd.daemon.config import load_config
@@ -38,6 +39,17 @@ def answers(daemon: DaemonProcess) -> dict:
     return {"counts": (status["files"], status["groups"], status["duplicates"]), "dups": dups, "groups": groups}
 
 
+def copy_a_member(daemon: Any, loaded: dict, watched: Path) -> tuple[str, Path]:
+    """Copy the first file of ``loaded``'s groups into ``watched``; once the daemon indexed it,
+    return that file and its copy."""
+    member = next(p for p, d in sorted(loaded["dups"].items()) if d["duplicates"])
+    copy = watched / ("copy of " + os.path.basename(member))
+    shutil.copyfile(member, copy)
+    daemon.wait_until(lambda: daemon.api("GET", f"/v1/duplicates?path={quote(str(copy))}")[0] == 200, 30,
+                      "the copy indexed")
+    return member, copy
+
+
 def test_restart_adopts_the_snapshot_only_when_current(mixed200: Path, tmp_path: Path, daemon_factory) -> None:
     watched = tmp_path / "photos"
     shutil.copytree(mixed200, watched)
@@ -57,11 +69,7 @@ def test_restart_adopts_the_snapshot_only_when_current(mixed200: Path, tmp_path:
     assert ADOPTED in last_start(daemon)
     assert answers(daemon) == loaded
     # ... and it goes on like a loaded index: a new copy is found
-    member = next(p for p, d in sorted(loaded["dups"].items()) if d["duplicates"])
-    copy = watched / ("copy of " + os.path.basename(member))
-    shutil.copyfile(member, copy)
-    daemon.wait_until(lambda: daemon.api("GET", f"/v1/duplicates?path={quote(str(copy))}")[0] == 200, 30,
-                      "the copy indexed")
+    member, copy = copy_a_member(daemon, loaded, watched)
     daemon.wait_quiet()
     # 2. kill -9 after that change reached the store: the snapshot is stale, the store is loaded
     daemon.kill9()

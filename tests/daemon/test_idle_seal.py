@@ -10,7 +10,6 @@ import os
 import shutil
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 from dedupd.daemon.graph import GraphKeeper
 from dedupd.daemon.loader import load_index
@@ -18,7 +17,7 @@ from dedupd.daemon.snapshot import SNAPSHOT_NAME, Window, write_snapshot
 from dedupd.daemon.store import Store
 from dedupd.reports.files import ReportWriter
 from dedupd.reports.seal import SEAL_NAME, adoptable
-from tests.daemon.test_daemon_snapshot import ADOPTED, answers, last_start
+from tests.daemon.test_daemon_snapshot import ADOPTED, answers, copy_a_member, last_start
 from tests.daemon.test_groups_seal import ADOPTED as GROUPS_ADOPTED
 from tests.daemon.test_groups_seal import _without_time, full_write
 from tests.daemon.test_index_snapshot import _adopt, _cfg, _fill, assert_same_index
@@ -104,11 +103,7 @@ def test_crash_after_idle_restarts_as_after_a_clean_stop(mixed200: Path, tmp_pat
     assert ADOPTED in last_start(daemon) and GROUPS_ADOPTED in last_start(daemon)
     assert answers(daemon) == loaded and groups_json.read_bytes() == written
     # 2. a change after the idle write, then kill -9 before the next idle write: neither adopted
-    member = next(p for p, d in sorted(loaded["dups"].items()) if d["duplicates"])
-    copy = watched / ("copy of " + os.path.basename(member))
-    shutil.copyfile(member, copy)
-    daemon.wait_until(lambda: daemon.api("GET", f"/v1/duplicates?path={quote(str(copy))}")[0] == 200, 30,
-                      "the copy indexed")
+    member, copy = copy_a_member(daemon, loaded, watched)
     daemon.wait_quiet()
     assert IDLE_DONE not in last_start(daemon)
     daemon.kill9()
