@@ -64,3 +64,15 @@ def test_bench_search_reference_and_scale_tables_quick():
     assert len(rows) == 2, res.stdout
     assert rows[0].endswith("| True |")  # 20k: the spot check equals the scan
     assert rows[1].endswith("| True | True |")  # same map as the reference, pairs = scan
+
+
+@pytest.mark.slow
+def test_bench_thumbnails_quick(tmp_path, corpus_dir):
+    res = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_thumbnails.py"), "--quick",
+         "--data-dir", str(tmp_path / "data"), "--corpus", str(corpus_dir)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    row = [line for line in res.stdout.splitlines() if line.startswith("| 64 px JPEGs")]
+    assert len(row) == 1 and row[0].split("|")[-2].strip() == "60", res.stdout  # every thumbnail made

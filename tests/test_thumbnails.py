@@ -1,8 +1,11 @@
 """Report thumbnails: sized as Pillow's ``Image.thumbnail`` sizes them, and close to its picture,
-while a JPEG is decoded at a reduced DCT scale (real corpus photos, EXIF orientation honoured)."""
+while a JPEG is decoded at a reduced DCT scale (real corpus photos, EXIF orientation honoured);
+made in worker processes many files a task, a hostile file costing only its own thumbnail."""
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +76,86 @@ def test_thumbnail_workers_yield_the_cpu_to_the_ingest() -> None:
         assert plain.run(os.nice, 0) == own
     finally:
         plain.shutdown()
+
+
+def _photos(corpus_dir: Path, count: int) -> list[Path]:
+    return sorted((corpus_dir / "base").glob("*.jpg"))[:count]
+
+
+def test_many_thumbnails_a_worker_task(corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small files go to the workers in batches (not one task each), spread over every worker, and
+    each thumbnail is the one :func:`make_thumbnail` makes alone; files over
+    ``THUMB_BATCH_BYTES`` together are tasks of their own."""
+    from dedupd.reports import thumbnails
+
+    small = tmp_path / "small"
+    small.mkdir()
+    files = []
+    for i, src in enumerate(_photos(corpus_dir, 40)):
+        with Image.open(src) as img:
+            img.convert("RGB").resize((64, 48)).save(small / f"{i:02d}.jpg", quality=90)
+        files.append(small / f"{i:02d}.jpg")
+    thumbnails.stop_workers()
+    tasks: list[int] = []
+    run = thumbnails.DecodePool.run
+
+    def counted(pool, fn, *args):  # the real pool, counting what each task carries
+        if fn is thumbnails.make_thumbnails:
+            tasks.append(len(args[0]))
+        return run(pool, fn, *args)
+
+    monkeypatch.setattr(thumbnails.DecodePool, "run", counted)
+    try:
+        names = thumbnails.ensure_thumbnails([(str(f), bytes([i]) * 16) for i, f in enumerate(files)],
+                                             str(tmp_path / "cache"))
+        assert tasks == [20, 20]  # 40 small files: one task a worker (THUMB_WORKERS = 2)
+        for i, f in enumerate(files):
+            assert names[str(f)] == bytes([i]).hex() * 16 + ".jpg"
+            make_thumbnail(str(f), str(tmp_path / "alone.jpg"))
+            assert (tmp_path / "cache" / names[str(f)]).read_bytes() == (tmp_path / "alone.jpg").read_bytes()
+        big = _photos(corpus_dir, 3)  # any two of them over the cap together: a task each
+        monkeypatch.setattr(thumbnails, "THUMB_BATCH_BYTES", min(p.stat().st_size for p in big))
+        tasks.clear()
+        thumbnails.ensure_thumbnails([(str(f), bytes([100 + i]) * 16) for i, f in enumerate(big)],
+                                     str(tmp_path / "cache"))
+        assert tasks == [1, 1, 1]
+    finally:
+        thumbnails.stop_workers()
+
+
+def test_a_hanging_file_costs_only_its_own_thumbnail(corpus_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A named pipe among photos hangs its worker (opening it waits for a writer forever): the batch
+    it was in times out, and is made again file by file, so that the photos around it get their
+    thumbnails and only the pipe gets the ``.err`` marker; in the background too."""
+    from dedupd.reports import thumbnails
+
+    photos = _photos(corpus_dir, 5)
+    fifo = tmp_path / "upload.jpg"
+    os.mkfifo(fifo)
+    items = [(str(p), bytes([i]) * 16) for i, p in enumerate(photos)]
+    items.insert(2, (str(fifo), b"\xee" * 16))
+    thumbnails.stop_workers()
+    monkeypatch.setattr(thumbnails, "THUMB_TIMEOUT_S", 3.0)
+    monkeypatch.setattr(thumbnails, "THUMB_BATCH_BYTES", 1 << 30)  # the pipe shares a task with photos
+    cache = tmp_path / "cache"
+    try:
+        names = thumbnails.ensure_thumbnails(items, str(cache))
+        assert names == {p: (None if p == str(fifo) else d.hex() + ".jpg") for p, d in items}
+        assert (cache / ("ee" * 16 + ".err")).exists()
+        assert sorted(f.name for f in cache.iterdir() if f.suffix == ".err") == ["ee" * 16 + ".err"]
+        # the same in the background, as the daemon asks: nothing waits, on_made says when
+        done = threading.Event()
+        again = [(p, bytes([200 + i]) * 16) for i, (p, _) in enumerate(items)]
+        first = thumbnails.ensure_thumbnails(again, str(cache), on_made=done.set)
+        assert set(first.values()) == {None}
+        made: dict[str, str | None] = {}
+        for _ in range(4):  # on_made after every 256 and at the end: here once
+            assert done.wait(60)
+            done.clear()
+            made = thumbnails.ensure_thumbnails(again, str(cache), on_made=done.set)
+            if sum(v is not None for v in made.values()) == len(photos):
+                break
+        assert made == {p: (None if p == str(fifo) else d.hex() + ".jpg") for p, d in again}
+    finally:
+        thumbnails.stop_workers()

@@ -33,6 +33,11 @@ THUMB_EXT = ".jpg"
 THUMB_WORKERS = 2
 #: A thumbnail decode that takes longer is stopped; the file gets the placeholder.
 THUMB_TIMEOUT_S = 60.0
+#: Thumbnails made per worker task, at most: a task each cost ~1.5 ms of round trip (submit,
+#: pickling, wake-ups) on top of a small file's ~0.8 ms of decoding and writing
+THUMB_BATCH = 32
+#: ... and source bytes per task, at most (a larger file is a task of its own)
+THUMB_BATCH_BYTES = 1 << 20
 #: The thumbnail workers' priority below the daemon's: during an ingest burst they took ~15 % of
 #: the CPU time from the decode workers (a report shows placeholders until its thumbnails are made)
 THUMB_NICE = 10
@@ -166,18 +171,77 @@ def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = 
         made = False
     if made:
         return name
+    _mark_failed(dest)
+    return None
+
+
+def _mark_failed(dest: str) -> None:
+    """Leave the ``.err`` marker of the thumbnail ``dest`` (the report then shows a placeholder)."""
     try:
         with open(dest[: -len(THUMB_EXT)] + ".err", "w"):
             pass
     except OSError:
         pass
-    return None
 
 
-def _in_background(todo: list[tuple[str, str]], make: Callable[[str, str], str | None],
+def make_thumbnails(jobs: list[tuple[str, str]], size: int, max_pixels: int, mode: int) -> list[bool]:
+    """:func:`make_thumbnail` of each ``(src, dest)`` in turn (one worker task for many files)."""
+    return [make_thumbnail(src, dest, size, max_pixels, mode) for src, dest in jobs]
+
+
+def _make_batch(todo: list[tuple[str, str]], cache_dir: str, size: int, max_pixels: int,
+                mode: int) -> dict[str, str | None]:
+    """``{digest hex: thumbnail name or None}`` for ``(digest hex, source)`` pairs, made in one worker
+    task. A task that fails as a whole (a worker crash or hang on one hostile file) is made again
+    file by file, so that only the file at fault gets its ``.err`` marker."""
+    os.makedirs(cache_dir, exist_ok=True)
+    jobs = [(src, os.path.join(cache_dir, thumb_name(hx))) for hx, src in todo]
+    pool = _workers()
+    try:
+        made = pool.run(make_thumbnails, jobs, size, max_pixels, mode)
+    except DecodeFailed:
+        if pool.closed:  # stopped meanwhile (the daemon is stopping): no markers, made next time
+            return {hx: None for hx, _ in todo}
+        if len(todo) == 1:
+            made = [False]
+        else:
+            return {hx: ensure_thumbnail(src, hx, cache_dir, size, max_pixels, mode) for hx, src in todo}
+    results: dict[str, str | None] = {}
+    for (hx, _), (_, dest), ok in zip(todo, jobs, made):
+        if not ok:
+            _mark_failed(dest)
+        results[hx] = thumb_name(hx) if ok else None
+    return results
+
+
+def _batches(todo: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """``todo`` cut into worker tasks: at most :data:`THUMB_BATCH` files and :data:`THUMB_BATCH_BYTES`
+    of sources each (a camera photo is a task of its own: its decode dwarfs the round trip, and
+    the workers stay balanced), and at least one task per worker when there are that many files."""
+    most = max(1, min(THUMB_BATCH, math.ceil(len(todo) / THUMB_WORKERS)))
+    batches: list[list[tuple[str, str]]] = []
+    batch: list[tuple[str, str]] = []
+    held = 0
+    for item in todo:
+        try:
+            size = os.stat(item[1]).st_size
+        except OSError:
+            size = 0  # the worker says why (the file gets its marker)
+        if batch and (len(batch) == most or held + size > THUMB_BATCH_BYTES):
+            batches.append(batch)
+            batch, held = [], 0
+        batch.append(item)
+        held += size
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def _in_background(todo: list[tuple[str, str]], make: Callable[[list[tuple[str, str]]], object],
                    on_made: Callable[[], None]) -> None:
     """Make thumbnails of ``(digest hex, source)`` pairs on background threads (each waits for a
-    worker process); ``on_made`` is called once a batch is done."""
+    worker process, a batch of files at a time); ``on_made`` is called once they are all done, and
+    after every 256 before that."""
     global _background
     with _pool_lock:
         todo = [(hx, src) for hx, src in todo if hx not in _pending]
@@ -188,25 +252,26 @@ def _in_background(todo: list[tuple[str, str]], make: Callable[[str, str], str |
             _background = ThreadPoolExecutor(THUMB_WORKERS, thread_name_prefix="dedupd-thumbs")
         ex = _background
 
-    left = [len(todo)]  # of this batch (guarded by _pool_lock)
+    left = [len(todo)]  # of this call's files (guarded by _pool_lock)
 
-    def one(hx: str, src: str) -> None:
+    def one(batch: list[tuple[str, str]]) -> None:
         try:
-            make(src, hx)
-        except Exception:  # a future's exception would be lost: say it (the report keeps a placeholder)
-            logger.exception("making the thumbnail of %s failed", src, extra={"path": src})
+            make(batch)
+        except Exception:  # a future's exception would be lost: say it (the report keeps placeholders)
+            logger.exception("making the thumbnails of %d files failed (the first: %s)", len(batch), batch[0][1],
+                             extra={"path": batch[0][1]})
         finally:
             with _pool_lock:
-                _pending.discard(hx)
-                left[0] -= 1
-                last = left[0] % 256 == 0  # the batch is done, or another 256 are
+                _pending.difference_update(hx for hx, _ in batch)
+                before, left[0] = left[0], left[0] - len(batch)
+                last = left[0] == 0 or before // 256 != left[0] // 256  # all done, or another 256
             if last:
                 on_made()
 
     keys = {hx for hx, _ in todo}
     try:
-        for hx, src in todo:
-            ex.submit(one, hx, src)
+        for batch in _batches(todo):
+            ex.submit(one, batch)
     except RuntimeError:  # shut down meanwhile (the daemon is stopping)
         with _pool_lock:
             _pending.difference_update(keys)
@@ -216,7 +281,7 @@ def ensure_thumbnails(items: Iterable[tuple[str, bytes | str]], cache_dir: str, 
                       max_pixels: int = DEFAULT_MAX_PIXELS, mode: int = DEFAULT_REPORT_MODE,
                       on_made: Callable[[], None] | None = None) -> dict[str, str | None]:
     """``{path: thumbnail file name or None}`` for ``(path, digest)`` pairs; one decode per digest,
-    :data:`THUMB_WORKERS` at once.
+    :data:`THUMB_WORKERS` tasks of up to :data:`THUMB_BATCH` files at once.
 
     With ``on_made``, nothing waits for a decode: thumbnails not cached yet are None now, are made
     in the background, and ``on_made()`` says when (ask again then).
@@ -229,26 +294,25 @@ def ensure_thumbnails(items: Iterable[tuple[str, bytes | str]], cache_dir: str, 
         if hx not in by_digest or not os.path.exists(by_digest[hx]):
             by_digest[hx] = path
     results: dict[str, str | None] = {}
-    todo = list(by_digest.items())
+    todo = []
+    for hx, src in by_digest.items():
+        known, name = _cached(cache_dir, hx, mode)
+        results[hx] = name
+        if not known:
+            todo.append((hx, src))
 
-    def make(src: str, hx: str) -> str | None:
-        return ensure_thumbnail(src, hx, cache_dir, size, max_pixels, mode)
+    def make(batch: list[tuple[str, str]]) -> dict[str, str | None]:
+        return _make_batch(batch, cache_dir, size, max_pixels, mode)
 
     if on_made is not None:
-        later = []
-        for hx, src in todo:
-            known, name = _cached(cache_dir, hx, mode)
-            results[hx] = name
-            if not known:
-                later.append((hx, src))
-        if later:
-            _in_background(later, make, on_made)
-    elif len(todo) > 1:
-        # these threads only wait for the worker processes, which decode
-        with ThreadPoolExecutor(THUMB_WORKERS) as ex:
-            for (hx, _), name in zip(todo, ex.map(lambda t: make(t[1], t[0]), todo)):
-                results[hx] = name
-    else:
-        for hx, src in todo:
-            results[hx] = make(src, hx)
+        if todo:
+            _in_background(todo, make, on_made)
+    elif todo:
+        batches = _batches(todo)
+        if len(batches) == 1:
+            results.update(make(batches[0]))
+        else:  # these threads only wait for the worker processes, which decode
+            with ThreadPoolExecutor(THUMB_WORKERS) as ex:
+                for made in ex.map(make, batches):
+                    results.update(made)
     return {p: results[hx] for p, hx in paths.items()}
