@@ -69,6 +69,11 @@ def snapshot_path(store: Store) -> str:
     return os.path.join(store.path, SNAPSHOT_NAME)
 
 
+#: settings that change what is decided about the groups and where reports go, not the index or
+#: its near edges: a restart after changing them adopts the snapshot (the groups are built anew)
+NOT_INDEXED = frozenset({"report_dir", "report_mode", "policy", "quarantine_dir", "dry_run", "keep"})
+
+
 def seal_of(store: Store, config: Config, txnid: int | None = None) -> dict[str, Any]:
     """What a snapshot must have been written against to be adopted now (``txnid``: the store's
     generation read by the caller, default now)."""
@@ -78,7 +83,7 @@ def seal_of(store: Store, config: Config, txnid: int | None = None) -> dict[str,
         ino = -1
     return {"store": os.path.realpath(store.path), "mdb_inode": ino,
             "txnid": store.generation() if txnid is None else txnid,
-            "config": config_digest(config), "code": code_digest()}
+            "config": config_digest(config, NOT_INDEXED), "code": code_digest()}
 
 
 class Window:

@@ -40,9 +40,10 @@ IRRELEVANT = frozenset({"socket_path", "socket_mode", "socket_group", "settle_ms
                         "rescan_interval_s", "report_interval_s", "log", "source"})
 
 
-def config_digest(config: Config) -> str:
-    """A digest of every setting of ``config`` but :data:`IRRELEVANT` ones."""
-    fields = [(f.name, getattr(config, f.name)) for f in dataclasses.fields(config) if f.name not in IRRELEVANT]
+def config_digest(config: Config, also_irrelevant: frozenset[str] = frozenset()) -> str:
+    """A digest of every setting of ``config`` but :data:`IRRELEVANT` ones (and ``also_irrelevant``)."""
+    fields = [(f.name, getattr(config, f.name)) for f in dataclasses.fields(config)
+              if f.name not in IRRELEVANT and f.name not in also_irrelevant]
     return hashlib.blake2b(repr(fields).encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
 
 

@@ -23,11 +23,11 @@ from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from tests.daemon.test_graph_store import PARAMS, contents, graph
 
 
-def _cfg(tmp: Path, **methods):
+def _cfg(tmp: Path, extra: dict | None = None, **methods):
     return config_from_mapping({
         "roots": [str(tmp / "deep"), {"path": str(tmp / "flat"), "recursive": False}],
         "store_dir": str(tmp / "store"), "report_dir": str(tmp / "r"), "socket_path": str(tmp / "s"),
-        "methods": methods or {"phash": 10, "dhash": 10}})
+        "methods": methods or {"phash": 10, "dhash": 10}, **(extra or {})})
 
 
 def _fill(tmp: Path) -> None:
@@ -130,6 +130,18 @@ def test_not_adopted_after_a_commit_another_config_or_code(tmp_path: Path, monke
         assert _adopt(store, cfg) is not None
         # a threshold within the stored reach: same edges, another rule -> the config digest differs
         assert _adopt(store, _cfg(tmp_path, phash=9, dhash=10)) is None
+        # so does a root, an exclude rule or the reach's margin
+        assert _adopt(store, _cfg(tmp_path, {"roots": [str(tmp_path / "deep")]})) is None
+        assert _adopt(store, _cfg(tmp_path, {"exclude": ["*.png"]})) is None
+        assert _adopt(store, _cfg(tmp_path, {"graph_margin": 3})) is None
+        # what is decided about the groups and where reports go leave the index as it is: adopted
+        other = _cfg(tmp_path, {"policy": "quarantine", "quarantine_dir": str(tmp_path / "q"), "dry_run": True,
+                                "report_dir": str(tmp_path / "r2"), "report_mode": "0640",
+                                "keep": ["shortest_path", "oldest_mtime"]})
+        got = _adopt(store, other)
+        assert got is not None
+        got.build_graph()
+        assert_same_index(got, load_index(store, other))
         with monkeypatch.context() as m:  # another dedupd version
             m.setattr(snapshot, "code_digest", lambda: "another")
             assert _adopt(store, cfg) is None
