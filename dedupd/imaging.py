@@ -173,6 +173,15 @@ class DecodedImage:
             self.__dict__["words"] = _rgbx_words(self.rgb)
         return self.__dict__["words"]
 
+    def _columns(self, words: np.ndarray) -> np.ndarray | None:
+        """:func:`resample.column_copy` of ``words``, made once per image (shared by the hashes' resizes and
+        the reduced copies' after them) up to :data:`COLUMNS_MAX_PIXELS`; None: made by bands each time."""
+        if words.size > COLUMNS_MAX_PIXELS:
+            return None
+        if "columns" not in self.__dict__:
+            self.__dict__["columns"] = resample.column_copy(words)
+        return self.__dict__["columns"]
+
     def _accelerated(self, sizes: list[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
         """The LANCZOS resizes of :attr:`rgb` to those ``sizes`` that :mod:`dedupd.resample` reproduces
         (one horizontal pass per width), as (h, w, 3) RGB; empty where it does not apply (or is not installed)."""
@@ -181,16 +190,14 @@ class DecodedImage:
             return {}
         out: dict[tuple[int, int], np.ndarray] = {}
         words = self._words()
-        planes = resample.rgb_planes(np.asarray(self.rgb)) if words is None else None
-        for width in dict.fromkeys(s[0] for s in fast):
-            if words is not None:
-                mid = resample.horizontal_pass_rgbx(words, width)
-            else:
-                assert planes is not None
-                mid = resample.horizontal_pass(planes, width)
-            for s in fast:
-                if s[0] == width:  # then the vertical pass
-                    out[s] = resample.vertical_pass(mid, s[1])
+        widths = list(dict.fromkeys(s[0] for s in fast))
+        if words is not None:  # every width's horizontal pass from one column-major copy
+            mids = resample.horizontal_passes_rgbx(words, widths, self._columns(words))
+        else:
+            planes = resample.rgb_planes(np.asarray(self.rgb))
+            mids = {width: resample.horizontal_pass(planes, width) for width in widths}
+        for s in fast:  # then the vertical passes
+            out[s] = resample.vertical_pass(mids[s[0]], s[1])
         return out
 
     def array(self) -> np.ndarray:
@@ -236,6 +243,9 @@ def resize_box_gray(src: Image.Image | np.ndarray, size: tuple[int, int],
 #: costs a new process ~1-2 s, which a library call on a few small files should not pay.
 ACCELERATE_MIN_PIXELS = 1_000_000
 SMALL_IMAGE_PIXELS = 0
+#: Up to this many pixels a :class:`DecodedImage` keeps its column-major copy (3 bytes a pixel) for
+#: all its resizes; above, each call transposes a band of rows at a time (less memory, a little more CPU).
+COLUMNS_MAX_PIXELS = 1 << 22
 
 
 def accelerate_small_images() -> bool:
@@ -248,6 +258,8 @@ def accelerate_small_images() -> bool:
     mid = resample.horizontal_pass_rgbx(np.zeros((2, 4), np.uint32), 2)  # and the passes' own (~0.1 s)
     resample.to_gray(resample.vertical_pass(mid, 1))
     resample.to_words(mid)
+    resample.horizontal_passes_rgbx(np.zeros((2, 4), np.uint32), [2, 3])
+    resample.horizontal_passes_rgbx(np.zeros((2, 4), np.uint32), [2], resample.column_copy(np.zeros((2, 4), np.uint32)))
     ACCELERATE_MIN_PIXELS = SMALL_IMAGE_PIXELS
     return True
 

@@ -51,6 +51,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -168,7 +169,8 @@ def _build() -> dict[str, Any]:
 
     return {"planes_rgbx": k.planes_rgbx, "planes_rgb": k.planes_rgb, "horizontal": k.horizontal,
             "horizontal_rgbx": k.horizontal_rgbx, "vertical": k.vertical, "coefficients": k.coefficients,
-            "gray": k.gray, "pack_rgbx": k.pack_rgbx}
+            "gray": k.gray, "pack_rgbx": k.pack_rgbx, "columns_rgbx": k.columns_rgbx,
+            "horizontal_cols": k.horizontal_cols}
 
 
 def _kernel(name: str) -> Any:
@@ -184,6 +186,46 @@ def horizontal_pass_rgbx(words: np.ndarray, width: int) -> np.ndarray:
     out = np.empty((h, width, 3), np.uint8)
     _kernel("horizontal_rgbx")(words, bounds, coefs, out)
     return out
+
+
+#: Pixels of the source transposed at a time by :func:`horizontal_passes_rgbx` (a band of rows): all
+#: of a 640 px photo, ~1.5 MB of columns a band (in the cache) for a camera photo.
+BAND_PIXELS = 1 << 19
+
+
+def column_copy(words: np.ndarray) -> np.ndarray:
+    """The (H, W) RGBX words column by column, without the X byte: (W, >= 3H) uint8 whose row x
+    holds R, G, B of pixels (x, 0), (x, 1), ... (what :func:`horizontal_passes_rgbx` sums)."""
+    h, w = words.shape
+    cols = np.empty((w, (h + 7) // 8 * 3), np.uint64)
+    _kernel("columns_rgbx")(words, cols)
+    return cols.view(np.uint8)
+
+
+def horizontal_passes_rgbx(words: np.ndarray, widths: Iterable[int],
+                           cols: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """:func:`horizontal_pass_rgbx` of (H, W) RGBX words to each of ``widths``, the same values, from
+    one column-major copy of the image shared by every width (``cols``, the :func:`column_copy`
+    of ``words``; None: made here a band of rows at a time, :data:`BAND_PIXELS`): each pass then
+    sums whole columns, as the vertical pass sums rows (contiguous, vectorised loads)."""
+    h, w = words.shape
+    widths = list(dict.fromkeys(widths))
+    taps = {width: coefficients(w, width) for width in widths}
+    mids = {width: np.empty((h, width, 3), np.uint8) for width in widths}
+    horizontal = _kernel("horizontal_cols")
+    if cols is not None:
+        for width in widths:
+            horizontal(cols, *taps[width], mids[width])
+        return mids
+    band = h if h * w <= BAND_PIXELS else max(8, BAND_PIXELS // w // 8 * 8)
+    buf = np.empty((w, (min(band, h) + 7) // 8 * 3), np.uint64)
+    columns, view = _kernel("columns_rgbx"), buf.view(np.uint8)
+    for y0 in range(0, h, band):
+        y1 = min(y0 + band, h)
+        columns(words[y0:y1], buf)
+        for width in widths:
+            horizontal(view, *taps[width], mids[width][y0:y1])
+    return mids
 
 
 def vertical_pass(mid: np.ndarray, height: int) -> np.ndarray:

@@ -1,0 +1,134 @@
+"""The column-major horizontal passes (dedupd.resample.horizontal_passes_rgbx: one transposed copy
+of the image shared by every target width) give Pillow's values bit for bit: on random images of
+random shapes (1-3 px sides, odd sizes, tall and wide), in one band or many, and on corpus photos."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dedupd import imaging, resample
+from dedupd.encoding import hashes_of
+from dedupd.imaging import DecodedImage, decode_file
+
+pytestmark = pytest.mark.skipif(not resample.available(), reason="numba (the 'speed' extra) is not installed")
+
+DEFAULT_METHODS = ["phash", "phash@c90", "phash@c81", "dhash", "dhash@c90", "dhash@c81"]
+
+
+def _words(rgb: np.ndarray) -> np.ndarray:
+    h, w, _ = rgb.shape
+    return resample.to_words(rgb) if h and w else np.zeros((h, w), np.uint32)
+
+
+def _pillow_mid(rgb: np.ndarray, width: int) -> np.ndarray:
+    """Pillow's own horizontal pass: a resize of the width alone (the height unchanged)."""
+    return np.asarray(Image.fromarray(rgb).resize((width, rgb.shape[0]), Image.Resampling.LANCZOS))
+
+
+def _image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    # noise, a ramp and hard edges: sums near every rounding boundary, and clipping at 0 and 255
+    base = rng.integers(0, 256, (h, w, 3), dtype=np.int32)
+    ramp = np.linspace(-300, 300, w, dtype=np.int32)[None, :, None]
+    edges = np.where((np.arange(w) // max(1, w // 17)) % 2 == 0, 255, -255)[None, :, None]
+    return np.clip(base + ramp * (rng.random() < 0.5) + edges * (rng.random() < 0.5), 0, 255).astype(np.uint8)
+
+
+def test_column_copy_is_the_transposed_rgb():
+    rng = np.random.default_rng(1)
+    for h, w in [(1, 1), (7, 3), (8, 5), (9, 2), (33, 17)]:
+        rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        cols = resample.column_copy(_words(rgb))
+        assert cols.shape[0] == w and cols.shape[1] >= 3 * h
+        assert np.array_equal(cols[:, :3 * h].reshape(w, h, 3), rgb.transpose(1, 0, 2)), (h, w)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_shapes_match_pillows_horizontal_pass(monkeypatch, seed):
+    rng, pyr = np.random.default_rng(seed), random.Random(seed)
+    shapes = [(1, 2), (2, 3), (3, 3), (1, 700), (700, 3), (5, 1001), (1201, 7), (9, 640), (481, 640)]
+    shapes += [(pyr.randint(1, 400), pyr.randint(2, 900)) for _ in range(6)]
+    for h, w in shapes:
+        rgb = _image(rng, h, w)
+        widths = sorted({1, max(1, w - 1), pyr.randint(1, w - 1), min(w - 1, 9), min(w - 1, 32)} - {0})
+        words = _words(rgb)
+        # the copy made here in bands (a band of 8 to 64 rows, so most shapes take several) ...
+        monkeypatch.setattr(resample, "BAND_PIXELS", w * pyr.choice([8, 16, 64]))
+        banded = resample.horizontal_passes_rgbx(words, widths)
+        # ... and made once for all widths
+        whole = resample.horizontal_passes_rgbx(words, widths, resample.column_copy(words))
+        for width in widths:
+            want = _pillow_mid(rgb, width)
+            assert np.array_equal(banded[width], want), (h, w, width, "banded")
+            assert np.array_equal(whole[width], want), (h, w, width, "whole")
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_random_images_resize_like_pillow_through_decoded_image(monkeypatch, seed):
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    rng, pyr = np.random.default_rng(10 + seed), random.Random(10 + seed)
+    for _ in range(5):
+        w, h = pyr.randint(2, 900), pyr.randint(1, 600)
+        img = Image.fromarray(_image(rng, h, w))
+        sizes = [(32, 32), (9, 8), (8, 8), (pyr.randint(1, w), pyr.randint(1, 200)), (max(1, w - 1), 3)]
+        got = DecodedImage(img, w, h, None).grays(sizes)
+        for size in sizes:
+            want = np.asarray(img.resize(size, Image.Resampling.LANCZOS).convert("L"))
+            assert np.array_equal(got[size], want), (w, h, size)
+
+
+def test_large_image_in_bands_keeps_no_copy(monkeypatch):
+    # above COLUMNS_MAX_PIXELS the copy is made by bands on each call and not kept on the image
+    monkeypatch.setattr(imaging, "COLUMNS_MAX_PIXELS", 10_000)
+    monkeypatch.setattr(resample, "BAND_PIXELS", 20_000)
+    rgb = _image(np.random.default_rng(3), 301, 257)
+    img = Image.fromarray(rgb)
+    image = DecodedImage(img, 257, 301, None)
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    got = image.grays([(32, 32), (9, 8)])
+    assert "columns" not in image.__dict__
+    for size in [(32, 32), (9, 8)]:
+        assert np.array_equal(got[size], np.asarray(img.resize(size, Image.Resampling.LANCZOS).convert("L")))
+
+
+def _corpus_photos(corpus_dir, n: int) -> list:
+    files = sorted((corpus_dir / "base").glob("*.jpg"))
+    assert files, f"no photos in {corpus_dir / 'base'}"
+    return files[:: max(1, len(files) // n)][:n]
+
+
+def test_corpus_photos_at_640_px_hash_like_pillow(monkeypatch, tmp_path, corpus_dir):
+    """The daemon's default hashes (pHash, dHash and their crops) of photos scaled to 640 px, with the
+    compiled passes at every size (as in a decode worker) and with Pillow's resizes alone."""
+    photos = _corpus_photos(corpus_dir, 6)
+    files = []
+    for i, path in enumerate(photos):
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((640, 640), Image.Resampling.BICUBIC)
+            files.append(tmp_path / f"p{i}.jpg")
+            im.save(files[-1], quality=88)
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    fast = {f: hashes_of(decode_file(f), DEFAULT_METHODS) for f in files}
+    image = decode_file(files[0])
+    hashes_of(image, DEFAULT_METHODS)
+    assert "columns" in image.__dict__  # the column copy was used (and kept) on this path
+    monkeypatch.setattr(resample, "available", lambda: False)
+    for f in files:
+        assert fast[f] == hashes_of(decode_file(f), DEFAULT_METHODS), f.name
+
+
+def test_corpus_photo_full_size_passes_match_pillow(corpus_dir):
+    path = _corpus_photos(corpus_dir, 1)[0]
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    words = _words(rgb)
+    h, w = words.shape
+    widths = [32, 9, 8, 256, round(w * 256 / min(w, h)), round(w * 72 / min(w, h))]
+    got = resample.horizontal_passes_rgbx(words, widths)
+    assert h * w > resample.BAND_PIXELS  # a camera photo: several bands
+    for width in widths:
+        assert np.array_equal(got[width], _pillow_mid(rgb, width)), width
