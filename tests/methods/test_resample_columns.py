@@ -1,6 +1,6 @@
 """The column-major horizontal passes (dedupd.resample.horizontal_passes_rgbx: one transposed copy
 of the image shared by every target width) give Pillow's values bit for bit: on random images of
-random shapes (1-3 px sides, odd sizes, tall and wide), in one band or many, and on corpus photos."""
+random shapes (1-3 px sides, odd sizes, tall and wide) and on corpus photos."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_column_copy_is_the_transposed_rgb():
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_random_shapes_match_pillows_horizontal_pass(monkeypatch, seed):
+def test_random_shapes_match_pillows_horizontal_pass(seed):
     rng, pyr = np.random.default_rng(seed), random.Random(seed)
     shapes = [(1, 2), (2, 3), (3, 3), (1, 700), (700, 3), (5, 1001), (1201, 7), (9, 640), (481, 640)]
     shapes += [(pyr.randint(1, 400), pyr.randint(2, 900)) for _ in range(6)]
@@ -55,15 +55,12 @@ def test_random_shapes_match_pillows_horizontal_pass(monkeypatch, seed):
         rgb = _image(rng, h, w)
         widths = sorted({1, max(1, w - 1), pyr.randint(1, w - 1), min(w - 1, 9), min(w - 1, 32)} - {0})
         words = _words(rgb)
-        # the copy made here in bands (a band of 8 to 64 rows, so most shapes take several) ...
-        monkeypatch.setattr(resample, "BAND_PIXELS", w * pyr.choice([8, 16, 64]))
-        banded = resample.horizontal_passes_rgbx(words, widths)
-        # ... and made once for all widths
-        whole = resample.horizontal_passes_rgbx(words, widths, resample.column_copy(words))
+        made = resample.horizontal_passes_rgbx(words, widths)  # the column copy made here ...
+        given = resample.horizontal_passes_rgbx(words, widths[::-1], resample.column_copy(words))  # ... or given
         for width in widths:
             want = _pillow_mid(rgb, width)
-            assert np.array_equal(banded[width], want), (h, w, width, "banded")
-            assert np.array_equal(whole[width], want), (h, w, width, "whole")
+            assert np.array_equal(made[width], want), (h, w, width)
+            assert np.array_equal(given[width], want), (h, w, width)
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -80,18 +77,20 @@ def test_random_images_resize_like_pillow_through_decoded_image(monkeypatch, see
             assert np.array_equal(got[size], want), (w, h, size)
 
 
-def test_large_image_in_bands_keeps_no_copy(monkeypatch):
-    # above COLUMNS_MAX_PIXELS the copy is made by bands on each call and not kept on the image
-    monkeypatch.setattr(imaging, "COLUMNS_MAX_PIXELS", 10_000)
-    monkeypatch.setattr(resample, "BAND_PIXELS", 20_000)
+def test_large_images_take_the_words_passes(monkeypatch):
+    # above COLUMNS_MAX_PIXELS no column copy is made (the row-major passes are faster there); same values
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
     rgb = _image(np.random.default_rng(3), 301, 257)
     img = Image.fromarray(rgb)
-    image = DecodedImage(img, 257, 301, None)
-    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
-    got = image.grays([(32, 32), (9, 8)])
-    assert "columns" not in image.__dict__
-    for size in [(32, 32), (9, 8)]:
-        assert np.array_equal(got[size], np.asarray(img.resize(size, Image.Resampling.LANCZOS).convert("L")))
+    sizes = [(32, 32), (9, 8), (200, 150)]
+    for limit, kept in [(301 * 257 - 1, False), (301 * 257, True)]:
+        monkeypatch.setattr(imaging, "COLUMNS_MAX_PIXELS", limit)
+        image = DecodedImage(img, 257, 301, None)
+        got = image.grays(sizes)
+        assert ("columns" in image.__dict__) == kept
+        for size in sizes:
+            want = np.asarray(img.resize(size, Image.Resampling.LANCZOS).convert("L"))
+            assert np.array_equal(got[size], want), (limit, size)
 
 
 def _corpus_photos(corpus_dir, n: int) -> list:
@@ -129,6 +128,5 @@ def test_corpus_photo_full_size_passes_match_pillow(corpus_dir):
     h, w = words.shape
     widths = [32, 9, 8, 256, round(w * 256 / min(w, h)), round(w * 72 / min(w, h))]
     got = resample.horizontal_passes_rgbx(words, widths)
-    assert h * w > resample.BAND_PIXELS  # a camera photo: several bands
     for width in widths:
         assert np.array_equal(got[width], _pillow_mid(rgb, width)), width
