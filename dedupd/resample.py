@@ -58,8 +58,9 @@ target width (default config)          words' pass    column-major
 A decode worker's CPU per file (decode + pHash, dHash and their crop hashes, exact;
 ``bench/bench_resample.py``, before/after alternated, 4 rounds): 640 px JPEGs 7.02 -> 6.07 ms
 (0.86x; after the decode, 4.95 -> 4.01 ms, 0.81x), hashes identical; ``dedupd scan`` of 2,000 such
-files (``bench/bench_encode.py --only b``, 3 rounds): CPU of all processes 10.60 -> 9.53 ms a file. Camera photos keep the words' passes: there a tap's columns outgrow the cache and the
-copy costs about two passes (12 MP: 14 ms a 32 px pass from the words, 17 ms from the copy, plus
+files (``bench/bench_encode.py --only b``, 3 rounds): CPU of all processes 10.60 -> 9.53 ms a file
+(all on a loaded 2-core Xeon, AVX-512). Camera photos keep the words' passes: there a tap's columns
+outgrow the cache and the copy costs about two passes (12 MP: 14 ms a 32 px pass from the words, 17 ms from the copy, plus
 10-30 ms for the copy). Tried and not kept: float64 sums (slower: the conversions), one tap a sweep
 (the accumulators' loads and stores), the copy by bands of rows (more calls, no cache gain), the
 crops' box passes from a column copy of the reduced copy (5.36 vs 5.35 ms a file), two outputs a
