@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """CPU per file of a decode worker's encode path (decode + the daemon's default hashes: pHash, dHash
-and their crop variants, exact mode), this checkout against another one (``--before``, e.g.
+and their crop variants, exact mode; and pHash + dHash alone), this checkout against another one (``--before``, e.g.
 /work/main), in alternated rounds of child processes; medians.
 
 Each child loads the compiled passes as a worker does (``accelerate_small_images``), warms up on a
@@ -34,7 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_CORPUS, DEFAULT_DATA, ROOT, dataset, log  # noqa: E402
 
-METHODS = ["phash", "phash@c90", "phash@c81", "dhash", "dhash@c90", "dhash@c81"]
+#: the daemon's default (pHash and dHash with their crop hashes), and ``crop: false`` (the two alone)
+CONFIGS = {"default": ["phash", "phash@c90", "phash@c81", "dhash", "dhash@c90", "dhash@c81"],
+           "crop: false": ["phash", "dhash"]}
 
 CHILD = r"""
 import json, sys, time
@@ -64,10 +66,10 @@ json.dump({"decode": decode, "total": total, "hashes": hashes, "pillow_ok": pill
 """
 
 
-def run_child(checkout: Path, files: list[str], repeats: int) -> dict:
+def run_child(checkout: Path, files: list[str], methods: list[str], repeats: int) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         env = {**os.environ, "PYTHONPATH": str(checkout)}
-        subprocess.run([sys.executable, "-c", CHILD, json.dumps(files), json.dumps(METHODS), str(repeats), out.name],
+        subprocess.run([sys.executable, "-c", CHILD, json.dumps(files), json.dumps(methods), str(repeats), out.name],
                        check=True, env=env, cwd=str(checkout))
         return json.loads(Path(out.name).read_text())
 
@@ -86,22 +88,24 @@ def main() -> None:
     sets = {}
     if args.n640:
         meta = dataset(args.corpus, args.data_dir, "enc-640-2000", "--kind", "mixed", "--count", "2000", "--seed", "640")
-        sets["640 px JPEG"] = sorted(str(p) for p in (meta / "img").glob("*.jpg"))[:args.n640]
+        files640 = sorted(str(p) for p in (meta / "img").glob("*.jpg"))[:args.n640]
+        sets["640 px JPEG, default"] = (files640, CONFIGS["default"])
+        sets["640 px JPEG, crop: false"] = (files640, CONFIGS["crop: false"])
     if args.n12:
         meta = dataset(args.corpus, args.data_dir, "enc-12mp-24", "--kind", "mixed", "--count", "24", "--megapixels",
                        "12", "--transforms", "jpeg60,png,webp,brighter20,noise5", "--dup-fraction", "0.5",
                        "--exact-fraction", "0", "--seed", "12")
-        sets["12 MP JPEG"] = sorted(str(p) for p in (meta / "img").glob("*.jpg"))[:args.n12]
+        sets["12 MP JPEG, default"] = (sorted(str(p) for p in (meta / "img").glob("*.jpg"))[:args.n12], CONFIGS["default"])
     checkouts = {"after": ROOT} | ({"before": args.before.resolve()} if args.before else {})
     rows = []
-    for label, files in sets.items():
+    for label, (files, methods) in sets.items():
         res: dict[str, dict[str, list[float]]] = {c: {"decode": [], "total": [], "rest": []} for c in checkouts}
         hashes: dict[str, dict] = {}
         for r in range(args.rounds):
             order = list(checkouts) if r % 2 == 0 else list(reversed(checkouts))
             for c in order:
                 log(f"{label}: round {r + 1}/{args.rounds}, {c} ({len(files)} files x {args.repeats})")
-                got = run_child(checkouts[c], files, args.repeats)
+                got = run_child(checkouts[c], files, methods, args.repeats)
                 if not got["pillow_ok"]:
                     raise SystemExit(f"{c}: hashes differ from Pillow's resizes on {label}")
                 res[c]["decode"].append(statistics.median(got["decode"]) * 1e3)
@@ -122,8 +126,10 @@ def main() -> None:
         rows.append(row)
     head = ["set", "files", "decode ms", "before ms", "after ms", "after/before", "saved ms",
             "resizes + hashes ms (after/before)"]
+    configs = "; ".join(f"{k}: {' '.join(v)}" for k, v in CONFIGS.items())
     print(f"\nCPU ms per file (median of per-file medians over {args.rounds} alternated rounds x {args.repeats} "
-          f"passes), decode + {', '.join(METHODS)}; hashes identical before/after and to Pillow's resizes\n")
+          f"passes), decode + the hashes ({configs}); hashes "
+          "identical before/after and to Pillow's resizes\n")
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     for line in [head, ["-" * w for w in widths], *rows]:
         print("| " + " | ".join(str(x).ljust(w) for x, w in zip(line, widths)) + " |")

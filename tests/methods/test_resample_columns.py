@@ -82,7 +82,7 @@ def test_large_images_take_the_words_passes(monkeypatch):
     monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
     rgb = _image(np.random.default_rng(3), 301, 257)
     img = Image.fromarray(rgb)
-    sizes = [(32, 32), (9, 8), (200, 150)]
+    sizes = [(32, 32), (9, 8), (129, 100)]
     for limit, kept in [(301 * 257 - 1, False), (301 * 257, True)]:
         monkeypatch.setattr(imaging, "COLUMNS_MAX_PIXELS", limit)
         image = DecodedImage(img, 257, 301, None)
@@ -91,6 +91,21 @@ def test_large_images_take_the_words_passes(monkeypatch):
         for size in sizes:
             want = np.asarray(img.resize(size, Image.Resampling.LANCZOS).convert("L"))
             assert np.array_equal(got[size], want), (limit, size)
+
+
+def test_only_wide_targets_make_the_column_copy(monkeypatch):
+    # pHash and dHash alone (narrow targets) read the words; the crops' reduced copies (wide) the columns
+    monkeypatch.setattr(imaging, "ACCELERATE_MIN_PIXELS", 0)
+    img = Image.fromarray(_image(np.random.default_rng(4), 480, 640))
+    image = DecodedImage(img, 640, 480, None)
+    got = image.grays([(32, 32), (9, 8)])
+    assert "columns" not in image.__dict__
+    reduced = image.reduced((341, 256))
+    assert "columns" in image.__dict__
+    for size in [(32, 32), (9, 8)]:
+        assert np.array_equal(got[size], np.asarray(img.resize(size, Image.Resampling.LANCZOS).convert("L")))
+    want = imaging._rgbx_words(img.resize((341, 256), Image.Resampling.LANCZOS))
+    assert isinstance(reduced, np.ndarray) and np.array_equal(reduced & 0xFFFFFF, want & 0xFFFFFF)
 
 
 def _corpus_photos(corpus_dir, n: int) -> list:
