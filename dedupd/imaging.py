@@ -174,8 +174,8 @@ class DecodedImage:
         return self.__dict__["words"]
 
     def _columns(self, words: np.ndarray) -> np.ndarray:
-        """:func:`resample.column_copy` of ``words``, made once per image (shared by the hashes' resizes
-        and the reduced copies' after them)."""
+        """:func:`resample.column_copy` of ``words``, made once per image and kept (shared by its wide
+        targets, which come in several calls: the crops' reduced copies)."""
         if "columns" not in self.__dict__:
             self.__dict__["columns"] = resample.column_copy(words)
         return self.__dict__["columns"]
