@@ -38,6 +38,41 @@ formula) and the reduced copies stay RGBX words (:func:`to_words`), so no Pillow
 each result: the pHash/dHash resizes with their crops, CPU per file, 640 px 4.6 -> 4.0 ms, 64 px
 0.42 -> 0.17 ms (faster than Pillow's resize at every size: a decode worker uses them for all).
 
+Wide targets of small images (up to :data:`dedupd.imaging.COLUMNS_MAX_PIXELS`, 1.5 MP; a width of
+at least 1/8 of the image's, :data:`dedupd.imaging.COLUMNS_MIN_RATIO`: the crops' reduced copies)
+take their horizontal passes from ONE column-major copy of the image (:func:`column_copy`: row x
+holds R, G, B of column x; made once per file, shared by those widths), summed the way the vertical
+pass sums rows (:func:`horizontal_passes_rgbx`): each tap adds a whole contiguous column times one
+broadcast coefficient, eight taps a sweep over a block of int32 accumulators. The integer sums are
+exact, so their order does not change a bit. Horizontal passes of a 640x480 photo, CPU per pass
+(the copy: ~0.1-0.3 ms, plus its fresh pages):
+
+=====================================  =============  ================
+target width (default config)          words' pass    column-major
+=====================================  =============  ================
+32 (pHash)                             0.63 ms        0.47 ms
+9 (dHash)                              0.59 ms        0.42 ms
+341 (the crops' 256 px copy)           1.46 ms        0.73 ms
+96 (the dHash crops' 72 px copy)       0.88 ms        0.52 ms
+=====================================  =============  ================
+
+The narrow targets gain less than the copy costs: with pHash and dHash alone (``crop: false``) the
+copy made the worker 3-9 % slower, so they keep the words' passes (then nothing changes for them).
+A decode worker's CPU per file (decode + pHash, dHash and their crop hashes, exact;
+``bench/bench_resample.py``, before/after alternated, 4 rounds x 200 files): 640 px JPEGs 6.84 ->
+5.57 ms (0.81x; after the decode, 4.72 -> 3.71 ms, 0.79x), hashes identical; ``dedupd scan`` of
+2,000 of them (``bench/bench_encode.py --only b``, 3 rounds), CPU of all its processes 11.25 ->
+10.43 ms a file (0.93x), 1.08x the files per second; ``crop: false`` and
+12 MP photos run the same code as before (1.04x and 1.10x there, inside the noise of an A/A run of
+the same checkout: 0.99-1.03x at 640 px, 0.92x at 12 MP). All on a loaded 2-core Xeon (AVX-512).
+Camera photos keep the words' passes: there a tap's columns outgrow the cache and the copy costs
+about two passes (12 MP: 14 ms a 32 px pass from the words, 17 ms from the copy, plus 10-30 ms for
+the copy). Tried and not kept: float64 sums (slower: the conversions), one tap a sweep (the
+accumulators' loads and stores), the copy by bands of rows (more calls, no cache gain), the crops'
+box passes from a column copy of the reduced copy (5.36 vs 5.35 ms a file), two outputs a sweep
+sharing the column loads (8 % off the passes, not worth the code). What is left is the int32
+multiply itself (``vpmulld``, two micro-ops for 8 lanes at the 256-bit width LLVM picks).
+
 pillow-simd was considered and rejected: its SIMD resampler stores coefficients as int16 with a
 precision chosen per call (``coefs_precision`` <= 15 bits vs Pillow's 22), so its output is not
 bit-identical to Pillow's, and it replaces Pillow in the environment.
@@ -51,6 +86,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -168,7 +204,8 @@ def _build() -> dict[str, Any]:
 
     return {"planes_rgbx": k.planes_rgbx, "planes_rgb": k.planes_rgb, "horizontal": k.horizontal,
             "horizontal_rgbx": k.horizontal_rgbx, "vertical": k.vertical, "coefficients": k.coefficients,
-            "gray": k.gray, "pack_rgbx": k.pack_rgbx}
+            "gray": k.gray, "pack_rgbx": k.pack_rgbx, "columns_rgbx": k.columns_rgbx,
+            "horizontal_cols": k.horizontal_cols}
 
 
 def _kernel(name: str) -> Any:
@@ -184,6 +221,33 @@ def horizontal_pass_rgbx(words: np.ndarray, width: int) -> np.ndarray:
     out = np.empty((h, width, 3), np.uint8)
     _kernel("horizontal_rgbx")(words, bounds, coefs, out)
     return out
+
+
+def column_copy(words: np.ndarray) -> np.ndarray:
+    """The (H, W) RGBX words column by column, without the X byte: (W, >= 3H) uint8 whose row x
+    holds R, G, B of pixels (x, 0), (x, 1), ... (what :func:`horizontal_passes_rgbx` sums)."""
+    h, w = words.shape
+    cols = np.empty((w, (h + 7) // 8 * 3), np.uint64)
+    _kernel("columns_rgbx")(words, cols)
+    return cols.view(np.uint8)
+
+
+def horizontal_passes_rgbx(words: np.ndarray, widths: Iterable[int],
+                           cols: np.ndarray | None = None) -> dict[int, np.ndarray]:
+    """:func:`horizontal_pass_rgbx` of (H, W) RGBX words to each of ``widths``, the same values, from
+    one column-major copy of the image shared by every width (``cols``, the :func:`column_copy` of
+    ``words``; None: made here): each pass then sums whole columns, as the vertical pass sums rows
+    (contiguous, vectorised loads, eight taps a sweep). Faster than :func:`horizontal_pass_rgbx` for
+    wide targets of small images (see the table above): on a camera photo the copy alone costs about
+    two of its passes."""
+    h, w = words.shape
+    cols = column_copy(words) if cols is None else cols
+    horizontal = _kernel("horizontal_cols")
+    mids = {}
+    for width in dict.fromkeys(widths):
+        mids[width] = np.empty((h, width, 3), np.uint8)
+        horizontal(cols, *coefficients(w, width), mids[width])
+    return mids
 
 
 def vertical_pass(mid: np.ndarray, height: int) -> np.ndarray:

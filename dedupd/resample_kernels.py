@@ -127,6 +127,87 @@ def horizontal_rgbx(words: np.ndarray, bounds: np.ndarray, coefs: np.ndarray,
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
+def columns_rgbx(words: np.ndarray, out: np.ndarray) -> None:
+    # (h, W) RGBX words (R in the low byte) -> (W, >= ceil(h / 8) * 3) uint64 whose bytes are the
+    # image column by column: byte 3 * y + c of row x is channel c of pixel (x, y). Eight rows
+    # at a time, three 8-byte stores per column (rows past h repeat the last; never read)
+    h, w = words.shape
+    b24, b16, b8 = np.uint64(24), np.uint64(16), np.uint64(8)
+    b32, b40, b48, b56 = np.uint64(32), np.uint64(40), np.uint64(48), np.uint64(56)
+    for y0 in range(0, h, 8):
+        r0, r1 = words[y0], words[min(y0 + 1, h - 1)]
+        r2, r3 = words[min(y0 + 2, h - 1)], words[min(y0 + 3, h - 1)]
+        r4, r5 = words[min(y0 + 4, h - 1)], words[min(y0 + 5, h - 1)]
+        r6, r7 = words[min(y0 + 6, h - 1)], words[min(y0 + 7, h - 1)]
+        q = 3 * (y0 // 8)
+        for x in range(w):
+            a0, a1 = np.uint64(r0[x] & 0xFFFFFF), np.uint64(r1[x] & 0xFFFFFF)
+            a2, a3 = np.uint64(r2[x] & 0xFFFFFF), np.uint64(r3[x] & 0xFFFFFF)
+            a4, a5 = np.uint64(r4[x] & 0xFFFFFF), np.uint64(r5[x] & 0xFFFFFF)
+            a6, a7 = np.uint64(r6[x] & 0xFFFFFF), np.uint64(r7[x] & 0xFFFFFF)
+            o = out[x]
+            o[q] = a0 | (a1 << b24) | (a2 << b48)
+            o[q + 1] = (a2 >> b16) | (a3 << b8) | (a4 << b32) | (a5 << b56)
+            o[q + 2] = (a5 >> b8) | (a6 << b16) | (a7 << b40)
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
+def horizontal_cols(cols: np.ndarray, bounds: np.ndarray, coefs: np.ndarray, out: np.ndarray) -> None:
+    # the sums of horizontal_rgbx over the column-major bytes of columns_rgbx (uint8 (W, >= 3h)):
+    # out[y, j, c] = clip8(2**21 + sum_i cols[xmin + i, 3y + c] * coefs[j, i]) for the h rows of
+    # out, computed as the vertical pass does (whole column rows scaled and summed, eight taps a
+    # sweep over a block of the accumulators: contiguous loads, one broadcast coefficient each)
+    tw = coefs.shape[0]
+    m = 3 * out.shape[0]
+    block = 1536
+    acc = np.empty(block, np.int32)
+    tmp = np.empty(block, np.uint8)
+    half = np.int32(1 << (PRECISION_BITS - 1))
+    o = out.reshape(out.shape[0], tw * 3)
+    for m0 in range(0, m, block):
+        m1 = min(m0 + block, m)
+        nb = m1 - m0
+        for j in range(tw):
+            xmin, n = bounds[j, 0], bounds[j, 1]
+            k = coefs[j]
+            for x in range(nb):
+                acc[x] = half
+            i = 0
+            while i + 8 <= n:
+                c0, c1, c2, c3, c4, c5, c6, c7 = k[i], k[i + 1], k[i + 2], k[i + 3], k[i + 4], k[i + 5], k[i + 6], k[i + 7]
+                r0, r1 = cols[xmin + i, m0:m1], cols[xmin + i + 1, m0:m1]
+                r2, r3 = cols[xmin + i + 2, m0:m1], cols[xmin + i + 3, m0:m1]
+                r4, r5 = cols[xmin + i + 4, m0:m1], cols[xmin + i + 5, m0:m1]
+                r6, r7 = cols[xmin + i + 6, m0:m1], cols[xmin + i + 7, m0:m1]
+                for x in range(nb):
+                    acc[x] = np.int32(acc[x] + np.int32(np.int32(r0[x]) * c0) + np.int32(np.int32(r1[x]) * c1)
+                                      + np.int32(np.int32(r2[x]) * c2) + np.int32(np.int32(r3[x]) * c3)
+                                      + np.int32(np.int32(r4[x]) * c4) + np.int32(np.int32(r5[x]) * c5)
+                                      + np.int32(np.int32(r6[x]) * c6) + np.int32(np.int32(r7[x]) * c7))
+                i += 8
+            if i + 4 <= n:
+                c0, c1, c2, c3 = k[i], k[i + 1], k[i + 2], k[i + 3]
+                r0, r1 = cols[xmin + i, m0:m1], cols[xmin + i + 1, m0:m1]
+                r2, r3 = cols[xmin + i + 2, m0:m1], cols[xmin + i + 3, m0:m1]
+                for x in range(nb):
+                    acc[x] = np.int32(acc[x] + np.int32(np.int32(r0[x]) * c0) + np.int32(np.int32(r1[x]) * c1)
+                                      + np.int32(np.int32(r2[x]) * c2) + np.int32(np.int32(r3[x]) * c3))
+                i += 4
+            while i < n:
+                c = k[i]
+                r0 = cols[xmin + i, m0:m1]
+                for x in range(nb):
+                    acc[x] = np.int32(acc[x] + np.int32(np.int32(r0[x]) * c))
+                i += 1
+            for x in range(nb):
+                tmp[x] = clip8(acc[x])
+            oo = 3 * j
+            for y in range(nb // 3):
+                r = o[m0 // 3 + y]
+                r[oo], r[oo + 1], r[oo + 2] = tmp[3 * y], tmp[3 * y + 1], tmp[3 * y + 2]
+
+
+@njit(cache=True, nogil=True, boundscheck=False)
 def vertical(rows: np.ndarray, bounds: np.ndarray, coefs: np.ndarray,
              out: np.ndarray) -> None:
     # Pillow's vertical pass over (H, w * 3) interleaved rows: whole rows scaled and summed
