@@ -356,10 +356,12 @@ def adoptions(work: Path, what: str = "adopted as the first write") -> int:
 
 
 def _reuse(work: Path, repo: Path) -> tuple[dict, int, Daemon]:
-    """A kept library's config with the threshold back at 10 and a fresh socket, its file count,
-    and a daemon from ``repo`` for it."""
+    """A kept library's config with the threshold back at 10, a fresh socket and the log at
+    ``info``, its file count, and a daemon from ``repo`` for it."""
     raw = json.loads((work / "c.yaml").read_text())
-    raw.update(methods={"phash": 10}, socket_path=tempfile.mkdtemp(prefix="bs-", dir="/tmp") + "/s")
+    # info: the runs read the daemon's log (adoptions, idle seals); bench_gil.py leaves "warning"
+    raw.update(methods={"phash": 10}, socket_path=tempfile.mkdtemp(prefix="bs-", dir="/tmp") + "/s",
+               log={"format": "json", "level": "info"})
     (work / "c.yaml").write_text(json.dumps(raw))
     with Store.open(raw["store_dir"], readonly=True) as store:
         n = store.stats().files
