@@ -69,6 +69,27 @@ def dataset(corpus: Path, data_dir: Path, name: str, *args: str) -> Path:
 _T0 = time.perf_counter()
 
 
+
+# The encoding benchmarks' photo sets (bench_encode, bench_resample, bench_thumbnails, quality), one
+# spec each: ``dataset(corpus, data_dir, *camera_set(24))``; every script then reads the same cache.
+
+
+def camera_set(count: int) -> tuple[str, ...]:
+    """``count`` 12 MP photos, half of them edited copies, as JPEG, PNG and WebP."""
+    return (f"enc-12mp-{count}", "--kind", "mixed", "--count", str(count), "--megapixels", "12", "--transforms",
+            "jpeg60,png,webp,brighter20,noise5", "--dup-fraction", "0.5", "--exact-fraction", "0", "--seed", "12")
+
+
+def web_set(count: int) -> tuple[str, ...]:
+    """``count`` 640 px JPEGs with their duplicates."""
+    return f"enc-640-{count}", "--kind", "mixed", "--count", str(count), "--seed", "640"
+
+
+def tiny_set(count: int) -> tuple[str, ...]:
+    """``count`` 64 px JPEGs with their duplicates."""
+    return f"enc-tiny-{count}", "--kind", "mixed", "--count", str(count), "--side", "64", "--seed", "20000"
+
+
 def median_time(fn: Callable[[], Any], repeats: int) -> float:
     """Median wall time of ``repeats`` calls of ``fn`` in this process (seconds)."""
     times = []

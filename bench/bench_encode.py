@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, DEFAULT_DATA, ROOT, dataset, fmt_ratio, fmt_s, log  # noqa: E402
+from _common import DEFAULT_CORPUS, DEFAULT_DATA, ROOT, camera_set, dataset, fmt_ratio, fmt_s, log, tiny_set, web_set  # noqa: E402
 
 from dedupd.cpus import available_cpus  # noqa: E402
 
@@ -295,9 +295,7 @@ def split_by_format(img: Path, dest: Path) -> dict[str, Path]:
 
 
 def section_a(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
-    meta = dataset(args.corpus, args.data_dir, f"enc-12mp-{args.mp12}", "--kind", "mixed", "--count",
-                   str(args.mp12), "--megapixels", "12", "--transforms", "jpeg60,png,webp,brighter20,noise5",
-                   "--dup-fraction", "0.5", "--exact-fraction", "0", "--seed", "12")
+    meta = dataset(args.corpus, args.data_dir, *camera_set(args.mp12))
     parts = split_by_format(meta / "img", args.data_dir / f"enc-12mp-{args.mp12}-split")
     # the four hashes the reference computes: without the default config's crop hashes of pHash and
     # dHash (four more resizes per file), measured apart ("exact + crop")
@@ -338,8 +336,7 @@ def section_a(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
 
 
 def section_b(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
-    meta = dataset(args.corpus, args.data_dir, f"enc-640-{args.small}", "--kind", "mixed", "--count",
-                   str(args.small), "--seed", "640")
+    meta = dataset(args.corpus, args.data_dir, *web_set(args.small))
     img = meta / "img"
     n = sum(1 for _ in img.rglob("*") if _.is_file())
     log(f"b. 640 px: {n} files")
@@ -371,14 +368,13 @@ def section_c(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
         log(notes[-1])
         return
     sets = [
-        (f"enc-mixed-{args.mixed}", ["--kind", "mixed", "--count", str(args.mixed), "--seed", "1000"],
+        ((f"enc-mixed-{args.mixed}", "--kind", "mixed", "--count", str(args.mixed), "--seed", "1000"),
          f"{args.mixed} mixed photos"),
-        (f"enc-tiny-{args.tiny}", ["--kind", "mixed", "--count", str(args.tiny), "--side", "64", "--seed", "20000"],
-         f"{args.tiny} tiny JPEGs (64 px)"),
+        (tiny_set(args.tiny), f"{args.tiny} tiny JPEGs (64 px)"),
     ]
     tmp = args.data_dir / "enc-work"
-    for name, gen, label in sets:
-        meta = dataset(args.corpus, args.data_dir, name, *gen)
+    for spec, label in sets:
+        meta = dataset(args.corpus, args.data_dir, *spec)
         img = meta / "img"
         log(f"c. {label}")
         runs = {
@@ -584,8 +580,7 @@ DAEMON_CONFIGS: dict[str, dict[str, Any]] = {
 def section_e(args: argparse.Namespace, rows: list[list[str]], notes: list[str]) -> None:
     """The daemon: arrival-to-report latency at a steady 20 files/s, then an ingest burst (640 px);
     each config with ``workers: 1`` then one worker per CPU; ``--before``: that checkout alternated."""
-    meta = dataset(args.corpus, args.data_dir, f"enc-640-{args.small}", "--kind", "mixed", "--count",
-                   str(args.small), "--seed", "640")
+    meta = dataset(args.corpus, args.data_dir, *web_set(args.small))
     paced, burst = (100, 200) if args.quick else (200, 1500)
     roots = {"": ROOT, **({" (before)": args.before} if args.before else {})}
     for label, methods in DAEMON_CONFIGS.items():

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, DEFAULT_DATA, ROOT, dataset, log  # noqa: E402
+from _common import DEFAULT_CORPUS, DEFAULT_DATA, ROOT, camera_set, dataset, log, web_set  # noqa: E402
 
 #: the daemon's default (pHash and dHash with their crop hashes), and ``crop: false`` (the two alone)
 CONFIGS = {"default": ["phash", "phash@c90", "phash@c81", "dhash", "dhash@c90", "dhash@c81"],
@@ -87,14 +87,12 @@ def main() -> None:
 
     sets = {}
     if args.n640:
-        meta = dataset(args.corpus, args.data_dir, "enc-640-2000", "--kind", "mixed", "--count", "2000", "--seed", "640")
+        meta = dataset(args.corpus, args.data_dir, *web_set(2000))
         files640 = sorted(str(p) for p in (meta / "img").glob("*.jpg"))[:args.n640]
         sets["640 px JPEG, default"] = (files640, CONFIGS["default"])
         sets["640 px JPEG, crop: false"] = (files640, CONFIGS["crop: false"])
     if args.n12:
-        meta = dataset(args.corpus, args.data_dir, "enc-12mp-24", "--kind", "mixed", "--count", "24", "--megapixels",
-                       "12", "--transforms", "jpeg60,png,webp,brighter20,noise5", "--dup-fraction", "0.5",
-                       "--exact-fraction", "0", "--seed", "12")
+        meta = dataset(args.corpus, args.data_dir, *camera_set(24))
         sets["12 MP JPEG, default"] = (sorted(str(p) for p in (meta / "img").glob("*.jpg"))[:args.n12], CONFIGS["default"])
     checkouts = {"after": ROOT} | ({"before": args.before.resolve()} if args.before else {})
     rows = []

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, DEFAULT_DATA, ROOT, dataset, log  # noqa: E402
+from _common import DEFAULT_CORPUS, DEFAULT_DATA, ROOT, camera_set, dataset, log, tiny_set, web_set  # noqa: E402
 
 # the measured child: warm the workers, then make every thumbnail once into a fresh cache
 CHILD = """
@@ -78,21 +78,19 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sets, 1 repeat (smoke test)")
     args = ap.parse_args()
     repeats = 1 if args.quick else args.repeats
-    sets = [("enc-tiny-20000", ["--kind", "mixed", "--count", "20000", "--side", "64", "--seed", "20000"], 3000, "64 px JPEGs"),
-            ("enc-640-2000", ["--kind", "mixed", "--count", "2000", "--seed", "640"], 1000, "640 px JPEGs"),
-            ("enc-12mp-24", ["--kind", "mixed", "--count", "24", "--megapixels", "12", "--transforms",
-                             "jpeg60,png,webp,brighter20,noise5", "--dup-fraction", "0.5", "--exact-fraction", "0",
-                             "--seed", "12"], 24, "12 MP photos")]  # the sets bench_encode.py makes
+    sets = [(tiny_set(20000), 3000, "64 px JPEGs"), (web_set(2000), 1000, "640 px JPEGs"),
+            (camera_set(24), 24, "12 MP photos")]  # the sets bench_encode.py makes
     if args.quick:
-        sets = [("thumbs-quick", ["--kind", "mixed", "--count", "60", "--side", "64", "--seed", "5"], 60, "64 px JPEGs")]
+        sets = [(("thumbs-quick", "--kind", "mixed", "--count", "60", "--side", "64", "--seed", "5"), 60, "64 px JPEGs")]
     trees = {"this": ROOT}
     if args.before:
         trees["before"] = args.before.resolve()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-thumbs-") as tmp:
         work = Path(tmp)
-        for name, gen, count, label in sets:
-            img = dataset(args.corpus, args.data_dir, name, *gen) / "img"
+        for spec, count, label in sets:
+            name = spec[0]
+            img = dataset(args.corpus, args.data_dir, *spec) / "img"
             files = sorted(str(p) for p in img.rglob("*") if p.is_file())[:count]
             listing = work / f"{name}.json"
             listing.write_text(json.dumps(files))

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_CORPUS, DEFAULT_DATA, ROOT, dataset, log, machine_info, machine_markdown
+from _common import DEFAULT_CORPUS, DEFAULT_DATA, ROOT, dataset, log, machine_info, machine_markdown, tiny_set
 
 HASHES = ("phash", "dhash", "ahash", "whash")
 HASH_THRESHOLDS = (0, 4, 8, 10, 12, 16, 20)
@@ -640,8 +640,7 @@ def cascade_main(args: argparse.Namespace, t_start: float) -> int:
         meta = dataset(args.corpus, args.data_dir, "mixed10000", "--kind", "mixed", "--count", "10000")
         big = qc.encode(meta, args.workers, None)
         # the 20,000 tiny JPEGs of bench_encode.py section c (dedupd scan vs czkawka)
-        meta = dataset(args.corpus, args.data_dir, "enc-tiny-20000", "--kind", "mixed", "--count", "20000",
-                       "--side", "64", "--seed", "20000")
+        meta = dataset(args.corpus, args.data_dir, *tiny_set(20000))
         tiny = qc.encode(meta, args.workers, None)
     cost_rows = qc.cost(metas["mixed"] / "img", n=20 if args.quick else 60)
     section = qc.run(sets, big, cost_rows, tiny=tiny)
