@@ -50,7 +50,9 @@ from dedupd.daemon.settle import Settler
 from dedupd.daemon.store import Store
 from dedupd.daemon.watcher import Watcher
 from dedupd.daemon.workers import encode_bytes, join_process_pools, query_pool
+from dedupd.reports.atomic import sweep_stale_temps
 from dedupd.reports.files import EventLog, ReportWriter, write_reports
+from dedupd.reports.html import THUMBS_DIR
 from dedupd.reports.offline import ReportChild, child_min_files
 from dedupd.reports.thumbnails import stop_workers as stop_thumbnail_workers
 
@@ -142,6 +144,7 @@ class Daemon:
                 self.server.stop()
             raise
         os.makedirs(cfg.report_dir, exist_ok=True)
+        _sweep(cfg.report_dir)  # before the first report write: what a killed write left
         self.events = EventLog(os.path.join(cfg.report_dir, "events.jsonl"), cfg.report_mode)
         self.reports = ReportWriter(cfg.report_dir)
         self.reports.yield_to = self._groups_first
@@ -183,6 +186,7 @@ class Daemon:
         self.watcher = Watcher(cfg, self.intake) if self.watch else None
         if self.watcher is not None:
             self.watcher.start()
+        self._spawn("sweep-thumbs", lambda: _sweep(os.path.join(cfg.report_dir, THUMBS_DIR)))  # (1M names)
         if not self._one_shot:
             self._last_rescan = time.monotonic()  # (the periodic rescan counts from now)
             self._spawn("walk-start", self._walk_after_first_report)
@@ -757,3 +761,11 @@ def _join_leftover_threads(timeout: float) -> None:
     for t in threading.enumerate():
         if t is not threading.current_thread() and not t.daemon and t is not threading.main_thread():
             t.join(max(0.0, deadline - time.monotonic()))
+
+
+def _sweep(folder: str) -> None:
+    """Remove the temp files that writes cut short by a crash left in ``folder``, and say so."""
+    removed, size = sweep_stale_temps(folder)
+    if removed:
+        logger.warning("removed %d temp files left by report writes cut short (a crash): %.1f MB",
+                       removed, size / 1e6, extra={"dir": folder, "files": removed})

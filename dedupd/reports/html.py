@@ -248,7 +248,7 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
                       groups: list[dict[str, Any]] | None = None, thumbs_dir: str | None = None,
                       on_thumbnails: Any = None, pause: Callable[[], None] | None = None,
                       thumbnails: Callable[..., dict[str, str | None]] | None = None,
-                      tmp_prefix: str = ".tmp-") -> dict[str, Any]:
+                      tmp_prefix: str | None = None) -> dict[str, Any]:
     """Build groups (unless given), thumbnails and ``out_path`` (atomically). Returns counts.
 
     Thumbnails go to ``thumbs_dir`` (default ``<dir of out_path>/thumbs``), named by content
