@@ -31,6 +31,7 @@ Measured, against ``dedupd run`` as a subprocess (real LMDB, socket, inotify):
     python bench/bench_scale.py --reuse WORK --full        # ... with the SIGHUP and new-file measurements
     python bench/bench_scale.py --reuse WORK --no-seal     # ... each start building groups.json in full
     python bench/bench_scale.py --reuse WORK --crash idle  # restarts after kill -9 once the idle seal is written
+    python bench/bench_scale.py --reuse WORK --crash busy  # ... after the idle seal and 40 new files
     python bench/bench_scale.py --reuse WORK --crash plain # ... after kill -9 with the idle seal off
 
 A restart after a clean stop of the same code adopts the ``groups.json`` sealed at that stop
@@ -425,15 +426,20 @@ def log_events(work: Path, event: str) -> list[dict]:
     return [json.loads(line) for line in lines if line.startswith("{") and f'"event": "{event}"' in line]
 
 
-def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, idle: bool) -> list[tuple[str, str]]:
-    """Restarts after a ``kill -9`` on a kept library: with ``idle``, the kill comes after the idle
-    seal (``DEDUPD_IDLE_SEAL_S=5``: written 5 s after the daemon went idle); else right once the
-    daemon is watching with every group, the idle seal off (what a crash left before it existed).
-    A first start (not measured) precedes the ``repeat`` measured ones."""
+def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, mode: str) -> list[tuple[str, str]]:
+    """Restarts after a ``kill -9`` on a kept library. ``idle``: the kill comes after the idle
+    seal (``DEDUPD_IDLE_SEAL_S=5``: written 5 s after the daemon went idle); ``busy``: after the
+    idle seal, :data:`BUSY_FILES` real photos and byte copies are added and the kill comes as soon
+    as the socket lists the last (commits after the seal: the start replays them from the store's
+    journal); ``plain``: right once the daemon is watching with every group, the idle seal off and
+    the seals of the last clean stop removed (what a crash left before either existed: a store
+    load). A first start (not measured) precedes the ``repeat`` measured ones."""
     raw, n, d = _reuse(work, repo)
+    idle = mode != "plain"
     d.env = {"DEDUPD_IDLE_SEAL_S": "5" if idle else "0"}
     runs: list[dict[str, float]] = []
     writes: list[dict] = []
+    replays: list[dict] = []  # busy: the adoptions' records (journal entries replayed, paths rebuilt)
     try:
         done = len(log_events(work, IDLE_DONE))  # idle seals logged before this start
         wrote = len(log_events(work, "index snapshot written"))
@@ -445,6 +451,8 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, idle: bo
                 written = log_events(work, "index snapshot written")
                 if len(written) > wrote:  # (else the snapshot on disk was still current: not rewritten)
                     writes.append(written[-1])
+            if mode == "busy" and i < repeat:
+                n += busy_files(d, Path(raw["roots"][0]), i, timeout)
             assert d.proc is not None
             os.killpg(d.proc.pid, signal.SIGKILL)
             d.proc.wait()
@@ -459,13 +467,17 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, idle: bo
             runs.append(start_and_measure(d, n, timeout))
             runs[-1]["adopted"] = float(adoptions(work) > before)
             runs[-1]["snapshot"] = float(adoptions(work, "index snapshot adopted") > snapshots)
+            if mode == "busy":
+                adopted = log_events(work, "index snapshot adopted")
+                replays.append(adopted[-1] if len(adopted) > snapshots else {})
     finally:
         if d.proc is not None and d.proc.poll() is None:
             d.stop()
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}{'s' if r['snapshot'] else ''}"
                       for r in runs)
-    what = "after the idle seal" if idle else "while idle, no idle seal"
+    what = {"idle": "after the idle seal", "busy": f"after the idle seal and {BUSY_FILES} new files",
+            "plain": "while idle, no idle seal"}[mode]
     rows = [(f"crash restart ({n:,} files, kill -9 {what}, daemon from {repo}), median of {repeat}", ""),
             ("crash restart: socket answers / every group back (each run; a: groups.json adopted, s: snapshot)",
              f"{med['socket']:.2f} s / {med['groups']:.2f} s ({each})"),
@@ -473,10 +485,34 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, idle: bo
              " · ".join(f"{r['cpu_socket']:.1f}/{r['cpu']:.1f} ({r['load']:.1f})" for r in runs)),
             ("crash restart: daemon RSS (peak; anonymous)",
              f"{med['rss']:.0f} MB ({med['hwm']:.0f} MB; {med['anon']:.0f} MB)")]
+    if replays:
+        rows.append(("crash restart: journal entries replayed / paths rebuilt / seconds of the adoption (each)",
+                     " · ".join(f"{r.get('replayed', 0)}/{r.get('rebuilt', 0)}/{r.get('seconds', float('nan')):.1f} s"
+                                if r else "not adopted" for r in replays)))
     if writes:
         rows.append(("idle seal: index snapshot under the index lock / whole write (each)",
                      " · ".join(f"{w.get('lock_s', float('nan')):.2f}/{w['seconds']:.1f} s" for w in writes)))
     return rows
+
+
+BUSY_FILES = 40
+
+
+def busy_files(d: Daemon, root: Path, run: int, timeout: float) -> int:
+    """Copy :data:`BUSY_FILES` files (corpus photos, each with a byte copy) into ``root``, a
+    folder per ``run``; return once the socket lists them all (their commits made): how many."""
+    photos = sorted((CORPUS / "base").rglob("*.jpg"))[run * BUSY_FILES // 2:(run + 1) * BUSY_FILES // 2]
+    folder = root / "busy" / f"run{run}-{os.getpid()}"
+    folder.mkdir(parents=True)
+    made = []
+    for k, src in enumerate(photos):
+        for name in (f"p{k}.jpg", f"p{k}-copy.jpg"):
+            shutil.copyfile(src, folder / name)
+            made.append(str(folder / name))
+    t0 = time.monotonic()
+    for path in made:
+        d.wait(lambda s, p=path: _indexed(d, p), t0, timeout, "the busy files indexed", 0.02)
+    return len(made)
 
 
 def sighup(d: Daemon, work: Path, raw: dict, reports: Path, timeout: float) -> list[tuple[str, str]]:
@@ -558,12 +594,13 @@ def main() -> None:
     ap.add_argument("--no-seal", action="store_true",
                     help="with --reuse: remove groups.json's seal before each start (a full build each time)")
     ap.add_argument("--daemon-repo", type=Path, default=REPO, help="checkout whose daemon runs (A/B comparisons)")
-    ap.add_argument("--crash", choices=("idle", "plain"),
-                    help="with --reuse: restarts after kill -9, after the idle seal (idle) or with it off (plain)")
+    ap.add_argument("--crash", choices=("idle", "busy", "plain"),
+                    help="with --reuse: restarts after kill -9, after the idle seal (idle), after it and new files "
+                         "(busy: the journal replayed), or with it off (plain: a store load)")
     args = ap.parse_args()
     if args.reuse is not None and args.crash:
         rows = crash_restarts(args.reuse.resolve(), args.timeout, max(1, args.repeat), args.daemon_repo.resolve(),
-                              args.crash == "idle")
+                              args.crash)
     elif args.reuse is not None:
         rows = restarts(args.reuse.resolve(), args.timeout, max(1, args.repeat), args.daemon_repo.resolve(),
                         args.socket_only, args.full, args.no_seal)

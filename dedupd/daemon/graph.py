@@ -75,8 +75,9 @@ class GraphKeeper:
 
     def load(self) -> MatchIndex:
         """Start-up: :meth:`prepare`, then the index: the sealed snapshot of the last clean stop
-        with its edges linked when it matches the store (:mod:`dedupd.daemon.snapshot`), else
-        loaded from the store (its edges then linked by :meth:`run`)."""
+        or idle seal with its edges linked when it matches the store, with the commits since it
+        replayed from the store's journal (:mod:`dedupd.daemon.snapshot`), else loaded from the
+        store (its edges then linked by :meth:`run`)."""
         reach = self.prepare()
         if self._stamp is not None and self._stamp.complete:
             adopted = adopt_snapshot(self.store, self.config, reach)
@@ -85,7 +86,9 @@ class GraphKeeper:
                     self._stamp = None  # linked already: run() only finishes the graph
                 index, self.edges_loaded = adopted
                 return index
-        return load_index(self.store, self.config, build_graph=False, reach=reach)
+        index = load_index(self.store, self.config, build_graph=False, reach=reach)
+        self.store.trim_journal(None)  # the journal starts afresh: the next snapshot is sealed after it
+        return index
 
     def save(self, index: MatchIndex, window: Window | None = None) -> bool | None:
         """Clean stop (the store quiescent), or idle (``window``: see :mod:`dedupd.daemon.idleseal`):

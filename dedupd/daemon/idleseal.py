@@ -7,7 +7,9 @@ crashes of a NAS daemon come while nothing changes, so the ``idle-seal`` thread 
 the daemon has been idle for :func:`idle_seal_s` seconds: no store commit and no index change in
 that time, nothing queued, settling or being linked, the graph complete and ``groups.json``
 written. It writes at most once per store generation (the txnid both are stamped with): the
-next commit voids both stamps, and after the next idle interval they are written again.
+next commit voids ``groups.json``'s stamp (the snapshot stays adoptable: the commits since it are
+replayed from the store's change journal, :mod:`dedupd.daemon.store.journal`), and after the next
+idle interval both are written again.
 
 Why 60 s by default: the write costs ~5 s of CPU at a million files (the snapshot's arrays and
 135 MB written), so it must not follow every short pause of an ingest or of a user's edits; a

@@ -994,6 +994,12 @@ class MatchIndex:
         """True when content ``digest`` is indexed."""
         return digest in self._contents
 
+    def paths_of(self, digest: bytes) -> list[str]:
+        """The indexed paths whose content is ``digest``."""
+        with self.lock:
+            content = self._contents.get(digest)
+            return [] if content is None else list(content.paths)
+
     @property
     def content_count(self) -> int:
         """Distinct contents (digests) indexed: O(1), for status."""
@@ -1007,6 +1013,11 @@ class MatchIndex:
                 "contents": len(self._contents),
                 "edges": sum(len(e) for e in self._graph.values()) // 2,
             }
+
+    def near_edge_count(self) -> int:
+        """Near edges (each once): O(contents with edges)."""
+        with self.lock:
+            return sum(map(len, self._near.values())) // 2
 
     def near_edges(self) -> dict[tuple[bytes, bytes], tuple]:
         """Every near edge once, ``(a, b) → scores`` with ``a < b`` (for tests and diagnostics)."""

@@ -1,6 +1,6 @@
 """The daemon's start-up adopts the index snapshot of its last clean stop and then answers as a
-start that loads the store; after a ``kill -9`` following a change, a config change or a damaged
-snapshot it loads the store. Real daemon subprocess, real LMDB, real corpus images."""
+start that loads the store, also after a ``kill -9`` following a change (replayed from the
+store's change journal); after a config change or with a damaged snapshot it loads the store. Real daemon subprocess, real LMDB, real corpus images."""
 
 from __future__ import annotations
 
@@ -22,6 +22,15 @@ ADOPTED, NOT_ADOPTED, UNUSABLE = "index snapshot adopted", "index snapshot not a
 
 def last_start(daemon: DaemonProcess) -> str:
     return daemon.log_text().split("---- start #")[-1]
+
+
+def adoption(daemon: DaemonProcess) -> dict[str, Any] | None:
+    """The last start's "index snapshot adopted" record (None: not adopted)."""
+    for line in last_start(daemon).splitlines():
+        if line.startswith("{") and f'"event": "{ADOPTED}"' in line:
+            record: dict[str, Any] = json.loads(line)
+            return record
+    return None
 
 
 def answers(daemon: DaemonProcess) -> dict:
@@ -71,13 +80,21 @@ def test_restart_adopts_the_snapshot_only_when_current(mixed200: Path, tmp_path:
     # ... and it goes on like a loaded index: a new copy is found
     member, copy = copy_a_member(daemon, loaded, watched)
     daemon.wait_quiet()
-    # 2. kill -9 after that change reached the store: the snapshot is stale, the store is loaded
+    # 2. kill -9 after that change reached the store: adopted, the change replayed from the journal
     daemon.kill9()
     daemon.start()
     daemon.wait_quiet()
-    assert ADOPTED not in last_start(daemon) and NOT_ADOPTED in last_start(daemon)
+    adopted = adoption(daemon)
+    assert adopted is not None and adopted["replayed"] >= 1 and adopted["rebuilt"] >= 2, adopted
     after_kill = answers(daemon)
     assert str(copy) in after_kill["dups"] and member in {d["path"] for d in after_kill["dups"][str(copy)]["duplicates"]}
+    # ... the answers of a store load (the snapshot gone: what a crash before any seal leaves)
+    daemon.kill9()
+    snapshot.unlink()
+    daemon.start()
+    daemon.wait_quiet()
+    assert ADOPTED not in last_start(daemon)
+    assert answers(daemon) == after_kill
     daemon.stop()
     daemon.start()
     daemon.wait_quiet()

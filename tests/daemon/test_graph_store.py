@@ -284,6 +284,7 @@ def make_v1_store(path: Path, root: Path, hashes: dict[bytes, dict[str, int]], m
     env = lmdb.open(str(path), max_dbs=10)
     with env.begin(write=True) as txn:
         txn.drop(env.open_db(b"edges", txn=txn), delete=True)
+        txn.drop(env.open_db(b"journal", txn=txn), delete=True)  # (schema 3's)
         meta = env.open_db(b"meta", txn=txn)
         txn.put(b"schema_version", pack(1), db=meta)
         txn.delete(b"graph", db=meta)
@@ -297,7 +298,7 @@ def test_a_schema_1_store_is_migrated_and_its_edges_derived(tmp_path: Path, root
     with pytest.raises(Exception, match="needs migrating"):
         Store.open(cfg.store_dir, readonly=True)
     with Store.open(cfg.store_dir) as store:
-        assert store.meta()["schema_version"] == store_schema.SCHEMA_VERSION == 2
+        assert store.meta()["schema_version"] == store_schema.SCHEMA_VERSION == 3
         assert store.graph_stamp() is None and not stored_edges(store)
         keeper = GraphKeeper(store, cfg)
         index = load_index(store, cfg, build_graph=False, reach=keeper.prepare())

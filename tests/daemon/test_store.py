@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dedupd.daemon.store import EncoderMismatch, EncodingRecord, FileRecord, QuarantineEntry, Store
+from dedupd.daemon.store import SCHEMA_VERSION, EncoderMismatch, EncodingRecord, FileRecord, QuarantineEntry, Store
 from dedupd.daemon.store import schema as store_schema
 from dedupd.daemon.store.lock import StoreLockedError
 from dedupd.daemon.store.records import MAX_PATH_KEY
@@ -310,7 +310,7 @@ def test_encoder_mismatch(store: Store) -> None:
     assert store.encoder_mismatch(["phash", "whash"], None, hash_params=params).hash_methods == {"whash"}
     changed = store.encoder_mismatch(["phash", "dhash"], "effnet", hash_params="v1:decode=fast:exif=0")
     assert changed.hash_methods == {"phash", "dhash"} and changed.cnn and changed.any
-    assert store.meta()["hash_methods"] == ["dhash", "phash"] and store.meta()["schema_version"] == 2
+    assert store.meta()["hash_methods"] == ["dhash", "phash"] and store.meta()["schema_version"] == SCHEMA_VERSION
     # per record: what a stored encoding lacks for a config
     assert enc().stale(["phash", "whash"], "v1:decode=exact:exif=0", None) == (frozenset({"whash"}), False)
     assert enc().stale(["phash"], "v2", "m") == (frozenset({"phash"}), True)
@@ -322,9 +322,9 @@ def test_encoder_mismatch(store: Store) -> None:
 def test_newer_schema_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 7)
     Store.open(tmp_path / "s").close()
-    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 3)
     for readonly in (False, True):
-        with pytest.raises(StoreError, match="has schema version 7, but this dedupd only understands up to 2"):
+        with pytest.raises(StoreError, match="has schema version 7, but this dedupd only understands up to 3"):
             Store.open(tmp_path / "s", readonly=readonly)
     assert not (tmp_path / "s" / "dedupd.lock").read_text()  # the failed open released its lock
 
@@ -332,15 +332,15 @@ def test_newer_schema_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_older_schema_is_migrated_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with Store.open(tmp_path / "s") as s:
         s.put_file("/a.jpg", rec(), enc())
-    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 3)
-    with pytest.raises(StoreError, match="no migration from store schema 2 to 3"):
+    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 4)
+    with pytest.raises(StoreError, match="no migration from store schema 3 to 4"):
         Store.open(tmp_path / "s")
     with pytest.raises(StoreError, match="needs migrating"):
         Store.open(tmp_path / "s", readonly=True)
     calls = []
-    monkeypatch.setattr(store_schema, "MIGRATIONS", {2: lambda txn, dbs: calls.append(dbs["files"])})
+    monkeypatch.setattr(store_schema, "MIGRATIONS", {3: lambda txn, dbs: calls.append(dbs["files"])})
     with Store.open(tmp_path / "s") as s:
-        assert len(calls) == 1 and s.meta()["schema_version"] == 3 and s.get_file("/a.jpg") == rec()
+        assert len(calls) == 1 and s.meta()["schema_version"] == 4 and s.get_file("/a.jpg") == rec()
     with Store.open(tmp_path / "s") as s:
         assert len(calls) == 1
 

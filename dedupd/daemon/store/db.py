@@ -1,9 +1,10 @@
 """The LMDB store: file records, encodings by content digest, the quarantine manifest, metadata.
 
-The only module that imports ``lmdb``. One environment in ``store_dir`` holds six named
+The only module that imports ``lmdb``. One environment in ``store_dir`` holds seven named
 databases (layout in :mod:`.records`): ``files``, ``digests`` (reverse index digest →
-paths), ``encodings``, ``quarantine``, ``meta`` and ``edges`` (the duplicate graph: written in the
-transaction of the encodings that produce the edges, pruned with them). Every public write is one transaction, so a
+paths), ``encodings``, ``quarantine``, ``meta``, ``edges`` (the duplicate graph: written in the
+transaction of the encodings that produce the edges, pruned with them) and ``journal`` (what each
+commit changed, for a start after a crash: :mod:`.journal`). Every public write is one transaction, so a
 ``kill -9`` leaves either all of it or none of it; the environment keeps LMDB's default
 ``sync=True`` so a committed manifest entry is on disk before the move it announces.
 
@@ -30,6 +31,7 @@ from typing import Any, Self, TypeVar, cast
 import lmdb
 
 from dedupd.daemon.store import records as r
+from dedupd.daemon.store.journal import JournalMixin
 from dedupd.daemon.store.lock import ResizeGate, WriterLock
 from dedupd.daemon.store.manifest import ManifestMixin, QuarantineEntry
 from dedupd.daemon.store.records import (
@@ -55,7 +57,7 @@ _CHUNK = 4096
 Edge = tuple[bytes, bytes, "Sequence[float | None]"]
 
 
-class Store(ManifestMixin, ReviewMixin):
+class Store(ManifestMixin, ReviewMixin, JournalMixin):
     """An open store. Use :meth:`open`, then ``close()`` or a ``with`` block."""
 
     def __init__(self, env: lmdb.Environment, dbs: dict[str, Any], path: str, readonly: bool,
@@ -63,6 +65,7 @@ class Store(ManifestMixin, ReviewMixin):
         """Internal; use :meth:`open`."""
         self._env, self._dbs, self.path, self.readonly, self._lock = env, dbs, path, readonly, lock
         self._gate = ResizeGate()
+        self._journal_init()
 
     @classmethod
     def open(cls, store_dir: str | os.PathLike[str], readonly: bool = False, *, lock: bool | None = None,
@@ -103,7 +106,8 @@ class Store(ManifestMixin, ReviewMixin):
                     try:
                         dbs[n] = env.open_db(n.encode(), create=False)
                     except lmdb.NotFoundError:
-                        if n != "edges":  # added by schema 2: an older store says "needs migrating" below
+                        if n not in ("edges", "journal"):  # added by schemas 2 and 3: an older store
+                            # says "needs migrating" below
                             raise
                 try:  # added after schema 1's first release: older stores have no decisions yet
                     dbs[REVIEW_DB] = env.open_db(REVIEW_DB.encode(), create=False)
@@ -164,12 +168,16 @@ class Store(ManifestMixin, ReviewMixin):
                         raise StoreError(f"the store in {self.path} is closed")
                     txn = self._env.begin(write=True)
                     try:
+                        self._journal_begin()
                         result = fn(txn)
+                        trimmed = self._journal_commit(txn)
                         txn.commit()
-                        return result
                     except BaseException:
+                        self._journal_abandon()
                         txn.abort()  # fn is re-run from scratch after a resize: no partial writes
                         raise
+                    self._journal_committed(trimmed)
+                    return result
             except lmdb.MapFullError:
                 self._resize(self._env.info()["map_size"] * 2)
             except lmdb.MapResizedError:
@@ -241,6 +249,7 @@ class Store(ManifestMixin, ReviewMixin):
                 if enc is not None:
                     assert rec.digest is not None
                     txn.put(rec.digest, r.pack_encoding(enc), db=self._dbs["encodings"])
+                    self._note_digest(rec.digest)
                     self._drop_edges(txn, rec.digest)  # re-encoded: its edges are the ones given now
                 self._put(txn, raw, rec, orphans)
             for raw in gone:
@@ -324,6 +333,7 @@ class Store(ManifestMixin, ReviewMixin):
             raise StoreError(f"refusing to record {raw!r} as ok: no encoding stored for its digest; "
                              "pass the encoding with the file record")
         txn.put(key, r.pack_file(rec, raw if r.is_hashed_key(key) else None), db=files)
+        self._note_path(raw)
         if old_digest != rec.digest:
             if old_digest is not None:
                 txn.delete(r.digest_prefix(old_digest) + key, db=digests)
@@ -340,6 +350,7 @@ class Store(ManifestMixin, ReviewMixin):
         old = txn.pop(key, db=self._dbs["files"])
         if old is None:
             return False
+        self._note_path(raw)
         digest = r.unpack_file(old)[0].digest
         if digest is not None:
             txn.delete(r.digest_prefix(digest) + key, db=self._dbs["digests"])
@@ -354,6 +365,7 @@ class Store(ManifestMixin, ReviewMixin):
         cur = txn.cursor(db=self._dbs["digests"])
         if not (cur.set_range(prefix) and bytes(cur.key()).startswith(prefix)):
             if txn.delete(digest, db=self._dbs["encodings"]):
+                self._note_digest(digest)
                 self._drop_edges(txn, digest)
 
     # -- the duplicate graph ------------------------------------------------------------------
@@ -370,6 +382,8 @@ class Store(ManifestMixin, ReviewMixin):
             ok = cur.delete()  # moves to the next key
         for other in others:
             txn.delete(r.edge_key(other, digest), db=edges)
+        if others:
+            self._note_digest(digest)
         return len(others)
 
     def _put_edges(self, txn: lmdb.Transaction, edges: Iterable[Edge],
@@ -392,6 +406,8 @@ class Store(ManifestMixin, ReviewMixin):
             lo, hi = (a, b) if a < b else (b, a)
             txn.put(r.edge_key(lo, hi), r.pack(list(scores)), db=db)
             txn.put(r.edge_key(hi, lo), b"", db=db)
+            self._note_digest(a)
+            self._note_digest(b)
             n += 1
         return n
 
@@ -406,6 +422,7 @@ class Store(ManifestMixin, ReviewMixin):
             if clear:
                 txn.drop(self._dbs["edges"], delete=False)
             txn.put(b"graph", r.pack_stamp(stamp), db=self._dbs["meta"])
+            self._note_graph()
 
         self._write(work)
 
@@ -425,6 +442,7 @@ class Store(ManifestMixin, ReviewMixin):
                 return -1
             n = self._put_edges(txn, batch, expect)
             txn.put(b"graph", r.pack_stamp(stamp), db=self._dbs["meta"])
+            self._note_graph()
             return n
 
         return self._write(work)
@@ -438,9 +456,28 @@ class Store(ManifestMixin, ReviewMixin):
             txn.drop(self._dbs["edges"], delete=False)
             n = self._put_edges(txn, batch)
             txn.put(b"graph", r.pack_stamp(stamp), db=self._dbs["meta"])
+            self._note_graph()
             return n
 
         return self._write(work)
+
+    def edges_of(self, digest: bytes) -> list[tuple[bytes, bytes, list[float | None]]]:
+        """The stored edges of ``digest``, as ``(a, b, scores)`` with ``a < b``."""
+        def read(txn: lmdb.Transaction) -> list[tuple[bytes, bytes, list[float | None]]]:
+            db, prefix = self._dbs["edges"], r.digest_prefix(digest)
+            cur = txn.cursor(db=db)
+            out = []
+            ok = cur.set_range(prefix)
+            while ok and (key := bytes(cur.key())).startswith(prefix):
+                other, value = key[len(prefix):], bytes(cur.value())
+                if not value:  # kept under the other side: (other, digest)
+                    value = bytes(txn.get(r.edge_key(other, digest), db=db) or b"")
+                if value:
+                    out.append((digest, other, r.unpack(value)) if digest < other else (other, digest, r.unpack(value)))
+                ok = cur.next()
+            return out
+
+        return cast(list[tuple[bytes, bytes, list[float | None]]], self._read(read))
 
     def iter_edges(self, chunk: int = 8192) -> Iterator[list[tuple[bytes, bytes, list[float | None]]]]:
         """Every stored edge once, as lists of ``(a, b, scores)`` with ``a < b``, in key order.
@@ -563,6 +600,7 @@ class Store(ManifestMixin, ReviewMixin):
             if not (cur.set_range(prefix) and bytes(cur.key()).startswith(prefix)):
                 raise StoreError("refusing to store an encoding no file references; use put_file")
             txn.put(digest, r.pack_encoding(encoding), db=self._dbs["encodings"])
+            self._note_digest(digest)
             self._drop_edges(txn, digest)
             self._put_edges(txn, new_edges)
 
@@ -582,7 +620,13 @@ class Store(ManifestMixin, ReviewMixin):
     def set_encoders(self, methods: Iterable[str], cnn_model_id: str | None, *, hash_params: str) -> None:
         """Record the encoder settings the store now serves (after deciding what to re-encode)."""
         values = {b"hash_methods": sorted(methods), b"cnn_model": cnn_model_id, b"hash_params": hash_params}
-        self._write(lambda txn: [txn.put(k, r.pack(v), db=self._dbs["meta"]) for k, v in values.items()])
+
+        def work(txn: lmdb.Transaction) -> None:
+            for k, v in values.items():
+                txn.put(k, r.pack(v), db=self._dbs["meta"])
+            self._note_graph()
+
+        self._write(work)
 
     def encoder_mismatch(self, config_methods: Iterable[str], cnn_model_id: str | None, *,
                          hash_params: str) -> EncoderMismatch:

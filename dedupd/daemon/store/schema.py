@@ -10,10 +10,12 @@ from dedupd.daemon.store.records import pack, unpack
 from dedupd.errors import StoreError
 
 #: Named LMDB databases of one store (see :mod:`dedupd.daemon.store.records` for their layout).
-DB_NAMES: tuple[str, ...] = ("files", "digests", "encodings", "quarantine", "meta", "edges")
+DB_NAMES: tuple[str, ...] = ("files", "digests", "encodings", "quarantine", "meta", "edges", "journal")
 #: Version of the layout written by this dedupd. Bump it and add ``MIGRATIONS[old]`` together.
 #: 2: the ``edges`` database (the persisted duplicate graph, see :class:`~.records.GraphStamp`).
-SCHEMA_VERSION = 2
+#: 3: the ``journal`` database (changes since the index snapshot, see :mod:`.journal`): an older
+#: dedupd must not write the store, as its commits would be missing from the journal.
+SCHEMA_VERSION = 3
 #: ``MIGRATIONS[v](txn, dbs)`` rewrites a version-``v`` store into version ``v + 1`` inside the
 #: opening write transaction, so a crash mid-migration leaves the old version intact.
 MIGRATIONS: dict[int, Callable[[Any, dict[str, Any]], None]] = {}
@@ -26,6 +28,15 @@ def _add_edges(txn: Any, dbs: dict[str, Any]) -> None:
 
 
 MIGRATIONS[1] = _add_edges
+
+
+def _add_journal(txn: Any, dbs: dict[str, Any]) -> None:
+    """2 → 3: the ``journal`` database is created empty (by opening it in the same transaction);
+    with no ``journal_from`` in ``meta`` there is no journal until the daemon's next start."""
+    txn.delete(b"journal_from", db=dbs["meta"])
+
+
+MIGRATIONS[2] = _add_journal
 
 
 def init_or_migrate(txn: Any, dbs: dict[str, Any], path: str, readonly: bool) -> None:
