@@ -322,9 +322,11 @@ def adopt_snapshot(store: Store, config: Config, reach: Reach) -> tuple[MatchInd
                 changes = told
             with gc_paused():  # millions of new objects: no collection walking them meanwhile
                 index, edges = _build(z, meta, config, reach)
+                t_replay = time.monotonic()
                 if changes is not None:
                     replayed = replay(store, config, index, changes)
                     edges = index.near_edge_count()
+                t_replay = time.monotonic() - t_replay
     except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the store still loads
         logger.warning("index snapshot %s unusable (%s): loading from the store instead", path, exc)
         return None
@@ -334,7 +336,7 @@ def adopt_snapshot(store: Store, config: Config, reach: Reach) -> tuple[MatchInd
     logger.info("index snapshot adopted", extra={
         "files": len(index.files), "contents": index.content_count, "edges": edges, "txnid": seal["txnid"],
         "replayed": 0 if changes is None else changes.entries, "rebuilt": 0 if changes is None else replayed,
-        "seconds": round(time.monotonic() - t0, 2)})
+        "replay_s": round(t_replay, 3), "seconds": round(time.monotonic() - t0, 2)})
     return index, edges
 
 
