@@ -203,3 +203,24 @@ def test_an_older_dedupd_store_is_migrated_without_a_journal(tmp_path: Path, cap
         caplog.set_level(logging.INFO, logger="dedupd.daemon.snapshot")
         assert _adopt(store, cfg) is None
         assert "the change journal does not reach back to it" in caplog.text
+
+
+def test_a_trim_never_commits_by_itself(tmp_path: Path) -> None:
+    """A pending trim waits for a write that changes something: a write transaction with nothing
+    to write (a deletion of a path never stored) still commits nothing, so a sealed groups.json and
+    the snapshot keep their transaction id."""
+    _fill(tmp_path)
+    cfg = _cfg(tmp_path)
+    with Store.open(cfg.store_dir) as store:
+        changes = Changes(tmp_path, store, 3)
+        assert write_snapshot(store, cfg, changes.mirror())
+        changes.one()
+        assert write_snapshot(store, cfg, changes.mirror())
+        sealed = store.generation()
+        assert _adopt(store, cfg) is not None  # a trim is pending now
+        assert not store.delete_file(str(tmp_path / "deep" / "never-stored.jpg"))
+        assert store.generation() == sealed
+        store.trim_journal(None)
+        assert not store.delete_file(str(tmp_path / "deep" / "never-stored.jpg"))
+        assert store.generation() == sealed
+        assert _adopt(store, cfg) is not None

@@ -101,12 +101,12 @@ class JournalMixin:
         :meth:`_journal_committed`."""
         noted: _Noted = self._local.noted
         self._local.noted = None
+        if not (noted.paths or noted.digests or noted.graph):
+            return None  # (a trim waits for a transaction that commits anyway: never one of its own)
         db, meta = self._dbs[JOURNAL_DB], self._dbs["meta"]
         trimmed = self._trim
         if trimmed is not None:
             self._trim_in(txn, trimmed)
-        if not (noted.paths or noted.digests or noted.graph):
-            return trimmed
         raw = txn.get(JOURNAL_FROM, db=meta)
         if raw is None:
             return trimmed
