@@ -106,32 +106,39 @@ def sweep_stale_temps(folder: str) -> tuple[int, int]:
     """
     removed = size = 0
     try:
-        entries = list(os.scandir(folder))
+        entries = os.scandir(folder)  # (iterated, not listed: up to a million thumbnails)
+    except FileNotFoundError:  # nothing written there yet
+        return 0, 0
     except OSError as exc:
         logger.warning("could not look for stale temp files in %s: %s", folder, exc, extra={"dir": folder})
         return 0, 0
     now = time.time()
-    for entry in entries:
-        name = entry.name
-        if name.startswith(TMP_PREFIX):
-            pid = name[len(TMP_PREFIX):].partition("-")[0]
-            if not pid.isdigit() or not _writer_gone(int(pid)):
-                continue
-            legacy = False
-        elif _LEGACY_TMP.fullmatch(name):
-            legacy = True
-        else:
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-            if not stat.S_ISREG(st.st_mode) or (legacy and now - st.st_mtime < LEGACY_STALE_S):
-                continue
-            os.unlink(entry.path)
-        except FileNotFoundError:  # renamed into place or removed meanwhile
-            continue
-        except OSError as exc:
-            logger.warning("could not remove the stale temp file %s: %s", entry.path, exc, extra={"path": entry.path})
-            continue
-        removed += 1
-        size += st.st_size
+    with entries:
+        for entry in entries:
+            removed, size = _sweep_one(entry, now, removed, size)
     return removed, size
+
+
+def _sweep_one(entry: os.DirEntry[str], now: float, removed: int, size: int) -> tuple[int, int]:
+    """:func:`sweep_stale_temps` of one folder entry: the counts with it removed or not."""
+    name = entry.name
+    if name.startswith(TMP_PREFIX):
+        pid = name[len(TMP_PREFIX):].partition("-")[0]
+        if not pid.isdigit() or not _writer_gone(int(pid)):
+            return removed, size
+        legacy = False
+    elif _LEGACY_TMP.fullmatch(name):
+        legacy = True
+    else:
+        return removed, size
+    try:
+        st = entry.stat(follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or (legacy and now - st.st_mtime < LEGACY_STALE_S):
+            return removed, size
+        os.unlink(entry.path)
+    except FileNotFoundError:  # renamed into place or removed meanwhile
+        return removed, size
+    except OSError as exc:
+        logger.warning("could not remove the stale temp file %s: %s", entry.path, exc, extra={"path": entry.path})
+        return removed, size
+    return removed + 1, size + st.st_size
