@@ -309,18 +309,19 @@ def _rgbx_words(rgb: Image.Image) -> np.ndarray | None:
     if (schema.format != b"+w:4" or array.offset != 0 or child is None or child.length != n
             or child.offset != 0 or child.n_buffers < 2):
         return None
-    view = np.ctypeslib.as_array((ctypes.c_uint8 * n).from_address(child.buffers[1]))
-    words = view.view(np.uint32).reshape(rgb.height, rgb.width)
-    # the export (and the pixels) must outlive the view: the capsules ride along on the array
-    holder = _Pinned(words.shape, np.uint32, words.data)
-    holder.pinned = (schema_capsule, array_capsule, rgb)
-    return np.asarray(holder)  # a plain array (for numba) whose base is the holder
+    # the export (and the pixels) must outlive the array: its base is the holder of the capsules
+    return np.asarray(_PinnedPixels(child.buffers[1], (rgb.height, rgb.width), (schema_capsule, array_capsule, rgb)))
 
 
-class _Pinned(np.ndarray):
-    """An ndarray that keeps the objects owning its memory alive (``pinned``)."""
+class _PinnedPixels:
+    """Pixel memory at ``address`` as an array interface, with the objects owning that memory
+    (``pinned``): ``np.asarray`` of it is a plain array whose ``base`` is this holder, so the
+    memory lives as long as the array and every view of it. (An ndarray subclass as the holder
+    does not work: numpy collapses a view's base chain past arrays that do not own their data.)"""
 
-    pinned: object = None
+    def __init__(self, address: int, shape: tuple[int, int], pinned: object) -> None:
+        self.__array_interface__ = {"data": (address, False), "shape": shape, "typestr": "<u4", "version": 3}
+        self.pinned = pinned
 
 
 _PILLOW_MAX_PIXELS = 89_478_485  # Pillow's default MAX_IMAGE_PIXELS

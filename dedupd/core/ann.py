@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from dedupd.core.vectors import Pairs, _check, _empty_pairs, normalize_rows
+from dedupd.core.vectors import Pairs, _check, _empty_pairs, confirm_pairs, normalize_rows
 
 #: Accepted ``method`` values, the first is the default.
 METHODS = ("ivf",)
@@ -103,6 +103,4 @@ def ann_pairs(
     if len(i):
         code = np.unique(i * n + j)  # each pair once (found from both ends), sorted by (i, j)
         i, j = code // n, code % n
-    sims = _check(xn, i, j)
-    keep = sims >= threshold
-    return i[keep], j[keep], sims[keep]
+    return confirm_pairs(xn, i, j, _check(xn, i, j), threshold)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from dedupd.core import hamming
-from dedupd.core.vectors import cosine_pairs
+from dedupd.core.vectors import confirm_pairs, cosine_pairs, screen_margin
 
 Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
 #: Off-diagonal tiles are scanned in row strips of at most this many temporary elements.
@@ -54,8 +54,8 @@ def cosine_tile(unit: np.ndarray, threshold: float, tile: Tile) -> Pairs:
     parts = []
     for s0, s1 in _strips(a0, a1, b1 - b0):
         sims = unit[s0:s1] @ unit[b0:b1].T
-        r, c = np.nonzero(sims >= threshold)
-        parts.append((r.astype(np.int64) + s0, c.astype(np.int64) + b0, sims[r, c]))
+        r, c = np.nonzero(sims >= threshold - screen_margin(unit.shape[1], unit.dtype))
+        parts.append(confirm_pairs(unit, r.astype(np.int64) + s0, c.astype(np.int64) + b0, sims[r, c], threshold))
     return merge(parts, unit.dtype)
 
 

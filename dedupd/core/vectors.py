@@ -122,9 +122,46 @@ def _prune_bound(xn: np.ndarray, threshold: float, force: bool) -> np.ndarray | 
     return None if axes is None else bound_rows(xn, axes)
 
 
+def screen_margin(dim: int, dtype: np.dtype | type) -> float:
+    """How far a fast product's score of two unit rows (BLAS, any blocking) can fall below the
+    pair's :func:`pair_scores` score: twice the worst-case rounding of a ``dim``-term dot product."""
+    return 2.0 * max(1, int(dim)) * float(np.finfo(dtype).eps)
+
+
+def pair_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dot products of the rows of ``a`` with the rows of ``b`` (or with one vector ``b``),
+    accumulated in float64 and rounded once to ``a``'s dtype; identical non-zero rows score 1.0.
+
+    The one score of a pair, whichever search found it: a BLAS product's rounding depends on the
+    product's shape and the machine (a tile of 64 rows and one of 2048 can disagree in the last
+    bit), so a pair right at the threshold could be in one search's result and not another's.
+    Every threshold decision is taken on this score; fast products only screen candidates.
+    Identical encodings (an exact copy's) would otherwise score 1 +- 4e-7 (the rounding of their
+    normalisation), a coin toss at ``min_similarity_threshold=1.0``.
+    """
+    out = np.empty(len(a), dtype=a.dtype)
+    for k in range(0, len(a), 1024):  # bounded temporary memory
+        rows, other = a[k : k + 1024], (b[k : k + 1024] if b.ndim == 2 else b)
+        dots = np.multiply(rows, other, dtype=np.float64).sum(axis=1)
+        dots[(dots > 0) & np.all(rows == other, axis=1)] = 1.0
+        out[k : k + 1024] = dots
+    return out
+
+
+def confirm_pairs(xn: np.ndarray, i: np.ndarray, j: np.ndarray, approx: np.ndarray,
+                  threshold: float) -> Pairs:
+    """The candidate pairs ``(i, j)`` whose :func:`pair_scores` score is ``>= threshold``, with it;
+    ``approx`` (their scores by a fast product) rules out those clearly below."""
+    near = approx >= threshold - screen_margin(xn.shape[1], xn.dtype)
+    i, j = i[near], j[near]
+    sims = pair_scores(xn[i], xn[j])
+    keep = sims >= threshold
+    return i[keep], j[keep], sims[keep]
+
+
 def _check(xn: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """Similarities ``xn[i[k]] . xn[j[k]]`` of candidate pairs: one product of the distinct rows
-    by the distinct columns when that is cheaper than gathering each pair (many candidates)."""
+    """Fast similarities ``xn[i[k]] . xn[j[k]]`` of candidate pairs (to screen them): one product
+    of the distinct rows by the distinct columns when that is cheaper than gathering each pair."""
     rows, ri = np.unique(i, return_inverse=True)
     cols, ci = np.unique(j, return_inverse=True)
     if len(rows) * len(cols) * _COST_DIM * xn.shape[1] <= len(i) * _COST_CHECK:
@@ -159,10 +196,10 @@ def cosine_pairs(
 ) -> Pairs:
     """Every pair ``i < j`` whose cosine similarity is ``>= threshold``.
 
-    Exact: with pruning, a cheap upper bound of each similarity (:func:`_prune_bound`) rules
-    pairs out and only the pairs it cannot rule out are computed in full, so the result is the
-    same set of pairs with the same scores up to float32 rounding (a few 1e-8: a checked pair's
-    score may come from a smaller product or a row dot product rather than the full tile's).
+    Exact: tile products (or, with pruning, a cheap upper bound of each similarity,
+    :func:`_prune_bound`) only screen the pairs; each pair they cannot rule out is decided and
+    scored by :func:`pair_scores`, so the result is the same whatever the tiling, the pruning or
+    the machine (and the same as :mod:`dedupd.core.blocks`' tiles and :class:`VectorIndex`).
 
     Args:
         x: (n, d) vectors.
@@ -184,6 +221,7 @@ def cosine_pairs(
     use_bound = (n >= PRUNE_MIN_ROWS) if prune is None else prune
     bound = _prune_bound(xn, threshold, force=prune is True) if use_bound and xn.shape[1] > 0 else None
     index = np.int32 if n < 2**31 else np.int64  # parts are kept narrow: the result can be huge
+    floor = threshold - screen_margin(xn.shape[1], xn.dtype)
     out_i: list[np.ndarray] = []
     out_j: list[np.ndarray] = []
     out_s: list[np.ndarray] = []
@@ -196,22 +234,20 @@ def cosine_pairs(
             d = min(n, c + block_cols)
             if bound is None:
                 sims = xn[a:b] @ xn[c:d].T
-                r, s = _hits(sims, threshold)
-                vals = sims[r, s]
+                r, s = _hits(sims, floor)
+                approx: np.ndarray | None = sims[r, s]
             else:
                 r, s = _hits(bound[a:b] @ bound[c:d].T, threshold - PRUNE_MARGIN)
+                approx = None
             if c < b:  # the tile crosses the diagonal: keep global j > global i only
                 keep = s + c > r + a
                 r, s = r[keep], s[keep]
-                if bound is None:
-                    vals = vals[keep]
-            if bound is not None:
-                vals = _check(xn, r + a, s + c)
-                keep = vals >= threshold
-                r, s, vals = r[keep], s[keep], vals[keep]
+                approx = None if approx is None else approx[keep]
+            r, s = r + a, s + c
+            r, s, vals = confirm_pairs(xn, r, s, _check(xn, r, s) if approx is None else approx, threshold)
             if len(r):
-                row_i.append((r + a).astype(index))
-                row_j.append((s + c).astype(index))
+                row_i.append(r.astype(index))
+                row_j.append(s.astype(index))
                 row_s.append(vals)
         if row_i:  # sorted per row block, so the blocks concatenate in (i, j) order
             i, j, s = np.concatenate(row_i), np.concatenate(row_j), np.concatenate(row_s)
@@ -372,6 +408,7 @@ class VectorIndex(Generic[K]):
         unit = self._unit(vector)
         if not self._planned and self._sketch_rows is not None and n >= self._sketch_rows:
             self._plan_sketch(threshold)
+        floor = threshold - screen_margin(self.dim, self.dtype)
         cand = None
         if self._axes is not None:
             # einsum, not BLAS: a matrix-vector product this small loses more to BLAS threads
@@ -379,13 +416,11 @@ class VectorIndex(Generic[K]):
             near = np.einsum("ij,j->i", self._sketch[:n], bound_rows(unit[None], self._axes)[0])
             cand = np.flatnonzero(near >= threshold - PRUNE_MARGIN)
         if cand is not None and 4 * len(cand) <= n:  # else (a low threshold) the plain product
-            sims_c = np.einsum("ij,j->i", self._data[cand], unit)
-            keep = sims_c >= threshold
-            idx, vals = cand[keep], sims_c[keep]
+            idx = cand[np.einsum("ij,j->i", self._data[cand], unit) >= floor]
         else:
-            sims = self._data[:n] @ unit
-            idx = np.flatnonzero(sims >= threshold)
-            vals = sims[idx]
+            idx = np.flatnonzero(self._data[:n] @ unit >= floor)
+        vals = pair_scores(self._data[idx], unit)  # decided as cosine_pairs decides a pair
+        idx, vals = idx[vals >= threshold], vals[vals >= threshold]
         order = np.lexsort((idx, -vals))
         skip = set(exclude)
         return [(self._keys[i], float(v)) for i, v in zip(idx[order].tolist(), vals[order].tolist())

@@ -33,6 +33,11 @@ KNOWN: list[tuple[str, str, str]] = [
     ("CNN.encode_images[[]image_dir=empty-dir]", "reference raised RuntimeError", "cnn-empty-folder"),
     ("CNN.find_duplicates_to_remove[[]encoding_map=*]", "is not a UnboundLocalError", "cnn-remove-without-input"),
 ]
+#: Differences that hang on the last bit of the reference's float32 BLAS product, which depends on
+#: the machine: documented like :data:`KNOWN`, but a machine where the case conforms is no news.
+ROUNDING: list[tuple[str, str, str]] = [
+    ("CNN.find_duplicates*[[]min_similarity_threshold=1.0]", "length 0 vs 1", "cnn-identical-encodings"),
+]
 
 #: The hash method whose cases run in the default run; the others run with ``-m stress``.
 QUICK_HASH = "PHash"
@@ -170,7 +175,7 @@ def default_model_libs(cnn_inputs, tmp_path_factory):
 
 def _known(case_id: str, diff: list[str]) -> str | None:
     """The anchor documenting this case's differences (all of them), if any."""
-    for pattern, kind, anchor in KNOWN:
+    for pattern, kind, anchor in KNOWN + ROUNDING:
         if fnmatch.fnmatchcase(case_id, pattern) and (not diff or all(re.search(kind, d) for d in diff)):
             return anchor
     return None
@@ -193,7 +198,7 @@ def run_api(api: C.Api, ref_lib: SimpleNamespace, our_lib: SimpleNamespace, inpu
             if not known:
                 unexpected.append(f"{case.id}: " + "; ".join(diff) + f"\n    reference {outs[0].describe()}"
                                   f"\n    dedupd    {outs[1].describe()}")
-        elif known:
+        elif known and known not in {anchor for _, _, anchor in ROUNDING}:
             stale.append(f"{case.id} is listed as a difference ({known}) but conforms now")
     assert not unexpected, f"{len(unexpected)} undocumented differences:\n" + "\n".join(unexpected)
     assert not stale, "\n".join(stale)
@@ -228,7 +233,7 @@ def test_cnn_api_conforms(api: C.Api, cnn_inputs, inputs, tmp_path: Path) -> Non
 
 def test_documented_differences_are_in_the_compatibility_page() -> None:
     text = DOC.read_text()
-    missing = sorted({anchor for _, _, anchor in KNOWN if f'<a id="{anchor}">' not in text})
+    missing = sorted({anchor for _, _, anchor in KNOWN + ROUNDING if f'<a id="{anchor}">' not in text})
     assert not missing, f"docs/compatibility.md does not explain: {missing}"
 
 

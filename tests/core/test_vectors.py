@@ -285,3 +285,59 @@ def test_index_below_its_sketch_size_is_not_sketched():
     index: VectorIndex[int] = VectorIndex(576)
     index.add_many(list(range(300)), x)
     assert index.search(x[1], 0.9)[0][0] == 1 and not index.sketched
+
+
+@pytest.mark.parametrize("d", [24, 576])
+def test_a_pair_at_the_threshold_is_decided_alike_by_every_search(d):
+    """Thresholds set to pairs' own scores put those pairs exactly on the boundary, where a BLAS
+    product's rounding (which depends on its shape: tile, strip, matrix-vector) would decide them
+    differently. Every search -- tiles of any size, the pruned scan, Ray's tiles, the daemon's
+    per-file query -- returns the same pairs with the same scores, bit for bit."""
+    from dedupd.core.blocks import cosine_tile, merge, tiles
+
+    rng = np.random.default_rng(d)
+    raw = rng.normal(size=(260, d)).astype(np.float32)
+    raw[::9] = raw[1] + 0.3 * raw[::9]
+    index: VectorIndex[int] = VectorIndex(d, sketch_rows=None)
+    index.add_many(list(range(len(raw))), raw)
+    x = np.array(index.matrix)  # the unit rows, as every search sees them
+    base = cosine_pairs(x, 0.2, normalized=True)
+    picks = rng.choice(len(base[2]), 12, replace=False)
+    for threshold in [float(base[2][k]) for k in picks]:
+        want = cosine_pairs(x, threshold, normalized=True)
+        assert all(np.any((want[0] == base[0][k]) & (want[1] == base[1][k])) for k in picks
+                   if base[2][k] >= threshold), "a pair scoring the threshold is kept"
+        runs = {
+            "blocks 7x13": cosine_pairs(x, threshold, normalized=True, block_rows=7, block_cols=13),
+            "pruned": cosine_pairs(x, threshold, normalized=True, prune=True, block_rows=64, block_cols=100),
+            "tiles 5": merge([cosine_tile(x, threshold, t) for t in tiles(len(x), 5)], x.dtype),
+            "tiles 64": merge([cosine_tile(x, threshold, t) for t in tiles(len(x), 64)], x.dtype),
+        }
+        for name, got in runs.items():
+            assert all(np.array_equal(w, g) for w, g in zip(want, got)), (name, threshold)
+        scores = dict(zip(zip(want[0].tolist(), want[1].tolist()), want[2].tolist()))
+        for q in range(0, len(x), 13):  # the daemon's query of one new file against the index
+            got = {(min(q, k), max(q, k)): s for k, s in index.search(raw[q], threshold) if k != q}
+            assert got == {p: s for p, s in scores.items() if q in p}, (q, threshold)
+
+
+def test_identical_encodings_are_duplicates_at_threshold_one():
+    """Exact copies' unit rows are bit-identical; computed, their score is 1 +- 4e-7 (the rounding of
+    the normalisation), so without the rule some would fall below 1.0 -- each search alike."""
+    from dedupd.core.blocks import cosine_tile, merge, tiles
+
+    raw = np.abs(np.random.default_rng(3).normal(size=(400, 576))).astype(np.float32)
+    raw[200:] = raw[:200]  # 200 exact copies
+    x = normalize_rows(raw)
+    computed = np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)).astype(np.float32)
+    assert np.any(computed < 1.0), "some copies compute below 1.0 (the case this rule is for)"
+    copies = (np.arange(200), np.arange(200, 400))
+    for got in (cosine_pairs(x, 1.0, normalized=True), cosine_pairs(x, 1.0, normalized=True, prune=True),
+                merge([cosine_tile(x, 1.0, t) for t in tiles(len(x), 64)], x.dtype)):
+        assert np.array_equal(got[0], copies[0]) and np.array_equal(got[1], copies[1])
+        assert np.all(got[2] == 1.0)
+    index: VectorIndex[int] = VectorIndex(576, sketch_rows=None)
+    index.add_many(list(range(400)), raw)
+    assert index.search(raw[7], 1.0) == [(7, 1.0), (207, 1.0)]
+    zero = np.zeros((2, 8), np.float32)  # zero rows are never similar (as scikit-learn's cosine)
+    assert len(cosine_pairs(zero, 0.0)[0]) == 1 and len(cosine_pairs(zero, 0.5)[0]) == 0

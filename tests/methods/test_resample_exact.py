@@ -107,6 +107,22 @@ def test_image_in_several_memory_blocks_takes_the_copy_path(monkeypatch):
     assert imaging._rgbx_words(single) is not None
 
 
+def test_pixels_read_in_place_outlive_their_image():
+    """The words of a temporary image stay valid after every other reference to it is gone, in
+    views too (the pixels were freed and reused under them when the pin was lost)."""
+    import gc
+
+    arr = _smooth_noise(np.random.default_rng(5), 200, 300)
+    words = imaging._rgbx_words(Image.fromarray(arr))
+    rows = words[10:]  # a view of the view
+    assert words is not None and words.flags.writeable is True
+    del words
+    gc.collect()
+    churn = [Image.fromarray(arr[::-1].copy()) for _ in range(20)]  # reuse freed memory
+    rgb = np.stack([(rows >> s) & 0xFF for s in (0, 8, 16)], axis=2).astype(np.uint8)
+    assert np.array_equal(rgb, arr[10:]) and len(churn) == 20
+
+
 def test_kernels_use_pillows_precision():
     from dedupd import resample_kernels
 
