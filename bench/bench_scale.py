@@ -399,8 +399,8 @@ def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool =
             if runs:
                 runs[-1]["stop"] = stopped
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}{'s' if r['snapshot'] else ''}"
-                      for r in runs)
+    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}{'t' if r['taken'] else ''}"
+                      f"{'s' if r['snapshot'] else ''}" for r in runs)
     return [(f"restart ({n:,} files, daemon from {repo}), median of {repeat}", ""),
             ("restart: socket answers / every group back (each run)",
              f"{med['socket']:.2f} s / {med['groups']:.2f} s ({each})"),
@@ -463,10 +463,12 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, mode: st
                 (Path(raw["report_dir"]) / SEAL_NAME).unlink(missing_ok=True)
                 (Path(raw["store_dir"]) / SNAPSHOT_NAME).unlink(missing_ok=True)
             before, snapshots = adoptions(work), adoptions(work, "index snapshot adopted")
+            taken = adoptions(work, TAKEN)
             done, wrote = len(log_events(work, IDLE_DONE)), len(log_events(work, "index snapshot written"))
             runs.append(start_and_measure(d, n, timeout))
             runs[-1]["adopted"] = float(adoptions(work) > before)
             runs[-1]["snapshot"] = float(adoptions(work, "index snapshot adopted") > snapshots)
+            runs[-1]["taken"] = float(adoptions(work, TAKEN) > taken)
             if mode == "busy":
                 adopted = log_events(work, "index snapshot adopted")
                 replays.append(adopted[-1] if len(adopted) > snapshots else {})
@@ -474,12 +476,13 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, mode: st
         if d.proc is not None and d.proc.poll() is None:
             d.stop()
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}{'s' if r['snapshot'] else ''}"
-                      for r in runs)
+    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}{'t' if r['taken'] else ''}"
+                      f"{'s' if r['snapshot'] else ''}" for r in runs)
     what = {"idle": "after the idle seal", "busy": f"after the idle seal and {BUSY_FILES} new files",
             "plain": "while idle, no idle seal"}[mode]
     rows = [(f"crash restart ({n:,} files, kill -9 {what}, daemon from {repo}), median of {repeat}", ""),
-            ("crash restart: socket answers / every group back (each run; a: groups.json adopted, s: snapshot)",
+            ("crash restart: socket answers / every group back (each run; a: groups.json adopted, t: its groups "
+             "taken and the replayed files' recomputed, s: snapshot)",
              f"{med['socket']:.2f} s / {med['groups']:.2f} s ({each})"),
             ("crash restart: daemon CPU until the socket answers / every group is back, load average (each run)",
              " · ".join(f"{r['cpu_socket']:.1f}/{r['cpu']:.1f} ({r['load']:.1f})" for r in runs)),
@@ -496,6 +499,7 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, mode: st
 
 
 BUSY_FILES = 40
+TAKEN = "groups.json of before the crash taken"  # (the log message of dedupd.reports.files)
 
 
 def busy_files(d: Daemon, root: Path, run: int, timeout: float) -> int:

@@ -6,10 +6,11 @@ and the first full ``groups.json`` (~5 s). A crash (``kill -9``, power loss) lea
 crashes of a NAS daemon come while nothing changes, so the ``idle-seal`` thread writes both once
 the daemon has been idle for :func:`idle_seal_s` seconds: no store commit and no index change in
 that time, nothing queued, settling or being linked, the graph complete and ``groups.json``
-written. It writes at most once per store generation (the txnid both are stamped with): the
-next commit voids ``groups.json``'s stamp (the snapshot stays adoptable: the commits since it are
-replayed from the store's change journal, :mod:`dedupd.daemon.store.journal`), and after the next
-idle interval both are written again.
+written. It writes at most once per store generation (the txnid both are stamped with). After
+the next commit both stay usable by a start after a crash: the snapshot with the commits since it
+replayed from the store's change journal (:mod:`dedupd.daemon.store.journal`), ``groups.json``
+(each write turns its stamp into a floor seal, :mod:`dedupd.reports.seal`) with the replayed
+files' groups recomputed; after the next idle interval both are written again.
 
 Why 60 s by default: the write costs ~5 s of CPU at a million files (the snapshot's arrays and
 135 MB written), so it must not follow every short pause of an ingest or of a user's edits; a
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dedupd.daemon.snapshot import Window
+from dedupd.reports.files import store_review
 from dedupd.reports.seal import adoptable
 
 logger = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ class IdleSealer:
         window = Window(d.store, d.index, self.settled)
         t0 = time.monotonic()
         config = d.config
-        if adoptable(config.report_dir, d.store.path, window.txnid, config) is None and not d.reports.seal(
+        if adoptable(config.report_dir, d.store.path, window.txnid, config, store_review(d.store)) is None and not d.reports.seal(
                 d.index, config, d.store, window):
             return False  # a write running, the groups unwritten or a change: the next idle period
         if d.graph.save(d.index, window) is None:

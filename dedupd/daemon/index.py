@@ -164,6 +164,9 @@ class MatchIndex:
         # paths whose group may have changed since take_touched() (for incremental reports)
         self._touched: set[str] = set()
         self._touched_all = True
+        #: the store generation this index was loaded as of when a start replayed the commits since
+        #: it (:func:`dedupd.daemon.snapshot.replay`); the replayed paths are then its touched paths
+        self.replayed_from: int | None = None
         self._evidence: tuple[Matching, Reach, dict[tuple, Evidence | None]] = (matching, self.reach, {})
 
     # -- change tracking ----------------------------------------------------------------------
@@ -191,6 +194,15 @@ class MatchIndex:
             out = (self._touched_all, self._touched)
             self._touched, self._touched_all = set(), False
             return out
+
+    def touch_paths(self, paths: Iterable[str], *, only: bool = False) -> None:
+        """Mark ``paths`` touched (a taken change given back); ``only``: and nothing else (a load
+        whose only changes since an earlier state are these paths, see :attr:`replayed_from`)."""
+        with self.lock:
+            if only:
+                self._touched_all, self._touched = False, set(paths)
+            elif not self._touched_all:
+                self._touched.update(paths)
 
     def has_touched(self) -> bool:
         """Whether :meth:`take_touched` would return a change (without taking it)."""

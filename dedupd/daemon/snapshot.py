@@ -326,6 +326,9 @@ def adopt_snapshot(store: Store, config: Config, reach: Reach) -> tuple[MatchInd
                 if changes is not None:
                     replayed = replay(store, config, index, changes)
                     edges = index.near_edge_count()
+                    # reports built for the snapshot's generation need these paths' groups only
+                    index.replayed_from = int(seal["txnid"])
+                    index.touch_paths(replayed, only=True)
                 t_replay = time.monotonic() - t_replay
     except Exception as exc:  # noqa: BLE001 - whatever is wrong with the file, the store still loads
         logger.warning("index snapshot %s unusable (%s): loading from the store instead", path, exc)
@@ -335,7 +338,7 @@ def adopt_snapshot(store: Store, config: Config, reach: Reach) -> tuple[MatchInd
     release_memory(None)  # the C heap's pages of the columns' temporaries back to the kernel
     logger.info("index snapshot adopted", extra={
         "files": len(index.files), "contents": index.content_count, "edges": edges, "txnid": seal["txnid"],
-        "replayed": 0 if changes is None else changes.entries, "rebuilt": 0 if changes is None else replayed,
+        "replayed": 0 if changes is None else changes.entries, "rebuilt": 0 if changes is None else len(replayed),
         "replay_s": round(t_replay, 3), "seconds": round(time.monotonic() - t0, 2)})
     return index, edges
 
@@ -345,9 +348,9 @@ def _unsealed(seal: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in seal.items() if k != "txnid"}
 
 
-def replay(store: Store, config: Config, index: MatchIndex, changes: JournalChanges) -> int:
+def replay(store: Store, config: Config, index: MatchIndex, changes: JournalChanges) -> set[str]:
     """Bring ``index`` (the store's load as of an earlier commit) up to the store's current state
-    from the journal's ``changes``; returns the paths rebuilt.
+    from the journal's ``changes``; returns the paths it removed or added (whose groups may differ).
 
     Each content a change touches (a noted digest; a noted path's content before and now) is
     rebuilt as a load would build it: its indexed paths removed (with its edges), then its
@@ -361,10 +364,11 @@ def replay(store: Store, config: Config, index: MatchIndex, changes: JournalChan
         record = store.get_file(path)
         if record is not None and record.digest is not None:
             touched.add(record.digest)
+    paths: set[str] = set()
     for digest in touched:
         for path in index.paths_of(digest):
             index.remove(path)
-    rebuilt = 0
+            paths.add(path)
     present = []
     for digest in sorted(touched):
         encoding = store.get_encoding(digest)
@@ -377,12 +381,12 @@ def replay(store: Store, config: Config, index: MatchIndex, changes: JournalChan
                 continue
             index.add(path, FileInfo(digest, record.size, record.mtime_ns, encoding.width, encoding.height),
                       encoding.hashes, vector, edges=())
-            rebuilt += 1
+            paths.add(path)
         if index.has(digest):
             present.append(digest)
     for digest in present:
         index.load_edges(store.edges_of(digest))
-    return rebuilt
+    return paths
 
 
 def _build(z: Any, meta: dict[str, Any], config: Config, reach: Reach) -> tuple[MatchIndex, int]:

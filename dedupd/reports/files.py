@@ -33,7 +33,7 @@ from dedupd.reports.atomic import file_mode, write_atomic
 from dedupd.reports.groups import build_groups, decide, encode_group, would_quarantine
 from dedupd.reports.html import THUMBS_DIR
 from dedupd.reports.offline import CHILD_MIN_FILES, ChildFailed, ReportChild, job_frames
-from dedupd.reports.seal import adoptable, code_digest, config_digest, file_identity, seal_fields, void_seal, write_seal
+from dedupd.reports.seal import code_digest, config_digest, file_identity, read_seal, seal_fields, void_seal, write_seal
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,11 @@ def groups_json(groups: list[dict[str, Any]], config: Config, lines: list[str] |
     return (_head(config, moved, preview["would_free_bytes"]) + body + "\n]}\n").encode()
 
 
+def _header(config: Config, review: Review | None) -> tuple[Any, ...]:
+    """What every group depends on besides the index: a change of it redoes them all."""
+    return (config.policy, config.match, config.hash_thresholds, config.cnn, config.dry_run, config.roots, review)
+
+
 class _Kept(NamedTuple):
     """What :class:`ReportWriter` keeps of a group between writes (not the group's dict: its line
     is enough, and the HTML report parses the lines when it is written)."""
@@ -234,7 +239,7 @@ class ReportWriter:
         """Bring the kept groups up to date with ``index``; False when nothing changed. A change of
         the rule, the roots (reference roots), the dry run or the user's decisions redoes them all."""
         everything, touched = self._taken = index.take_touched()
-        header = (config.policy, config.match, config.hash_thresholds, config.cnn, config.dry_run, config.roots, review)
+        header = _header(config, review)
         if header != self._header:
             self._header, everything = header, True
         full = everything or config.keep != self._keep
@@ -309,18 +314,59 @@ class ReportWriter:
 
     def _adopt(self, index: MatchIndex, config: Config, store: Any) -> bool:
         """Adopt the sealed ``groups.json`` if it is a full write of ``index`` (just loaded from
-        ``store`` at its generation, the graph linked) under ``config``."""
+        ``store`` at its generation, the graph linked) under ``config``. When the index was loaded
+        as of an earlier generation with the commits since replayed (:attr:`MatchIndex.replayed_from`)
+        and the file shows the store as of that generation or later (its seal, exact or a floor),
+        its groups are taken instead and only the replayed paths' groups are recomputed by the
+        write that follows (False is returned)."""
         if store is None or not hasattr(store, "generation") or not index.graph_ready:
             return False
-        index.take_touched()  # the load: what the sealed file shows (a commit since changes the generation)
-        counts = adoptable(self.report_dir, store.path, store.generation(), config)
-        if counts is None:
-            return False  # built in full (no header yet), so the drain hides no change
-        self.adopted, self.counts = True, counts
-        self._written = (config_digest(config), store_review(store),
-                         file_identity(os.path.join(self.report_dir, "groups.json")))
-        logger.info("groups.json sealed at the last stop is current: adopted as the first write", extra=counts)
+        everything, touched = index.take_touched()  # the load (a commit since changes the generation)
+        review = store_review(store)
+        path = os.path.join(self.report_dir, "groups.json")
+        seal = read_seal(self.report_dir, store.path, config, file_identity(path), review)
+        if seal is None or not seal["exact"] or seal["txnid"] != store.generation():
+            if (seal is not None and not everything and index.replayed_from is not None
+                    and seal["txnid"] >= index.replayed_from):
+                self._adopt_lines(index, config, review, seal, touched)
+            return False  # built in full (no header yet) unless its lines were taken, so the drain hides no change
+        self.adopted, self.counts = True, {k: seal[k] for k in ("groups", "duplicates")}
+        self._written = (config_digest(config), review, seal["file"])
+        logger.info("groups.json sealed at the last stop is current: adopted as the first write", extra=self.counts)
         return True
+
+    def _adopt_lines(self, index: MatchIndex, config: Config, review: Review | None, seal: dict[str, Any],
+                     touched: set[str]) -> None:
+        """Take the groups of ``groups.json`` (vouched for by ``seal``) as the kept groups, and give
+        the replayed paths (``touched``) back to ``index``; nothing is taken when a line does not
+        parse or the file changed meanwhile (the write then builds in full)."""
+        t0 = time.monotonic()
+        path = os.path.join(self.report_dir, "groups.json")
+        try:
+            with open(path, "rb") as f:
+                kept = _parse_lines(f.read())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("groups.json cannot be taken after the crash (%s): built in full", exc,
+                           extra={"path": path})
+            return
+        if file_identity(path) != seal["file"]:
+            return  # (replaced while it was read)
+        for key, item in kept:
+            self._kept[key] = item
+            for p in key:
+                self._member[p] = key
+            self._order.append((-len(key), key[0]))
+            self._lines.append(item.line)
+            self._moved.append(item.moved)
+            self._freed += item.freed
+            self._duplicates += len(key) - 1
+        self._header = _header(config, review)
+        self._keep = config.keep
+        self._written = (config_digest(config), review, seal["file"])  # (the next write's floor: the seal's)
+        index.touch_paths(touched)
+        gc.freeze()  # (as after a full build: the kept groups live on)
+        logger.info("groups.json of before the crash taken: the replayed files' groups are recomputed",
+                    extra={"groups": len(kept), "replayed": len(touched), "seconds": round(time.monotonic() - t0, 2)})
 
     def _changed_since_written(self, index: MatchIndex, config: Config, store: Any) -> bool:
         """Whether the groups may differ from the file last written or adopted."""
@@ -344,7 +390,7 @@ class ReportWriter:
             assert self._written is not None and self._written[2] is not None
             txnid = store.generation() if window is None else window.txnid
             write_seal(self.report_dir, seal_fields(store.path, txnid, config, self._written[2],
-                                                    self.counts), config.report_mode)
+                                                    self.counts, self._written[1]), config.report_mode)
             return True
         finally:
             self._lock.release()
@@ -358,11 +404,13 @@ class ReportWriter:
         if adopted:  # the lines of the adopted file are built: written only if the groups changed since
             changed = any(self._taken) or self._changed_since_written(index, config, store)
             self.slow_pending = True  # duplicates.json and report.html are written as after any first write
+        self.counts = {"groups": len(self._kept), "duplicates": self._duplicates}
         if changed or self._unwritten:
             t1 = time.monotonic()
             head = _head(config, ", ".join(filter(None, self._moved)), self._freed)
             timings["order"] = time.monotonic() - t1
             path = os.path.join(self.report_dir, "groups.json")
+            floor = self._floor(config, store)
             self._unwritten, self._written = True, None
             void_seal(self.report_dir)
             write_atomic(path, _pieces(head.encode(), self._lines), config.report_mode, timings=timings)
@@ -370,8 +418,18 @@ class ReportWriter:
             logger.debug("groups.json written", extra={k: round(v, 4) for k, v in timings.items()})
             self._written = (config_digest(config), review, file_identity(path))
             self.slow_pending = True
-        self.counts = {"groups": len(self._kept), "duplicates": self._duplicates}
+            if floor is not None and self._written[2] is not None:
+                write_seal(self.report_dir, seal_fields(store.path, floor, config, self._written[2], self.counts,
+                                                        review, exact=False), config.report_mode)
         return self.counts
+
+    def _floor(self, config: Config, store: Any) -> int | None:
+        """The txnid of the seal (exact or floor) of the file this write replaces: the new file
+        shows the store as of it or later (see :mod:`dedupd.reports.seal`); None: no such seal."""
+        if store is None or not hasattr(store, "path") or self._written is None or self._unwritten:
+            return None
+        seal = read_seal(self.report_dir, store.path, config, self._written[2], any_review=True)
+        return None if seal is None else int(seal["txnid"])
 
     def groups(self, pause: Callable[[], None] | None = None) -> list[dict[str, Any]]:
         """The groups of the last :meth:`write_groups`, in file order (parsed from their lines;
@@ -467,6 +525,27 @@ class ReportWriter:
         for piece in pieces:
             self._pause()
             yield piece
+
+
+def _parse_lines(data: bytes) -> list[tuple[tuple[str, ...], _Kept]]:
+    """The groups of a ``groups.json`` this writer wrote (:func:`_pieces`), as :class:`ReportWriter`
+    keeps them, in file order; ValueError (or KeyError, TypeError) when it is not such a file."""
+    head, sep, rest = data.partition(b"\n")
+    if not sep or not head.endswith(b'"groups": [') or not rest.endswith(b"\n]}\n"):
+        raise ValueError("not a groups.json of this version")
+    body = rest[: -len(b"\n]}\n")]
+    out = []
+    for line in body.split(b",\n") if body else []:  # (JSON strings escape newlines: none inside a line)
+        group = json.loads(line)
+        members = tuple(sorted([group["keep"]["path"], *(d["path"] for d in group["duplicates"])]))
+        if len(members) != group["size"]:
+            raise ValueError("a group's size does not match its members")
+        moves = [d for d in group["duplicates"] if d["move"]]
+        out.append((members, _Kept(line, ", ".join(encode_basestring_ascii(d["path"]) for d in moves),
+                                   sum(int(d.get("bytes", 0)) for d in moves))))
+    if [(-len(k), k[0]) for k, _ in out] != sorted((-len(k), k[0]) for k, _ in out):
+        raise ValueError("groups out of order")
+    return out
 
 
 def _pieces(head: bytes, lines: list[bytes]) -> Iterator[bytes]:

@@ -13,10 +13,19 @@ the report folder with:
 - ``code``: a digest of dedupd's own source (another version may write other groups);
 - ``file``: the identity of the ``groups.json`` it vouches for (inode, size, mtime): every write
   replaces the file (a new inode), so a later write or an edit voids the seal;
+- ``review``: a digest of the user's decisions (ignore, keep) the groups were decided with;
+- ``exact``: true for the seal of a clean stop or an idle seal;
 - the counts for status.
 
 At start-up the report writer adopts the file when all of these match (:func:`adoptable`): it
 counts as the first write, and the writer builds its in-memory lines at its next write instead.
+
+Each later write of ``groups.json`` replaces an exact seal (or a floor seal) of the file it
+replaces by a *floor seal* of the new file: ``exact`` false, the same ``txnid``. It says the
+file shows the store as of that txnid or later (the index only moves forward, and it follows the
+store's commits). After a crash, when the index snapshot of a txnid at or before the floor was
+adopted and the commits since it replayed from the journal, the file's groups are taken and only
+the replayed paths' groups recomputed (:meth:`dedupd.reports.files.ReportWriter.write_groups`).
 Nothing here is trusted beyond equality: a missing, unreadable or foreign seal means a full build.
 """
 
@@ -30,6 +39,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dedupd.core.review import Review
 from dedupd.daemon.config import Config
 from dedupd.reports.atomic import write_atomic
 
@@ -67,11 +77,20 @@ def file_identity(path: str) -> list[int] | None:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def seal_fields(store_path: str, txnid: int, config: Config, identity: list[int], counts: dict[str, int]
-                ) -> dict[str, Any]:
-    """The seal of a ``groups.json`` of ``identity``, current for ``store_path`` at ``txnid``."""
+def review_digest(review: Review | None) -> str:
+    """A digest of the user's decisions (None: none; the sets' order does not count)."""
+    review = review or Review()
+    distinct = sorted(sorted(map(repr, s)) for s in review.distinct)
+    return hashlib.blake2b(repr((distinct, list(review.pins))).encode(), digest_size=16).hexdigest()
+
+
+def seal_fields(store_path: str, txnid: int, config: Config, identity: list[int], counts: dict[str, int],
+                review: Review | None = None, *, exact: bool = True) -> dict[str, Any]:
+    """The seal of a ``groups.json`` of ``identity``, current for ``store_path`` at ``txnid``
+    (``exact``), or showing it as of ``txnid`` or later (a floor seal)."""
     return {"format": FORMAT, "store": os.path.realpath(store_path), "txnid": txnid, "config": config_digest(config),
-            "code": code_digest(), "file": identity, "groups": counts["groups"], "duplicates": counts["duplicates"]}
+            "code": code_digest(), "file": identity, "review": review_digest(review), "exact": exact,
+            "groups": counts["groups"], "duplicates": counts["duplicates"]}
 
 
 def write_seal(report_dir: str, fields: dict[str, Any], mode: int) -> None:
@@ -86,21 +105,33 @@ def void_seal(report_dir: str) -> None:
         pass
 
 
-def adoptable(report_dir: str, store_path: str, txnid: int, config: Config) -> dict[str, int] | None:
-    """The counts of the sealed ``groups.json`` in ``report_dir`` when the seal matches the store
-    at ``txnid``, ``config``, this code and the file as it is; else None."""
+def read_seal(report_dir: str, store_path: str, config: Config, identity: list[int] | None,
+              review: Review | None = None, *, any_review: bool = False) -> dict[str, Any] | None:
+    """The seal in ``report_dir`` when it vouches (exactly or as a floor) for the ``groups.json`` of
+    ``identity`` under ``store_path``, ``config``, this code and ``review`` (``any_review``: any);
+    else None. Its ``txnid``, ``exact`` and counts are checked for type."""
     try:
         with open(os.path.join(report_dir, SEAL_NAME), encoding="utf-8") as f:
             seal = json.load(f)
     except (OSError, ValueError):
         return None
-    identity = file_identity(os.path.join(report_dir, "groups.json"))
     if not isinstance(seal, dict) or identity is None:
         return None
-    want = seal_fields(store_path, txnid, config, identity, {"groups": 0, "duplicates": 0})
-    if any(seal.get(k) != v for k, v in want.items() if k not in ("groups", "duplicates")):
+    want = seal_fields(store_path, 0, config, identity, {"groups": 0, "duplicates": 0}, review)
+    ignored = {"txnid", "exact", "groups", "duplicates"} | ({"review"} if any_review else set())
+    if any(seal.get(k) != v for k, v in want.items() if k not in ignored):
         return None
-    counts = {k: seal.get(k) for k in ("groups", "duplicates")}
-    if not all(isinstance(v, int) and v >= 0 for v in counts.values()):
+    if not all(isinstance(seal.get(k), int) and not isinstance(seal.get(k), bool) and seal[k] >= 0
+               for k in ("txnid", "groups", "duplicates")) or not isinstance(seal.get("exact"), bool):
         return None
-    return counts  # type: ignore[return-value]
+    return seal
+
+
+def adoptable(report_dir: str, store_path: str, txnid: int, config: Config, review: Review | None = None
+              ) -> dict[str, int] | None:
+    """The counts of the sealed ``groups.json`` in ``report_dir`` when its exact seal matches the
+    store at ``txnid``, ``config``, this code, ``review`` and the file as it is; else None."""
+    seal = read_seal(report_dir, store_path, config, file_identity(os.path.join(report_dir, "groups.json")), review)
+    if seal is None or not seal["exact"] or seal["txnid"] != txnid:
+        return None
+    return {k: seal[k] for k in ("groups", "duplicates")}

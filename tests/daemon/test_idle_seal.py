@@ -106,7 +106,8 @@ def test_crash_after_idle_restarts_as_after_a_clean_stop(mixed200: Path, tmp_pat
     assert ADOPTED in last_start(daemon) and GROUPS_ADOPTED in last_start(daemon)
     assert answers(daemon) == loaded and groups_json.read_bytes() == written
     # 2. a change after the idle write, then kill -9 before the next idle write: the snapshot is
-    # adopted with the change replayed from the store's journal, groups.json is written anew
+    # adopted with the change replayed from the store's journal; groups.json (written after the
+    # change: a floor seal) is taken, the replayed files' groups recomputed, and written anew
     member, copy = copy_a_member(daemon, loaded, watched)
     daemon.wait_quiet()
     assert IDLE_DONE not in last_start(daemon)
@@ -115,8 +116,10 @@ def test_crash_after_idle_restarts_as_after_a_clean_stop(mixed200: Path, tmp_pat
     daemon.wait_quiet()
     adopted = adoption(daemon)
     assert adopted is not None and adopted["replayed"] >= 1 and GROUPS_ADOPTED not in last_start(daemon)
+    assert "groups.json of before the crash taken" in last_start(daemon)
     after = answers(daemon)
     assert member in {d["path"] for d in after["dups"][str(copy)]["duplicates"]}
+    assert _without_time(groups_json.read_bytes()) == _without_time(full_write(daemon, tmp_path))
     # 3. idle again: sealed for the new generation; a crash then adopts it, with the copy
     daemon.wait_until(lambda: IDLE_DONE in last_start(daemon), 30, "the idle seal")
     daemon.kill9()

@@ -5,6 +5,7 @@ changes mean the store load. Real LMDB stores."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -57,8 +58,15 @@ class Changes:
         live = self.mirror()
         paths = sorted(live.files)
         op = self.rng.choice(["new", "new", "copy", "change", "delete", "delete", "unreadable", "rename",
-                              "rename_dir", "delete_dir", "reencode", "batch"])
-        if op in ("new", "change"):
+                              "rename_dir", "delete_dir", "reencode", "batch", "near", "near"])
+        if op == "near":  # a new content a bit flip from a stored one: it joins that one's group
+            digest, _, enc = self._fresh()
+            old = live.hashes_of(live.files[self.rng.choice(paths)].digest)
+            hashes = {m: v ^ (1 << self.rng.randrange(64)) for m, v in old.items()}
+            enc = EncodingRecord(320, 200, "JPEG", hashes, PARAMS)
+            self.store.put_files([(self._new_path(), self._record(digest), enc)],
+                                 edges=live.plan({digest: (hashes, None)}))
+        elif op in ("new", "change"):
             digest, hashes, enc = self._fresh()
             path = self._new_path() if op == "new" else self.rng.choice(paths)
             edges = live.plan({digest: (hashes, None)})
@@ -224,3 +232,68 @@ def test_a_trim_never_commits_by_itself(tmp_path: Path) -> None:
         assert not store.delete_file(str(tmp_path / "deep" / "never-stored.jpg"))
         assert store.generation() == sealed
         assert _adopt(store, cfg) is not None
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_groups_after_a_replay_are_a_full_write(tmp_path: Path, seed: int, caplog) -> None:
+    """groups.json sealed with the snapshot (exact), rewritten after some commits (floor seals
+    chained from it), then a crash: the start takes the file's groups and recomputes the replayed
+    paths' only, and writes exactly what a full write from a store load writes."""
+    from dedupd.reports.files import ReportWriter, write_reports
+    from tests.daemon.test_groups_seal import _without_time
+
+    _fill(tmp_path)
+    with Store.open(_cfg(tmp_path).store_dir) as store:
+        changes = Changes(tmp_path, store, seed)
+        cfg = changes.cfg
+        live = changes.mirror()
+        writer = ReportWriter(cfg.report_dir)
+        writer.write_groups(live, cfg, store)
+        assert writer.seal(live, cfg, store) and write_snapshot(store, cfg, live)
+        done = []
+        for k in range(4 + seed * 3):
+            done.append(changes.one())
+            if k % 3 == seed % 3:  # the daemon's writes between the commits (each a floor seal)
+                writer.write_groups(changes.mirror(), cfg, store)
+        caplog.set_level(logging.INFO, logger="dedupd.reports.files")
+        got = _adopt(store, cfg)
+        assert got is not None and got.replayed_from is not None, done
+        got.build_graph()
+        after = ReportWriter(cfg.report_dir)
+        after.write_groups(got, cfg, store)
+        assert "groups.json of before the crash taken" in caplog.text, done
+        write_reports(str(tmp_path / "full"), load_index(store, cfg), cfg, store)
+        want = (tmp_path / "full" / "groups.json").read_bytes()
+        assert _without_time((tmp_path / "r" / "groups.json").read_bytes()) == _without_time(want), done
+        groups = json.loads(want)["groups"]
+        assert after.counts == {"groups": len(groups), "duplicates": sum(g["size"] - 1 for g in groups)}, done
+
+
+def test_a_decision_since_the_seal_means_a_full_build(tmp_path: Path, caplog) -> None:
+    """The user's decisions are not in the journal: one made since the seal (a pin that changes a
+    group's kept copy) means groups.json is built in full, from the replayed index."""
+    from dedupd.reports.files import ReportWriter, write_reports
+    from tests.daemon.test_groups_seal import _without_time
+
+    _fill(tmp_path)
+    with Store.open(_cfg(tmp_path).store_dir) as store:
+        changes = Changes(tmp_path, store, 3)
+        cfg, live = changes.cfg, changes.mirror()
+        writer = ReportWriter(cfg.report_dir)
+        writer.write_groups(live, cfg, store)
+        assert writer.seal(live, cfg, store) and write_snapshot(store, cfg, live)
+        changes.one()
+        groups = json.loads((tmp_path / "r" / "groups.json").read_bytes())["groups"]
+        other = groups[0]["duplicates"][0]["path"]
+        store.pin(live.files[other].digest, other)
+        caplog.set_level(logging.INFO, logger="dedupd.reports.files")
+        got = _adopt(store, cfg)
+        assert got is not None and got.replayed_from is not None
+        got.build_graph()
+        ReportWriter(cfg.report_dir).write_groups(got, cfg, store)
+        assert "groups.json of before the crash taken" not in caplog.text
+        written = json.loads((tmp_path / "r" / "groups.json").read_bytes())["groups"]
+        assert any(g["keep"]["path"] == other for g in written)
+        write_reports(str(tmp_path / "full"), load_index(store, cfg), cfg, store)
+        want = (tmp_path / "full" / "groups.json").read_bytes()
+        assert _without_time((tmp_path / "r" / "groups.json").read_bytes()) == _without_time(want)
