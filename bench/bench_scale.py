@@ -369,6 +369,13 @@ def _reuse(work: Path, repo: Path) -> tuple[dict, int, Daemon]:
     return raw, n, Daemon(work, raw["socket_path"], repo)
 
 
+def _each_run(runs: list[dict[str, float]]) -> str:
+    """Each run's socket / every-group seconds, marked a (groups.json adopted), t (its groups taken
+    after a replay) and s (the index snapshot adopted)."""
+    return " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}"
+                      f"{'t' if r.get('taken') else ''}{'s' if r['snapshot'] else ''}" for r in runs)
+
+
 def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool = False,
              full: bool = False, no_seal: bool = False) -> list[tuple[str, str]]:
     """Restart-only runs on a library kept by ``--keep`` (no populate, no first start): the
@@ -399,8 +406,7 @@ def restarts(work: Path, timeout: float, repeat: int, repo: Path, socket: bool =
             if runs:
                 runs[-1]["stop"] = stopped
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}{'t' if r['taken'] else ''}"
-                      f"{'s' if r['snapshot'] else ''}" for r in runs)
+    each = _each_run(runs)
     return [(f"restart ({n:,} files, daemon from {repo}), median of {repeat}", ""),
             ("restart: socket answers / every group back (each run)",
              f"{med['socket']:.2f} s / {med['groups']:.2f} s ({each})"),
@@ -476,8 +482,7 @@ def crash_restarts(work: Path, timeout: float, repeat: int, repo: Path, mode: st
         if d.proc is not None and d.proc.poll() is None:
             d.stop()
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    each = " · ".join(f"{r['socket']:.1f}/{r['groups']:.1f}{'a' if r['adopted'] else ''}{'t' if r['taken'] else ''}"
-                      f"{'s' if r['snapshot'] else ''}" for r in runs)
+    each = _each_run(runs)
     what = {"idle": "after the idle seal", "busy": f"after the idle seal and {BUSY_FILES} new files",
             "plain": "while idle, no idle seal"}[mode]
     rows = [(f"crash restart ({n:,} files, kill -9 {what}, daemon from {repo}), median of {repeat}", ""),

@@ -76,3 +76,26 @@ def test_bench_thumbnails_quick(tmp_path, corpus_dir):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
     row = [line for line in res.stdout.splitlines() if line.startswith("| 64 px JPEGs")]
     assert len(row) == 1 and row[0].split("|")[-2].strip() == "60", res.stdout  # every thumbnail made
+
+
+@pytest.mark.slow
+def test_bench_scale_build_restart_and_crash_quick(tmp_path):
+    """bench_scale.py on a small library: the build with stored edges, a kept library's restart with
+    the SIGHUP and new-file rows, and a crash during activity (the journal replayed onto the
+    snapshot, groups.json's groups taken: marked ``t``)."""
+    def run(*args: str) -> str:
+        res = subprocess.run([sys.executable, str(REPO / "bench" / "bench_scale.py"), *args],
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+        return res.stdout
+
+    built = run("-n", "2000", "--keep", "--edges", "--base", str(tmp_path))
+    assert re.search(r"\| restart: graph loaded, every group back \| [\d.]+ s / [\d.]+ s \|", built), built
+    (work,) = tmp_path.glob("scale2000-*")
+    restarted = run("--reuse", str(work), "--repeat", "1", "--full")
+    assert re.search(r"restart: socket answers / every group back \(each run\) \| [\d.]+ s / [\d.]+ s \(", restarted), (
+        restarted)
+    assert "SIGHUP phash 10 → 8: new groups in groups.json" in restarted
+    crashed = run("--reuse", str(work), "--crash", "busy", "--repeat", "1")
+    assert re.search(r"every group back \(each run;.*\| [\d.]+ s / [\d.]+ s \([\d.]+/[\d.]+ts\)", crashed), crashed
+    assert re.search(r"journal entries replayed / paths rebuilt .* \| [1-9]\d*/[1-9]\d*/", crashed), crashed
