@@ -376,8 +376,9 @@ class DaemonProcess:
     def errors_in_log(self) -> list[str]:
         """Log lines at error level or with a traceback (a daemon bug, never an expected outcome).
 
-        One traceback is not the daemon's: multiprocessing's forkserver raising EOFError in
-        ``recvfds`` when the daemon it serves was killed (``kill -9``) in the middle of a fork request.
+        One traceback is not the daemon's: multiprocessing's forkserver raising EOFError when the
+        daemon it serves was killed (``kill -9``) in the middle of a fork request -- in ``recvfds``
+        (the server reading the request) or in the forked child reading its preparation data.
         """
         bad = []
         lines = self.log_text().splitlines()
@@ -390,11 +391,14 @@ class DaemonProcess:
 
 
 def _orphaned_forkserver(lines: list[str], start: int) -> bool:
-    """Whether the traceback starting at ``lines[start]`` is the forkserver losing its killed parent."""
+    """Whether the traceback starting at ``lines[start]`` is the forkserver, or a child it forked,
+    losing the killed daemon: EOFError while reading the daemon's fork request or the child's
+    preparation data (``Ran out of input``)."""
     end = start + 1
     while end < len(lines) and lines[end].startswith(" "):
         end += 1
     frames = "\n".join(lines[start:end])
-    last = lines[end] if end < len(lines) else ""
-    return "multiprocessing/forkserver.py" in frames and "recvfds" in frames and last.strip() == "EOFError"
+    last = lines[end].strip() if end < len(lines) else ""
+    reading = "recvfds" in frames or ("multiprocessing/spawn.py" in frames and "from_parent" in frames)
+    return "multiprocessing/forkserver.py" in frames and reading and last.split(":")[0] == "EOFError"
 

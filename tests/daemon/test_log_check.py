@@ -14,8 +14,24 @@ FORKSERVER = """Traceback (most recent call last):
 EOFError""".splitlines()
 
 
+#: a child the server forked for the daemon, which was killed before sending the child's
+#: preparation data (seen in CI: test_equivalence's kill -9 while a decode worker was starting)
+FORKED_CHILD = """Traceback (most recent call last):
+  File "/usr/lib/python3.11/multiprocessing/forkserver.py", line 274, in main
+    code = _serve_one(child_r, fds,
+           ^^^^^^^^^^^^^^^^^^^^^^^^
+  File "/usr/lib/python3.11/multiprocessing/forkserver.py", line 313, in _serve_one
+    code = spawn._main(child_r, parent_sentinel)
+           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+  File "/usr/lib/python3.11/multiprocessing/spawn.py", line 130, in _main
+    preparation_data = reduction.pickle.load(from_parent)
+                       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+EOFError: Ran out of input""".splitlines()
+
+
 def test_forkserver_losing_a_killed_parent_is_excused() -> None:
     assert _orphaned_forkserver(FORKSERVER, 0)
+    assert _orphaned_forkserver(FORKED_CHILD, 0)
 
 
 def test_other_tracebacks_are_not() -> None:
@@ -23,6 +39,7 @@ def test_other_tracebacks_are_not() -> None:
     daemon_bug = ["Traceback (most recent call last):", '  File "/x/dedupd/daemon/pipeline.py", line 9, in run',
                   "    step()", "EOFError"]
     assert not _orphaned_forkserver(daemon_bug, 0)
+    assert not _orphaned_forkserver(FORKED_CHILD[:-1] + ["ValueError: unsupported pickle protocol: 9"], 0)
 
 
 
