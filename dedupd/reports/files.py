@@ -221,10 +221,13 @@ class ReportWriter:
     def _put(self, decision: GroupDecision, snapshot: GraphSnapshot, evidence: dict[int, str], *,
              bulk: bool = False) -> None:
         """Keep one decided group (``bulk``: its order entry is appended; the caller sorts)."""
-        key = decision.members
         line, moves = encode_group(decision, snapshot, evidence)
-        kept = self._kept[key] = _Kept(line.encode(), ", ".join(encode_basestring_ascii(p) for p, _ in moves),
-                                       sum(b for _, b in moves))
+        self._keep_group(decision.members, _Kept(line.encode(), ", ".join(encode_basestring_ascii(p) for p, _ in moves),
+                                                 sum(b for _, b in moves)), bulk=bulk)
+
+    def _keep_group(self, key: tuple[str, ...], kept: _Kept, *, bulk: bool) -> None:
+        """Keep group ``key`` as ``kept`` (``bulk``: its order entry is appended)."""
+        self._kept[key] = kept
         o = (-len(key), key[0])
         k = len(self._order) if bulk else bisect.bisect_left(self._order, o)
         self._order.insert(k, o)
@@ -351,15 +354,8 @@ class ReportWriter:
             return
         if file_identity(path) != seal["file"]:
             return  # (replaced while it was read)
-        for key, item in kept:
-            self._kept[key] = item
-            for p in key:
-                self._member[p] = key
-            self._order.append((-len(key), key[0]))
-            self._lines.append(item.line)
-            self._moved.append(item.moved)
-            self._freed += item.freed
-            self._duplicates += len(key) - 1
+        for key, item in kept:  # (in file order: appended)
+            self._keep_group(key, item, bulk=True)
         self._header = _header(config, review)
         self._keep = config.keep
         self._written = (config_digest(config), review, seal["file"])  # (the next write's floor: the seal's)

@@ -26,9 +26,8 @@ from tests.daemon.test_daemon_snapshot import ADOPTED, last_start
 from tests.daemon.test_event_storm import Storm
 from tests.daemon.test_groups_seal import ADOPTED as GROUPS_ADOPTED
 from tests.daemon.test_groups_seal import _without_time, full_write
-from tests.daemon.test_idle_seal import IDLE_DONE
+from tests.daemon.test_idle_seal import IDLE_DONE, TAKEN
 
-TAKEN = "groups.json of before the crash taken"
 KEEP_RULES = (["largest_pixels", "largest_file", "oldest_mtime"], ["newest_mtime", "shortest_path"])
 FAST = {"DEDUPD_IDLE_SEAL_S": "1"}
 

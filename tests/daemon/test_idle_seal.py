@@ -23,6 +23,7 @@ from tests.daemon.test_groups_seal import _without_time, full_write
 from tests.daemon.test_index_snapshot import _adopt, _cfg, _fill, assert_same_index
 
 IDLE_DONE = "idle seal: groups.json and the index snapshot current"
+TAKEN = "groups.json of before the crash taken"  # (groups.json's groups taken after a replay)
 FAST = {"DEDUPD_IDLE_SEAL_S": "1.5"}
 
 
@@ -116,7 +117,7 @@ def test_crash_after_idle_restarts_as_after_a_clean_stop(mixed200: Path, tmp_pat
     daemon.wait_quiet()
     adopted = adoption(daemon)
     assert adopted is not None and adopted["replayed"] >= 1 and GROUPS_ADOPTED not in last_start(daemon)
-    assert "groups.json of before the crash taken" in last_start(daemon)
+    assert TAKEN in last_start(daemon)
     after = answers(daemon)
     assert member in {d["path"] for d in after["dups"][str(copy)]["duplicates"]}
     assert _without_time(groups_json.read_bytes()) == _without_time(full_write(daemon, tmp_path))

@@ -241,6 +241,7 @@ def test_groups_after_a_replay_are_a_full_write(tmp_path: Path, seed: int, caplo
     paths' only, and writes exactly what a full write from a store load writes."""
     from dedupd.reports.files import ReportWriter, write_reports
     from tests.daemon.test_groups_seal import _without_time
+    from tests.daemon.test_idle_seal import TAKEN
 
     _fill(tmp_path)
     with Store.open(_cfg(tmp_path).store_dir) as store:
@@ -261,7 +262,7 @@ def test_groups_after_a_replay_are_a_full_write(tmp_path: Path, seed: int, caplo
         got.build_graph()
         after = ReportWriter(cfg.report_dir)
         after.write_groups(got, cfg, store)
-        assert "groups.json of before the crash taken" in caplog.text, done
+        assert TAKEN in caplog.text, done
         write_reports(str(tmp_path / "full"), load_index(store, cfg), cfg, store)
         want = (tmp_path / "full" / "groups.json").read_bytes()
         assert _without_time((tmp_path / "r" / "groups.json").read_bytes()) == _without_time(want), done
@@ -274,6 +275,7 @@ def test_a_decision_since_the_seal_means_a_full_build(tmp_path: Path, caplog) ->
     group's kept copy) means groups.json is built in full, from the replayed index."""
     from dedupd.reports.files import ReportWriter, write_reports
     from tests.daemon.test_groups_seal import _without_time
+    from tests.daemon.test_idle_seal import TAKEN
 
     _fill(tmp_path)
     with Store.open(_cfg(tmp_path).store_dir) as store:
@@ -291,7 +293,7 @@ def test_a_decision_since_the_seal_means_a_full_build(tmp_path: Path, caplog) ->
         assert got is not None and got.replayed_from is not None
         got.build_graph()
         ReportWriter(cfg.report_dir).write_groups(got, cfg, store)
-        assert "groups.json of before the crash taken" not in caplog.text
+        assert TAKEN not in caplog.text
         written = json.loads((tmp_path / "r" / "groups.json").read_bytes())["groups"]
         assert any(g["keep"]["path"] == other for g in written)
         write_reports(str(tmp_path / "full"), load_index(store, cfg), cfg, store)
