@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	# compile the resize kernels into numba's cache now (~10-20 s) rather than in the first decode worker
+	$(PY) -c 'from dedupd.imaging import accelerate_small_images; accelerate_small_images()'
 	touch $@
 
 install: $(VENV)/.installed

@@ -112,6 +112,7 @@ def encode_many(paths: list[str], spec: EncodeSpec) -> list[EncodeResult]:
     :class:`~dedupd.errors.ModelUnavailableError`, which is a configuration problem.
     """
     prepare_process()
+    _count_files(len(paths))
     if spec.max_pixels is not None:
         limit_pixels(spec.max_pixels)
     results: list[EncodeResult | None] = []
@@ -148,21 +149,36 @@ def encode_job(path: str, spec: EncodeSpec) -> EncodeResult:
 
 _prepared = False
 
+#: A decode worker hashes its first files below 1 Mpx with Pillow's resize (the same values) and
+#: loads the compiled one (numba and its cached machine code, ~0.3 s) once it has been given this
+#: many: a scan of a few dozen files no longer waits for that load before its first decode (6 PNG/WebP
+#: photos, ``decode: fast``: 1.43 -> 1.11 s); a long run pays ~50 ms a worker for it. Larger images
+#: load the compiled resize on their first resize, as the library does.
+ACCELERATE_AFTER_FILES = 32
+_files_given = 0
+
 
 def prepare_process() -> None:
     """Load what every decode needs, once per process: the hash stack (Pillow and its format
-    plugins, scipy, PyWavelets) and the compiled resize passes, used here for all but the smallest images
-    (:func:`dedupd.imaging.accelerate_small_images`). Run by the forkserver at its start
-    (:mod:`dedupd.daemon.preload`), so each worker forks with it done."""
+    plugins, scipy, PyWavelets). Run by the forkserver at its start (:mod:`dedupd.daemon.preload`),
+    so each worker forks with it done; the compiled resize comes later (:data:`ACCELERATE_AFTER_FILES`)."""
     global _prepared
     if not _prepared:
         hashes_of(decode_array(np.zeros((8, 8, 3), np.uint8)), HASH_METHODS)
-        accelerate_small_images()
         # the allowed formats and every Pillow plugin (what a file's first open imports: ~45 ms
         # a process, paid once in the forkserver rather than by each decode and thumbnail worker)
         supported_formats()
         Image.init()
         _prepared = True
+
+
+def _count_files(n: int) -> None:
+    """Note ``n`` more files given to this worker; load the compiled resize for all sizes
+    (:func:`dedupd.imaging.accelerate_small_images`) when they reach :data:`ACCELERATE_AFTER_FILES`."""
+    global _files_given
+    before, _files_given = _files_given, _files_given + n
+    if before < ACCELERATE_AFTER_FILES <= _files_given:
+        accelerate_small_images()
 
 
 def warm_up(spec: EncodeSpec | None = None) -> int:

@@ -25,29 +25,55 @@ def timed_start(ctx):
         first = pool.submit(state).result()
     return first, time.perf_counter() - t0
 
+def after_files(paths, spec):
+    from dedupd.daemon import encoder
+    got = [state()]
+    for k in range(0, len(paths), 8):  # units of 8, as the pipeline would send them
+        ok = all(r.ok for r in encoder.encode_many(paths[k:k + 8], spec))
+        got.append({**state(), "ok": ok})
+    return got
+
 if __name__ == "__main__":
+    from dedupd.daemon.encoder import EncodeSpec
     from dedupd.daemon.forkserver import start_early, worker_context
     start_early()
     ctx = worker_context()
     warm = timed_start(ctx)  # prepared by the server (start_early), not by this worker
     again = timed_start(ctx)
-    json.dump({"state": warm[0], "second_state": again[0], "second_start_s": again[1],
+    with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        later = pool.submit(after_files, sys.argv[1:], EncodeSpec(methods=("phash", "dhash"))).result()
+    json.dump({"state": warm[0], "second_state": again[0], "second_start_s": again[1], "later": later,
                "main_has_numba": "numba" in sys.modules}, sys.stdout)
 """
 
 
 def test_workers_start_with_the_stack_loaded(tmp_path):
+    from PIL import Image
+
+    from dedupd import imaging, resample
+    from dedupd.daemon.encoder import ACCELERATE_AFTER_FILES
+
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
+    files = []
+    for k in range(ACCELERATE_AFTER_FILES + 8):
+        files.append(str(tmp_path / f"{k}.png"))
+        Image.new("RGB", (40, 30), (k, 2 * k, 3 * k)).save(files[-1])
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120,
+    out = subprocess.run([sys.executable, str(script), *files], capture_output=True, text=True, env=env, timeout=120,
                          check=True)
     res = json.loads(out.stdout)
-    from dedupd import imaging, resample
 
-    want = {"prepared": True, "min_pixels": imaging.SMALL_IMAGE_PIXELS if resample.available() else 1_000_000,
-            "numba": resample.available(), "scipy": True}
+    # forked with the hash stack loaded; the compiled resize not yet (a short scan never waits for it)
+    want = {"prepared": True, "min_pixels": 1_000_000, "numba": False, "scipy": True}
     assert res["state"] == want and res["second_state"] == want
+    # ... until the worker has been given ACCELERATE_AFTER_FILES files: then for every size
+    accelerated = {**want, "min_pixels": imaging.SMALL_IMAGE_PIXELS, "numba": True, "ok": True}
+    if not resample.available():
+        accelerated = {**want, "ok": True}
+    given = [8 * k for k in range(len(res["later"]))]
+    assert res["later"] == [want] + [{**want, "ok": True} if n < ACCELERATE_AFTER_FILES else accelerated
+                                     for n in given[1:]]
     # the daemon process itself never loads the compiled resize (nor decodes anything)
     assert res["main_has_numba"] is False
 
