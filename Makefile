@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	# compile the resize kernels into numba's cache now (~10-20 s) rather than in the first decode worker
-	$(PY) -c 'from dedupd.imaging import accelerate_small_images; accelerate_small_images()'
+	$(PY) -c 'from dedupd import resample; resample.build_all()'
 	touch $@
 
 install: $(VENV)/.installed

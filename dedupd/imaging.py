@@ -260,13 +260,8 @@ def accelerate_small_images() -> bool:
     """Load the compiled resize passes now and use them from :data:`SMALL_IMAGE_PIXELS` up in this
     process (a long-lived decode worker); False when numba is not installed (Pillow's resize, same values)."""
     global ACCELERATE_MIN_PIXELS
-    if not resample.available():
+    if not resample.load_hot_passes():
         return False
-    resample.coefficients(64, 32)  # the first call loads the cached machine code (~1 s)
-    mid = resample.horizontal_pass_rgbx(np.zeros((2, 4), np.uint32), 2)  # and the passes' own (~0.1 s)
-    resample.to_gray(resample.vertical_pass(mid, 1))
-    resample.to_words(mid)
-    resample.horizontal_passes_rgbx(np.zeros((2, 4), np.uint32), [2])
     ACCELERATE_MIN_PIXELS = SMALL_IMAGE_PIXELS
     return True
 

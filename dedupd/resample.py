@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 from collections.abc import Iterable
 from functools import lru_cache
@@ -199,13 +200,58 @@ def box_span(a: float, b: float) -> tuple[float, float]:
     return float(start), float(end - start)
 
 
+#: the compiled passes (functions of :mod:`dedupd.resample_kernels`)
+KERNELS = ("planes_rgbx", "planes_rgb", "horizontal", "horizontal_rgbx", "vertical", "coefficients", "gray",
+           "pack_rgbx", "columns_rgbx", "horizontal_cols")
+
+
 def _build() -> dict[str, Any]:
     from dedupd import resample_kernels as k
 
-    return {"planes_rgbx": k.planes_rgbx, "planes_rgb": k.planes_rgb, "horizontal": k.horizontal,
-            "horizontal_rgbx": k.horizontal_rgbx, "vertical": k.vertical, "coefficients": k.coefficients,
-            "gray": k.gray, "pack_rgbx": k.pack_rgbx, "columns_rgbx": k.columns_rgbx,
-            "horizontal_cols": k.horizontal_cols}
+    return {name: getattr(k, name) for name in KERNELS}
+
+
+def load_hot_passes() -> bool:
+    """Load (or build) now the passes a decode worker runs on every file (~0.3 s from numba's cache,
+    the first call ~1 s: numba itself); False when numba is not installed."""
+    if not available():
+        return False
+    coefficients(64, 32)
+    words = np.zeros((2, 4), np.uint32)
+    mid = horizontal_pass_rgbx(words, 2)
+    to_gray(vertical_pass(mid, 1))
+    to_words(mid)
+    horizontal_passes_rgbx(words, [2])
+    return True
+
+
+def build_all() -> bool:
+    """Build every pass into numba's cache (``make install``; a decode pool's server when
+    :func:`cache_warm` is False), the rarely used ones too, so no decode builds one."""
+    if not load_hot_passes():
+        return False
+    pixels = np.zeros((2, 4, 4), np.uint8)
+    horizontal_pass(rgb_planes(pixels), 2)  # planes_rgbx, horizontal
+    rgb_planes(pixels[:, :, :3])  # planes_rgb
+    return True
+
+
+def cache_warm(package: str | None = None) -> bool:
+    """Whether numba's cache next to this package (or ``package``, a folder) holds every compiled
+    pass, each written after the kernels' source was: loading them then takes ~0.3 s rather than a
+    ~10 s build. Checked from the file names alone, without importing numba; False also where the
+    cache is elsewhere (the user's cache folder, when the package folder is read-only)."""
+    source = os.path.join(package or os.path.dirname(os.path.abspath(__file__)), "resample_kernels.py")
+    cache = os.path.join(os.path.dirname(source), "__pycache__")
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}.nbi"
+    try:
+        written = os.stat(source).st_mtime
+        stamps = {entry.name: entry.stat().st_mtime for entry in os.scandir(cache)
+                  if entry.name.startswith("resample_kernels.") and entry.name.endswith(tag)}
+    except OSError:
+        return False
+    return all(any(name.partition("-")[0] == f"resample_kernels.{kernel}" and t >= written
+                   for name, t in stamps.items()) for kernel in KERNELS)
 
 
 def _kernel(name: str) -> Any:

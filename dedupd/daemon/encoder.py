@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from dedupd import resample
 from dedupd.core.algorithms import HASH_METHODS
 from dedupd.encoding import hashes_of
 from dedupd.errors import DedupdError, ImageDecodeError, ImageTooLargeError
@@ -161,7 +162,8 @@ _files_given = 0
 def prepare_process() -> None:
     """Load what every decode needs, once per process: the hash stack (Pillow and its format
     plugins, scipy, PyWavelets). Run by the forkserver at its start (:mod:`dedupd.daemon.preload`),
-    so each worker forks with it done; the compiled resize comes later (:data:`ACCELERATE_AFTER_FILES`)."""
+    so each worker forks with it done; the compiled resize comes later (:data:`ACCELERATE_AFTER_FILES`),
+    unless numba's cache does not hold it yet: then it is built here."""
     global _prepared
     if not _prepared:
         hashes_of(decode_array(np.zeros((8, 8, 3), np.uint8)), HASH_METHODS)
@@ -169,6 +171,9 @@ def prepare_process() -> None:
         # a process, paid once in the forkserver rather than by each decode and thumbnail worker)
         supported_formats()
         Image.init()
+        if not resample.cache_warm():  # a build (~10 s, more on a slow CPU) here, not in a time-limited decode
+            resample.build_all()
+            accelerate_small_images()
         _prepared = True
 
 

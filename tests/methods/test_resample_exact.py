@@ -251,3 +251,30 @@ def test_compiled_gray_and_words_equal_pillows_conversions():
         img = Image.fromarray(rgb)
         assert np.array_equal(resample.to_gray(rgb), np.asarray(img.convert("L")))
         assert np.array_equal(resample.to_words(rgb) & 0xFFFFFF, imaging._rgbx_words(img) & 0xFFFFFF)
+
+
+def test_cache_warm_needs_every_kernel_newer_than_its_source(tmp_path):
+    import os
+    import sys
+
+    source = tmp_path / "resample_kernels.py"
+    source.write_text("# kernels\n")
+    os.utime(source, (1_000, 1_000))
+    assert not resample.cache_warm(str(tmp_path))  # no __pycache__ at all
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    tag = f"py{sys.version_info.major}{sys.version_info.minor}"
+    for k, name in enumerate(resample.KERNELS):
+        (cache / f"resample_kernels.{name}-{100 + k}.{tag}.nbi").write_bytes(b"")
+    assert resample.cache_warm(str(tmp_path))
+    # one kernel missing, or cached for another Python, or older than the source: a build is due
+    last = cache / f"resample_kernels.{resample.KERNELS[-1]}-{100 + len(resample.KERNELS) - 1}.{tag}.nbi"
+    last.rename(cache / f"resample_kernels.{resample.KERNELS[-1]}-7.py30.nbi")
+    assert not resample.cache_warm(str(tmp_path))
+    (cache / f"resample_kernels.{resample.KERNELS[-1]}-7.{tag}.nbi").write_bytes(b"")
+    assert resample.cache_warm(str(tmp_path))
+    os.utime(source)  # edited now: newer than every cached pass
+    assert not resample.cache_warm(str(tmp_path))
+    # this package's own cache after a load in this process (what make install leaves)
+    imaging.accelerate_small_images()
+    assert resample.cache_warm()
