@@ -655,7 +655,9 @@ class Pipeline:
         Raises:
             ModelUnavailableError: the configured CNN model cannot be loaded.
         """
-        digests = list(jobs)
+        # the largest files first (their size stands for their decode time): the shrinking last
+        # units then hold the cheapest files, and no worker is left with a big photo at the end
+        digests = sorted(jobs, key=lambda d: jobs[d][0][1].st_size, reverse=True)
         try:
             pool = self._pool_get()
             # small units (a CNN batch, or a few files): a stop waits for the units in flight only

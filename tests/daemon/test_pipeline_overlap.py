@@ -73,3 +73,36 @@ def test_next_batch_decodes_while_the_one_before_is_written(folder: Path, tmp_pa
     dups = daemon.index.duplicates_of(str(folder / "f04.jpg"))
     assert str(folder / "f03.jpg") in [p for p, _ in dups]
     assert str(folder / "f01.jpg") in [p for p, _ in daemon.index.duplicates_of(str(folder / "f09.jpg"))]
+
+
+def test_a_batch_is_decoded_largest_file_first(tmp_path: Path, corpus_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The units of a batch hold its files by size, largest first (size standing for decode time):
+    the guided units shrink towards the end, so the last ones are also the cheapest files."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    bases = sorted((corpus_dir / "base").glob("*.jpg"))[:12]
+    for i, src in enumerate(bases):  # walked in name order, which is not size order
+        shutil.copy(src, photos / f"f{i:02d}.jpg")
+    sizes = {str(p): p.stat().st_size for p in photos.iterdir()}
+    assert sorted(sizes, key=sizes.__getitem__) != sorted(sizes)  # the test means something
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"roots: [{photos}]\nstore_dir: {tmp_path / 'store'}\nreport_dir: {tmp_path / 'r'}\n"
+                   f"socket_path: {tmp_path / 's'}\nscan_workers: 2\n")
+    daemon = Daemon(load_config(cfg), serve=False, watch=False)
+    units: list[list[str]] = []
+    real_submit = pipeline_mod.Pipeline._submit
+
+    def submit(self: pipeline_mod.Pipeline, jobs: dict) -> Any:
+        decoding = real_submit(self, jobs)
+        units.extend([jobs[d][0][0] for d in chunk] for chunk, _ in decoding.futures)
+        return decoding
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "_submit", submit)
+    status = daemon.scan_once()
+
+    assert status["state"] == "done" and status["files"] == 12 and status["decoded"] == 12, status
+    order = [p for unit in units for p in unit]
+    assert sorted(order) == sorted(sizes) and len(units) > 2, units
+    assert [sizes[p] for p in order] == sorted(sizes.values(), reverse=True), units
+    assert [len(u) for u in units] == sorted((len(u) for u in units), reverse=True), units
