@@ -1,8 +1,10 @@
 """Imported once by the decode pools' forkserver (:func:`dedupd.daemon.forkserver.worker_context`).
 
-Every worker is forked from that server, so it starts with the decode and hash stack imported and
-the compiled resize loaded (:func:`dedupd.daemon.encoder.prepare_process`) instead of paying for
-them itself: about 1-2 s per worker on a busy machine, and the first files of every ``dedupd scan``.
+Every worker is forked from that server, so it starts with the decode and hash stack imported
+(:func:`dedupd.daemon.encoder.prepare_process`) instead of paying for it itself: about 1-2 s per
+worker on a busy machine, and the first files of every ``dedupd scan``. The compiled resize is
+loaded later, by each worker once it has files enough to gain from it
+(:data:`dedupd.daemon.encoder.ACCELERATE_AFTER_FILES`); only a cold numba cache is built here.
 Everything loads on this one thread: loading the compiled resize on a second thread while this one
 imported the hash stack saved ~0.5 s on a busy machine but raced Python's import machinery (numba
 and the hash stack both import scipy: ``KeyError: 'scipy'`` in the clean-clone test run).
