@@ -34,7 +34,7 @@ Usage::
     python bench/bench_encode.py            # full run (about 15-25 min on 2 busy cores)
     python bench/bench_encode.py --quick    # small sets, 1 repeat (smoke test)
     python bench/bench_encode.py --only a   # one section
-    python bench/bench_encode.py --only bc --before /work/main   # + before/after rows: that checkout's scan
+    python bench/bench_encode.py --only abc --before /work/main  # + before/after rows: that checkout's scan
     python bench/bench_encode.py --only e --before /work/main    # the daemon of both, alternated
 """
 
@@ -307,12 +307,16 @@ def section_a(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
         if n == 0:
             continue
         log(f"a. 12 MP {kind}: {n} files")
-        res = alternate({
+        runs: dict[str, Any] = {
             "ref": lambda img=img: reference(img, 2, tmp / "ref.json"),
             "exact": lambda img=img: dedupd_scan(img, tmp / "exact", four, "exact"),
             "fast": lambda img=img: dedupd_scan(img, tmp / "fast", four, "fast"),
             "crop": lambda img=img: dedupd_scan(img, tmp / "crop", dict.fromkeys(HASHES, THRESHOLD), "exact"),
-        }, args.repeats)
+        }
+        for mode in ("exact", "fast") if args.before else ():
+            runs[f"{mode} before"] = lambda img=img, mode=mode: dedupd_scan(img, tmp / f"{mode}-before", four, mode,
+                                                                            root=args.before)
+        res = alternate(runs, args.repeats)
         ref_h = {m: {k: int(v, 16) for k, v in hs.items()} for m, hs in res["ref"]["last"]["hashes"].items()}
         exact_h = scan_hashes(tmp / "exact", img)
         fast_h = scan_hashes(tmp / "fast", img)
@@ -329,6 +333,8 @@ def section_a(args: argparse.Namespace, rows: list[list[str]], notes: list[str])
                      fmt_s(res["crop"]["s"]), fmt_ratio(res["ref"]["s"], res["crop"]["s"]),
                      f"- / {res['crop']['mb']:.0f} (PSS {res['crop']['pss_mb']:.0f})",
                      f"8 hashes per file (4 more resizes); CPU s dedupd {res['crop']['cpu_s']:.1f}"])
+        for mode in ("exact", "fast") if args.before else ():
+            rows.append(before_row(f"12 MP {kind} x{n}, 4 hashes, {mode}", n, res[f"{mode} before"], res[mode], args))
         rows.append([f"12 MP {kind} x{n}, 4 hashes, fast", fmt_s(res["ref"]["s"]), fmt_s(res["fast"]["s"]),
                      fmt_ratio(res["ref"]["s"], res["fast"]["s"]), f"- / {res['fast']['mb']:.0f}",
                      "pair agreement with exact: " + ", ".join(f"{m} {agree[m]:.3f} ({pairs[m]} pairs)"
@@ -623,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="shared corpus with make_corpus.py")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="dataset cache")
     ap.add_argument("--before", type=Path, help="another dedupd checkout (e.g. the main branch's) whose scan "
-                    "(daemon, in section e) runs alternately with this one's in sections b, c and e: a "
+                    "(daemon, in section e) runs alternately with this one's in sections a, b, c and e: a "
                     "before/after row each")
     args = ap.parse_args(argv)
     args.repeats = args.repeats or (1 if args.quick else 3)

@@ -153,8 +153,9 @@ _prepared = False
 #: A decode worker hashes its first files below 1 Mpx with Pillow's resize (the same values) and
 #: loads the compiled one (numba and its cached machine code, ~0.3 s) once it has been given this
 #: many: a scan of a few dozen files no longer waits for that load before its first decode (6 PNG/WebP
-#: photos, ``decode: fast``: 1.37 -> 1.01 s); a long run pays ~50 ms a worker for it. Larger images
-#: load the compiled resize on their first resize, as the library does.
+#: photos of 12 MP, ``decode: fast``: 1.34 -> 0.98 s, ``bench/bench_encode.py --only a --before``); a long
+#: run pays ~50 ms a worker for it. Larger images load the compiled resize on their first resize, as
+#: the library does.
 ACCELERATE_AFTER_FILES = 32
 _files_given = 0
 
