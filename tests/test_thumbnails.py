@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from dedupd.reports.thumbnails import THUMB_SIZE, fit_size, make_thumbnail
+from dedupd.reports.thumbnails import THUMB_SIZE, fit_size, render_thumbnail
 
 
 def _pillow_thumbnail(path: Path) -> Image.Image:
@@ -48,7 +48,9 @@ def test_thumbnails_match_pillows_full_decode(corpus_dir: Path, tmp_path: Path) 
         made += [jpg, png]
     for path in made:
         dest = tmp_path / (path.name + ".thumb.jpg")
-        assert make_thumbnail(str(path), str(dest))
+        data = render_thumbnail(str(path))
+        assert data is not None
+        dest.write_bytes(data)
         ref = _pillow_thumbnail(path)
         with Image.open(dest) as got:
             assert got.size == ref.size, path.name
@@ -84,7 +86,7 @@ def _photos(corpus_dir: Path, count: int) -> list[Path]:
 
 def test_many_thumbnails_a_worker_task(corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Small files go to the workers in batches (not one task each), spread over every worker, and
-    each thumbnail is the one :func:`make_thumbnail` makes alone; files over
+    each thumbnail is the one :func:`render_thumbnail` makes alone; files over
     ``THUMB_BATCH_BYTES`` together are tasks of their own."""
     from dedupd.reports import thumbnails
 
@@ -100,7 +102,7 @@ def test_many_thumbnails_a_worker_task(corpus_dir: Path, tmp_path: Path, monkeyp
     run = thumbnails.DecodePool.run
 
     def counted(pool, fn, *args):  # the real pool, counting what each task carries
-        if fn is thumbnails.make_thumbnails:
+        if fn is thumbnails.render_thumbnails:
             tasks.append(len(args[0]))
         return run(pool, fn, *args)
 
@@ -111,8 +113,7 @@ def test_many_thumbnails_a_worker_task(corpus_dir: Path, tmp_path: Path, monkeyp
         assert tasks == [20, 20]  # 40 small files: one task a worker (THUMB_WORKERS = 2)
         for i, f in enumerate(files):
             assert names[str(f)] == bytes([i]).hex() * 16 + ".jpg"
-            make_thumbnail(str(f), str(tmp_path / "alone.jpg"))
-            assert (tmp_path / "cache" / names[str(f)]).read_bytes() == (tmp_path / "alone.jpg").read_bytes()
+            assert (tmp_path / "cache" / names[str(f)]).read_bytes() == render_thumbnail(str(f))
         big = _photos(corpus_dir, 3)  # any two of them over the cap together: a task each
         monkeypatch.setattr(thumbnails, "THUMB_BATCH_BYTES", min(p.stat().st_size for p in big))
         tasks.clear()

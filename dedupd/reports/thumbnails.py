@@ -3,9 +3,10 @@
 A thumbnail is ``<cache_dir>/<digest hex>.jpg`` (at most ``size`` px on its longer side). The
 original is only ever opened for reading. A file that cannot be decoded gets a ``<digest>.err``
 marker instead, so it is not retried on every report, and the report shows a placeholder.
-Writes are atomic (temp file + rename), so a reader or a concurrent writer never sees half a JPEG.
 Decoding happens only in worker processes (a small pool of this process, apart from the daemon's
-ingest and query pools), with the encoders' format allow-list and pixel limit (``max_pixels``).
+ingest and query pools), with the encoders' format allow-list and pixel limit (``max_pixels``);
+they send back the JPEG bytes, which this process writes one at a time, atomically (temp file +
+rename), so a reader or a concurrent writer never sees half a JPEG.
 The daemon does not wait for them: :func:`ensure_thumbnails` with ``on_made`` returns what is
 cached and has the rest made in the background (a report shows placeholders until the next one).
 """
@@ -101,12 +102,11 @@ def fit_size(width: int, height: int, size: int) -> tuple[int, int]:
     return size, max(1, short)
 
 
-def make_thumbnail(src: str, dest: str, size: int = THUMB_SIZE, max_pixels: int = DEFAULT_MAX_PIXELS,
-                   mode: int = DEFAULT_REPORT_MODE) -> bool:
-    """Write a ``size``-px JPEG of ``src`` to ``dest`` atomically; False if ``src`` cannot be decoded.
+def render_thumbnail(src: str, size: int = THUMB_SIZE, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes | None:
+    """A ``size``-px JPEG of ``src`` (its bytes), or None if ``src`` cannot be decoded.
 
     Runs in a worker process (see :func:`ensure_thumbnail`): it decodes the file, with the same
-    format allow-list and pixel limit as the encoders.
+    format allow-list and pixel limit as the encoders. The caller writes the bytes (:func:`_store`).
     """
     from PIL import Image, ImageOps
 
@@ -130,11 +130,28 @@ def make_thumbnail(src: str, dest: str, size: int = THUMB_SIZE, max_pixels: int 
                 img = img.convert("RGBA").convert("RGB")  # drop alpha, as the decoders do
             buf = io.BytesIO()
             img.save(buf, "JPEG", quality=78, optimize=True)
-        write_atomic(dest, buf.getvalue(), mode, durable=False)  # a cache: remade if lost in a crash
-        return True
+        return buf.getvalue()
     except (ImageDecodeError, OSError, ValueError, SyntaxError, EOFError, RuntimeError, MemoryError,
             Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return False
+        return None
+
+
+def render_thumbnails(srcs: list[str], size: int, max_pixels: int) -> list[bytes | None]:
+    """:func:`render_thumbnail` of each of ``srcs`` in turn (one worker task for many files)."""
+    return [render_thumbnail(src, size, max_pixels) for src in srcs]
+
+
+#: One thumbnail write at a time, by this process. The workers used to write their own: two
+#: processes creating and renaming files in one ext4 folder at once spent ~0.5 ms a file (kernel
+#: CPU) against ~0.12 ms for one writer. ``dedupd scan`` of 20,000 tiny JPEGs (4,931 thumbnails):
+#: the thumbnail phase 2.07 -> 1.15 s, its workers' CPU 3.9 -> 1.1 s, the scan 8.80 -> 8.13 s
+_write_lock = threading.Lock()
+
+
+def _store(dest: str, data: bytes, mode: int) -> None:
+    """Write a thumbnail made by a worker, atomically (not synced: a cache, remade if lost in a crash)."""
+    with _write_lock:
+        write_atomic(dest, data, mode, durable=False)
 
 
 def _cached(cache_dir: str, digest: bytes | str, mode: int) -> tuple[bool, str | None]:
@@ -164,12 +181,13 @@ def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = 
     os.makedirs(cache_dir, exist_ok=True)
     pool = _workers()
     try:
-        made = pool.run(make_thumbnail, src, dest, size, max_pixels, mode)
+        data = pool.run(render_thumbnail, src, size, max_pixels)
     except DecodeFailed:
         if pool.closed:  # stopped meanwhile (the daemon is stopping): not the file's fault, no marker
             return None
-        made = False
-    if made:
+        data = None
+    if data is not None:
+        _store(dest, data, mode)
         return name
     _mark_failed(dest)
     return None
@@ -184,11 +202,6 @@ def _mark_failed(dest: str) -> None:
         pass
 
 
-def make_thumbnails(jobs: list[tuple[str, str]], size: int, max_pixels: int, mode: int) -> list[bool]:
-    """:func:`make_thumbnail` of each ``(src, dest)`` in turn (one worker task for many files)."""
-    return [make_thumbnail(src, dest, size, max_pixels, mode) for src, dest in jobs]
-
-
 def _make_batch(todo: list[tuple[str, str]], cache_dir: str, size: int, max_pixels: int,
                 mode: int) -> dict[str, str | None]:
     """``{digest hex: thumbnail name or None}`` for ``(digest hex, source)`` pairs, made in one worker
@@ -198,19 +211,21 @@ def _make_batch(todo: list[tuple[str, str]], cache_dir: str, size: int, max_pixe
     jobs = [(src, os.path.join(cache_dir, thumb_name(hx))) for hx, src in todo]
     pool = _workers()
     try:
-        made = pool.run(make_thumbnails, jobs, size, max_pixels, mode)
+        made = pool.run(render_thumbnails, [src for src, _ in jobs], size, max_pixels)
     except DecodeFailed:
         if pool.closed:  # stopped meanwhile (the daemon is stopping): no markers, made next time
             return {hx: None for hx, _ in todo}
         if len(todo) == 1:
-            made = [False]
+            made = [None]
         else:
             return {hx: ensure_thumbnail(src, hx, cache_dir, size, max_pixels, mode) for hx, src in todo}
     results: dict[str, str | None] = {}
-    for (hx, _), (_, dest), ok in zip(todo, jobs, made):
-        if not ok:
+    for (hx, _), (_, dest), data in zip(todo, jobs, made, strict=True):
+        if data is None:
             _mark_failed(dest)
-        results[hx] = thumb_name(hx) if ok else None
+        else:
+            _store(dest, data, mode)
+        results[hx] = None if data is None else thumb_name(hx)
     return results
 
 
