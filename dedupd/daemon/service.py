@@ -711,6 +711,7 @@ class Daemon:
         self.config = dataclasses.replace(self.config, workers=self.config.scan_workers or available_cpus())
         try:
             self.start()
+            self.intake.check_roots()  # the daemon's loop does this; a status without it says "not present"
             while not self.wait_idle(timeout=0.25):
                 if progress is not None:
                     progress(self.status())

@@ -34,6 +34,8 @@ def test_scan_prints_the_sets_and_counts_that_add_up(tmp_path: Path, mixed200: P
     on_disk = json.loads((reports / "groups.json").read_text())["groups"]
     assert first["duplicate_groups"] == on_disk and first["groups"] == len(on_disk)
     assert first["reclaimable_bytes"] == sum(d["bytes"] for g in on_disk for d in g["duplicates"]) > 0
+    # the folder scanned is there (a scan looks at its roots as the daemon's loop does)
+    assert [(r["path"], r["present"]) for r in first["roots"]] == [(str(mixed200), True)] and not first["missing_roots"]
 
     again = scan(*common)  # human output, nothing changed since
     assert again.returncode == 0, again.stderr
