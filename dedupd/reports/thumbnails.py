@@ -32,6 +32,9 @@ THUMB_SIZE = 160
 THUMB_EXT = ".jpg"
 #: Thumbnail decodes at once (worker processes); a report waits for its thumbnails, queries do not.
 THUMB_WORKERS = 2
+#: Threads feeding them: twice as many, so that while one thread writes the thumbnails a worker
+#: sent back, another's task already runs (the pool still runs at most THUMB_WORKERS at once)
+THUMB_THREADS = 2 * THUMB_WORKERS
 #: A thumbnail decode that takes longer is stopped; the file gets the placeholder.
 THUMB_TIMEOUT_S = 60.0
 #: Thumbnails made per worker task, at most: a task each cost ~1.5 ms of round trip (submit,
@@ -142,9 +145,10 @@ def render_thumbnails(srcs: list[str], size: int, max_pixels: int) -> list[bytes
 
 
 #: One thumbnail write at a time, by this process. The workers used to write their own: two
-#: processes creating and renaming files in one ext4 folder at once spent ~0.5 ms a file (kernel
-#: CPU) against ~0.12 ms for one writer. ``dedupd scan`` of 20,000 tiny JPEGs (4,931 thumbnails):
-#: the thumbnail phase 2.07 -> 1.15 s, its workers' CPU 3.9 -> 1.1 s, the scan 8.80 -> 8.13 s
+#: processes creating and renaming files in one ext4 folder at once spent 0.3-0.5 ms a file (kernel
+#: CPU) against ~0.12 ms for one writer. With :data:`THUMB_THREADS`, ``dedupd scan`` (fresh store,
+#: medians of 4 alternating runs): 20,000 tiny JPEGs (4,931 thumbnails) 7.57 -> 7.32 s, 1,000 mixed
+#: photos 3.25 -> 3.14 s
 _write_lock = threading.Lock()
 
 
@@ -264,7 +268,7 @@ def _in_background(todo: list[tuple[str, str]], make: Callable[[list[tuple[str, 
             return
         _pending.update(hx for hx, _ in todo)
         if _background is None:
-            _background = ThreadPoolExecutor(THUMB_WORKERS, thread_name_prefix="dedupd-thumbs")
+            _background = ThreadPoolExecutor(THUMB_THREADS, thread_name_prefix="dedupd-thumbs")
         ex = _background
 
     left = [len(todo)]  # of this call's files (guarded by _pool_lock)
@@ -326,8 +330,8 @@ def ensure_thumbnails(items: Iterable[tuple[str, bytes | str]], cache_dir: str, 
         batches = _batches(todo)
         if len(batches) == 1:
             results.update(make(batches[0]))
-        else:  # these threads only wait for the worker processes, which decode
-            with ThreadPoolExecutor(THUMB_WORKERS) as ex:
+        else:  # these threads wait for the worker processes (which decode) and write what they send
+            with ThreadPoolExecutor(THUMB_THREADS) as ex:
                 for made in ex.map(make, batches):
                     results.update(made)
     return {p: results[hx] for p, hx in paths.items()}
