@@ -160,3 +160,25 @@ def test_a_hanging_file_costs_only_its_own_thumbnail(corpus_dir: Path, tmp_path:
         assert made == {p: (None if p == str(fifo) else d.hex() + ".jpg") for p, d in again}
     finally:
         thumbnails.stop_workers()
+
+
+def test_a_thumbnail_that_cannot_be_written_is_a_placeholder_not_a_failure(corpus_dir: Path, tmp_path: Path) -> None:
+    """A write that fails (here a folder stands where the thumbnail goes; a full disk alike) costs
+    that thumbnail only: the others are made, nothing raises, and no failure marker is left, so the
+    next report makes it once it can be written."""
+    from dedupd.reports import thumbnails
+
+    photos = _photos(corpus_dir, 3)
+    items = [(str(p), bytes([i]) * 16) for i, p in enumerate(photos)]
+    cache = tmp_path / "cache"
+    (cache / (bytes([1]).hex() * 16 + ".jpg")).mkdir(parents=True)  # os.replace onto a folder fails
+    thumbnails.stop_workers()
+    try:
+        names = thumbnails.ensure_thumbnails(items, str(cache))
+        assert names == {str(photos[0]): "00" * 16 + ".jpg", str(photos[1]): None, str(photos[2]): "02" * 16 + ".jpg"}
+        assert thumbnails.ensure_thumbnail(str(photos[1]), bytes([1]) * 16, str(cache)) is None  # the one-file path too
+        assert not list(cache.glob("*.err")) and not list(cache.glob(".dedupd-tmp-*"))
+        (cache / ("01" * 16 + ".jpg")).rmdir()  # writable again: made now
+        assert thumbnails.ensure_thumbnails(items, str(cache))[str(photos[1])] == "01" * 16 + ".jpg"
+    finally:
+        thumbnails.stop_workers()

@@ -152,10 +152,18 @@ def render_thumbnails(srcs: list[str], size: int, max_pixels: int) -> list[bytes
 _write_lock = threading.Lock()
 
 
-def _store(dest: str, data: bytes, mode: int) -> None:
-    """Write a thumbnail made by a worker, atomically (not synced: a cache, remade if lost in a crash)."""
-    with _write_lock:
-        write_atomic(dest, data, mode, durable=False)
+def _store(dest: str, data: bytes, mode: int) -> bool:
+    """Write a thumbnail made by a worker, atomically (not synced: a cache, remade if lost in a
+    crash); False when it cannot be written (a full disk): the report shows the placeholder, and
+    the next report tries again (no failure marker: the file itself is fine)."""
+    try:
+        with _write_lock:
+            write_atomic(dest, data, mode, durable=False)
+        return True
+    except OSError as exc:
+        logger.warning("could not write the thumbnail %s (%s); the report shows a placeholder until it can",
+                       dest, exc.strerror or exc, extra={"path": dest})
+        return False
 
 
 def _cached(cache_dir: str, digest: bytes | str, mode: int) -> tuple[bool, str | None]:
@@ -191,8 +199,7 @@ def ensure_thumbnail(src: str, digest: bytes | str, cache_dir: str, size: int = 
             return None
         data = None
     if data is not None:
-        _store(dest, data, mode)
-        return name
+        return name if _store(dest, data, mode) else None
     _mark_failed(dest)
     return None
 
@@ -227,9 +234,7 @@ def _make_batch(todo: list[tuple[str, str]], cache_dir: str, size: int, max_pixe
     for (hx, _), (_, dest), data in zip(todo, jobs, made, strict=True):
         if data is None:
             _mark_failed(dest)
-        else:
-            _store(dest, data, mode)
-        results[hx] = None if data is None else thumb_name(hx)
+        results[hx] = thumb_name(hx) if data is not None and _store(dest, data, mode) else None
     return results
 
 
