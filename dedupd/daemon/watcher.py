@@ -108,6 +108,7 @@ def _observer(on_overflow: Callable[[], None]) -> BaseObserver:
     """
     try:
         from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
+        from watchdog.observers.inotify_c import InotifyConstants, Mask
     except ImportError:  # not Linux
         return Observer()
     needed = ("_add_callback", "_move_watches", "on_queue_overflow", "_inotify_fd")
@@ -151,6 +152,14 @@ def _observer(on_overflow: Callable[[], None]) -> BaseObserver:
             on_overflow()
 
     class Emitter(InotifyEmitter):
+        def get_event_mask_from_filter(self) -> Mask:
+            # every read of a watched file raises IN_OPEN and IN_CLOSE_NOWRITE, the daemon's own
+            # too (digest, decode, thumbnail: six events a new file), and the handler drops them:
+            # the kernel is not asked for them at all. A burst of 1,500 640 px photos (quiet
+            # machine, 3 alternating rounds): the main process 0.77 -> 0.39-0.53 ms of CPU a file,
+            # the default config with 2 workers 254 -> 263 files/s
+            return Mask(super().get_event_mask_from_filter() & ~(InotifyConstants.IN_OPEN | InotifyConstants.IN_CLOSE_NOWRITE))
+
         def on_thread_start(self) -> None:
             self._inotify = Group(self._inotify_fd, os.fsencode(self.watch.path),
                                   is_recursive=self.watch.is_recursive,

@@ -99,3 +99,33 @@ def test_a_folder_moved_into_an_excluded_folder_is_gone(tmp_path: Path) -> None:
         assert not [c for c in sink.calls if c[0] == "moved_dir"], sink.calls
     finally:
         watcher.stop()
+
+
+def test_reads_of_watched_files_are_not_asked_of_the_kernel(tmp_path: Path) -> None:
+    """Every read of a file raises IN_OPEN and IN_CLOSE_NOWRITE (the daemon's own digest, decode and
+    thumbnail reads: six events a new file), which the handler only drops: the watch does not ask
+    for them, while writes, moves and deletions still come."""
+    sink = Sink()
+    watcher, root = _watcher(tmp_path, sink)
+    kinds: list[str] = []
+    handle = watcher._handler.dispatch
+
+    def recording(event):  # the raw events watchdog hands over
+        kinds.append(event.event_type)
+        handle(event)
+
+    watcher._handler.dispatch = recording  # type: ignore[method-assign]
+    watcher.start()
+    try:
+        (root / "a.jpg").write_bytes(b"x")
+        sink.wait_for(("touched", str(root / "a.jpg")))
+        for _ in range(5):
+            (root / "a.jpg").read_bytes()
+        (root / "a.jpg").rename(root / "b.jpg")
+        sink.wait_for(("moved", str(root / "a.jpg"), str(root / "b.jpg")))
+        (root / "b.jpg").unlink()
+        sink.wait_for(("deleted", str(root / "b.jpg")))
+    finally:
+        watcher.stop()
+    assert {"created", "modified", "closed", "moved", "deleted"} <= set(kinds), kinds
+    assert not {"opened", "closed_no_write"} & set(kinds), kinds
