@@ -4,6 +4,7 @@ made in worker processes many files a task, a hostile file costing only its own 
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from pathlib import Path
@@ -162,11 +163,15 @@ def test_a_hanging_file_costs_only_its_own_thumbnail(corpus_dir: Path, tmp_path:
         thumbnails.stop_workers()
 
 
-def test_a_thumbnail_that_cannot_be_written_is_a_placeholder_not_a_failure(corpus_dir: Path, tmp_path: Path) -> None:
+def test_a_thumbnail_that_cannot_be_written_is_a_placeholder_not_a_failure(
+        corpus_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """A write that fails (here a folder stands where the thumbnail goes; a full disk alike) costs
     that thumbnail only: the others are made, nothing raises, and no failure marker is left, so the
-    next report makes it once it can be written."""
+    next report makes it once it can be written. Logged once a minute at most (a full disk fails
+    them all)."""
     from dedupd.reports import thumbnails
+
+    monkeypatch.setattr(thumbnails, "_warned_at", -math.inf)  # no warning earlier in this process counts
 
     photos = _photos(corpus_dir, 3)
     items = [(str(p), bytes([i]) * 16) for i, p in enumerate(photos)]
@@ -177,6 +182,8 @@ def test_a_thumbnail_that_cannot_be_written_is_a_placeholder_not_a_failure(corpu
         names = thumbnails.ensure_thumbnails(items, str(cache))
         assert names == {str(photos[0]): "00" * 16 + ".jpg", str(photos[1]): None, str(photos[2]): "02" * 16 + ".jpg"}
         assert thumbnails.ensure_thumbnail(str(photos[1]), bytes([1]) * 16, str(cache)) is None  # the one-file path too
+        warned = [r for r in caplog.records if "could not write" in r.getMessage()]
+        assert len(warned) == 1 and str(cache / ("01" * 16 + ".jpg")) in warned[0].getMessage()
         assert not list(cache.glob("*.err")) and not list(cache.glob(".dedupd-tmp-*"))
         (cache / ("01" * 16 + ".jpg")).rmdir()  # writable again: made now
         assert thumbnails.ensure_thumbnails(items, str(cache))[str(photos[1])] == "01" * 16 + ".jpg"

@@ -19,6 +19,7 @@ import math
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -150,19 +151,31 @@ def render_thumbnails(srcs: list[str], size: int, max_pixels: int) -> list[bytes
 #: medians of 4 alternating runs): 20,000 tiny JPEGs (4,931 thumbnails) 7.57 -> 7.32 s, 1,000 mixed
 #: photos 3.25 -> 3.14 s
 _write_lock = threading.Lock()
+#: A thumbnail that cannot be written is logged at most this often (with the count since)
+WRITE_WARN_EVERY_S = 60.0
+_failed_writes = 0
+_warned_at = -math.inf
 
 
 def _store(dest: str, data: bytes, mode: int) -> bool:
     """Write a thumbnail made by a worker, atomically (not synced: a cache, remade if lost in a
     crash); False when it cannot be written (a full disk): the report shows the placeholder, and
-    the next report tries again (no failure marker: the file itself is fine)."""
+    the next report tries again (no failure marker: the file itself is fine). Logged at most once
+    a minute, with how many failed since (a full disk fails every thumbnail of a report)."""
+    global _failed_writes, _warned_at
     try:
         with _write_lock:
             write_atomic(dest, data, mode, durable=False)
         return True
     except OSError as exc:
-        logger.warning("could not write the thumbnail %s (%s); the report shows a placeholder until it can",
-                       dest, exc.strerror or exc, extra={"path": dest})
+        with _write_lock:
+            _failed_writes += 1
+            now = time.monotonic()
+            if now - _warned_at < WRITE_WARN_EVERY_S:
+                return False
+            failed, _failed_writes, _warned_at = _failed_writes, 0, now
+        logger.warning("could not write %d thumbnail(s), the last %s (%s); the report shows placeholders "
+                       "until they can be written", failed, dest, exc.strerror or exc, extra={"path": dest})
         return False
 
 
