@@ -147,9 +147,10 @@ def render_thumbnails(srcs: list[str], size: int, max_pixels: int) -> list[bytes
 
 #: One thumbnail write at a time, by this process. The workers used to write their own: two
 #: processes creating and renaming files in one ext4 folder at once spent 0.3-0.5 ms a file (kernel
-#: CPU) against ~0.12 ms for one writer. With :data:`THUMB_THREADS`, ``dedupd scan`` (fresh store,
-#: medians of 4 alternating runs): 20,000 tiny JPEGs (4,931 thumbnails) 7.57 -> 7.32 s, 1,000 mixed
-#: photos 3.25 -> 3.14 s
+#: CPU, measured by hand) against ~0.12 ms for one writer. With :data:`THUMB_THREADS`,
+#: ``bench_encode.py --only c --before`` (3 alternating rounds, load ~2): 20,000 tiny JPEGs 8.18 ->
+#: 8.02 s, 1,000 mixed photos 3.98 -> 3.47 s; ``bench_thumbnails.py`` (one caller, nothing else
+#: writing): no change beyond noise
 _write_lock = threading.Lock()
 #: A thumbnail that cannot be written is logged at most this often (with the count since)
 WRITE_WARN_EVERY_S = 60.0
@@ -232,10 +233,9 @@ def _make_batch(todo: list[tuple[str, str]], cache_dir: str, size: int, max_pixe
     task. A task that fails as a whole (a worker crash or hang on one hostile file) is made again
     file by file, so that only the file at fault gets its ``.err`` marker."""
     os.makedirs(cache_dir, exist_ok=True)
-    jobs = [(src, os.path.join(cache_dir, thumb_name(hx))) for hx, src in todo]
     pool = _workers()
     try:
-        made = pool.run(render_thumbnails, [src for src, _ in jobs], size, max_pixels)
+        made = pool.run(render_thumbnails, [src for _, src in todo], size, max_pixels)
     except DecodeFailed:
         if pool.closed:  # stopped meanwhile (the daemon is stopping): no markers, made next time
             return {hx: None for hx, _ in todo}
@@ -244,7 +244,8 @@ def _make_batch(todo: list[tuple[str, str]], cache_dir: str, size: int, max_pixe
         else:
             return {hx: ensure_thumbnail(src, hx, cache_dir, size, max_pixels, mode) for hx, src in todo}
     results: dict[str, str | None] = {}
-    for (hx, _), (_, dest), data in zip(todo, jobs, made, strict=True):
+    for (hx, _), data in zip(todo, made, strict=True):
+        dest = os.path.join(cache_dir, thumb_name(hx))
         if data is None:
             _mark_failed(dest)
         results[hx] = thumb_name(hx) if data is not None and _store(dest, data, mode) else None
