@@ -11,7 +11,7 @@ from PIL import Image
 
 from dedupd.core import variants
 from dedupd.core.algorithms import HASH_METHODS, TARGET_SIZES, hash_array
-from dedupd.imaging import DecodedImage, decode_file, resize_box_gray
+from dedupd.imaging import DecodedImage, decode_file, resize_box_gray, supported_formats
 
 
 def hashes_of(image: DecodedImage, methods: Iterable[str] = HASH_METHODS) -> dict[str, int]:
@@ -82,10 +82,10 @@ def encode_file(
     exif_transpose: bool = False,
     fast: bool = False,
 ) -> FileEncoding:
-    """Decode ``path`` once and compute every requested hash.
+    """Decode ``path`` once and compute every requested hash (the daemon's formats, HEIF/AVIF too).
 
     Raises:
         ImageDecodeError: the file cannot be decoded (see :func:`dedupd.imaging.decode_file`).
     """
-    image = decode_file(path, exif_transpose=exif_transpose, fast=fast)
+    image = decode_file(path, exif_transpose=exif_transpose, fast=fast, formats=supported_formats())
     return FileEncoding(image.width, image.height, image.format, hashes_of(image, methods))

@@ -11,6 +11,10 @@ class ConfigError(DedupdError, ValueError):
     """The configuration is invalid; the message lists every problem found."""
 
 
+#: The reference's message when ``encode_image`` is given neither an existing file nor an array.
+NO_IMAGE_INPUT = "Please provide either image file path or image array!"
+
+
 class ImageArrayError(DedupdError, ValueError, AssertionError):
     """An in-memory image array of the wrong shape (imagededup raised ``ValueError`` or, for a wrong
     channel count, ``AssertionError``: this is both)."""

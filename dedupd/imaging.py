@@ -42,7 +42,9 @@ from dedupd.errors import ImageDecodeError, ImageTooLargeError
 #: The EXIF tag that says how a camera held the picture (1: as stored; 2-8: flips and turns).
 EXIF_ORIENTATION = 0x0112
 
-#: Formats imagededup accepts (PIL's names; PGM and PBM files report themselves as PPM).
+#: Formats imagededup accepts (PIL's names; PGM and PBM files report themselves as PPM): the
+#: library API's whitelist. The daemon, ``dedupd scan`` and ``calibrate`` add HEIF/AVIF
+#: (:func:`supported_formats`).
 BASE_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "BMP", "MPO", "PPM", "TIFF", "GIF", "WEBP"})
 
 #: File-name extensions the directory walkers and the daemon consider images.
@@ -345,6 +347,9 @@ def _reason(exc: BaseException) -> str:
         return "is a directory"
     if isinstance(exc, Image.DecompressionBombError):
         return f"decompression bomb refused ({exc}); raise PIL's MAX_IMAGE_PIXELS only for trusted files"
+    if isinstance(exc, Warning):
+        return (f"Pillow warned while reading it and warnings are errors in this process "
+                f"({type(exc).__name__}: {exc})")
     if isinstance(exc, UnidentifiedImageError):
         return "not an image, or an image format Pillow cannot read"
     text = str(exc) or type(exc).__name__
@@ -360,38 +365,38 @@ def decode_file(
     fast: bool = False,
     draft_size: tuple[int, int] = (256, 256),
     max_pixels: int | None = None,
+    formats: frozenset[str] = BASE_FORMATS,
 ) -> DecodedImage:
-    """Decode one file into RGB, applying the reference's format whitelist and mode conversion.
+    """Decode one file into RGB, applying a format whitelist and the reference's mode conversion.
 
-    ``max_pixels`` is the daemon's mode for untrusted bytes (its worker processes call
-    :func:`limit_pixels` first): only the whitelisted codecs may parse the file, and an image above
-    ``max_pixels`` is refused with :class:`~dedupd.errors.ImageTooLargeError` before any pixel is
-    decoded. ``None`` (the library API) keeps imagededup's behaviour: Pillow's default limit.
+    ``formats`` is the whitelist: imagededup's by default (the library API); the daemon passes
+    :func:`supported_formats`. ``max_pixels`` is the daemon's mode for untrusted bytes (its worker
+    processes call :func:`limit_pixels` first): only the whitelisted codecs may parse the file, and
+    an image above ``max_pixels`` is refused with :class:`~dedupd.errors.ImageTooLargeError` before
+    any pixel is decoded. ``None`` (the library API) keeps imagededup's behaviour: Pillow's default
+    limit, whose ``DecompressionBombWarning`` is shown, and any warning Pillow raises as an error
+    (``-W error``) refuses the file, where the reference returns None.
 
     Raises:
         ImageDecodeError: the file is missing, unreadable, empty, not an image, a decompression
             bomb, truncated, or in a format outside the whitelist. ``reason`` says which.
     """
     name = os.fsdecode(path)
-    supported_formats()  # registers the HEIF/AVIF openers (when installed) before the first open
     single_block_images(max_pixels or Image.MAX_IMAGE_PIXELS or _PILLOW_MAX_PIXELS)
     try:
         if os.path.getsize(path) == 0:
             raise ImageDecodeError(name, "empty file (0 bytes)")
         if max_pixels is not None:
-            return _decode_limited(path, name, exif_transpose, fast, draft_size, max_pixels)
-        with warnings.catch_warnings():
-            # Between MAX_IMAGE_PIXELS and twice that Pillow only warns; we still decode (as the
-            # reference does) but must not turn the warning into an error under -W error.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                fmt = img.format
-                if fmt not in supported_formats():
-                    raise ImageDecodeError(name, f"unsupported image format {fmt}")
-                rgb, box = _decode_opened(img, fmt, exif_transpose, fast, draft_size)
+            return _decode_limited(path, name, exif_transpose, fast, draft_size, max_pixels, formats)
+        with Image.open(path) as img:
+            fmt = img.format
+            if fmt not in formats:
+                raise ImageDecodeError(name, f"unsupported image format {fmt}")
+            rgb, box = _decode_opened(img, fmt, exif_transpose, fast, draft_size)
     except ImageDecodeError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError, RuntimeError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError, RuntimeError,
+            Warning) as exc:  # Warning: one Pillow raised under ``-W error`` (corrupt EXIF, a large image)
         raise ImageDecodeError(name, _reason(exc)) from exc
     return DecodedImage(rgb=rgb, width=rgb.width, height=rgb.height, format=fmt, box=box)
 
@@ -459,15 +464,17 @@ def _decode_opened(img: Image.Image, fmt: str | None, exif_transpose: bool, fast
     return rgb, box
 
 
-def open_untrusted(path: str | os.PathLike[str], max_pixels: int) -> Image.Image:
-    """``Image.open`` restricted to the whitelisted codecs, refusing images above ``max_pixels``.
+def open_untrusted(path: str | os.PathLike[str], max_pixels: int,
+                   formats: frozenset[str] | None = None) -> Image.Image:
+    """``Image.open`` restricted to the whitelisted codecs (``formats``, by default
+    :func:`supported_formats`), refusing images above ``max_pixels``.
 
     Raises:
         ImageTooLargeError: above the limit (from the header, before any pixel is decoded).
         OSError, ValueError, ...: as ``Image.open`` (not an image, unreadable).
     """
     name = os.fsdecode(path)
-    allowed = supported_formats()
+    allowed = supported_formats() if formats is None else formats
     Image.init()  # every plugin registered: ``Image.ID`` is then the order Image.open tries them in
     try:
         img = Image.open(path, formats=[f for f in Image.ID if f in allowed])
@@ -484,9 +491,9 @@ def open_untrusted(path: str | os.PathLike[str], max_pixels: int) -> Image.Image
 
 
 def _decode_limited(path: str | os.PathLike[str], name: str, exif_transpose: bool, fast: bool,
-                    draft_size: tuple[int, int], max_pixels: int) -> DecodedImage:
+                    draft_size: tuple[int, int], max_pixels: int, formats: frozenset[str]) -> DecodedImage:
     try:
-        with open_untrusted(path, max_pixels) as img:
+        with open_untrusted(path, max_pixels, formats) as img:
             fmt = img.format
             rgb, box = _decode_opened(img, fmt, exif_transpose, fast, draft_size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # e.g. a later GIF frame

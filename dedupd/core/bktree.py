@@ -8,9 +8,9 @@ several keys may share one hash value (one node), and removed values stay as rou
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 
-__all__ = ["BKTree"]
+__all__ = ["BKTree", "imagededup_visit_ranks"]
 
 
 class _Node:
@@ -112,3 +112,33 @@ class BKTree:
                 if lo <= cd <= hi:
                     stack.append(child)
         return out
+
+
+def imagededup_visit_ranks(values: Sequence[int]) -> list[int]:
+    """Each item's place in the order imagededup's BK-tree search meets items, for equal distances.
+
+    That tree is built once from the items in order: the first is the root, and each next item
+    goes down the child at its distance, or becomes that child. Its search pops nodes from the
+    end of a list and pushes the children in range in insertion order. Pruning drops whole
+    subtrees, so every query meets the items it finds in one fixed order: the tree's pre-order
+    with each node's children last-inserted first. Its results are then sorted by distance
+    (stably), so within one distance they keep this order.
+    """
+    children: list[dict[int, int]] = [{} for _ in values]  # distance -> child, in insertion order
+    last_with: dict[int, int] = {}  # value -> the deepest item holding it
+    for k, value in enumerate(values):
+        if k and (same := last_with.get(value)) is not None:
+            children[same][0] = k  # the walk would end below its twins, along their chain of distance-0 children
+        elif k:
+            node = 0
+            while (child := children[node].get(d := (value ^ values[node]).bit_count())) is not None:
+                node = child
+            children[node][d] = k
+        last_with[value] = k
+    ranks = [0] * len(values)
+    stack = [0] if len(values) else []
+    for rank in range(len(values)):
+        node = stack.pop()
+        ranks[node] = rank
+        stack.extend(children[node].values())
+    return ranks

@@ -10,18 +10,20 @@ import numpy as np
 
 
 def _sorted_neighbours(
-    n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, descending: bool
+    n: int, i: np.ndarray, j: np.ndarray, score: np.ndarray, descending: bool, tie: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Both directions of every pair sorted by (row, score, neighbour): the neighbours, their
-    scores, and the ``n + 1`` row bounds into them."""
+    """Both directions of every pair sorted by (row, score, neighbour), or (row, score,
+    ``tie[neighbour]``) where a permutation ``tie`` is given: the neighbours, their scores, and
+    the ``n + 1`` row bounds into them."""
     q = np.concatenate([i, j])
     t = np.concatenate([j, i])
     s = np.concatenate([score, score])
+    last = t if tie is None else tie[t]
     span = int(s.max()) + 1 if len(s) and s.dtype.kind in "iu" and not descending and s.min() >= 0 else 0
     if span and n * n * span < 1 << 62:  # small int scores (distances): one int64 key sorts faster
-        order = np.argsort((q * span + s) * n + t, kind="stable")
+        order = np.argsort((q * span + s) * n + last, kind="stable")
     else:
-        order = np.lexsort((t, -s if descending else s, q))
+        order = np.lexsort((last, -s if descending else s, q))
     q, t, s = q[order], t[order], s[order]
     return t, s, np.searchsorted(q, np.arange(n + 1)).tolist()
 
@@ -42,11 +44,12 @@ def neighbour_lists(
 
 def pair_map(
     names: Sequence[str], i: np.ndarray, j: np.ndarray, score: np.ndarray, scores: bool, *,
-    descending: bool = False,
+    descending: bool = False, tie: np.ndarray | None = None,
 ) -> dict[str, list]:
     """``duplicate_map(names, neighbour_lists(len(names), i, j, score, ...), scores)``, built with
-    one vectorised index-to-name take and one list slice per name (no per-pair Python loop)."""
-    t, s, bounds = _sorted_neighbours(len(names), i, j, score, descending)
+    one vectorised index-to-name take and one list slice per name (no per-pair Python loop).
+    Equal scores are listed in index order, or by ``tie`` (a permutation of the indexes)."""
+    t, s, bounds = _sorted_neighbours(len(names), i, j, score, descending, tie)
     collecting = gc.isenabled()
     gc.disable()  # millions of new lists and tuples, none cyclic: the collector's passes were half the time
     try:

@@ -121,7 +121,7 @@ def encode_many(paths: list[str], spec: EncodeSpec) -> list[EncodeResult]:
     for path in paths:
         try:
             image = decode_file(path, exif_transpose=spec.exif_transpose, fast=spec.fast,
-                                max_pixels=spec.max_pixels)
+                                max_pixels=spec.max_pixels, formats=supported_formats())
             hashes = hashes_of(image, spec.methods)
         except DedupdError as exc:
             if not isinstance(exc, ImageDecodeError):

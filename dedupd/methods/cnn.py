@@ -34,7 +34,7 @@ from dedupd.core.duplicates import duplicate_map, files_to_remove
 from dedupd.core.vectors import cosine_pairs
 from dedupd.engines import check_engine
 from dedupd.engines.library import cosine_all_pairs
-from dedupd.errors import ArgumentTypeError, ImageDecodeError
+from dedupd.errors import NO_IMAGE_INPUT, ArgumentTypeError, ImageArrayError, ImageDecodeError
 from dedupd.files import check_dir, list_files, relative_names, save_json
 from dedupd.imaging import DecodedImage, decode_array, decode_file
 from dedupd.methods.hashing import warn_encodings_given
@@ -44,23 +44,22 @@ __all__ = ["CNN", "CustomModel", "index_ordered_neighbours"]
 
 logger = logging.getLogger(__name__)
 
-_NO_INPUT = "Please provide either image file path or image array!"
-
-
 def _log_unreadable(path: str, reason: str) -> None:
     logger.warning("Invalid image file %s: %s", path, reason)
 
 
 def _rgb_array(image_array: np.ndarray) -> np.ndarray:
-    """(H, W, 3) as is, (H, W) grayscale repeated to 3 channels; anything else is a ValueError."""
+    """(H, W, 3) as is, (H, W) grayscale repeated to 3 channels; anything else is an
+    :class:`ImageArrayError` (the reference: ``AssertionError`` for a wrong channel count,
+    ``ValueError`` for a wrong number of dimensions)."""
     shape = image_array.shape
     if image_array.ndim == 2:
         return np.repeat(image_array[..., None], 3, axis=2)
     if image_array.ndim == 3 and shape[2] == 3:
         return image_array
     if image_array.ndim == 3:
-        raise ValueError(f"Received image array with shape: {shape}, expected image array shape is (x, y, 3)")
-    raise ValueError(
+        raise ImageArrayError(f"Received image array with shape: {shape}, expected image array shape is (x, y, 3)")
+    raise ImageArrayError(
         f"Received image array with shape: {shape}, expected number of image array dimensions are 3 for "
         "rgb image and 2 for grayscale image!"
     )
@@ -150,7 +149,7 @@ class CNN:
         """
         if isinstance(image_file, str | os.PathLike):
             if not Path(image_file).is_file():
-                raise ValueError(_NO_INPUT)
+                raise ValueError(NO_IMAGE_INPUT)
             try:
                 image = decode_file(image_file)
             except ImageDecodeError as exc:
@@ -159,7 +158,7 @@ class CNN:
         elif isinstance(image_array, np.ndarray):
             image = decode_array(_rgb_array(image_array))
         else:
-            raise ValueError(_NO_INPUT)
+            raise ValueError(NO_IMAGE_INPUT)
         return self.extractor.encode([image])
 
     def encode_decoded(self, images: Sequence[DecodedImage], normalize: bool = False) -> np.ndarray:

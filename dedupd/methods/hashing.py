@@ -24,12 +24,12 @@ import numpy as np
 
 from dedupd.core import hamming
 from dedupd.core.algorithms import TARGET_SIZES, hash_array
-from dedupd.core.bktree import BKTree
+from dedupd.core.bktree import BKTree, imagededup_visit_ranks
 from dedupd.core.duplicates import files_to_remove, pair_map
 from dedupd.core.hashes import hex_hamming, hexes_to_array, int_to_hex
 from dedupd.engines import check_engine
 from dedupd.engines.library import hamming_all_pairs, ray_map
-from dedupd.errors import ImageArrayError, ImageDecodeError
+from dedupd.errors import NO_IMAGE_INPUT, ImageArrayError, ImageDecodeError
 from dedupd.files import check_dir, list_files, relative_names, save_json
 from dedupd.imaging import decode_array, decode_file
 from dedupd.parallel import Progress, check_workers, pmap
@@ -84,7 +84,7 @@ class Hashing:
             ValueError: neither an existing file nor an array was given.
             ImageArrayError: the array's shape is wrong (a ``ValueError`` and an ``AssertionError``).
         """
-        if image_file and os.path.exists(image_file):
+        if image_file and _existing_path(image_file):
             try:
                 image = decode_file(image_file, exif_transpose=self.exif_transpose)
             except ImageDecodeError as exc:
@@ -94,7 +94,7 @@ class Hashing:
             _check_hash_array(image_array)
             image = decode_array(image_array)
         else:
-            raise ValueError("Please provide either image file path or image array!")
+            raise ValueError(NO_IMAGE_INPUT)
         return int_to_hex(hash_array(self.method, image.gray(self.target_size)))
 
     def _encode_path(self, path: Path) -> str | None:
@@ -151,14 +151,16 @@ class Hashing:
         check_workers(num_dist_workers, "num_dist_workers")
         with Progress(len(names), "Searching", self.verbose) as progress:
             values = hexes_to_array(encoding_map.values())
+            tie = None
             if check_engine(engine) == "ray":
                 i, j, d = hamming_all_pairs(values, max_distance_threshold)
             elif search_method == "bktree":
                 i, j, d = _pairs_bktree(values, max_distance_threshold)
+                tie = np.asarray(imagededup_visit_ranks(values.tolist()), dtype=np.int64)
             else:
                 i, j, d = hamming.all_pairs(values, max_distance_threshold)
             progress.advance(len(names))
-        self.results = pair_map(names, i, j, d, scores)
+        self.results = pair_map(names, i, j, d, scores, tie=tie)
         if outfile:
             save_json(self.results, outfile)
         return self.results
@@ -265,12 +267,25 @@ def _check_hash_array(array: np.ndarray) -> None:
         )
 
 
+def _existing_path(image_file: object) -> bool:
+    """Whether ``image_file`` names an existing file or folder; a value that is not a ``str`` or
+    path but exists (bytes, a descriptor) or cannot be tested (a file object) is a ValueError,
+    as in the reference."""
+    try:
+        exists = os.path.exists(image_file)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError(NO_IMAGE_INPUT) from None
+    if exists and not isinstance(image_file, str | PurePath):
+        raise ValueError(NO_IMAGE_INPUT)
+    return exists
+
+
 def _pairs_bktree(values: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs i < j within ``radius`` using a BK-tree (one query per item, inserted as we go)."""
     tree = BKTree()
     out: list[tuple[int, int, int]] = []
     for j, v in enumerate(values.tolist()):
-        out.extend((i, j, d) for i, d in tree.search(v, radius))
+        out.extend((int(i), j, d) for i, d in tree.search(v, radius))  # type: ignore[call-overload]
         tree.add(j, v)
     if not out:
         empty = np.empty(0, dtype=np.int64)

@@ -206,6 +206,8 @@ def test_validation_errors(cnn, ours, tmp_path):
         cnn.encode_image(image_file=tmp_path / "missing.jpg")
     with pytest.raises(ValueError, match="Please provide either image file path or image array!"):
         cnn.encode_image()
+    with pytest.raises(AssertionError, match="expected image array shape"):  # the reference's assert
+        cnn.encode_image(image_array=np.zeros((8, 8, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match="expected image array shape"):
         cnn.encode_image(image_array=np.zeros((8, 8, 4), dtype=np.uint8))
     with pytest.raises(ValueError, match="number of image array dimensions"):

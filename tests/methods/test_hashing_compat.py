@@ -55,10 +55,36 @@ def test_find_duplicates_identical(ours, ref, threshold, ref_encodings):
         )
         got = ours(verbose=False).find_duplicates(encoding_map=enc, max_distance_threshold=threshold, scores=scores)
         assert got == expected  # same keys, same lists in the same order, same distances
-    # the BK-tree path finds the same neighbours (its order is tree order in the reference)
-    tree = ours(verbose=False).find_duplicates(encoding_map=enc, max_distance_threshold=threshold, search_method="bktree")
-    plain = ref(verbose=False).find_duplicates(encoding_map=enc, max_distance_threshold=threshold, num_dist_workers=0)
-    assert {k: sorted(v) for k, v in tree.items()} == {k: sorted(v) for k, v in plain.items()}
+        # the BK-tree path: the same lists too, equal distances in the reference tree's order
+        expected = ref(verbose=False).find_duplicates(
+            encoding_map=enc, max_distance_threshold=threshold, scores=scores, search_method="bktree",
+            num_dist_workers=0)
+        got = ours(verbose=False).find_duplicates(
+            encoding_map=enc, max_distance_threshold=threshold, scores=scores, search_method="bktree")
+        assert got == expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bktree_lists_ties_in_the_reference_order(seed):
+    """Hashes drawn from a few 64-bit values with 0-3 bits flipped: many equal hashes and equal
+    distances, where the order of a list is all the BK-tree decides."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    bases = rng.integers(0, 2**63, size=6, dtype=np.int64).tolist()
+    enc = {}
+    for k in range(300):
+        value = bases[int(rng.integers(len(bases)))]
+        for bit in rng.choice(64, size=int(rng.integers(0, 4)), replace=False).tolist():
+            value ^= 1 << bit
+        enc[f"f{k:03d}.jpg"] = f"{value:016x}"
+    for threshold in (0, 2, 5):
+        expected = ref_methods.PHash(verbose=False).find_duplicates(
+            encoding_map=enc, max_distance_threshold=threshold, scores=True, search_method="bktree",
+            num_dist_workers=0)
+        got = PHash(verbose=False).find_duplicates(
+            encoding_map=enc, max_distance_threshold=threshold, scores=True, search_method="bktree")
+        assert got == expected
 
 
 @pytest.mark.parametrize("ours,ref", PAIRS, ids=IDS)
@@ -131,3 +157,15 @@ def test_hamming_distance_matches_reference():
     cases = [("0" * 16, "f" * 16), ("8000000000000000", "0000000000000001"), ("abc", "def"), ("ff" * 8, "fe" * 8)]
     for a, b in cases:
         assert PHash.hamming_distance(a, b) == ref_methods.PHash.hamming_distance(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_encode_image_given_something_that_is_not_a_path(tmp_path, corpus_dir):
+    """A file object or a bytes path is not a path for either library: ValueError, not a hash or
+    another exception."""
+    photo = sorted((corpus_dir / "base").glob("*.jpg"))[0]
+    for lib in (PHash, ref_methods.PHash):
+        with open(photo, "rb") as handle:
+            for value in (handle, bytes(photo)):
+                with pytest.raises(ValueError, match="Please provide either image file path or image array!"):
+                    lib(verbose=False).encode_image(image_file=value)
