@@ -125,7 +125,7 @@ class Hashing:
         check_workers(num_enc_workers, "num_enc_workers")
         files = list_files(image_dir, recursive)
         mapper = ray_map if check_engine(engine) == "ray" else pmap
-        hashes = mapper(self._encode_path, files, num_enc_workers, label="Encoding", verbose=self.verbose)
+        hashes = mapper(self._encode_path, files, num_enc_workers, verbose=self.verbose)  # unlabelled, as the reference's bars
         return {name: h for name, h in zip(relative_names(image_dir, files), hashes) if h}
 
     # -- search -------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ class Hashing:
     ) -> dict[str, list]:
         names = list(encoding_map.keys())
         check_workers(num_dist_workers, "num_dist_workers")
-        with Progress(len(names), "Searching", self.verbose) as progress:
+        with Progress(len(names), enabled=self.verbose) as progress:
             values = hexes_to_array(encoding_map.values())
             tie = None
             if check_engine(engine) == "ray":

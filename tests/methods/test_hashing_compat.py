@@ -169,3 +169,20 @@ def test_encode_image_given_something_that_is_not_a_path(tmp_path, corpus_dir):
             for value in (handle, bytes(photo)):
                 with pytest.raises(ValueError, match="Please provide either image file path or image array!"):
                     lib(verbose=False).encode_image(image_file=value)
+
+
+def test_progress_bars_look_like_the_reference(tmp_path, corpus_dir, capsys):
+    """``verbose=True``: the same bars (percent, bar, counts; not the timings) on stderr."""
+    import re
+
+    for photo in sorted((corpus_dir / "base").glob("*.jpg"))[:4]:
+        (tmp_path / photo.name).write_bytes(photo.read_bytes())
+
+    def bars(lib):
+        lib(verbose=True).find_duplicates(image_dir=tmp_path, num_enc_workers=0)
+        err = capsys.readouterr().err
+        final = [line.split("\r")[-1] for line in err.splitlines() if "%|" in line]
+        return [re.sub(r" \[.*\]$", "", line) for line in final]
+
+    ours, ref = bars(PHash), bars(ref_methods.PHash)
+    assert ours == ref and "100%|██████████| 4/4" in ours, (ours, ref)
