@@ -106,12 +106,22 @@ def test_default_metric_is_all_and_key_order() -> None:
 def test_single_file_and_empty_maps() -> None:
     one = {"a": []}
     assert_same(evaluate(one, one, "map"), reference(one, one, "map"))
-    assert np.isnan(evaluate({}, {}, "map")["map"]) and np.isnan(reference({}, {}, "map")["map"])
+    assert np.isnan(reference({}, {}, "map")["map"])
+    for metric in ("map", "ndcg", "jaccard"):  # numpy's empty-mean warnings, as the reference's
+        with warnings.catch_warnings(record=True) as ours:
+            warnings.simplefilter("always")
+            assert np.isnan(evaluate({}, {}, metric)[metric])
+        with warnings.catch_warnings(record=True) as ref:
+            warnings.simplefilter("always")
+            ref_eval.evaluate({}, {}, metric=metric)
+        assert [(w.category, str(w.message)) for w in ours] == [(w.category, str(w.message)) for w in ref]
+        assert "Mean of empty slice" in str(ours[0].message)
     for ground_truth in ({}, one):
         for metric in ("classification", "all"):
             with pytest.raises(ValueError):
                 reference(ground_truth, ground_truth, metric)
-            with pytest.raises(ValueError, match="at least two files"):
+            with pytest.raises(ValueError, match="at least two files"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # 'all' of no file: the empty means first
                 evaluate(ground_truth, ground_truth, metric)
 
 
