@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from PIL import Image
+
 from dedupd.errors import DedupdError
-from dedupd.imaging import decode_file
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -85,7 +86,11 @@ def _draw(fig: Figure, image_dir: Path, filename: str, entries: list[tuple[str, 
     ]
     for spec, name, title, title_kwargs in panels:
         ax = fig.add_subplot(spec)
-        ax.imshow(decode_file(image_dir / name).rgb)
+        # any format Pillow reads, in its own mode, and Pillow's errors (FileNotFoundError,
+        # UnidentifiedImageError, OSError for a truncated file), as in the reference
+        with Image.open(image_dir / name) as img:
+            img.load()
+            ax.imshow(img, cmap="gray" if len(img.getbands()) == 1 else None)
         ax.set_title(title, **title_kwargs)
         ax.axis("off")
 
@@ -111,7 +116,8 @@ def plot_duplicates(
     Raises:
         PlotArgumentError: ``image_dir`` is not a directory, ``duplicate_map`` is not a dict,
             ``filename`` is not one of its keys, or it has no duplicates.
-        dedupd.errors.ImageDecodeError: one of the images cannot be read.
+        OSError: one of the images cannot be read (Pillow's ``FileNotFoundError``,
+            ``UnidentifiedImageError``...).
 
     Example:
         >>> from dedupd.utils import plot_duplicates

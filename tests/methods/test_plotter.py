@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,6 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from dedupd.errors import ImageDecodeError
 from dedupd.utils import PlotArgumentError, plot_duplicates
 
 CORPUS_SCRIPT = Path("/work/shared/corpus/make_corpus.py")
@@ -111,12 +111,27 @@ def test_importing_utils_does_not_import_matplotlib() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_unreadable_image_raises_decode_error(corpus: tuple[Path, dict], tmp_path: Path) -> None:
+def test_unreadable_image_raises_pillows_error_as_the_reference(corpus: tuple[Path, dict], tmp_path: Path) -> None:
+    """The reference opens each image with Pillow: a missing file is a FileNotFoundError, a
+    non-image an UnidentifiedImageError, a truncated one an OSError; any Pillow format plots."""
+    from PIL import UnidentifiedImageError
+
     image_dir, ground_truth = corpus
     query = sorted(ground_truth)[0]
-    with pytest.raises(ImageDecodeError):
-        plot_duplicates(image_dir, {query: ["missing.jpg"]}, query, outfile=tmp_path / "x.png")
-    assert not (tmp_path / "x.png").exists()
+    work = tmp_path / "imgs"
+    shutil.copytree(image_dir, work)
+    (work / "notes.jpg").write_text("not an image")
+    whole = (work / query).read_bytes()
+    (work / "cut.jpg").write_bytes(whole[: len(whole) // 3])
+    Image.new("RGBA", (32, 32), (10, 200, 30, 128)).save(work / "icon.ico")
+    Image.new("L", (32, 32), 90).save(work / "gray.png")
+    for name, error in (("missing.jpg", FileNotFoundError), ("notes.jpg", UnidentifiedImageError),
+                        ("cut.jpg", OSError)):
+        with pytest.raises(error):
+            plot_duplicates(work, {query: [name]}, query, outfile=tmp_path / "x.png")
+        assert not (tmp_path / "x.png").exists()
+    plot_duplicates(work, {query: ["icon.ico", "gray.png"]}, query, outfile=tmp_path / "y.png")
+    assert (tmp_path / "y.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 # --- argument errors, same exception types as imagededup --------------------------------------
