@@ -30,6 +30,10 @@ class MapValidationError(DedupdError, ValueError, AssertionError):
     """A ground-truth or retrieved map is not closed, not symmetric, or the two disagree on keys."""
 
 
+class MapValueTypeError(MapValidationError, TypeError):
+    """A map's value is not a list of filenames (the reference's ``TypeError``: not iterable)."""
+
+
 def _preview(names: Iterable[Any]) -> str:
     ordered = sorted(names, key=repr)
     shown = ", ".join(repr(n) for n in ordered[:_SHOWN])
@@ -46,7 +50,7 @@ def _normalise(mapping: Any, label: str) -> dict[Hashable, list[Any]]:
     result: dict[Hashable, list[Any]] = {}
     for key, value in mapping.items():
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            raise MapValidationError(
+            raise MapValueTypeError(
                 f"{label} map: the value for {key!r} must be a list of filenames, got {type(value).__name__}"
             )
         result[key] = list(value)

@@ -218,6 +218,8 @@ BAD_INPUTS: dict[str, tuple[Any, Any, str, type[BaseException], str]] = {
                               "score"),
     "different_keys": (GOOD, {"a": ["b"], "b": ["a"], "d": []}, "all", Exception, "same keys"),
     "unknown_metric": (GOOD, GOOD, "precision", ValueError, "acceptable metrics"),
+    "truth_value_none": ({"a": None, "b": [], "c": []}, GOOD, "map", TypeError, "must be a list"),
+    "retrieved_value_int": (GOOD, {"a": ["b"], "b": ["a"], "c": 5}, "all", TypeError, "must be a list"),
     "bad_map_before_bad_metric": ({"a": ["b"], "b": [], "c": []}, GOOD, "nope", AssertionError,
                                   "not symmetric"),
 }
