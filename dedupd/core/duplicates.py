@@ -44,17 +44,18 @@ def neighbour_lists(
 
 def pair_map(
     names: Sequence[str], i: np.ndarray, j: np.ndarray, score: np.ndarray, scores: bool, *,
-    descending: bool = False, tie: np.ndarray | None = None,
+    descending: bool = False, tie: np.ndarray | None = None, numpy_scores: bool = False,
 ) -> dict[str, list]:
     """``duplicate_map(names, neighbour_lists(len(names), i, j, score, ...), scores)``, built with
     one vectorised index-to-name take and one list slice per name (no per-pair Python loop).
-    Equal scores are listed in index order, or by ``tie`` (a permutation of the indexes)."""
+    Equal scores are listed in index order, or by ``tie`` (a permutation of the indexes). Scores
+    are Python numbers, or numpy scalars of ``score``'s dtype with ``numpy_scores``."""
     t, s, bounds = _sorted_neighbours(len(names), i, j, score, descending, tie)
     collecting = gc.isenabled()
     gc.disable()  # millions of new lists and tuples, none cyclic: the collector's passes were half the time
     try:
         dups = np.asarray(names, dtype=object)[t].tolist() if len(t) else []
-        items = list(zip(dups, s.tolist())) if scores else dups
+        items = list(zip(dups, list(s) if numpy_scores else s.tolist())) if scores else dups
         # the slices are made in C (map over slice objects): no bytecode runs per name
         return dict(zip(names, map(items.__getitem__, map(slice, bounds[:-1], bounds[1:]))))
     finally:

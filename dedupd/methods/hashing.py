@@ -160,7 +160,9 @@ class Hashing:
             else:
                 i, j, d = hamming.all_pairs(values, max_distance_threshold)
             progress.advance(len(names))
-        self.results = pair_map(names, i, j, d, scores, tie=tie)
+        # the reference's "brute_force" lists numpy.int64 distances (its other searches: int)
+        self.results = pair_map(names, i, j, np.asarray(d, dtype=np.int64), scores, tie=tie,
+                                numpy_scores=search_method == "brute_force")
         if outfile:
             save_json(self.results, outfile)
         return self.results

@@ -186,3 +186,19 @@ def test_progress_bars_look_like_the_reference(tmp_path, corpus_dir, capsys):
 
     ours, ref = bars(PHash), bars(ref_methods.PHash)
     assert ours == ref and "100%|██████████| 4/4" in ours, (ours, ref)
+
+
+@pytest.mark.parametrize("search_method", ["brute_force_cython", "brute_force", "bktree"])
+def test_score_types_per_search_method(search_method, ref_encodings):
+    """The reference's "brute_force" lists numpy.int64 distances, its other searches int."""
+    enc = ref_encodings[("PHash", "mixed")]
+    expected = ref_methods.PHash(verbose=False).find_duplicates(
+        encoding_map=enc, max_distance_threshold=10, scores=True, search_method=search_method, num_dist_workers=0)
+    got = PHash(verbose=False).find_duplicates(
+        encoding_map=enc, max_distance_threshold=10, scores=True, search_method=search_method)
+    assert got == expected
+
+    def types(result):
+        return {type(score) for dups in result.values() for _, score in dups}
+
+    assert types(got) == types(expected) and types(got)
