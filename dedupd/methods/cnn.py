@@ -123,7 +123,7 @@ class CNN:
         if model_config.name == DEFAULT_MODEL_NAME:
             warnings.warn("Consider setting a custom model name in model_config ..", SyntaxWarning, stacklevel=2)
         self.model_config = model_config
-        self.verbose = verbose
+        self.verbose = 1 if verbose is True else 0  # as the reference stores it (an int)
         self.batch_size = batch_size
         self.extractor = FeatureExtractor(model_config, device=device, batch_size=batch_size, num_threads=num_threads)
         self.device = self.extractor.device

@@ -214,6 +214,9 @@ def test_validation_errors(cnn, ours, tmp_path):
         cnn.encode_image(image_array=np.zeros((8,), dtype=np.uint8))
     with pytest.raises(ValueError, match="model and/or transform"):
         CNN(model_config=CustomModel(name="x", model=None, transform=None))
+    for verbose, stored in ((True, 1), (False, 0), (1, 0)):  # the reference keeps 1 only for True
+        assert type(CNN(verbose=verbose, model_config=cnn.model_config).verbose) is int
+        assert CNN(verbose=verbose, model_config=cnn.model_config).verbose == stored
     assert cnn.find_duplicates(image_dir=tmp_path) == {}  # an empty folder
     with pytest.warns(SyntaxWarning, match="recursive"):
         cnn.find_duplicates(encoding_map=ours, recursive=True)
