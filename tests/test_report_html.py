@@ -145,6 +145,10 @@ def test_report_never_touches_originals_and_caches_thumbnails(scanned):
     mtimes = {p: p.stat().st_mtime_ns for p in thumbs.iterdir()}
     again = report_from_store(scanned["cfg"], str(scanned["reports"] / "report.html"))
     assert again["groups"] == scanned["stats"]["groups"]
+    # the counts it returns (and `dedupd report` prints) are the page's, not zero
+    groups = json.loads((scanned["reports"] / "groups.json").read_text())["groups"]
+    assert again["groups"] == len(groups) > 0
+    assert again["thumbnails"] >= len(names) > 0  # members shown (identical copies share one file)
     assert {p: p.stat().st_mtime_ns for p in thumbs.iterdir()} == mtimes, "thumbnails are generated once"
     with Image.open(thumbs / names[0]) as im:
         assert max(im.size) <= 160

@@ -322,10 +322,10 @@ def write_html_report(out_path: str, index: Any, config: Any, store: Any = None,
             pause()
 
     write_atomic(out_path, encoded(), config.report_mode, prefix=tmp_prefix)
+    counts = {"groups": len(groups), "thumbnails": sum(1 for v in names.values() if v)}  # before the drops empty them
     for part in (groups, thumbs, items, names):
         drop_in_steps(part)  # (see html_pieces)
-    return {"groups": len(groups), "thumbnails": sum(1 for v in names.values() if v),
-            "bytes": size, "seconds": round(time.monotonic() - t0, 3)}
+    return {**counts, "bytes": size, "seconds": round(time.monotonic() - t0, 3)}
 
 
 _TEMPLATE = r"""<!DOCTYPE html>
