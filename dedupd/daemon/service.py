@@ -75,6 +75,9 @@ SLOW_YIELD_S = 5.0
 WALK_WAIT_S = 60.0
 #: the final report write at shutdown is given this long (the reports written before stay in place)
 FINAL_REPORT_S = 5.0
+#: a scan stops when one step has failed this often for a reason that may last (a full disk: the
+#: retries wait 0.5 + 1 + 2 s), where the daemon retries until it goes through
+SCAN_FAULT_ATTEMPTS = 4
 #: settings a running daemon cannot adopt; a reload that changes them says a restart is needed
 RESTART_ONLY = ("store_dir", "report_dir", "socket_path", "socket_mode", "socket_group")
 #: Config fields named as in the YAML file
@@ -633,7 +636,7 @@ class Daemon:
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop in order: watcher → settle → pipeline (finishes its batch) → reports → server → store."""
-        complete = self.state != "interrupted" and not self.dead_threads  # else the graph may be partial
+        complete = self.state not in ("interrupted", "failed") and not self.dead_threads  # else the graph may be partial
         self.state = "stopping"
         self.notifier.stopping()
         self.stop_event.set()
@@ -717,6 +720,7 @@ class Daemon:
                     progress(self.status())
                 if self.stop_event.is_set():
                     break
+                self._give_up_on_lasting_fault()
             if self.stop_event.is_set() or not self.reconciler.complete:
                 # stopped early: the graph and the queue are partial; reports would be wrong
                 self.state = "interrupted"
@@ -736,6 +740,19 @@ class Daemon:
             return self.status()
         finally:
             self.shutdown()
+
+    def _give_up_on_lasting_fault(self) -> None:
+        """A scan does not wait out a full disk or a failing store as the daemon does: after
+        :data:`SCAN_FAULT_ATTEMPTS` failed attempts of one step it stops, reports unwritten.
+
+        Raises:
+            DaemonFailed: naming the step and its error (the store's error names its folder).
+        """
+        fault = self.pipeline.fault
+        if fault is not None and fault.transient and fault.attempts >= SCAN_FAULT_ATTEMPTS:
+            self.state = "failed"  # the shutdown then writes no report from the partial graph
+            raise DaemonFailed(f"scan stopped: {fault.step} failed {fault.attempts} times: {fault.error}; "
+                               "reports were not written (what was indexed is kept: run the scan again)")
 
     def _stop_pipeline(self) -> None:
         """End the pipeline thread and its decode pool (a scan, once everything is processed)."""

@@ -195,6 +195,39 @@ def test_a_scan_stopped_early_exits_promptly_without_half_reports(tmp_path: Path
     assert (reports / "duplicates.json").exists()
 
 
+def test_a_scan_on_a_full_store_disk_stops_with_the_reason(tmp_path: Path, mixed200: Path) -> None:
+    """The daemon waits out a full disk (above); a one-shot scan gives up after a few attempts,
+    says why, and writes no report. Once space returns the same scan completes."""
+    photos = tmp_path / "photos"
+    copy_tree_files(mixed200, photos, [os.path.relpath(p, mixed200) for p in image_files(mixed200)[:30]])
+    (tmp_path / "empty").mkdir()
+    reports = tmp_path / "reports"
+    with small_fs(tmp_path / "fs") as fs:
+        made = write_config(tmp_path / "made.yaml", roots=[str(tmp_path / "empty")], store_dir=str(fs / "store"),
+                            report_dir=str(tmp_path / "r0"))
+        assert scan(made).returncode == 0  # the store exists; its disk fills up afterwards
+        cfg = write_config(tmp_path / "c.yaml", roots=[str(photos)], store_dir=str(fs / "store"),
+                           report_dir=str(reports))
+        filler = fill(fs)
+        locked = scan(cfg, timeout=60)  # not even the lock file's pid fits: refused at the start
+        assert locked.returncode == 1, locked.stderr[-2000:]
+        assert locked.stderr.strip().splitlines()[-1] == (
+            f"dedupd: cannot write the lock file {fs / 'store' / 'dedupd.lock'}: No space left on device; "
+            "free space on its filesystem")
+        os.truncate(filler, filler.stat().st_size - 16384)  # 16 KiB free: the scan starts, its writes fail
+        t0 = time.monotonic()
+        full = scan(cfg, timeout=120)
+        assert full.returncode == 1, full.stderr[-2000:]
+        assert time.monotonic() - t0 < 60
+        last = full.stderr.strip().splitlines()[-1]
+        assert last.startswith("dedupd: scan stopped") and "free space" in last and str(fs / "store") in last, last
+        assert not (reports / "duplicates.json").exists() and not (reports / "groups.json").exists()
+        filler.unlink()
+        done = scan(cfg)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert (reports / "groups.json").exists()
+
+
 def test_a_crash_during_a_re_encode_is_redone(daemon_factory, tmp_path: Path, mixed200: Path) -> None:
     """phash → phash + dhash, kill -9 before the re-encode is through: the restart redoes it."""
     d: DaemonProcess = daemon_factory([mixed200], methods={"phash": 10}).start()

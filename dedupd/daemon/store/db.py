@@ -186,7 +186,7 @@ class Store(ManifestMixin, ReviewMixin, JournalMixin):
                 transient = isinstance(exc, lmdb.DiskError) or "Input/output error" in str(exc)
                 raise StoreWriteError(
                     f"cannot write the store in {self.path}: {exc}"
-                    + ("; free space on its filesystem (dedupd retries)" if transient else ""),
+                    + ("; free space on its filesystem" if transient else ""),
                     transient=transient) from exc
 
     def generation(self) -> int:

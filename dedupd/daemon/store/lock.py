@@ -15,6 +15,7 @@ method (LMDB environments must not cross a fork either).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from collections.abc import Iterator
@@ -57,7 +58,13 @@ class WriterLock:
         except OSError as exc:
             raise StoreError(f"cannot create or lock the lock file {path}: {exc.strerror}; check permissions") \
                 from exc
-        pidlock.write_pid(fd)
+        try:
+            pidlock.write_pid(fd)
+        except OSError as exc:
+            os.close(fd)
+            space = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            raise StoreError(f"cannot write the lock file {path}: {exc.strerror}; "
+                             + ("free space on its filesystem" if space else "check the disk and permissions")) from exc
         self._fd: int | None = fd
 
     def release(self) -> None:
