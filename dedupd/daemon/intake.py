@@ -34,6 +34,7 @@ class Intake:
         self._config, self._watcher, self._rescan = config, watcher, rescan
         self._root_ids: dict[str, tuple[int, int] | None] = {}  # root → (dev, inode); None while missing
         self._root_history: dict[str, dict[str, Any]] = {}  # root → vanished (count), missing_since, back_at
+        self._root_reasons: dict[str, str] = {}  # root → why it was last found missing
 
     def touched(self, path: str) -> None:
         self._settler.touch(path)
@@ -90,23 +91,41 @@ class Intake:
         return out
 
     def missing_roots(self) -> list[str]:
+        """The roots that are gone, not folders, or cannot be listed (each with its reason in :meth:`why_missing`)."""
         roots = {r.path for r in self._config().roots}
         return sorted(p for p, ident in self._root_ids.items() if ident is None and p in roots)
 
+    def why_missing(self, root: str) -> str:
+        return self._root_reasons.get(root, "missing")
+
+    def _look(self, path: str) -> tuple[int, int] | None:
+        """The root's (device, inode) when it is a folder this process can list, else None (the
+        reason kept for :meth:`why_missing`)."""
+        try:
+            st = os.stat(path)
+            if not stat_mod.S_ISDIR(st.st_mode):
+                self._root_reasons[path] = "not a folder"
+                return None
+            with os.scandir(path):  # an unreadable folder is as good as gone: nothing in it can be indexed
+                pass
+        except OSError as exc:
+            gone = isinstance(exc, FileNotFoundError)
+            self._root_reasons[path] = "missing" if gone else f"cannot be listed: {exc.strerror}"
+            return None
+        return st.st_dev, st.st_ino
+
     def check_roots(self) -> None:
         """Notice a root that vanished (forget its files, drop its dead watch) or reappeared or was
-        replaced by a new folder (watch it again, walk it). Called from the main loop: one stat per root."""
+        replaced by a new folder (watch it again, walk it). Called from the main loop: one stat and
+        one open per root. A root this process cannot list counts as missing."""
         for root in self._config().roots:
-            try:
-                st = os.stat(root.path)
-                ident: tuple[int, int] | None = (st.st_dev, st.st_ino) if stat_mod.S_ISDIR(st.st_mode) else None
-            except OSError:
-                ident = None
+            ident = self._look(root.path)
             if root.path not in self._root_ids:
                 self._root_ids[root.path] = ident  # first look (start-up)
                 if ident is None:
                     self._vanished(root.path)
-                    logger.warning("watched folder %s is missing; watching it once it appears", root.path)
+                    logger.warning("watched folder %s: %s; watching it once it is there and readable", root.path,
+                                   self.why_missing(root.path))
                 continue
             known = self._root_ids[root.path]
             if ident == known:
@@ -114,8 +133,9 @@ class Intake:
             self._root_ids[root.path] = ident
             if known is not None:
                 self._vanished(root.path)  # gone, or replaced by another folder (then back at once)
-                logger.warning("watched folder %s vanished or was replaced: its files are forgotten; it is "
-                               "watched again (and walked) once it is there", root.path, extra={"root": root.path})
+                logger.warning("watched folder %s vanished, was replaced or cannot be listed (%s): its files are "
+                               "forgotten; it is watched again (and walked) once it is there and readable",
+                               root.path, self.why_missing(root.path), extra={"root": root.path})
                 self._events.append("root_missing", path=root.path)
                 if (watcher := self._watcher()) is not None:
                     watcher.unwatch(root.path)

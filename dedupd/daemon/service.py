@@ -454,8 +454,10 @@ class Daemon:
             **({"reports": self.report_error} if self.report_error else {}),
             **({"events": f"{self.events.failing} ({self.events.dropped} dropped)"} if self.events.failing else {}),
             **({"dead_threads": list(self.dead_threads)} if self.dead_threads else {}),
-            **({"roots": f"watched folder(s) missing: {', '.join(missing)}; their files are forgotten until "
-                         "they are back (remount or recreate them)"} if (missing := self.intake.missing_roots()) else {}),
+            **({"roots": "watched folder(s) missing or unreadable: "
+                         + ", ".join(f"{m} ({self.intake.why_missing(m)})" for m in missing)
+                         + "; their files are forgotten until they are back (remount or recreate them, or make "
+                         "them readable by the user running dedupd)"} if (missing := self.intake.missing_roots()) else {}),
         }
         graph = getattr(self, "graph", None)
         return {
@@ -729,6 +731,7 @@ class Daemon:
                 raise DaemonFailed(f"daemon thread(s) died: {', '.join(self.dead_threads)} (see the log)")
             self._record_encoders()
             self.state = "done"
+            unreadable = {m: self.intake.why_missing(m) for m in self.intake.missing_roots()}
             if self.config.policy == "quarantine":
                 self._plan_quarantine()
                 self.wait_idle()
@@ -737,6 +740,11 @@ class Daemon:
             # written from the complete graph: the shutdown need not write them again
             self._dirty.clear()
             self.reports.slow_pending = False
+            if unreadable:  # (only those that went while it ran: a missing root is refused at the start)
+                raise DaemonFailed("could not scan " + ", ".join(f"{m} ({why})" for m, why in unreadable.items())
+                                   + ": make it readable by the user running dedupd"
+                                   + (" (the reports cover the other folders)" if len(unreadable) < len(self.config.roots)
+                                      else ""))
             return self.status()
         finally:
             self.shutdown()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon.helpers import drop_dac_capabilities, image_files
+from tests.daemon.helpers import REPO, drop_dac_capabilities, image_files
 from tests.methods.odd_images import _png_header_only
 
 
@@ -119,9 +119,9 @@ def test_bad_files_are_reported_once_and_skipped(mixed200: Path, tmp_path: Path,
     daemon.stop()
 
 
-def test_permission_denied_is_reported_once(mixed200: Path, tmp_path: Path, daemon_factory) -> None:
-    """A file the daemon may not read. Root reads any file whatever its mode, so when the tests run
-    as root the daemon runs without the capabilities that let it (CAP_DAC_OVERRIDE/READ_SEARCH)."""
+def _modes_apply(tmp_path: Path) -> bool:
+    """Whether file modes can refuse this test's daemon: not root, or root whose children can drop
+    the capabilities that bypass them (CAP_DAC_OVERRIDE/READ_SEARCH); skips the test otherwise."""
     as_root = os.geteuid() == 0
     if as_root:
         probe_file = tmp_path / "probe"
@@ -133,9 +133,55 @@ def test_permission_denied_is_reported_once(mixed200: Path, tmp_path: Path, daem
             usable = probe.returncode != 0 and b"PermissionError" in probe.stderr
         except (OSError, subprocess.SubprocessError):
             usable = False
+        probe_file.unlink()
         if not usable:
             pytest.skip("running as root, which reads any file whatever its mode, and the capabilities "
                         "that allow it cannot be dropped here (no CAP_SETPCAP?)")
+    return as_root
+
+
+def test_a_root_that_cannot_be_listed_is_a_problem_until_it_can(mixed200: Path, tmp_path: Path,
+                                                                 daemon_factory) -> None:
+    """A watched folder the daemon may not list is reported like a missing one (state degraded,
+    the reason named); made readable, it is watched and walked. ``dedupd scan`` of it fails."""
+    as_root = _modes_apply(tmp_path)
+    locked, ok = tmp_path / "locked", tmp_path / "ok"
+    files = sorted(image_files(mixed200))
+    for folder, chosen in ((locked, files[:3]), (ok, files[3:5])):
+        folder.mkdir()
+        for p in chosen:
+            shutil.copyfile(p, folder / os.path.basename(p))
+    os.chmod(locked, 0)
+    try:
+        scanned = subprocess.run([sys.executable, "-m", "dedupd", "scan", str(locked), str(ok), "--store-dir",
+                                  str(tmp_path / "scan-store"), "--report-dir", str(tmp_path / "scan-reports")],
+                                 capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                 preexec_fn=drop_dac_capabilities if as_root else None, check=False)
+        assert scanned.returncode == 1, scanned.stderr[-2000:]
+        assert scanned.stderr.strip().splitlines()[-1] == (
+            f"dedupd: could not scan {locked} (cannot be listed: Permission denied): make it readable by the user "
+            "running dedupd (the reports cover the other folders)")
+        assert (tmp_path / "scan-reports" / "groups.json").exists()
+
+        daemon = daemon_factory([locked, ok], without_dac_override=as_root)
+        daemon.start(wait=False)  # (it will not be "watching": degraded)
+        s = daemon.wait_until(lambda: (st := daemon.try_status()) and st["files"] == 2 and st, 30, "the readable root")
+        assert s["state"] == "degraded" and s["missing_roots"] == [str(locked)], s
+        assert f"{locked} (cannot be listed: Permission denied)" in s["problems"]["roots"]
+    finally:
+        os.chmod(locked, 0o755)
+    s = daemon.wait_until(lambda: (st := daemon.try_status()) and st["state"] == "watching" and st["files"] == 5
+                          and st, 30, "the root readable, then walked")
+    assert s["problems"] == {} and s["roots"][0]["back_at"]
+    shutil.copyfile(files[6], locked / "late.jpg")  # and watched
+    daemon.wait_until(lambda: daemon.status()["files"] == 6, 30, "a new file in the root indexed")
+    daemon.stop()
+
+
+def test_permission_denied_is_reported_once(mixed200: Path, tmp_path: Path, daemon_factory) -> None:
+    """A file the daemon may not read. Root reads any file whatever its mode, so when the tests run
+    as root the daemon runs without the capabilities that let it (CAP_DAC_OVERRIDE/READ_SEARCH)."""
+    as_root = _modes_apply(tmp_path)
     watched = tmp_path / "photos"
     watched.mkdir()
     good = sorted(image_files(mixed200))[:3]
