@@ -178,6 +178,10 @@ def cli_command() -> str:
     return str(script) if rel.startswith("..") else rel
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", default=".demo", help="demo folder (recreated)")
@@ -210,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     report = state / "reports" / "report.html"
 
     say(f"starting: dedupd run --config {config}")
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal, a `kill`: stop the daemon as Ctrl-C does
+        signal.signal(signum, _interrupt)
     log = open(state / "daemon.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "dedupd", "run", "--config", str(config)],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -122,3 +122,27 @@ def test_demo_in_a_terminal_runs_until_ctrl_c_and_its_commands_work(tmp_path: Pa
             proc.kill()
             proc.wait()
         os.close(master)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_demo_stops_its_daemon_when_its_terminal_closes_or_it_is_killed(tmp_path: Path, signum: int) -> None:
+    """The daemon runs in its own session (Ctrl-C reaches only the demo): a hang-up or a SIGTERM to
+    the demo must stop it too, not leave it orphaned."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "dedupd.demo", "--dir", str(tmp_path / "demo"), "--source",
+                             "bundled"], cwd=tmp_path, env=demo_env(REPO), stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    try:
+        read_until(master, "Ctrl-C stops the daemon.", proc)
+        status = [sys.executable, "-m", "dedupd", "status", "--config", str(tmp_path / "demo" / "config.yaml")]
+        assert subprocess.run(status, env=demo_env(REPO), capture_output=True, timeout=60).returncode == 0
+        os.kill(proc.pid, signum)
+        assert proc.wait(timeout=60) == 0
+        after = subprocess.run(status, env=demo_env(REPO), capture_output=True, timeout=60)
+        assert after.returncode == 4, "the daemon is gone with its demo"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
