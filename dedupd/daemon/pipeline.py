@@ -594,9 +594,10 @@ class Pipeline:
                     late.setdefault(digest, []).append((path, st))
         hash_params, cnn_id = prep.hash_params, prep.cnn_id
         records, gone, known = prep.records, prep.gone, prep.known
-        new_encodings = self._decode(prep.jobs, hash_params, cnn_id, records, prep.decoding)
+        tally = [0, 0]  # decodes, copies that shared one: counted once the batch is written (not per retry)
+        new_encodings = self._decode(prep.jobs, hash_params, cnn_id, records, tally, prep.decoding)
         if late:
-            new_encodings.update(self._decode(late, hash_params, cnn_id, records))
+            new_encodings.update(self._decode(late, hash_params, cnn_id, records, tally))
         # the duplicate-graph edges of contents written now, or new to the index: same transaction
         linking = {rec.digest: enc or new_encodings.get(rec.digest) or known.get(rec.digest)
                    for _, rec, enc in records
@@ -608,6 +609,8 @@ class Pipeline:
             edges.setdefault(edge[1], []).append(edge)
         if records or gone:
             self.store.put_files(records, deletes=gone, edges=planned)
+        self.counters.decoded += tally[0]
+        self.counters.reused += tally[1]
         for p in gone:
             if self.index.remove(p) is not None:
                 self._event("removed", path=p)
@@ -679,10 +682,11 @@ class Pipeline:
         hash_params: str,
         cnn_id: str | None,
         records: list[tuple[str, FileRecord, EncodingRecord | None]],
+        tally: list[int],
         decoding: _Decoding | None = None,
     ) -> dict[bytes, EncodingRecord]:
         """Decode one file per new digest in the worker pool (``decoding``: already submitted by
-        :meth:`_submit`); fill ``records``."""
+        :meth:`_submit`); fill ``records``; add the decodes and the copies sharing one to ``tally``."""
         out: dict[bytes, EncodingRecord] = {}
         if not jobs:
             return out
@@ -723,9 +727,9 @@ class Pipeline:
             if digest not in results and self._stop.is_set():
                 continue
             res = results.get(digest) or EncodeResult(False, reason="the decoder process is unavailable")
-            self.counters.decoded += 1
+            tally[0] += 1
             if res.ok:
-                self.counters.reused += len(files) - 1  # copies in the same batch share the one decode
+                tally[1] += len(files) - 1  # copies in the same batch share the one decode
             for path, st in files:
                 if not _unchanged(path, st):
                     self._retouch(path)  # written to while we read it: look again once settled

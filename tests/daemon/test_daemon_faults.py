@@ -86,6 +86,7 @@ def test_store_disk_full_degrades_then_recovers(daemon_factory, tmp_path: Path, 
         filler.unlink()
         s = d.wait_quiet(timeout=90)
         assert s["files"] == 30 and not s["problems"], s
+        assert s["decoded"] + s["reused"] <= 30, s  # each file counted once, not once per retry
         d.stop()
     assert any("pipeline recovered" in line for line in d.log_text().splitlines())
 
