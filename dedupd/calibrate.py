@@ -285,9 +285,22 @@ def run(image_dir: str, ground_truth: str, *, methods: Sequence[str] = ("phash",
     return result
 
 
+def _check_writable(path: str) -> None:
+    """Refuse a ``--json`` file that cannot be written, before the sweep (raises ValueError)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"--json {path} is a folder; give a file name, e.g. {os.path.join(path, 'calibrate.json')}")
+    if not os.path.isdir(folder):
+        raise ValueError(f"--json {path}: the folder {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--json {path}: cannot write in {folder}; check its permissions or choose another path")
+
+
 def main_args(ns: Any) -> int:
     """Entry point for ``dedupd calibrate`` (argparse namespace from :mod:`dedupd.cli`)."""
     try:
+        if ns.json:
+            _check_writable(ns.json)
         opts = [{"flip": "dihedral"}.get(o, o) for o in ns.options.split(",") if o]
         bad = [o for o in opts if o not in hash_variants.OPTIONS]
         if bad:

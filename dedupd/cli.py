@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import sys
@@ -70,6 +71,28 @@ def _raw_socket_path(config_file: str) -> str | None:
     if not isinstance(value, str) or not value:
         return None
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_file)), os.path.expanduser(value)))
+
+
+def _require_folders(config: Any, *keys: str) -> None:
+    """Refuse a folder setting of ``config`` (``store_dir``, ``report_dir``, ...) that exists as a file."""
+    from dedupd.errors import DedupdError
+
+    for key in keys:
+        path = getattr(config, key)
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            raise DedupdError(f"{key} {path} is not a folder; give a folder (--{key.replace('_', '-')} or "
+                              f"{key} in the config; it is created if missing)")
+
+
+def _port(text: str) -> int:
+    """argparse type of ``--port``: 0-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 0-65535 (0: a free one)")
+    return port
 
 
 def _print_json(data: Any) -> None:
@@ -135,6 +158,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         overrides["store_dir"] = os.path.abspath(args.store_dir)
     overrides.update(_scan_overrides(args, overrides))
     config = _load_config(args, overrides)
+    _require_folders(config, "store_dir", "report_dir", "quarantine_dir")
     log.setup(args.log_level or ("warning" if sys.stderr.isatty() else config.log.level), config.log.format)
     tty = sys.stderr.isatty()
     t0 = time.monotonic()
@@ -271,7 +295,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (args.config or os.environ.get("DEDUPD_CONFIG")):
         overrides["roots"] = [os.sep]  # no config: report every file the store holds (default match settings)
     config = _load_config(args, overrides)
+    _require_folders(config, "store_dir")
     out = os.path.abspath(args.html)
+    if os.path.isdir(out):
+        from dedupd.errors import DedupdError
+
+        raise DedupdError(f"--html {out} is a folder; give the report's file name, e.g. "
+                          f"{os.path.join(out, 'report.html')}")
     stats = report_from_store(config, out, thumbs_dir=os.path.abspath(args.thumbs_dir) if args.thumbs_dir else None)
     if args.json:
         _print_json({**stats, "html": out})
@@ -291,6 +321,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         if not (args.config or os.environ.get("DEDUPD_CONFIG")):
             overrides["roots"] = [os.sep]  # no config: every file the store holds
         config = _load_config(args, overrides)
+        _require_folders(config, "store_dir")
     source = open_source(_socket_path(args), config)
 
     def _stop(_sig: int, _frame: Any) -> None:
@@ -300,7 +331,14 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     review = Review(source, max_pixels=config.max_pixels if config is not None else None)
-    server = ReviewServer(review, args.port)
+    try:
+        server = ReviewServer(review, args.port)
+    except OSError as exc:
+        from dedupd.errors import DedupdError
+
+        review.close()
+        raise DedupdError(f"cannot listen on 127.0.0.1 port {args.port}: {exc.strerror or exc}; pass --port 0 "
+                          "(a free port) or another port") from None
     try:
         print(f"dedupd review: {source.describe()}", flush=True)
         print(f"open {server.url}", flush=True)
@@ -828,7 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_manpage)
     rv = sub.add_parser("review", parents=[common], help="review the groups in a browser: keep, quarantine, "
                         "restore, not a duplicate (read-only without a daemon)")
-    rv.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    rv.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: a free one)")
     rv.add_argument("--no-browser", action="store_true", help="only print the address (with its token)")
     rv.add_argument("--store-dir", help="store to show when no daemon runs (default: the config's store_dir)")
     rv.set_defaults(func=cmd_review)
@@ -873,6 +911,9 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's final flush must not fail again
         return EXIT_BROKEN_PIPE
+    except OSError as exc:  # a path the system refused (permissions, full disk, a file in the way): no traceback
+        print(f"dedupd: {args.command} failed: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:
         from dedupd.errors import DedupdError
 
@@ -880,6 +921,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dedupd: {exc}", file=sys.stderr)
             return EXIT_ERROR
         raise
+
+
+_OS_HINTS = {
+    errno.EACCES: "check its permissions, or choose another path",
+    errno.EPERM: "check its permissions, or choose another path",
+    errno.EROFS: "it is on a read-only filesystem: choose another path",
+    errno.ENOSPC: "free space on its filesystem, or choose a path on another one",
+    errno.EDQUOT: "your disk quota is used up: free space, or choose a path on another filesystem",
+    errno.EEXIST: "a file is in the way: the path must be a folder",
+    errno.ENOTDIR: "a file is in the way: the path must be a folder",
+    errno.EISDIR: "it is a folder: give a file name",
+    errno.ENOENT: "check that the path exists",
+}
+
+
+def _os_error(exc: OSError) -> str:
+    """``strerror: path[ -> path2]; hint`` for an uncaught ``OSError``."""
+    where = "".join(f": {name}" if i == 0 else f" -> {name}"
+                    for i, name in enumerate(n for n in (exc.filename, exc.filename2) if n is not None))
+    hint = _OS_HINTS.get(exc.errno or 0, "check the path")
+    return f"{exc.strerror or exc}{where}; {hint}"
 
 
 if __name__ == "__main__":  # pragma: no cover

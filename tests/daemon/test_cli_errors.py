@@ -1,0 +1,88 @@
+"""Bad input to the ``dedupd`` command, run as a real subprocess: one ``dedupd:`` line naming the file or
+setting and what to do, no traceback, and the documented exit code (1 error, 2 usage, 4 not running)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.daemon.socket_helpers import dedupd_cli
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
+    """photos/ (two originals, an exact copy, a file that is not an image) scanned into store/."""
+    base = tmp_path_factory.mktemp("errors")
+    photos = base / "photos"
+    photos.mkdir()
+    for i in (50, 51):
+        shutil.copyfile(corpus_dir / "base" / f"b00{i}.jpg", photos / f"b00{i}.jpg")
+    shutil.copyfile(photos / "b0050.jpg", photos / "copy50.jpg")
+    (photos / "notes.jpg").write_text("not an image")
+    out = dedupd_cli("scan", str(photos), "--store-dir", str(base / "store"), "--report-dir", str(base / "reports"),
+                     timeout=300)
+    assert out.returncode == 0, out.stderr
+    return base
+
+
+def error_line(out, code: int = 1) -> str:
+    """The one stderr line of a refused command (exit ``code``, no traceback)."""
+    assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr, out.stderr
+    return out.stderr.strip().splitlines()[-1]
+
+
+# -- (2) no traceback for a path the system refuses ------------------------------------------------------
+
+
+def test_an_os_error_is_one_line_naming_the_path(scanned: Path) -> None:
+    (scanned / "a-file").write_text("")
+    rep = scanned / "a-file" / "rep"
+    line = error_line(dedupd_cli("scan", str(scanned / "photos"), "--store-dir", str(scanned / "store"),
+                                 "--report-dir", str(rep), timeout=300))
+    assert line.startswith("dedupd: scan failed: Not a directory: ") and str(rep) in line, line
+    assert "the path must be a folder" in line, line
+
+
+def test_folders_that_are_files_and_a_report_that_is_a_folder(scanned: Path) -> None:
+    afile = scanned / "a-file.jpg"
+    afile.write_text("")
+    photos, store = str(scanned / "photos"), str(scanned / "store")
+    line = error_line(dedupd_cli("scan", photos, "--store-dir", str(afile), "--report-dir", str(scanned / "r")))
+    assert line == f"dedupd: store_dir {afile} is not a folder; give a folder (--store-dir or store_dir in the " \
+                   "config; it is created if missing)"
+    line = error_line(dedupd_cli("scan", photos, "--store-dir", store, "--report-dir", str(afile)))
+    assert f"report_dir {afile} is not a folder" in line
+    line = error_line(dedupd_cli("report", "--html", photos, "--store-dir", store))
+    assert line == f"dedupd: --html {photos} is a folder; give the report's file name, e.g. {photos}/report.html"
+    assert not list((scanned / "photos").glob(".dedupd-tmp-*"))
+
+
+def test_review_port_out_of_range_and_in_use(scanned: Path) -> None:
+    out = dedupd_cli("review", "--no-browser", "--port", "99999", "--store-dir", str(scanned / "store"))
+    assert "argument --port: '99999' is not a port: give 0-65535" in error_line(out, 2)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        out = dedupd_cli("review", "--no-browser", "--port", str(port), "--store-dir", str(scanned / "store"),
+                         "--socket", str(scanned / "none.sock"))
+    assert error_line(out) == (f"dedupd: cannot listen on 127.0.0.1 port {port}: Address already in use; pass "
+                               "--port 0 (a free port) or another port")
+
+
+def test_calibrate_refuses_an_unwritable_json_before_the_sweep(scanned: Path) -> None:
+    gt = scanned / "gt.json"
+    gt.write_text(json.dumps({"b0050.jpg": ["copy50.jpg"]}))
+    out = dedupd_cli("calibrate", str(scanned / "photos"), "--ground-truth", str(gt), "--json",
+                     str(scanned / "nope" / "x.json"))
+    line = error_line(out)
+    assert line == (f"dedupd calibrate: --json {scanned}/nope/x.json: the folder {scanned}/nope does not exist; "
+                    "create it or choose another path")
+    assert out.stdout == ""  # refused before anything was decoded
+    out = dedupd_cli("calibrate", str(scanned / "photos"), "--ground-truth", str(gt), "--json", str(scanned))
+    assert f"--json {scanned} is a folder" in error_line(out)
