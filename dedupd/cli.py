@@ -34,6 +34,8 @@ def _common_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if getattr(args, "log_level", None):
         out["log.level"] = args.log_level
+    if getattr(args, "socket", None):
+        out["socket_path"] = args.socket
     return out
 
 
@@ -82,6 +84,13 @@ def _require_folders(config: Any, *keys: str) -> None:
         if path and os.path.exists(path) and not os.path.isdir(path):
             raise DedupdError(f"{key} {path} is not a folder; give a folder (--{key.replace('_', '-')} or "
                               f"{key} in the config; it is created if missing)")
+
+
+def _path(text: str) -> str:
+    """argparse type of a file or folder argument: not empty (an unset shell variable is not the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty path: give a file or folder (is a shell variable unset?)")
+    return text
 
 
 def _port(text: str) -> int:
@@ -781,19 +790,23 @@ def build_parser() -> argparse.ArgumentParser:
                                 "finding them while folders change.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"dedupd {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", help="YAML config file (default: $DEDUPD_CONFIG)")
-    common.add_argument("--socket", help=f"daemon socket (default: from --config, else {DEFAULT_SOCKET})")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    conf = argparse.ArgumentParser(add_help=False)  # every command but completion/manpage/calibrate
+    conf.add_argument("--config", "-c", type=_path, help="YAML config file (default: $DEDUPD_CONFIG)")
+    conf.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    sock = argparse.ArgumentParser(add_help=False)  # the daemon to talk to (clients, review)
+    sock.add_argument("--socket", type=_path, help=f"daemon socket (default: from --config, else {DEFAULT_SOCKET})")
+    js = argparse.ArgumentParser(add_help=False)  # commands that print a result
+    js.add_argument("--json", action="store_true", help="machine-readable output")
+    common = [conf, sock, js]  # the client commands'
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("run", parents=[common], help="run the daemon (watch, index, report/quarantine)").set_defaults(
-        func=cmd_run)
-    s = sub.add_parser("scan", parents=[common], help="one-shot: index folders, write reports, exit")
-    s.add_argument("dirs", nargs="*", metavar="DIR", help="folders to scan (default: the config's roots)")
-    s.add_argument("--report-dir", help="where to write duplicates.json / groups.json")
-    s.add_argument("--store-dir", help="LMDB store (re-runs are incremental)")
+    rn = sub.add_parser("run", parents=[conf], help="run the daemon (watch, index, report/quarantine)")
+    rn.add_argument("--socket", type=_path, help="listen on this socket (overrides the config's socket_path)")
+    rn.set_defaults(func=cmd_run)
+    s = sub.add_parser("scan", parents=[conf, js], help="one-shot: index folders, write reports, exit")
+    s.add_argument("dirs", nargs="*", type=_path, metavar="DIR", help="folders to scan (default: the config's roots)")
+    s.add_argument("--report-dir", type=_path, help="where to write duplicates.json / groups.json")
+    s.add_argument("--store-dir", type=_path, help="LMDB store (re-runs are incremental)")
     s.add_argument("--method", action="append", metavar="NAME",
                    help="match with this method instead of the config's (phash, dhash, ahash, whash, cnn; "
                         "repeat or comma-separate for several)")
@@ -801,8 +814,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="max Hamming distance (hashes, 0-64) or min cosine similarity (cnn) for those methods")
     s.add_argument("--exclude", action="append", metavar="GLOB", help="also skip files or folders matching GLOB")
     s.add_argument("--policy", choices=["report", "quarantine"], help="report only, or move duplicates away")
-    s.add_argument("--quarantine-dir", metavar="DIR", help="where quarantine moves duplicates")
-    s.add_argument("--reference", action="append", metavar="DIR",
+    s.add_argument("--quarantine-dir", type=_path, metavar="DIR", help="where quarantine moves duplicates")
+    s.add_argument("--reference", action="append", type=_path, metavar="DIR",
                    help="also scan DIR as a reference root: its files are kept first and never moved")
     s.add_argument("--dry-run", action="store_true",
                    help="preview quarantine: move nothing, mark what would move (and the bytes it frees)")
@@ -817,65 +830,65 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --engine ray: the head node's address (default: a private Ray on this machine)")
     s.add_argument("--ray-batch", type=int, default=64, metavar="N", help="with --engine ray: files per Ray task")
     s.set_defaults(func=cmd_scan)
-    rp = sub.add_parser("report", parents=[common], help="write the HTML duplicate report from the store (no daemon needed)")
-    rp.add_argument("--html", required=True, metavar="OUT", help="report file (thumbnails go to OUT's folder/thumbs)")
-    rp.add_argument("--store-dir", help="store to read (default: the config's store_dir)")
-    rp.add_argument("--thumbs-dir", help="thumbnail folder (default: thumbs/ next to OUT)")
+    rp = sub.add_parser("report", parents=[conf, js], help="write the HTML duplicate report from the store (no daemon needed)")
+    rp.add_argument("--html", required=True, type=_path, metavar="OUT", help="report file (thumbnails go to OUT's folder/thumbs)")
+    rp.add_argument("--store-dir", type=_path, help="store to read (default: the config's store_dir)")
+    rp.add_argument("--thumbs-dir", type=_path, help="thumbnail folder (default: thumbs/ next to OUT)")
     rp.set_defaults(func=cmd_report)
-    sub.add_parser("status", parents=[common], help="daemon state and counters").set_defaults(func=cmd_status)
-    q = sub.add_parser("query", parents=[common], help="is this file a duplicate of an indexed one?")
-    q.add_argument("paths", nargs="+", metavar="PATH")
+    sub.add_parser("status", parents=common, help="daemon state and counters").set_defaults(func=cmd_status)
+    q = sub.add_parser("query", parents=common, help="is this file a duplicate of an indexed one?")
+    q.add_argument("paths", nargs="+", type=_path, metavar="PATH")
     q.add_argument("--fail-on-duplicate", action="store_true",
                    help="exit 3 when a duplicate is found (else 1 if a file could not be checked, 0 otherwise)")
     q.set_defaults(func=cmd_query)
-    g = sub.add_parser("groups", parents=[common], help="list duplicate groups")
+    g = sub.add_parser("groups", parents=common, help="list duplicate groups")
     g.add_argument("--offset", type=int, default=0)
     g.add_argument("--limit", type=int, default=100)
     g.set_defaults(func=cmd_groups)
-    rs = sub.add_parser("rescan", parents=[common], help="walk the roots again now")
+    rs = sub.add_parser("rescan", parents=common, help="walk the roots again now")
     rs.add_argument("--wait", action="store_true", help="wait until the walk and its work are done, then summarize")
     rs.add_argument("--timeout", type=float, default=3600, help="with --wait: give up after this many seconds")
     rs.set_defaults(func=cmd_rescan)
-    sub.add_parser("reload", parents=[common], help="re-read the config (like SIGHUP)").set_defaults(
+    sub.add_parser("reload", parents=common, help="re-read the config (like SIGHUP)").set_defaults(
         func=cmd_simple_post("/v1/reload"))
-    r = sub.add_parser("restore", parents=[common], help="move quarantined files back")
-    r.add_argument("paths", nargs="*", metavar="PATH")
+    r = sub.add_parser("restore", parents=common, help="move quarantined files back")
+    r.add_argument("paths", nargs="*", type=_path, metavar="PATH")
     r.add_argument("--all", action="store_true", help="restore every quarantined file")
     r.set_defaults(func=cmd_restore)
-    qu = sub.add_parser("quarantine", parents=[common], help="quarantine manifest")
+    qu = sub.add_parser("quarantine", parents=common, help="quarantine manifest")
     qu.add_argument("action", choices=["list"], nargs="?", default="list")
     qu.add_argument("--state", choices=["pending", "moved", "restored", "failed"], help="only entries in this state")
     qu.set_defaults(func=cmd_quarantine)
-    ig = sub.add_parser("ignore", parents=[common], help="these files are not duplicates (remembered by content)")
-    ig.add_argument("paths", nargs="*", metavar="PATH")
+    ig = sub.add_parser("ignore", parents=common, help="these files are not duplicates (remembered by content)")
+    ig.add_argument("paths", nargs="*", type=_path, metavar="PATH")
     ig.add_argument("--list", action="store_true", help="list the recorded sets")
     ig.add_argument("--remove", action="store_true", help="forget the sets holding these files")
     ig.add_argument("--remove-id", type=int, action="append", metavar="N", help="forget set N (see --list)")
-    ig.add_argument("--store-dir", help="record in this store directly (after `dedupd scan`; no daemon)")
+    ig.add_argument("--store-dir", type=_path, help="record in this store directly (after `dedupd scan`; no daemon)")
     ig.set_defaults(func=cmd_ignore)
-    kp = sub.add_parser("keep", parents=[common], help="keep this copy of its duplicate group (never moved)")
-    kp.add_argument("paths", nargs="*", metavar="PATH")
+    kp = sub.add_parser("keep", parents=common, help="keep this copy of its duplicate group (never moved)")
+    kp.add_argument("paths", nargs="*", type=_path, metavar="PATH")
     kp.add_argument("--list", action="store_true", help="list the kept (pinned) copies")
     kp.add_argument("--remove", action="store_true", help="forget the pins of these files")
-    kp.add_argument("--store-dir", help="record in this store directly (after `dedupd scan`; no daemon)")
+    kp.add_argument("--store-dir", type=_path, help="record in this store directly (after `dedupd scan`; no daemon)")
     kp.set_defaults(func=cmd_keep)
     co = sub.add_parser("completion", help="print a shell completion script (bash, zsh, tcsh)")
     co.add_argument("shell", choices=["bash", "zsh", "tcsh"])
     co.set_defaults(func=cmd_completion)
     sub.add_parser("manpage", help="print the manual page (roff): dedupd manpage > dedupd.1").set_defaults(
         func=cmd_manpage)
-    rv = sub.add_parser("review", parents=[common], help="review the groups in a browser: keep, quarantine, "
+    rv = sub.add_parser("review", parents=[conf, sock], help="review the groups in a browser: keep, quarantine, "
                         "restore, not a duplicate (read-only without a daemon)")
     rv.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: a free one)")
     rv.add_argument("--no-browser", action="store_true", help="only print the address (with its token)")
-    rv.add_argument("--store-dir", help="store to show when no daemon runs (default: the config's store_dir)")
+    rv.add_argument("--store-dir", type=_path, help="store to show when no daemon runs (default: the config's store_dir)")
     rv.set_defaults(func=cmd_review)
     ca = sub.add_parser("calibrate", help="choose thresholds from a labelled sample (precision/recall per threshold)",
                         description="Sweep hash thresholds (and the crop/flip variant hashes) on a labelled folder "
                         "and print precision/recall per threshold plus the recommended `methods:` config lines. "
                         "The ground truth is imagededup's format; make_corpus.py's ground_truth.json is valid.")
-    ca.add_argument("dir", help="folder of the labelled images")
-    ca.add_argument("--ground-truth", required=True, help='JSON {"name": ["duplicate name", ...]}, names relative to DIR')
+    ca.add_argument("dir", type=_path, help="folder of the labelled images")
+    ca.add_argument("--ground-truth", required=True, type=_path, help='JSON {"name": ["duplicate name", ...]}, names relative to DIR')
     ca.add_argument("--methods", default="phash,dhash", help="comma-separated hash methods (default phash,dhash)")
     ca.add_argument("--options", default="crop,flip", help="variant hashes to try: crop,flip (default both; '' none)")
     ca.add_argument("--precision", type=float, default=0.99, help="min pair precision of a match (default 0.99)")
@@ -883,7 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="min pair precision of a strong match, which quarantine may move (default 0.999)")
     ca.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
     ca.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation (default: apply it, as the daemon)")
-    ca.add_argument("--json", help="also write the numbers to this JSON file")
+    ca.add_argument("--json", type=_path, help="also write the numbers to this JSON file")
     ca.set_defaults(func=cmd_calibrate)
     return p
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.daemon.socket_helpers import dedupd_cli
+from tests.daemon.socket_helpers import clean_env, dedupd_cli
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +90,45 @@ def test_calibrate_refuses_an_unwritable_json_before_the_sweep(scanned: Path) ->
     assert out.stdout == ""  # refused before anything was decoded
     out = dedupd_cli("calibrate", str(scanned / "photos"), "--ground-truth", str(gt), "--json", str(scanned))
     assert f"--json {scanned} is a folder" in error_line(out)
+
+
+# -- (5) options that do something, or are not accepted ----------------------------------------------------
+
+
+def test_run_listens_on_its_socket_option(tmp_path: Path, scanned: Path) -> None:
+    sockdir = Path(tempfile.mkdtemp(prefix="dd-", dir="/tmp"))  # AF_UNIX paths are short
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"roots: [{scanned / 'photos'}]\nstore_dir: {tmp_path / 'store'}\n"
+                   f"report_dir: {tmp_path / 'reports'}\nsocket_path: {sockdir / 'config.sock'}\n")
+    custom = sockdir / "custom.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "dedupd", "run", "--config", str(cfg), "--socket", str(custom)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env())
+    try:
+        deadline = time.monotonic() + 60
+        while dedupd_cli("status", "--socket", str(custom)).returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, "the daemon did not answer on --socket"
+            time.sleep(0.2)
+        assert not (sockdir / "config.sock").exists()
+    finally:
+        proc.terminate()
+        proc.wait(60)
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("args", [("run", "--json"), ("review", "--json"), ("scan", "--socket", "/x.sock"),
+                                  ("report", "--html", "x.html", "--socket", "/x.sock")])
+def test_options_that_would_do_nothing_are_usage_errors(args: tuple[str, ...]) -> None:
+    assert "unrecognized arguments: " + args[-1 if args[-1] == "--json" else -2] in error_line(dedupd_cli(*args), 2)
+
+
+# -- (6) an empty path is a usage error, never the current folder ------------------------------------------
+
+
+@pytest.mark.parametrize("args", [("scan", ""), ("scan", "--store-dir", ""), ("scan", "--report-dir", ""),
+                                  ("restore", ""), ("keep", ""), ("ignore", "", "a.jpg"), ("query", ""),
+                                  ("review", "--store-dir", ""), ("report", "--html", ""), ("status", "--config", ""),
+                                  ("status", "--socket", ""), ("calibrate", "", "--ground-truth", "gt.json")])
+def test_an_empty_path_is_a_usage_error(tmp_path: Path, args: tuple[str, ...]) -> None:
+    out = dedupd_cli(*args, cwd=str(tmp_path))
+    assert "empty path: give a file or folder (is a shell variable unset?)" in error_line(out, 2)
+    assert not list(tmp_path.iterdir())  # nothing scanned or written here
