@@ -39,20 +39,40 @@ def _common_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _config_file(args: argparse.Namespace) -> str | None:
+    """The config file named by --config or $DEDUPD_CONFIG, if any.
+
+    Raises:
+        ConfigError: it cannot be read (a client must not fall back to the default socket silently).
+    """
+    path = args.config or os.environ.get("DEDUPD_CONFIG")
+    if path:
+        from dedupd.errors import ConfigError
+
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {os.path.abspath(path)}: {exc.strerror or exc}; "
+                              "check the path") from None
+    return path or None
+
+
 def _socket_path(args: argparse.Namespace) -> str:
     """--socket, else $DEDUPD_SOCKET_PATH, else the config's socket_path, else the usual places."""
+    config_file = _config_file(args)
     if getattr(args, "socket", None):
         return args.socket
     if os.environ.get("DEDUPD_SOCKET_PATH"):
         return os.environ["DEDUPD_SOCKET_PATH"]
-    if args.config or os.environ.get("DEDUPD_CONFIG"):
+    if config_file:
         from dedupd.errors import DedupdError
 
         try:
             return _load_config(args).socket_path
         except (DedupdError, OSError):
             # a config the client cannot fully validate (e.g. roots it may not stat): its socket_path
-            return _raw_socket_path(args.config or os.environ["DEDUPD_CONFIG"]) or DEFAULT_SOCKET
+            return _raw_socket_path(config_file) or DEFAULT_SOCKET
     from dedupd.daemon.config import default_paths
 
     for candidate in (DEFAULT_SOCKET, default_paths(os.environ)["socket_path"]):

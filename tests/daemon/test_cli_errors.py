@@ -132,3 +132,16 @@ def test_an_empty_path_is_a_usage_error(tmp_path: Path, args: tuple[str, ...]) -
     out = dedupd_cli(*args, cwd=str(tmp_path))
     assert "empty path: give a file or folder (is a shell variable unset?)" in error_line(out, 2)
     assert not list(tmp_path.iterdir())  # nothing scanned or written here
+
+
+# -- (7) a client's config file that does not exist ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [("status",), ("groups",), ("query", "x.jpg"), ("quarantine", "list"),
+                                  ("restore", "--all"), ("keep", "--list"), ("ignore", "--list"), ("rescan",),
+                                  ("reload",), ("review", "--no-browser")])
+def test_a_client_names_its_missing_config_file(tmp_path: Path, args: tuple[str, ...]) -> None:
+    nope = tmp_path / "nope.yaml"
+    want = f"dedupd: cannot read config file {nope}: No such file or directory; check the path"
+    assert error_line(dedupd_cli(*args, "--config", str(nope))) == want
+    assert error_line(dedupd_cli(*args, env={"DEDUPD_CONFIG": str(nope)})) == want
