@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from dedupd import __version__
@@ -587,7 +588,12 @@ def _restore_offline(args: argparse.Namespace, payload: dict[str, Any]) -> dict[
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    data = Client(_socket_path(args)).get("/v1/quarantine", state=args.state)
+    try:
+        data = Client(_socket_path(args)).get("/v1/quarantine", state=args.state)
+    except DaemonNotRunning:
+        if not _config_file(args):
+            raise
+        data = _quarantine_offline(args)
     if args.json:
         _print_json(data)
         return EXIT_OK
@@ -597,26 +603,48 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quarantine_offline(args: argparse.Namespace) -> dict[str, Any]:
+    """The manifest in the config's store, without a daemon (read-only, as ``GET /v1/quarantine``)."""
+    from dedupd.daemon.store import Store
+
+    with Store.open(_load_config(args).store_dir, readonly=True, lock=False) as store:
+        entries = [{"id": e.id, "origin": e.origin, "dest": e.dest, "keeper": e.keeper, "reason": e.reason,
+                    "state": e.state, "created_at": e.created_at, "updated_at": e.updated_at}
+                   for e in store.iter_quarantine(args.state)]
+    return {"entries": entries, "total": len(entries)}
+
+
 class _DecisionClient(Client):
-    """A client whose "not running" error also names the way without a daemon (``--store-dir``)."""
+    """A client whose "not running" error also names the ways without a daemon (``--store-dir``, ``--config``)."""
 
     def request(self, *a: Any, **kw: Any) -> Any:
         try:
             return super().request(*a, **kw)
         except DaemonNotRunning as exc:
             raise DaemonNotRunning(f"{exc}; after a `dedupd scan` without a daemon, give its --store-dir "
-                                   "to record the decision in that store") from None
+                                   "(or --config) to record the decision in that store") from None
 
 
-def _decision_client(args: argparse.Namespace) -> Client:
-    return _DecisionClient(_socket_path(args))
-
-
-def _decision_store(args: argparse.Namespace):
-    """The store named by ``--store-dir`` (after a ``dedupd scan``, no daemon), write-locked."""
+def _decide(args: argparse.Namespace, online: Callable[[Client], Any], offline: Callable[[Any], Any]) -> Any:
+    """A decision (``keep``, ``ignore``) through the daemon, or in a store directly: ``--store-dir``, else
+    the config's ``store_dir`` when no daemon answers."""
     from dedupd.daemon.store import Store
+    from dedupd.errors import DedupdError
 
-    return Store.open(os.path.abspath(args.store_dir), lock=True)
+    store_dir = os.path.abspath(args.store_dir) if args.store_dir else None
+    if store_dir is None:
+        try:
+            return online(_DecisionClient(_socket_path(args)))
+        except DaemonNotRunning:
+            if not _config_file(args):
+                raise
+            store_dir = _load_config(args).store_dir
+    if not os.path.isfile(os.path.join(store_dir, "data.mdb")):  # never create an empty store for a typo
+        what = "is not a dedupd store" if os.path.isdir(store_dir) else "does not exist"
+        raise DedupdError(f"the store {store_dir} {what}; give the --store-dir of a `dedupd scan` (or the config "
+                          "of the daemon that wrote it)")
+    with Store.open(store_dir, lock=True) as store:
+        return offline(store)
 
 
 def _stored_content(store: Any, path: str) -> tuple[str, bytes]:
@@ -638,18 +666,17 @@ def cmd_ignore(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     paths = [os.path.abspath(p) for p in args.paths]
-    if args.store_dir:
-        res = _ignore_offline(args, paths)
-    else:
-        client = _decision_client(args)
+
+    def online(client: Client) -> Any:
         if args.list:
-            res = client.get("/v1/ignore")
-        elif args.remove_id:
-            res = client.post("/v1/ignore/remove", {"ids": args.remove_id})
-        elif args.remove:
-            res = client.post("/v1/ignore/remove", {"paths": paths})
-        else:
-            res = client.post("/v1/ignore", {"paths": paths})
+            return client.get("/v1/ignore")
+        if args.remove_id:
+            return client.post("/v1/ignore/remove", {"ids": args.remove_id})
+        if args.remove:
+            return client.post("/v1/ignore/remove", {"paths": paths})
+        return client.post("/v1/ignore", {"paths": paths})
+
+    res = _decide(args, online, lambda store: _ignore_offline(args, store, paths))
     if args.json:
         _print_json(res)
     elif args.list:
@@ -663,31 +690,30 @@ def cmd_ignore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _ignore_offline(args: argparse.Namespace, paths: list[str]) -> dict[str, Any]:
+def _ignore_offline(args: argparse.Namespace, store: Any, paths: list[str]) -> dict[str, Any]:
     from dedupd.core.review import distinct_contents
     from dedupd.errors import DedupdError
 
-    with _decision_store(args) as store:
-        if args.list:
-            sets = [{"id": d.id, "paths": list(d.paths),
-                     "current": sorted(p for x in d.digests for p in store.files_with_digest(x)),
-                     "digests": sorted(x.hex() for x in d.digests), "created_at": d.created_at}
-                    for d in store.distinct_sets()]
-            return {"sets": sets, "total": len(sets)}
-        if args.remove or args.remove_id:
-            wanted = list(args.remove_id or ())
-            if args.remove:
-                digests = {_stored_content(store, p)[1] for p in paths}
-                wanted = [d.id for d in store.distinct_sets() if d.digests & digests]
-            removed = store.remove_distinct(wanted)
-            return {"ok": True, "removed": removed,
-                    "detail": f"{len(removed)} set(s) forgotten" if removed else "no such set"}
-        named = [_stored_content(store, p) for p in paths]
-        try:
-            by_digest = distinct_contents(named)
-        except ValueError as exc:
-            raise DedupdError(str(exc)) from None
-        sid = store.add_distinct(by_digest, [p for p, _ in named])
+    if args.list:
+        sets = [{"id": d.id, "paths": list(d.paths),
+                 "current": sorted(p for x in d.digests for p in store.files_with_digest(x)),
+                 "digests": sorted(x.hex() for x in d.digests), "created_at": d.created_at}
+                for d in store.distinct_sets()]
+        return {"sets": sets, "total": len(sets)}
+    if args.remove or args.remove_id:
+        wanted = list(args.remove_id or ())
+        if args.remove:
+            digests = {_stored_content(store, p)[1] for p in paths}
+            wanted = [d.id for d in store.distinct_sets() if d.digests & digests]
+        removed = store.remove_distinct(wanted)
+        return {"ok": True, "removed": removed,
+                "detail": f"{len(removed)} set(s) forgotten" if removed else "no such set"}
+    named = [_stored_content(store, p) for p in paths]
+    try:
+        by_digest = distinct_contents(named)
+    except ValueError as exc:
+        raise DedupdError(str(exc)) from None
+    sid = store.add_distinct(by_digest, [p for p, _ in named])
     return {"ok": True, "id": sid, "paths": [p for p, _ in named],
             "detail": f"recorded: {len(named)} files are not duplicates of each other (set {sid})"}
 
@@ -699,27 +725,27 @@ def cmd_keep(args: argparse.Namespace) -> int:
         print("dedupd keep: give one path to keep, or --list, or --remove PATH...", file=sys.stderr)
         return EXIT_USAGE
     paths = [os.path.abspath(p) for p in args.paths]
-    if args.store_dir:
-        with _decision_store(args) as store:
-            if args.list:
-                pins = [{"path": p.path, "current": store.files_with_digest(p.digest), "digest": p.digest.hex(),
-                         "pinned_at": p.pinned_at} for p in store.pins()]
-                res: dict[str, Any] = {"pins": pins, "total": len(pins)}
-            elif args.remove:
-                n = len(store.unpin([_stored_content(store, p)[1] for p in paths]))
-                res = {"ok": True, "removed": n, "detail": f"{n} pin(s) removed" if n else "not pinned"}
-            else:
-                path, digest = _stored_content(store, paths[0])
-                store.pin(digest, path)
-                res = {"ok": True, "path": path, "detail": f"{path} is kept whenever it is in a group"}
-    else:
-        client = _decision_client(args)
+
+    def online(client: Client) -> Any:
         if args.list:
-            res = client.get("/v1/keep")
-        elif args.remove:
-            res = client.post("/v1/keep/remove", {"paths": paths})
-        else:
-            res = client.post("/v1/keep", {"path": paths[0]})
+            return client.get("/v1/keep")
+        if args.remove:
+            return client.post("/v1/keep/remove", {"paths": paths})
+        return client.post("/v1/keep", {"path": paths[0]})
+
+    def offline(store: Any) -> dict[str, Any]:
+        if args.list:
+            pins = [{"path": p.path, "current": store.files_with_digest(p.digest), "digest": p.digest.hex(),
+                     "pinned_at": p.pinned_at} for p in store.pins()]
+            return {"pins": pins, "total": len(pins)}
+        if args.remove:
+            n = len(store.unpin([_stored_content(store, p)[1] for p in paths]))
+            return {"ok": True, "removed": n, "detail": f"{n} pin(s) removed" if n else "not pinned"}
+        path, digest = _stored_content(store, paths[0])
+        store.pin(digest, path)
+        return {"ok": True, "path": path, "detail": f"{path} is kept whenever it is in a group"}
+
+    res = _decide(args, online, offline)
     if args.json:
         _print_json(res)
     elif args.list:

@@ -145,3 +145,43 @@ def test_a_client_names_its_missing_config_file(tmp_path: Path, args: tuple[str,
     want = f"dedupd: cannot read config file {nope}: No such file or directory; check the path"
     assert error_line(dedupd_cli(*args, "--config", str(nope))) == want
     assert error_line(dedupd_cli(*args, env={"DEDUPD_CONFIG": str(nope)})) == want
+
+
+# -- (8) the quarantine manifest and the decisions without a daemon, from --config ---------------------------
+
+
+def test_quarantine_list_keep_and_ignore_with_a_config_and_no_daemon(tmp_path: Path, corpus_dir: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copyfile(corpus_dir / "base" / "b0060.jpg", photos / "a.jpg")
+    shutil.copyfile(photos / "a.jpg", photos / "b.jpg")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"roots: [{photos}]\nstore_dir: {tmp_path / 'store'}\nreport_dir: {tmp_path / 'reports'}\n"
+                   f"quarantine_dir: {tmp_path / 'q'}\npolicy: quarantine\nsocket_path: {tmp_path / 'none.sock'}\n")
+    out = dedupd_cli("scan", "--config", str(cfg), timeout=300)
+    assert out.returncode == 0 and "1 quarantined" in out.stdout, out.stdout + out.stderr
+    (moved,) = [p for p in (photos / "a.jpg", photos / "b.jpg") if not p.exists()]
+    (kept,) = {photos / "a.jpg", photos / "b.jpg"} - {moved}
+    out = dedupd_cli("quarantine", "list", "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    assert f"moved     {moved} -> " in out.stdout and f"(kept {kept}; " in out.stdout and "1 entries" in out.stdout
+    out = dedupd_cli("quarantine", "list", "--state", "restored", "--json", "--config", str(cfg))
+    assert json.loads(out.stdout) == {"entries": [], "total": 0}
+    out = dedupd_cli("keep", str(kept), "--config", str(cfg))
+    assert out.returncode == 0 and f"{kept} is kept whenever it is in a group" in out.stdout, out.stderr
+    out = dedupd_cli("keep", "--list", "--config", str(cfg))
+    assert out.returncode == 0 and f"keep {kept}" in out.stdout and "1 pin(s)" in out.stdout, out.stderr
+    out = dedupd_cli("ignore", "--list", "--config", str(cfg))
+    assert out.returncode == 0 and "0 set(s)" in out.stdout, out.stderr
+
+
+def test_a_decision_in_a_store_that_does_not_exist_creates_nothing(tmp_path: Path) -> None:
+    nope = tmp_path / "nonexist"
+    for args in (("keep", str(tmp_path / "x.jpg")), ("keep", "--list"), ("ignore", "--list")):
+        line = error_line(dedupd_cli(*args, "--store-dir", str(nope)))
+        assert line == (f"dedupd: the store {nope} does not exist; give the --store-dir of a `dedupd scan` (or the "
+                        "config of the daemon that wrote it)")
+    assert not nope.exists()
+    nope.mkdir()
+    assert f"the store {nope} is not a dedupd store" in error_line(dedupd_cli("keep", "--list", "--store-dir", str(nope)))
+    assert list(nope.iterdir()) == []
