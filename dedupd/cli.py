@@ -114,6 +114,17 @@ def _path(text: str) -> str:
     return text
 
 
+def _precision(text: str) -> float:
+    """argparse type of calibrate's precisions: in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a precision: give a number above 0 and at most 1")
+    return value
+
+
 def _port(text: str) -> int:
     """argparse type of ``--port``: 0-65535."""
     try:
@@ -937,8 +948,8 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--ground-truth", required=True, type=_path, help='JSON {"name": ["duplicate name", ...]}, names relative to DIR')
     ca.add_argument("--methods", default="phash,dhash", help="comma-separated hash methods (default phash,dhash)")
     ca.add_argument("--options", default="crop,flip", help="variant hashes to try: crop,flip (default both; '' none)")
-    ca.add_argument("--precision", type=float, default=0.99, help="min pair precision of a match (default 0.99)")
-    ca.add_argument("--strong-precision", type=float, default=0.999,
+    ca.add_argument("--precision", type=_precision, default=0.99, help="min pair precision of a match (default 0.99)")
+    ca.add_argument("--strong-precision", type=_precision, default=0.999,
                     help="min pair precision of a strong match, which quarantine may move (default 0.999)")
     ca.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
     ca.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation (default: apply it, as the daemon)")

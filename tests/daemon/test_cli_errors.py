@@ -185,3 +185,27 @@ def test_a_decision_in_a_store_that_does_not_exist_creates_nothing(tmp_path: Pat
     nope.mkdir()
     assert f"the store {nope} is not a dedupd store" in error_line(dedupd_cli("keep", "--list", "--store-dir", str(nope)))
     assert list(nope.iterdir()) == []
+
+
+# -- (9) calibrate refuses input it cannot measure anything with --------------------------------------------
+
+
+def test_calibrate_without_a_labelled_pair_bad_labels_and_bad_precision(scanned: Path) -> None:
+    photos = str(scanned / "photos")
+    other = scanned / "other-folder.json"  # the ground truth of another folder
+    other.write_text(json.dumps({"x1.jpg": ["x2.jpg"], "b0050.jpg": ["x3.jpg"]}))
+    line = error_line(dedupd_cli("calibrate", photos, "--ground-truth", str(other)))
+    assert line == (f"dedupd calibrate: {other} labels no duplicate pair among the files in {photos} (1 of its names "
+                    "are not there): give the ground truth of this folder, names relative to it")
+    numbers = scanned / "numbers.json"
+    numbers.write_text(json.dumps({"b0050.jpg": [1]}))
+    line = error_line(dedupd_cli("calibrate", photos, "--ground-truth", str(numbers)))
+    assert line.startswith(f"dedupd calibrate: {numbers}: expected a JSON object mapping each file name to a list "
+                           "of its duplicates' file names")
+    good = scanned / "good.json"
+    good.write_text(json.dumps({"b0050.jpg": ["copy50.jpg"]}))
+    for option, value in (("--precision", "2"), ("--precision", "-1"), ("--precision", "0"),
+                          ("--strong-precision", "1.5")):
+        out = dedupd_cli("calibrate", photos, "--ground-truth", str(good), option, value)
+        assert f"argument {option}: '{value}' is not a precision: give a number above 0 and at most 1" \
+            in error_line(out, 2)
