@@ -114,6 +114,19 @@ def _path(text: str) -> str:
     return text
 
 
+METHOD_NAMES = ("phash", "dhash", "ahash", "whash", "cnn")
+
+
+def _methods(text: str) -> list[str]:
+    """argparse type of ``scan --method``: known method names, comma-separated."""
+    names = [m for m in text.split(",") if m]
+    bad = [m for m in names if m not in METHOD_NAMES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown method {', '.join(map(repr, bad or [text]))}: choose from "
+                                         f"{', '.join(METHOD_NAMES)} (repeat or comma-separate for several)")
+    return names
+
+
 def _precision(text: str) -> float:
     """argparse type of calibrate's precisions: in (0, 1]."""
     try:
@@ -189,6 +202,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     if args.engine != "ray" and args.ray_address:
         print("dedupd scan: --ray-address needs --engine ray", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.dirs and not _config_file(args) and not os.environ.get("DEDUPD_ROOTS"):
+        print("dedupd scan: give the folders to scan (`dedupd scan DIR...`), or a config naming them (--config "
+              "FILE with roots)", file=sys.stderr)
         return EXIT_USAGE
     overrides: dict[str, Any] = {}
     if args.dirs:
@@ -290,7 +307,7 @@ def _scan_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> dict
         out["roots"] = [*roots, *({"path": os.path.abspath(d), "reference": True} for d in args.reference)]
     if args.method or args.threshold is not None or args.exclude:
         base = _load_config(args, overrides)  # the configured methods and excludes the flags add to
-        names = [m for spec in args.method or () for m in spec.split(",") if m]
+        names = [m for group in args.method or () for m in group]
         if not names:
             names = [*base.hash_methods(), *(["cnn"] if base.cnn else [])]
         methods: dict[str, Any] = {}
@@ -634,6 +651,11 @@ class _DecisionClient(Client):
         except DaemonNotRunning as exc:
             raise DaemonNotRunning(f"{exc}; after a `dedupd scan` without a daemon, give its --store-dir "
                                    "(or --config) to record the decision in that store") from None
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            raise ApiError(403, exc.error, "only files the daemon watches (inside its roots, not excluded) can be "
+                                           "kept or marked not duplicates: name the copy inside a root") from None
 
 
 def _decide(args: argparse.Namespace, online: Callable[[Client], Any], offline: Callable[[Any], Any]) -> Any:
@@ -696,9 +718,16 @@ def cmd_ignore(args: argparse.Namespace) -> int:
             print(f"#{d['id']:<4} not duplicates: {', '.join(d['paths'])}"
                   + ("" if sorted(now) == sorted(d["paths"]) else f"  (now: {', '.join(now) or 'none indexed'})"))
         print(f"{res['total']} set(s)")
-    else:
+    elif not (args.remove or args.remove_id) or res["removed"]:
         print(res["detail"])
-    return EXIT_OK
+    return _removed_nothing("ignore") if (args.remove or args.remove_id) and not res["removed"] else EXIT_OK
+
+
+def _removed_nothing(command: str) -> int:
+    """A ``--remove`` that found nothing to forget is an error (as ``restore`` of a file not in quarantine)."""
+    print(f"dedupd {command}: nothing to remove: no recorded decision matches (see `dedupd {command} --list`)",
+          file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _ignore_offline(args: argparse.Namespace, store: Any, paths: list[str]) -> dict[str, Any]:
@@ -764,9 +793,9 @@ def cmd_keep(args: argparse.Namespace) -> int:
             now = p["current"]
             print(f"keep {p['path']}" + ("" if now == [p["path"]] else f"  (now: {', '.join(now) or 'none indexed'})"))
         print(f"{res['total']} pin(s)")
-    else:
+    elif not args.remove or res["removed"]:
         print(res["detail"])
-    return EXIT_OK
+    return _removed_nothing("keep") if args.remove and not res["removed"] else EXIT_OK
 
 
 # -- completion and manual page -----------------------------------------------------------------------
@@ -864,7 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dirs", nargs="*", type=_path, metavar="DIR", help="folders to scan (default: the config's roots)")
     s.add_argument("--report-dir", type=_path, help="where to write duplicates.json / groups.json")
     s.add_argument("--store-dir", type=_path, help="LMDB store (re-runs are incremental)")
-    s.add_argument("--method", action="append", metavar="NAME",
+    s.add_argument("--method", action="append", type=_methods, metavar="NAME",
                    help="match with this method instead of the config's (phash, dhash, ahash, whash, cnn; "
                         "repeat or comma-separate for several)")
     s.add_argument("--threshold", type=float, metavar="N",

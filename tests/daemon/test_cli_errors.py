@@ -209,3 +209,49 @@ def test_calibrate_without_a_labelled_pair_bad_labels_and_bad_precision(scanned:
         out = dedupd_cli("calibrate", photos, "--ground-truth", str(good), option, value)
         assert f"argument {option}: '{value}' is not a precision: give a number above 0 and at most 1" \
             in error_line(out, 2)
+
+
+# -- (12) messages that point the right way; (14) a --remove that removes nothing is an error ----------------
+
+
+def test_scan_method_and_folder_messages(tmp_path: Path) -> None:
+    out = dedupd_cli("scan", str(tmp_path), "--method", "phash,foo")
+    assert ("argument --method: unknown method 'foo': choose from phash, dhash, ahash, whash, cnn (repeat or "
+            "comma-separate for several)") in error_line(out, 2)
+    out = dedupd_cli("scan", cwd=str(tmp_path))
+    assert error_line(out, 2) == ("dedupd scan: give the folders to scan (`dedupd scan DIR...`), or a config naming "
+                                  "them (--config FILE with roots)")
+
+
+def test_decisions_that_change_nothing_exit_1_offline(scanned: Path) -> None:
+    store = ("--store-dir", str(scanned / "store"))
+    out = dedupd_cli("ignore", "--remove-id", "99", *store)
+    assert error_line(out) == ("dedupd ignore: nothing to remove: no recorded decision matches (see `dedupd ignore "
+                               "--list`)") and out.stdout == ""
+    out = dedupd_cli("keep", "--remove", str(scanned / "photos" / "b0051.jpg"), *store)
+    assert error_line(out) == "dedupd keep: nothing to remove: no recorded decision matches (see `dedupd keep --list`)"
+    out = dedupd_cli("keep", "--remove", str(scanned / "photos" / "b0051.jpg"), "--json", *store)
+    assert out.returncode == 1 and json.loads(out.stdout)["removed"] == 0
+
+
+def test_decisions_through_the_daemon_outside_its_roots_and_that_change_nothing(tmp_path: Path,
+                                                                               corpus_dir: Path) -> None:
+    from tests.daemon.socket_helpers import SocketDaemon
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    shutil.copyfile(corpus_dir / "base" / "b0070.jpg", root / "a.jpg")
+    outside = tmp_path / "outside.jpg"
+    shutil.copyfile(root / "a.jpg", outside)
+    d = SocketDaemon(tmp_path, [root], name="decide")
+    try:
+        d.start()
+        d.wait_quiet()
+        line = error_line(d.run_cli("keep", str(outside)))
+        assert line == ("dedupd: forbidden: only files the daemon watches (inside its roots, not excluded) can be "
+                        "kept or marked not duplicates: name the copy inside a root (HTTP 403)")
+        assert "dedupd ignore: nothing to remove" in error_line(d.run_cli("ignore", "--remove-id", "99"))
+        assert "dedupd keep: nothing to remove" in error_line(d.run_cli("keep", "--remove", str(root / "a.jpg")))
+        d.stop()
+    finally:
+        d.close()
