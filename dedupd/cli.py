@@ -127,6 +127,33 @@ def _methods(text: str) -> list[str]:
     return names
 
 
+def _int_in(low: int, high: int | None) -> Callable[[str], int]:
+    """argparse type: an int from ``low`` to ``high`` (None: no upper bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {low}-{high}" if high is not None
+                                             else f"{value} is out of range: give {low} or more")
+        return value
+
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type of a timeout: seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a timeout: give seconds above 0")
+    return value
+
+
 def _precision(text: str) -> float:
     """argparse type of calibrate's precisions: in (0, 1]."""
     try:
@@ -200,8 +227,16 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from dedupd.daemon.service import Daemon, DaemonFailed
     from dedupd.reports.groups import would_quarantine
 
-    if args.engine != "ray" and args.ray_address:
-        print("dedupd scan: --ray-address needs --engine ray", file=sys.stderr)
+    conflict = next((why for bad, why in (
+        (args.engine != "ray" and args.ray_address, "--ray-address needs --engine ray"),
+        (args.engine != "ray" and args.ray_batch is not None, "--ray-batch needs --engine ray"),
+        (args.json and (args.removable or args.print0),
+         "--removable/--print0 print bare paths; --json lists them under would_quarantine: give one or the other"),
+        (args.dry_run and args.policy == "report",
+         "--dry-run previews quarantine; it cannot be combined with --policy report"),
+    ) if bad), None)
+    if conflict:
+        print(f"dedupd scan: {conflict}", file=sys.stderr)
         return EXIT_USAGE
     if not args.dirs and not _config_file(args) and not os.environ.get("DEDUPD_ROOTS"):
         print("dedupd scan: give the folders to scan (`dedupd scan DIR...`), or a config naming them (--config "
@@ -331,7 +366,7 @@ def _scan_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> dict
 
 def _scan_on_ray(args: argparse.Namespace, config: Any, tty: bool) -> dict[str, Any]:
     """Phase 1 of the scan on a Ray cluster, the rest here (:mod:`dedupd.engines.ray_scan`)."""
-    from dedupd.engines.ray_scan import scan_on_ray
+    from dedupd.engines.ray_scan import BATCH, scan_on_ray
 
     def progress(line: str) -> None:
         if tty:
@@ -339,7 +374,7 @@ def _scan_on_ray(args: argparse.Namespace, config: Any, tty: bool) -> dict[str, 
             sys.stderr.flush()
 
     with contextlib.redirect_stdout(sys.stderr):  # Ray echoes its nodes' logs on stdout: keep it for the result
-        return scan_on_ray(config, address=args.ray_address, batch=args.ray_batch, progress=progress,
+        return scan_on_ray(config, address=args.ray_address, batch=args.ray_batch or BATCH, progress=progress,
                            daemon_hook=lambda daemon: daemon.install_signals())
 
 
@@ -549,6 +584,10 @@ def cmd_rescan(args: argparse.Namespace) -> int:
     """``dedupd rescan [--wait]``: start a walk; with ``--wait``, follow it to the end and summarize."""
     import time
 
+    if args.timeout is not None and not args.wait:
+        print("dedupd rescan: --timeout needs --wait", file=sys.stderr)
+        return EXIT_USAGE
+    timeout = 3600.0 if args.timeout is None else args.timeout
     client = Client(_socket_path(args))
     before = client.get("/v1/status").get("reconcile_progress", {}).get("run", 0)
     t0 = time.monotonic()
@@ -561,8 +600,8 @@ def cmd_rescan(args: argparse.Namespace) -> int:
         p = s.get("reconcile_progress", {})
         if p.get("run", 0) > before and p.get("done") and s["queued"] == 0 and s["state"] in ("watching", "degraded"):
             break
-        if time.monotonic() - t0 > args.timeout:
-            print(f"dedupd: the rescan did not finish within {args.timeout:g} s (state {s['state']}, "
+        if time.monotonic() - t0 > timeout:
+            print(f"dedupd: the rescan did not finish within {timeout:g} s (state {s['state']}, "
                   f"{s['queued']} queued); it goes on in the daemon", file=sys.stderr)
             return EXIT_ERROR
         time.sleep(0.2)
@@ -914,7 +953,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "cluster (pip install 'dedupd[ray]'; see README, Beyond one machine)")
     s.add_argument("--ray-address", metavar="HOST:PORT",
                    help="with --engine ray: the head node's address (default: a private Ray on this machine)")
-    s.add_argument("--ray-batch", type=int, default=64, metavar="N", help="with --engine ray: files per Ray task")
+    s.add_argument("--ray-batch", type=_int_in(1, None), metavar="N", help="with --engine ray: files per Ray task "
+                   "(default 64)")
     s.set_defaults(func=cmd_scan)
     rp = sub.add_parser("report", parents=[conf, js], help="write the HTML duplicate report from the store (no daemon needed)")
     rp.add_argument("--html", required=True, type=_path, metavar="OUT", help="report file (thumbnails go to OUT's folder/thumbs)")
@@ -928,12 +968,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 3 when a duplicate is found (else 1 if a file could not be checked, 0 otherwise)")
     q.set_defaults(func=cmd_query)
     g = sub.add_parser("groups", parents=common, help="list duplicate groups")
-    g.add_argument("--offset", type=int, default=0)
-    g.add_argument("--limit", type=int, default=100)
+    g.add_argument("--offset", type=_int_in(0, None), default=0, help="skip this many groups (default 0)")
+    g.add_argument("--limit", type=_int_in(1, 10000), default=100, help="list at most this many (1-10000, default 100)")
     g.set_defaults(func=cmd_groups)
     rs = sub.add_parser("rescan", parents=common, help="walk the roots again now")
     rs.add_argument("--wait", action="store_true", help="wait until the walk and its work are done, then summarize")
-    rs.add_argument("--timeout", type=float, default=3600, help="with --wait: give up after this many seconds")
+    rs.add_argument("--timeout", type=_positive_seconds, help="with --wait: give up after this many seconds "
+                    "(default 3600)")
     rs.set_defaults(func=cmd_rescan)
     sub.add_parser("reload", parents=common, help="re-read the config (like SIGHUP)").set_defaults(
         func=cmd_simple_post("/v1/reload"))

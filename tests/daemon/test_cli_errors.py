@@ -17,6 +17,14 @@ import pytest
 from tests.daemon.socket_helpers import clean_env, dedupd_cli
 
 
+@pytest.fixture(autouse=True)
+def private_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default stores and sockets in a temp folder: a command that wrongly ran must not touch the user's."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(state))
+
+
 @pytest.fixture(scope="module")
 def scanned(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> Path:
     """photos/ (two originals, an exact copy, a file that is not an image) scanned into store/."""
@@ -255,3 +263,27 @@ def test_decisions_through_the_daemon_outside_its_roots_and_that_change_nothing(
         d.stop()
     finally:
         d.close()
+
+
+# -- (13) conflicting or out-of-range flags are usage errors, before any work ------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (("scan", "X", "--removable", "--json"), "dedupd scan: --removable/--print0 print bare paths; --json lists them "
+                                             "under would_quarantine: give one or the other"),
+    (("scan", "X", "--print0", "--json"), "--json lists them under would_quarantine"),
+    (("scan", "X", "--dry-run", "--policy", "report"),
+     "dedupd scan: --dry-run previews quarantine; it cannot be combined with --policy report"),
+    (("scan", "X", "--ray-batch", "8"), "dedupd scan: --ray-batch needs --engine ray"),
+    (("scan", "X", "--engine", "ray", "--ray-batch", "0"), "argument --ray-batch: 0 is out of range: give 1 or more"),
+    (("rescan", "--timeout", "5"), "dedupd rescan: --timeout needs --wait"),
+    (("rescan", "--wait", "--timeout", "-1"), "argument --timeout: '-1' is not a timeout: give seconds above 0"),
+    (("groups", "--limit", "0"), "argument --limit: 0 is out of range: give 1-10000"),
+    (("groups", "--limit", "-1"), "argument --limit: -1 is out of range: give 1-10000"),
+    (("groups", "--offset", "-1"), "argument --offset: -1 is out of range: give 0 or more"),
+])
+def test_conflicting_and_out_of_range_flags(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    args = tuple(str(tmp_path) if a == "X" else a for a in args)
+    out = dedupd_cli(*args, "--socket", str(tmp_path / "none.sock")) if args[0] != "scan" else dedupd_cli(*args)
+    assert message in error_line(out, 2)  # 2, not 4: refused before looking for a daemon
+    assert not list(tmp_path.iterdir())
