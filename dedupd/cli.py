@@ -255,6 +255,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     log.setup(args.log_level or ("warning" if sys.stderr.isatty() else config.log.level), config.log.format)
     tty = sys.stderr.isatty()
     t0 = time.monotonic()
+    events = os.path.join(config.report_dir, "events.jsonl")
+    events_from = os.path.getsize(events) if os.path.isfile(events) else 0  # this scan's events follow
 
     def progress(s: dict[str, Any]) -> None:
         if tty:
@@ -285,6 +287,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     with open(os.path.join(config.report_dir, "groups.json"), encoding="utf-8") as f:
         groups = json.load(f)["groups"]
     status["reclaimable_bytes"] = sum(d.get("bytes", 0) for g in groups for d in g["duplicates"])
+    status["unreadable_files"] = _unreadable_since(events, events_from)
     preview = would_quarantine(groups)
     found = EXIT_DUPLICATE if groups and args.fail_on_duplicate else EXIT_OK
     if args.removable or args.print0:  # for xargs: only the paths quarantine would move
@@ -304,6 +307,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print()
     print(f"{status['files']} images indexed ({status['decoded']} decoded, {status['reused']} reused, "
           f"{status['unchanged']} unchanged since the last scan), {status['unreadable']} unreadable")
+    unreadable = status["unreadable_files"]
+    for u in unreadable[:UNREADABLE_SHOWN]:
+        print(f"  unreadable {u['path']}: {u['reason']}")
+    if len(unreadable) > UNREADABLE_SHOWN:
+        print(f"  … and {len(unreadable) - UNREADABLE_SHOWN} more (all in --json and in events.jsonl)")
     print(f"{status['groups']} duplicate groups, {status['duplicates']} duplicates "
           f"({human_bytes(status['reclaimable_bytes'])} reclaimable), {status['quarantined']} quarantined "
           f"in {status['elapsed_s']} s")
@@ -312,6 +320,25 @@ def cmd_scan(args: argparse.Namespace) -> int:
               f"{human_bytes(preview['would_free_bytes'])}; nothing was moved")
     print(f"reports: {config.report_dir}/duplicates.json, groups.json, report.html, events.jsonl")
     return found
+
+
+#: unreadable files ``scan`` names in its text summary (``--json`` lists all)
+UNREADABLE_SHOWN = 10
+
+
+def _unreadable_since(events: str, offset: int) -> list[dict[str, str]]:
+    """``{"path", "reason"}`` of the ``unreadable`` events appended to ``events`` after ``offset``."""
+    out = []
+    with contextlib.suppress(OSError), open(events, "rb") as f:
+        f.seek(offset)
+        for line in f:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a full disk
+            if isinstance(e, dict) and e.get("event") == "unreadable":
+                out.append({"path": str(e.get("path")), "reason": str(e.get("reason"))})
+    return out
 
 
 def _mark(d: dict[str, Any], config: Any) -> str:

@@ -287,3 +287,24 @@ def test_conflicting_and_out_of_range_flags(tmp_path: Path, args: tuple[str, ...
     out = dedupd_cli(*args, "--socket", str(tmp_path / "none.sock")) if args[0] != "scan" else dedupd_cli(*args)
     assert message in error_line(out, 2)  # 2, not 4: refused before looking for a daemon
     assert not list(tmp_path.iterdir())
+
+
+# -- (15) the files a scan could not read are named ----------------------------------------------------------
+
+
+def test_scan_names_its_unreadable_files(tmp_path: Path, corpus_dir: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copyfile(corpus_dir / "base" / "b0080.jpg", photos / "good.jpg")
+    for i in range(12):
+        (photos / f"junk{i:02d}.jpg").write_text("not an image")
+    common = [str(photos), "--store-dir", str(tmp_path / "store"), "--report-dir", str(tmp_path / "reports")]
+    out = dedupd_cli("scan", *common, timeout=300)
+    assert out.returncode == 0, out.stderr
+    named = [line for line in out.stdout.splitlines() if line.startswith("  unreadable ")]
+    assert len(named) == 10 and named[0].startswith(f"  unreadable {photos}/junk"), out.stdout
+    assert "not an image" in named[0]
+    assert "  … and 2 more (all in --json and in events.jsonl)" in out.stdout
+    (photos / "junk99.jpg").write_text("not an image either")
+    res = json.loads(dedupd_cli("scan", *common, "--json", timeout=300).stdout)
+    assert [u["path"] for u in res["unreadable_files"]] == [str(photos / "junk99.jpg")] and res["unreadable"] == 1
