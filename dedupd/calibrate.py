@@ -234,9 +234,10 @@ def run(image_dir: str, ground_truth: str, *, methods: Sequence[str] = ("phash",
     except (OSError, ValueError) as exc:
         raise ValueError(f"cannot read the ground truth {ground_truth}: {exc}; expected imagededup's format "
                          '{"name": ["duplicate name", ...]} with names relative to the folder') from None
-    if not isinstance(gt, dict) or not all(isinstance(v, list) for v in gt.values()):
+    if not isinstance(gt, dict) or not all(isinstance(v, list) and all(isinstance(n, str) for n in v)
+                                           for v in gt.values()):
         raise ValueError(f"{ground_truth}: expected a JSON object mapping each file name to a list of its "
-                         "duplicates (imagededup's ground-truth format)")
+                         "duplicates' file names (imagededup's ground-truth format)")
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}")
@@ -246,6 +247,9 @@ def run(image_dir: str, ground_truth: str, *, methods: Sequence[str] = ("phash",
         raise ValueError(f"no decodable image under {image_dir}")
     missing = sorted(set(gt) - set(names) - set(failed))
     truth = labelled_pairs(names, gt)
+    if not truth:
+        raise ValueError(f"{ground_truth} labels no duplicate pair among the files in {image_dir} ({len(missing)} "
+                         "of its names are not there): give the ground truth of this folder, names relative to it")
     print(f"{len(names)} files decoded ({len(failed)} undecodable), {len(truth)} labelled duplicate pairs"
           + (f"; {len(missing)} names of the ground truth are not in {image_dir}" if missing else ""), file=out)
     result: dict[str, Any] = {"files": len(names), "labelled_pairs": len(truth), "methods": {}}
@@ -285,9 +289,22 @@ def run(image_dir: str, ground_truth: str, *, methods: Sequence[str] = ("phash",
     return result
 
 
+def _check_writable(path: str) -> None:
+    """Refuse a ``--json`` file that cannot be written, before the sweep (raises ValueError)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"--json {path} is a folder; give a file name, e.g. {os.path.join(path, 'calibrate.json')}")
+    if not os.path.isdir(folder):
+        raise ValueError(f"--json {path}: the folder {folder} does not exist; create it or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--json {path}: cannot write in {folder}; check its permissions or choose another path")
+
+
 def main_args(ns: Any) -> int:
     """Entry point for ``dedupd calibrate`` (argparse namespace from :mod:`dedupd.cli`)."""
     try:
+        if ns.json:
+            _check_writable(ns.json)
         opts = [{"flip": "dihedral"}.get(o, o) for o in ns.options.split(",") if o]
         bad = [o for o in opts if o not in hash_variants.OPTIONS]
         if bad:

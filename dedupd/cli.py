@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from dedupd import __version__
@@ -33,23 +35,45 @@ def _common_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if getattr(args, "log_level", None):
         out["log.level"] = args.log_level
+    if getattr(args, "socket", None):
+        out["socket_path"] = args.socket
     return out
+
+
+def _config_file(args: argparse.Namespace) -> str | None:
+    """The config file named by --config or $DEDUPD_CONFIG, if any.
+
+    Raises:
+        ConfigError: it cannot be read (a client must not fall back to the default socket silently).
+    """
+    path = args.config or os.environ.get("DEDUPD_CONFIG")
+    if path:
+        from dedupd.errors import ConfigError
+
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {os.path.abspath(path)}: {exc.strerror or exc}; "
+                              "check the path") from None
+    return path or None
 
 
 def _socket_path(args: argparse.Namespace) -> str:
     """--socket, else $DEDUPD_SOCKET_PATH, else the config's socket_path, else the usual places."""
+    config_file = _config_file(args)
     if getattr(args, "socket", None):
         return args.socket
     if os.environ.get("DEDUPD_SOCKET_PATH"):
         return os.environ["DEDUPD_SOCKET_PATH"]
-    if args.config or os.environ.get("DEDUPD_CONFIG"):
+    if config_file:
         from dedupd.errors import DedupdError
 
         try:
             return _load_config(args).socket_path
         except (DedupdError, OSError):
             # a config the client cannot fully validate (e.g. roots it may not stat): its socket_path
-            return _raw_socket_path(args.config or os.environ["DEDUPD_CONFIG"]) or DEFAULT_SOCKET
+            return _raw_socket_path(config_file) or DEFAULT_SOCKET
     from dedupd.daemon.config import default_paths
 
     for candidate in (DEFAULT_SOCKET, default_paths(os.environ)["socket_path"]):
@@ -70,6 +94,86 @@ def _raw_socket_path(config_file: str) -> str | None:
     if not isinstance(value, str) or not value:
         return None
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_file)), os.path.expanduser(value)))
+
+
+def _require_folders(config: Any, *keys: str) -> None:
+    """Refuse a folder setting of ``config`` (``store_dir``, ``report_dir``, ...) that exists as a file."""
+    from dedupd.errors import DedupdError
+
+    for key in keys:
+        path = getattr(config, key)
+        if path and os.path.exists(path) and not os.path.isdir(path):
+            raise DedupdError(f"{key} {path} is not a folder; give a folder (--{key.replace('_', '-')} or "
+                              f"{key} in the config; it is created if missing)")
+
+
+def _path(text: str) -> str:
+    """argparse type of a file or folder argument: not empty (an unset shell variable is not the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("empty path: give a file or folder (is a shell variable unset?)")
+    return text
+
+
+METHOD_NAMES = ("phash", "dhash", "ahash", "whash", "cnn")
+
+
+def _methods(text: str) -> list[str]:
+    """argparse type of ``scan --method``: known method names, comma-separated."""
+    names = [m for m in text.split(",") if m]
+    bad = [m for m in names if m not in METHOD_NAMES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown method {', '.join(map(repr, bad or [text]))}: choose from "
+                                         f"{', '.join(METHOD_NAMES)} (repeat or comma-separate for several)")
+    return names
+
+
+def _int_in(low: int, high: int | None) -> Callable[[str], int]:
+    """argparse type: an int from ``low`` to ``high`` (None: no upper bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: give {low}-{high}" if high is not None
+                                             else f"{value} is out of range: give {low} or more")
+        return value
+
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type of a timeout: seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a timeout: give seconds above 0")
+    return value
+
+
+def _precision(text: str) -> float:
+    """argparse type of calibrate's precisions: in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a precision: give a number above 0 and at most 1")
+    return value
+
+
+def _port(text: str) -> int:
+    """argparse type of ``--port``: 0-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 0-65535 (0: a free one)")
+    return port
 
 
 def _print_json(data: Any) -> None:
@@ -123,8 +227,20 @@ def cmd_scan(args: argparse.Namespace) -> int:
     from dedupd.daemon.service import Daemon, DaemonFailed
     from dedupd.reports.groups import would_quarantine
 
-    if args.engine != "ray" and args.ray_address:
-        print("dedupd scan: --ray-address needs --engine ray", file=sys.stderr)
+    conflict = next((why for bad, why in (
+        (args.engine != "ray" and args.ray_address, "--ray-address needs --engine ray"),
+        (args.engine != "ray" and args.ray_batch is not None, "--ray-batch needs --engine ray"),
+        (args.json and (args.removable or args.print0),
+         "--removable/--print0 print bare paths; --json lists them under would_quarantine: give one or the other"),
+        (args.dry_run and args.policy == "report",
+         "--dry-run previews quarantine; it cannot be combined with --policy report"),
+    ) if bad), None)
+    if conflict:
+        print(f"dedupd scan: {conflict}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.dirs and not _config_file(args) and not os.environ.get("DEDUPD_ROOTS"):
+        print("dedupd scan: give the folders to scan (`dedupd scan DIR...`), or a config naming them (--config "
+              "FILE with roots)", file=sys.stderr)
         return EXIT_USAGE
     overrides: dict[str, Any] = {}
     if args.dirs:
@@ -135,9 +251,12 @@ def cmd_scan(args: argparse.Namespace) -> int:
         overrides["store_dir"] = os.path.abspath(args.store_dir)
     overrides.update(_scan_overrides(args, overrides))
     config = _load_config(args, overrides)
+    _require_folders(config, "store_dir", "report_dir", "quarantine_dir")
     log.setup(args.log_level or ("warning" if sys.stderr.isatty() else config.log.level), config.log.format)
     tty = sys.stderr.isatty()
     t0 = time.monotonic()
+    events = os.path.join(config.report_dir, "events.jsonl")
+    events_from = os.path.getsize(events) if os.path.isfile(events) else 0  # this scan's events follow
 
     def progress(s: dict[str, Any]) -> None:
         if tty:
@@ -168,6 +287,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
     with open(os.path.join(config.report_dir, "groups.json"), encoding="utf-8") as f:
         groups = json.load(f)["groups"]
     status["reclaimable_bytes"] = sum(d.get("bytes", 0) for g in groups for d in g["duplicates"])
+    status["unreadable_files"] = _unreadable_since(events, events_from)
     preview = would_quarantine(groups)
     found = EXIT_DUPLICATE if groups and args.fail_on_duplicate else EXIT_OK
     if args.removable or args.print0:  # for xargs: only the paths quarantine would move
@@ -187,6 +307,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
         print()
     print(f"{status['files']} images indexed ({status['decoded']} decoded, {status['reused']} reused, "
           f"{status['unchanged']} unchanged since the last scan), {status['unreadable']} unreadable")
+    unreadable = status["unreadable_files"]
+    for u in unreadable[:UNREADABLE_SHOWN]:
+        print(f"  unreadable {u['path']}: {u['reason']}")
+    if len(unreadable) > UNREADABLE_SHOWN:
+        print(f"  … and {len(unreadable) - UNREADABLE_SHOWN} more (all in --json and in events.jsonl)")
     print(f"{status['groups']} duplicate groups, {status['duplicates']} duplicates "
           f"({human_bytes(status['reclaimable_bytes'])} reclaimable), {status['quarantined']} quarantined "
           f"in {status['elapsed_s']} s")
@@ -195,6 +320,25 @@ def cmd_scan(args: argparse.Namespace) -> int:
               f"{human_bytes(preview['would_free_bytes'])}; nothing was moved")
     print(f"reports: {config.report_dir}/duplicates.json, groups.json, report.html, events.jsonl")
     return found
+
+
+#: unreadable files ``scan`` names in its text summary (``--json`` lists all)
+UNREADABLE_SHOWN = 10
+
+
+def _unreadable_since(events: str, offset: int) -> list[dict[str, str]]:
+    """``{"path", "reason"}`` of the ``unreadable`` events appended to ``events`` after ``offset``."""
+    out = []
+    with contextlib.suppress(OSError), open(events, "rb") as f:
+        f.seek(offset)
+        for line in f:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a full disk
+            if isinstance(e, dict) and e.get("event") == "unreadable":
+                out.append({"path": str(e.get("path")), "reason": str(e.get("reason"))})
+    return out
 
 
 def _mark(d: dict[str, Any], config: Any) -> str:
@@ -225,7 +369,7 @@ def _scan_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> dict
         out["roots"] = [*roots, *({"path": os.path.abspath(d), "reference": True} for d in args.reference)]
     if args.method or args.threshold is not None or args.exclude:
         base = _load_config(args, overrides)  # the configured methods and excludes the flags add to
-        names = [m for spec in args.method or () for m in spec.split(",") if m]
+        names = [m for group in args.method or () for m in group]
         if not names:
             names = [*base.hash_methods(), *(["cnn"] if base.cnn else [])]
         methods: dict[str, Any] = {}
@@ -249,7 +393,7 @@ def _scan_overrides(args: argparse.Namespace, overrides: dict[str, Any]) -> dict
 
 def _scan_on_ray(args: argparse.Namespace, config: Any, tty: bool) -> dict[str, Any]:
     """Phase 1 of the scan on a Ray cluster, the rest here (:mod:`dedupd.engines.ray_scan`)."""
-    from dedupd.engines.ray_scan import scan_on_ray
+    from dedupd.engines.ray_scan import BATCH, scan_on_ray
 
     def progress(line: str) -> None:
         if tty:
@@ -257,7 +401,7 @@ def _scan_on_ray(args: argparse.Namespace, config: Any, tty: bool) -> dict[str, 
             sys.stderr.flush()
 
     with contextlib.redirect_stdout(sys.stderr):  # Ray echoes its nodes' logs on stdout: keep it for the result
-        return scan_on_ray(config, address=args.ray_address, batch=args.ray_batch, progress=progress,
+        return scan_on_ray(config, address=args.ray_address, batch=args.ray_batch or BATCH, progress=progress,
                            daemon_hook=lambda daemon: daemon.install_signals())
 
 
@@ -271,7 +415,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not (args.config or os.environ.get("DEDUPD_CONFIG")):
         overrides["roots"] = [os.sep]  # no config: report every file the store holds (default match settings)
     config = _load_config(args, overrides)
+    _require_folders(config, "store_dir")
     out = os.path.abspath(args.html)
+    if os.path.isdir(out):
+        from dedupd.errors import DedupdError
+
+        raise DedupdError(f"--html {out} is a folder; give the report's file name, e.g. "
+                          f"{os.path.join(out, 'report.html')}")
     stats = report_from_store(config, out, thumbs_dir=os.path.abspath(args.thumbs_dir) if args.thumbs_dir else None)
     if args.json:
         _print_json({**stats, "html": out})
@@ -291,6 +441,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         if not (args.config or os.environ.get("DEDUPD_CONFIG")):
             overrides["roots"] = [os.sep]  # no config: every file the store holds
         config = _load_config(args, overrides)
+        _require_folders(config, "store_dir")
     source = open_source(_socket_path(args), config)
 
     def _stop(_sig: int, _frame: Any) -> None:
@@ -300,7 +451,14 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     review = Review(source, max_pixels=config.max_pixels if config is not None else None)
-    server = ReviewServer(review, args.port)
+    try:
+        server = ReviewServer(review, args.port)
+    except OSError as exc:
+        from dedupd.errors import DedupdError
+
+        review.close()
+        raise DedupdError(f"cannot listen on 127.0.0.1 port {args.port}: {exc.strerror or exc}; pass --port 0 "
+                          "(a free port) or another port") from None
     try:
         print(f"dedupd review: {source.describe()}", flush=True)
         print(f"open {server.url}", flush=True)
@@ -453,6 +611,10 @@ def cmd_rescan(args: argparse.Namespace) -> int:
     """``dedupd rescan [--wait]``: start a walk; with ``--wait``, follow it to the end and summarize."""
     import time
 
+    if args.timeout is not None and not args.wait:
+        print("dedupd rescan: --timeout needs --wait", file=sys.stderr)
+        return EXIT_USAGE
+    timeout = 3600.0 if args.timeout is None else args.timeout
     client = Client(_socket_path(args))
     before = client.get("/v1/status").get("reconcile_progress", {}).get("run", 0)
     t0 = time.monotonic()
@@ -465,8 +627,8 @@ def cmd_rescan(args: argparse.Namespace) -> int:
         p = s.get("reconcile_progress", {})
         if p.get("run", 0) > before and p.get("done") and s["queued"] == 0 and s["state"] in ("watching", "degraded"):
             break
-        if time.monotonic() - t0 > args.timeout:
-            print(f"dedupd: the rescan did not finish within {args.timeout:g} s (state {s['state']}, "
+        if time.monotonic() - t0 > timeout:
+            print(f"dedupd: the rescan did not finish within {timeout:g} s (state {s['state']}, "
                   f"{s['queued']} queued); it goes on in the daemon", file=sys.stderr)
             return EXIT_ERROR
         time.sleep(0.2)
@@ -520,7 +682,12 @@ def _restore_offline(args: argparse.Namespace, payload: dict[str, Any]) -> dict[
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    data = Client(_socket_path(args)).get("/v1/quarantine", state=args.state)
+    try:
+        data = Client(_socket_path(args)).get("/v1/quarantine", state=args.state)
+    except DaemonNotRunning:
+        if not _config_file(args):
+            raise
+        data = _quarantine_offline(args)
     if args.json:
         _print_json(data)
         return EXIT_OK
@@ -530,26 +697,53 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quarantine_offline(args: argparse.Namespace) -> dict[str, Any]:
+    """The manifest in the config's store, without a daemon (read-only, as ``GET /v1/quarantine``)."""
+    from dedupd.daemon.store import Store
+
+    with Store.open(_load_config(args).store_dir, readonly=True, lock=False) as store:
+        entries = [{"id": e.id, "origin": e.origin, "dest": e.dest, "keeper": e.keeper, "reason": e.reason,
+                    "state": e.state, "created_at": e.created_at, "updated_at": e.updated_at}
+                   for e in store.iter_quarantine(args.state)]
+    return {"entries": entries, "total": len(entries)}
+
+
 class _DecisionClient(Client):
-    """A client whose "not running" error also names the way without a daemon (``--store-dir``)."""
+    """A client whose "not running" error also names the ways without a daemon (``--store-dir``, ``--config``)."""
 
     def request(self, *a: Any, **kw: Any) -> Any:
         try:
             return super().request(*a, **kw)
         except DaemonNotRunning as exc:
             raise DaemonNotRunning(f"{exc}; after a `dedupd scan` without a daemon, give its --store-dir "
-                                   "to record the decision in that store") from None
+                                   "(or --config) to record the decision in that store") from None
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            raise ApiError(403, exc.error, "only files the daemon watches (inside its roots, not excluded) can be "
+                                           "kept or marked not duplicates: name the copy inside a root") from None
 
 
-def _decision_client(args: argparse.Namespace) -> Client:
-    return _DecisionClient(_socket_path(args))
-
-
-def _decision_store(args: argparse.Namespace):
-    """The store named by ``--store-dir`` (after a ``dedupd scan``, no daemon), write-locked."""
+def _decide(args: argparse.Namespace, online: Callable[[Client], Any], offline: Callable[[Any], Any]) -> Any:
+    """A decision (``keep``, ``ignore``) through the daemon, or in a store directly: ``--store-dir``, else
+    the config's ``store_dir`` when no daemon answers."""
     from dedupd.daemon.store import Store
+    from dedupd.errors import DedupdError
 
-    return Store.open(os.path.abspath(args.store_dir), lock=True)
+    store_dir = os.path.abspath(args.store_dir) if args.store_dir else None
+    if store_dir is None:
+        try:
+            return online(_DecisionClient(_socket_path(args)))
+        except DaemonNotRunning:
+            if not _config_file(args):
+                raise
+            store_dir = _load_config(args).store_dir
+    if not os.path.isfile(os.path.join(store_dir, "data.mdb")):  # never create an empty store for a typo
+        what = "is not a dedupd store" if os.path.isdir(store_dir) else "does not exist"
+        raise DedupdError(f"the store {store_dir} {what}; give the --store-dir of a `dedupd scan` (or the config "
+                          "of the daemon that wrote it)")
+    with Store.open(store_dir, lock=True) as store:
+        return offline(store)
 
 
 def _stored_content(store: Any, path: str) -> tuple[str, bytes]:
@@ -571,18 +765,17 @@ def cmd_ignore(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     paths = [os.path.abspath(p) for p in args.paths]
-    if args.store_dir:
-        res = _ignore_offline(args, paths)
-    else:
-        client = _decision_client(args)
+
+    def online(client: Client) -> Any:
         if args.list:
-            res = client.get("/v1/ignore")
-        elif args.remove_id:
-            res = client.post("/v1/ignore/remove", {"ids": args.remove_id})
-        elif args.remove:
-            res = client.post("/v1/ignore/remove", {"paths": paths})
-        else:
-            res = client.post("/v1/ignore", {"paths": paths})
+            return client.get("/v1/ignore")
+        if args.remove_id:
+            return client.post("/v1/ignore/remove", {"ids": args.remove_id})
+        if args.remove:
+            return client.post("/v1/ignore/remove", {"paths": paths})
+        return client.post("/v1/ignore", {"paths": paths})
+
+    res = _decide(args, online, lambda store: _ignore_offline(args, store, paths))
     if args.json:
         _print_json(res)
     elif args.list:
@@ -591,36 +784,42 @@ def cmd_ignore(args: argparse.Namespace) -> int:
             print(f"#{d['id']:<4} not duplicates: {', '.join(d['paths'])}"
                   + ("" if sorted(now) == sorted(d["paths"]) else f"  (now: {', '.join(now) or 'none indexed'})"))
         print(f"{res['total']} set(s)")
-    else:
+    elif not (args.remove or args.remove_id) or res["removed"]:
         print(res["detail"])
-    return EXIT_OK
+    return _removed_nothing("ignore") if (args.remove or args.remove_id) and not res["removed"] else EXIT_OK
 
 
-def _ignore_offline(args: argparse.Namespace, paths: list[str]) -> dict[str, Any]:
+def _removed_nothing(command: str) -> int:
+    """A ``--remove`` that found nothing to forget is an error (as ``restore`` of a file not in quarantine)."""
+    print(f"dedupd {command}: nothing to remove: no recorded decision matches (see `dedupd {command} --list`)",
+          file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _ignore_offline(args: argparse.Namespace, store: Any, paths: list[str]) -> dict[str, Any]:
     from dedupd.core.review import distinct_contents
     from dedupd.errors import DedupdError
 
-    with _decision_store(args) as store:
-        if args.list:
-            sets = [{"id": d.id, "paths": list(d.paths),
-                     "current": sorted(p for x in d.digests for p in store.files_with_digest(x)),
-                     "digests": sorted(x.hex() for x in d.digests), "created_at": d.created_at}
-                    for d in store.distinct_sets()]
-            return {"sets": sets, "total": len(sets)}
-        if args.remove or args.remove_id:
-            wanted = list(args.remove_id or ())
-            if args.remove:
-                digests = {_stored_content(store, p)[1] for p in paths}
-                wanted = [d.id for d in store.distinct_sets() if d.digests & digests]
-            removed = store.remove_distinct(wanted)
-            return {"ok": True, "removed": removed,
-                    "detail": f"{len(removed)} set(s) forgotten" if removed else "no such set"}
-        named = [_stored_content(store, p) for p in paths]
-        try:
-            by_digest = distinct_contents(named)
-        except ValueError as exc:
-            raise DedupdError(str(exc)) from None
-        sid = store.add_distinct(by_digest, [p for p, _ in named])
+    if args.list:
+        sets = [{"id": d.id, "paths": list(d.paths),
+                 "current": sorted(p for x in d.digests for p in store.files_with_digest(x)),
+                 "digests": sorted(x.hex() for x in d.digests), "created_at": d.created_at}
+                for d in store.distinct_sets()]
+        return {"sets": sets, "total": len(sets)}
+    if args.remove or args.remove_id:
+        wanted = list(args.remove_id or ())
+        if args.remove:
+            digests = {_stored_content(store, p)[1] for p in paths}
+            wanted = [d.id for d in store.distinct_sets() if d.digests & digests]
+        removed = store.remove_distinct(wanted)
+        return {"ok": True, "removed": removed,
+                "detail": f"{len(removed)} set(s) forgotten" if removed else "no such set"}
+    named = [_stored_content(store, p) for p in paths]
+    try:
+        by_digest = distinct_contents(named)
+    except ValueError as exc:
+        raise DedupdError(str(exc)) from None
+    sid = store.add_distinct(by_digest, [p for p, _ in named])
     return {"ok": True, "id": sid, "paths": [p for p, _ in named],
             "detail": f"recorded: {len(named)} files are not duplicates of each other (set {sid})"}
 
@@ -632,27 +831,27 @@ def cmd_keep(args: argparse.Namespace) -> int:
         print("dedupd keep: give one path to keep, or --list, or --remove PATH...", file=sys.stderr)
         return EXIT_USAGE
     paths = [os.path.abspath(p) for p in args.paths]
-    if args.store_dir:
-        with _decision_store(args) as store:
-            if args.list:
-                pins = [{"path": p.path, "current": store.files_with_digest(p.digest), "digest": p.digest.hex(),
-                         "pinned_at": p.pinned_at} for p in store.pins()]
-                res: dict[str, Any] = {"pins": pins, "total": len(pins)}
-            elif args.remove:
-                n = len(store.unpin([_stored_content(store, p)[1] for p in paths]))
-                res = {"ok": True, "removed": n, "detail": f"{n} pin(s) removed" if n else "not pinned"}
-            else:
-                path, digest = _stored_content(store, paths[0])
-                store.pin(digest, path)
-                res = {"ok": True, "path": path, "detail": f"{path} is kept whenever it is in a group"}
-    else:
-        client = _decision_client(args)
+
+    def online(client: Client) -> Any:
         if args.list:
-            res = client.get("/v1/keep")
-        elif args.remove:
-            res = client.post("/v1/keep/remove", {"paths": paths})
-        else:
-            res = client.post("/v1/keep", {"path": paths[0]})
+            return client.get("/v1/keep")
+        if args.remove:
+            return client.post("/v1/keep/remove", {"paths": paths})
+        return client.post("/v1/keep", {"path": paths[0]})
+
+    def offline(store: Any) -> dict[str, Any]:
+        if args.list:
+            pins = [{"path": p.path, "current": store.files_with_digest(p.digest), "digest": p.digest.hex(),
+                     "pinned_at": p.pinned_at} for p in store.pins()]
+            return {"pins": pins, "total": len(pins)}
+        if args.remove:
+            n = len(store.unpin([_stored_content(store, p)[1] for p in paths]))
+            return {"ok": True, "removed": n, "detail": f"{n} pin(s) removed" if n else "not pinned"}
+        path, digest = _stored_content(store, paths[0])
+        store.pin(digest, path)
+        return {"ok": True, "path": path, "detail": f"{path} is kept whenever it is in a group"}
+
+    res = _decide(args, online, offline)
     if args.json:
         _print_json(res)
     elif args.list:
@@ -660,9 +859,9 @@ def cmd_keep(args: argparse.Namespace) -> int:
             now = p["current"]
             print(f"keep {p['path']}" + ("" if now == [p["path"]] else f"  (now: {', '.join(now) or 'none indexed'})"))
         print(f"{res['total']} pin(s)")
-    else:
+    elif not args.remove or res["removed"]:
         print(res["detail"])
-    return EXIT_OK
+    return _removed_nothing("keep") if args.remove and not res["removed"] else EXIT_OK
 
 
 # -- completion and manual page -----------------------------------------------------------------------
@@ -743,28 +942,32 @@ def build_parser() -> argparse.ArgumentParser:
                                 "finding them while folders change.", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"dedupd {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", "-c", help="YAML config file (default: $DEDUPD_CONFIG)")
-    common.add_argument("--socket", help=f"daemon socket (default: from --config, else {DEFAULT_SOCKET})")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    conf = argparse.ArgumentParser(add_help=False)  # every command but completion/manpage/calibrate
+    conf.add_argument("--config", "-c", type=_path, help="YAML config file (default: $DEDUPD_CONFIG)")
+    conf.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    sock = argparse.ArgumentParser(add_help=False)  # the daemon to talk to (clients, review)
+    sock.add_argument("--socket", type=_path, help=f"daemon socket (default: from --config, else {DEFAULT_SOCKET})")
+    js = argparse.ArgumentParser(add_help=False)  # commands that print a result
+    js.add_argument("--json", action="store_true", help="machine-readable output")
+    common = [conf, sock, js]  # the client commands'
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("run", parents=[common], help="run the daemon (watch, index, report/quarantine)").set_defaults(
-        func=cmd_run)
-    s = sub.add_parser("scan", parents=[common], help="one-shot: index folders, write reports, exit")
-    s.add_argument("dirs", nargs="*", metavar="DIR", help="folders to scan (default: the config's roots)")
-    s.add_argument("--report-dir", help="where to write duplicates.json / groups.json")
-    s.add_argument("--store-dir", help="LMDB store (re-runs are incremental)")
-    s.add_argument("--method", action="append", metavar="NAME",
+    rn = sub.add_parser("run", parents=[conf], help="run the daemon (watch, index, report/quarantine)")
+    rn.add_argument("--socket", type=_path, help="listen on this socket (overrides the config's socket_path)")
+    rn.set_defaults(func=cmd_run)
+    s = sub.add_parser("scan", parents=[conf, js], help="one-shot: index folders, write reports, exit")
+    s.add_argument("dirs", nargs="*", type=_path, metavar="DIR", help="folders to scan (default: the config's roots)")
+    s.add_argument("--report-dir", type=_path, help="where to write duplicates.json / groups.json")
+    s.add_argument("--store-dir", type=_path, help="LMDB store (re-runs are incremental)")
+    s.add_argument("--method", action="append", type=_methods, metavar="NAME",
                    help="match with this method instead of the config's (phash, dhash, ahash, whash, cnn; "
                         "repeat or comma-separate for several)")
     s.add_argument("--threshold", type=float, metavar="N",
                    help="max Hamming distance (hashes, 0-64) or min cosine similarity (cnn) for those methods")
     s.add_argument("--exclude", action="append", metavar="GLOB", help="also skip files or folders matching GLOB")
     s.add_argument("--policy", choices=["report", "quarantine"], help="report only, or move duplicates away")
-    s.add_argument("--quarantine-dir", metavar="DIR", help="where quarantine moves duplicates")
-    s.add_argument("--reference", action="append", metavar="DIR",
+    s.add_argument("--quarantine-dir", type=_path, metavar="DIR", help="where quarantine moves duplicates")
+    s.add_argument("--reference", action="append", type=_path, metavar="DIR",
                    help="also scan DIR as a reference root: its files are kept first and never moved")
     s.add_argument("--dry-run", action="store_true",
                    help="preview quarantine: move nothing, mark what would move (and the bytes it frees)")
@@ -777,75 +980,77 @@ def build_parser() -> argparse.ArgumentParser:
                         "cluster (pip install 'dedupd[ray]'; see README, Beyond one machine)")
     s.add_argument("--ray-address", metavar="HOST:PORT",
                    help="with --engine ray: the head node's address (default: a private Ray on this machine)")
-    s.add_argument("--ray-batch", type=int, default=64, metavar="N", help="with --engine ray: files per Ray task")
+    s.add_argument("--ray-batch", type=_int_in(1, None), metavar="N", help="with --engine ray: files per Ray task "
+                   "(default 64)")
     s.set_defaults(func=cmd_scan)
-    rp = sub.add_parser("report", parents=[common], help="write the HTML duplicate report from the store (no daemon needed)")
-    rp.add_argument("--html", required=True, metavar="OUT", help="report file (thumbnails go to OUT's folder/thumbs)")
-    rp.add_argument("--store-dir", help="store to read (default: the config's store_dir)")
-    rp.add_argument("--thumbs-dir", help="thumbnail folder (default: thumbs/ next to OUT)")
+    rp = sub.add_parser("report", parents=[conf, js], help="write the HTML duplicate report from the store (no daemon needed)")
+    rp.add_argument("--html", required=True, type=_path, metavar="OUT", help="report file (thumbnails go to OUT's folder/thumbs)")
+    rp.add_argument("--store-dir", type=_path, help="store to read (default: the config's store_dir)")
+    rp.add_argument("--thumbs-dir", type=_path, help="thumbnail folder (default: thumbs/ next to OUT)")
     rp.set_defaults(func=cmd_report)
-    sub.add_parser("status", parents=[common], help="daemon state and counters").set_defaults(func=cmd_status)
-    q = sub.add_parser("query", parents=[common], help="is this file a duplicate of an indexed one?")
-    q.add_argument("paths", nargs="+", metavar="PATH")
+    sub.add_parser("status", parents=common, help="daemon state and counters").set_defaults(func=cmd_status)
+    q = sub.add_parser("query", parents=common, help="is this file a duplicate of an indexed one?")
+    q.add_argument("paths", nargs="+", type=_path, metavar="PATH")
     q.add_argument("--fail-on-duplicate", action="store_true",
                    help="exit 3 when a duplicate is found (else 1 if a file could not be checked, 0 otherwise)")
     q.set_defaults(func=cmd_query)
-    g = sub.add_parser("groups", parents=[common], help="list duplicate groups")
-    g.add_argument("--offset", type=int, default=0)
-    g.add_argument("--limit", type=int, default=100)
+    g = sub.add_parser("groups", parents=common, help="list duplicate groups")
+    g.add_argument("--offset", type=_int_in(0, None), default=0, help="skip this many groups (default 0)")
+    g.add_argument("--limit", type=_int_in(1, 10000), default=100, help="list at most this many (1-10000, default 100)")
     g.set_defaults(func=cmd_groups)
-    rs = sub.add_parser("rescan", parents=[common], help="walk the roots again now")
+    rs = sub.add_parser("rescan", parents=common, help="walk the roots again now")
     rs.add_argument("--wait", action="store_true", help="wait until the walk and its work are done, then summarize")
-    rs.add_argument("--timeout", type=float, default=3600, help="with --wait: give up after this many seconds")
+    rs.add_argument("--timeout", type=_positive_seconds, help="with --wait: give up after this many seconds "
+                    "(default 3600)")
     rs.set_defaults(func=cmd_rescan)
-    sub.add_parser("reload", parents=[common], help="re-read the config (like SIGHUP)").set_defaults(
+    sub.add_parser("reload", parents=common, help="re-read the config (like SIGHUP)").set_defaults(
         func=cmd_simple_post("/v1/reload"))
-    r = sub.add_parser("restore", parents=[common], help="move quarantined files back")
-    r.add_argument("paths", nargs="*", metavar="PATH")
+    r = sub.add_parser("restore", parents=common, help="move quarantined files back")
+    r.add_argument("paths", nargs="*", type=_path, metavar="PATH")
     r.add_argument("--all", action="store_true", help="restore every quarantined file")
     r.set_defaults(func=cmd_restore)
-    qu = sub.add_parser("quarantine", parents=[common], help="quarantine manifest")
+    qu = sub.add_parser("quarantine", parents=common, help="quarantine manifest")
     qu.add_argument("action", choices=["list"], nargs="?", default="list")
     qu.add_argument("--state", choices=["pending", "moved", "restored", "failed"], help="only entries in this state")
     qu.set_defaults(func=cmd_quarantine)
-    ig = sub.add_parser("ignore", parents=[common], help="these files are not duplicates (remembered by content)")
-    ig.add_argument("paths", nargs="*", metavar="PATH")
+    ig = sub.add_parser("ignore", parents=common, help="these files are not duplicates (remembered by content)")
+    ig.add_argument("paths", nargs="*", type=_path, metavar="PATH")
     ig.add_argument("--list", action="store_true", help="list the recorded sets")
     ig.add_argument("--remove", action="store_true", help="forget the sets holding these files")
     ig.add_argument("--remove-id", type=int, action="append", metavar="N", help="forget set N (see --list)")
-    ig.add_argument("--store-dir", help="record in this store directly (after `dedupd scan`; no daemon)")
+    ig.add_argument("--store-dir", type=_path, help="record in this store directly (after `dedupd scan`; no daemon)")
     ig.set_defaults(func=cmd_ignore)
-    kp = sub.add_parser("keep", parents=[common], help="keep this copy of its duplicate group (never moved)")
-    kp.add_argument("paths", nargs="*", metavar="PATH")
+    kp = sub.add_parser("keep", parents=common, help="keep this copy of its duplicate group (never moved)")
+    kp.add_argument("paths", nargs="*", type=_path, metavar="PATH")
     kp.add_argument("--list", action="store_true", help="list the kept (pinned) copies")
     kp.add_argument("--remove", action="store_true", help="forget the pins of these files")
-    kp.add_argument("--store-dir", help="record in this store directly (after `dedupd scan`; no daemon)")
+    kp.add_argument("--store-dir", type=_path, help="record in this store directly (after `dedupd scan`; no daemon)")
     kp.set_defaults(func=cmd_keep)
     co = sub.add_parser("completion", help="print a shell completion script (bash, zsh, tcsh)")
     co.add_argument("shell", choices=["bash", "zsh", "tcsh"])
     co.set_defaults(func=cmd_completion)
     sub.add_parser("manpage", help="print the manual page (roff): dedupd manpage > dedupd.1").set_defaults(
         func=cmd_manpage)
-    rv = sub.add_parser("review", parents=[common], help="review the groups in a browser: keep, quarantine, "
+    rv = sub.add_parser("review", parents=[conf, sock], help="review the groups in a browser: keep, quarantine, "
                         "restore, not a duplicate (read-only without a daemon)")
-    rv.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    rv.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: a free one)")
     rv.add_argument("--no-browser", action="store_true", help="only print the address (with its token)")
-    rv.add_argument("--store-dir", help="store to show when no daemon runs (default: the config's store_dir)")
+    rv.add_argument("--store-dir", type=_path, help="store to show when no daemon runs (default: the config's store_dir)")
     rv.set_defaults(func=cmd_review)
     ca = sub.add_parser("calibrate", help="choose thresholds from a labelled sample (precision/recall per threshold)",
                         description="Sweep hash thresholds (and the crop/flip variant hashes) on a labelled folder "
                         "and print precision/recall per threshold plus the recommended `methods:` config lines. "
                         "The ground truth is imagededup's format; make_corpus.py's ground_truth.json is valid.")
-    ca.add_argument("dir", help="folder of the labelled images")
-    ca.add_argument("--ground-truth", required=True, help='JSON {"name": ["duplicate name", ...]}, names relative to DIR')
+    ca.add_argument("dir", type=_path, help="folder of the labelled images")
+    ca.add_argument("--ground-truth", required=True, type=_path, help='JSON {"name": ["duplicate name", ...]}, names relative to DIR')
     ca.add_argument("--methods", default="phash,dhash", help="comma-separated hash methods (default phash,dhash)")
     ca.add_argument("--options", default="crop,flip", help="variant hashes to try: crop,flip (default both; '' none)")
-    ca.add_argument("--precision", type=float, default=0.99, help="min pair precision of a match (default 0.99)")
-    ca.add_argument("--strong-precision", type=float, default=0.999,
+    ca.add_argument("--precision", type=_precision, default=0.99, help="min pair precision of a match (default 0.99)")
+    ca.add_argument("--strong-precision", type=_precision, default=0.999,
                     help="min pair precision of a strong match, which quarantine may move (default 0.999)")
     ca.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
     ca.add_argument("--no-exif", action="store_true", help="ignore EXIF orientation (default: apply it, as the daemon)")
-    ca.add_argument("--json", help="also write the numbers to this JSON file")
+    ca.add_argument("--json", type=_path, help="also write the numbers to this JSON file")
     ca.set_defaults(func=cmd_calibrate)
     return p
 
@@ -873,6 +1078,9 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # Python's final flush must not fail again
         return EXIT_BROKEN_PIPE
+    except OSError as exc:  # a path the system refused (permissions, full disk, a file in the way): no traceback
+        print(f"dedupd: {args.command} failed: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_ERROR
     except Exception as exc:
         from dedupd.errors import DedupdError
 
@@ -880,6 +1088,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dedupd: {exc}", file=sys.stderr)
             return EXIT_ERROR
         raise
+
+
+_OS_HINTS = {
+    errno.EACCES: "check its permissions, or choose another path",
+    errno.EPERM: "check its permissions, or choose another path",
+    errno.EROFS: "it is on a read-only filesystem: choose another path",
+    errno.ENOSPC: "free space on its filesystem, or choose a path on another one",
+    errno.EDQUOT: "your disk quota is used up: free space, or choose a path on another filesystem",
+    errno.EEXIST: "a file is in the way: the path must be a folder",
+    errno.ENOTDIR: "a file is in the way: the path must be a folder",
+    errno.EISDIR: "it is a folder: give a file name",
+    errno.ENOENT: "check that the path exists",
+}
+
+
+def _os_error(exc: OSError) -> str:
+    """``strerror: path[ -> path2]; hint`` for an uncaught ``OSError``."""
+    where = "".join(f": {name}" if i == 0 else f" -> {name}"
+                    for i, name in enumerate(n for n in (exc.filename, exc.filename2) if n is not None))
+    hint = _OS_HINTS.get(exc.errno or 0, "check the path")
+    return f"{exc.strerror or exc}{where}; {hint}"
 
 
 if __name__ == "__main__":  # pragma: no cover
