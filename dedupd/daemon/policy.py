@@ -41,6 +41,13 @@ logger = logging.getLogger(__name__)
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
+def same_file(a: str, b: str) -> bool:
+    """Whether two indexed paths name one file: one is a symlink resolving to the other (or both
+    to a third). Moving one would move (or break) the other. Hard links are separate names: each
+    may move without the other."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 class RestoreTimeout(DedupdError):
     """A restore did not finish in time; the message says what was (not) done."""
 
@@ -212,6 +219,8 @@ class QuarantinePolicy:
                     assert d.evidence is not None
                     if d.evidence.band != STRONG:  # weak matches are reported for review, never moved
                         continue
+                    if same_file(d.path, group.keep):  # one file under two names (a symlink): nothing to move
+                        continue
                     moves.append(PlannedMove(Seen(d.path, v.digest, v.size, v.mtime_ns), keeper, d.evidence))
         if not moves:
             return None
@@ -287,6 +296,9 @@ class QuarantinePolicy:
             return "dry_run is on"
         if cfg.is_reference(move.victim.path):
             return "it is in a reference root"
+        if same_file(move.victim.path, move.keeper.path):
+            return (f"it is the kept copy {move.keeper.path} under another name (a symlink resolves to it): "
+                    "moving it would take the kept copy away")
         why = self._decided(move)
         if why is not None:
             return why

@@ -194,6 +194,27 @@ def test_recover_notices_an_interrupted_restore(quarantine) -> None:
     assert origin.exists()
 
 
+def test_a_symlink_and_its_target_are_one_file_never_moved(mixed200: Path, tmp_path: Path, daemon_factory) -> None:
+    """``alias.jpg -> photo.jpg``: indexed as identical copies, and the alias (first by name) is
+    the kept copy. Moving photo.jpg would leave the kept copy dangling: it stays. A real copy of it
+    is still quarantined, and so is everything by ``dedupd scan``'s policy."""
+    watched = tmp_path / "photos"
+    watched.mkdir()
+    shutil.copyfile(image_files(mixed200)[0], watched / "photo.jpg")
+    os.symlink("photo.jpg", watched / "alias.jpg")
+    shutil.copyfile(watched / "photo.jpg", watched / "z-copy.jpg")
+    qdir = tmp_path / "q"
+    daemon = daemon_factory([watched], policy="quarantine", quarantine_dir=str(qdir))
+    daemon.start()
+    daemon.wait_until(lambda: daemon.status()["quarantined"] >= 1, 30, "the real copy quarantined")
+    s = daemon.wait_quiet(stable=1.5)
+    assert s["quarantined"] == 1, daemon.manifest()
+    assert [e["origin"] for e in daemon.manifest()] == [str(watched / "z-copy.jpg")]
+    assert (watched / "photo.jpg").is_file() and (watched / "alias.jpg").is_file()
+    daemon.stop()
+    assert (watched / "photo.jpg").is_file() and os.path.realpath(watched / "alias.jpg") == str(watched / "photo.jpg")
+
+
 def test_quarantine_across_filesystems(mixed200: Path, tmp_path: Path, daemon_factory) -> None:
     """quarantine_dir on another filesystem: copy → fsync → verify → unlink, and back on restore."""
     other_fs = "/dev/shm"
