@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dedupd.daemon.config import Config
-from dedupd.daemon.pipeline import Pipeline, Work
+from dedupd.daemon.pipeline import Pipeline, Work, unreadable_cause_gone
 from dedupd.daemon.settle import Settler
 from dedupd.daemon.watcher import Watcher
 from dedupd.reports.files import EventLog
@@ -42,6 +42,13 @@ class Intake:
     def deleted(self, path: str) -> None:
         self._settler.cancel(path)
         self._pipeline.put(Work("delete", path))
+
+    def mode_changed(self, path: str) -> None:
+        """Look again at a file recorded unreadable for its permissions once they allow reading
+        (a ``chmod`` changes neither its size nor its mtime, so nothing else would)."""
+        rec = self._pipeline.store.get_file(path)
+        if rec is not None and unreadable_cause_gone(path, rec):
+            self._settler.touch(path)
 
     def deleted_dir(self, path: str) -> None:
         self._settler.cancel(path)  # a folder named like an image is recorded (as unreadable) too

@@ -165,6 +165,27 @@ def recheck_for_pixel_limit(rec: FileRecord, info: FileInfo | None, max_pixels: 
     return info is not None and info.width * info.height > max_pixels
 
 
+#: unreadable-record reasons that lie in the file's name or mode, not its bytes (the ``_prepare`` texts)
+_NAME_NOT_UTF8 = "file name is not valid UTF-8: rename the file (or its folder) to a UTF-8 name"
+_NOT_PERMITTED = "permission denied: make the file readable by the user running dedupd"
+
+
+def unreadable_cause_gone(path: str, rec: FileRecord) -> bool:
+    """True when ``rec`` says ``path`` is unreadable for a cause a rename or a ``chmod`` removes,
+    and that cause is gone (neither changes the size or mtime the record is compared by)."""
+    if rec.state == "ok":
+        return False
+    if rec.error == _NAME_NOT_UTF8:
+        return is_utf8(path)
+    if rec.error == _NOT_PERMITTED:
+        try:
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC))
+        except OSError:
+            return False
+        return True
+    return False
+
+
 def encode_spec(config: Config) -> EncodeSpec:
     cnn = config.cnn
     return EncodeSpec(
@@ -436,7 +457,7 @@ class Pipeline:
         for found in walk_root(sub, self.config):
             rec = self.store.get_file(found.path)
             if found.st is not None and rec is not None and rec.same_stat(found.st) and (
-                    rec.state != "ok" or found.path in self.index.files):
+                    (rec.state != "ok" and not unreadable_cause_gone(found.path, rec)) or found.path in self.index.files):
                 continue
             self._retouch(found.path)
             sent += 1
@@ -524,12 +545,12 @@ class Pipeline:
                 continue
             if old is not None and old.same_stat(st) and not recheck_for_pixel_limit(
                     old, self.index.files.get(path), self.config.max_pixels):
-                if old.state != "ok" or (path in self.index.files and self._fresh(old.digest, hash_params, cnn_id)):
+                if (old.state != "ok" and not unreadable_cause_gone(path, old)) or (
+                        path in self.index.files and self._fresh(old.digest, hash_params, cnn_id)):
                     continue  # unchanged (and unreadable files are reported once only)
             if not is_utf8(path):
                 # reports are UTF-8 JSON: such a name cannot be written faithfully, nor read by most tools
-                p, rec = self._unreadable(path, st, "file name is not valid UTF-8: rename the file "
-                                                    "(or its folder) to a UTF-8 name")
+                p, rec = self._unreadable(path, st, _NAME_NOT_UTF8)
                 if rec is not None:
                     records.append((p, rec, None))
                 continue
@@ -539,8 +560,7 @@ class Pipeline:
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                     gone.append(path)
                     continue
-                reason = ("permission denied: make the file readable by the user running dedupd"
-                          if exc.errno == errno.EACCES else f"cannot read: {exc.strerror or exc}")
+                reason = _NOT_PERMITTED if exc.errno == errno.EACCES else f"cannot read: {exc.strerror or exc}"
                 if exc.errno == errno.ELOOP:
                     reason = "symlink loop"
                 p, rec = self._unreadable(path, st, reason)

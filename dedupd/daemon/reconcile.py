@@ -18,7 +18,7 @@ from typing import Any
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.index import MatchIndex
-from dedupd.daemon.pipeline import Work, recheck_for_pixel_limit
+from dedupd.daemon.pipeline import Work, recheck_for_pixel_limit, unreadable_cause_gone
 from dedupd.daemon.store import Store
 from dedupd.daemon.walk import walk_root
 
@@ -98,7 +98,8 @@ class Reconciler:
                 unchanged = (found.st is not None and rec is not None and rec.same_stat(found.st) and not refresh
                              and not recheck_for_pixel_limit(rec, self._index.files.get(found.path), config.max_pixels))
                 # an unchanged "ok" record that is not indexed (its encoding was lost) is re-checked
-                if unchanged and rec is not None and not (rec.state == "ok" and found.path not in self._index.files):
+                if unchanged and rec is not None and not (rec.state == "ok" and found.path not in self._index.files) \
+                        and not unreadable_cause_gone(found.path, rec):  # renamed to UTF-8, or made readable
                     continue
                 self._queue(Work("upsert", found.path))
                 progress["queued"] += 1

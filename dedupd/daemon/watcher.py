@@ -31,6 +31,7 @@ class EventSink(Protocol):
     def moved(self, src: str, dst: str) -> None: ...
     def moved_dir(self, src: str, dst: str) -> None: ...
     def arrived_dir(self, path: str) -> None: ...
+    def mode_changed(self, path: str) -> None: ...
     def overflowed(self) -> None: ...
 
 
@@ -52,7 +53,11 @@ class _Handler(FileSystemEventHandler):
     def _dispatch(self, event: FileSystemEvent) -> None:
         kind = event.event_type
         src = _s(event.src_path)
-        if kind in ("opened", "closed_no_write", "attrib"):
+        if kind in ("opened", "closed_no_write"):
+            return
+        if kind == "attrib":  # a chmod, chown, utime: only a file refused for its permissions cares
+            if not event.is_directory and is_watched_file(src, self.config):
+                self.sink.mode_changed(src)
             return
         if event.is_directory:
             if kind == "deleted":

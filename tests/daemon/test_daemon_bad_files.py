@@ -116,6 +116,18 @@ def test_bad_files_are_reported_once_and_skipped(mixed200: Path, tmp_path: Path,
     tmp.write_bytes(jpeg)
     os.replace(tmp, fixed)
     daemon.wait_until(lambda: str(fixed) in daemon.duplicates(), 10, "the repaired file indexed")
+    # renamed to a UTF-8 name as its warning says, the file is indexed (its record moved with it);
+    # so is a file in a folder renamed the same way
+    os.rename(os.path.join(os.fsencode(bad), b"bad\xff\xfename.jpg"), bad / "good-name.jpg")
+    daemon.wait_until(lambda: str(bad / "good-name.jpg") in daemon.duplicates(), 15, "the renamed file indexed")
+    odd = os.path.join(os.fsencode(watched), b"dir\xfe")
+    os.mkdir(odd)
+    (Path(os.fsdecode(odd)) / "a.jpg").write_bytes(jpeg)
+    daemon.wait_until(lambda: os.fsdecode(os.path.join(odd, b"a.jpg")) in unreadable_counts(daemon), 15,
+                      "the file in a folder with a non-UTF-8 name reported")
+    os.rename(odd, watched / "dir-ok")
+    daemon.wait_until(lambda: str(watched / "dir-ok" / "a.jpg") in daemon.duplicates(), 15,
+                      "the file of the renamed folder indexed")
     daemon.stop()
 
 
@@ -205,5 +217,13 @@ def test_permission_denied_is_reported_once(mixed200: Path, tmp_path: Path, daem
     daemon.start()
     daemon.wait_quiet()
     assert len(daemon.events("unreadable")) == 1, "reported once, not again after a rescan or a restart"
+    # made readable (a chmod changes neither size nor mtime), a file is indexed
+    late = watched / "late.jpg"
+    shutil.copyfile(good[1], late)
+    os.chmod(late, 0)
+    daemon.wait_until(lambda: str(late) in unreadable_counts(daemon), 15, "the unreadable copy reported")
+    daemon.wait_quiet()
+    os.chmod(late, 0o644)
+    daemon.wait_until(lambda: str(late) in daemon.duplicates(), 15, "the copy indexed once readable")
     assert not daemon.errors_in_log()
     daemon.stop()
