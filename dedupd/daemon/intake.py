@@ -38,10 +38,17 @@ class Intake:
 
     def touched(self, path: str) -> None:
         self._settler.touch(path)
+        self._links_changed([path])
 
     def deleted(self, path: str) -> None:
         self._settler.cancel(path)
         self._pipeline.put(Work("delete", path))
+        self._links_changed([path])
+
+    def _links_changed(self, targets: list[str], *, folders: bool = False) -> None:
+        """The watched symlinks to ``targets`` (or into them, for ``folders``) changed with them."""
+        for link in self._pipeline.links.to(targets, folders=folders):
+            self._settler.touch(link)
 
     def mode_changed(self, path: str) -> None:
         """Look again at a file recorded unreadable for its permissions once they allow reading
@@ -54,6 +61,7 @@ class Intake:
         self._settler.cancel(path)  # a folder named like an image is recorded (as unreadable) too
         self._settler.cancel_prefix(path)
         self._pipeline.put(Work("delete_dir", path))
+        self._links_changed([path], folders=True)
         root = path.rstrip("/")
         if self._root_ids.get(root) is not None:
             # a root itself: its watch died with it. The next root check watches and walks whatever
@@ -69,15 +77,18 @@ class Intake:
         # then has ``dst`` checked against the disk once settled, so no old name or content remains
         self._settler.cancel(src)
         self._pipeline.put(Work("move", src, dst))
+        self._links_changed([src, dst])
 
     def moved_dir(self, src: str, dst: str) -> None:
         for p in self._settler.cancel_prefix(src):
             self._settler.touch(dst.rstrip("/") + "/" + p[len(src.rstrip("/")) + 1:])
         self._pipeline.put(Work("move_dir", src, dst))
+        self._links_changed([src, dst], folders=True)
 
     def arrived_dir(self, path: str) -> None:
         """A folder moved in from outside the roots (or from an excluded folder): walk it."""
         self._pipeline.put(Work("scan_dir", path))
+        self._links_changed([path], folders=True)
 
     def overflowed(self) -> None:
         self._rescan()

@@ -42,6 +42,7 @@ from dedupd.daemon.encoder import (
 )
 from dedupd.daemon.forkserver import worker_context
 from dedupd.daemon.index import FileInfo, MatchIndex
+from dedupd.daemon.links import Links
 from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from dedupd.daemon.walk import is_watched_file, not_a_file_reason, root_of, walk_root
 from dedupd.daemon.workers import kill_executor
@@ -214,6 +215,7 @@ class Pipeline:
         self.config = config
         self.store = store
         self.index = index
+        self.links = Links()
         self.counters = Counters()
         self.queue: queue.Queue[Work] = queue.Queue(maxsize=20000)
         self._on_change = on_change
@@ -411,6 +413,7 @@ class Pipeline:
         paths = sorted(set(paths))
         if not paths:
             return
+        self.links.forget(paths)
         self.store.put_files([], deletes=paths)
         self._forgotten(paths)
 
@@ -513,6 +516,8 @@ class Pipeline:
         for path in prep.order:
             try:
                 st = os.stat(path)
+                if os.path.islink(path):
+                    self.links.note(path)  # its target's changes are its own (see dedupd.daemon.links)
             except OSError as exc:
                 dangling = exc.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.islink(path)
                 if exc.errno in (errno.ENOENT, errno.ENOTDIR) and not dangling:

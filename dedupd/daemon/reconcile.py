@@ -18,6 +18,7 @@ from typing import Any
 
 from dedupd.daemon.config import Config
 from dedupd.daemon.index import MatchIndex
+from dedupd.daemon.links import Links
 from dedupd.daemon.pipeline import Work, recheck_for_pixel_limit, unreadable_cause_gone
 from dedupd.daemon.store import Store
 from dedupd.daemon.walk import walk_root
@@ -30,8 +31,9 @@ class Reconciler:
 
     def __init__(self, store: Store, index: MatchIndex, queue: Callable[[Work], None],
                  spawn: Callable[[str, Callable[[], None]], threading.Thread],
-                 stopping: Callable[[], bool]) -> None:
+                 stopping: Callable[[], bool], links: Links | None = None) -> None:
         self._store, self._index, self._queue, self._spawn, self._stopping = store, index, queue, spawn, stopping
+        self._links = links if links is not None else Links()  # where the walk's symlinks point
         self.progress: dict[str, Any] = {"walked": 0, "queued": 0, "done": False}
         self.refresh = False  # the next walk re-checks every file (new encoder settings)
         self.again = False  # a walk was asked for while one ran
@@ -94,6 +96,8 @@ class Reconciler:
                     return False
                 seen.add(found.path)
                 progress["walked"] += 1
+                if found.link:
+                    self._links.note(found.path)
                 rec = self._store.get_file(found.path)
                 unchanged = (found.st is not None and rec is not None and rec.same_stat(found.st) and not refresh
                              and not recheck_for_pixel_limit(rec, self._index.files.get(found.path), config.max_pixels))

@@ -167,7 +167,8 @@ class Daemon:
                                        on_restored=self._restored, on_change=self._dirty.set,
                                        stopping=self.stop_event.is_set)
         self.pipeline.policy = self.policy
-        self.reconciler = Reconciler(self.store, self.index, self.pipeline.put, self._spawn, self.stop_event.is_set)
+        self.reconciler = Reconciler(self.store, self.index, self.pipeline.put, self._spawn, self.stop_event.is_set,
+                                     self.pipeline.links)
         self.reconciler.refresh = refresh
         self.intake = Intake(self.settler, self.pipeline, self.events, config=lambda: self.config,
                              watcher=lambda: self.watcher, rescan=self._rescan_requested.set)

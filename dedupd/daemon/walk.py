@@ -20,6 +20,7 @@ class Found:
     path: str
     st: os.stat_result | None
     error: str | None = None
+    link: bool = False  # a symlink (to a file inside the roots)
 
 
 def walk_root(
@@ -77,7 +78,7 @@ def walk_root(
                     yield Found(path, None, f"cannot stat: {exc.strerror or exc}")
                 continue
             if stat_mod.S_ISREG(st.st_mode):
-                yield Found(path, st)
+                yield Found(path, st, link=entry.is_symlink())
             else:
                 yield Found(path, st, not_a_file_reason(st.st_mode))
 

@@ -157,6 +157,41 @@ def test_the_event_family_leaves_the_index_equal_to_a_scan(corpus_dir: Path, tmp
     daemon.stop()
 
 
+def test_a_symlink_follows_its_targets_changes(corpus_dir: Path, tmp_path: Path, daemon_factory) -> None:
+    """``link.jpg -> target.jpg`` is indexed with its target's bytes; the kernel reports changes of
+    the target only. Rewritten, replaced by a rename, moved away and deleted, the target takes the
+    link along, as a fresh scan sees it, without waiting for the next walk."""
+    imgs = image_variants(corpus_dir, 8)
+    w = tmp_path / "photos"
+    (w / "sub").mkdir(parents=True)
+    (w / "sub" / "target.jpg").write_bytes(imgs[0])
+    (w / "other.jpg").write_bytes(imgs[4])
+    os.symlink("sub/target.jpg", w / "link.jpg")
+    daemon = daemon_factory([w], settle_ms=300)
+    daemon.start()
+
+    def agree(what: str) -> dict[str, list[str]]:
+        dups = wait_reported(daemon)
+        diff = compare(dups, scan_duplicates(daemon, w, tmp_path / f"scan-{what}"))
+        assert not diff.count, f"{what}: {diff}" + daemon.log_tail()
+        return dups
+
+    assert agree("start")[str(w / "link.jpg")] == [str(w / "sub" / "target.jpg")]
+    (w / "sub" / "target.jpg").write_bytes(imgs[4])  # rewritten in place: now a copy of other.jpg
+    assert str(w / "link.jpg") in agree("rewritten")[str(w / "other.jpg")]
+    (w / "sub" / "new.tmp").write_bytes(imgs[0])
+    os.replace(w / "sub" / "new.tmp", w / "sub" / "target.jpg")  # replaced by a rename (a new inode)
+    assert str(w / "link.jpg") not in agree("replaced")[str(w / "other.jpg")]
+    os.rename(w / "sub", tmp_path / "away")  # the target's folder moved out of the roots: the link dangles
+    assert str(w / "link.jpg") not in agree("folder away")
+    os.rename(tmp_path / "away", w / "sub")
+    assert str(w / "link.jpg") in agree("folder back")
+    os.remove(w / "sub" / "target.jpg")
+    assert str(w / "link.jpg") not in agree("deleted")
+    assert not daemon.errors_in_log()
+    daemon.stop()
+
+
 def test_a_deleted_and_recreated_root_is_watched_again(corpus_dir: Path, tmp_path: Path, daemon_factory) -> None:
     """The root vanishes: a warning, ``missing_roots`` in status, its files forgotten. It comes back:
     watched again and walked, so files already there and later arrivals are indexed. The same when it
