@@ -176,7 +176,8 @@ def _store(dest: str, data: bytes, mode: int) -> bool:
                 return False
             failed, _failed_writes, _warned_at = _failed_writes, 0, now
         logger.warning("could not write %d thumbnail(s), the last %s (%s); the report shows placeholders "
-                       "until they can be written", failed, dest, exc.strerror or exc, extra={"path": dest})
+                       "for them (the next report tries again)", failed, dest, exc.strerror or exc,
+                       extra={"path": dest})
         return False
 
 
