@@ -143,37 +143,22 @@ def _int_in(low: int, high: int | None) -> Callable[[str], int]:
     return parse
 
 
-def _positive_seconds(text: str) -> float:
-    """argparse type of a timeout: seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a timeout: give seconds above 0")
-    return value
+def _bounded(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)`` when it parses and ``ok`` holds, else "'text' is not ``what``"."""
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return parse
 
 
-def _precision(text: str) -> float:
-    """argparse type of calibrate's precisions: in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a precision: give a number above 0 and at most 1")
-    return value
-
-
-def _port(text: str) -> int:
-    """argparse type of ``--port``: 0-65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 0-65535 (0: a free one)")
-    return port
+_positive_seconds = _bounded(float, lambda v: v > 0, "a timeout: give seconds above 0")
+_precision = _bounded(float, lambda v: 0 < v <= 1, "a precision: give a number above 0 and at most 1")
+_port = _bounded(int, lambda v: 0 <= v <= 65535, "a port: give 0-65535 (0: a free one)")
 
 
 def _print_json(data: Any) -> None:
