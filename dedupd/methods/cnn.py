@@ -224,8 +224,8 @@ class CNN:
     ) -> dict[str, list]:
         names = list(encoding_map)
         feats = np.asarray([np.asarray(v).reshape(-1) for v in encoding_map.values()])
-        if feats.dtype != np.float64:
-            feats = feats.astype(np.float32)
+        if feats.dtype != np.float32:  # as the reference's similarities: float32 stays, anything else is float64
+            feats = feats.astype(np.float64)
         if index == "exact":
             pairs = cosine_all_pairs if check_engine(engine) == "ray" else cosine_pairs
             i, j, sim = pairs(feats, min_similarity_threshold)

@@ -146,6 +146,22 @@ def test_find_duplicates_match_reference(cnn, reference, threshold, tmp_path):
     assert json.loads((tmp_path / "rm.json").read_text()) == rm_got
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "int64", "uint8", "bool"])
+def test_score_types_follow_the_encodings_dtype_as_in_the_reference(cnn, dtype):
+    """float32 encodings give float32 similarities; any other dtype float64 (the reference's rule)."""
+    ref = pytest.importorskip("imagededup.methods").CNN(verbose=False, model_config=cnn.model_config)
+    rng = np.random.default_rng(3)
+    enc = {f"{k}.jpg": (rng.random(16) > 0.4).astype(dtype) if dtype == "bool" else
+           (rng.random(16) * 9).astype(dtype) for k in range(6)}
+    enc["copy.jpg"] = enc["0.jpg"].copy()
+    want = ref.find_duplicates(encoding_map=enc, min_similarity_threshold=0.3, scores=True, num_sim_workers=0)
+    got = cnn.find_duplicates(encoding_map=enc, min_similarity_threshold=0.3, scores=True)
+    assert [[(n, type(v)) for n, v in lst] for lst in got.values()] == \
+        [[(n, type(v)) for n, v in lst] for lst in want.values()]
+    for k in want:
+        np.testing.assert_allclose([v for _, v in got[k]], [v for _, v in want[k]], rtol=1e-6)
+
+
 def test_encode_image_matches_reference(cnn, ours, reference, transformed):
     ref, _, _ = reference
     name = sorted(ours)[0]
