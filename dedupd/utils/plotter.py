@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,12 +34,10 @@ class PlotArgumentError(DedupdError, ValueError, AssertionError):
 
 
 def _format_score(score: Any) -> str:
-    """Integers (Hamming distances) as they are, other reals (cosine similarities) to 3 decimals."""
-    if isinstance(score, numbers.Integral):
-        return str(score)
-    if isinstance(score, numbers.Real):
-        return f"{float(score):.3f}"
-    return str(score)
+    """float32 similarities (the CNN's) to 3 decimals, anything else as it prints, as the reference."""
+    import numpy as np
+
+    return f"{score:.3f}" if isinstance(score, np.float32) else f"{score}"
 
 
 def _entries(retrieved: Sequence[Any]) -> list[tuple[str, str]]:

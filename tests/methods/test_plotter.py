@@ -163,3 +163,15 @@ def test_argument_errors_match_reference(corpus: tuple[Path, dict], tmp_path: Pa
     assert isinstance(info.value, PlotArgumentError)
     assert isinstance(info.value, ValueError) and isinstance(info.value, AssertionError)
     assert not outfile.exists()
+
+
+def test_titles_print_scores_as_the_reference() -> None:
+    """Only float32 similarities (the CNN's own) are rounded to 3 decimals; Python floats (a map
+    returned with ``outfile`` or read back from its JSON), float64 and distances print in full."""
+    import numpy as np
+    from imagededup.utils.plotter import _formatter
+
+    from dedupd.utils.plotter import _format_score
+
+    for score in (np.float32(0.91234567), 0.81342537, np.float64(0.9876543), 7, np.int64(3), 1.0):
+        assert _format_score(score) == f"{_formatter(score)}", score
