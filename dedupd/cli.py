@@ -958,8 +958,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="where files are decoded and pairs searched: this machine's pool (default) or a Ray "
                         "cluster (pip install 'dedupd[ray]'; see README, Beyond one machine)")
-    s.add_argument("--ray-address", metavar="HOST:PORT",
-                   help="with --engine ray: the head node's address (default: a private Ray on this machine)")
+    s.add_argument("--ray-address", metavar="HOST:PORT", type=_bounded(str, bool, "a Ray address: give HOST:PORT"),
+                   help="with --engine ray: the head node's address (default: $RAY_ADDRESS if set, else a private "
+                        "Ray on this machine)")
     s.add_argument("--ray-batch", type=_int_in(1, None), metavar="N", help="with --engine ray: files per Ray task "
                    "(default 64)")
     s.set_defaults(func=cmd_scan)

@@ -35,7 +35,7 @@ def ray_session() -> Any:
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS") or None
         if address:
-            check_address(address)
+            check_address(address, named_by="RAY_ADDRESS")
         ray.init(address=address, logging_level=logging.WARNING,
                  **({} if address else {"include_dashboard": False}))
     return ray

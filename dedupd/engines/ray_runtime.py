@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,8 +47,9 @@ def require_ray() -> Any:
     return ray
 
 
-def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Raise :class:`EngineUnavailable` unless something accepts a TCP connection at ``host:port``.
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S, *, named_by: str = "--ray-address") -> None:
+    """Raise :class:`EngineUnavailable` unless something accepts a TCP connection at ``host:port``
+    (``named_by``: the option or variable that gave the address, for the message).
 
     ``auto``, ``local`` and ``ray://`` addresses are left to Ray.
     """
@@ -55,14 +57,14 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         return
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
-        raise EngineUnavailable(f"--ray-address {address!r} is not HOST:PORT (the head node's GCS address, "
+        raise EngineUnavailable(f"{named_by} {address!r} is not HOST:PORT (the head node's GCS address, "
                                 "printed by `ray start --head`, default port 6379)")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
             pass
     except OSError as exc:
         raise EngineUnavailable(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
-                                "`ray start --head` on the head node, or fix --ray-address") from None
+                                f"`ray start --head` on the head node, or fix {named_by}") from None
 
 
 @contextlib.contextmanager
@@ -70,8 +72,11 @@ def connected(address: str | None, *, num_cpus: int | None = None) -> Iterator[A
     """Connect this process to the cluster at ``address`` (None: start a private one-machine Ray
     with ``num_cpus``), yield the ``ray`` module, and disconnect at the end."""
     ray = require_ray()
+    named_by = "--ray-address"
+    if not address and os.environ.get("RAY_ADDRESS"):  # as the library: the cluster $RAY_ADDRESS names
+        address, named_by = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if address:
-        check_address(address)
+        check_address(address, named_by=named_by)
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
     if address:
         kwargs["address"] = address
@@ -79,8 +84,8 @@ def connected(address: str | None, *, num_cpus: int | None = None) -> Iterator[A
         kwargs.update(num_cpus=num_cpus, include_dashboard=False)
     try:
         ray.init(**kwargs)
-    except ConnectionError as exc:
-        raise EngineUnavailable(f"cannot join the Ray cluster at {address}: {exc}") from exc
+    except (ConnectionError, ValueError, RuntimeError) as exc:  # ValueError: e.g. ray:// without ray[client]
+        raise EngineUnavailable(f"cannot join the Ray cluster at {address} ({named_by}): {exc}") from exc
     try:
         yield ray
     finally:

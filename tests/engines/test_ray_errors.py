@@ -53,6 +53,32 @@ def test_an_address_where_nothing_answers_fails_fast_and_clearly(tmp_path: Path)
         check_address("head-node")
 
 
+def test_addresses_from_the_environment_a_client_url_and_an_empty_one(tmp_path: Path) -> None:
+    """``$RAY_ADDRESS`` is the cluster of a scan without --ray-address (as for the library; it
+    used to crash Ray's private start with a traceback); a ``ray://`` URL without Ray's client,
+    and an empty --ray-address (an unset variable), are clear errors."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("DEDUPD_", "RAY_"))}, "PYTHONPATH": str(REPO),
+           "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    (tmp_path / "in").mkdir()
+    out = subprocess.run([sys.executable, "-m", "dedupd", "scan", str(tmp_path / "in"), "--store-dir",
+                          str(tmp_path / "store"), "--report-dir", str(tmp_path / "reports"), "--engine", "ray"],
+                         capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"dedupd: no Ray cluster answers at 127.0.0.1:{port} (Connection refused); start one with "
+        "`ray start --head` on the head node, or fix RAY_ADDRESS")
+    empty = run_scan(tmp_path, "--ray-address", "")
+    assert empty.returncode == 2 and "'' is not a Ray address" in empty.stderr, empty.stderr
+    client = run_scan(tmp_path, "--ray-address", f"ray://127.0.0.1:{port}")
+    assert client.returncode == 1 and "Traceback" not in client.stderr, client.stderr
+    assert client.stderr.strip().splitlines()[-1].startswith(f"dedupd: cannot join the Ray cluster at ray://127.0.0.1:{port}")
+
+
 def test_a_task_result_recorded_twice_writes_the_same_entries(tmp_path: Path, photos: Path) -> None:
     config = config_from_mapping({"roots": [str(photos)], "store_dir": str(tmp_path / "store"),
                                   "report_dir": str(tmp_path / "reports"), "socket_path": str(tmp_path / "s")})
