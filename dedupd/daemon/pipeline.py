@@ -628,10 +628,14 @@ class Pipeline:
                    for _, rec, enc in records
                    if rec.state == "ok" and rec.digest is not None and (enc is not None or not self.index.has(rec.digest))}
         planned = self.index.plan({d: (e.hashes, _vector(e)) for d, e in linking.items() if e is not None})
-        edges: dict[bytes, list] = {d: [] for d in linking}  # a digest not planned: the index links it
+        # each planned digest's edges; a digest not planned gets none here, not even the edges a
+        # planned one has to it: re-added after ``gone`` dropped it, a partial list would stand
+        # for its whole neighbourhood (edges to contents already indexed lost): the index links it
+        edges: dict[bytes, list] = {d: [] for d in linking}
         for edge in planned:
-            edges.setdefault(edge[0], []).append(edge)
-            edges.setdefault(edge[1], []).append(edge)
+            for end in edge[:2]:
+                if end in edges:
+                    edges[end].append(edge)
         if records or gone:
             self.store.put_files(records, deletes=gone, edges=planned)
         self.counters.decoded += tally[0]

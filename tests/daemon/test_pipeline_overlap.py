@@ -5,6 +5,7 @@ worker processes (a one-shot scan, as ``dedupd scan``); the spies only record an
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,34 @@ def test_a_batch_is_decoded_largest_file_first(tmp_path: Path, corpus_dir: Path,
     assert sorted(order) == sorted(sizes) and len(units) > 2, units
     assert [sizes[p] for p in order] == sorted(sizes.values(), reverse=True), units
     assert [len(u) for u in units] == sorted((len(u) for u in units), reverse=True), units
+
+
+def test_a_content_dropped_and_re_added_in_one_batch_keeps_its_edges(tmp_path: Path, corpus_dir: Path) -> None:
+    """One batch: a.jpg renamed to a2.jpg (a.jpg gone, a2.jpg the same content, reused) and c.jpg
+    new, near a's content. Content A is dropped with its last path and re-added; it must come back
+    with all its neighbours (b.jpg's content), not only the new content's edge to it (the planned
+    edges of c.jpg used to stand for A's whole neighbourhood)."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    src = Image.open(sorted((corpus_dir / "base").glob("*.jpg"))[5]).convert("RGB")
+    src.thumbnail((400, 400))
+    src.save(photos / "a.jpg", quality=95)
+    src.resize((src.width * 9 // 10, src.height * 9 // 10)).save(photos / "b.jpg", quality=95)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"roots: [{photos}]\nstore_dir: {tmp_path / 'store'}\nreport_dir: {tmp_path / 'r'}\n"
+                   f"socket_path: {tmp_path / 's'}\nworkers: 1\n")
+    daemon = Daemon(load_config(cfg), serve=False, watch=False)
+    daemon.start()
+    try:
+        assert daemon.wait_idle(timeout=60)
+        a, a2, b, c = (str(photos / n) for n in ("a.jpg", "a2.jpg", "b.jpg", "c.jpg"))
+        assert b in [p for p, _ in daemon.index.duplicates_of(a)]
+        os.rename(a, a2)
+        src.save(c, quality=60)
+        daemon.pipeline._upsert([a, a2, c])  # (the pipeline thread is idle)
+        assert a not in daemon.index.files and {a2, c} <= set(daemon.index.files)
+        assert {b, c} <= {p for p, _ in daemon.index.duplicates_of(a2)}
+    finally:
+        daemon.shutdown()
