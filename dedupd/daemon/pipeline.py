@@ -145,6 +145,7 @@ class _Prepared:
     waiting: dict[bytes, list[tuple[str, os.stat_result]]] = field(default_factory=dict)
     decoding: _Decoding | None = None
     ahead: bool = False  # prepared before the batch in front of it was written
+    reused: int = 0  # files recorded with a stored encoding (counted once the batch is written)
 
     @property
     def paths(self) -> frozenset[str]:
@@ -601,7 +602,7 @@ class Pipeline:
             # no encoding written again: the store prunes only at the end of the batch, so a
             # content handed over within the batch (contents swapped by renames) keeps its encoding
             prep.records.append((path, FileRecord.from_stat(st, digest), None))
-            self.counters.reused += 1
+            prep.reused += 1
             return True
         return False
 
@@ -639,7 +640,7 @@ class Pipeline:
         if records or gone:
             self.store.put_files(records, deletes=gone, edges=planned)
         self.counters.decoded += tally[0]
-        self.counters.reused += tally[1]
+        self.counters.reused += tally[1] + prep.reused
         for p in gone:
             if self.index.remove(p) is not None:
                 self._event("removed", path=p)
