@@ -21,6 +21,7 @@ A later ``dedupd run`` on that store starts with everything indexed and decodes 
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -54,6 +55,10 @@ Row = tuple[str, bytes | None, str | None, EncodeResult | None]
 Item = tuple[str, int, int, int, int]
 
 
+#: a task's reason for a file its node cannot find
+NOT_FOUND = "cannot read: not found on this node"
+
+
 def encode_files(items: list[Item], spec: EncodeSpec) -> tuple[str, list[Row]]:
     """Ray task: read, digest and encode the walk's items; returns ``(node id, rows)`` in item order.
 
@@ -67,7 +72,8 @@ def encode_files(items: list[Item], spec: EncodeSpec) -> tuple[str, list[Row]]:
             digest = file_digest(path)
             st = os.stat(path)
         except OSError as exc:
-            rows.append((path, None, f"cannot read: {exc.strerror or exc}", None))
+            rows.append((path, None, NOT_FOUND if exc.errno == errno.ENOENT else f"cannot read: {exc.strerror or exc}",
+                         None))
             continue
         if (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
             rows.append((path, None, "changed while it was read", None))
@@ -105,6 +111,7 @@ class RayStats:
     unreadable: int = 0
     redundant: int = 0  # contents decoded on Ray that another task or the store already had
     left: int = 0  # left to the local pass (unreadable bytes, changed while read, odd entries)
+    unseen: int = 0  # of those, files a node could not find although this machine sees them
     tasks: int = 0
     nodes: dict[str, int] = field(default_factory=dict)  # Ray node id -> tasks it ran
     encode_s: float = 0.0
@@ -162,6 +169,7 @@ class _Writer:
                 # the local pass looks at it again, with the pipeline's rules and reasons
                 logger.debug("left to the local pass: %s (%s)", path, why or "changed since the walk")
                 s.left += 1
+                s.unseen += why == NOT_FOUND and os.path.exists(path)
                 continue
             known = None if digest in self.encoded else self._fresh(digest)
             if digest in self.encoded or known is not None:
@@ -246,6 +254,10 @@ def encode_on_ray(ray: Any, config: Config, store: Store, *, batch: int = BATCH,
                 progress(rate)
     finally:
         writer.flush()
+    if stats.unseen:
+        logger.warning("%d of the %d files sent to Ray were not found on the node that ran their task, although "
+                       "this machine sees them: they are decoded here instead. The photos must be on storage "
+                       "every node mounts at the same path as on this machine", stats.unseen, stats.sent)
     if stats.left == 0:
         # every walked file now has this config's encodings (or is unreadable): the local pass need
         # not re-check each one (as the daemon records it after a complete refresh walk)

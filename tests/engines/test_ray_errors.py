@@ -99,6 +99,30 @@ def test_a_task_result_recorded_twice_writes_the_same_entries(tmp_path: Path, ph
     assert again == once
 
 
+def test_files_the_nodes_cannot_see_are_counted_and_said(tmp_path: Path, photos: Path, caplog,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster whose nodes do not mount the photos: every task says "not found", the driver (which
+    sees them) decodes them itself, and says why instead of silently doing all the work."""
+    import logging
+
+    from dedupd.engines.ray_scan import NOT_FOUND, encode_on_ray
+
+    config = config_from_mapping({"roots": [str(photos)], "store_dir": str(tmp_path / "store"),
+                                  "report_dir": str(tmp_path / "reports"), "socket_path": str(tmp_path / "s")})
+
+    def blind_stream(ray, fn, batches, **kw):  # Ray's answers from nodes that see no file
+        for items, spec in batches:
+            yield (items, spec), ("node-1", [(item[0], None, NOT_FOUND, None) for item in items])
+
+    import dedupd.engines.ray_scan as ray_scan
+
+    monkeypatch.setattr(ray_scan, "stream", blind_stream)
+    with Store.open(config.store_dir) as store, caplog.at_level(logging.WARNING, logger="dedupd.engines.ray_scan"):
+        stats = encode_on_ray(None, config, store, batch=16)
+    assert stats.sent > 0 and stats.unseen == stats.left == stats.sent, stats
+    assert any("not found on the node that ran their task" in r.getMessage() for r in caplog.records)
+
+
 def test_progress_gives_files_per_second_and_an_eta_once_the_walk_is_done() -> None:
     from dedupd.engines.ray_runtime import Rate
 
