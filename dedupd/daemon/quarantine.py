@@ -45,6 +45,18 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def resolves_below(folder: str, base: str) -> bool:
+    """Whether ``folder`` (``base`` or a path below it, existing or not) reaches no symlink below
+    ``base``: a move there cannot land elsewhere (a folder swapped for a link to outside)."""
+    probe, base = os.path.normpath(folder), os.path.normpath(base)
+    while probe != base and not os.path.lexists(probe) and probe != os.path.dirname(probe):
+        probe = os.path.dirname(probe)  # the folders a move would create are made below ``probe``
+    rel = os.path.relpath(probe, base)
+    if rel == ".." or rel.startswith("../"):
+        return False
+    return os.path.realpath(probe) == os.path.normpath(os.path.join(os.path.realpath(base), rel))
+
+
 def safe_move(src: str, dst: str, digest: bytes | None) -> None:
     """Move ``src`` to ``dst`` (which must not exist), verifying content across filesystems.
 
@@ -159,6 +171,10 @@ class Quarantine:
         if not os.path.isfile(keeper):
             return Outcome(victim, False, f"kept copy {keeper} no longer exists")
         dest = self.destination(victim)
+        assert self.config.quarantine_dir is not None
+        if not resolves_below(os.path.dirname(dest), self.config.quarantine_dir):
+            return Outcome(victim, False, f"a folder inside the quarantine folder is a symlink: refusing to move "
+                                          f"{victim} through it (remove the link from {self.config.quarantine_dir})")
         now = time.time()
         if retry_of is not None and self._retryable(retry_of, victim, digest):
             qid = retry_of
@@ -250,6 +266,10 @@ class Quarantine:
     def _restore_one(self, e: QuarantineEntry) -> Outcome:
         if os.path.lexists(e.origin):
             return Outcome(e.origin, False, "refusing to overwrite: a file exists at the original path")
+        root = root_of(e.origin, self.config)
+        if not resolves_below(os.path.dirname(e.origin), root.path if root is not None else "/"):
+            return Outcome(e.origin, False, "refusing to restore: a folder on the way to the original path is "
+                                            "now a symlink (it could lead out of the watched folders)")
         if not os.path.lexists(e.dest):
             return Outcome(e.origin, False, f"quarantined copy {e.dest} is missing")
         try:

@@ -17,7 +17,7 @@ from dedupd.daemon.config import config_from_mapping
 from dedupd.daemon.config.model import DEFAULT_STRONG, DEFAULT_VARIANT_LIMITS
 from dedupd.daemon.encoder import file_digest
 from dedupd.daemon.quarantine import PARTIAL, Quarantine
-from dedupd.daemon.store import QuarantineEntry, Store
+from dedupd.daemon.store import EncodingRecord, FileRecord, QuarantineEntry, Store
 from dedupd.encoding import encode_file
 from dedupd.methods import PHash
 from tests.daemon.helpers import checksums, image_files, sha256
@@ -177,6 +177,41 @@ def test_recover_settles_every_interrupted_move(quarantine, crash_point: str) ->
     assert entry.state == ("failed" if here else "moved")
     assert not os.path.exists(e.dest + PARTIAL)
     assert q.recover() == 0  # nothing pending any more
+
+
+def test_moves_never_go_through_a_folder_swapped_for_a_symlink(quarantine, tmp_path: Path) -> None:
+    """A restore whose original folder became a symlink to outside the roots is refused (the file
+    stays in quarantine); so is a quarantine move into a quarantine sub-folder that is a symlink."""
+    root, q, store = quarantine
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "sub").mkdir()
+    origin = root / "sub" / "dup.jpg"
+    origin.write_bytes(b"\xff\xd8 some image bytes " * 100)
+    keeper = root / "keeper.jpg"
+    keeper.write_bytes(b"other")
+    digest = file_digest(str(origin))
+    store.put_file(str(origin), FileRecord.from_stat(os.stat(origin), digest),
+                   EncodingRecord(8, 8, "JPEG", {"phash": 1}, "test", None, None))
+    moved = q.move(str(origin), str(keeper), digest, "test")
+    assert moved.ok and not origin.exists()
+    os.rename(root / "sub", root / "sub-away")
+    os.symlink(outside, root / "sub")  # someone with write access to the library swaps the folder
+    (result,) = q.restore([str(origin)])
+    assert not result.ok and "symlink" in result.detail, result
+    assert not any(outside.iterdir()) and Path(moved.detail).exists()
+    os.unlink(root / "sub")
+    os.rename(root / "sub-away", root / "sub")
+    (result,) = q.restore([str(origin)])
+    assert result.ok and origin.exists()
+    # a quarantine sub-folder that is a symlink (to outside): the move is refused, the file stays
+    store.put_file(str(origin), FileRecord.from_stat(os.stat(origin), digest),
+                   EncodingRecord(8, 8, "JPEG", {"phash": 1}, "test", None, None))
+    target = os.path.dirname(q.destination(str(origin)))
+    shutil.rmtree(target)
+    os.symlink(outside, target)
+    refused = q.move(str(origin), str(keeper), digest, "test")
+    assert not refused.ok and "symlink" in refused.detail and origin.exists() and not any(outside.iterdir())
 
 
 def test_recover_notices_an_interrupted_restore(quarantine) -> None:
