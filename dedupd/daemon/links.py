@@ -26,7 +26,9 @@ class Links:
 
     def note(self, link: str) -> None:
         """Remember where ``link`` (a path that is a symlink) resolves to now."""
-        target = os.path.realpath(link)
+        target = _resolved(link)
+        if target is None:
+            return
         with self._lock:
             old = self._of.get(link)
             if old == target:
@@ -47,7 +49,7 @@ class Links:
 
     def to(self, paths: Iterable[str], *, folders: bool = False) -> list[str]:
         """The symlinks resolving to any of ``paths`` (``folders``: or to a file under one of them)."""
-        wanted = [os.path.realpath(p) for p in paths]
+        wanted = [r for p in paths if (r := _resolved(p)) is not None]
         with self._lock:
             if not self._to:
                 return []
@@ -57,3 +59,12 @@ class Links:
                 found.update(link for target, links in self._to.items() if target.startswith(prefixes)
                              for link in links)
         return sorted(found)
+
+
+def _resolved(path: str) -> str | None:
+    """``os.path.realpath``, or None when a link along the path changes while it is read (the
+    call then raises, e.g. EINVAL from ``readlink``)."""
+    try:
+        return os.path.realpath(path)
+    except OSError:
+        return None

@@ -307,7 +307,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         if not self._host_ok():
             return self._error(403, "forbidden", "open the page at the address `dedupd review` printed")
-        url = urlsplit(self.path)
+        try:
+            url = urlsplit(self.path)
+        except ValueError:  # e.g. "http://[/": not a URL
+            return self._error(400, "bad request", "the request target is not a valid path")
         query = parse_qs(url.query)
         if url.path in STATIC:
             return self._send(200, _package_file(url.path[1:]), STATIC[url.path] + "; charset=utf-8")
@@ -360,7 +363,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._error(403, "forbidden", "open the page at the address `dedupd review` printed")
         if not self._is(self.headers.get(TOKEN_HEADER, "")):
             return self._error(403, "forbidden", f"a change needs the token in the {TOKEN_HEADER} header")
-        action = urlsplit(self.path).path.removeprefix("/api/")
+        try:
+            action = urlsplit(self.path).path.removeprefix("/api/")
+        except ValueError:
+            return self._error(400, "bad request", "the request target is not a valid path")
         if action not in SHAPES:
             return self._error(404, "not found", f"no action {action}; the page has: {', '.join(SHAPES)}")
         if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
@@ -376,8 +382,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if not isinstance(payload, dict):
                 raise ValueError("the body must be a JSON object")
             body = SHAPES[action](payload)
-        except ValueError as exc:
-            return self._error(400, "bad request", str(exc))
+        except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+            return self._error(400, "bad request", str(exc)[:200] or type(exc).__name__)
         try:
             result = self.review.source.act(action, body)
         except ReadOnly as exc:

@@ -251,11 +251,27 @@ def test_bad_json_and_empty_bodies(lib: Lib) -> None:
 
 
 def test_bad_json_without_curl(lib: Lib) -> None:
-    for body in (b'{"path": ', b"[]", b"\xff\xfe{"):
-        raw = raw_exchange(lib.d.socket_path, b"POST /v1/query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                           b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    deep = b"[" * 50_000 + b"]" * 50_000  # deeper than Python's recursion limit: was a 500
+    for endpoint, body in (("query", b'{"path": '), ("query", b"[]"), ("query", b"\xff\xfe{"), ("query", deep),
+                           ("keep", deep), ("ignore/remove", b'{"ids": ' + deep + b"}")):
+        raw = raw_exchange(lib.d.socket_path, b"POST /v1/%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                           b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                           % (endpoint.encode(), len(body), body))
         code, _, res = parse_response(raw)
-        assert code == 400 and res["error"] == "bad json", (body, res)
+        assert code == 400 and res["error"] == "bad json", (endpoint, body[:20], res)
+
+
+def test_out_of_range_ids_and_loose_integers_are_400(lib: Lib) -> None:
+    """ids beyond the store's 64-bit keys (were a 500), and offset/limit in forms int() accepts
+    but the API documents as integers ("1_0", " 1", "+1")."""
+    for ids in ([-1], [2**64], [2**63]):
+        code, res = lib.d.api("POST", "/v1/ignore/remove", {"ids": ids})
+        assert code == 400 and res["error"] == "bad request", (ids, res)
+    for query in ("offset=1_0", "limit=%201", "limit=+1", "offset=-0", "limit=1e2"):
+        code, res = lib.d.api("GET", f"/v1/groups?{query}")
+        assert code == 400 and "integers" in res["detail"], (query, res)
+    code, _ = lib.d.api("GET", "/v1/groups?offset=0&limit=2")
+    assert code == 200
 
 
 # -- body limits --------------------------------------------------------------------------------
@@ -404,6 +420,7 @@ STRICT_CASES = [
     ("expect-other", b"POST /v1/query HTTP/1.1\r\nExpect: magic\r\nContent-Length: 5\r\n\r\n", 417),
     ("unknown-method", b"BREW /v1/status HTTP/1.1\r\n\r\n", 501),
     ("http2", b"GET /v1/status HTTP/2.0\r\n\r\n", 505),
+    ("not-a-url", b"GET http://[/v1/status HTTP/1.1\r\n\r\n", 400),
 ]
 
 

@@ -178,8 +178,9 @@ class Router:
             return {}
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HttpError(400, "bad json", f"the request body is not valid JSON ({exc})") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+            raise HttpError(400, "bad json", f"the request body is not valid JSON ({type(exc).__name__}: "
+                                             f"{str(exc)[:200]})") from None
         if not isinstance(data, dict):
             raise HttpError(400, "bad json", "the request body must be a JSON object")
         return data
@@ -215,7 +216,10 @@ class Router:
             raise HttpError(400, "bad request", "'path' must be an absolute path (the daemon has no "
                                                 "working directory of yours)")
         norm = os.path.normpath(raw)
-        real = os.path.realpath(norm)
+        try:
+            real = os.path.realpath(norm)
+        except OSError:  # a link along the path changed while it was resolved
+            raise HttpError(404, "not found", f"no file {norm} (a folder on its path is changing)") from None
         if not self._watched(real):
             raise HttpError(403, "forbidden", forbidden)
         return norm, real
@@ -327,11 +331,10 @@ class Router:
 
     def groups(self, request: Request) -> tuple[int, Any]:
         query = request.query
-        try:
-            offset = int(query.get("offset", 0))
-            limit = int(query.get("limit", 100))
-        except ValueError:
-            raise HttpError(400, "bad request", "offset and limit must be integers") from None
+        raw = (query.get("offset", "0"), query.get("limit", "100"))
+        if not all(v.isascii() and v.isdigit() for v in raw):  # int() would take " 1", "1_0", "+1"
+            raise HttpError(400, "bad request", "offset and limit must be integers")
+        offset, limit = (int(v) for v in raw)
         if offset < 0 or not 1 <= limit <= MAX_GROUPS_PAGE:
             raise HttpError(400, "bad request", f"need offset >= 0 and 1 <= limit <= {MAX_GROUPS_PAGE}")
         store = self.daemon.store
@@ -456,7 +459,7 @@ class Router:
         ids = data.get("ids")
         if "ids" in data:
             if set(data) != {"ids"} or not isinstance(ids, list) or not ids or not all(
-                    isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                    isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**63 for i in ids):
                 raise HttpError(400, "bad request", 'send {"ids": [1, ...]} or {"paths": ["/absolute/path", ...]}')
             wanted = list(ids)
         else:

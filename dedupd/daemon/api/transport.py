@@ -281,7 +281,10 @@ class _Connection:
             if head.method not in METHODS:
                 raise HttpError(501, "not implemented", f"unsupported method {head.method}")
             body = self._read_body(head, deadline)
-            url = urlsplit(head.target)
+            try:
+                url = urlsplit(head.target)
+            except ValueError:  # e.g. "http://[/v1/status": not a URL
+                raise HttpError(400, "bad request", "the request target is not a valid path") from None
             try:
                 query = {k: v[-1] for k, v in parse_qs(url.query, errors="strict").items()}
             except UnicodeDecodeError:
