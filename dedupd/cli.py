@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -444,24 +445,43 @@ def cmd_review(args: argparse.Namespace) -> int:
         review.close()
         raise DedupdError(f"cannot listen on 127.0.0.1 port {args.port}: {exc.strerror or exc}; pass --port 0 "
                           "(a free port) or another port") from None
+    launcher: str | None = None
     try:
         print(f"dedupd review: {source.describe()}", flush=True)
         print(f"open {server.url}", flush=True)
         print("(Ctrl-C to stop)", flush=True)
         if not args.no_browser:
-            import webbrowser
-
-            webbrowser.open(server.url)
+            launcher = _open_privately(server.url)
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)
     finally:
         from dedupd.reports.thumbnails import stop_workers
 
+        if launcher is not None:
+            shutil.rmtree(launcher, ignore_errors=True)
         server.server_close()
         stop_workers()
         review.close()
     return EXIT_OK
+
+
+def _open_privately(url: str) -> str:
+    """Open ``url`` (it carries the review token) in the browser through a redirect page only this
+    user can read: a browser's command line is world-readable in /proc, the page's folder is 0700.
+    Returns the folder, removed when the review ends."""
+    import tempfile
+    import webbrowser
+    from html import escape
+
+    folder = tempfile.mkdtemp(prefix="dedupd-review-")
+    page = os.path.join(folder, "open.html")
+    fd = os.open(page, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f'<!DOCTYPE html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={escape(url)}">'
+                f'<title>dedupd review</title><a href="{escape(url)}">open the review page</a>\n')
+    webbrowser.open(f"file://{page}")
+    return folder
 
 
 # -- client commands --------------------------------------------------------------------------------

@@ -37,3 +37,48 @@ def test_missing_chromedriver_fails_under_ci(monkeypatch, tmp_path: Path) -> Non
     monkeypatch.setattr(browser, "IN_CI", False)
     with pytest.raises(pytest.skip.Exception):
         browser.webdriver(tmp_path)
+
+
+def test_the_browser_gets_the_token_through_a_private_file_not_its_command_line(tmp_path: Path,
+                                                                              corpus_dir: Path) -> None:
+    """A browser's command line is readable by every local user (/proc/PID/cmdline): the review
+    URL with its token reaches the browser in a 0600 page in a 0700 folder, removed at the end."""
+    import shutil
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEDUPD_")}
+    env["PYTHONPATH"] = str(REPO)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        shutil.copyfile(sorted((corpus_dir / "base").glob("*.jpg"))[0], photos / name)
+    subprocess.run([sys.executable, "-m", "dedupd", "scan", str(photos), "--store-dir", str(tmp_path / "store"),
+                    "--report-dir", str(tmp_path / "reports")], env=env, check=True, capture_output=True, timeout=120)
+    record = tmp_path / "browser.txt"
+    fake = tmp_path / "browser.sh"  # records what a browser would be given, and what it could read
+    fake.write_text(f'#!/bin/sh\necho "$@" > {record}.tmp\nf="${{1#file://}}"\n'
+                    f'stat -c "%a" "$f" "$(dirname "$f")" >> {record}.tmp\ncat "$f" >> {record}.tmp\n'
+                    f'mv {record}.tmp {record}\n')
+    fake.chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "dedupd", "review", "--store-dir", str(tmp_path / "store"),
+                             "--port", "0"], env={**env, "BROWSER": f"{fake} %s"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        url = proc.stdout.readline().split()[-1]
+        token = url.split("token=")[1]
+        deadline = time.monotonic() + 30
+        while not record.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lines = record.read_text().split("\n", 3)
+        argv, modes, page = lines[0], lines[1:3], lines[3]
+        assert token not in argv and argv.startswith("file://"), argv
+        assert modes == ["600", "700"], modes
+        assert url.replace("&", "&amp;") in page
+        folder = Path(argv[len("file://"):]).parent
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert not folder.exists(), "the page with the token is removed when the review ends"
