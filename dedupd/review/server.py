@@ -27,6 +27,7 @@ import mimetypes
 import os
 import secrets
 import shutil
+import socket
 import tempfile
 import threading
 import time
@@ -254,6 +255,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     server_version = "dedupd-review"
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a connection may sit without sending (an idle keep-alive one too)
 
     @property
     def review(self) -> Review:
@@ -397,15 +399,44 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 class ReviewServer(http.server.ThreadingHTTPServer):
+    """The review page on 127.0.0.1, for the user who started it: a connection from another local
+    user is closed unanswered (its uid read from /proc/net/tcp), so no other user can hold the
+    server's connections or file descriptors, whatever they know of the token."""
+
     daemon_threads = True
 
     def __init__(self, review: Review, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), Handler)
         self.review = review
+        self.owner = os.getuid()
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        uid = loopback_peer_uid(request)
+        if uid is None or uid in (self.owner, 0):
+            return True
+        logger.warning("review: refused a connection of uid %d (the page is for uid %d)", uid, self.owner)
+        return False
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/?token={self.review.token}"
+
+
+def loopback_peer_uid(sock: socket.socket) -> int | None:
+    """The uid that owns the other end of a loopback TCP connection (Linux: /proc/net/tcp), or
+    None when it cannot be told."""
+    try:
+        host, port = sock.getpeername()[:2]
+        want = f"{socket.inet_aton(host)[::-1].hex().upper()}:{port:04X}"
+        with open("/proc/net/tcp") as table:
+            next(table)
+            for line in table:
+                fields = line.split()
+                if fields[1] == want:  # the client's own socket: its local address is our peer's
+                    return int(fields[7])
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return None
 
 
 def open_source(socket_path: str, config: Any | None) -> LiveSource | StoreSource:

@@ -82,3 +82,43 @@ def test_the_browser_gets_the_token_through_a_private_file_not_its_command_line(
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     assert not folder.exists(), "the page with the token is removed when the review ends"
+
+
+def test_another_local_user_is_not_served(tmp_path: Path, corpus_dir: Path) -> None:
+    """The page is the starting user's: another uid's connection is closed unanswered (it could
+    otherwise hold the server's connections, or use a leaked token); the owner's is answered."""
+    import shutil
+    import signal
+
+    import pytest
+
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if os.geteuid() != 0 or system_python is None:
+        pytest.skip("connecting as another user needs root and a python3 every user may run")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEDUPD_")}
+    env["PYTHONPATH"] = str(REPO)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copyfile(sorted((corpus_dir / "base").glob("*.jpg"))[0], photos / "a.jpg")
+    subprocess.run([sys.executable, "-m", "dedupd", "scan", str(photos), "--store-dir", str(tmp_path / "store"),
+                    "--report-dir", str(tmp_path / "reports")], env=env, check=True, capture_output=True, timeout=120)
+    proc = subprocess.Popen([sys.executable, "-m", "dedupd", "review", "--no-browser", "--store-dir",
+                             str(tmp_path / "store"), "--port", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    probe = ("import socket, sys\n"
+             "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10)\n"
+             "s.sendall(b'GET /api/version HTTP/1.1\\r\\nHost: 127.0.0.1:' + sys.argv[1].encode() + b'\\r\\n\\r\\n')\n"
+             "print(s.recv(100).decode(errors='replace').split('\\r\\n')[0] or 'closed')\n")
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        port = proc.stdout.readline().split("127.0.0.1:")[1].split("/")[0]
+        mine = subprocess.run([sys.executable, "-c", probe, port], capture_output=True, text=True, timeout=30)
+        assert mine.stdout.strip() == "HTTP/1.1 403 Forbidden", mine  # answered (no token)
+        other = subprocess.run([system_python, "-c", probe, port], capture_output=True, text=True, timeout=30,
+                               user=65534, group=65534, extra_groups=[])
+        assert other.stdout.strip() == "closed" or "ConnectionResetError" in other.stderr, other
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "refused a connection of uid 65534" in err
