@@ -38,6 +38,7 @@ from dedupd.daemon.store import EncodingRecord, FileRecord, Store
 from dedupd.daemon.walk import walk_root
 from dedupd.engines.ray_runtime import TASK_RETRIES, Rate, connected, stream
 from dedupd.errors import DedupdError
+from dedupd.reports.files import EventLog
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,8 @@ class _Writer:
 
     def __init__(self, config: Config, store: Store, stats: RayStats) -> None:
         self.store, self.stats = store, stats
+        # the unreadable files go to events.jsonl as a local scan's do (the scan names them from there)
+        self.events = EventLog(os.path.join(config.report_dir, "events.jsonl"), config.report_mode)
         self.spec_methods = tuple(config.hash_keys())
         self.hash_params, self.cnn_id, self.max_pixels = config.hash_params_id(), config.cnn_model_id(), config.max_pixels
         self.encoded: set[bytes] = set()  # digests this run has written an encoding for
@@ -190,6 +193,7 @@ class _Writer:
                 s.unreadable += 1
                 reason = res.reason or "unknown decode error"
                 logger.warning("unreadable image %s: %s", path, reason, extra={"path": path, "reason": reason})
+                self.events.append("unreadable", path=path, reason=reason)
                 self.pending.append((path, FileRecord(size, mtime_ns, dev, inode, digest, "unreadable", reason,
                                                       time.time()), None))
             else:

@@ -82,6 +82,9 @@ def test_ray_scan_equals_local_scan_and_the_daemon_decodes_nothing(ray_cluster: 
     local = local_scan["status"]
     for key in ("files", "unreadable", "groups", "duplicates", "decoded", "reused", "unchanged"):
         assert status[key] == local[key], key
+    # the files found unreadable on Ray are named as a local scan names them (events.jsonl)
+    assert sorted(map(str, status["unreadable_files"])) == sorted(map(str, local["unreadable_files"])), status
+    assert len(status["unreadable_files"]) == 4  # truncated, text, empty, and the dangling link (local pass)
     assert status["decoded"] + status["reused"] + status["unchanged"] == len(local_scan["store"]["files"]) - 1
 
     # a daemon on the Ray-built store starts with everything indexed and decodes nothing
