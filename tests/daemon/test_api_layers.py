@@ -191,3 +191,15 @@ def test_mutated_requests_fail_only_with_http_errors_and_alike_however_they_are_
                 assert split == whole, (bytes(data), whole, split)
             else:
                 assert split[0] == "error", (bytes(data), whole, split)
+
+
+def test_a_connection_receiving_its_body_may_be_cut_for_a_newcomer() -> None:
+    """Trickled bodies are bytes on their way, no work of the daemon: a user holding every slot
+    with them no longer locks its own ``dedupd status`` out."""
+    adm = admission.Admission(total=10, per_uid=4, per_pid=4)
+    trickling = [adm.admit(100 + i, 1, float(i))[0] for i in range(4)]
+    for s in trickling:
+        assert s is not None
+        s.phase = "body"
+    cli, victim = adm.admit(200, 1, 10.0)
+    assert cli is not None and victim in trickling

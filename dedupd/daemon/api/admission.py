@@ -9,7 +9,7 @@ The rule, so that no single client can take every slot and the CLI always gets t
 * a process (pid) holds at most ``per_pid`` connections, a user (uid) at most ``per_uid``, everyone
   together at most ``total``;
 * a newcomer over a limit takes the place of an *idle* connection (waiting for, or part-way
-  through, a request head; or closing after an error) instead of being refused: in its own process
+  through, a request head or body; or closing after an error) instead of being refused: in its own process
   (idle for a second at least) when that process is at its limit, otherwise the idle connection of the process (then user)
   holding the most connections, provided that process holds more than the newcomer's. A
   connection whose request is being processed is never cut;
@@ -27,8 +27,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-#: Phases in which a connection holds no work of the daemon and may be cut for a newcomer.
-IDLE_PHASES = frozenset({"idle", "head", "closing"})
+#: Phases in which a connection holds no work of the daemon and may be cut for a newcomer (a body
+#: being received is only bytes on their way: trickled bodies held every slot of a user before).
+IDLE_PHASES = frozenset({"idle", "head", "body", "closing"})
 #: A process at its own limit recycles only connections idle this long: one that reopens as fast as
 #: it can gets cheap 503s (no thread) instead of churning through its own slots.
 OWN_IDLE_S = 1.0
@@ -36,8 +37,9 @@ OWN_IDLE_S = 1.0
 
 @dataclass(eq=False)
 class Slot:
-    """One admitted connection. ``phase``: idle (no request byte yet), head (part of a head),
-    busy (body being read, request processed or answer sent), closing (error answer, lingering)."""
+    """One admitted connection. ``phase``: idle (no request byte yet), head (part of a head), body
+    (its body being received), busy (request processed or answer sent), closing (error answer,
+    lingering)."""
 
     pid: int
     uid: int

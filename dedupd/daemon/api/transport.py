@@ -291,10 +291,11 @@ class _Connection:
             head = self._read_head(start + self.limits.header_timeout)
             if head is None:
                 return False
-            self._phase("busy")
+            self._phase("body")
             if head.method not in METHODS:
                 raise HttpError(501, "not implemented", f"unsupported method {head.method}")
             body = self._read_body(head, deadline)
+            self._phase("busy")
             try:
                 url = urlsplit(head.target)
             except ValueError:  # e.g. "http://[/v1/status": not a URL
