@@ -60,11 +60,30 @@ def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S, *, named_by:
         raise EngineUnavailable(f"{named_by} {address!r} is not HOST:PORT (the head node's GCS address, "
                                 "printed by `ray start --head`, default port 6379)")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
-            pass
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout) as sock:
+            grpc = _speaks_grpc(sock) if os.environ.get("RAY_USE_TLS", "0").lower() in ("0", "false", "") else True
     except OSError as exc:
         raise EngineUnavailable(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
                                 f"`ray start --head` on the head node, or fix {named_by}") from None
+    if not grpc:  # Ray itself would retry such an address for minutes
+        raise EngineUnavailable(f"something answers at {address}, but not a Ray cluster (no gRPC): give the head "
+                                f"node's GCS address, printed by `ray start --head` (default port 6379), in {named_by}")
+
+
+def _speaks_grpc(sock: socket.socket) -> bool:
+    """Whether the peer answers an HTTP/2 client preface with a SETTINGS frame, as Ray's GCS (gRPC,
+    cleartext) does at once."""
+    sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    head = b""
+    try:
+        while len(head) < 9:
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                break
+            head += chunk
+    except OSError:  # a timeout: no answer to HTTP/2
+        return False
+    return len(head) == 9 and head[3] == 0x04
 
 
 @contextlib.contextmanager

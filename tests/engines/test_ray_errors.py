@@ -79,6 +79,24 @@ def test_addresses_from_the_environment_a_client_url_and_an_empty_one(tmp_path: 
     assert client.stderr.strip().splitlines()[-1].startswith(f"dedupd: cannot join the Ray cluster at ray://127.0.0.1:{port}")
 
 
+def test_an_address_where_something_else_listens_fails_fast_and_clearly(tmp_path: Path) -> None:
+    """An HTTP server at the address: Ray's own connection would retry for minutes."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        t0 = time.monotonic()
+        out = run_scan(tmp_path, "--ray-address", f"127.0.0.1:{port}")
+        assert out.returncode == 1 and time.monotonic() - t0 < 30, out.stderr[-2000:]
+        assert f"something answers at 127.0.0.1:{port}, but not a Ray cluster" in out.stderr, out.stderr[-2000:]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_task_result_recorded_twice_writes_the_same_entries(tmp_path: Path, photos: Path) -> None:
     config = config_from_mapping({"roots": [str(photos)], "store_dir": str(tmp_path / "store"),
                                   "report_dir": str(tmp_path / "reports"), "socket_path": str(tmp_path / "s")})
