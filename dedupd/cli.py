@@ -386,9 +386,12 @@ def _scan_on_ray(args: argparse.Namespace, config: Any, tty: bool) -> dict[str, 
             sys.stderr.write(f"\r{line}   ")
             sys.stderr.flush()
 
-    with contextlib.redirect_stdout(sys.stderr):  # Ray echoes its nodes' logs on stdout: keep it for the result
-        return scan_on_ray(config, address=args.ray_address, batch=args.ray_batch or BATCH, progress=progress,
-                           daemon_hook=lambda daemon: daemon.install_signals())
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # Ray echoes its nodes' logs on stdout: keep it for the result
+            return scan_on_ray(config, address=args.ray_address, batch=args.ray_batch or BATCH, progress=progress,
+                               daemon_hook=lambda daemon: daemon.install_signals())
+    except KeyboardInterrupt:  # Ctrl-C during the Ray phase (the local phase reports "interrupted" itself)
+        return {"state": "interrupted"}
 
 
 def cmd_report(args: argparse.Namespace) -> int:
