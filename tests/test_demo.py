@@ -4,6 +4,7 @@ commands work against it)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,14 +81,26 @@ def read_until(fd: int, marker: str, proc: subprocess.Popen, timeout: float = 24
     return out.decode(errors="replace").replace("\r\n", "\n")
 
 
-def test_demo_in_a_terminal_runs_until_ctrl_c_and_its_commands_work(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def demo_in_a_terminal(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+    """``make run``'s demo on a pseudo-terminal: ``(process, terminal fd)``, killed at the end."""
     master, slave = pty.openpty()
-    env = demo_env(REPO)
     proc = subprocess.Popen([sys.executable, "-m", "dedupd.demo", "--dir", str(tmp_path / "demo"), "--source",
-                             "bundled"], cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=slave,
+                             "bundled"], cwd=tmp_path, env=demo_env(REPO), stdin=slave, stdout=slave, stderr=slave,
                             start_new_session=True)
     os.close(slave)
     try:
+        yield proc, master
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_demo_in_a_terminal_runs_until_ctrl_c_and_its_commands_work(tmp_path: Path) -> None:
+    env = demo_env(REPO)
+    with demo_in_a_terminal(tmp_path) as (proc, master):
         out = read_until(master, "Ctrl-C stops the daemon.", proc)
         lines = out.split("try:\n", 1)[1].split("\n\n", 1)[0].splitlines()
         commands = [shlex.split(line.split("#")[0]) for line in lines if line.startswith("  ")]
@@ -117,23 +131,13 @@ def test_demo_in_a_terminal_runs_until_ctrl_c_and_its_commands_work(tmp_path: Pa
         assert "daemon stopped (exit 0)" in rest
         after = subprocess.run(commands[0], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
         assert after.returncode == 4, "the daemon is gone after Ctrl-C"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
 def test_demo_stops_its_daemon_when_its_terminal_closes_or_it_is_killed(tmp_path: Path, signum: int) -> None:
     """The daemon runs in its own session (Ctrl-C reaches only the demo): a hang-up or a SIGTERM to
     the demo must stop it too, not leave it orphaned."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "dedupd.demo", "--dir", str(tmp_path / "demo"), "--source",
-                             "bundled"], cwd=tmp_path, env=demo_env(REPO), stdin=slave, stdout=slave, stderr=slave,
-                            start_new_session=True)
-    os.close(slave)
-    try:
+    with demo_in_a_terminal(tmp_path) as (proc, master):
         read_until(master, "Ctrl-C stops the daemon.", proc)
         status = [sys.executable, "-m", "dedupd", "status", "--config", str(tmp_path / "demo" / "config.yaml")]
         assert subprocess.run(status, env=demo_env(REPO), capture_output=True, timeout=60).returncode == 0
@@ -141,8 +145,3 @@ def test_demo_stops_its_daemon_when_its_terminal_closes_or_it_is_killed(tmp_path
         assert proc.wait(timeout=60) == 0
         after = subprocess.run(status, env=demo_env(REPO), capture_output=True, timeout=60)
         assert after.returncode == 4, "the daemon is gone with its demo"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
