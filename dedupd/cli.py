@@ -710,9 +710,7 @@ def _quarantine_offline(args: argparse.Namespace) -> dict[str, Any]:
     from dedupd.daemon.store import Store
 
     with Store.open(_load_config(args).store_dir, readonly=True, lock=False) as store:
-        entries = [{"id": e.id, "origin": e.origin, "dest": e.dest, "keeper": e.keeper, "reason": e.reason,
-                    "state": e.state, "created_at": e.created_at, "updated_at": e.updated_at}
-                   for e in store.iter_quarantine(args.state)]
+        entries = [e.as_dict() for e in store.iter_quarantine(args.state)]
     return {"entries": entries, "total": len(entries)}
 
 

@@ -49,10 +49,10 @@ class Links:
 
     def to(self, paths: Iterable[str], *, folders: bool = False) -> list[str]:
         """The symlinks resolving to any of ``paths`` (``folders``: or to a file under one of them)."""
+        if not self._to:  # the usual case (no watched symlink): no path resolved for each event
+            return []
         wanted = [r for p in paths if (r := _resolved(p)) is not None]
         with self._lock:
-            if not self._to:
-                return []
             found = {link for p in wanted for link in self._to.get(p, ())}
             if folders:
                 prefixes = tuple(p.rstrip("/") + "/" for p in wanted)

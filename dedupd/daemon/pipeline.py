@@ -516,8 +516,9 @@ class Pipeline:
         records, gone, jobs, known = prep.records, prep.gone, prep.jobs, prep.known
         for path in prep.order:
             try:
-                st = os.stat(path)
-                if os.path.islink(path):
+                st = os.lstat(path)  # a plain file: one call, as a stat; a symlink: then its target's
+                if stat_mod.S_ISLNK(st.st_mode):
+                    st = os.stat(path)
                     self.links.note(path)  # its target's changes are its own (see dedupd.daemon.links)
             except OSError as exc:
                 dangling = exc.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.islink(path)

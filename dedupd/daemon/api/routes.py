@@ -364,11 +364,7 @@ class Router:
         store = self.daemon.store
         if store is None:
             raise HttpError(503, "unavailable", "the daemon is shutting down")
-        entries = [
-            {"id": e.id, "origin": e.origin, "dest": e.dest, "keeper": e.keeper, "reason": e.reason,
-             "state": e.state, "created_at": e.created_at, "updated_at": e.updated_at}
-            for e in store.iter_quarantine(state)
-        ]
+        entries = [e.as_dict() for e in store.iter_quarantine(state)]
         return 200, {"entries": entries, "total": len(entries)}
 
     def restore(self, request: Request) -> tuple[int, Any]:

@@ -37,6 +37,11 @@ class QuarantineEntry:
     updated_at: float = 0.0
     id: int = 0
 
+    def as_dict(self) -> dict[str, object]:
+        """The entry as the socket API and ``dedupd quarantine list --json`` show it (no digest)."""
+        return {"id": self.id, "origin": self.origin, "dest": self.dest, "keeper": self.keeper, "reason": self.reason,
+                "state": self.state, "created_at": self.created_at, "updated_at": self.updated_at}
+
     def __post_init__(self) -> None:
         if self.state not in QUARANTINE_STATES:
             raise ValueError(f"QuarantineEntry.state must be one of {QUARANTINE_STATES}, got {self.state!r}")
